@@ -1,0 +1,35 @@
+# Two entry points do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+
+.PHONY: demo test bench vectors clean
+
+$(VENV)/created:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	touch $@
+
+$(VENV)/installed: $(VENV)/created pyproject.toml
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/installed-dev: $(VENV)/created pyproject.toml
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/installed
+	$(VENV)/bin/fedprivacy simulate
+
+test: $(VENV)/installed-dev
+	$(PY) -m pytest -q
+
+bench: $(VENV)/installed-dev
+	$(VENV)/bin/fedprivacy bench secagg --clients 100 --dim 100000 --dropout 0.1 --neighbours 20
+
+vectors: $(VENV)/installed
+	$(PY) protocols/secagg/generate_vectors.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,48 @@
+"""X25519 key agreement and HKDF-SHA256 key derivation (from ``cryptography``).
+
+Keys travel as raw 32-byte strings, never PEM. ``generate_keypair`` draws the private key from the
+given randomness source (the OS CSPRNG by default) so that test vectors can replay a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ..errors import InvalidParameters
+
+__all__ = ["KEY_BYTES", "generate_keypair", "public_key", "agree", "hkdf"]
+
+KEY_BYTES = 32
+RandomSource = Callable[[int], bytes]
+
+
+def generate_keypair(random_bytes: RandomSource) -> tuple[bytes, bytes]:
+    """A fresh X25519 key pair as (private_raw, public_raw)."""
+    private_raw = random_bytes(KEY_BYTES)
+    return private_raw, public_key(private_raw)
+
+
+def public_key(private_raw: bytes) -> bytes:
+    if len(private_raw) != KEY_BYTES:
+        raise InvalidParameters("an X25519 private key is 32 bytes")
+    return X25519PrivateKey.from_private_bytes(private_raw).public_key().public_bytes_raw()
+
+
+def agree(private_raw: bytes, peer_public_raw: bytes) -> bytes:
+    """The X25519 shared secret; ``InvalidParameters`` for a malformed or low-order peer key."""
+    if len(peer_public_raw) != KEY_BYTES or len(private_raw) != KEY_BYTES:
+        raise InvalidParameters("X25519 keys are 32 bytes")
+    try:
+        private = X25519PrivateKey.from_private_bytes(private_raw)
+        return private.exchange(X25519PublicKey.from_public_bytes(peer_public_raw))
+    except ValueError as exc:  # all-zero shared secret (low-order point)
+        raise InvalidParameters("invalid X25519 peer public key") from exc
+
+
+def hkdf(secret: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256(secret, salt, info) truncated to ``length`` bytes."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(secret)

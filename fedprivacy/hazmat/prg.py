@@ -1,0 +1,122 @@
+"""AES-128-CTR keystream written straight into numpy buffers, and randomness sources.
+
+Masks are the keystream of AES-128-CTR under a one-time key (derived by HKDF, unique per usage, so
+the all-zero counter block is safe). The keystream is produced with ``update_into`` into a reused
+buffer (7-9 GB/s, against ~1 GB/s for ``update``) in cache-sized chunks and added to the target in
+place, so no mask array is ever materialised at full length.
+
+Words mod 2^32 / 2^64 are uniform. Words mod p = 2^61 - 1 are the keystream's 64-bit words masked to
+61 bits, i.e. uniform over [0, 2^61 - 1] where the value p stands for 0: each word is at statistical
+distance 2^-61 from uniform over Z_p (2^-61 * D for a vector of D words).
+
+``SystemRandomness`` (``os.urandom``) is the default everywhere; ``DeterministicRandomness`` (an
+AES-CTR stream under a seed) exists so test vectors can replay a run byte for byte. It is not for
+production use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .field import P61, Modulus, add_inplace, dtype_of, sub_inplace, word_bytes
+from .kex import hkdf
+
+__all__ = [
+    "RandomSource",
+    "system_random_bytes",
+    "DeterministicRandomness",
+    "MaskExpander",
+    "keystream_words",
+    "random_field_elements",
+    "random_permutation",
+]
+
+RandomSource = Callable[[int], bytes]
+_ZERO_COUNTER = bytes(16)
+_P61_U64 = np.uint64(P61)
+
+
+def system_random_bytes(size: int) -> bytes:
+    """The OS CSPRNG."""
+    return os.urandom(size)
+
+
+class DeterministicRandomness:
+    """A reproducible byte stream (AES-128-CTR under a key derived from ``seed``). Tests only."""
+
+    def __init__(self, seed: bytes | str) -> None:
+        raw = seed.encode() if isinstance(seed, str) else bytes(seed)
+        key = hkdf(raw, b"", b"fedprivacy/v1 deterministic-randomness", 16)
+        self._encryptor = Cipher(algorithms.AES(key), modes.CTR(_ZERO_COUNTER)).encryptor()
+
+    def __call__(self, size: int) -> bytes:
+        return self._encryptor.update(bytes(size))
+
+
+class MaskExpander:
+    """Adds or subtracts AES-CTR keystream masks into vectors, chunk by chunk, with reused buffers.
+
+    One instance per party (not thread safe). ``chunk_words`` bounds the scratch memory.
+    """
+
+    def __init__(self, modulus: Modulus, chunk_words: int = 1 << 15) -> None:
+        self.modulus = modulus
+        self.chunk_words = chunk_words
+        self._dtype = dtype_of(modulus)
+        self._word = word_bytes(modulus)
+        self._zeros = bytes(chunk_words * self._word)
+        self._keystream = np.empty(chunk_words, dtype=self._dtype)
+        self._keystream_bytes = memoryview(self._keystream).cast("B")
+        self._scratch = np.empty(chunk_words, dtype=np.uint64) if modulus is Modulus.P61 else None
+
+    def apply(self, target: np.ndarray, key: bytes, subtract: bool = False) -> None:
+        """target +=/-= keystream(key) word by word, modulo ``self.modulus``."""
+        encryptor = Cipher(algorithms.AES(key), modes.CTR(_ZERO_COUNTER)).encryptor()
+        total = target.shape[0]
+        combine = sub_inplace if subtract else add_inplace
+        for start in range(0, total, self.chunk_words):
+            count = min(self.chunk_words, total - start)
+            nbytes = count * self._word
+            encryptor.update_into(self._zeros[:nbytes], self._keystream_bytes[:nbytes])
+            words = self._keystream[:count]
+            if self.modulus is Modulus.P61:
+                np.bitwise_and(words, _P61_U64, out=words)
+                combine(target[start : start + count], words, self.modulus, self._scratch)
+            elif subtract:
+                np.subtract(target[start : start + count], words, out=target[start : start + count])
+            else:
+                np.add(target[start : start + count], words, out=target[start : start + count])
+
+
+def keystream_words(key: bytes, count: int, modulus: Modulus) -> np.ndarray:
+    """The first ``count`` mask words of ``key`` as a new array (reference path, tests, vectors)."""
+    out = np.zeros(count, dtype=dtype_of(modulus))
+    MaskExpander(modulus).apply(out, key)
+    return out
+
+
+def random_field_elements(count: int, random_bytes: RandomSource) -> np.ndarray:
+    """``count`` exactly uniform elements of Z_p, p = 2^61 - 1 (61-bit words, rejecting the value p)."""
+    values = np.frombuffer(random_bytes(8 * count), dtype="<u8").astype(np.uint64) & _P61_U64
+    rejected = np.flatnonzero(values == _P61_U64)
+    while rejected.size:  # probability 2^-61 per word
+        fresh = np.frombuffer(random_bytes(8 * rejected.size), dtype="<u8").astype(np.uint64) & _P61_U64
+        values[rejected] = fresh
+        rejected = rejected[fresh == _P61_U64]
+    return values
+
+
+def random_permutation(count: int, key: bytes) -> np.ndarray:
+    """A permutation of range(count) determined by ``key``: sort by 128-bit keystream labels.
+
+    Two labels collide with probability below count^2 / 2^129; ties (if any) break by index, which
+    keeps the result a permutation.
+    """
+    raw = np.zeros(2 * count, dtype=np.uint64)
+    MaskExpander(Modulus.U64).apply(raw, key)
+    labels = raw.reshape(count, 2)
+    return np.lexsort((np.arange(count), labels[:, 1], labels[:, 0]))

@@ -1,0 +1,30 @@
+"""Secure aggregation (Bonawitz et al. CCS'17; SecAgg+ of Bell et al. CCS'20), sans-I/O."""
+
+from .client import SecAggClient
+from .driver import DropoutSchedule, DropStage, RoundReport, run_secagg_round
+from .messages import decode_message
+from .params import Adversary, GraphParameters, SecAggConfig, check_graph_parameters, find_graph_parameters
+from .quantize import Quantizer
+from .server import Outbound, SecAggServer
+from .stages import ClientStage, ServerStage
+from ..hazmat.field import Modulus
+
+__all__ = [
+    "Adversary",
+    "ClientStage",
+    "DropStage",
+    "DropoutSchedule",
+    "GraphParameters",
+    "Modulus",
+    "Outbound",
+    "Quantizer",
+    "RoundReport",
+    "SecAggClient",
+    "SecAggConfig",
+    "SecAggServer",
+    "ServerStage",
+    "check_graph_parameters",
+    "decode_message",
+    "find_graph_parameters",
+    "run_secagg_round",
+]

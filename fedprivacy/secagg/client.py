@@ -1,0 +1,303 @@
+"""The secure-aggregation client: a sans-I/O state machine (messages in, messages out).
+
+Threat model: the server is curious (or, with a semi-malicious threshold, may lie about who dropped);
+up to t - 1 of this client's share holders may collude with it. What leaves this client: its two
+X25519 public keys, Shamir shares of its mask private key and self-mask seed (each encrypted to one
+neighbour), its masked input, and -- once -- for each neighbour, *either* that neighbour's self-mask
+seed share (if the server says it is alive) *or* its mask-key share (if the server says it dropped).
+
+The client refuses (aborts, releases nothing more) an unmasking request whose alive and dropped sets
+overlap, name a party outside the neighbours it exchanged shares with, omit one of them, leave fewer
+than t holders alive, or differ from a request it already answered. A share ciphertext that fails
+authentication, or any message that breaks the protocol, also aborts the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import (
+    DecodeError,
+    FedPrivacyError,
+    InvalidCiphertext,
+    InvalidParameters,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from ..hazmat import shamir
+from ..hazmat.field import dtype_of, modulus_value
+from ..hazmat.kex import agree, generate_keypair
+from ..hazmat.prg import MaskExpander, RandomSource, system_random_bytes
+from .graph import neighbourhood
+from .masking import (
+    decrypt_share,
+    encrypt_share,
+    pair_mask_key,
+    secret_to_limbs,
+    self_mask_key,
+    share_channel_key,
+)
+from .messages import (
+    AdvertiseKeys,
+    KeyBroadcast,
+    MaskedInput,
+    Message,
+    RoutedShares,
+    ShareKeys,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from .params import SecAggConfig
+from .stages import CLIENT_TRANSITIONS, ClientEvent, ClientStage
+
+__all__ = ["SecAggClient", "coerce_input"]
+
+_EVENT_OF = {
+    KeyBroadcast: ClientEvent.KEY_BROADCAST,
+    RoutedShares: ClientEvent.ROUTED_SHARES,
+    UnmaskRequest: ClientEvent.UNMASK_REQUEST,
+}
+
+
+def coerce_input(vector: object, config: SecAggConfig) -> np.ndarray:
+    """A validated private copy of an input vector in the modulus' dtype (``InvalidParameters`` if not)."""
+    array = np.asarray(vector)
+    if array.ndim != 1 or array.shape[0] != config.dim:
+        raise InvalidParameters(f"input must be a vector of length {config.dim}, got shape {array.shape}")
+    if array.dtype.kind not in "ui":
+        raise InvalidParameters(f"input must hold integers (quantize floats first), got dtype {array.dtype}")
+    if array.size:
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high >= modulus_value(config.modulus):
+            raise InvalidParameters(f"input values must be in [0, {modulus_value(config.modulus)}), got [{low}, {high}]")
+    return np.array(array, dtype=dtype_of(config.modulus), copy=True)
+
+
+class SecAggClient:
+    """One party of a secure sum. Drive it with :meth:`start`, :meth:`receive` and :meth:`submit_input`.
+
+    ``random_bytes`` is the source of every secret this client draws (keys, seed, Shamir
+    coefficients); it defaults to the OS CSPRNG and exists so vectors can replay a run.
+    """
+
+    def __init__(
+        self, config: SecAggConfig, party_id: int, *, random_bytes: RandomSource = system_random_bytes
+    ) -> None:
+        if party_id not in config.party_ids:
+            raise InvalidParameters(f"party {party_id} is not in this round's party set")
+        self.config = config
+        self.party_id = party_id
+        self.neighbours: frozenset[int] = neighbourhood(config, party_id)
+        self.stage = ClientStage.CREATED
+        self.error: FedPrivacyError | None = None
+        self._random_bytes = random_bytes
+        self._channel_private: bytes | None = None
+        self._mask_private: bytes | None = None
+        self._own_public_keys: tuple[bytes, bytes] = (b"", b"")
+        self._peer_keys: dict[int, tuple[bytes, bytes]] = {}  # neighbour -> (channel pk, mask pk)
+        self._own_seed: bytes | None = None
+        self._own_seed_share: tuple[int, ...] | None = None
+        self._held_shares: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}  # owner -> (key, seed)
+        self._input: np.ndarray | None = None
+        self._answered: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+        self._response: UnmaskResponse | None = None
+        self._released: dict[int, str] = {}  # peer -> "seed" | "key": never both
+
+    # -- public driving API -------------------------------------------------------------------
+
+    @property
+    def mask_peers(self) -> frozenset[int]:
+        """The neighbours this client exchanged shares with (and masks with)."""
+        return frozenset(self._held_shares)
+
+    def start(self) -> list[Message]:
+        """Round 0: generate the channel and mask key pairs and advertise their public halves."""
+        self._transition(ClientEvent.START, local=True)
+        self._channel_private, channel_public = generate_keypair(self._random_bytes)
+        self._mask_private, mask_public = generate_keypair(self._random_bytes)
+        self._own_public_keys = (channel_public, mask_public)
+        return [AdvertiseKeys(self.party_id, channel_public, mask_public)]
+
+    def submit_input(self, vector: object) -> list[Message]:
+        """Provide the input (integers in [0, modulus)); masked and sent once the shares are in."""
+        self._next_stage(ClientEvent.SUBMIT_INPUT, local=True)  # checks legality, changes nothing
+        if self._input is not None:
+            raise LocalProtocolError("the input was already submitted")
+        self._input = coerce_input(vector, self.config)
+        if self.stage is ClientStage.AWAITING_INPUT:
+            return self._guarded(self._send_masked_input)
+        return []
+
+    def receive(self, message: Message) -> list[Message]:
+        """Consume one server message; returns the messages to send. Aborts on protocol violations."""
+        event = _EVENT_OF.get(type(message))
+        if event is None:
+            return self._guarded(self._raise, RemoteProtocolError(f"a client does not accept {type(message).__name__}"))
+        if getattr(message, "recipient", None) != self.party_id:
+            return self._guarded(self._raise, RemoteProtocolError("message addressed to another party"))
+        handler: Callable[[Message], list[Message]] = {
+            ClientEvent.KEY_BROADCAST: self._on_key_broadcast,
+            ClientEvent.ROUTED_SHARES: self._on_routed_shares,
+            ClientEvent.UNMASK_REQUEST: self._on_unmask_request,
+        }[event]
+        return self._guarded(self._dispatch, event, handler, message)
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    def _next_stage(self, event: ClientEvent, *, local: bool) -> ClientStage:
+        target = CLIENT_TRANSITIONS.get((self.stage, event))
+        if target is None:
+            text = f"{event.value} is not allowed in stage {self.stage.value}"
+            raise LocalProtocolError(text) if local else RemoteProtocolError(text)
+        return target
+
+    def _transition(self, event: ClientEvent, *, local: bool) -> None:
+        self.stage = self._next_stage(event, local=local)
+
+    def _dispatch(self, event: ClientEvent, handler: Callable[[Message], list[Message]], message: Message) -> list[Message]:
+        target = self._next_stage(event, local=False)
+        before = self.stage
+        out = handler(message)
+        if self.stage is before:  # a handler that completes the next step itself has moved on already
+            self.stage = target
+        return out
+
+    def _guarded(self, function: Callable[..., list[Message]], *args: object) -> list[Message]:
+        """Run a step; a remote violation or a bad ciphertext aborts the client for good."""
+        if self.stage is ClientStage.ABORTED:
+            raise LocalProtocolError("this client aborted") from self.error
+        try:
+            return function(*args)
+        except (RemoteProtocolError, InvalidCiphertext, DecodeError) as exc:
+            self._abort(exc)
+            raise
+        except InvalidParameters as exc:  # e.g. an invalid peer public key
+            error = RemoteProtocolError(str(exc))
+            self._abort(error)
+            raise error from exc
+
+    @staticmethod
+    def _raise(error: FedPrivacyError) -> list[Message]:
+        raise error
+
+    def _abort(self, error: FedPrivacyError) -> None:
+        self.stage = ClientStage.ABORTED
+        self.error = error
+        self._channel_private = self._mask_private = self._own_seed = None
+        self._held_shares.clear()
+        self._input = None
+
+    # -- round 1: share keys ----------------------------------------------------------------------
+
+    def _on_key_broadcast(self, message: KeyBroadcast) -> list[Message]:
+        config = self.config
+        peers = {p.party_id: (p.channel_public_key, p.mask_public_key) for p in message.peers}
+        if len(peers) != len(message.peers):
+            raise RemoteProtocolError("key broadcast lists a party twice")
+        if not set(peers) <= self.neighbours:
+            raise RemoteProtocolError("key broadcast names parties outside this client's neighbourhood")
+        if len(peers) + 1 < config.threshold:
+            raise RemoteProtocolError(f"only {len(peers) + 1} share holders left, threshold is {config.threshold}")
+        assert self._channel_private is not None and self._mask_private is not None
+        all_keys = [key for pair in peers.values() for key in pair] + list(self._own_public_keys)
+        if len(set(all_keys)) != len(all_keys):
+            raise RemoteProtocolError("neighbours' public keys are not pairwise distinct")
+        self._peer_keys = peers
+        self._own_seed = self._random_bytes(32)
+        holders = sorted([self.party_id, *peers])
+        secrets = np.concatenate([secret_to_limbs(self._mask_private), secret_to_limbs(self._own_seed)])
+        shares = shamir.share(secrets, holders, config.threshold, self._random_bytes)
+        limb_count = secrets.shape[0] // 2
+        ciphertexts = []
+        for row, holder in enumerate(holders):
+            key_limbs, seed_limbs = shares[row, :limb_count], shares[row, limb_count:]
+            if holder == self.party_id:
+                self._own_seed_share = tuple(int(v) for v in seed_limbs)
+                continue
+            channel_key = share_channel_key(
+                config, agree(self._channel_private, peers[holder][0]), self.party_id, holder
+            )
+            ciphertexts.append((holder, encrypt_share(config, channel_key, self.party_id, holder, key_limbs, seed_limbs)))
+        return [ShareKeys(self.party_id, tuple(ciphertexts))]
+
+    # -- round 2: masked input --------------------------------------------------------------------
+
+    def _on_routed_shares(self, message: RoutedShares) -> list[Message]:
+        config = self.config
+        senders = [sender for sender, _ in message.ciphertexts]
+        if len(set(senders)) != len(senders):
+            raise RemoteProtocolError("routed shares list a sender twice")
+        if not set(senders) <= set(self._peer_keys):
+            raise RemoteProtocolError("routed shares come from parties whose keys this client never saw")
+        if len(senders) + 1 < config.threshold:
+            raise RemoteProtocolError(f"only {len(senders) + 1} share holders left, threshold is {config.threshold}")
+        assert self._channel_private is not None
+        held = {}
+        for sender, ciphertext in message.ciphertexts:
+            channel_key = share_channel_key(
+                config, agree(self._channel_private, self._peer_keys[sender][0]), sender, self.party_id
+            )
+            held[sender] = decrypt_share(config, channel_key, sender, self.party_id, ciphertext)
+        self._held_shares = held
+        if self._input is not None:
+            self.stage = ClientStage.AWAITING_INPUT
+            return self._send_masked_input()
+        return []
+
+    def _send_masked_input(self) -> list[Message]:
+        config = self.config
+        assert self._input is not None and self._own_seed is not None and self._mask_private is not None
+        masked = self._input
+        self._input = None  # the plaintext input is not kept past masking
+        expander = MaskExpander(config.modulus)
+        expander.apply(masked, self_mask_key(config, self._own_seed, self.party_id))
+        for peer in sorted(self._held_shares):
+            key = pair_mask_key(config, agree(self._mask_private, self._peer_keys[peer][1]), self.party_id, peer)
+            expander.apply(masked, key, subtract=self.party_id < peer)
+        masked.setflags(write=False)
+        self.stage = ClientStage.INPUT_SENT
+        return [MaskedInput(self.party_id, config.modulus, masked)]
+
+    # -- round 3: unmasking -------------------------------------------------------------------------
+
+    def _on_unmask_request(self, message: UnmaskRequest) -> list[Message]:
+        alive, dropped = tuple(message.alive_ids), tuple(message.dropped_ids)
+        if self._answered is not None:
+            if (alive, dropped) != self._answered:
+                raise RemoteProtocolError("a second unmasking request with a different split")
+            assert self._response is not None
+            return [self._response]
+        alive_set, dropped_set = set(alive), set(dropped)
+        if len(alive_set) != len(alive) or len(dropped_set) != len(dropped):
+            raise RemoteProtocolError("unmasking request lists a party twice")
+        if alive_set & dropped_set:
+            raise RemoteProtocolError("unmasking request names parties both alive and dropped")
+        if self.party_id in alive_set | dropped_set:
+            raise RemoteProtocolError("unmasking request names the recipient itself")
+        if not (alive_set | dropped_set) <= self.neighbours:
+            raise RemoteProtocolError("unmasking request names parties outside this client's neighbourhood")
+        if alive_set | dropped_set != set(self._held_shares):
+            raise RemoteProtocolError("unmasking request contradicts the shares this client exchanged")
+        if len(alive_set) + 1 < self.config.threshold:
+            raise RemoteProtocolError(f"only {len(alive_set) + 1} alive holders, threshold is {self.config.threshold}")
+        for peer in alive_set:
+            if self._released.get(peer, "seed") != "seed":
+                raise RemoteProtocolError(f"party {peer}'s key share was already released")
+        for peer in dropped_set:
+            if self._released.get(peer, "key") != "key":
+                raise RemoteProtocolError(f"party {peer}'s seed share was already released")
+        assert self._own_seed_share is not None
+        seed_shares = [(peer, self._held_shares[peer][1]) for peer in alive]
+        seed_shares.append((self.party_id, self._own_seed_share))
+        key_shares = tuple((peer, self._held_shares[peer][0]) for peer in dropped)
+        for peer in alive:
+            self._released[peer] = "seed"
+        for peer in dropped:
+            self._released[peer] = "key"
+        self._answered = (alive, dropped)
+        self._response = UnmaskResponse(self.party_id, tuple(sorted(seed_shares)), key_shares)
+        self._own_seed = None
+        return [self._response]
+

@@ -1,0 +1,240 @@
+"""The seven secure-aggregation messages and their canonical wire encoding.
+
+Every message is a frozen dataclass with ``to_bytes()``; :func:`decode_message` turns untrusted bytes
+into a message or raises :class:`DecodeError` (and nothing else). The sender / recipient fields name
+parties; a transport must check that a message claiming ``sender`` really comes from that party.
+
+| type | message         | direction       | stage                   |
+|------|-----------------|-----------------|-------------------------|
+| 1    | AdvertiseKeys   | client -> server| 0 advertise keys        |
+| 2    | KeyBroadcast    | server -> client| 0 -> 1                  |
+| 3    | ShareKeys       | client -> server| 1 share keys            |
+| 4    | RoutedShares    | server -> client| 1 -> 2                  |
+| 5    | MaskedInput     | client -> server| 2 masked input          |
+| 6    | UnmaskRequest   | server -> client| 2 -> 3                  |
+| 7    | UnmaskResponse  | client -> server| 3 unmasking             |
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+from ..encoding import ProtocolCode, Reader, Writer, check_strictly_increasing
+from ..errors import DecodeError
+from ..hazmat.aead import TAG_BYTES
+from ..hazmat.field import P61, Modulus, dtype_of, word_bytes
+from ..hazmat.kex import KEY_BYTES
+from .params import MAX_CLIENTS, MAX_DIM
+
+__all__ = [
+    "MessageType",
+    "PeerKeys",
+    "AdvertiseKeys",
+    "KeyBroadcast",
+    "ShareKeys",
+    "RoutedShares",
+    "MaskedInput",
+    "UnmaskRequest",
+    "UnmaskResponse",
+    "Message",
+    "decode_message",
+    "SECRET_LIMBS",
+    "SHARE_PLAINTEXT_BYTES",
+    "CIPHERTEXT_BYTES",
+]
+
+SECRET_BYTES = 32
+SECRET_LIMBS = 5  # ceil(32 / 7) limbs of 56 bits
+SHARE_PLAINTEXT_BYTES = 4 + 4 + 2 * SECRET_LIMBS * 8  # owner, holder, key-share limbs, seed-share limbs
+CIPHERTEXT_BYTES = SHARE_PLAINTEXT_BYTES + TAG_BYTES
+_LIMBS = struct.Struct(f">{SECRET_LIMBS}Q")
+_P61_U64 = np.uint64(P61)
+
+
+class MessageType(IntEnum):
+    ADVERTISE_KEYS = 1
+    KEY_BROADCAST = 2
+    SHARE_KEYS = 3
+    ROUTED_SHARES = 4
+    MASKED_INPUT = 5
+    UNMASK_REQUEST = 6
+    UNMASK_RESPONSE = 7
+
+
+Limbs = tuple[int, ...]
+
+
+def _check_limbs(limbs: Limbs) -> Limbs:
+    if len(limbs) != SECRET_LIMBS or any(not (0 <= v < P61) for v in limbs):
+        raise DecodeError("share limbs out of range")
+    return limbs
+
+
+@dataclass(frozen=True, slots=True)
+class PeerKeys:
+    party_id: int
+    channel_public_key: bytes
+    mask_public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertiseKeys:
+    sender: int
+    channel_public_key: bytes
+    mask_public_key: bytes
+
+    def to_bytes(self) -> bytes:
+        w = Writer(ProtocolCode.SECAGG, MessageType.ADVERTISE_KEYS).u32(self.sender)
+        return w.fixed(self.channel_public_key, KEY_BYTES).fixed(self.mask_public_key, KEY_BYTES).finish()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBroadcast:
+    recipient: int
+    peers: tuple[PeerKeys, ...]  # sorted by party_id
+
+    def to_bytes(self) -> bytes:
+        w = Writer(ProtocolCode.SECAGG, MessageType.KEY_BROADCAST).u32(self.recipient).u32(len(self.peers))
+        for peer in sorted(self.peers, key=lambda p: p.party_id):
+            w.u32(peer.party_id).fixed(peer.channel_public_key, KEY_BYTES).fixed(peer.mask_public_key, KEY_BYTES)
+        return w.finish()
+
+
+@dataclass(frozen=True, slots=True)
+class ShareKeys:
+    sender: int
+    ciphertexts: tuple[tuple[int, bytes], ...]  # (recipient, ciphertext), sorted by recipient
+
+    def to_bytes(self) -> bytes:
+        return _encode_routed(MessageType.SHARE_KEYS, self.sender, self.ciphertexts)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedShares:
+    recipient: int
+    ciphertexts: tuple[tuple[int, bytes], ...]  # (sender, ciphertext), sorted by sender
+
+    def to_bytes(self) -> bytes:
+        return _encode_routed(MessageType.ROUTED_SHARES, self.recipient, self.ciphertexts)
+
+
+@dataclass(frozen=True, slots=True)
+class MaskedInput:
+    sender: int
+    modulus: Modulus
+    vector: np.ndarray  # read-only; dtype of the modulus
+
+    def to_bytes(self) -> bytes:
+        w = Writer(ProtocolCode.SECAGG, MessageType.MASKED_INPUT).u32(self.sender).u8(self.modulus)
+        w.u32(self.vector.shape[0])
+        dtype = dtype_of(self.modulus).newbyteorder("<")
+        return w.finish() + np.ascontiguousarray(self.vector, dtype=dtype).tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class UnmaskRequest:
+    recipient: int
+    alive_ids: tuple[int, ...]  # neighbours whose self-mask seed shares are requested
+    dropped_ids: tuple[int, ...]  # neighbours whose mask-key shares are requested
+
+    def to_bytes(self) -> bytes:
+        w = Writer(ProtocolCode.SECAGG, MessageType.UNMASK_REQUEST).u32(self.recipient)
+        return w.id_list(self.alive_ids).id_list(self.dropped_ids).finish()
+
+
+@dataclass(frozen=True, slots=True)
+class UnmaskResponse:
+    sender: int
+    seed_shares: tuple[tuple[int, Limbs], ...]  # (owner, limbs), sorted by owner
+    key_shares: tuple[tuple[int, Limbs], ...]
+
+    def to_bytes(self) -> bytes:
+        w = Writer(ProtocolCode.SECAGG, MessageType.UNMASK_RESPONSE).u32(self.sender)
+        for shares in (self.seed_shares, self.key_shares):
+            w.u32(len(shares))
+            for owner, limbs in sorted(shares):
+                w.u32(owner).fixed(_LIMBS.pack(*limbs), _LIMBS.size)
+        return w.finish()
+
+
+Message = AdvertiseKeys | KeyBroadcast | ShareKeys | RoutedShares | MaskedInput | UnmaskRequest | UnmaskResponse
+
+
+def _encode_routed(kind: MessageType, party: int, ciphertexts: tuple[tuple[int, bytes], ...]) -> bytes:
+    w = Writer(ProtocolCode.SECAGG, kind).u32(party).u32(len(ciphertexts))
+    for other, ciphertext in sorted(ciphertexts):
+        w.u32(other).fixed(ciphertext, CIPHERTEXT_BYTES)
+    return w.finish()
+
+
+def _decode_routed(reader: Reader) -> tuple[int, tuple[tuple[int, bytes], ...]]:
+    party = reader.u32()
+    count = reader.count(MAX_CLIENTS, 4 + CIPHERTEXT_BYTES)
+    entries = tuple((reader.u32(), reader.fixed(CIPHERTEXT_BYTES)) for _ in range(count))
+    check_strictly_increasing([other for other, _ in entries])
+    return party, entries
+
+
+def _decode_share_list(reader: Reader) -> tuple[tuple[int, Limbs], ...]:
+    count = reader.count(MAX_CLIENTS, 4 + _LIMBS.size)
+    entries = tuple((reader.u32(), _check_limbs(_LIMBS.unpack(reader.fixed(_LIMBS.size)))) for _ in range(count))
+    check_strictly_increasing([owner for owner, _ in entries])
+    return entries
+
+
+def decode_message(data: bytes | bytearray | memoryview) -> Message:
+    """Decode untrusted bytes; raises :class:`DecodeError` only.
+
+    A decoded :class:`MaskedInput` vector is a read-only view of ``data`` (no copy).
+    """
+    try:
+        return _decode(data)
+    except DecodeError:
+        raise
+    except Exception as exc:  # defensive: no other exception type may escape a decoder
+        raise DecodeError(f"malformed message: {type(exc).__name__}") from None
+
+
+def _decode(data: bytes | bytearray | memoryview) -> Message:
+    reader = Reader(data, ProtocolCode.SECAGG)
+    kind = reader.u8()
+    message: Message
+    if kind == MessageType.ADVERTISE_KEYS:
+        message = AdvertiseKeys(reader.u32(), reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES))
+    elif kind == MessageType.KEY_BROADCAST:
+        recipient = reader.u32()
+        count = reader.count(MAX_CLIENTS, 4 + 2 * KEY_BYTES)
+        peers = tuple(PeerKeys(reader.u32(), reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES)) for _ in range(count))
+        check_strictly_increasing([p.party_id for p in peers])
+        message = KeyBroadcast(recipient, peers)
+    elif kind == MessageType.SHARE_KEYS:
+        message = ShareKeys(*_decode_routed(reader))
+    elif kind == MessageType.ROUTED_SHARES:
+        message = RoutedShares(*_decode_routed(reader))
+    elif kind == MessageType.MASKED_INPUT:
+        sender = reader.u32()
+        try:
+            modulus = Modulus(reader.u8())
+        except ValueError:
+            raise DecodeError("unknown modulus") from None
+        dim = reader.u32()
+        if not 1 <= dim <= MAX_DIM:
+            raise DecodeError("vector length out of range")
+        raw = reader.view(dim * word_bytes(modulus))
+        vector = np.frombuffer(raw, dtype=dtype_of(modulus).newbyteorder("<"))
+        if modulus is Modulus.P61 and vector.size and int(vector.max()) >= P61:
+            raise DecodeError("vector word out of range for the prime field")
+        message = MaskedInput(sender, modulus, vector)
+    elif kind == MessageType.UNMASK_REQUEST:
+        message = UnmaskRequest(reader.u32(), reader.id_list(MAX_CLIENTS), reader.id_list(MAX_CLIENTS))
+    elif kind == MessageType.UNMASK_RESPONSE:
+        sender = reader.u32()
+        message = UnmaskResponse(sender, _decode_share_list(reader), _decode_share_list(reader))
+    else:
+        raise DecodeError(f"unknown secure-aggregation message type {kind}")
+    reader.done()
+    return message

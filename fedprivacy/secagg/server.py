@@ -1,0 +1,340 @@
+"""The secure-aggregation server: a sans-I/O state machine that sums masked inputs.
+
+The driver feeds client messages to :meth:`SecAggServer.receive` and calls
+:meth:`SecAggServer.close_stage` when a stage's deadline passes (or everyone expected answered); the
+server freezes the set of responders (U1, U2, U3, U5), checks that enough parties remain, and
+returns the messages to deliver. Messages from parties outside the current set, duplicates, and
+messages for a stage already closed are counted in ``ignored`` and never merged.
+
+Dropouts are handled at every stage: parties that never shared keys are not in U2 and nobody is ever
+asked for their shares; parties in U2 that sent no masked input have their pairwise masks with their
+surviving neighbours removed through their reconstructed mask key; the self masks of U3 are removed
+through reconstructed seeds. Each secret is rebuilt from exactly t shares (the t smallest holder
+ids), with Lagrange coefficients cached per holder set and reconstructions batched per set.
+
+Below t at any step the round aborts with :class:`RoundAborted` and no output. The server learns
+the sum over U3 and the sets U1..U5, nothing else while fewer than t share holders of any client
+collude with it. Memory beyond the received share material is O(D): uploads are added in place.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from ..errors import LocalProtocolError, RoundAborted
+from ..hazmat import shamir
+from ..hazmat.field import add_inplace, dtype_of
+from ..hazmat.kex import agree, public_key
+from ..hazmat.prg import MaskExpander
+from .graph import all_neighbourhoods
+from .masking import limbs_to_secret, pair_mask_key, self_mask_key
+from .messages import (
+    SECRET_LIMBS,
+    AdvertiseKeys,
+    KeyBroadcast,
+    MaskedInput,
+    Message,
+    PeerKeys,
+    RoutedShares,
+    ShareKeys,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from .params import SecAggConfig
+from .stages import SERVER_TRANSITIONS, ServerEvent, ServerStage
+
+__all__ = ["SecAggServer", "Outbound", "IgnoredMessage"]
+
+_EVENT_OF = {
+    AdvertiseKeys: ServerEvent.ADVERTISE_KEYS,
+    ShareKeys: ServerEvent.SHARE_KEYS,
+    MaskedInput: ServerEvent.MASKED_INPUT,
+    UnmaskResponse: ServerEvent.UNMASK_RESPONSE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A message for one party."""
+
+    recipient: int
+    message: Message
+
+
+class IgnoredReason(Enum):
+    LATE = "late"  # for a stage already closed, or from a party already declared dropped
+    DUPLICATE = "duplicate"
+    UNKNOWN_PARTY = "unknown-party"
+    INVALID = "invalid"  # breaks the protocol (wrong recipients, lengths, reused keys, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredMessage:
+    party_id: int
+    message_type: str
+    reason: IgnoredReason
+    detail: str = ""
+
+
+class SecAggServer:
+    """Server side of one round. See the module docstring for the contract."""
+
+    def __init__(self, config: SecAggConfig) -> None:
+        self.config = config
+        self.stage = ServerStage.COLLECTING_KEYS
+        self.neighbours = all_neighbourhoods(config)
+        self.ignored: list[IgnoredMessage] = []
+        self.abort_error: RoundAborted | None = None
+        self._keys: dict[int, tuple[bytes, bytes]] = {}  # U1: party -> (channel pk, mask pk)
+        self._shares: dict[int, ShareKeys] = {}  # U2
+        self._input_ids: set[int] = set()  # U3
+        self._sum = np.zeros(config.dim, dtype=dtype_of(config.modulus))
+        self._requests: dict[int, UnmaskRequest] = {}
+        self._responses: dict[int, UnmaskResponse] = {}  # U5
+        self._result: np.ndarray | None = None
+
+    # -- views ------------------------------------------------------------------------------------
+
+    @property
+    def advertised_ids(self) -> frozenset[int]:
+        """U1: parties whose keys were accepted."""
+        return frozenset(self._keys)
+
+    @property
+    def shared_ids(self) -> frozenset[int]:
+        """U2: parties that distributed shares."""
+        return frozenset(self._shares)
+
+    @property
+    def input_ids(self) -> frozenset[int]:
+        """U3: parties whose masked input is in the sum."""
+        return frozenset(self._input_ids)
+
+    @property
+    def unmask_ids(self) -> frozenset[int]:
+        """U5: parties that answered the unmasking request."""
+        return frozenset(self._responses)
+
+    @property
+    def expected_ids(self) -> frozenset[int]:
+        """Parties whose message for the current stage has not arrived yet."""
+        if self.stage is ServerStage.COLLECTING_KEYS:
+            return frozenset(self.config.party_ids) - self.advertised_ids
+        if self.stage is ServerStage.COLLECTING_SHARES:
+            return self.advertised_ids - self.shared_ids
+        if self.stage is ServerStage.COLLECTING_INPUTS:
+            return self.shared_ids - self.input_ids
+        if self.stage is ServerStage.COLLECTING_UNMASKING:
+            return frozenset(self._requests) - self.unmask_ids
+        return frozenset()
+
+    @property
+    def result(self) -> np.ndarray:
+        """The sum of the inputs of exactly the parties in U3 (read-only)."""
+        if self._result is None:
+            raise LocalProtocolError(f"no result in stage {self.stage.value}")
+        return self._result
+
+    # -- receiving --------------------------------------------------------------------------------
+
+    def receive(self, message: Message) -> list[Outbound]:
+        """Take one client message. Never raises for a client's misbehaviour: such messages are
+        recorded in ``ignored`` and dropped. Returns no messages (stages close in :meth:`close_stage`)."""
+        event = _EVENT_OF.get(type(message))
+        sender = getattr(message, "sender", -1)
+        if event is None:
+            self._ignore(sender, message, IgnoredReason.INVALID, "not a client message")
+            return []
+        if (self.stage, event) not in SERVER_TRANSITIONS:
+            self._ignore(sender, message, IgnoredReason.LATE, f"arrived in stage {self.stage.value}")
+            return []
+        handler = {
+            ServerEvent.ADVERTISE_KEYS: self._on_advertise,
+            ServerEvent.SHARE_KEYS: self._on_share_keys,
+            ServerEvent.MASKED_INPUT: self._on_masked_input,
+            ServerEvent.UNMASK_RESPONSE: self._on_unmask_response,
+        }[event]
+        handler(message)
+        return []
+
+    def _ignore(self, sender: int, message: Message, reason: IgnoredReason, detail: str = "") -> None:
+        self.ignored.append(IgnoredMessage(sender, type(message).__name__, reason, detail))
+
+    def _on_advertise(self, message: AdvertiseKeys) -> None:
+        sender = message.sender
+        if sender not in self.neighbours:
+            return self._ignore(sender, message, IgnoredReason.UNKNOWN_PARTY)
+        if sender in self._keys:
+            return self._ignore(sender, message, IgnoredReason.DUPLICATE)
+        keys = (message.channel_public_key, message.mask_public_key)
+        if keys[0] == keys[1] or any(k in pair for pair in self._keys.values() for k in keys):
+            return self._ignore(sender, message, IgnoredReason.INVALID, "public key reused")
+        self._keys[sender] = keys
+
+    def _on_share_keys(self, message: ShareKeys) -> None:
+        sender = message.sender
+        if sender not in self._keys:
+            return self._ignore(sender, message, IgnoredReason.LATE if sender in self.neighbours else IgnoredReason.UNKNOWN_PARTY)
+        if sender in self._shares:
+            return self._ignore(sender, message, IgnoredReason.DUPLICATE)
+        recipients = [recipient for recipient, _ in message.ciphertexts]
+        if set(recipients) != self.neighbours[sender] & self._keys.keys() or len(recipients) != len(set(recipients)):
+            return self._ignore(sender, message, IgnoredReason.INVALID, "shares not addressed to exactly its neighbours")
+        self._shares[sender] = message
+
+    def _on_masked_input(self, message: MaskedInput) -> None:
+        sender = message.sender
+        if sender not in self._shares:
+            return self._ignore(sender, message, IgnoredReason.LATE if sender in self.neighbours else IgnoredReason.UNKNOWN_PARTY)
+        if sender in self._input_ids:
+            return self._ignore(sender, message, IgnoredReason.DUPLICATE)
+        if message.modulus is not self.config.modulus or message.vector.shape != (self.config.dim,):
+            return self._ignore(sender, message, IgnoredReason.INVALID, "wrong modulus or length")
+        add_inplace(self._sum, message.vector, self.config.modulus)
+        self._input_ids.add(sender)
+
+    def _on_unmask_response(self, message: UnmaskResponse) -> None:
+        sender = message.sender
+        request = self._requests.get(sender)
+        if request is None:
+            return self._ignore(sender, message, IgnoredReason.LATE if sender in self.neighbours else IgnoredReason.UNKNOWN_PARTY)
+        if sender in self._responses:
+            return self._ignore(sender, message, IgnoredReason.DUPLICATE)
+        seed_owners = tuple(owner for owner, _ in message.seed_shares)
+        key_owners = tuple(owner for owner, _ in message.key_shares)
+        if seed_owners != tuple(sorted((*request.alive_ids, sender))) or key_owners != request.dropped_ids:
+            return self._ignore(sender, message, IgnoredReason.INVALID, "shares do not answer the request")
+        self._responses[sender] = message
+
+    # -- closing stages ---------------------------------------------------------------------------
+
+    def close_stage(self) -> list[Outbound]:
+        """Freeze the current stage's responders and return the next messages (or the result).
+
+        Raises :class:`RoundAborted` (and stays aborted) when fewer than t parties remain or a secret
+        cannot be rebuilt.
+        """
+        target = SERVER_TRANSITIONS.get((self.stage, ServerEvent.CLOSE_STAGE))
+        if target is None:
+            raise LocalProtocolError(f"nothing to close in stage {self.stage.value}")
+        closer = {
+            ServerStage.COLLECTING_KEYS: self._close_keys,
+            ServerStage.COLLECTING_SHARES: self._close_shares,
+            ServerStage.COLLECTING_INPUTS: self._close_inputs,
+            ServerStage.COLLECTING_UNMASKING: self._close_unmasking,
+        }[self.stage]
+        try:
+            out = closer()
+        except RoundAborted as exc:
+            self._abort(exc)
+            raise
+        self.stage = target
+        return out
+
+    def _abort(self, error: RoundAborted) -> None:
+        self.stage = ServerStage.ABORTED
+        self.abort_error = error
+        self._sum = np.zeros(0, dtype=self._sum.dtype)
+        self._responses.clear()
+
+    def _require(self, stage: str, present: int, what: str) -> None:
+        if present < self.config.threshold:
+            raise RoundAborted(stage, f"{present} {what}, threshold is {self.config.threshold}")
+
+    def _close_keys(self) -> list[Outbound]:
+        self._require("advertise-keys", len(self._keys), "parties advertised keys")
+        out = []
+        for party in sorted(self._keys):
+            peers = tuple(
+                PeerKeys(peer, *self._keys[peer]) for peer in sorted(self.neighbours[party] & self._keys.keys())
+            )
+            out.append(Outbound(party, KeyBroadcast(party, peers)))
+        return out
+
+    def _holders_in(self, owner: int, present: frozenset[int] | set[int]) -> int:
+        """How many of ``owner``'s share holders (itself and its neighbours that got shares) are present."""
+        holders = (self.neighbours[owner] & self._keys.keys()) | {owner}
+        return len(holders & present)
+
+    def _close_shares(self) -> list[Outbound]:
+        shared = self.shared_ids
+        self._require("share-keys", len(shared), "parties shared keys")
+        for owner in sorted(shared):
+            self._require("share-keys", self._holders_in(owner, shared), f"share holders of party {owner} remain")
+        routed: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
+        for sender in sorted(shared):
+            for recipient, ciphertext in self._shares[sender].ciphertexts:
+                if recipient in shared:
+                    routed[recipient].append((sender, ciphertext))
+        return [Outbound(party, RoutedShares(party, tuple(routed[party]))) for party in sorted(shared)]
+
+    def mask_peers(self, party: int) -> frozenset[int]:
+        """The parties ``party`` masked with: its neighbours in U2 (once U2 is frozen)."""
+        return self.neighbours[party] & self.shared_ids
+
+    def _close_inputs(self) -> list[Outbound]:
+        alive = self.input_ids
+        self._require("masked-input", len(alive), "masked inputs arrived")
+        for owner in sorted(self.shared_ids):
+            self._require("masked-input", self._holders_in(owner, alive), f"share holders of party {owner} remain")
+        out = []
+        for party in sorted(alive):
+            peers = self.mask_peers(party)
+            request = UnmaskRequest(party, tuple(sorted(peers & alive)), tuple(sorted(peers - alive)))
+            self._requests[party] = request
+            out.append(Outbound(party, request))
+        return out
+
+    def _close_unmasking(self) -> list[Outbound]:
+        config = self.config
+        self._require("unmasking", len(self._responses), "unmasking responses arrived")
+        alive = sorted(self._input_ids)
+        dropped = sorted(self.shared_ids - self._input_ids)
+        seeds = self._reconstruct("seed", alive)
+        mask_keys = self._reconstruct("key", dropped)
+        expander = MaskExpander(config.modulus)
+        for owner in alive:
+            expander.apply(self._sum, self_mask_key(config, seeds[owner], owner), subtract=True)
+        for owner in dropped:
+            private = mask_keys[owner]
+            if public_key(private) != self._keys[owner][1]:
+                raise RoundAborted("unmasking", f"shares of party {owner}'s mask key do not match its public key")
+            for peer in sorted(self.mask_peers(owner) & self._input_ids):
+                key = pair_mask_key(config, agree(private, self._keys[peer][1]), owner, peer)
+                # ``peer`` added +mask if peer > owner and -mask otherwise; take it back out.
+                expander.apply(self._sum, key, subtract=peer > owner)
+        self._sum.setflags(write=False)
+        self._result = self._sum
+        return []
+
+    def _reconstruct(self, kind: str, owners: list[int]) -> dict[int, bytes]:
+        """Rebuild each owner's seed or mask key from exactly t shares, batched per holder set."""
+        threshold = self.config.threshold
+        available: dict[int, list[tuple[int, tuple[int, ...]]]] = defaultdict(list)
+        for holder in sorted(self._responses):
+            response = self._responses[holder]
+            for owner, limbs in response.seed_shares if kind == "seed" else response.key_shares:
+                available[owner].append((holder, limbs))
+        groups: dict[tuple[int, ...], list[tuple[int, list[tuple[int, ...]]]]] = defaultdict(list)
+        for owner in owners:
+            shares = available.get(owner, [])
+            if len(shares) < threshold:
+                raise RoundAborted("unmasking", f"{len(shares)} shares of party {owner}'s {kind}, threshold is {threshold}")
+            chosen = shares[:threshold]
+            groups[tuple(h for h, _ in chosen)].append((owner, [limbs for _, limbs in chosen]))
+        secrets: dict[int, bytes] = {}
+        for xs, members in groups.items():
+            matrix = np.array([[limb for _, rows in members for limb in rows[i]] for i in range(threshold)], dtype=np.uint64)
+            values = shamir.reconstruct(matrix, xs).reshape(len(members), SECRET_LIMBS)
+            for (owner, _), limbs in zip(members, values):
+                try:
+                    secrets[owner] = limbs_to_secret(limbs)
+                except ValueError:
+                    raise RoundAborted("unmasking", f"shares of party {owner}'s {kind} are inconsistent") from None
+        return secrets
+
+

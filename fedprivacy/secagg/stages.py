@@ -1,0 +1,79 @@
+"""Stages of the client and server state machines and the one table of allowed transitions.
+
+Everything that moves a party from one stage to another is listed here, as data; the client and
+server consult these tables and nothing else. A lookup miss means the event is not allowed in the
+current stage: a local call raises :class:`LocalProtocolError` and changes nothing; a message from
+the other side is a :class:`RemoteProtocolError` for a client (which aborts), and is counted and
+ignored by the server (a client cannot break the server's round by sending junk).
+
+``ABORTED`` and ``COMPLETED`` are sticky.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["ClientStage", "ServerStage", "ClientEvent", "ServerEvent", "CLIENT_TRANSITIONS", "SERVER_TRANSITIONS"]
+
+
+class ClientStage(Enum):
+    CREATED = "created"
+    KEYS_ADVERTISED = "keys-advertised"  # round 0 sent, waiting for the neighbours' keys
+    SHARES_SENT = "shares-sent"  # round 1 sent, waiting for the shares routed to it
+    AWAITING_INPUT = "awaiting-input"  # shares received; masks as soon as the input is submitted
+    INPUT_SENT = "input-sent"  # round 2 sent, waiting for the unmasking request
+    COMPLETED = "completed"  # round 3 answered (an identical repeated request gets the same answer)
+    ABORTED = "aborted"
+
+
+class ClientEvent(Enum):
+    START = "start"
+    KEY_BROADCAST = "key-broadcast"
+    ROUTED_SHARES = "routed-shares"
+    SUBMIT_INPUT = "submit-input"
+    UNMASK_REQUEST = "unmask-request"
+
+
+class ServerStage(Enum):
+    COLLECTING_KEYS = "collecting-keys"  # U1
+    COLLECTING_SHARES = "collecting-shares"  # U2
+    COLLECTING_INPUTS = "collecting-inputs"  # U3
+    COLLECTING_UNMASKING = "collecting-unmasking"  # U5
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+class ServerEvent(Enum):
+    ADVERTISE_KEYS = "advertise-keys"
+    SHARE_KEYS = "share-keys"
+    MASKED_INPUT = "masked-input"
+    UNMASK_RESPONSE = "unmask-response"
+    CLOSE_STAGE = "close-stage"
+
+
+C, CE = ClientStage, ClientEvent
+CLIENT_TRANSITIONS: dict[tuple[ClientStage, ClientEvent], ClientStage] = {
+    (C.CREATED, CE.START): C.KEYS_ADVERTISED,
+    (C.KEYS_ADVERTISED, CE.KEY_BROADCAST): C.SHARES_SENT,
+    (C.SHARES_SENT, CE.ROUTED_SHARES): C.AWAITING_INPUT,  # -> INPUT_SENT at once if input was submitted
+    # The input may be submitted early; it is kept (copied) and masked once the shares arrive.
+    (C.CREATED, CE.SUBMIT_INPUT): C.CREATED,
+    (C.KEYS_ADVERTISED, CE.SUBMIT_INPUT): C.KEYS_ADVERTISED,
+    (C.SHARES_SENT, CE.SUBMIT_INPUT): C.SHARES_SENT,
+    (C.AWAITING_INPUT, CE.SUBMIT_INPUT): C.INPUT_SENT,
+    (C.INPUT_SENT, CE.UNMASK_REQUEST): C.COMPLETED,
+    (C.COMPLETED, CE.UNMASK_REQUEST): C.COMPLETED,  # only an identical repeat is answered
+}
+
+S, SE = ServerStage, ServerEvent
+SERVER_TRANSITIONS: dict[tuple[ServerStage, ServerEvent], ServerStage] = {
+    (S.COLLECTING_KEYS, SE.ADVERTISE_KEYS): S.COLLECTING_KEYS,
+    (S.COLLECTING_KEYS, SE.CLOSE_STAGE): S.COLLECTING_SHARES,
+    (S.COLLECTING_SHARES, SE.SHARE_KEYS): S.COLLECTING_SHARES,
+    (S.COLLECTING_SHARES, SE.CLOSE_STAGE): S.COLLECTING_INPUTS,
+    (S.COLLECTING_INPUTS, SE.MASKED_INPUT): S.COLLECTING_INPUTS,
+    (S.COLLECTING_INPUTS, SE.CLOSE_STAGE): S.COLLECTING_UNMASKING,
+    (S.COLLECTING_UNMASKING, SE.UNMASK_RESPONSE): S.COLLECTING_UNMASKING,
+    (S.COLLECTING_UNMASKING, SE.CLOSE_STAGE): S.COMPLETED,
+}
+del C, CE, S, SE

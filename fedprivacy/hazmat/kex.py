@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import InvalidParameters
 
-__all__ = ["KEY_BYTES", "generate_keypair", "public_key", "agree", "hkdf"]
+__all__ = ["KEY_BYTES", "generate_keypair", "public_key", "agree", "KeyAgreement", "hkdf"]
 
 KEY_BYTES = 32
 RandomSource = Callable[[int], bytes]
@@ -41,6 +41,26 @@ def agree(private_raw: bytes, peer_public_raw: bytes) -> bytes:
         return private.exchange(X25519PublicKey.from_public_bytes(peer_public_raw))
     except ValueError as exc:  # all-zero shared secret (low-order point)
         raise InvalidParameters("invalid X25519 peer public key") from exc
+
+
+class KeyAgreement:
+    """One X25519 private key, parsed once, agreeing with many peers (parsing costs as much as an exchange)."""
+
+    __slots__ = ("_private",)
+
+    def __init__(self, private_raw: bytes) -> None:
+        if len(private_raw) != KEY_BYTES:
+            raise InvalidParameters("an X25519 private key is 32 bytes")
+        self._private = X25519PrivateKey.from_private_bytes(private_raw)
+
+    def agree(self, peer_public_raw: bytes) -> bytes:
+        """The shared secret with one peer; ``InvalidParameters`` for a malformed or low-order key."""
+        if len(peer_public_raw) != KEY_BYTES:
+            raise InvalidParameters("an X25519 public key is 32 bytes")
+        try:
+            return self._private.exchange(X25519PublicKey.from_public_bytes(peer_public_raw))
+        except ValueError as exc:
+            raise InvalidParameters("invalid X25519 peer public key") from exc
 
 
 def hkdf(secret: bytes, salt: bytes, info: bytes, length: int) -> bytes:

@@ -27,8 +27,8 @@ from ..errors import (
     RemoteProtocolError,
 )
 from ..hazmat import shamir
-from ..hazmat.field import dtype_of, modulus_value
-from ..hazmat.kex import agree, generate_keypair
+from ..hazmat.field import Modulus, dtype_of, modulus_value
+from ..hazmat.kex import KeyAgreement, generate_keypair
 from ..hazmat.prg import MaskExpander, RandomSource, system_random_bytes
 from .graph import neighbourhood
 from .masking import (
@@ -68,6 +68,8 @@ def coerce_input(vector: object, config: SecAggConfig) -> np.ndarray:
         raise InvalidParameters(f"input must be a vector of length {config.dim}, got shape {array.shape}")
     if array.dtype.kind not in "ui":
         raise InvalidParameters(f"input must hold integers (quantize floats first), got dtype {array.dtype}")
+    if array.dtype == dtype_of(config.modulus) and config.modulus is not Modulus.P61:
+        return np.array(array, dtype=array.dtype, copy=True)  # every word is a valid residue
     if array.size:
         low, high = int(array.min()), int(array.max())
         if low < 0 or high >= modulus_value(config.modulus):
@@ -100,6 +102,8 @@ class SecAggClient:
         self._own_seed: bytes | None = None
         self._own_seed_share: tuple[int, ...] | None = None
         self._held_shares: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}  # owner -> (key, seed)
+        self._pair_mask_keys: dict[int, bytes] = {}  # peer -> AES key of the pairwise mask
+        self._channel_secrets: dict[int, bytes] = {}  # peer -> X25519 secret of the share channel
         self._input: np.ndarray | None = None
         self._answered: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self._response: UnmaskResponse | None = None
@@ -187,6 +191,8 @@ class SecAggClient:
         self.error = error
         self._channel_private = self._mask_private = self._own_seed = None
         self._held_shares.clear()
+        self._pair_mask_keys = {}
+        self._channel_secrets = {}
         self._input = None
 
     # -- round 1: share keys ----------------------------------------------------------------------
@@ -205,6 +211,8 @@ class SecAggClient:
         if len(set(all_keys)) != len(all_keys):
             raise RemoteProtocolError("neighbours' public keys are not pairwise distinct")
         self._peer_keys = peers
+        channel = KeyAgreement(self._channel_private)
+        self._channel_secrets = {peer: channel.agree(keys[0]) for peer, keys in peers.items()}
         self._own_seed = self._random_bytes(32)
         holders = sorted([self.party_id, *peers])
         secrets = np.concatenate([secret_to_limbs(self._mask_private), secret_to_limbs(self._own_seed)])
@@ -216,9 +224,7 @@ class SecAggClient:
             if holder == self.party_id:
                 self._own_seed_share = tuple(int(v) for v in seed_limbs)
                 continue
-            channel_key = share_channel_key(
-                config, agree(self._channel_private, peers[holder][0]), self.party_id, holder
-            )
+            channel_key = share_channel_key(config, self._channel_secrets[holder], self.party_id, holder)
             ciphertexts.append((holder, encrypt_share(config, channel_key, self.party_id, holder, key_limbs, seed_limbs)))
         return [ShareKeys(self.party_id, tuple(ciphertexts))]
 
@@ -233,13 +239,17 @@ class SecAggClient:
             raise RemoteProtocolError("routed shares come from parties whose keys this client never saw")
         if len(senders) + 1 < config.threshold:
             raise RemoteProtocolError(f"only {len(senders) + 1} share holders left, threshold is {config.threshold}")
-        assert self._channel_private is not None
         held = {}
         for sender, ciphertext in message.ciphertexts:
-            channel_key = share_channel_key(
-                config, agree(self._channel_private, self._peer_keys[sender][0]), sender, self.party_id
-            )
+            channel_key = share_channel_key(config, self._channel_secrets[sender], sender, self.party_id)
             held[sender] = decrypt_share(config, channel_key, sender, self.party_id, ciphertext)
+        assert self._mask_private is not None
+        mask = KeyAgreement(self._mask_private)
+        self._pair_mask_keys = {
+            peer: pair_mask_key(config, mask.agree(self._peer_keys[peer][1]), self.party_id, peer)
+            for peer in sorted(held)
+        }
+        self._channel_secrets = {}
         self._held_shares = held
         if self._input is not None:
             self.stage = ClientStage.AWAITING_INPUT
@@ -253,9 +263,9 @@ class SecAggClient:
         self._input = None  # the plaintext input is not kept past masking
         expander = MaskExpander(config.modulus)
         expander.apply(masked, self_mask_key(config, self._own_seed, self.party_id))
-        for peer in sorted(self._held_shares):
-            key = pair_mask_key(config, agree(self._mask_private, self._peer_keys[peer][1]), self.party_id, peer)
+        for peer, key in self._pair_mask_keys.items():
             expander.apply(masked, key, subtract=self.party_id < peer)
+        self._pair_mask_keys = {}
         masked.setflags(write=False)
         self.stage = ClientStage.INPUT_SENT
         return [MaskedInput(self.party_id, config.modulus, masked)]

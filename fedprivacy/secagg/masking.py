@@ -47,9 +47,6 @@ def pair_mask_key(config: SecAggConfig, mask_secret: bytes, party_a: int, party_
     return hkdf(mask_secret, config.digest, domain_tag("secagg", "pair-mask", low, high), MASK_KEY_BYTES)
 
 
-def pair_mask_key_from_keys(config: SecAggConfig, private_raw: bytes, peer_public: bytes, me: int, peer: int) -> bytes:
-    return pair_mask_key(config, agree(private_raw, peer_public), me, peer)
-
 
 def self_mask_key(config: SecAggConfig, seed: bytes, owner: int) -> bytes:
     return hkdf(seed, config.digest, domain_tag("secagg", "self-mask", owner), MASK_KEY_BYTES)

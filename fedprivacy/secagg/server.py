@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import LocalProtocolError, RoundAborted
 from ..hazmat import shamir
 from ..hazmat.field import add_inplace, dtype_of
-from ..hazmat.kex import agree, public_key
+from ..hazmat.kex import KeyAgreement, public_key
 from ..hazmat.prg import MaskExpander
 from .graph import all_neighbourhoods
 from .masking import limbs_to_secret, pair_mask_key, self_mask_key
@@ -303,8 +303,9 @@ class SecAggServer:
             private = mask_keys[owner]
             if public_key(private) != self._keys[owner][1]:
                 raise RoundAborted("unmasking", f"shares of party {owner}'s mask key do not match its public key")
+            agreement = KeyAgreement(private)
             for peer in sorted(self.mask_peers(owner) & self._input_ids):
-                key = pair_mask_key(config, agree(private, self._keys[peer][1]), owner, peer)
+                key = pair_mask_key(config, agreement.agree(self._keys[peer][1]), owner, peer)
                 # ``peer`` added +mask if peer > owner and -mask otherwise; take it back out.
                 expander.apply(self._sum, key, subtract=peer > owner)
         self._sum.setflags(write=False)

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``fedprivacy bench``: whole rounds in process, checked against the plain result."""

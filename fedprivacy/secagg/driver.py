@@ -72,9 +72,11 @@ def run_secagg_round(
     *,
     random_source: Callable[[int], RandomSource] | None = None,
     tamper: Callable[[int, bytes], bytes] | None = None,
+    observer: Callable[[int, int, bytes], None] | None = None,
 ) -> RoundReport:
     """Run one round. ``random_source(party_id)`` gives each client its randomness (default: the OS
-    CSPRNG); ``tamper(recipient, data)`` may rewrite server-to-client bytes (for negative tests)."""
+    CSPRNG); ``tamper(recipient, data)`` may rewrite server-to-client bytes (for negative tests);
+    ``observer(sender, recipient, data)`` sees every delivered message (the server is party 0)."""
     schedule = schedule or DropoutSchedule()
     server = SecAggServer(config)
     clients = {
@@ -98,6 +100,8 @@ def run_secagg_round(
             data = message.to_bytes()
             client_seconds[party] += time.perf_counter() - started
             upload[party] += len(data)
+            if observer is not None:
+                observer(party, 0, data)
             started = time.perf_counter()
             server.receive(decode_message(data))
             server_seconds += time.perf_counter() - started
@@ -135,6 +139,8 @@ def run_secagg_round(
             if tamper is not None:
                 data = tamper(item.recipient, data)
             download[item.recipient] += len(data)
+            if observer is not None:
+                observer(0, item.recipient, data)
             delivered.append((item.recipient, data))
         return [(party, decode_message(data)) for party, data in delivered]
 

@@ -1,0 +1,32 @@
+"""Shared test helpers: configs, inputs and the reference sum (independent of the field code)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value
+from fedprivacy.secagg import SecAggConfig
+
+SESSION = b"fedprivacy-tests-session-id-0001"
+
+
+def config(party_ids, dim=6, modulus=Modulus.U32, neighbours=None, threshold=3, round_index=0):
+    party_ids = tuple(party_ids)
+    return SecAggConfig(
+        party_ids, dim, modulus, len(party_ids) - 1 if neighbours is None else neighbours, threshold, SESSION, round_index
+    )
+
+
+def random_inputs(cfg: SecAggConfig, seed: int = 0) -> dict[int, np.ndarray]:
+    rng = np.random.default_rng(seed)  # public test data
+    high = modulus_value(cfg.modulus)
+    return {
+        p: np.array([int(v) % high for v in rng.integers(0, 1 << 63, cfg.dim, dtype=np.uint64)], dtype=dtype_of(cfg.modulus))
+        for p in cfg.party_ids
+    }
+
+
+def plain_sum(inputs, parties, modulus: Modulus) -> list[int]:
+    high = modulus_value(modulus)
+    dim = len(next(iter(inputs.values())))
+    return [sum(int(inputs[p][i]) for p in parties) % high for i in range(dim)]

@@ -39,21 +39,22 @@ class ProtocolCode(IntEnum):
 
 
 def domain_tag(*parts: bytes | str | int) -> bytes:
-    """Unambiguous byte string naming a usage: each part length-prefixed after the library label.
-
-    Integers are encoded as 8-byte big-endian; strings as UTF-8.
+    """Unambiguous byte string naming a usage: the library label, then each part as a type byte
+    (``i`` integer as 8-byte big-endian, ``s`` UTF-8 string, ``b`` bytes), a u32 length and the bytes.
     """
-    out = bytearray()
-    for part in (LIBRARY_LABEL, *parts):
+    out = bytearray(LIBRARY_LABEL)
+    for part in parts:
+        if isinstance(part, bool):
+            raise TypeError("domain tag parts are int, str or bytes")
         if isinstance(part, int):
             if part < 0 or part >= 1 << 64:
                 raise ValueError("domain tag integers must fit in 64 bits")
-            raw = _U64.pack(part)
+            kind, raw = b"i", _U64.pack(part)
         elif isinstance(part, str):
-            raw = part.encode("utf-8")
+            kind, raw = b"s", part.encode("utf-8")
         else:
-            raw = bytes(part)
-        out += _U32.pack(len(raw)) + raw
+            kind, raw = b"b", bytes(part)
+        out += kind + _U32.pack(len(raw)) + raw
     return bytes(out)
 
 

@@ -1,0 +1,33 @@
+"""The command line: machine output on stdout with --json, progress on stderr."""
+
+from __future__ import annotations
+
+import json
+
+from fedprivacy.cli import main
+
+
+def test_simulate_json(capsys):
+    assert main(["simulate", "--clients", "10", "--dim", "50", "--json"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result["mode"] == "secure-aggregation"
+    assert result["max_abs_error_vs_plaintext_mean"] < 10 * result["quantization_step"]
+    assert "not built yet" in err
+
+
+def test_bench_secagg_json_has_the_promised_fields(capsys):
+    args = ["bench", "secagg", "--clients", "12", "--dim", "100", "--dropout", "0.2", "--drop-stage", "input", "--json"]
+    assert main(args) == 0
+    out, _ = capsys.readouterr()
+    result = json.loads(out)
+    for field in ("correct", "clients", "dim", "dropout", "neighbours", "threshold", "client_seconds_median",
+                  "client_masking_seconds_median", "server_seconds", "total_seconds", "upload_bytes_per_client",
+                  "limit_seconds", "peak_rss_mb"):
+        assert field in result
+    assert result["correct"] is True
+
+
+def test_invalid_parameters_give_a_clear_error(capsys):
+    assert main(["bench", "secagg", "--clients", "100", "--dim", "10", "--neighbours", "21"]) == 2
+    assert "neighbours must be even" in capsys.readouterr().err

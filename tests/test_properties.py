@@ -1,0 +1,66 @@
+"""Hypothesis properties: random inputs, moduli, graph parameters and dropout schedules."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedprivacy.hazmat.field import Modulus
+from fedprivacy.secagg import DropoutSchedule, DropStage
+from fedprivacy.secagg import run_secagg_round
+from fedprivacy.secagg.server import SecAggServer
+
+from .helpers import config, plain_sum, random_inputs
+
+
+@st.composite
+def rounds(draw):
+    n = draw(st.integers(3, 12))
+    ids = sorted(draw(st.lists(st.integers(1, 10_000), min_size=n, max_size=n, unique=True)))
+    even = [k for k in range(2, n - 1, 2)]
+    k = draw(st.sampled_from(even + [n - 1]))
+    t = draw(st.integers(2, k + 1))
+    modulus = draw(st.sampled_from(list(Modulus)))
+    drops = draw(st.dictionaries(st.sampled_from(ids), st.sampled_from(list(DropStage)), max_size=n))
+    late = draw(st.sets(st.sampled_from(ids))) & set(drops)
+    seed = draw(st.integers(0, 2**16))
+    return config(ids, dim=draw(st.integers(1, 9)), modulus=modulus, neighbours=k, threshold=t), drops, late, seed
+
+
+def _recoverable(cfg, drops):
+    """Whether every needed secret keeps t holders and every stage keeps t parties (the spec's rule)."""
+    graph = SecAggServer(cfg).neighbours
+
+    def alive(stage):
+        order = list(DropStage)
+        return {p for p in cfg.party_ids if p not in drops or order.index(drops[p]) > order.index(stage)}
+
+    u1, u2, u3, u5 = alive(DropStage.ADVERTISE), alive(DropStage.SHARE), alive(DropStage.INPUT), alive(DropStage.UNMASK)
+    t = cfg.threshold
+    if min(len(u1), len(u2), len(u3), len(u5)) < t:
+        return False
+    for owner in u2:
+        holders = (graph[owner] & u1) | {owner}
+        if len(holders & u2) < t or len(holders & u3) < t:
+            return False
+        needed_from = holders & u5 & (graph[owner] | {owner} if owner in u3 else graph[owner])
+        if len(needed_from) < t:
+            return False
+    return True
+
+
+@settings(max_examples=60)
+@given(rounds())
+def test_output_is_the_sum_of_exactly_the_masked_inputs_or_a_clean_abort(case):
+    cfg, drops, late, seed = case
+    inputs = random_inputs(cfg, seed)
+    report = run_secagg_round(cfg, inputs, DropoutSchedule(drops, frozenset(late)))
+    if _recoverable(cfg, drops):
+        assert not report.client_errors
+        assert report.aborted is None
+        survivors = {p for p in cfg.party_ids if p not in drops or drops[p] is DropStage.UNMASK}
+        assert report.input_ids == survivors
+        assert [int(v) for v in report.result] == plain_sum(inputs, survivors, cfg.modulus)
+    else:  # clients that see too few holders refuse early; either way nothing is output
+        assert report.result is None and report.aborted is not None
+        assert all("holders" in str(e) for e in report.client_errors.values())

@@ -1,0 +1,140 @@
+"""Wire format: canonical round trips; untrusted bytes raise DecodeError and nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fedprivacy.encoding import MAGIC, ProtocolCode, Reader, Writer, domain_tag
+from fedprivacy.errors import DecodeError
+from fedprivacy.hazmat.field import P61, Modulus
+from fedprivacy.secagg import SecAggConfig
+from fedprivacy.secagg.messages import (
+    CIPHERTEXT_BYTES,
+    AdvertiseKeys,
+    KeyBroadcast,
+    MaskedInput,
+    PeerKeys,
+    RoutedShares,
+    ShareKeys,
+    UnmaskRequest,
+    UnmaskResponse,
+    decode_message,
+)
+
+from .helpers import config
+
+ids = st.lists(st.integers(1, 2**32 - 1), max_size=6, unique=True).map(sorted).map(tuple)
+key = st.binary(min_size=32, max_size=32)
+ciphertext = st.binary(min_size=CIPHERTEXT_BYTES, max_size=CIPHERTEXT_BYTES)
+limbs = st.tuples(*[st.integers(0, P61 - 1)] * 5)
+
+
+@st.composite
+def messages(draw):
+    kind = draw(st.integers(1, 7))
+    party = draw(st.integers(0, 2**32 - 1))
+    if kind == 1:
+        return AdvertiseKeys(party, draw(key), draw(key))
+    if kind == 2:
+        return KeyBroadcast(party, tuple(PeerKeys(i, draw(key), draw(key)) for i in draw(ids)))
+    if kind in (3, 4):
+        cls = ShareKeys if kind == 3 else RoutedShares
+        return cls(party, tuple((i, draw(ciphertext)) for i in draw(ids)))
+    if kind == 5:
+        modulus = draw(st.sampled_from(list(Modulus)))
+        high = {Modulus.U32: 2**32 - 1, Modulus.U64: 2**64 - 1, Modulus.P61: P61 - 1}[modulus]
+        values = draw(st.lists(st.integers(0, high), min_size=1, max_size=8))
+        return MaskedInput(party, modulus, np.array(values, dtype=np.uint32 if modulus is Modulus.U32 else np.uint64))
+    if kind == 6:
+        both = draw(ids)
+        split = draw(st.integers(0, len(both)))
+        return UnmaskRequest(party, both[:split], both[split:])
+    return UnmaskResponse(party, tuple((i, draw(limbs)) for i in draw(ids)), tuple((i, draw(limbs)) for i in draw(ids)))
+
+
+def _same(a, b):
+    if isinstance(a, MaskedInput):
+        return a.sender == b.sender and a.modulus == b.modulus and a.vector.tolist() == b.vector.tolist()
+    return a == b
+
+
+@given(messages())
+def test_round_trip_is_canonical(message):
+    data = message.to_bytes()
+    decoded = decode_message(data)
+    assert _same(decoded, message)
+    assert decoded.to_bytes() == data
+
+
+@given(messages(), st.data())
+def test_mutated_bytes_raise_only_decode_error(message, data):
+    raw = bytearray(message.to_bytes())
+    action = data.draw(st.sampled_from(["flip", "truncate", "extend"]))
+    if action == "flip":
+        index = data.draw(st.integers(0, len(raw) - 1))
+        raw[index] ^= data.draw(st.integers(1, 255))
+    elif action == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    else:
+        raw += data.draw(st.binary(min_size=1, max_size=9))
+    try:
+        decoded = decode_message(bytes(raw))
+    except DecodeError:
+        return
+    assert decoded.to_bytes() == bytes(raw)  # whatever decodes is canonical
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_raise_only_decode_error(raw):
+    for candidate in (raw, MAGIC + b"\x01\x01" + raw):
+        try:
+            decode_message(candidate)
+        except DecodeError:
+            pass
+
+
+def test_non_canonical_forms_are_rejected():
+    request = UnmaskRequest(1, (2, 3), ()).to_bytes()
+    unsorted = request.replace(bytes.fromhex("0000000200000003"), bytes.fromhex("0000000300000002"))
+    with pytest.raises(DecodeError, match="increasing"):
+        decode_message(unsorted)
+    with pytest.raises(DecodeError, match="trailing"):
+        decode_message(request + b"\x00")
+    with pytest.raises(DecodeError, match="version"):
+        decode_message(request[:4] + b"\x02" + request[5:])
+    with pytest.raises(DecodeError, match="protocol"):
+        decode_message(request[:5] + b"\x02" + request[6:])
+    masked = MaskedInput(1, Modulus.P61, np.array([P61 - 1], dtype=np.uint64)).to_bytes()
+    with pytest.raises(DecodeError, match="prime"):
+        decode_message(masked[:-8] + (P61).to_bytes(8, "little"))
+    with pytest.raises(DecodeError):
+        decode_message("not bytes")  # type: ignore[arg-type]
+
+
+def test_huge_counts_do_not_allocate():
+    header = Writer(ProtocolCode.SECAGG, 2).u32(1).u32(999_999).finish()
+    with pytest.raises(DecodeError, match="truncated"):
+        decode_message(header)
+
+
+def test_config_round_trip_and_digest():
+    cfg = config(range(1, 6), threshold=3, round_index=9)
+    again = SecAggConfig.decode(cfg.encode())
+    assert again == cfg and again.digest == cfg.digest
+    other = config(range(1, 6), threshold=4, round_index=9)
+    assert other.digest != cfg.digest
+    with pytest.raises(DecodeError):
+        SecAggConfig.decode(cfg.encode()[:-1])
+
+
+def test_domain_tags_are_unambiguous():
+    assert domain_tag("ab", "c") != domain_tag("a", "bc")
+    assert domain_tag(1) != domain_tag("\x00" * 7 + "\x01")
+
+
+def test_reader_rejects_wrong_magic():
+    with pytest.raises(DecodeError, match="magic"):
+        Reader(b"XXXX\x01\x01\x01", ProtocolCode.SECAGG)

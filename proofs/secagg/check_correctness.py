@@ -1,0 +1,63 @@
+"""Check for claim secagg/1 (see claim-1-correctness.md)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedprivacy.hazmat.field import Modulus
+from fedprivacy.hazmat.prg import DeterministicRandomness
+from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
+from fedprivacy.secagg.graph import all_neighbourhoods
+
+from .common import inputs_for, plain_sum, recoverable
+
+OPTIONS = [None, *DropStage]
+
+
+@pytest.mark.parametrize("modulus", list(Modulus))
+def test_every_dropout_pattern_of_five_parties(modulus):
+    config = SecAggConfig((1, 2, 3, 4, 5), 3, modulus, 4, 3, b"proof: secagg correctness 000001")
+    graph = all_neighbourhoods(config)
+    inputs = inputs_for(config)
+    completed = aborted = 0
+    for pattern in itertools.product(OPTIONS, repeat=5):
+        drops = {party: stage for party, stage in zip(config.party_ids, pattern) if stage is not None}
+        report = run_secagg_round(
+            config, inputs, DropoutSchedule(drops), random_source=lambda p: DeterministicRandomness(f"{pattern}{p}")
+        )
+        if recoverable(config, graph, drops):
+            survivors = {p for p in config.party_ids if drops.get(p) in (None, DropStage.UNMASK)}
+            assert report.input_ids == survivors
+            assert [int(v) for v in report.result] == plain_sum(inputs, survivors, modulus), pattern
+            completed += 1
+        else:
+            assert report.result is None and report.aborted is not None, pattern
+            aborted += 1
+    assert completed + aborted == 5**5 and completed > 0 and aborted > 0
+
+
+@st.composite
+def harary_rounds(draw):
+    n = draw(st.integers(5, 14))
+    k = draw(st.sampled_from([k for k in range(2, n - 1, 2)]))
+    t = draw(st.integers(2, k + 1))
+    modulus = draw(st.sampled_from(list(Modulus)))
+    drops = draw(st.dictionaries(st.integers(1, n), st.sampled_from(list(DropStage)), max_size=n // 2))
+    return SecAggConfig(tuple(range(1, n + 1)), 4, modulus, k, t, b"proof: secagg correctness harary"), drops
+
+
+@settings(max_examples=80)
+@given(harary_rounds())
+def test_harary_graphs_under_random_dropouts(case):
+    config, drops = case
+    inputs = inputs_for(config)
+    report = run_secagg_round(config, inputs, DropoutSchedule(drops))
+    if recoverable(config, all_neighbourhoods(config), drops):
+        survivors = {p for p in config.party_ids if drops.get(p) in (None, DropStage.UNMASK)}
+        assert [int(v) for v in report.result] == plain_sum(inputs, survivors, config.modulus)
+    else:
+        assert report.result is None and report.aborted is not None

@@ -26,6 +26,7 @@ test: $(VENV)/installed-dev
 	$(PY) -m pytest -q
 
 bench: $(VENV)/installed-dev
+	$(PY) -m pytest -q bench --benchmark-enable
 	$(VENV)/bin/fedprivacy bench secagg --clients 100 --dim 100000 --dropout 0.1 --neighbours 20
 
 vectors: $(VENV)/installed

@@ -55,15 +55,16 @@ def masking_limit_seconds(words_per_mask: int, masks: int, modulus: Modulus, rep
 
 
 def _plain_sum(vectors: list[np.ndarray], modulus: Modulus) -> np.ndarray:
-    """The reference sum, computed independently of the protocol's field code."""
-    if modulus is Modulus.U32:
-        return (np.sum(np.stack(vectors).astype(np.uint64), axis=0) % (1 << 32)).astype(np.uint32)
-    if modulus is Modulus.U64:
-        return np.sum(np.stack(vectors), axis=0, dtype=np.uint64)  # numpy wraps mod 2^64
-    total = np.zeros(vectors[0].shape[0], dtype=object)
+    """The reference sum, computed independently of the protocol's field code, one vector at a time."""
+    if modulus is Modulus.P61:
+        total = np.zeros(vectors[0].shape[0], dtype=object)
+        for vector in vectors:
+            total = (total + vector.astype(object)) % modulus_value(modulus)
+        return total.astype(np.uint64)
+    total = np.zeros(vectors[0].shape[0], dtype=np.uint64)
     for vector in vectors:
-        total = (total + vector.astype(object)) % modulus_value(modulus)
-    return total.astype(np.uint64)
+        total += vector  # exact below 2^64 for u32 words (n < 2^32); numpy wraps mod 2^64 for u64
+    return total.astype(dtype_of(modulus))
 
 
 def run_secagg_bench(options: SecAggBenchOptions, progress: bool = True) -> dict[str, object]:

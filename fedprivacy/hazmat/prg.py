@@ -40,9 +40,16 @@ _ZERO_COUNTER = bytes(16)
 _P61_U64 = np.uint64(P61)
 
 
+_BULK_THRESHOLD = 4096
+
+
 def system_random_bytes(size: int) -> bytes:
-    """The OS CSPRNG."""
-    return os.urandom(size)
+    """Cryptographically secure random bytes: the OS CSPRNG, or for bulk requests (above 4 KiB) the
+    AES-128-CTR keystream under a fresh key from the OS CSPRNG (about 10x faster for megabytes)."""
+    if size <= _BULK_THRESHOLD:
+        return os.urandom(size)
+    encryptor = Cipher(algorithms.AES(os.urandom(16)), modes.CTR(_ZERO_COUNTER)).encryptor()
+    return encryptor.update(bytes(size))
 
 
 class DeterministicRandomness:

@@ -1,0 +1,31 @@
+"""Local differential privacy for index sets: the double randomized response of secure federated
+submodel learning, its exact epsilon maps, the permanent-answer memo and frequency estimators."""
+
+from .estimators import estimate_holders, estimate_variance, lifetime_variance_floor
+from .mechanism import RandomizedSet, randomize
+from .memo import PermanentMemo
+from .params import (
+    CPP_PRESETS,
+    NeighbourRelation,
+    RRParameters,
+    epsilon_after_reports,
+    epsilon_after_reports_by_enumeration,
+    scale_for_relation,
+    theorem_5_5_probabilities,
+)
+
+__all__ = [
+    "CPP_PRESETS",
+    "NeighbourRelation",
+    "PermanentMemo",
+    "RRParameters",
+    "RandomizedSet",
+    "epsilon_after_reports",
+    "epsilon_after_reports_by_enumeration",
+    "estimate_holders",
+    "estimate_variance",
+    "lifetime_variance_floor",
+    "randomize",
+    "scale_for_relation",
+    "theorem_5_5_probabilities",
+]

@@ -1,0 +1,143 @@
+"""The permanent-response memo: one client's lifetime answers, and its canonical byte format.
+
+The memo maps every index the client was ever asked about to its permanent answer (in S' or not)
+and counts how many instantaneous reports were drawn from that answer. It is what keeps repeated
+rounds within epsilon_inf: losing or resetting it would draw fresh permanent answers and spend the
+budget again, so decoding a damaged or foreign memo is an error, never a silent reset.
+
+Format (version 1, all integers little-endian):
+
+    "FPMEMO" | version u8 = 1 | client_id (u16 length + UTF-8) | epoch u32 |
+    p1 p2 p3 p4 (each numerator u64, denominator u64) | count u64 |
+    ids (count x u64, strictly increasing) | answers (ceil(count/8) bytes, bit i = LSB-first) |
+    reports (count x u32) | SHA-256 of everything before (32 bytes)
+
+The parameters are frozen with the memo: a memo answers only for the parameters it was drawn with
+(new parameters start a new epoch, charged as new events by the accountant).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from ..errors import DecodeError, InvalidParameters
+from .params import RRParameters
+
+__all__ = ["PermanentMemo", "MEMO_MAGIC"]
+
+MEMO_MAGIC = b"FPMEMO"
+MEMO_VERSION = 1
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+@dataclass(frozen=True, eq=False)
+class PermanentMemo:
+    client_id: str
+    params: RRParameters
+    epoch: int
+    ids: np.ndarray  # uint64, strictly increasing
+    answers: np.ndarray  # bool: the permanent answer (in S')
+    reports: np.ndarray  # uint32: instantaneous reports drawn from this answer
+
+    @classmethod
+    def empty(cls, client_id: str, params: RRParameters, epoch: int = 0) -> PermanentMemo:
+        if not isinstance(client_id, str) or not client_id or len(client_id.encode()) > 0xFFFF:
+            raise InvalidParameters("client_id must be a non-empty string")
+        return cls(client_id, params, epoch, np.zeros(0, np.uint64), np.zeros(0, bool), np.zeros(0, np.uint32))
+
+    def __post_init__(self) -> None:
+        for array in (self.ids, self.answers, self.reports):
+            array.setflags(write=False)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def max_reports(self) -> int:
+        return int(self.reports.max()) if len(self) else 0
+
+    def check_owner(self, client_id: str, params: RRParameters) -> None:
+        """``InvalidParameters`` unless this memo belongs to ``client_id`` and was drawn with ``params``."""
+        if client_id != self.client_id:
+            raise InvalidParameters(f"this memo belongs to client {self.client_id!r}, not {client_id!r}")
+        mine = (self.params.p1, self.params.p2, self.params.p3, self.params.p4)
+        if mine != (params.p1, params.p2, params.p3, params.p4):
+            raise InvalidParameters(
+                "this memo was drawn with other probabilities; changing them needs a new epoch (charged anew)"
+            )
+
+    def encode(self) -> bytes:
+        client = self.client_id.encode()
+        parts = [MEMO_MAGIC, bytes([MEMO_VERSION]), _U16.pack(len(client)), client, _U32.pack(self.epoch)]
+        for p in (self.params.p1, self.params.p2, self.params.p3, self.params.p4):
+            parts += [_U64.pack(p.numerator), _U64.pack(p.denominator)]
+        parts += [
+            _U64.pack(len(self)),
+            self.ids.astype("<u8").tobytes(),
+            np.packbits(self.answers, bitorder="little").tobytes(),
+            self.reports.astype("<u4").tobytes(),
+        ]
+        body = b"".join(parts)
+        return body + hashlib.sha256(body).digest()
+
+    @classmethod
+    def decode(cls, data: bytes) -> PermanentMemo:
+        """Parse a memo; any damage is a :class:`DecodeError` (never an empty memo)."""
+        try:
+            return cls._decode(bytes(data))
+        except DecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- nothing but DecodeError may escape
+            raise DecodeError(f"malformed memo: {exc}") from None
+
+    @classmethod
+    def _decode(cls, data: bytes) -> PermanentMemo:
+        if len(data) < len(MEMO_MAGIC) + 33 or not data.startswith(MEMO_MAGIC):
+            raise DecodeError("not a fedprivacy permanent-response memo")
+        body, digest = data[:-32], data[-32:]
+        if hashlib.sha256(body).digest() != digest:
+            raise DecodeError("memo checksum mismatch (damaged or edited)")
+        view = memoryview(body)
+        pos = len(MEMO_MAGIC)
+        if view[pos] != MEMO_VERSION:
+            raise DecodeError(f"unsupported memo version {view[pos]}")
+        pos += 1
+
+        def take(size: int) -> memoryview:
+            nonlocal pos
+            if pos + size > len(view):
+                raise DecodeError("memo truncated")
+            chunk = view[pos : pos + size]
+            pos += size
+            return chunk
+
+        client_id = bytes(take(_U16.unpack(take(2))[0])).decode("utf-8")
+        epoch = _U32.unpack(take(4))[0]
+        probabilities = []
+        for _ in range(4):
+            numerator, denominator = _U64.unpack(take(8))[0], _U64.unpack(take(8))[0]
+            if denominator == 0:
+                raise DecodeError("zero denominator")
+            probabilities.append(Fraction(numerator, denominator))
+        try:
+            params = RRParameters(*probabilities, allow_insecure=True)
+        except InvalidParameters as exc:
+            raise DecodeError(f"invalid parameters in memo: {exc}") from None
+        count = _U64.unpack(take(8))[0]
+        if count > (len(view) - pos):
+            raise DecodeError("memo truncated")
+        ids = np.frombuffer(take(8 * count), dtype="<u8").astype(np.uint64)
+        answers = np.unpackbits(np.frombuffer(take((count + 7) // 8), dtype=np.uint8), bitorder="little")[:count]
+        reports = np.frombuffer(take(4 * count), dtype="<u4").astype(np.uint32)
+        if pos != len(view):
+            raise DecodeError("trailing bytes in memo")
+        if count > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            raise DecodeError("memo ids are not strictly increasing")
+        return cls(client_id, params, epoch, ids, answers.astype(bool), reports)

@@ -1,4 +1,4 @@
-"""Command line: ``fedprivacy simulate | bench``. ``--json`` puts one JSON object on stdout;
+"""Command line: ``fedprivacy simulate | bench | privacy | audit``. ``--json`` puts one JSON object on stdout;
 progress goes to stderr."""
 
 from __future__ import annotations
@@ -90,6 +90,104 @@ def _bench_secagg(args: argparse.Namespace) -> int:
     return 0 if result["correct"] else 1
 
 
+def _rr_params(args: argparse.Namespace):
+    from .errors import InvalidParameters
+    from .ldp import RRParameters
+
+    chosen = [args.cpp is not None, args.epsilon is not None, any(getattr(args, f"p{i}") is not None for i in range(1, 5))]
+    if sum(chosen) != 1:
+        raise InvalidParameters("give exactly one of: --cpp N, --epsilon EPS_INF [--epsilon-1 EPS_1], --p1..--p4")
+    if args.cpp is not None:
+        return RRParameters.preset(args.cpp)
+    if args.epsilon is not None:
+        return RRParameters.from_epsilons(args.epsilon, args.epsilon_1)
+    if any(getattr(args, f"p{i}") is None for i in range(1, 5)):
+        raise InvalidParameters("--p1, --p2, --p3 and --p4 go together")
+    return RRParameters(args.p1, args.p2, args.p3, args.p4, allow_insecure=args.allow_insecure)
+
+
+def _finite(value: float) -> float | str:
+    return "inf" if value == float("inf") else value
+
+
+def _privacy(args: argparse.Namespace) -> int:
+    from .ldp import scale_for_relation, theorem_5_5_probabilities
+
+    params = _rr_params(args)
+    result: dict[str, object] = {name: str(getattr(params, name)) for name in ("p1", "p2", "p3", "p4", "p5", "p6")}
+    result.update({f"{name}_float": float(getattr(params, name)) for name in ("p5", "p6")})
+    result["epsilon_1"] = _finite(params.epsilon_1)
+    result["epsilon_inf"] = _finite(params.epsilon_inf)
+    result["epsilon_1_rounded"] = _finite(round(params.epsilon_1, 2))
+    result["epsilon_inf_rounded"] = _finite(round(params.epsilon_inf, 2))
+    if args.reports is not None:
+        result["reports"] = args.reports
+        result["epsilon_after_reports"] = _finite(params.epsilon_after(args.reports))
+    result["relation"] = "add-remove-one-index (per index; replace-one doubles it)"
+    result["epsilon_inf_replace_one"] = _finite(scale_for_relation(params.epsilon_inf, "replace-one-index"))
+    if args.set_size is not None:
+        result["epsilon_inf_whole_set"] = _finite(scale_for_relation(params.epsilon_inf, "whole-set", args.set_size))
+    if args.clients is not None:
+        p7, p8 = theorem_5_5_probabilities(params, 1, args.clients - 1)
+        result["p7_one_holder"] = float(p7)
+        result["p8_one_holder"] = float(p8)
+    _emit(result, args.json)
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .accounting import LedgerIntegrityError, replay
+    from .accounting.report import client_report, population_report
+    from .adapters.storage import read_ledger_file
+
+    root = Path(args.ledger_dir)
+    if not root.is_dir():
+        print(f"fedprivacy: error: {root} is not a directory", file=sys.stderr)
+        return 2
+    clients, broken = [], []
+    files = sorted(root.rglob("*.jsonl"))
+    for path in files:
+        print(f"auditing {path}", file=sys.stderr)
+        try:
+            ledger = read_ledger_file(path)
+        except LedgerIntegrityError as exc:
+            broken.append(exc)
+            continue
+        clients.append(client_report(str(path), replay(ledger)))
+    report = population_report(clients, broken)
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        for error in broken:
+            print(f"BROKEN {error.source}:{error.line}: {error.reason}")
+        for client in clients:
+            flag = " DISAGREEMENT" if client["disagreement"] else ""
+            print(
+                f"{client['client_id']}: spent {client['spent']} of {client['cap']} (remaining {client['remaining']}, "
+                f"rounds until exhaustion {client['rounds_until_exhaustion']}, {client['releases']} releases){flag}"
+            )
+        print(f"population: {len(clients)} clients, spent {report['spent']}, {report['over_cap']} over cap")
+    return 1 if broken or report["disagreements"] else 0
+
+
+def _bench_ldp(args: argparse.Namespace) -> int:
+    from .bench.ldp import run_ldp_bench
+
+    _emit(run_ldp_bench(args.union, args.real, _rr_params(args), repeats=args.repeats), args.json)
+    return 0
+
+
+def _add_rr_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cpp", type=int, choices=range(1, 6), help="the paper's preset CPP1..CPP5")
+    parser.add_argument("--epsilon", type=float, help="target epsilon_inf (symmetric parameters)")
+    parser.add_argument("--epsilon-1", type=float, default=None, help="target epsilon for one report (default: --epsilon)")
+    for i in range(1, 5):
+        parser.add_argument(f"--p{i}", type=str, default=None, help="a probability, e.g. 15/16 or 0.9375")
+    parser.add_argument("--allow-insecure", action="store_true", help="accept an infinite epsilon_inf")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedprivacy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +221,26 @@ def build_parser() -> argparse.ArgumentParser:
     secagg.add_argument("--seed", type=int, default=0)
     secagg.add_argument("--json", action="store_true")
     secagg.set_defaults(run=_bench_secagg)
+    ldp = which.add_parser("ldp", help="one client's randomized response over a large union, timed")
+    ldp.add_argument("--union", type=int, default=1_000_000)
+    ldp.add_argument("--real", type=int, default=300)
+    ldp.add_argument("--repeats", type=int, default=7)
+    ldp.add_argument("--json", action="store_true")
+    _add_rr_arguments(ldp)
+    ldp.set_defaults(run=_bench_ldp)
+
+    privacy = commands.add_parser("privacy", help="p5, p6 and the epsilons of randomized-response parameters")
+    _add_rr_arguments(privacy)
+    privacy.add_argument("--reports", type=int, default=None, help="also: epsilon after this many reports")
+    privacy.add_argument("--set-size", type=int, default=None, help="public bound m for the whole-set relation")
+    privacy.add_argument("--clients", type=int, default=None, help="also: Theorem 5.5's p7, p8 for n clients")
+    privacy.add_argument("--json", action="store_true")
+    privacy.set_defaults(run=_privacy)
+
+    audit = commands.add_parser("audit", help="verify and summarise the privacy ledgers in a directory")
+    audit.add_argument("ledger_dir")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(run=_audit)
     return parser
 
 

@@ -104,7 +104,7 @@ class RRParameters:
         if not self.allow_insecure and math.isinf(self.epsilon_inf):
             raise InvalidParameters(
                 "these probabilities give epsilon_inf = infinity (a client's answers can reveal its set); "
-                "pass allow_insecure=True to accept that"
+                "pass allow_insecure=True (--allow-insecure on the command line) to accept that"
             )
 
     @classmethod

@@ -1,0 +1,121 @@
+"""Composition for the double randomized response, and the budget filter.
+
+Per index (relation: add/remove one index), all reports drawn from one memo epoch are
+post-processing of one permanent answer: T reports cost exactly epsilon_T (see
+:func:`fedprivacy.ldp.epsilon_after_reports`), which grows to epsilon_inf and never past it. Memos
+of different epochs use independent coins, so their costs add (pure sequential composition). New
+indices entering the union get their own permanent answers: new events, but for a different
+coordinate, so they do not raise the per-index cost. The client's spend is therefore
+
+    spent = sum over epochs e of epsilon_{T_e}(params_e)
+
+with T_e the most reports any index drew in epoch e (an index present in every round of every epoch
+attains it exactly). Cross-check: the same sum computed by enumerating every report history
+(``epsilon_after_reports_by_enumeration``); any disagreement above 1e-9 is flagged. ``naive_sum``
+(the sum of per-report epsilons) is reported for contrast and is NOT a bound: with asymmetric
+permanent layers epsilon_T can exceed T * epsilon_1.
+
+The budget filter (Rogers et al., pure DP) refuses a release that would take ``spent`` past the
+cap; the projected cost depends on public data only (the union history and the parameters), so a
+refusal reveals nothing about the client's set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import BudgetExceeded
+from ..ldp.params import RRParameters, epsilon_after_reports, epsilon_after_reports_by_enumeration
+from .ledger import Ledger
+
+__all__ = ["ClientBudget", "replay", "ACCOUNTANT", "CROSS_CHECK", "DISAGREEMENT_TOLERANCE"]
+
+ACCOUNTANT = "memoized-exact-pure"  # epsilon_T per epoch, summed over epochs
+CROSS_CHECK = "report-history-enumeration"
+DISAGREEMENT_TOLERANCE = 1e-9
+_ENUMERATION_LIMIT = 2048  # beyond this many reports the enumeration is replaced by the epsilon_inf cap
+
+
+@dataclass
+class ClientBudget:
+    client_id: str
+    cap: float
+    epochs: dict[int, tuple[RRParameters, int]] = field(default_factory=dict)  # epoch -> (params, T max)
+    releases: int = 0
+    refusals: int = 0
+    naive_sum: float = 0.0
+
+    def spent(self) -> float:
+        return math.fsum(epsilon_after_reports(params, reports) for params, reports in self.epochs.values())
+
+    def cross_check(self) -> float:
+        total = []
+        for params, reports in self.epochs.values():
+            if reports <= _ENUMERATION_LIMIT:
+                total.append(epsilon_after_reports_by_enumeration(params, reports))
+            else:
+                total.append(params.epsilon_inf)
+        return math.fsum(total)
+
+    def lifetime_cap(self) -> float:
+        """Sum of the epochs' epsilon_inf: what the spend can never exceed, however many rounds."""
+        return math.fsum(params.epsilon_inf for params, _ in self.epochs.values())
+
+    def disagreement(self) -> bool:
+        a, b = self.spent(), self.cross_check()
+        if math.isinf(a) or math.isinf(b):
+            return a != b
+        return abs(a - b) > DISAGREEMENT_TOLERANCE * max(1.0, abs(a))
+
+    def projected(self, params: RRParameters, epoch: int, max_reports: int) -> float:
+        """The spend if the next release leaves ``max_reports`` as epoch ``epoch``'s report maximum."""
+        epochs = dict(self.epochs)
+        epochs[epoch] = (params, max(max_reports, epochs.get(epoch, (params, 0))[1]))
+        return math.fsum(epsilon_after_reports(p, t) for p, t in epochs.values())
+
+    def would_exceed(self, params: RRParameters, epoch: int, max_reports: int) -> bool:
+        return self.projected(params, epoch, max_reports) > self.cap
+
+    def check(self, params: RRParameters, epoch: int, max_reports: int) -> None:
+        """:class:`BudgetExceeded` if the release would pass the cap."""
+        projected = self.projected(params, epoch, max_reports)
+        if projected > self.cap:
+            raise BudgetExceeded(
+                f"client {self.client_id!r}: this round would bring the per-index epsilon to {projected:.4f}, "
+                f"above its cap {self.cap:.4f} (spent {self.spent():.4f}); the client sits this round out"
+            )
+
+    def rounds_until_exhaustion(self) -> int | None:
+        """More rounds (same parameters, the oldest index in every union) before the cap is passed;
+        None if never (epsilon_inf of the current epoch keeps the spend under the cap)."""
+        if not self.epochs:
+            return None
+        epoch = max(self.epochs)
+        params, reports = self.epochs[epoch]
+        if self.projected(params, epoch, reports + 10**6) <= self.cap:
+            return None
+        rounds = 0
+        while not self.would_exceed(params, epoch, reports + rounds + 1):
+            rounds += 1
+        return rounds
+
+
+def replay(ledger: Ledger) -> ClientBudget:
+    """Rebuild a client's budget state from its verified ledger."""
+    budget = ClientBudget(ledger.client_id, ledger.epsilon_cap)
+    for event in ledger.events:
+        if event.kind == "refusal":
+            budget.refusals += 1
+            continue
+        params = event.params()
+        previous = budget.epochs.get(event.epoch)
+        if previous is not None and previous[0] != params:
+            # A memo epoch has one parameter set; a ledger saying otherwise is accounted as if each
+            # change were a new epoch (never cheaper).
+            budget.epochs[max(budget.epochs) + 1] = (params, event.max_reports)
+        else:
+            budget.epochs[event.epoch] = (params, max(event.max_reports, previous[1] if previous else 0))
+        budget.releases += 1
+        budget.naive_sum += event.epsilon_report
+    return budget

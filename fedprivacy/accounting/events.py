@@ -1,0 +1,80 @@
+"""Privacy events: immutable descriptions of one release, enough to account for it without the data.
+
+Following google/differential-privacy's dp_event contract: an event names the mechanism exactly and
+carries what an accountant needs; fields are never removed or re-purposed (a changed mechanism gets
+a new ``mechanism`` name).
+
+``double-randomized-response`` (kind ``release``): in round ``round_index`` the client answered every
+index of a union of ``indices_reported`` ids with the double randomized response of parameters
+``parameters`` (p1..p4, exact fractions) from memo epoch ``epoch``; ``indices_new`` of them got their
+permanent answer this round; after it, no index has drawn more than ``max_reports`` reports from its
+memo in this epoch. ``epsilon_report`` (one report) and ``epsilon_inf`` (the memo's cap) are per index
+under ``relation``. Kind ``refusal`` records a round the budget filter declined (costs nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+
+from ..errors import DecodeError
+from ..ldp.params import NeighbourRelation, RRParameters
+
+__all__ = ["PrivacyEvent", "MECHANISM_DOUBLE_RR", "library_version"]
+
+MECHANISM_DOUBLE_RR = "double-randomized-response"
+
+
+def library_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class PrivacyEvent:
+    client_id: str
+    round_index: int
+    kind: str  # "release" | "refusal"
+    mechanism: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    relation: str = NeighbourRelation.ADD_REMOVE_ONE.value
+    epoch: int = 0
+    indices_reported: int = 0
+    indices_new: int = 0
+    max_reports: int = 0
+    epsilon_report: float = 0.0
+    epsilon_inf: float = 0.0
+    library_version: str = field(default_factory=library_version)
+
+    def params(self) -> RRParameters:
+        p = self.parameters
+        return RRParameters(Fraction(p["p1"]), Fraction(p["p2"]), Fraction(p["p3"]), Fraction(p["p4"]), allow_insecure=True)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> PrivacyEvent:
+        if not isinstance(data, dict):
+            raise DecodeError("an event must be a JSON object")
+        expected = {f for f in cls.__dataclass_fields__}
+        if set(data) != expected:
+            raise DecodeError(f"event fields differ from the schema: {sorted(set(data) ^ expected)}")
+        types = {
+            "client_id": str, "round_index": int, "kind": str, "mechanism": str, "parameters": dict,
+            "relation": str, "epoch": int, "indices_reported": int, "indices_new": int, "max_reports": int,
+            "epsilon_report": (int, float), "epsilon_inf": (int, float), "library_version": str,
+        }
+        for name, kind in types.items():
+            if not isinstance(data[name], kind) or isinstance(data[name], bool):
+                raise DecodeError(f"event field {name} has the wrong type")
+        if data["kind"] not in ("release", "refusal"):
+            raise DecodeError(f"unknown event kind {data['kind']!r}")
+        event = cls(**data)
+        if event.kind == "release":
+            try:
+                event.params()
+            except Exception as exc:  # noqa: BLE001
+                raise DecodeError(f"invalid parameters in event: {exc}") from None
+        return event

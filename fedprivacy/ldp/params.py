@@ -27,7 +27,7 @@ reported epsilon is never below the true one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from fractions import Fraction
 
@@ -64,6 +64,8 @@ def log_ratio_up(numerator: Fraction, denominator: Fraction) -> float:
     ratio = numerator / denominator
     if ratio < 1:
         ratio = 1 / ratio
+    if ratio == 1:
+        return 0.0
     value = math.log(ratio.numerator) - math.log(ratio.denominator)
     return max(0.0, math.nextafter(math.nextafter(value, math.inf), math.inf))
 
@@ -92,7 +94,7 @@ class RRParameters:
     p2: Fraction
     p3: Fraction
     p4: Fraction
-    allow_insecure: bool = False
+    allow_insecure: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("p1", "p2", "p3", "p4"):

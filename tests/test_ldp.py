@@ -204,3 +204,20 @@ def test_privacy_cli_gives_table_3(capsys):
     assert main(["privacy", "--p1", "1", "--p2", "0", "--p3", "1", "--p4", "0", "--allow-insecure", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["epsilon_inf"] == "inf"
     assert main(["privacy", "--cpp", "2", "--epsilon", "1"]) == 2
+
+
+@given(
+    st.fractions(min_value=0, max_value=1, max_denominator=64),
+    st.fractions(min_value=0, max_value=1, max_denominator=64),
+    st.integers(1, 500),
+    st.data(),
+)
+def test_estimator_inverts_expected_counts(a, b, reporters, data):
+    p1, p2 = max(a, b), min(a, b)
+    params = RRParameters(p1, p2, "7/8", "1/8", allow_insecure=True)
+    if params.p5 == params.p6:
+        return
+    holders = data.draw(st.integers(0, reporters))
+    expected = holders * float(params.p5) + (reporters - holders) * float(params.p6)
+    assert float(estimate_holders([expected], reporters, params)[0]) == pytest.approx(holders, abs=1e-6)
+    assert float(estimate_variance([holders], reporters, params)[0]) >= 0

@@ -29,11 +29,11 @@ def _rounds(params, rounds, cap=math.inf, epoch=0, ledger=None, lines=None):
     return ledger, lines, memo
 
 
-@pytest.mark.parametrize("rounds", [1, 2, 3])
-def test_spend_equals_the_enumerated_cost(rounds):
-    _, lines, _ = _rounds(ASYMMETRIC, rounds)
+@pytest.mark.parametrize("params, rounds", [(ASYMMETRIC, 1), (ASYMMETRIC, 2), (RRParameters.preset(4), 3)])
+def test_spend_equals_the_enumerated_cost(params, rounds):
+    _, lines, _ = _rounds(params, rounds)
     spent = replay(parse_ledger(lines)).spent()
-    exact = max_log_ratio(report_distribution(ASYMMETRIC, [10], [10], rounds), report_distribution(ASYMMETRIC, [10], [], rounds))
+    exact = max_log_ratio(report_distribution(params, [10], [10], rounds), report_distribution(params, [10], [], rounds))
     assert spent == pytest.approx(exact, abs=1e-12)
 
 

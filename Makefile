@@ -28,9 +28,11 @@ test: $(VENV)/installed-dev
 bench: $(VENV)/installed-dev
 	$(PY) -m pytest -q bench --benchmark-enable
 	$(VENV)/bin/fedprivacy bench secagg --clients 100 --dim 100000 --dropout 0.1 --neighbours 20
+	$(VENV)/bin/fedprivacy bench ldp --union 1000000 --real 300 --cpp 2
 
 vectors: $(VENV)/installed
 	$(PY) protocols/secagg/generate_vectors.py
+	$(PY) protocols/ldp/generate_vectors.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

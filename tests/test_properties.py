@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.secagg import DropoutSchedule, DropStage
 from fedprivacy.secagg import run_secagg_round
-from fedprivacy.secagg.server import SecAggServer
+from fedprivacy.secagg.graph import all_neighbourhoods
+from proofs.secagg.common import recoverable
 
 from .helpers import config, plain_sum, random_inputs
 
@@ -27,35 +28,13 @@ def rounds(draw):
     return config(ids, dim=draw(st.integers(1, 9)), modulus=modulus, neighbours=k, threshold=t), drops, late, seed
 
 
-def _recoverable(cfg, drops):
-    """Whether every needed secret keeps t holders and every stage keeps t parties (the spec's rule)."""
-    graph = SecAggServer(cfg).neighbours
-
-    def alive(stage):
-        order = list(DropStage)
-        return {p for p in cfg.party_ids if p not in drops or order.index(drops[p]) > order.index(stage)}
-
-    u1, u2, u3, u5 = alive(DropStage.ADVERTISE), alive(DropStage.SHARE), alive(DropStage.INPUT), alive(DropStage.UNMASK)
-    t = cfg.threshold
-    if min(len(u1), len(u2), len(u3), len(u5)) < t:
-        return False
-    for owner in u2:
-        holders = (graph[owner] & u1) | {owner}
-        if len(holders & u2) < t or len(holders & u3) < t:
-            return False
-        needed_from = holders & u5 & (graph[owner] | {owner} if owner in u3 else graph[owner])
-        if len(needed_from) < t:
-            return False
-    return True
-
-
 @settings(max_examples=60)
 @given(rounds())
 def test_output_is_the_sum_of_exactly_the_masked_inputs_or_a_clean_abort(case):
     cfg, drops, late, seed = case
     inputs = random_inputs(cfg, seed)
     report = run_secagg_round(cfg, inputs, DropoutSchedule(drops, frozenset(late)))
-    if _recoverable(cfg, drops):
+    if recoverable(cfg, all_neighbourhoods(cfg), drops):
         assert not report.client_errors
         assert report.aborted is None
         survivors = {p for p in cfg.party_ids if p not in drops or drops[p] is DropStage.UNMASK}

@@ -179,6 +179,18 @@ def _bench_ldp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_psu(args: argparse.Namespace) -> int:
+    from .bench.psu import run_psu_bench
+    from .secagg import DropStage
+
+    result = run_psu_bench(
+        args.clients, args.items, args.universe, args.dropout, DropStage(args.drop_stage),
+        bloom_universe=args.bloom_universe, neighbours=args.neighbours, seed=args.seed,
+    )
+    _emit(result, args.json)
+    return 0 if result["correct"] else 1
+
+
 def _add_rr_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpp", type=int, choices=range(1, 6), help="the paper's preset CPP1..CPP5")
     parser.add_argument("--epsilon", type=float, help="target epsilon_inf (symmetric parameters)")
@@ -228,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     ldp.add_argument("--json", action="store_true")
     _add_rr_arguments(ldp)
     ldp.set_defaults(run=_bench_ldp)
+
+    psu = which.add_parser("psu", help="one private set union (masked IBLT over secure aggregation), timed")
+    psu.add_argument("--clients", type=int, required=True)
+    psu.add_argument("--items", type=int, required=True)
+    psu.add_argument("--universe", type=int, required=True)
+    psu.add_argument("--dropout", type=float, default=0.0)
+    psu.add_argument("--drop-stage", choices=["advertise", "share", "input", "unmask"], default="input")
+    psu.add_argument("--neighbours", type=int, default=None)
+    psu.add_argument("--bloom-universe", type=int, default=None, help="also run the Bloom variant's universe scan")
+    psu.add_argument("--seed", type=int, default=0)
+    psu.add_argument("--json", action="store_true")
+    psu.set_defaults(run=_bench_psu)
 
     privacy = commands.add_parser("privacy", help="p5, p6 and the epsilons of randomized-response parameters")
     _add_rr_arguments(privacy)

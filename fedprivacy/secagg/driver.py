@@ -67,14 +67,15 @@ class RoundReport:
 
 def run_secagg_round(
     config: SecAggConfig,
-    inputs: Mapping[int, np.ndarray],
+    inputs: Mapping[int, np.ndarray] | Callable[[int], np.ndarray],
     schedule: DropoutSchedule | None = None,
     *,
     random_source: Callable[[int], RandomSource] | None = None,
     tamper: Callable[[int, bytes], bytes] | None = None,
     observer: Callable[[int, int, bytes], None] | None = None,
 ) -> RoundReport:
-    """Run one round. ``random_source(party_id)`` gives each client its randomness (default: the OS
+    """Run one round. ``inputs`` maps a party to its vector (or is a function, called when the party
+    masks, so a large simulation never holds every input at once). ``random_source(party_id)`` gives each client its randomness (default: the OS
     CSPRNG); ``tamper(recipient, data)`` may rewrite server-to-client bytes (for negative tests);
     ``observer(sender, recipient, data)`` sees every delivered message (the server is party 0)."""
     schedule = schedule or DropoutSchedule()
@@ -165,7 +166,8 @@ def run_secagg_round(
             client = clients[party]
             client_step(party, lambda c=client, m=message: c.receive(m))
             if party not in errors:
-                out = client_step(party, lambda c=client: c.submit_input(inputs[party]), masking=True)
+                vector = inputs(party) if callable(inputs) else inputs[party]
+                out = client_step(party, lambda c=client, v=vector: c.submit_input(v), masking=True)
                 participate(party, DropStage.INPUT, out)
     requests = close(DropStage.INPUT) if routed is not None else None
     # Round 3: unmasking.

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import LocalProtocolError, RoundAborted
 from ..hazmat import shamir
-from ..hazmat.field import add_inplace, dtype_of
+from ..hazmat.field import Modulus, add_inplace, dtype_of, reduce_p61_inplace
 from ..hazmat.kex import KeyAgreement, public_key
 from ..hazmat.prg import MaskExpander
 from .graph import all_neighbourhoods
@@ -93,6 +93,7 @@ class SecAggServer:
         self._shares: dict[int, ShareKeys] = {}  # U2
         self._input_ids: set[int] = set()  # U3
         self._sum = np.zeros(config.dim, dtype=dtype_of(config.modulus))
+        self._unreduced = 0  # mod p: uploads added since the last fold (at most 7 fit in 64 bits)
         self._requests: dict[int, UnmaskRequest] = {}
         self._responses: dict[int, UnmaskResponse] = {}  # U5
         self._result: np.ndarray | None = None
@@ -194,7 +195,14 @@ class SecAggServer:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
         if message.modulus is not self.config.modulus or message.vector.shape != (self.config.dim,):
             return self._ignore(sender, message, IgnoredReason.INVALID, "wrong modulus or length")
-        add_inplace(self._sum, message.vector, self.config.modulus)
+        if self.config.modulus is Modulus.P61:  # lazy: fold once every 7 uploads (each word < p)
+            np.add(self._sum, message.vector, out=self._sum)
+            self._unreduced += 1
+            if self._unreduced == 7:
+                reduce_p61_inplace(self._sum)
+                self._unreduced = 0
+        else:
+            add_inplace(self._sum, message.vector, self.config.modulus)
         self._input_ids.add(sender)
 
     def _on_unmask_response(self, message: UnmaskResponse) -> None:
@@ -277,6 +285,9 @@ class SecAggServer:
         return self.neighbours[party] & self.shared_ids
 
     def _close_inputs(self) -> list[Outbound]:
+        if self._unreduced:
+            reduce_p61_inplace(self._sum)
+            self._unreduced = 0
         alive = self.input_ids
         self._require("masked-input", len(alive), "masked inputs arrived")
         for owner in sorted(self.shared_ids):

@@ -1,0 +1,120 @@
+"""Private set union of submodel indices over secure aggregation mod p, with reruns on decode failure.
+
+``PSUClient`` validates and encodes a client's real index set (``InvalidParameters`` before anything
+is sent); ``PSUServer`` decodes the securely summed sketch into the exact union, or raises
+:class:`UnionDecodeFailure` (never a partial union). ``run_psu_round`` runs the whole thing in
+process -- secure aggregation with its dropout schedule, decode, and on failure a new attempt with a
+fresh key, fresh weights, fresh masks and a table 1.5x larger, at most ``max_attempts`` times.
+
+Dropouts follow secure aggregation: a client whose masked sketch did not arrive (gone before masked
+input) is not in the union; one whose sketch arrived is, even if it vanishes before unmasking.
+
+What the server learns: the union U (and which clients' sketches were summed: secure aggregation's
+U3). The summed sketch depends on U alone up to statistical distance sum_x q(m_x) <= |U| / (p - 1)
+(see the spec); an id held by m >= 2 clients is lost with probability q(m) <= 1/(p - 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import RoundAborted
+from ..hazmat.field import Modulus
+from ..hazmat.prg import RandomSource, system_random_bytes
+from ..secagg import DropoutSchedule, RoundReport, SecAggConfig, run_secagg_round
+from .iblt import encode_set, peel, validate_ids
+from .params import PSUParameters
+
+__all__ = ["PSUClient", "PSUServer", "UnionDecodeFailure", "PSUResult", "run_psu_round"]
+
+
+class UnionDecodeFailure(RoundAborted):
+    """Peeling did not empty the table: rerun with a larger sketch (the partial result is discarded)."""
+
+    def __init__(self, recovered: int, residual_cells: int) -> None:
+        super().__init__("psu-decode", f"peeling stopped with {residual_cells} non-zero cells")
+        self.recovered = recovered
+
+
+class PSUClient:
+    def __init__(self, params: PSUParameters, ids: object) -> None:
+        self.params = params
+        self.ids = validate_ids(ids, params.universe)  # raises before anything is sent
+
+    def sketch(self, random_bytes: RandomSource = system_random_bytes) -> np.ndarray:
+        return encode_set(self.params, self.ids, random_bytes=random_bytes)
+
+
+class PSUServer:
+    def __init__(self, params: PSUParameters) -> None:
+        self.params = params
+
+    def decode(self, summed: np.ndarray) -> np.ndarray:
+        result = peel(self.params, summed)
+        if not result.success:
+            raise UnionDecodeFailure(int(result.ids.shape[0]), result.residual_cells)
+        return result.ids
+
+
+@dataclass
+class PSUResult:
+    union: np.ndarray
+    params: PSUParameters
+    attempts: int
+    contributors: frozenset[int]
+    reports: list[RoundReport]
+    client_encode_seconds: dict[int, float]
+
+
+def run_psu_round(
+    party_sets: Mapping[int, object],
+    params: PSUParameters,
+    make_config: Callable[[PSUParameters], SecAggConfig] | None = None,
+    schedule: DropoutSchedule | None = None,
+    *,
+    max_attempts: int = 3,
+    random_source: Callable[[int], RandomSource] | None = None,
+) -> PSUResult:
+    """The whole PSU in process (see the module docstring). ``make_config(params)`` builds each
+    attempt's secure-aggregation config (dimension ``params.vector_length``, modulus p)."""
+    import time
+
+    clients = {party: PSUClient(params, ids) for party, ids in party_sets.items()}  # validate everything first
+    if make_config is None:
+        party_ids = sorted(party_sets)
+
+        def make_config(p: PSUParameters) -> SecAggConfig:
+            return SecAggConfig.create(party_ids, p.vector_length, Modulus.P61, dropout_fraction=0.2)
+
+    reports: list[RoundReport] = []
+    encode_seconds: dict[int, float] = {}
+    for attempt in range(max_attempts):
+        config = make_config(params)
+        if config.modulus is not Modulus.P61 or config.dim != params.vector_length:
+            raise ValueError("the secure-aggregation config must sum vectors of params.vector_length mod p")
+
+        def sketch(party: int, p: PSUParameters = params) -> np.ndarray:
+            started = time.perf_counter()
+            source = system_random_bytes if random_source is None else random_source(party)
+            vector = encode_set(p, clients[party].ids, random_bytes=source)
+            encode_seconds[party] = time.perf_counter() - started
+            return vector
+
+        report = run_secagg_round(config, sketch, schedule)
+        reports.append(report)
+        if report.result is None:
+            assert report.aborted is not None
+            raise report.aborted
+        try:
+            union = PSUServer(params).decode(report.result)
+        except UnionDecodeFailure as failure:
+            if attempt + 1 == max_attempts:
+                raise
+            params = params.retry(minimum_bound=2 * failure.recovered)
+            clients = {party: PSUClient(params, c.ids) for party, c in clients.items()}
+            continue
+        return PSUResult(union, params, attempt + 1, report.input_ids, reports, encode_seconds)
+    raise AssertionError("unreachable")

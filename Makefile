@@ -33,6 +33,7 @@ bench: $(VENV)/installed-dev
 vectors: $(VENV)/installed
 	$(PY) protocols/secagg/generate_vectors.py
 	$(PY) protocols/ldp/generate_vectors.py
+	$(PY) protocols/psu/generate_vectors.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

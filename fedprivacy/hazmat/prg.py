@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .field import P61, Modulus, add_inplace, dtype_of, sub_inplace, word_bytes
+from .field import P61, Modulus, add_inplace, dtype_of, reduce_p61_inplace, sub_inplace, word_bytes
 from .kex import hkdf
 
 __all__ = [
@@ -97,6 +97,58 @@ class MaskExpander:
                 np.subtract(target[start : start + count], words, out=target[start : start + count])
             else:
                 np.add(target[start : start + count], words, out=target[start : start + count])
+
+
+    def apply_many(self, target: np.ndarray, masks: list[tuple[bytes, bool]], batch: int = 256) -> None:
+        """target += sum of +/- keystream(key) for (key, subtract) in ``masks``, modulo ``self.modulus``.
+
+        Chunk-outer, mask-inner: each target chunk stays in cache while every mask's keystream for it
+        is added. Mod p, the masks are summed lazily (a fold every 7 masks) and applied once per chunk.
+        """
+        for first in range(0, len(masks), batch):
+            group = masks[first : first + batch]
+            encryptors = [Cipher(algorithms.AES(key), modes.CTR(_ZERO_COUNTER)).encryptor() for key, _ in group]
+            if self.modulus is Modulus.P61:
+                self._apply_many_p61(target, encryptors, [subtract for _, subtract in group])
+            else:
+                self._apply_many_wrapping(target, encryptors, [subtract for _, subtract in group])
+
+    def _next_words(self, encryptor: object, count: int) -> np.ndarray:
+        nbytes = count * self._word
+        encryptor.update_into(self._zeros[:nbytes], self._keystream_bytes[:nbytes])  # type: ignore[attr-defined]
+        return self._keystream[:count]
+
+    def _apply_many_wrapping(self, target: np.ndarray, encryptors: list, subtracts: list[bool]) -> None:
+        for start in range(0, target.shape[0], self.chunk_words):
+            count = min(self.chunk_words, target.shape[0] - start)
+            chunk = target[start : start + count]
+            for encryptor, subtract in zip(encryptors, subtracts):
+                words = self._next_words(encryptor, count)
+                (np.subtract if subtract else np.add)(chunk, words, out=chunk)
+
+    def _apply_many_p61(self, target: np.ndarray, encryptors: list, subtracts: list[bool]) -> None:
+        plus = np.empty(self.chunk_words, dtype=np.uint64)
+        minus = np.empty(self.chunk_words, dtype=np.uint64)
+        assert self._scratch is not None
+        for start in range(0, target.shape[0], self.chunk_words):
+            count = min(self.chunk_words, target.shape[0] - start)
+            sums = {False: plus[:count], True: minus[:count]}
+            pending = {False: 0, True: 0}
+            for accumulator in sums.values():
+                accumulator.fill(0)
+            for encryptor, subtract in zip(encryptors, subtracts):
+                words = self._next_words(encryptor, count)
+                np.bitwise_and(words, _P61_U64, out=words)  # in [0, p]: p stands for 0
+                np.add(sums[subtract], words, out=sums[subtract])
+                pending[subtract] += 1
+                if pending[subtract] == 7:  # 8 values <= p stay below 2^64
+                    reduce_p61_inplace(sums[subtract], self._scratch)
+                    pending[subtract] = 1
+            chunk = target[start : start + count]
+            for subtract, accumulator in sums.items():
+                if pending[subtract]:
+                    reduce_p61_inplace(accumulator, self._scratch)
+                    (sub_inplace if subtract else add_inplace)(chunk, accumulator, self.modulus, self._scratch)
 
 
 def keystream_words(key: bytes, count: int, modulus: Modulus) -> np.ndarray:

@@ -16,6 +16,7 @@ hashes a whole batch of ids. A reference encoder over any prime (pure Python) se
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -181,13 +182,17 @@ def batch_inverse(values: np.ndarray) -> np.ndarray:
 
 
 class PeelResult:
-    __slots__ = ("ids", "success", "rounds", "residual_cells")
+    """``estimated_union``: the union size implied by the fraction of occupied cells (linear counting;
+    infinite when every cell is occupied) -- a function of the union alone, used to size a rerun."""
 
-    def __init__(self, ids: np.ndarray, success: bool, rounds: int, residual_cells: int) -> None:
+    __slots__ = ("ids", "success", "rounds", "residual_cells", "estimated_union")
+
+    def __init__(self, ids: np.ndarray, success: bool, rounds: int, residual_cells: int, estimated_union: float) -> None:
         self.ids = ids
         self.success = success
         self.rounds = rounds
         self.residual_cells = residual_cells
+        self.estimated_union = estimated_union
 
 
 def peel(params: PSUParameters, summed: np.ndarray) -> PeelResult:
@@ -201,6 +206,9 @@ def peel(params: PSUParameters, summed: np.ndarray) -> PeelResult:
     checksum = summed[2 * cells :].copy() if params.fields == 3 else None
     found: list[np.ndarray] = []
     candidates = np.flatnonzero(weight)
+    occupied = candidates.shape[0] / cells
+    sub = params.sub_table
+    estimated = math.inf if occupied >= 1 else -sub * math.log1p(-occupied)
     rounds = 0
     while candidates.size:
         rounds += 1
@@ -235,4 +243,4 @@ def peel(params: PSUParameters, summed: np.ndarray) -> PeelResult:
     if checksum is not None:
         residual += int(np.count_nonzero(checksum))
     duplicate = ids.shape[0] > 1 and bool(np.any(ids[1:] == ids[:-1]))
-    return PeelResult(ids, residual == 0 and not duplicate, rounds, residual)
+    return PeelResult(ids, residual == 0 and not duplicate, rounds, residual, estimated)

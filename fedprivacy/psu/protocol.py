@@ -16,6 +16,7 @@ U3). The summed sketch depends on U alone up to statistical distance sum_x q(m_x
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -34,9 +35,16 @@ __all__ = ["PSUClient", "PSUServer", "UnionDecodeFailure", "PSUResult", "run_psu
 class UnionDecodeFailure(RoundAborted):
     """Peeling did not empty the table: rerun with a larger sketch (the partial result is discarded)."""
 
-    def __init__(self, recovered: int, residual_cells: int) -> None:
+    def __init__(self, recovered: int, residual_cells: int, estimated_union: float) -> None:
         super().__init__("psu-decode", f"peeling stopped with {residual_cells} non-zero cells")
         self.recovered = recovered
+        self.estimated_union = estimated_union
+
+    def next_bound(self, bound: int) -> int:
+        """A union bound for the rerun: 1.5x larger, and large enough for what the table showed."""
+        if math.isinf(self.estimated_union):
+            return 4 * bound  # every cell occupied: the table was far too small
+        return max(math.ceil(1.5 * bound), 2 * self.recovered, math.ceil(1.5 * self.estimated_union))
 
 
 class PSUClient:
@@ -55,7 +63,7 @@ class PSUServer:
     def decode(self, summed: np.ndarray) -> np.ndarray:
         result = peel(self.params, summed)
         if not result.success:
-            raise UnionDecodeFailure(int(result.ids.shape[0]), result.residual_cells)
+            raise UnionDecodeFailure(int(result.ids.shape[0]), result.residual_cells, result.estimated_union)
         return result.ids
 
 
@@ -113,7 +121,7 @@ def run_psu_round(
         except UnionDecodeFailure as failure:
             if attempt + 1 == max_attempts:
                 raise
-            params = params.retry(minimum_bound=2 * failure.recovered)
+            params = params.retry(minimum_bound=failure.next_bound(params.union_bound))
             clients = {party: PSUClient(params, c.ids) for party, c in clients.items()}
             continue
         return PSUResult(union, params, attempt + 1, report.input_ids, reports, encode_seconds)

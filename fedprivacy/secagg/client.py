@@ -261,10 +261,9 @@ class SecAggClient:
         assert self._input is not None and self._own_seed is not None and self._mask_private is not None
         masked = self._input
         self._input = None  # the plaintext input is not kept past masking
-        expander = MaskExpander(config.modulus)
-        expander.apply(masked, self_mask_key(config, self._own_seed, self.party_id))
-        for peer, key in self._pair_mask_keys.items():
-            expander.apply(masked, key, subtract=self.party_id < peer)
+        masks = [(self_mask_key(config, self._own_seed, self.party_id), False)]
+        masks += [(key, self.party_id < peer) for peer, key in self._pair_mask_keys.items()]
+        MaskExpander(config.modulus).apply_many(masked, masks)
         self._pair_mask_keys = {}
         masked.setflags(write=False)
         self.stage = ClientStage.INPUT_SENT

@@ -307,9 +307,7 @@ class SecAggServer:
         dropped = sorted(self.shared_ids - self._input_ids)
         seeds = self._reconstruct("seed", alive)
         mask_keys = self._reconstruct("key", dropped)
-        expander = MaskExpander(config.modulus)
-        for owner in alive:
-            expander.apply(self._sum, self_mask_key(config, seeds[owner], owner), subtract=True)
+        masks = [(self_mask_key(config, seeds[owner], owner), True) for owner in alive]
         for owner in dropped:
             private = mask_keys[owner]
             if public_key(private) != self._keys[owner][1]:
@@ -318,7 +316,8 @@ class SecAggServer:
             for peer in sorted(self.mask_peers(owner) & self._input_ids):
                 key = pair_mask_key(config, agreement.agree(self._keys[peer][1]), owner, peer)
                 # ``peer`` added +mask if peer > owner and -mask otherwise; take it back out.
-                expander.apply(self._sum, key, subtract=peer > owner)
+                masks.append((key, peer > owner))
+        MaskExpander(config.modulus).apply_many(self._sum, masks)
         self._sum.setflags(write=False)
         self._result = self._sum
         return []

@@ -5,12 +5,15 @@ from .driver import DropoutSchedule, DropStage, RoundReport, run_secagg_round
 from .messages import decode_message
 from .params import Adversary, GraphParameters, SecAggConfig, check_graph_parameters, find_graph_parameters
 from .quantize import Quantizer
+from .rows import ClientRowPlan, RowPlan
 from .server import Outbound, SecAggServer
 from .stages import ClientStage, ServerStage
 from ..hazmat.field import Modulus
 
 __all__ = [
     "Adversary",
+    "ClientRowPlan",
+    "RowPlan",
     "ClientStage",
     "DropStage",
     "DropoutSchedule",

@@ -50,6 +50,7 @@ from .messages import (
     UnmaskResponse,
 )
 from .params import SecAggConfig
+from .rows import ClientRowPlan
 from .stages import CLIENT_TRANSITIONS, ClientEvent, ClientStage
 
 __all__ = ["SecAggClient", "coerce_input"]
@@ -61,11 +62,12 @@ _EVENT_OF = {
 }
 
 
-def coerce_input(vector: object, config: SecAggConfig) -> np.ndarray:
+def coerce_input(vector: object, config: SecAggConfig, length: int | None = None) -> np.ndarray:
     """A validated private copy of an input vector in the modulus' dtype (``InvalidParameters`` if not)."""
     array = np.asarray(vector)
-    if array.ndim != 1 or array.shape[0] != config.dim:
-        raise InvalidParameters(f"input must be a vector of length {config.dim}, got shape {array.shape}")
+    length = config.dim if length is None else length
+    if array.ndim != 1 or array.shape[0] != length:
+        raise InvalidParameters(f"input must be a vector of length {length}, got shape {array.shape}")
     if array.dtype.kind not in "ui":
         raise InvalidParameters(f"input must hold integers (quantize floats first), got dtype {array.dtype}")
     if array.dtype == dtype_of(config.modulus) and config.modulus is not Modulus.P61:
@@ -82,13 +84,27 @@ class SecAggClient:
 
     ``random_bytes`` is the source of every secret this client draws (keys, seed, Shamir
     coefficients); it defaults to the OS CSPRNG and exists so vectors can replay a run.
+
+    With ``row_plan`` the client sums per row (:mod:`fedprivacy.secagg.rows`): its input is one block
+    of ``row_plan.width`` words per chosen row, masked per row; this needs the full graph.
     """
 
     def __init__(
-        self, config: SecAggConfig, party_id: int, *, random_bytes: RandomSource = system_random_bytes
+        self,
+        config: SecAggConfig,
+        party_id: int,
+        *,
+        random_bytes: RandomSource = system_random_bytes,
+        row_plan: ClientRowPlan | None = None,
     ) -> None:
         if party_id not in config.party_ids:
             raise InvalidParameters(f"party {party_id} is not in this round's party set")
+        if row_plan is not None:
+            if not config.full_graph:
+                raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
+            if row_plan.party_id != party_id:
+                raise InvalidParameters("this row plan belongs to another party")
+        self.row_plan = row_plan
         self.config = config
         self.party_id = party_id
         self.neighbours: frozenset[int] = neighbourhood(config, party_id)
@@ -129,7 +145,8 @@ class SecAggClient:
         self._next_stage(ClientEvent.SUBMIT_INPUT, local=True)  # checks legality, changes nothing
         if self._input is not None:
             raise LocalProtocolError("the input was already submitted")
-        self._input = coerce_input(vector, self.config)
+        length = None if self.row_plan is None else self.row_plan.input_length
+        self._input = coerce_input(vector, self.config, length)
         if self.stage is ClientStage.AWAITING_INPUT:
             return self._guarded(self._send_masked_input)
         return []
@@ -261,9 +278,13 @@ class SecAggClient:
         assert self._input is not None and self._own_seed is not None and self._mask_private is not None
         masked = self._input
         self._input = None  # the plaintext input is not kept past masking
-        masks = [(self_mask_key(config, self._own_seed, self.party_id), False)]
-        masks += [(key, self.party_id < peer) for peer, key in self._pair_mask_keys.items()]
-        MaskExpander(config.modulus).apply_many(masked, masks)
+        self_key = self_mask_key(config, self._own_seed, self.party_id)
+        if self.row_plan is not None:
+            self.row_plan.mask(masked, self_key, self._pair_mask_keys, config.modulus)
+        else:
+            masks = [(self_key, False)]
+            masks += [(key, self.party_id < peer) for peer, key in self._pair_mask_keys.items()]
+            MaskExpander(config.modulus).apply_many(masked, masks)
         self._pair_mask_keys = {}
         masked.setflags(write=False)
         self.stage = ClientStage.INPUT_SENT

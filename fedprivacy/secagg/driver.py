@@ -21,6 +21,7 @@ from ..hazmat.prg import RandomSource, system_random_bytes
 from .client import SecAggClient
 from .messages import Message, decode_message
 from .params import SecAggConfig
+from .rows import RowPlan
 from .server import IgnoredMessage, SecAggServer
 
 __all__ = ["DropStage", "DropoutSchedule", "RoundReport", "run_secagg_round"]
@@ -73,16 +74,21 @@ def run_secagg_round(
     random_source: Callable[[int], RandomSource] | None = None,
     tamper: Callable[[int, bytes], bytes] | None = None,
     observer: Callable[[int, int, bytes], None] | None = None,
+    row_plan: RowPlan | None = None,
 ) -> RoundReport:
     """Run one round. ``inputs`` maps a party to its vector (or is a function, called when the party
     masks, so a large simulation never holds every input at once). ``random_source(party_id)`` gives each client its randomness (default: the OS
     CSPRNG); ``tamper(recipient, data)`` may rewrite server-to-client bytes (for negative tests);
-    ``observer(sender, recipient, data)`` sees every delivered message (the server is party 0)."""
+    ``observer(sender, recipient, data)`` sees every delivered message (the server is party 0);
+    ``row_plan`` switches to per-row aggregation (each party's input: its chosen rows' blocks)."""
     schedule = schedule or DropoutSchedule()
-    server = SecAggServer(config)
+    server = SecAggServer(config, row_plan)
     clients = {
         party: SecAggClient(
-            config, party, random_bytes=system_random_bytes if random_source is None else random_source(party)
+            config,
+            party,
+            random_bytes=system_random_bytes if random_source is None else random_source(party),
+            row_plan=None if row_plan is None else row_plan.for_client(party),
         )
         for party in config.party_ids
     }

@@ -222,7 +222,7 @@ def _decode(data: bytes | bytearray | memoryview) -> Message:
         except ValueError:
             raise DecodeError("unknown modulus") from None
         dim = reader.u32()
-        if not 1 <= dim <= MAX_DIM:
+        if dim > MAX_DIM:
             raise DecodeError("vector length out of range")
         raw = reader.view(dim * word_bytes(modulus))
         vector = np.frombuffer(raw, dtype=dtype_of(modulus).newbyteorder("<"))

@@ -25,7 +25,7 @@ from enum import Enum
 
 import numpy as np
 
-from ..errors import LocalProtocolError, RoundAborted
+from ..errors import InvalidParameters, LocalProtocolError, RoundAborted
 from ..hazmat import shamir
 from ..hazmat.field import Modulus, add_inplace, dtype_of, reduce_p61_inplace
 from ..hazmat.kex import KeyAgreement, public_key
@@ -45,6 +45,7 @@ from .messages import (
     UnmaskResponse,
 )
 from .params import SecAggConfig
+from .rows import RowPlan
 from .stages import SERVER_TRANSITIONS, ServerEvent, ServerStage
 
 __all__ = ["SecAggServer", "Outbound", "IgnoredMessage"]
@@ -83,13 +84,20 @@ class IgnoredMessage:
 class SecAggServer:
     """Server side of one round. See the module docstring for the contract."""
 
-    def __init__(self, config: SecAggConfig) -> None:
+    def __init__(self, config: SecAggConfig, row_plan: RowPlan | None = None) -> None:
+        if row_plan is not None:
+            if not config.full_graph:
+                raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
+            if config.dim != row_plan.dim or set(row_plan.chosen) != set(config.party_ids):
+                raise InvalidParameters("the row plan must cover every party and config.dim = rows x width")
+        self.row_plan = row_plan
         self.config = config
         self.stage = ServerStage.COLLECTING_KEYS
         self.neighbours = all_neighbourhoods(config)
         self.ignored: list[IgnoredMessage] = []
         self.abort_error: RoundAborted | None = None
         self._keys: dict[int, tuple[bytes, bytes]] = {}  # U1: party -> (channel pk, mask pk)
+        self._seen_keys: set[bytes] = set()
         self._shares: dict[int, ShareKeys] = {}  # U2
         self._input_ids: set[int] = set()  # U3
         self._sum = np.zeros(config.dim, dtype=dtype_of(config.modulus))
@@ -172,9 +180,10 @@ class SecAggServer:
         if sender in self._keys:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
         keys = (message.channel_public_key, message.mask_public_key)
-        if keys[0] == keys[1] or any(k in pair for pair in self._keys.values() for k in keys):
+        if keys[0] == keys[1] or keys[0] in self._seen_keys or keys[1] in self._seen_keys:
             return self._ignore(sender, message, IgnoredReason.INVALID, "public key reused")
         self._keys[sender] = keys
+        self._seen_keys.update(keys)
 
     def _on_share_keys(self, message: ShareKeys) -> None:
         sender = message.sender
@@ -193,9 +202,12 @@ class SecAggServer:
             return self._ignore(sender, message, IgnoredReason.LATE if sender in self.neighbours else IgnoredReason.UNKNOWN_PARTY)
         if sender in self._input_ids:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
-        if message.modulus is not self.config.modulus or message.vector.shape != (self.config.dim,):
+        expected = self.config.dim if self.row_plan is None else self.row_plan.chosen[sender].shape[0] * self.row_plan.width
+        if message.modulus is not self.config.modulus or message.vector.shape != (expected,):
             return self._ignore(sender, message, IgnoredReason.INVALID, "wrong modulus or length")
-        if self.config.modulus is Modulus.P61:  # lazy: fold once every 7 uploads (each word < p)
+        if self.row_plan is not None:
+            self.row_plan.accumulate(self._sum, sender, message.vector, self.config.modulus)
+        elif self.config.modulus is Modulus.P61:  # lazy: fold once every 7 uploads (each word < p)
             np.add(self._sum, message.vector, out=self._sum)
             self._unreduced += 1
             if self._unreduced == 7:
@@ -307,7 +319,12 @@ class SecAggServer:
         dropped = sorted(self.shared_ids - self._input_ids)
         seeds = self._reconstruct("seed", alive)
         mask_keys = self._reconstruct("key", dropped)
+        plan = self.row_plan
         masks = [(self_mask_key(config, seeds[owner], owner), True) for owner in alive]
+        if plan is not None:
+            for (key, _), owner in zip(masks, alive):
+                plan.remove_self_mask(self._sum, owner, key, config.modulus)
+            masks = []
         for owner in dropped:
             private = mask_keys[owner]
             if public_key(private) != self._keys[owner][1]:
@@ -315,6 +332,9 @@ class SecAggServer:
             agreement = KeyAgreement(private)
             for peer in sorted(self.mask_peers(owner) & self._input_ids):
                 key = pair_mask_key(config, agreement.agree(self._keys[peer][1]), owner, peer)
+                if plan is not None:
+                    plan.remove_pair_mask(self._sum, peer, owner, key, config.modulus)
+                    continue
                 # ``peer`` added +mask if peer > owner and -mask otherwise; take it back out.
                 masks.append((key, peer > owner))
         MaskExpander(config.modulus).apply_many(self._sum, masks)

@@ -106,6 +106,16 @@ def _rr_params(args: argparse.Namespace):
     return RRParameters(args.p1, args.p2, args.p3, args.p4, allow_insecure=args.allow_insecure)
 
 
+def _round_up(value: float, digits: int = 2) -> float:
+    """Two decimals, never below the value (a privacy figure must not be understated)."""
+    import math
+
+    if math.isinf(value):
+        return value
+    scale = 10**digits
+    return math.ceil(value * scale - 1e-9) / scale
+
+
 def _finite(value: float) -> float | str:
     return "inf" if value == float("inf") else value
 
@@ -118,8 +128,8 @@ def _privacy(args: argparse.Namespace) -> int:
     result.update({f"{name}_float": float(getattr(params, name)) for name in ("p5", "p6")})
     result["epsilon_1"] = _finite(params.epsilon_1)
     result["epsilon_inf"] = _finite(params.epsilon_inf)
-    result["epsilon_1_rounded"] = _finite(round(params.epsilon_1, 2))
-    result["epsilon_inf_rounded"] = _finite(round(params.epsilon_inf, 2))
+    result["epsilon_1_rounded_up"] = _finite(_round_up(params.epsilon_1))
+    result["epsilon_inf_rounded_up"] = _finite(_round_up(params.epsilon_inf))
     if args.reports is not None:
         result["reports"] = args.reports
         result["epsilon_after_reports"] = _finite(params.epsilon_after(args.reports))

@@ -161,3 +161,43 @@ def test_audit_command(tmp_path, capsys):
     assert report["broken_ledgers"] == [{"file": str(ledger_path), "line": 2, "reason": "hash mismatch: the line was edited"}]
     assert main(["audit", str(tmp_path)]) == 1
     assert f"BROKEN {ledger_path}:2" in capsys.readouterr().out
+
+
+def test_reset_or_rolled_back_memo_and_truncated_ledger_are_refused(tmp_path):
+    from fedprivacy.errors import LocalProtocolError
+
+    params = RRParameters.preset(3)
+    store = ClientStore(tmp_path / "ivan", "ivan")
+    union = np.arange(10, dtype=np.uint64)
+    ledger, _ = _run_rounds(store, params, math.inf, [union] * 3, [1])
+    old_memo = store.memo_path.read_bytes()
+    _run_rounds(store, params, math.inf, [union], [1], seed="later")  # one more release
+    latest_memo = store.memo_path.read_bytes()
+    ledger = read_ledger_file(store.ledger_path)
+    with pytest.raises(LocalProtocolError, match="reset"):
+        participate(ledger, PermanentMemo.empty("ivan", params), params, union, [1], 9)
+    store.memo_path.write_bytes(old_memo)  # roll the memo back
+    with pytest.raises(LocalProtocolError, match="rolled back"):
+        participate(ledger, store.load_memo(params, ledger), params, union, [1], 9)
+    store.memo_path.write_bytes(latest_memo)
+    assert participate(ledger, store.load_memo(params, ledger), params, union, [1], 9).event.max_reports == 5
+    lines = store.ledger_path.read_text().splitlines()
+    store.ledger_path.write_text("\n".join(lines[:3]) + "\n")  # cut the tail: still a valid chain
+    truncated = read_ledger_file(store.ledger_path)
+    with pytest.raises(LocalProtocolError, match="truncated"):
+        participate(truncated, store.load_memo(params, truncated), params, union, [1], 9)
+    # A new epoch is the legitimate way to start a fresh memo; it is charged on top.
+    participate(truncated, PermanentMemo.empty("ivan", params, epoch=1), params, union, [1], 9)
+    assert replay(truncated).spent() > params.epsilon_1
+
+
+def test_changed_parameters_in_the_same_epoch_are_charged_separately():
+    ledger, _ = Ledger.create("judy", 2.0)
+    cpp3, cpp4 = RRParameters.preset(3), RRParameters.preset(4)
+    memo = PermanentMemo.empty("judy", cpp3)
+    for round_index in range(5):
+        part = participate(ledger, memo, cpp3, [1, 2], [1], round_index, random_bytes=DeterministicRandomness(str(round_index)))
+        memo = part.memo
+    with pytest.raises(BudgetExceeded):  # CPP4 in epoch 0 again would add its own cost past the cap
+        participate(ledger, PermanentMemo.empty("judy", cpp4), cpp4, [1, 2], [1], 6)
+    assert replay(ledger).spent() <= 2.0

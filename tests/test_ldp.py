@@ -89,6 +89,22 @@ def test_sequential_sum_is_not_a_bound_for_asymmetric_memos():
     assert epsilon_after_reports(params, 2) == pytest.approx(1.475, abs=1e-3)
 
 
+def test_reported_epsilons_are_never_below_the_exact_value():
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 80
+    params = RRParameters.preset(4)
+    for reports in (1, 7, 50, 200):
+        p1, p2, p3, p4 = params.p1, params.p2, params.p3, params.p4
+        ratio = (p1 * p3**reports + (1 - p1) * p4**reports) / (p2 * p3**reports + (1 - p2) * p4**reports)
+        exact = (Decimal(ratio.numerator).ln() - Decimal(ratio.denominator).ln())
+        assert Decimal(epsilon_after_reports(params, reports)) >= exact
+    slow = RRParameters("3/4", "1/4", "5001/10000", "4999/10000")
+    assert epsilon_after_reports(slow, 10**6) >= epsilon_after_reports(slow, 10**5)
+    with pytest.raises(InvalidParameters, match="resolution"):
+        RRParameters.from_epsilons(40.0)
+
+
 def test_relations_scale():
     assert scale_for_relation(1.0, "add-remove-one-index") == 1.0
     assert scale_for_relation(1.0, "replace-one-index") == 2.0
@@ -197,7 +213,7 @@ def test_clopper_pearson_closed_forms():
 def test_privacy_cli_gives_table_3(capsys):
     assert main(["privacy", "--cpp", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["epsilon_1_rounded"] == 2.02 and result["epsilon_inf_rounded"] == 2.71
+    assert result["epsilon_1_rounded_up"] == 2.02 and result["epsilon_inf_rounded_up"] == 2.71
     assert (result["p5"], result["p6"]) == ("113/128", "15/128")
     assert main(["privacy", "--p1", "1", "--p2", "0", "--p3", "1", "--p4", "0"]) == 2
     assert "infinity" in capsys.readouterr().err

@@ -41,7 +41,9 @@ _ENUMERATION_LIMIT = 2048  # beyond this many reports the enumeration is replace
 class ClientBudget:
     client_id: str
     cap: float
-    epochs: dict[int, tuple[RRParameters, int]] = field(default_factory=dict)  # epoch -> (params, T max)
+    # (epoch, parameters) -> (params, T max). Keying by both means a memo epoch reused with other
+    # parameters is charged as a separate memo (never cheaper), whatever order events arrive in.
+    epochs: dict[tuple[int, tuple], tuple[RRParameters, int]] = field(default_factory=dict)
     releases: int = 0
     refusals: int = 0
     naive_sum: float = 0.0
@@ -68,11 +70,19 @@ class ClientBudget:
             return a != b
         return abs(a - b) > DISAGREEMENT_TOLERANCE * max(1.0, abs(a))
 
+    def reports_in(self, params: RRParameters, epoch: int) -> int:
+        """The most reports any index drew from memo epoch ``epoch`` with ``params`` (0 if none)."""
+        return self.epochs.get(_key(epoch, params), (params, 0))[1]
+
+    def record(self, params: RRParameters, epoch: int, max_reports: int) -> None:
+        key = _key(epoch, params)
+        self.epochs[key] = (params, max(max_reports, self.epochs.get(key, (params, 0))[1]))
+
     def projected(self, params: RRParameters, epoch: int, max_reports: int) -> float:
-        """The spend if the next release leaves ``max_reports`` as epoch ``epoch``'s report maximum."""
-        epochs = dict(self.epochs)
-        epochs[epoch] = (params, max(max_reports, epochs.get(epoch, (params, 0))[1]))
-        return math.fsum(epsilon_after_reports(p, t) for p, t in epochs.values())
+        """The spend if the next release leaves ``max_reports`` as this memo's report maximum."""
+        future = ClientBudget(self.client_id, self.cap, dict(self.epochs))
+        future.record(params, epoch, max_reports)
+        return future.spent()
 
     def would_exceed(self, params: RRParameters, epoch: int, max_reports: int) -> bool:
         return self.projected(params, epoch, max_reports) > self.cap
@@ -91,14 +101,22 @@ class ClientBudget:
         None if never (epsilon_inf of the current epoch keeps the spend under the cap)."""
         if not self.epochs:
             return None
-        epoch = max(self.epochs)
-        params, reports = self.epochs[epoch]
-        if self.projected(params, epoch, reports + 10**6) <= self.cap:
-            return None
-        rounds = 0
-        while not self.would_exceed(params, epoch, reports + rounds + 1):
-            rounds += 1
-        return rounds
+        (epoch, _), (params, reports) = max(self.epochs.items(), key=lambda item: item[0][0])
+        horizon = 1 << 20
+        if not self.would_exceed(params, epoch, reports + horizon):
+            return None  # not within about a million rounds (epsilon_T is capped by epsilon_inf)
+        low, high = 0, horizon  # the spend grows with T: find the first extra round that passes the cap
+        while low < high:
+            middle = (low + high) // 2
+            if self.would_exceed(params, epoch, reports + middle + 1):
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+
+def _key(epoch: int, params: RRParameters) -> tuple[int, tuple]:
+    return epoch, (params.p1, params.p2, params.p3, params.p4)
 
 
 def replay(ledger: Ledger) -> ClientBudget:
@@ -108,14 +126,7 @@ def replay(ledger: Ledger) -> ClientBudget:
         if event.kind == "refusal":
             budget.refusals += 1
             continue
-        params = event.params()
-        previous = budget.epochs.get(event.epoch)
-        if previous is not None and previous[0] != params:
-            # A memo epoch has one parameter set; a ledger saying otherwise is accounted as if each
-            # change were a new epoch (never cheaper).
-            budget.epochs[max(budget.epochs) + 1] = (params, event.max_reports)
-        else:
-            budget.epochs[event.epoch] = (params, max(event.max_reports, previous[1] if previous else 0))
+        budget.record(event.params(), event.epoch, event.max_reports)
         budget.releases += 1
         budget.naive_sum += event.epsilon_report
     return budget

@@ -72,7 +72,15 @@ class PrivacyEvent:
         if data["kind"] not in ("release", "refusal"):
             raise DecodeError(f"unknown event kind {data['kind']!r}")
         event = cls(**data)
+        if event.mechanism != MECHANISM_DOUBLE_RR:
+            raise DecodeError(f"unknown mechanism {event.mechanism!r}")
+        if min(event.round_index, event.epoch, event.indices_reported, event.indices_new, event.max_reports) < 0:
+            raise DecodeError("negative counts in event")
         if event.kind == "release":
+            if event.relation != NeighbourRelation.ADD_REMOVE_ONE.value:
+                raise DecodeError(f"unsupported relation {event.relation!r}")
+            if event.max_reports < 1:
+                raise DecodeError("a release draws at least one report")
             try:
                 event.params()
             except Exception as exc:  # noqa: BLE001

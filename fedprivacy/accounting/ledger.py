@@ -5,7 +5,9 @@ Line 1 is the header ``{"seq": 0, "kind": "header", "client_id", "epsilon_cap", 
 "event": {...}, "prev": <hash of line n-1>, "hash"}``. ``hash`` is SHA-256 (hex) over the domain tag
 "fedprivacy/v1 ledger-entry" and the canonical JSON (sorted keys, no spaces, ASCII) of the line
 without its ``hash`` field. Editing, deleting, reordering or inserting a line breaks the chain at that
-line; :func:`parse_ledger` reports the file and line number.
+line; :func:`parse_ledger` reports the file and line number. Cutting lines off the *end* leaves a
+valid chain: the client's memo therefore records the ledger position and hash it was saved at
+(its anchor), and a ledger that no longer contains the anchor is refused where the memo is loaded.
 
 This module only turns lines into a verified :class:`Ledger` and events into new lines; reading and
 appending files is the storage adapter's job.
@@ -61,6 +63,7 @@ class Ledger:
     events: list[PrivacyEvent] = field(default_factory=list)
     head: str = GENESIS
     source: str = "<memory>"
+    hashes: list[str] = field(default_factory=list)  # hashes[n] is line n+1's hash (n = seq)
 
     @classmethod
     def create(cls, client_id: str, epsilon_cap: float) -> tuple[Ledger, str]:
@@ -74,7 +77,8 @@ class Ledger:
             "epsilon_cap": _encode_float(float(epsilon_cap)), "library_version": library_version(), "prev": GENESIS,
         }
         line = _seal(header)
-        return cls(client_id, float(epsilon_cap), [], json.loads(line)["hash"]), line
+        head = json.loads(line)["hash"]
+        return cls(client_id, float(epsilon_cap), [], head, hashes=[head]), line
 
     def append(self, event: PrivacyEvent) -> str:
         """Record ``event``; returns the line to append to the file (the caller persists it)."""
@@ -84,6 +88,7 @@ class Ledger:
         line = _seal(entry)
         self.events.append(event)
         self.head = json.loads(line)["hash"]
+        self.hashes.append(self.head)
         return line
 
 
@@ -111,15 +116,18 @@ def parse_ledger(lines: Iterable[str], source: str = "<ledger>") -> Ledger:
     ledger: Ledger | None = None
     expected_prev = GENESIS
     for number, raw in enumerate(lines, start=1):
-        text = raw.rstrip("\n")
+        text = raw.rstrip("\n") if isinstance(raw, str) else ""
         try:
             entry = json.loads(text)
-        except ValueError:
-            raise LedgerIntegrityError(source, number, "not valid JSON") from None
-        if not isinstance(entry, dict) or "hash" not in entry:
-            raise LedgerIntegrityError(source, number, "not a ledger entry")
-        claimed = entry.pop("hash")
-        if _hash(entry) != claimed or canonical_json({**entry, "hash": claimed}) != text:
+            if not isinstance(entry, dict) or not isinstance(entry.get("hash"), str):
+                raise LedgerIntegrityError(source, number, "not a ledger entry")
+            claimed = entry.pop("hash")
+            intact = _hash(entry) == claimed and canonical_json({**entry, "hash": claimed}) == text
+        except LedgerIntegrityError:
+            raise
+        except (ValueError, TypeError, RecursionError):
+            raise LedgerIntegrityError(source, number, "not valid canonical JSON") from None
+        if not intact:
             raise LedgerIntegrityError(source, number, "hash mismatch: the line was edited")
         if entry.get("prev") != expected_prev or entry.get("seq") != number - 1:
             raise LedgerIntegrityError(source, number, "chain broken: a line was removed, inserted or reordered")
@@ -128,10 +136,14 @@ def parse_ledger(lines: Iterable[str], source: str = "<ledger>") -> Ledger:
             if number == 1:
                 if entry.get("kind") != "header" or entry.get("format") != LEDGER_FORMAT:
                     raise DecodeError("the first line must be a format-1 header")
-                ledger = Ledger(entry["client_id"], _decode_float(entry["epsilon_cap"]), [], claimed, source)
+                if not isinstance(entry.get("client_id"), str):
+                    raise DecodeError("header without a client id")
+                ledger = Ledger(entry["client_id"], _decode_float(entry["epsilon_cap"]), [], claimed, source, [claimed])
             else:
                 if entry.get("kind") != "event":
                     raise DecodeError("expected an event line")
+                if not isinstance(entry.get("event"), dict):
+                    raise DecodeError("event line without an event object")
                 data = dict(entry["event"])
                 data["epsilon_report"] = _decode_float(data.get("epsilon_report"))
                 data["epsilon_inf"] = _decode_float(data.get("epsilon_inf"))
@@ -141,7 +153,8 @@ def parse_ledger(lines: Iterable[str], source: str = "<ledger>") -> Ledger:
                     raise DecodeError("event of another client")
                 ledger.events.append(event)
                 ledger.head = claimed
-        except (DecodeError, KeyError, TypeError) as exc:
+                ledger.hashes.append(claimed)
+        except (DecodeError, KeyError, TypeError, ValueError) as exc:
             raise LedgerIntegrityError(source, number, f"invalid entry: {exc}") from None
     if ledger is None:
         raise LedgerIntegrityError(source, 1, "empty ledger (no header)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import LocalProtocolError
 from ..hazmat.prg import RandomSource, system_random_bytes
 from ..ldp.mechanism import RandomizedSet, randomize
 from ..ldp.memo import PermanentMemo
@@ -19,7 +20,7 @@ from .accountant import replay
 from .events import MECHANISM_DOUBLE_RR, PrivacyEvent
 from .ledger import Ledger
 
-__all__ = ["Participation", "participate", "refusal_event"]
+__all__ = ["Participation", "participate", "refusal_event", "check_memo_matches_ledger"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +43,7 @@ def participate(
 ) -> Participation:
     memo.check_owner(ledger.client_id, params)
     budget = replay(ledger)
+    check_memo_matches_ledger(memo, ledger, budget.reports_in(params, memo.epoch))
     result = randomize(params, memo, union, real_ids, random_bytes=random_bytes)
     budget.check(params, memo.epoch, result.max_reports)  # raises BudgetExceeded; nothing is kept
     event = PrivacyEvent(
@@ -59,7 +61,31 @@ def participate(
         epsilon_inf=params.epsilon_inf,
     )
     line = ledger.append(event)
-    return Participation(result, event, line, result.memo)
+    return Participation(result, event, line, result.memo.with_anchor(len(ledger.events), ledger.head))
+
+
+def check_memo_matches_ledger(memo: PermanentMemo, ledger: Ledger, recorded_reports: int) -> None:
+    """:class:`LocalProtocolError` unless ``memo`` is the one saved after the ledger's last release.
+
+    A fresh memo is accepted only for an epoch (and parameter set) with no recorded release;
+    otherwise the ledger must still hold the memo's anchor line, record no release after it, and
+    agree on the epoch's report maximum. Anything else means a reset or rolled-back memo or a
+    truncated ledger -- using it would draw fresh permanent answers without charging them.
+    """
+    if memo.fresh:
+        if recorded_reports or len(memo):
+            raise LocalProtocolError(
+                f"a fresh memo for epoch {memo.epoch}, but the ledger records releases from that epoch: "
+                "the memo was reset; restore it, or start a new epoch (charged anew)"
+            )
+        return
+    seq = memo.ledger_seq
+    if not (0 < seq < len(ledger.hashes)) or ledger.hashes[seq] != memo.ledger_head.hex():
+        raise LocalProtocolError("the ledger no longer contains the line this memo was saved after (truncated or replaced)")
+    if any(event.kind == "release" for event in ledger.events[seq:]):
+        raise LocalProtocolError("the ledger records releases after this memo was saved: the memo was rolled back")
+    if memo.max_reports != recorded_reports:
+        raise LocalProtocolError("the memo's report counts disagree with the ledger")
 
 
 def refusal_event(ledger: Ledger, round_index: int) -> str:

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import DecodeError, InvalidParameters
-from ..accounting.ledger import Ledger, parse_ledger
+from ..accounting.ledger import Ledger, LedgerIntegrityError, parse_ledger
 from ..ldp.memo import PermanentMemo
 from ..ldp.params import RRParameters
 
@@ -49,8 +49,15 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def read_ledger_file(path: Path) -> Ledger:
-    with open(path, encoding="utf-8") as handle:
-        return parse_ledger(handle, str(path))
+    """Parse and verify a ledger file; any damage (encoding included) is a LedgerIntegrityError."""
+    lines = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise LedgerIntegrityError(str(path), number, "not UTF-8") from None
+    return parse_ledger(lines, str(path))
 
 
 class ClientStore:

@@ -140,7 +140,7 @@ def randomize(
     if size and int(reports[in_union].max()) == np.iinfo(np.uint32).max:
         raise InvalidParameters("report counter overflow")
     reports[in_union] += 1
-    next_memo = PermanentMemo(memo.client_id, params, memo.epoch, ids, answers, reports)
+    next_memo = PermanentMemo(memo.client_id, params, memo.epoch, ids, answers, reports, memo.ledger_seq, memo.ledger_head)
     return RandomizedSet(
         chosen_ids=union_ids[instantaneous],
         memo=next_memo,

@@ -8,12 +8,16 @@ budget again, so decoding a damaged or foreign memo is an error, never a silent 
 Format (version 1, all integers little-endian):
 
     "FPMEMO" | version u8 = 1 | client_id (u16 length + UTF-8) | epoch u32 |
+    ledger_seq u64 | ledger_head (32 bytes; zeros for a fresh memo) |
     p1 p2 p3 p4 (each numerator u64, denominator u64) | count u64 |
     ids (count x u64, strictly increasing) | answers (ceil(count/8) bytes, bit i = LSB-first) |
     reports (count x u32) | SHA-256 of everything before (32 bytes)
 
 The parameters are frozen with the memo: a memo answers only for the parameters it was drawn with
-(new parameters start a new epoch, charged as new events by the accountant).
+(new parameters start a new epoch, charged as new events by the accountant). The anchor
+(ledger_seq, ledger_head) is the position and hash of the ledger line that recorded the release this
+memo was saved after: a ledger that no longer holds that line (truncated, replaced) or that records a
+later release (the memo was rolled back) does not match, and participation refuses.
 """
 
 from __future__ import annotations
@@ -45,12 +49,26 @@ class PermanentMemo:
     ids: np.ndarray  # uint64, strictly increasing
     answers: np.ndarray  # bool: the permanent answer (in S')
     reports: np.ndarray  # uint32: instantaneous reports drawn from this answer
+    ledger_seq: int = 0
+    ledger_head: bytes = bytes(32)  # zeros: a fresh memo, never saved after a release
 
     @classmethod
     def empty(cls, client_id: str, params: RRParameters, epoch: int = 0) -> PermanentMemo:
         if not isinstance(client_id, str) or not client_id or len(client_id.encode()) > 0xFFFF:
             raise InvalidParameters("client_id must be a non-empty string")
+        if not isinstance(epoch, int) or not 0 <= epoch < 1 << 32:
+            raise InvalidParameters("epoch must be in [0, 2^32)")
         return cls(client_id, params, epoch, np.zeros(0, np.uint64), np.zeros(0, bool), np.zeros(0, np.uint32))
+
+    @property
+    def fresh(self) -> bool:
+        return self.ledger_head == bytes(32)
+
+    def with_anchor(self, ledger_seq: int, ledger_head_hex: str) -> PermanentMemo:
+        return PermanentMemo(
+            self.client_id, self.params, self.epoch, self.ids, self.answers, self.reports,
+            ledger_seq, bytes.fromhex(ledger_head_hex),
+        )
 
     def __post_init__(self) -> None:
         for array in (self.ids, self.answers, self.reports):
@@ -76,6 +94,7 @@ class PermanentMemo:
     def encode(self) -> bytes:
         client = self.client_id.encode()
         parts = [MEMO_MAGIC, bytes([MEMO_VERSION]), _U16.pack(len(client)), client, _U32.pack(self.epoch)]
+        parts += [_U64.pack(self.ledger_seq), self.ledger_head]
         for p in (self.params.p1, self.params.p2, self.params.p3, self.params.p4):
             parts += [_U64.pack(p.numerator), _U64.pack(p.denominator)]
         parts += [
@@ -120,12 +139,17 @@ class PermanentMemo:
 
         client_id = bytes(take(_U16.unpack(take(2))[0])).decode("utf-8")
         epoch = _U32.unpack(take(4))[0]
+        ledger_seq = _U64.unpack(take(8))[0]
+        ledger_head = bytes(take(32))
         probabilities = []
         for _ in range(4):
             numerator, denominator = _U64.unpack(take(8))[0], _U64.unpack(take(8))[0]
             if denominator == 0:
                 raise DecodeError("zero denominator")
-            probabilities.append(Fraction(numerator, denominator))
+            fraction = Fraction(numerator, denominator)
+            if (fraction.numerator, fraction.denominator) != (numerator, denominator):
+                raise DecodeError("probabilities must be in lowest terms")
+            probabilities.append(fraction)
         try:
             params = RRParameters(*probabilities, allow_insecure=True)
         except InvalidParameters as exc:
@@ -134,10 +158,13 @@ class PermanentMemo:
         if count > (len(view) - pos):
             raise DecodeError("memo truncated")
         ids = np.frombuffer(take(8 * count), dtype="<u8").astype(np.uint64)
-        answers = np.unpackbits(np.frombuffer(take((count + 7) // 8), dtype=np.uint8), bitorder="little")[:count]
+        bits = np.unpackbits(np.frombuffer(take((count + 7) // 8), dtype=np.uint8), bitorder="little")
+        if bits[count:].any():
+            raise DecodeError("non-zero padding bits")
+        answers = bits[:count]
         reports = np.frombuffer(take(4 * count), dtype="<u4").astype(np.uint32)
         if pos != len(view):
             raise DecodeError("trailing bytes in memo")
         if count > 1 and not bool(np.all(ids[1:] > ids[:-1])):
             raise DecodeError("memo ids are not strictly increasing")
-        return cls(client_id, params, epoch, ids, answers.astype(bool), reports)
+        return cls(client_id, params, epoch, ids, answers.astype(bool), reports, ledger_seq, ledger_head)

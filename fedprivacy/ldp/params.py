@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 _ONE = Fraction(1)
+_EPS = 2.0**-52
 TARGET_DENOMINATOR = 1 << 32
 
 
@@ -66,8 +67,10 @@ def log_ratio_up(numerator: Fraction, denominator: Fraction) -> float:
         ratio = 1 / ratio
     if ratio == 1:
         return 0.0
-    value = math.log(ratio.numerator) - math.log(ratio.denominator)
-    return max(0.0, math.nextafter(math.nextafter(value, math.inf), math.inf))
+    log_numerator, log_denominator = math.log(ratio.numerator), math.log(ratio.denominator)
+    # Each log is within an ulp or two of exact; the margin covers both and the subtraction.
+    margin = 8 * _EPS * (abs(log_numerator) + abs(log_denominator))
+    return max(0.0, math.nextafter(log_numerator - log_denominator + margin, math.inf))
 
 
 def _max_log_ratio(pairs: list[tuple[Fraction, Fraction]]) -> float:
@@ -127,6 +130,11 @@ class RRParameters:
         if epsilon_inf == 0:
             return cls(_ONE / 2, _ONE / 2, _ONE, _ONE)
         p1 = _round_down(math.exp(epsilon_inf) / (1 + math.exp(epsilon_inf)))
+        if 1 - p1 < Fraction(1, TARGET_DENOMINATOR):
+            raise InvalidParameters(
+                f"epsilon_inf={epsilon_inf} is beyond the 2^-32 resolution of target-derived probabilities; "
+                "give the probabilities as fractions instead"
+            )
         r = 0.0 if epsilon_1 == 0 else math.tanh(epsilon_1 / 2) / math.tanh(epsilon_inf / 2)
         p3 = _round_down((1 + min(r, 1.0)) / 2)
         for _ in range(64):  # nudge toward more noise until both targets hold exactly
@@ -193,7 +201,8 @@ def epsilon_after_reports(params: RRParameters, reports: int) -> float:
     ones_out = p2 * p3**reports + (1 - p2) * p4**reports
     zeros_in = p1 * (1 - p3) ** reports + (1 - p1) * (1 - p4) ** reports
     zeros_out = p2 * (1 - p3) ** reports + (1 - p2) * (1 - p4) ** reports
-    return _max_log_ratio([(ones_in, ones_out), (zeros_in, zeros_out)])
+    # Both are upper bounds of the exact values and epsilon_T <= epsilon_inf exactly: keep the tighter.
+    return min(_max_log_ratio([(ones_in, ones_out), (zeros_in, zeros_out)]), params.epsilon_inf)
 
 
 def _epsilon_reports_log_space(params: RRParameters, reports: int) -> float:
@@ -213,8 +222,13 @@ def _epsilon_reports_log_space(params: RRParameters, reports: int) -> float:
         inside, outside = log_mix(params.p1, a, b), log_mix(params.p2, a, b)
         if inside == outside == -math.inf:
             continue
-        best = max(best, abs(inside - outside))
-    return math.nextafter(best, math.inf) * (1 + 1e-12)
+        if -math.inf in (inside, outside):
+            return math.inf
+        # Both logs are large (about reports * |log a|) and nearly cancel: bound the float error
+        # by a relative margin on their magnitude, so the result is never below the exact value.
+        margin = 64 * _EPS * (abs(inside) + abs(outside) + 1.0)
+        best = max(best, abs(inside - outside) + margin)
+    return math.nextafter(best, math.inf)
 
 
 def epsilon_after_reports_by_enumeration(params: RRParameters, reports: int) -> float:

@@ -149,6 +149,7 @@ def _audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .accounting import LedgerIntegrityError, replay
+    from .errors import FedPrivacyError
     from .accounting.report import client_report, population_report
     from .adapters.storage import read_ledger_file
 
@@ -162,10 +163,11 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"auditing {path}", file=sys.stderr)
         try:
             ledger = read_ledger_file(path)
+            clients.append(client_report(str(path), replay(ledger)))
         except LedgerIntegrityError as exc:
             broken.append(exc)
-            continue
-        clients.append(client_report(str(path), replay(ledger)))
+        except (FedPrivacyError, OSError) as exc:
+            broken.append(LedgerIntegrityError(str(path), 0, f"cannot be audited: {exc}"))
     report = population_report(clients, broken)
     if args.json:
         print(json.dumps(report, sort_keys=True))
@@ -179,7 +181,7 @@ def _audit(args: argparse.Namespace) -> int:
                 f"rounds until exhaustion {client['rounds_until_exhaustion']}, {client['releases']} releases){flag}"
             )
         print(f"population: {len(clients)} clients, spent {report['spent']}, {report['over_cap']} over cap")
-    return 1 if broken or report["disagreements"] else 0
+    return 1 if broken or report["disagreements"] or report["over_cap"] else 0
 
 
 def _bench_ldp(args: argparse.Namespace) -> int:
@@ -271,7 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     privacy.add_argument("--json", action="store_true")
     privacy.set_defaults(run=_privacy)
 
-    audit = commands.add_parser("audit", help="verify and summarise the privacy ledgers in a directory")
+    audit = commands.add_parser(
+        "audit",
+        help="verify and summarise the privacy ledgers in a directory "
+        "(exit 1 on a broken ledger, an accountant disagreement, or a client over its cap)",
+    )
     audit.add_argument("ledger_dir")
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(run=_audit)

@@ -161,3 +161,19 @@ def test_bloom_variant_candidates_partitions_and_scan():
         assert decode_bloom(params, summed, candidates=[5, 6, 150, 12_345]).tolist() == [5, 150, 12_345]
     with pytest.raises(InvalidParameters):
         encode_bloom(params, [universe])
+
+
+def test_crafted_table_fails_instead_of_looping():
+    params = PSUParameters(10**6, 4, SESSION)
+    from fedprivacy.psu.iblt import hash_ids
+
+    x = np.array([4242], dtype=np.uint64)
+    positions, _ = hash_ids(params, x)
+    table = np.zeros(params.vector_length, dtype=np.uint64)
+    for weight, cell in zip([5, 7, 11, 13], positions[:, 0]):  # different multiples of (1, x) per cell
+        table[cell] = weight
+        table[params.cells + cell] = weight * 4242
+    result = peel(params, table)
+    assert not result.success
+    with pytest.raises(InvalidParameters):
+        peel(params, np.full(params.vector_length, P61, dtype=np.uint64))

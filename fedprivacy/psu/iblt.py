@@ -200,16 +200,20 @@ def peel(params: PSUParameters, summed: np.ndarray) -> PeelResult:
     summed = np.asarray(summed, dtype=np.uint64)
     if summed.shape != (params.vector_length,):
         raise InvalidParameters(f"a summed sketch has {params.vector_length} words, got {summed.shape}")
+    if summed.size and int(summed.max()) >= P61:
+        raise InvalidParameters("a summed sketch holds residues mod p")
     cells = params.cells
     weight = summed[:cells].copy()
     idsum = summed[cells : 2 * cells].copy()
     checksum = summed[2 * cells :].copy() if params.fields == 3 else None
     found: list[np.ndarray] = []
+    seen = np.zeros(0, dtype=np.uint64)  # ids peeled so far (sorted)
     candidates = np.flatnonzero(weight)
     occupied = candidates.shape[0] / cells
     sub = params.sub_table
     estimated = math.inf if occupied >= 1 else -sub * math.log1p(-occupied)
     rounds = 0
+    duplicate_peel = False
     while candidates.size:
         rounds += 1
         c = weight[candidates]
@@ -230,6 +234,13 @@ def peel(params: PSUParameters, summed: np.ndarray) -> PeelResult:
             break
         x, first = np.unique(x, return_index=True)  # an id pure in two cells at once is peeled once
         c, positions, sums = c[first], positions[:, first], sums[first]
+        where = np.searchsorted(seen, x)
+        if seen.size and bool(np.any(seen[np.minimum(where, seen.size - 1)] == x)):
+            # An honest sum holds one multiple of (1, x) in each of x's cells; peeling x again means
+            # a crafted or corrupted table: stop here (a decode failure), never loop.
+            duplicate_peel = True
+            break
+        seen = np.insert(seen, where, x)
         found.append(x)
         touched = positions.ravel()
         minus_c = np.tile(_P - c, params.hashes)
@@ -242,5 +253,4 @@ def peel(params: PSUParameters, summed: np.ndarray) -> PeelResult:
     residual = int(np.count_nonzero(weight) + np.count_nonzero(idsum))
     if checksum is not None:
         residual += int(np.count_nonzero(checksum))
-    duplicate = ids.shape[0] > 1 and bool(np.any(ids[1:] == ids[:-1]))
-    return PeelResult(ids, residual == 0 and not duplicate, rounds, residual, estimated)
+    return PeelResult(ids, residual == 0 and not duplicate_peel, rounds, residual, estimated)

@@ -53,6 +53,8 @@ class PSUParameters:
             raise InvalidParameters("attempt must be in [0, 64)")
         hashes = self.hashes if self.hashes is not None else (4 if self.union_bound <= 100_000 else 3)
         density = self.cells_per_id if self.cells_per_id is not None else (1.4 if hashes >= 4 else 1.3)
+        if isinstance(density, (int, float)) and math.isfinite(density):
+            density = round(density * 1_000_000) / 1_000_000  # what the wire form carries, exactly
         if hashes not in (3, 4, 5):
             raise InvalidParameters("hashes must be 3, 4 or 5")
         if not (isinstance(density, (int, float)) and math.isfinite(density) and 1.0 <= density <= 64):
@@ -88,9 +90,10 @@ class PSUParameters:
         return self.fields * self.cells
 
     def retry(self, growth: float = 1.5, minimum_bound: int = 0) -> PSUParameters:
-        """The next attempt: a fresh key and a larger table (after a decode failure)."""
+        """The next attempt: a fresh key and a larger table (after a decode failure), with the default
+        shape for the new bound (4 hashes and 1.4 cells per id up to 10^5 ids, 3 and 1.3 beyond)."""
         bound = max(math.ceil(self.union_bound * growth), minimum_bound)
-        return PSUParameters(self.universe, bound, self.session_id, self.attempt + 1, self.hashes, self.cells_per_id)
+        return PSUParameters(self.universe, bound, self.session_id, self.attempt + 1)
 
     def digest_without_keys(self) -> bytes:
         return hashlib.sha256(

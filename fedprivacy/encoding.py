@@ -113,7 +113,9 @@ class Reader:
     def __init__(self, data: bytes | bytearray | memoryview, protocol: ProtocolCode) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise DecodeError(f"expected bytes, got {type(data).__name__}")
-        self._view = memoryview(data).cast("B") if isinstance(data, memoryview) else memoryview(data)
+        if isinstance(data, memoryview) and not (data.contiguous and data.ndim == 1 and data.itemsize == 1):
+            data = bytes(data)  # a strided or multi-byte view: take a flat copy
+        self._view = memoryview(data)
         self._pos = 0
         if self.fixed(len(MAGIC)) != MAGIC:
             raise DecodeError("not a fedprivacy message (bad magic)")

@@ -304,3 +304,27 @@ def test_server_rejects_inconsistent_key_shares():
         server.receive(response)
     with pytest.raises(RoundAborted, match="party 5"):
         server.close_stage()
+
+
+def test_low_order_keys_are_refused_and_never_crash_the_server():
+    cfg = config(range(1, 5), threshold=3)
+    server = SecAggServer(cfg)
+    server.receive(AdvertiseKeys(1, bytes(32), b"\x09" + bytes(31)))  # the all-zero point is low order
+    assert server.ignored[-1].reason is IgnoredReason.INVALID and server.advertised_ids == frozenset()
+
+
+def test_server_rejects_direct_objects_with_bad_words():
+    cfg = config(range(1, 5), modulus=Modulus.P61, threshold=3)
+    server = SecAggServer(cfg)
+    clients = {p: SecAggClient(cfg, p) for p in cfg.party_ids}
+    for c in clients.values():
+        for m in c.start():
+            server.receive(m)
+    for out in server.close_stage():
+        for m in clients[out.recipient].receive(out.message):
+            server.receive(m)
+    server.close_stage()
+    server.receive(MaskedInput(1, Modulus.P61, np.full(cfg.dim, (1 << 64) - 1, dtype=np.uint64)))
+    server.receive(MaskedInput(2, Modulus.P61, np.full(cfg.dim, 0.5)))
+    assert [m.reason for m in server.ignored[-2:]] == [IgnoredReason.INVALID, IgnoredReason.INVALID]
+    assert server.input_ids == frozenset()

@@ -114,6 +114,18 @@ def test_non_canonical_forms_are_rejected():
         decode_message("not bytes")  # type: ignore[arg-type]
 
 
+def test_strided_or_typed_memoryviews_are_read_as_bytes():
+    data = UnmaskRequest(1, (2, 3), (4,)).to_bytes()
+    assert decode_message(memoryview(data)) == decode_message(data)
+    doubled = bytes(b for byte in data for b in (byte, 0))
+    assert decode_message(memoryview(doubled)[::2]) == decode_message(data)
+    for junk in (memoryview(doubled)[::2], memoryview(np.zeros(5, dtype=np.uint32))):
+        try:
+            SecAggConfig.decode(junk)
+        except DecodeError:
+            pass
+
+
 def test_huge_counts_do_not_allocate():
     header = Writer(ProtocolCode.SECAGG, 2).u32(1).u32(999_999).finish()
     with pytest.raises(DecodeError, match="truncated"):

@@ -67,7 +67,7 @@ def word_bytes(modulus: Modulus) -> int:
 
 
 def reduce_p61_inplace(values: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
-    """Reduce uint64 values below 2^64 - 2^61 to [0, p) in place (two folds, one min)."""
+    """Reduce any uint64 values to [0, p) in place (two folds, one min)."""
     tmp = np.empty_like(values) if scratch is None else scratch[: values.size].reshape(values.shape)
     for _ in range(2):
         np.bitwise_and(values, _P61, out=tmp)

@@ -206,7 +206,7 @@ class SecAggClient:
     def _abort(self, error: FedPrivacyError) -> None:
         self.stage = ClientStage.ABORTED
         self.error = error
-        self._channel_private = self._mask_private = self._own_seed = None
+        self._channel_private = self._mask_private = self._own_seed = self._own_seed_share = None
         self._held_shares.clear()
         self._pair_mask_keys = {}
         self._channel_secrets = {}
@@ -221,8 +221,9 @@ class SecAggClient:
             raise RemoteProtocolError("key broadcast lists a party twice")
         if not set(peers) <= self.neighbours:
             raise RemoteProtocolError("key broadcast names parties outside this client's neighbourhood")
-        if len(peers) + 1 < config.threshold:
-            raise RemoteProtocolError(f"only {len(peers) + 1} share holders left, threshold is {config.threshold}")
+        own = 1 if config.full_graph else 0  # the full graph shares to the owner too; SecAgg+ only to neighbours
+        if len(peers) + own < config.threshold:
+            raise RemoteProtocolError(f"only {len(peers) + own} share holders left, threshold is {config.threshold}")
         assert self._channel_private is not None and self._mask_private is not None
         all_keys = [key for pair in peers.values() for key in pair] + list(self._own_public_keys)
         if len(set(all_keys)) != len(all_keys):
@@ -231,7 +232,7 @@ class SecAggClient:
         channel = KeyAgreement(self._channel_private)
         self._channel_secrets = {peer: channel.agree(keys[0]) for peer, keys in peers.items()}
         self._own_seed = self._random_bytes(32)
-        holders = sorted([self.party_id, *peers])
+        holders = sorted([self.party_id, *peers] if config.full_graph else peers)
         secrets = np.concatenate([secret_to_limbs(self._mask_private), secret_to_limbs(self._own_seed)])
         shares = shamir.share(secrets, holders, config.threshold, self._random_bytes)
         limb_count = secrets.shape[0] // 2
@@ -254,8 +255,9 @@ class SecAggClient:
             raise RemoteProtocolError("routed shares list a sender twice")
         if not set(senders) <= set(self._peer_keys):
             raise RemoteProtocolError("routed shares come from parties whose keys this client never saw")
-        if len(senders) + 1 < config.threshold:
-            raise RemoteProtocolError(f"only {len(senders) + 1} share holders left, threshold is {config.threshold}")
+        own = 1 if config.full_graph else 0
+        if len(senders) + own < config.threshold:
+            raise RemoteProtocolError(f"only {len(senders) + own} share holders left, threshold is {config.threshold}")
         held = {}
         for sender, ciphertext in message.ciphertexts:
             channel_key = share_channel_key(config, self._channel_secrets[sender], sender, self.party_id)
@@ -310,17 +312,19 @@ class SecAggClient:
             raise RemoteProtocolError("unmasking request names parties outside this client's neighbourhood")
         if alive_set | dropped_set != set(self._held_shares):
             raise RemoteProtocolError("unmasking request contradicts the shares this client exchanged")
-        if len(alive_set) + 1 < self.config.threshold:
-            raise RemoteProtocolError(f"only {len(alive_set) + 1} alive holders, threshold is {self.config.threshold}")
+        own = 1 if self.config.full_graph else 0
+        if len(alive_set) + own < self.config.threshold:
+            raise RemoteProtocolError(f"only {len(alive_set) + own} alive holders, threshold is {self.config.threshold}")
         for peer in alive_set:
             if self._released.get(peer, "seed") != "seed":
                 raise RemoteProtocolError(f"party {peer}'s key share was already released")
         for peer in dropped_set:
             if self._released.get(peer, "key") != "key":
                 raise RemoteProtocolError(f"party {peer}'s seed share was already released")
-        assert self._own_seed_share is not None
         seed_shares = [(peer, self._held_shares[peer][1]) for peer in alive]
-        seed_shares.append((self.party_id, self._own_seed_share))
+        if self.config.full_graph:
+            assert self._own_seed_share is not None
+            seed_shares.append((self.party_id, self._own_seed_share))
         key_shares = tuple((peer, self._held_shares[peer][0]) for peer in dropped)
         for peer in alive:
             self._released[peer] = "seed"
@@ -328,6 +332,8 @@ class SecAggClient:
             self._released[peer] = "key"
         self._answered = (alive, dropped)
         self._response = UnmaskResponse(self.party_id, tuple(sorted(seed_shares)), key_shares)
-        self._own_seed = None
+        # Nothing secret is needed any more: only the answer is kept, for an identical repeat.
+        self._own_seed = self._own_seed_share = self._channel_private = self._mask_private = None
+        self._held_shares = {}
         return [self._response]
 

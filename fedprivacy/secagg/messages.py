@@ -226,6 +226,7 @@ def _decode(data: bytes | bytearray | memoryview) -> Message:
             raise DecodeError("vector length out of range")
         raw = reader.view(dim * word_bytes(modulus))
         vector = np.frombuffer(raw, dtype=dtype_of(modulus).newbyteorder("<"))
+        vector.setflags(write=False)  # a view of the caller's buffer: never written through
         if modulus is Modulus.P61 and vector.size and int(vector.max()) >= P61:
             raise DecodeError("vector word out of range for the prime field")
         message = MaskedInput(sender, modulus, vector)

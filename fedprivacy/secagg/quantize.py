@@ -1,7 +1,7 @@
 """Quantization of float vectors for secure summation, with an overflow budget that cannot wrap.
 
 A client clips each value to [-clip, clip], multiplies by its weight w in [0, max_weight], scales by
-``scale`` (levels per unit) and rounds stochastically (unbiased: E[q] = w x scale). The weight itself
+``scale`` (levels per unit) and rounds stochastically (E[q] = w x scale up to 2^-32: the coins are 32-bit). The weight itself
 is appended as one more coordinate, quantized the same way, so the server can form the weighted
 mean. Values are signed integers stored in two's complement mod 2^32 / 2^64, or as residues mod p.
 

@@ -15,6 +15,11 @@ The plan (who chose what) is public to the server; each party receives its own p
 for every other party, the rows they share. Rows must be masked by *every* other chooser (the full
 graph among a row's choosers), so a row plan requires a full-graph config (k = n - 1).
 
+Trust: a party cannot check its plan (it does not know who else chose a row), so the plan is trusted
+as in the curious-server model: a server that lies in a plan (e.g. tells a party it shares no row)
+can expose that party's rows. Against such a server the plan would need to be certified by the
+other parties; that is out of scope here.
+
 What the server learns beyond the per-row sums: which parties chose which rows (the randomized sets,
 already public to it), and for a row whose only surviving chooser is u (the others dropped after
 choosing, or chose alone), u's block in the clear once u's self mask is removed -- the paper's

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from ..errors import InvalidParameters, LocalProtocolError, RoundAborted
 from ..hazmat import shamir
-from ..hazmat.field import Modulus, add_inplace, dtype_of, reduce_p61_inplace
+from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, reduce_p61_inplace
 from ..hazmat.kex import KeyAgreement, public_key
 from ..hazmat.prg import MaskExpander
 from .graph import all_neighbourhoods
@@ -49,6 +50,18 @@ from .rows import RowPlan
 from .stages import SERVER_TRANSITIONS, ServerEvent, ServerStage
 
 __all__ = ["SecAggServer", "Outbound", "IgnoredMessage"]
+
+_PROBE_KEY = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+
+
+def _valid_public_key(raw: bytes) -> bool:
+    """A 32-byte X25519 key that is not of low order (an exchange with it yields a non-zero secret)."""
+    try:
+        _PROBE_KEY.exchange(X25519PublicKey.from_public_bytes(raw))
+    except ValueError:
+        return False
+    return True
+
 
 _EVENT_OF = {
     AdvertiseKeys: ServerEvent.ADVERTISE_KEYS,
@@ -182,6 +195,8 @@ class SecAggServer:
         keys = (message.channel_public_key, message.mask_public_key)
         if keys[0] == keys[1] or keys[0] in self._seen_keys or keys[1] in self._seen_keys:
             return self._ignore(sender, message, IgnoredReason.INVALID, "public key reused")
+        if not all(_valid_public_key(key) for key in keys):
+            return self._ignore(sender, message, IgnoredReason.INVALID, "not a usable X25519 public key")
         self._keys[sender] = keys
         self._seen_keys.update(keys)
 
@@ -203,8 +218,13 @@ class SecAggServer:
         if sender in self._input_ids:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
         expected = self.config.dim if self.row_plan is None else self.row_plan.chosen[sender].shape[0] * self.row_plan.width
-        if message.modulus is not self.config.modulus or message.vector.shape != (expected,):
+        vector = message.vector
+        if message.modulus is not self.config.modulus or vector.shape != (expected,):
             return self._ignore(sender, message, IgnoredReason.INVALID, "wrong modulus or length")
+        if vector.dtype != dtype_of(self.config.modulus) and vector.dtype != dtype_of(self.config.modulus).newbyteorder("<"):
+            return self._ignore(sender, message, IgnoredReason.INVALID, "wrong word type")
+        if self.config.modulus is Modulus.P61 and vector.size and int(vector.max()) >= P61:
+            return self._ignore(sender, message, IgnoredReason.INVALID, "word out of range for the prime field")
         if self.row_plan is not None:
             self.row_plan.accumulate(self._sum, sender, message.vector, self.config.modulus)
         elif self.config.modulus is Modulus.P61:  # lazy: fold once every 7 uploads (each word < p)
@@ -226,7 +246,8 @@ class SecAggServer:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
         seed_owners = tuple(owner for owner, _ in message.seed_shares)
         key_owners = tuple(owner for owner, _ in message.key_shares)
-        if seed_owners != tuple(sorted((*request.alive_ids, sender))) or key_owners != request.dropped_ids:
+        expected_seeds = tuple(sorted((*request.alive_ids, sender))) if self.config.full_graph else request.alive_ids
+        if seed_owners != expected_seeds or key_owners != request.dropped_ids:
             return self._ignore(sender, message, IgnoredReason.INVALID, "shares do not answer the request")
         self._responses[sender] = message
 
@@ -252,6 +273,10 @@ class SecAggServer:
         except RoundAborted as exc:
             self._abort(exc)
             raise
+        except InvalidParameters as exc:  # e.g. a key agreement that fails: never leave half a stage
+            error = RoundAborted(self.stage.value, f"unusable material from a client: {exc}")
+            self._abort(error)
+            raise error from exc
         self.stage = target
         return out
 
@@ -276,8 +301,11 @@ class SecAggServer:
         return out
 
     def _holders_in(self, owner: int, present: frozenset[int] | set[int]) -> int:
-        """How many of ``owner``'s share holders (itself and its neighbours that got shares) are present."""
-        holders = (self.neighbours[owner] & self._keys.keys()) | {owner}
+        """How many of ``owner``'s share holders (its neighbours that got shares, and itself in the full
+        graph) are present."""
+        holders = self.neighbours[owner] & self._keys.keys()
+        if self.config.full_graph:
+            holders = holders | {owner}
         return len(holders & present)
 
     def _close_shares(self) -> list[Outbound]:

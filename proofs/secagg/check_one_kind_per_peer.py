@@ -15,8 +15,8 @@ from fedprivacy.secagg.messages import UnmaskRequest
 LABELS = ("alive", "dropped", "both", "absent")
 
 
-def _clients_at_unmasking(threshold: int):
-    config = SecAggConfig((1, 2, 3, 4, 5), 2, 1, 4, threshold, b"proof: secagg one kind per peer!")
+def _clients_at_unmasking(threshold: int, parties: int = 5, neighbours: int = 4):
+    config = SecAggConfig(tuple(range(1, parties + 1)), 2, 1, neighbours, threshold, b"proof: secagg one kind per peer!")
     server = SecAggServer(config)
     clients = {p: SecAggClient(config, p, random_bytes=DeterministicRandomness(f"kind{p}")) for p in config.party_ids}
     for client in clients.values():
@@ -98,3 +98,26 @@ def test_semi_malicious_threshold_defeats_equivocation():
 def test_small_threshold_does_not():
     seeds, keys = _max_collectable(threshold=2)  # the check is not vacuous
     assert min(seeds, keys) >= 2
+
+
+def test_sparse_graph_with_a_corrupt_neighbour():
+    """H(7, 4), t = 3: the target's four neighbours hold its shares (not the target itself); one of
+    them is corrupt and hands over both kinds; the honest three are labelled by the server at will."""
+    clients = _clients_at_unmasking(threshold=3, parties=7, neighbours=4)
+    target = 1
+    holders = sorted(p for p, c in clients.items() if target in c.mask_peers)
+    assert len(holders) == 4
+    corrupt, honest = holders[0], holders[1:]
+    best = 0
+    for labels in itertools.product(("alive", "dropped"), repeat=len(honest)):
+        seeds = keys = 1  # the corrupt holder gives both
+        for holder, label in zip(honest, labels):
+            client = _copy(clients[holder])
+            labelling = {p: "alive" for p in client.mask_peers}
+            labelling[target] = label
+            got_seeds, got_keys = _released(client, _request(holder, labelling))
+            seeds += target in got_seeds
+            keys += target in got_keys
+        best = max(best, min(seeds, keys))
+    assert best < 3
+    del corrupt

@@ -35,7 +35,9 @@ def recoverable(config: SecAggConfig, graph: dict, drops: dict) -> bool:
     if min(len(u1), len(u2), len(u3), len(u5)) < t:
         return False
     for owner in u2:
-        holders = (graph[owner] & u1) | {owner}
+        holders = graph[owner] & u1
+        if config.full_graph:  # the full graph also gives the owner a share of its own secrets
+            holders = holders | {owner}
         if len(holders & u2) < t or len(holders & u3) < t:
             return False
         responders = holders & u5 if owner in u3 else graph[owner] & u5

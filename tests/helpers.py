@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 
 from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value
@@ -30,3 +34,14 @@ def plain_sum(inputs, parties, modulus: Modulus) -> list[int]:
     high = modulus_value(modulus)
     dim = len(next(iter(inputs.values())))
     return [sum(int(inputs[p][i]) for p in parties) % high for i in range(dim)]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def vector_generator(protocol: str) -> tuple[ModuleType, list[Path]]:
+    """The protocol's vector generator (imported from its file) and its stored vector files."""
+    spec = importlib.util.spec_from_file_location(f"{protocol}_vectors", ROOT / "protocols" / protocol / "generate_vectors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, sorted((ROOT / "protocols" / protocol / "vectors").glob("*.json"))

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from fedprivacy.accounting import parse_ledger, replay
 from fedprivacy.ldp import PermanentMemo
 
-ROOT = Path(__file__).resolve().parent.parent
-VECTORS = sorted((ROOT / "protocols" / "ldp" / "vectors").glob("*.json"))
-_spec = importlib.util.spec_from_file_location("ldp_vectors", ROOT / "protocols" / "ldp" / "generate_vectors.py")
-generator = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(generator)
+from .helpers import vector_generator
+
+generator, VECTORS = vector_generator("ldp")
 
 
 def test_every_case_has_a_vector_file():

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from fedprivacy.psu import PSUParameters
 
-ROOT = Path(__file__).resolve().parent.parent
-VECTORS = sorted((ROOT / "protocols" / "psu" / "vectors").glob("*.json"))
-_spec = importlib.util.spec_from_file_location("psu_vectors", ROOT / "protocols" / "psu" / "generate_vectors.py")
-generator = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(generator)
+from .helpers import vector_generator
+
+generator, VECTORS = vector_generator("psu")
 
 
 def test_every_case_has_a_vector_file():

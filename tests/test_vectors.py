@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from fedprivacy.secagg import SecAggConfig
 from fedprivacy.secagg.messages import decode_message
 
-ROOT = Path(__file__).resolve().parent.parent
-VECTORS = sorted((ROOT / "protocols" / "secagg" / "vectors").glob("*.json"))
-_spec = importlib.util.spec_from_file_location("secagg_vectors", ROOT / "protocols" / "secagg" / "generate_vectors.py")
-generator = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(generator)
+from .helpers import vector_generator
+
+generator, VECTORS = vector_generator("secagg")
 
 
 def test_every_case_has_a_vector_file():

@@ -6,8 +6,6 @@ Usage: python protocols/psu/generate_vectors.py [--check]
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -18,6 +16,8 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.psu import PSUParameters, encode_set, peel
 
 VECTOR_DIR = Path(__file__).resolve().parent / "vectors"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _vectorfile import write_or_check  # noqa: E402
 
 CASES = [
     {
@@ -62,23 +62,7 @@ def run_case(case: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    VECTOR_DIR.mkdir(parents=True, exist_ok=True)
-    stale = []
-    for case in CASES:
-        text = json.dumps(run_case(case), indent=1, sort_keys=True) + "\n"
-        path = VECTOR_DIR / f"{case['name']}.json"
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(path.name)
-        else:
-            path.write_text(text)
-    if stale:
-        print("stale vectors: " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(CASES, run_case, VECTOR_DIR, argv, __doc__)
 
 
 if __name__ == "__main__":

@@ -80,38 +80,59 @@ class Quantizer:
         array = np.asarray(values, dtype=np.float64)
         if array.ndim != 1:
             raise InvalidParameters("values must be a vector")
-        if not np.all(np.isfinite(array)):
-            raise InvalidParameters("values must be finite")
-        if not (isinstance(weight, (int, float)) and math.isfinite(weight) and 0 <= weight <= self.max_weight):
-            raise InvalidParameters(f"weight must be in [0, {self.max_weight}], got {weight!r}")
+        return self.encode_rows(array[None, :], [weight], random_bytes=random_bytes)[0]
+
+    def encode_rows(self, values: object, weights: object, *, random_bytes: RandomSource = system_random_bytes) -> np.ndarray:
+        """Row-wise: row i becomes its D quantized values times weights[i], then its quantized weight.
+
+        Shape (R, D) in, (R, D + 1) out. Each row obeys the same per-client bound as :meth:`encode`.
+        """
+        array = np.asarray(values, dtype=np.float64)
+        weight = np.asarray(weights, dtype=np.float64)
+        if array.ndim != 2 or weight.shape != (array.shape[0],):
+            raise InvalidParameters("values must be (rows, D) and weights one per row")
+        if not (np.all(np.isfinite(array)) and np.all(np.isfinite(weight))):
+            raise InvalidParameters("values and weights must be finite")
+        if weight.size and (weight.min() < 0 or weight.max() > self.max_weight):
+            raise InvalidParameters(f"weights must be in [0, {self.max_weight}]")
         assert self.scale is not None
-        scaled = np.empty(array.shape[0] + 1, dtype=np.float64)
-        np.clip(array, -self.clip, self.clip, out=scaled[:-1])
-        scaled[:-1] *= weight * self.scale
-        scaled[-1] = weight * self.scale
+        scaled = np.empty((array.shape[0], array.shape[1] + 1), dtype=np.float64)
+        np.clip(array, -self.clip, self.clip, out=scaled[:, :-1])
+        scaled[:, :-1] *= (weight * self.scale)[:, None]
+        scaled[:, -1] = weight * self.scale
         floor = np.floor(scaled)
         fraction = scaled - floor
-        coins = keystream_words(random_bytes(16), scaled.shape[0], Modulus.U32).astype(np.float64) * 2.0**-32
-        quantized = floor.astype(np.int64) + (coins < fraction)
+        coins = keystream_words(random_bytes(16), scaled.size, Modulus.U32).astype(np.float64).reshape(scaled.shape)
+        quantized = floor.astype(np.int64) + (coins * 2.0**-32 < fraction)
         if self.modulus is Modulus.P61:
             quantized += np.int64(P61) * (quantized < 0)
             return quantized.astype(np.uint64)
         return quantized.astype(dtype_of(self.modulus))  # two's complement wrap
+
+    def decode_rows(self, summed: object) -> tuple[np.ndarray, np.ndarray]:
+        """(weighted sums of shape (R, D), total weights of shape (R,)) from summed (R, D + 1) rows."""
+        array = np.asarray(summed)
+        if array.ndim != 2 or array.shape[1] < 1:
+            raise InvalidParameters("summed rows must be (rows, D + 1)")
+        signed = self._signed(array.reshape(-1)).reshape(array.shape)
+        assert self.scale is not None
+        return signed[:, :-1] / self.scale, signed[:, -1] / self.scale
+
+    def _signed(self, array: np.ndarray) -> np.ndarray:
+        if self.modulus is Modulus.U32:
+            return array.astype(np.uint32).view(np.int32).astype(np.float64)
+        if self.modulus is Modulus.U64:
+            return array.astype(np.uint64).view(np.int64).astype(np.float64)
+        as_int = array.astype(np.uint64)
+        return np.where(as_int > P61 // 2, as_int.astype(np.float64) - float(P61), as_int.astype(np.float64))
 
     def decode(self, summed: object) -> tuple[np.ndarray, float]:
         """(sum of weighted values, sum of weights) from the secure sum of encoded vectors."""
         array = np.asarray(summed)
         if array.ndim != 1 or array.shape[0] < 1:
             raise InvalidParameters("summed must be a non-empty vector")
-        if self.modulus is Modulus.U32:
-            signed = array.astype(np.uint32).view(np.int32).astype(np.float64)
-        elif self.modulus is Modulus.U64:
-            signed = array.astype(np.uint64).view(np.int64).astype(np.float64)
-        else:
-            as_int = array.astype(np.uint64)
-            signed = np.where(as_int > P61 // 2, as_int.astype(np.float64) - float(P61), as_int.astype(np.float64))
-        assert self.scale is not None
-        return signed[:-1] / self.scale, float(signed[-1] / self.scale)
+        totals, weights = self.decode_rows(array[None, :])
+        return totals[0], float(weights[0])
 
     def mean(self, summed: object) -> np.ndarray:
         """The weighted mean (``InvalidParameters`` if the total weight is zero)."""

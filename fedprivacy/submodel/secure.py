@@ -1,0 +1,241 @@
+"""One secure submodel round, in process: PSU -> randomized response -> per-row secure aggregation.
+
+This is the engine the simulation uses. It drives the sans-I/O protocol cores and the in-memory
+secure-aggregation driver (no I/O); a per-round composition as client and server state machines
+with their own wire format is not built yet.
+
+Round r, for the clients given:
+1. PSU (masked IBLT summed by secure aggregation mod p) of the clients' real index sets (the rows
+   their training data touches): the union U. Clients whose sketch did not arrive sit the round out.
+2. Each remaining client answers "do you hold j?" for every j in U by double randomized response with
+   its own parameters (``participate``: budget filter, ledger line written before anything leaves);
+   a client over its budget sits the round out. The server sees each randomized set S''_i.
+3. Rows of U chosen by fewer than ``min_choosers`` clients are dropped from everybody's plan (the
+   server knows them from the S''_i; no data about them leaves any client); the report counts them.
+4. Each client downloads W[S''_i] and the dense head, trains on the rows it really holds
+   (S_i intersect S''_i), and uploads, for every planned row, (count * delta, count) quantized -- zero
+   where it holds none -- plus the sample-weighted dense delta as one extra row every client chooses.
+   The upload is summed per row by secure aggregation over the full graph (every chooser of a row
+   masks it with every other chooser).
+5. The server applies W_j += sum(count * delta_j) / sum(count_j) for rows with a positive count, and
+   moves the dense head by the sample-weighted mean.
+
+What the server learns: U, every S''_i, the per-row and dense sums over the surviving choosers, and
+who dropped when. Not a real index set, not a single update, not how many clients hold a row --
+except through the paper's Theorem 5.5 events (a row chosen by exactly one real holder and no one
+else is dropped by the min_choosers rule; dropouts after planning can still leave one chooser).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..accounting import Ledger, participate, replay
+from ..errors import BudgetExceeded, InvalidParameters
+from ..hazmat.field import Modulus
+from ..ldp import PermanentMemo, RRParameters
+from ..psu import PSUParameters, run_psu_round
+from ..secagg import DropoutSchedule, DropStage, Quantizer, RowPlan, SecAggConfig, run_secagg_round
+from .model import DenseHead, local_update
+from .plaintext import apply_row_sums
+from .workload import ClientData
+
+__all__ = ["ClientState", "RoundSettings", "RoundDrops", "RoundOutcome", "secure_round"]
+
+
+@dataclass
+class ClientState:
+    """A client's private, persistent state (on its device): data, parameters, ledger, memo."""
+
+    data: ClientData
+    params: RRParameters
+    ledger: Ledger
+    memo: PermanentMemo
+
+    @classmethod
+    def new(cls, data: ClientData, params: RRParameters, epsilon_cap: float = float("inf")) -> ClientState:
+        client_id = f"client-{data.client_id}"
+        ledger, _ = Ledger.create(client_id, epsilon_cap)
+        return cls(data, params, ledger, PermanentMemo.empty(client_id, params))
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    universe: int
+    dim: int  # embedding width; rows carry dim + 1 parameters (embedding and bias)
+    clip: float = 1.0  # per-parameter clip of row and dense deltas before quantization
+    max_samples: int = 10_000  # public bound on a client's examples (row counts and dense weight)
+    min_choosers: int = 2
+    dropout_fraction: float = 0.1
+    corrupt_fraction: float = 0.05
+    modulus: Modulus = Modulus.U64
+
+    def __post_init__(self) -> None:
+        if self.min_choosers < 1 or self.max_samples < 1 or self.dim < 1:
+            raise InvalidParameters("min_choosers, max_samples and dim must be positive")
+
+
+@dataclass(frozen=True)
+class RoundDrops:
+    """Scripted dropouts: during the PSU's secure aggregation, after the PSU, or during the upload's."""
+
+    psu: dict[int, DropStage] = field(default_factory=dict)
+    after_psu: frozenset[int] = frozenset()
+    upload: dict[int, DropStage] = field(default_factory=dict)
+
+
+@dataclass
+class RoundOutcome:
+    union_size: int
+    participants: int
+    refused: list[int]
+    thin_rows: int
+    rows_updated: int
+    chosen_mean: float
+    upload_bytes_median: float
+    download_bytes_median: float
+    psu_seconds: float
+    ldp_seconds: float
+    aggregation_seconds: float
+    server_seconds: float
+    client_seconds_median: float
+    epsilon_spent_max: float
+    contributors: frozenset[int]
+
+
+def _full_graph_config(parties: list[int], dim: int, modulus: Modulus, settings: RoundSettings) -> SecAggConfig:
+    return SecAggConfig.create(
+        parties, dim, modulus, full_graph=True,
+        dropout_fraction=settings.dropout_fraction, corrupt_fraction=settings.corrupt_fraction,
+    )
+
+
+def secure_round(
+    states: dict[int, ClientState],
+    table: dict[int, np.ndarray],
+    head: DenseHead,
+    settings: RoundSettings,
+    round_index: int,
+    drops: RoundDrops | None = None,
+) -> tuple[DenseHead, RoundOutcome]:
+    """Run one round in place on ``table`` (and the clients' ledgers and memos); returns the new head."""
+    drops = drops or RoundDrops()
+    width = settings.dim + 1
+    dense_row = settings.universe  # a row id outside the universe: the dense head, chosen by all
+    client_seconds: dict[int, float] = dict.fromkeys(states, 0.0)
+
+    # 1. Private set union of the real index sets.
+    started = time.perf_counter()
+    sets = {p: s.data.train_items for p, s in states.items()}
+    bound = min(sum(len(np.unique(v)) for v in sets.values()), settings.universe)
+    psu_params = PSUParameters(settings.universe, max(bound, 1), os.urandom(32))
+    party_ids = sorted(states)
+    psu = run_psu_round(
+        sets, psu_params,
+        lambda p: SecAggConfig.create(party_ids, p.vector_length, Modulus.P61,
+                                      dropout_fraction=settings.dropout_fraction,
+                                      corrupt_fraction=settings.corrupt_fraction),
+        DropoutSchedule(drops.psu),
+    )
+    psu_seconds = time.perf_counter() - started
+    union = psu.union
+
+    # 2. Randomized response, each client under its own budget.
+    started = time.perf_counter()
+    chosen: dict[int, np.ndarray] = {}
+    refused = []
+    for party in sorted(psu.contributors - drops.after_psu):
+        state = states[party]
+        t0 = time.perf_counter()
+        try:
+            part = participate(state.ledger, state.memo, state.params, union, state.data.train_items, round_index)
+        except BudgetExceeded:
+            refused.append(party)
+            continue
+        finally:
+            client_seconds[party] += time.perf_counter() - t0
+        state.memo = part.memo  # persisted with the ledger line before the set leaves the device
+        chosen[party] = part.randomized.chosen_ids
+    ldp_seconds = time.perf_counter() - started
+    if len(chosen) < 2:
+        raise InvalidParameters("fewer than two clients are left for the aggregation")
+
+    # 3. Plan: drop rows with too few choosers; the dense head is a row everyone chooses.
+    started = time.perf_counter()
+    all_rows = np.unique(np.concatenate(list(chosen.values()))) if chosen else np.zeros(0, np.uint64)
+    choosers = np.zeros(all_rows.shape[0], dtype=np.int64)
+    for rows in chosen.values():
+        choosers[np.searchsorted(all_rows, rows)] += 1
+    kept_rows = all_rows[choosers >= settings.min_choosers]
+    planned = {p: np.append(np.intersect1d(rows, kept_rows, assume_unique=True), np.uint64(dense_row)) for p, rows in chosen.items()}
+    plan = RowPlan(np.append(kept_rows, np.uint64(dense_row)), width + 1, planned)
+    quantizer = Quantizer(settings.modulus, settings.clip, len(planned), max_weight=float(settings.max_samples))
+    server_planning = time.perf_counter() - started
+
+    # 4. Download, local training, quantized upload (computed when the client masks).
+    download_bytes = {}
+
+    def upload(party: int) -> np.ndarray:
+        t0 = time.perf_counter()
+        state = states[party]
+        rows = planned[party][:-1]
+        download_bytes[party] = (rows.shape[0] + 1) * width * 4  # float32 rows and head
+        held = np.intersect1d(rows, state.data.train_items)  # rows it really holds among the chosen
+        update = local_update(state.data, {int(r): table[int(r)] for r in held}, head)
+        deltas = np.zeros((rows.shape[0], width))
+        counts = np.zeros(rows.shape[0])
+        where = np.searchsorted(rows, update.rows)
+        deltas[where] = update.row_deltas
+        counts[where] = np.minimum(update.row_counts, settings.max_samples)
+        values = np.vstack([deltas, update.dense_delta[None, :]])
+        weights = np.append(counts, min(update.samples, settings.max_samples))
+        encoded = quantizer.encode_rows(values, weights).reshape(-1)
+        client_seconds[party] += time.perf_counter() - t0
+        return encoded
+
+    config = _full_graph_config(sorted(planned), plan.dim, settings.modulus, settings)
+    started = time.perf_counter()
+    report = run_secagg_round(config, upload, DropoutSchedule(drops.upload), row_plan=plan)
+    aggregation_seconds = time.perf_counter() - started
+    for party in planned:
+        client_seconds[party] += report.client_seconds.get(party, 0.0)
+    if report.result is None:
+        assert report.aborted is not None
+        raise report.aborted
+
+    # 5. Apply the per-row averages and the dense step.
+    started = time.perf_counter()
+    sums, counts = quantizer.decode_rows(report.result.reshape(-1, width + 1))
+    moved = apply_row_sums(table, kept_rows, sums[:-1], counts[:-1])
+    if counts[-1] > 0:
+        head = DenseHead.from_flat(head.flat() + sums[-1] / counts[-1])
+    server_seconds = psu.reports[-1].server_seconds + server_planning + report.server_seconds + time.perf_counter() - started
+
+    survivors = [p for p in planned if p in report.input_ids]
+    uploads = [report.upload_bytes[p] + psu.reports[-1].upload_bytes[p] for p in survivors]
+    spent = [replay(states[p].ledger).spent() for p in states]
+    outcome = RoundOutcome(
+        union_size=int(union.shape[0]),
+        participants=len(survivors),
+        refused=refused,
+        thin_rows=int((choosers < settings.min_choosers).sum()),
+        rows_updated=moved,
+        chosen_mean=float(np.mean([len(v) for v in chosen.values()])),
+        upload_bytes_median=float(statistics.median(uploads)) if uploads else 0.0,
+        download_bytes_median=float(statistics.median(
+            download_bytes[p] + report.download_bytes[p] + psu.reports[-1].download_bytes[p] + 8 * union.shape[0]
+            for p in survivors)) if survivors else 0.0,
+        psu_seconds=psu_seconds,
+        ldp_seconds=ldp_seconds,
+        aggregation_seconds=aggregation_seconds,
+        server_seconds=server_seconds,
+        client_seconds_median=float(statistics.median(client_seconds[p] for p in survivors)) if survivors else 0.0,
+        epsilon_spent_max=max(spent) if spent else 0.0,
+        contributors=frozenset(survivors),
+    )
+    return head, outcome

@@ -27,16 +27,87 @@ def _emit(result: dict[str, object], as_json: bool) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .secagg import DropoutSchedule, DropStage, Quantizer, SecAggConfig, run_secagg_round
+    if args.mode == "secagg":
+        return _simulate_secagg(args)
+    return _simulate_submodel(args)
 
+
+def _simulate_submodel(args: argparse.Namespace) -> int:
+    from .ldp import RRParameters
+    from .secagg import DropStage
+    from .submodel import auc, init_model, predict, synthetic_workload
+    from .submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
+
+    params = _rr_params(args) if (args.epsilon is not None or args.p1 is not None) else RRParameters.preset(args.cpp or 2)
     print(
-        "fedprivacy simulate: the secure submodel round is not built yet; "
-        "this runs one secure-aggregation round of float updates (quantized, weighted mean).",
+        f"fedprivacy simulate: secure submodel learning, {args.clients} clients x {args.items} items over "
+        f"{args.universe} ids, d={args.dim}, {args.rounds} rounds, p=({', '.join(params.as_strings().values())}), "
+        f"{args.dropout:.0%} dropout per round",
         file=sys.stderr,
     )
+    workload = synthetic_workload(clients=args.clients, universe=args.universe, items_per_user=args.items, seed=args.seed)
+    states = {c.client_id: ClientState.new(c, params) for c in workload.clients}
+    table, head = init_model(np.arange(args.universe, dtype=np.uint64), args.dim, seed=args.seed)
+    settings = RoundSettings(universe=args.universe, dim=args.dim, dropout_fraction=max(0.1, args.dropout))
+    rng = np.random.default_rng(args.seed + 1)  # which synthetic clients drop: public simulation choice
+
+    def test_auc() -> float:
+        scores, labels = zip(*[predict(c, table, head) for c in workload.clients])
+        return auc(np.concatenate(scores), np.concatenate(labels))
+
+    rows = [{"round": 0, "test_auc": test_auc()}]
+    for round_index in range(1, args.rounds + 1):
+        dropped = [int(p) for p in rng.choice(sorted(states), size=int(round(args.dropout * len(states))), replace=False)]
+        half = len(dropped) // 2
+        drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
+        head, outcome = secure_round(states, table, head, settings, round_index, drops)
+        row = {
+            "round": round_index,
+            "test_auc": test_auc(),
+            "union_size": outcome.union_size,
+            "participants": outcome.participants,
+            "randomized_set_mean": outcome.chosen_mean,
+            "thin_rows": outcome.thin_rows,
+            "upload_bytes_per_client": outcome.upload_bytes_median,
+            "download_bytes_per_client": outcome.download_bytes_median,
+            "protocol_seconds": outcome.psu_seconds + outcome.ldp_seconds + outcome.aggregation_seconds,
+            "server_seconds": outcome.server_seconds,
+            "epsilon_spent_max": outcome.epsilon_spent_max,
+        }
+        rows.append(row)
+        print(f"round {round_index}/{args.rounds}: auc {row['test_auc']:.4f}, union {row['union_size']}, "
+              f"{row['protocol_seconds']:.2f} s", file=sys.stderr)
+    report = {
+        "mode": "secure-submodel",
+        "clients": args.clients,
+        "items_per_client": args.items,
+        "universe": args.universe,
+        "dim": args.dim,
+        "parameters": params.as_strings(),
+        "epsilon_1": params.epsilon_1,
+        "epsilon_inf": params.epsilon_inf,
+        "rounds": rows,
+        "final_test_auc": rows[-1]["test_auc"],
+    }
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return 0
+    header = ["round", "test_auc", "union_size", "randomized_set_mean", "upload_bytes_per_client",
+              "download_bytes_per_client", "protocol_seconds", "epsilon_spent_max"]
+    print("  ".join(f"{h:>14}" for h in ["round", "test AUC", "union", "mean |S''|", "up B/client", "down B/client", "protocol s", "eps spent"]))
+    for row in rows:
+        print("  ".join(f"{row[h]:>14.4g}" if isinstance(row.get(h), float) else f"{row.get(h, ''):>14}" for h in header))
+    return 0
+
+
+def _simulate_secagg(args: argparse.Namespace) -> int:
+    from .secagg import DropoutSchedule, DropStage, Quantizer, SecAggConfig, run_secagg_round
+
+    print("fedprivacy simulate --mode secagg: one secure-aggregation round of float updates (quantized, weighted mean).",
+          file=sys.stderr)
     party_ids = list(range(1, args.clients + 1))
     config = SecAggConfig.create(party_ids, args.dim + 1, Modulus.U32, dropout_fraction=0.2)
-    quantizer = Quantizer(Modulus.U32, clip=args.clip, num_clients=args.clients, max_weight=100.0)
+    quantizer = Quantizer(Modulus.U32, clip=2.0, num_clients=args.clients, max_weight=100.0)
     rng = np.random.default_rng(args.seed)  # synthetic public demo data
     updates = {p: rng.normal(0.0, 0.5, args.dim) for p in party_ids}
     weights = {p: float(rng.integers(1, 101)) for p in party_ids}
@@ -49,7 +120,7 @@ def _simulate(args: argparse.Namespace) -> int:
         return 1
     mean = quantizer.mean(report.result)
     counted = sorted(report.input_ids)
-    clipped = {p: np.clip(updates[p], -args.clip, args.clip) for p in counted}
+    clipped = {p: np.clip(updates[p], -2.0, 2.0) for p in counted}
     plain = sum(weights[p] * clipped[p] for p in counted) / sum(weights[p] for p in counted)
     _emit(
         {
@@ -216,12 +287,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedprivacy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    simulate = commands.add_parser("simulate", help="run an in-process simulation on synthetic data")
-    simulate.add_argument("--clients", type=int, default=20)
-    simulate.add_argument("--dim", type=int, default=1000)
-    simulate.add_argument("--clip", type=float, default=2.0)
+    simulate = commands.add_parser("simulate", help="secure submodel learning on a synthetic workload, in process")
+    simulate.add_argument("--mode", choices=["submodel", "secagg"], default="submodel")
+    simulate.add_argument("--clients", type=int, default=100)
+    simulate.add_argument("--items", type=int, default=301, help="items per client")
+    simulate.add_argument("--universe", type=int, default=143_534)
+    simulate.add_argument("--dim", type=int, default=18)
+    simulate.add_argument("--rounds", type=int, default=8)
+    simulate.add_argument("--dropout", type=float, default=0.1)
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--json", action="store_true")
+    _add_rr_arguments(simulate)
     simulate.set_defaults(run=_simulate)
 
     bench = commands.add_parser("bench", help="benchmarks")

@@ -7,13 +7,22 @@ import json
 from fedprivacy.cli import main
 
 
-def test_simulate_json(capsys):
-    assert main(["simulate", "--clients", "10", "--dim", "50", "--json"]) == 0
-    out, err = capsys.readouterr()
+def test_simulate_secagg_json(capsys):
+    assert main(["simulate", "--mode", "secagg", "--clients", "10", "--dim", "50", "--json"]) == 0
+    out, _ = capsys.readouterr()
     result = json.loads(out)
     assert result["mode"] == "secure-aggregation"
     assert result["max_abs_error_vs_plaintext_mean"] < 10 * result["quantization_step"]
-    assert "not built yet" in err
+
+
+def test_simulate_submodel_json(capsys):
+    args = ["simulate", "--clients", "12", "--items", "60", "--universe", "2000", "--dim", "4", "--rounds", "2", "--json"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert report["mode"] == "secure-submodel" and len(report["rounds"]) == 3
+    assert report["rounds"][2]["epsilon_spent_max"] <= report["epsilon_inf"]
+    assert "round 2/2" in err
 
 
 def test_bench_secagg_json_has_the_promised_fields(capsys):

@@ -274,6 +274,16 @@ def _bench_psu(args: argparse.Namespace) -> int:
     return 0 if result["correct"] else 1
 
 
+def _bench_round(args: argparse.Namespace) -> int:
+    from .bench.round import run_round_bench
+    from .ldp import RRParameters
+
+    params = _rr_params(args) if (args.epsilon is not None or args.p1 is not None) else RRParameters.preset(args.cpp or 2)
+    result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed)
+    _emit(result, args.json)
+    return 0 if result["correct"] else 1
+
+
 def _add_rr_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpp", type=int, choices=range(1, 6), help="the paper's preset CPP1..CPP5")
     parser.add_argument("--epsilon", type=float, help="target epsilon_inf (symmetric parameters)")
@@ -340,6 +350,17 @@ def build_parser() -> argparse.ArgumentParser:
     psu.add_argument("--seed", type=int, default=0)
     psu.add_argument("--json", action="store_true")
     psu.set_defaults(run=_bench_psu)
+
+    round_bench = which.add_parser("round", help="one secure submodel round, checked against plaintext")
+    round_bench.add_argument("--clients", type=int, default=100)
+    round_bench.add_argument("--items", type=int, default=301)
+    round_bench.add_argument("--universe", type=int, default=143_534)
+    round_bench.add_argument("--dim", type=int, default=18)
+    round_bench.add_argument("--dropout", type=float, default=0.1)
+    round_bench.add_argument("--seed", type=int, default=0)
+    round_bench.add_argument("--json", action="store_true")
+    _add_rr_arguments(round_bench)
+    round_bench.set_defaults(run=_bench_round)
 
     privacy = commands.add_parser("privacy", help="p5, p6 and the epsilons of randomized-response parameters")
     _add_rr_arguments(privacy)

@@ -40,3 +40,13 @@ def test_bench_secagg_json_has_the_promised_fields(capsys):
 def test_invalid_parameters_give_a_clear_error(capsys):
     assert main(["bench", "secagg", "--clients", "100", "--dim", "10", "--neighbours", "21"]) == 2
     assert "neighbours must be even" in capsys.readouterr().err
+
+
+def test_bench_round_checks_against_plaintext(capsys):
+    args = ["bench", "round", "--clients", "12", "--items", "60", "--universe", "2000", "--dim", "4", "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["correct"] is True and result["max_abs_difference_vs_plaintext"] < 1e-6
+    for field in ("clients", "union_size", "psu_seconds", "ldp_seconds", "aggregation_seconds", "server_seconds",
+                  "client_seconds_median", "upload_bytes_per_client", "download_bytes_per_client", "total_seconds"):
+        assert field in result

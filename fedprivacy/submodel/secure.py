@@ -106,6 +106,9 @@ class RoundOutcome:
     client_seconds_median: float
     epsilon_spent_max: float
     contributors: frozenset[int]
+    training_seconds: float = 0.0  # local training inside the upload step (excluded from aggregation_seconds)
+    chosen: dict[int, np.ndarray] = field(default_factory=dict)  # the randomized sets (known to the server)
+    planned_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
 
 
 def _full_graph_config(parties: list[int], dim: int, modulus: Modulus, settings: RoundSettings) -> SecAggConfig:
@@ -179,6 +182,7 @@ def secure_round(
 
     # 4. Download, local training, quantized upload (computed when the client masks).
     download_bytes = {}
+    training = [0.0]
 
     def upload(party: int) -> np.ndarray:
         t0 = time.perf_counter()
@@ -186,7 +190,9 @@ def secure_round(
         rows = planned[party][:-1]
         download_bytes[party] = (rows.shape[0] + 1) * width * 4  # float32 rows and head
         held = np.intersect1d(rows, state.data.train_items)  # rows it really holds among the chosen
+        t_train = time.perf_counter()
         update = local_update(state.data, {int(r): table[int(r)] for r in held}, head)
+        training[0] += time.perf_counter() - t_train
         deltas = np.zeros((rows.shape[0], width))
         counts = np.zeros(rows.shape[0])
         where = np.searchsorted(rows, update.rows)
@@ -201,7 +207,7 @@ def secure_round(
     config = _full_graph_config(sorted(planned), plan.dim, settings.modulus, settings)
     started = time.perf_counter()
     report = run_secagg_round(config, upload, DropoutSchedule(drops.upload), row_plan=plan)
-    aggregation_seconds = time.perf_counter() - started
+    aggregation_seconds = time.perf_counter() - started - training[0]
     for party in planned:
         client_seconds[party] += report.client_seconds.get(party, 0.0)
     if report.result is None:
@@ -237,5 +243,8 @@ def secure_round(
         client_seconds_median=float(statistics.median(client_seconds[p] for p in survivors)) if survivors else 0.0,
         epsilon_spent_max=max(spent) if spent else 0.0,
         contributors=frozenset(survivors),
+        training_seconds=training[0],
+        chosen=chosen,
+        planned_rows=kept_rows,
     )
     return head, outcome

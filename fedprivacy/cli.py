@@ -36,6 +36,7 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
     from .ldp import RRParameters
     from .secagg import DropStage
     from .submodel import auc, init_model, predict, synthetic_workload
+    from .submodel.reference import ReferenceClient, ReferenceServer
     from .submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
 
     params = _rr_params(args) if (args.epsilon is not None or args.p1 is not None) else RRParameters.preset(args.cpp or 2)
@@ -46,13 +47,13 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     workload = synthetic_workload(clients=args.clients, universe=args.universe, items_per_user=args.items, seed=args.seed)
-    states = {c.client_id: ClientState.new(c, params) for c in workload.clients}
-    table, head = init_model(np.arange(args.universe, dtype=np.uint64), args.dim, seed=args.seed)
-    settings = RoundSettings(universe=args.universe, dim=args.dim, dropout_fraction=max(0.1, args.dropout))
+    states = {c.client_id: ClientState.new(ReferenceClient(c), params) for c in workload.clients}
+    server = ReferenceServer(*init_model(np.arange(args.universe, dtype=np.uint64), args.dim, seed=args.seed))
+    settings = RoundSettings(universe=args.universe, dropout_fraction=max(0.1, args.dropout))
     rng = np.random.default_rng(args.seed + 1)  # which synthetic clients drop: public simulation choice
 
     def test_auc() -> float:
-        scores, labels = zip(*[predict(c, table, head) for c in workload.clients])
+        scores, labels = zip(*[predict(c, server.table, server.head) for c in workload.clients])
         return auc(np.concatenate(scores), np.concatenate(labels))
 
     rows = [{"round": 0, "test_auc": test_auc()}]
@@ -60,7 +61,7 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
         dropped = [int(p) for p in rng.choice(sorted(states), size=int(round(args.dropout * len(states))), replace=False)]
         half = len(dropped) // 2
         drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
-        head, outcome = secure_round(states, table, head, settings, round_index, drops)
+        outcome = secure_round(states, server, settings, round_index, drops)
         row = {
             "round": round_index,
             "test_auc": test_auc(),

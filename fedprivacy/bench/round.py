@@ -15,6 +15,7 @@ import numpy as np
 from ..ldp import RRParameters
 from ..secagg import DropStage
 from ..submodel import DenseHead, init_model, local_update, synthetic_workload
+from ..submodel.reference import ReferenceClient, ReferenceServer
 from ..submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
 
 __all__ = ["run_round_bench"]
@@ -23,16 +24,18 @@ __all__ = ["run_round_bench"]
 def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                     seed: int = 0) -> dict[str, object]:
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
-    states = {c.client_id: ClientState.new(c, params) for c in workload.clients}
+    states = {c.client_id: ClientState.new(ReferenceClient(c), params) for c in workload.clients}
     table, head = init_model(np.arange(universe, dtype=np.uint64), dim, seed=seed)
     before = {r: v.copy() for r, v in table.items()}
     rng = np.random.default_rng(seed + 1)
     dropped = [int(p) for p in rng.choice(sorted(states), size=int(round(dropout * clients)), replace=False)]
     half = len(dropped) // 2
     drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
-    settings = RoundSettings(universe=universe, dim=dim, dropout_fraction=max(0.1, dropout))
+    settings = RoundSettings(universe=universe, dropout_fraction=max(0.1, dropout))
+    server = ReferenceServer(table, head)
     started = time.perf_counter()
-    new_head, outcome = secure_round(states, table, head, settings, 0, drops)
+    outcome = secure_round(states, server, settings, 0, drops)
+    new_head = server.head
     total = time.perf_counter() - started
 
     # Plaintext reference on the same randomized sets.
@@ -42,7 +45,7 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     counts = np.zeros(planned.shape[0])
     dense, samples = np.zeros(width), 0.0
     for party in outcome.contributors:
-        data = states[party].data
+        data = workload.clients[party - 1]
         rows = np.intersect1d(outcome.chosen[party], planned, assume_unique=True)
         held = np.intersect1d(rows, data.train_items)
         update = local_update(data, {int(r): before[int(r)] for r in held}, head)

@@ -41,33 +41,30 @@ from ..hazmat.field import Modulus
 from ..ldp import PermanentMemo, RRParameters
 from ..psu import PSUParameters, run_psu_round
 from ..secagg import DropoutSchedule, DropStage, Quantizer, RowPlan, SecAggConfig, run_secagg_round
-from .model import DenseHead, local_update
-from .plaintext import apply_row_sums
-from .workload import ClientData
+from ..adapters.interfaces import SubmodelClient, SubmodelServer
 
 __all__ = ["ClientState", "RoundSettings", "RoundDrops", "RoundOutcome", "secure_round"]
 
 
 @dataclass
 class ClientState:
-    """A client's private, persistent state (on its device): data, parameters, ledger, memo."""
+    """A client's private, persistent state (on its device): its trainer, parameters, ledger, memo."""
 
-    data: ClientData
+    client: SubmodelClient
     params: RRParameters
     ledger: Ledger
     memo: PermanentMemo
 
     @classmethod
-    def new(cls, data: ClientData, params: RRParameters, epsilon_cap: float = float("inf")) -> ClientState:
-        client_id = f"client-{data.client_id}"
+    def new(cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf")) -> ClientState:
+        client_id = f"client-{client.client_id}"
         ledger, _ = Ledger.create(client_id, epsilon_cap)
-        return cls(data, params, ledger, PermanentMemo.empty(client_id, params))
+        return cls(client, params, ledger, PermanentMemo.empty(client_id, params))
 
 
 @dataclass(frozen=True)
 class RoundSettings:
-    universe: int
-    dim: int  # embedding width; rows carry dim + 1 parameters (embedding and bias)
+    universe: int  # row ids are in [0, universe); the dense parameters travel as rows above it
     clip: float = 1.0  # per-parameter clip of row and dense deltas before quantization
     max_samples: int = 10_000  # public bound on a client's examples (row counts and dense weight)
     min_choosers: int = 2
@@ -76,8 +73,8 @@ class RoundSettings:
     modulus: Modulus = Modulus.U64
 
     def __post_init__(self) -> None:
-        if self.min_choosers < 1 or self.max_samples < 1 or self.dim < 1:
-            raise InvalidParameters("min_choosers, max_samples and dim must be positive")
+        if self.min_choosers < 1 or self.max_samples < 1:
+            raise InvalidParameters("min_choosers and max_samples must be positive")
 
 
 @dataclass(frozen=True)
@@ -120,21 +117,21 @@ def _full_graph_config(parties: list[int], dim: int, modulus: Modulus, settings:
 
 def secure_round(
     states: dict[int, ClientState],
-    table: dict[int, np.ndarray],
-    head: DenseHead,
+    server: SubmodelServer,
     settings: RoundSettings,
     round_index: int,
     drops: RoundDrops | None = None,
-) -> tuple[DenseHead, RoundOutcome]:
-    """Run one round in place on ``table`` (and the clients' ledgers and memos); returns the new head."""
+) -> RoundOutcome:
+    """Run one round: updates ``server``'s model and the clients' ledgers and memos in place."""
     drops = drops or RoundDrops()
-    width = settings.dim + 1
-    dense_row = settings.universe  # a row id outside the universe: the dense head, chosen by all
+    width = server.row_width
+    dense_rows = -(-server.dense_size // width)  # the dense parameters as rows above the universe
+    dense_ids = np.arange(settings.universe, settings.universe + dense_rows, dtype=np.uint64)
     client_seconds: dict[int, float] = dict.fromkeys(states, 0.0)
 
     # 1. Private set union of the real index sets.
     started = time.perf_counter()
-    sets = {p: s.data.train_items for p, s in states.items()}
+    sets = {p: s.client.index_set() for p, s in states.items()}
     bound = min(sum(len(np.unique(v)) for v in sets.values()), settings.universe)
     psu_params = PSUParameters(settings.universe, max(bound, 1), os.urandom(32))
     party_ids = sorted(states)
@@ -156,7 +153,7 @@ def secure_round(
         state = states[party]
         t0 = time.perf_counter()
         try:
-            part = participate(state.ledger, state.memo, state.params, union, state.data.train_items, round_index)
+            part = participate(state.ledger, state.memo, state.params, union, sets[party], round_index)
         except BudgetExceeded:
             refused.append(party)
             continue
@@ -175,8 +172,8 @@ def secure_round(
     for rows in chosen.values():
         choosers[np.searchsorted(all_rows, rows)] += 1
     kept_rows = all_rows[choosers >= settings.min_choosers]
-    planned = {p: np.append(np.intersect1d(rows, kept_rows, assume_unique=True), np.uint64(dense_row)) for p, rows in chosen.items()}
-    plan = RowPlan(np.append(kept_rows, np.uint64(dense_row)), width + 1, planned)
+    planned = {p: np.concatenate([np.intersect1d(rows, kept_rows, assume_unique=True), dense_ids]) for p, rows in chosen.items()}
+    plan = RowPlan(np.concatenate([kept_rows, dense_ids]), width + 1, planned)
     quantizer = Quantizer(settings.modulus, settings.clip, len(planned), max_weight=float(settings.max_samples))
     server_planning = time.perf_counter() - started
 
@@ -184,22 +181,30 @@ def secure_round(
     download_bytes = {}
     training = [0.0]
 
+    dense = np.zeros(dense_rows * width)
+    dense[: server.dense_size] = server.dense()
+
     def upload(party: int) -> np.ndarray:
         t0 = time.perf_counter()
         state = states[party]
-        rows = planned[party][:-1]
-        download_bytes[party] = (rows.shape[0] + 1) * width * 4  # float32 rows and head
-        held = np.intersect1d(rows, state.data.train_items)  # rows it really holds among the chosen
+        rows = planned[party][:-dense_rows]
+        downloaded = server.rows(rows)  # W[S''_i] (what the server serves; the dense head too)
+        download_bytes[party] = (rows.shape[0] + dense_rows) * width * 4  # as float32
+        held = np.flatnonzero(np.isin(rows, sets[party], assume_unique=True))  # rows it really holds
         t_train = time.perf_counter()
-        update = local_update(state.data, {int(r): table[int(r)] for r in held}, head)
+        result = state.client.train(rows[held], downloaded[held], dense[: server.dense_size].copy())
         training[0] += time.perf_counter() - t_train
         deltas = np.zeros((rows.shape[0], width))
         counts = np.zeros(rows.shape[0])
-        where = np.searchsorted(rows, update.rows)
-        deltas[where] = update.row_deltas
-        counts[where] = np.minimum(update.row_counts, settings.max_samples)
-        values = np.vstack([deltas, update.dense_delta[None, :]])
-        weights = np.append(counts, min(update.samples, settings.max_samples))
+        where = np.searchsorted(rows, result.row_ids)
+        if result.row_ids.size and not np.array_equal(rows[np.minimum(where, rows.shape[0] - 1)], result.row_ids):
+            raise InvalidParameters(f"client {party} returned updates for rows it was not given")
+        deltas[where] = result.row_deltas
+        counts[where] = np.minimum(result.row_counts, settings.max_samples)
+        dense_delta = np.zeros(dense_rows * width)
+        dense_delta[: server.dense_size] = result.dense_delta
+        values = np.vstack([deltas, dense_delta.reshape(dense_rows, width)])
+        weights = np.concatenate([counts, np.full(dense_rows, min(result.samples, settings.max_samples))])
         encoded = quantizer.encode_rows(values, weights).reshape(-1)
         client_seconds[party] += time.perf_counter() - t0
         return encoded
@@ -217,9 +222,12 @@ def secure_round(
     # 5. Apply the per-row averages and the dense step.
     started = time.perf_counter()
     sums, counts = quantizer.decode_rows(report.result.reshape(-1, width + 1))
-    moved = apply_row_sums(table, kept_rows, sums[:-1], counts[:-1])
+    row_sums, row_counts = sums[:-dense_rows], counts[:-dense_rows]
+    trained = row_counts > 0
+    server.apply_row_updates(kept_rows[trained], row_sums[trained] / row_counts[trained][:, None])
+    moved = int(trained.sum())
     if counts[-1] > 0:
-        head = DenseHead.from_flat(head.flat() + sums[-1] / counts[-1])
+        server.apply_dense_update(sums[-dense_rows:].reshape(-1)[: server.dense_size] / counts[-1])
     server_seconds = psu.reports[-1].server_seconds + server_planning + report.server_seconds + time.perf_counter() - started
 
     survivors = [p for p in planned if p in report.input_ids]
@@ -247,4 +255,4 @@ def secure_round(
         chosen=chosen,
         planned_rows=kept_rows,
     )
-    return head, outcome
+    return outcome

@@ -87,17 +87,26 @@ def test_fewer_than_threshold_aborts_with_no_output(stage, where):
     assert report.aborted.stage == where
 
 
-def _advance_to_unmask(cfg, victim: int):
-    """Run a full-graph round by hand up to the unmasking request of ``victim``."""
+def _through_key_sharing(cfg, seeded=False):
+    """Drive a round by hand through advertise and share; returns (server, clients, routed shares)."""
     server = SecAggServer(cfg)
-    clients = {p: SecAggClient(cfg, p, random_bytes=DeterministicRandomness(f"c{p}")) for p in cfg.party_ids}
+    clients = {
+        p: SecAggClient(cfg, p, **({"random_bytes": DeterministicRandomness(f"c{p}")} if seeded else {}))
+        for p in cfg.party_ids
+    }
     for client in clients.values():
         for m in client.start():
             server.receive(m)
     for out in server.close_stage():
         for m in clients[out.recipient].receive(out.message):
             server.receive(m)
-    for out in server.close_stage():
+    return server, clients, server.close_stage()
+
+
+def _advance_to_unmask(cfg, victim: int):
+    """Run a full-graph round by hand up to the unmasking request of ``victim``."""
+    server, clients, routed = _through_key_sharing(cfg, seeded=True)
+    for out in routed:
         clients[out.recipient].receive(out.message)
         for m in clients[out.recipient].submit_input(np.zeros(cfg.dim, dtype=np.uint32)):
             server.receive(m)
@@ -282,15 +291,8 @@ def test_server_rejects_inconsistent_key_shares():
     """A holder that sends a wrong mask-key share makes the rebuilt key mismatch: clean abort."""
     cfg = config(range(1, 6), threshold=3)
     inputs = random_inputs(cfg)
-    server = SecAggServer(cfg)
-    clients = {p: SecAggClient(cfg, p) for p in cfg.party_ids}
-    for c in clients.values():
-        for m in c.start():
-            server.receive(m)
-    for out in server.close_stage():
-        for m in clients[out.recipient].receive(out.message):
-            server.receive(m)
-    for out in server.close_stage():
+    server, clients, routed = _through_key_sharing(cfg)
+    for out in routed:
         msgs = clients[out.recipient].receive(out.message)
         if out.recipient != 5:  # party 5 drops before masked input
             msgs = clients[out.recipient].submit_input(inputs[out.recipient])
@@ -315,15 +317,7 @@ def test_low_order_keys_are_refused_and_never_crash_the_server():
 
 def test_server_rejects_direct_objects_with_bad_words():
     cfg = config(range(1, 5), modulus=Modulus.P61, threshold=3)
-    server = SecAggServer(cfg)
-    clients = {p: SecAggClient(cfg, p) for p in cfg.party_ids}
-    for c in clients.values():
-        for m in c.start():
-            server.receive(m)
-    for out in server.close_stage():
-        for m in clients[out.recipient].receive(out.message):
-            server.receive(m)
-    server.close_stage()
+    server, _, _ = _through_key_sharing(cfg)
     server.receive(MaskedInput(1, Modulus.P61, np.full(cfg.dim, (1 << 64) - 1, dtype=np.uint64)))
     server.receive(MaskedInput(2, Modulus.P61, np.full(cfg.dim, 0.5)))
     assert [m.reason for m in server.ignored[-2:]] == [IgnoredReason.INVALID, IgnoredReason.INVALID]

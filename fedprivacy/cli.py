@@ -7,10 +7,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from .errors import FedPrivacyError
+from .errors import FedPrivacyError, InvalidParameters
 from .hazmat.field import Modulus
 
 _MODULI = {"u32": Modulus.U32, "u64": Modulus.U64, "p61": Modulus.P61}
@@ -46,10 +47,26 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
         f"{args.dropout:.0%} dropout per round",
         file=sys.stderr,
     )
-    workload = synthetic_workload(clients=args.clients, universe=args.universe, items_per_user=args.items, seed=args.seed)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), params) for c in workload.clients}
-    server = ReferenceServer(*init_model(np.arange(args.universe, dtype=np.uint64), args.dim, seed=args.seed))
-    settings = RoundSettings(universe=args.universe, dropout_fraction=max(0.1, args.dropout))
+    if args.dataset == "movielens-100k":
+        from .adapters.movielens import load_movielens_100k
+
+        if args.data_path is None:
+            raise InvalidParameters("--dataset movielens-100k needs --data-path DIR (the folder holding u.data)")
+        workload = load_movielens_100k(args.data_path, seed=args.seed, max_users=args.clients)
+    else:
+        workload = synthetic_workload(clients=args.clients, universe=args.universe, items_per_user=args.items, seed=args.seed)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    states = {
+        c.client_id: ClientState.new(
+            ReferenceClient(c), params, directory=None if out_dir is None else str(out_dir / "clients" / f"client-{c.client_id}")
+        )
+        for c in workload.clients
+    }
+    universe = workload.universe
+    server = ReferenceServer(*init_model(np.arange(universe, dtype=np.uint64), args.dim, seed=args.seed))
+    settings = RoundSettings(universe=universe, dropout_fraction=max(0.1, args.dropout))
     rng = np.random.default_rng(args.seed + 1)  # which synthetic clients drop: public simulation choice
 
     def test_auc() -> float:
@@ -80,9 +97,10 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
               f"{row['protocol_seconds']:.2f} s", file=sys.stderr)
     report = {
         "mode": "secure-submodel",
-        "clients": args.clients,
-        "items_per_client": args.items,
-        "universe": args.universe,
+        "dataset": args.dataset,
+        "clients": len(workload.clients),
+        "items_per_client": args.items if args.dataset == "synthetic" else None,
+        "universe": universe,
         "dim": args.dim,
         "parameters": params.as_strings(),
         "epsilon_1": params.epsilon_1,
@@ -90,6 +108,10 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
         "rounds": rows,
         "final_test_auc": rows[-1]["test_auc"],
     }
+    if out_dir is not None:
+        (out_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        print(f"report and per-client ledgers/memos written under {out_dir} (audit: fedprivacy audit {out_dir})",
+              file=sys.stderr)
     if args.json:
         print(json.dumps(report, sort_keys=True))
         return 0
@@ -307,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rounds", type=int, default=8)
     simulate.add_argument("--dropout", type=float, default=0.1)
     simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--dataset", choices=["synthetic", "movielens-100k"], default="synthetic")
+    simulate.add_argument("--data-path", default=None, help="folder holding MovieLens-100K's u.data")
+    simulate.add_argument("--out", default=None, help="folder for the report and every client's ledger and memo")
     simulate.add_argument("--json", action="store_true")
     _add_rr_arguments(simulate)
     simulate.set_defaults(run=_simulate)

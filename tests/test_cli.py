@@ -50,3 +50,26 @@ def test_bench_round_checks_against_plaintext(capsys):
     for field in ("clients", "union_size", "psu_seconds", "ldp_seconds", "aggregation_seconds", "server_seconds",
                   "client_seconds_median", "upload_bytes_per_client", "download_bytes_per_client", "total_seconds"):
         assert field in result
+
+
+def test_simulate_out_dir_keeps_ledgers_that_audit_clean(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["simulate", "--clients", "10", "--items", "50", "--universe", "1500", "--dim", "4", "--rounds", "2",
+            "--out", str(out), "--json"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert (out / "report.json").exists()
+    assert len(list((out / "clients").glob("*/ledger.jsonl"))) == 10
+    assert main(["audit", str(out), "--json"]) == 0
+    audit = json.loads(capsys.readouterr().out)
+    assert audit["clients"] == 10 and audit["broken_ledgers"] == []
+    # A second run over the same folder continues the same ledgers and memos.
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["audit", str(out), "--json"]) == 0
+    assert max(c["releases"] for c in json.loads(capsys.readouterr().out)["per_client"]) == 4
+
+
+def test_simulate_movielens_needs_its_data(tmp_path, capsys):
+    assert main(["simulate", "--dataset", "movielens-100k", "--data-path", str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err

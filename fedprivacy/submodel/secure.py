@@ -42,6 +42,7 @@ from ..ldp import PermanentMemo, RRParameters
 from ..psu import PSUParameters, run_psu_round
 from ..secagg import DropoutSchedule, DropStage, Quantizer, RowPlan, SecAggConfig, run_secagg_round
 from ..adapters.interfaces import SubmodelClient, SubmodelServer
+from ..adapters.storage import ClientStore
 
 __all__ = ["ClientState", "RoundSettings", "RoundDrops", "RoundOutcome", "secure_round"]
 
@@ -54,12 +55,20 @@ class ClientState:
     params: RRParameters
     ledger: Ledger
     memo: PermanentMemo
+    store: ClientStore | None = None  # where the ledger and memo persist (None: in memory only)
 
     @classmethod
-    def new(cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf")) -> ClientState:
+    def new(
+        cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf"), directory: str | None = None
+    ) -> ClientState:
+        """Fresh state; with ``directory`` the ledger and memo live on disk there (and are reloaded)."""
         client_id = f"client-{client.client_id}"
-        ledger, _ = Ledger.create(client_id, epsilon_cap)
-        return cls(client, params, ledger, PermanentMemo.empty(client_id, params))
+        if directory is None:
+            ledger, _ = Ledger.create(client_id, epsilon_cap)
+            return cls(client, params, ledger, PermanentMemo.empty(client_id, params))
+        store = ClientStore(directory, client_id)
+        ledger = store.open_ledger(epsilon_cap)
+        return cls(client, params, ledger, store.load_memo(params, ledger), store)
 
 
 @dataclass(frozen=True)
@@ -159,7 +168,10 @@ def secure_round(
             continue
         finally:
             client_seconds[party] += time.perf_counter() - t0
-        state.memo = part.memo  # persisted with the ledger line before the set leaves the device
+        if state.store is not None:  # the ledger line and the memo are on disk before S''_i leaves
+            state.store.append_ledger_line(part.ledger_line)
+            state.store.save_memo(part.memo)
+        state.memo = part.memo
         chosen[party] = part.randomized.chosen_ids
     ldp_seconds = time.perf_counter() - started
     if len(chosen) < 2:

@@ -66,7 +66,8 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
     }
     universe = workload.universe
     server = ReferenceServer(*init_model(np.arange(universe, dtype=np.uint64), args.dim, seed=args.seed))
-    settings = RoundSettings(universe=universe, dropout_fraction=max(0.1, args.dropout))
+    largest = args.items if args.dataset == "synthetic" else 1000  # a public cap per client
+    settings = RoundSettings(universe=universe, dropout_fraction=max(0.1, args.dropout), max_set_size=largest)
     rng = np.random.default_rng(args.seed + 1)  # which synthetic clients drop: public simulation choice
 
     def test_auc() -> float:

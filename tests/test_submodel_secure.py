@@ -50,3 +50,12 @@ def test_cpp2_round_learns_and_charges_the_ledgers():
     assert outcome.epsilon_spent_max == pytest.approx(RRParameters.preset(2).epsilon_1, abs=1e-9)
     assert 1 not in outcome.contributors and 4 in outcome.contributors
     assert states[1].ledger.events == [] and len(states[5].ledger.events) == 1
+
+
+def test_the_psu_table_is_sized_from_public_numbers_and_oversized_sets_are_refused():
+    from fedprivacy.errors import InvalidParameters
+
+    workload, states, table, head = _setup(clients=6)
+    with pytest.raises(InvalidParameters, match="max_set_size"):
+        secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, max_set_size=10), 0)
+    assert all(not s.ledger.events for s in states.values())  # nothing was released

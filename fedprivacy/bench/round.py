@@ -31,7 +31,7 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     dropped = [int(p) for p in rng.choice(sorted(states), size=int(round(dropout * clients)), replace=False)]
     half = len(dropped) // 2
     drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
-    settings = RoundSettings(universe=universe, dropout_fraction=max(0.1, dropout))
+    settings = RoundSettings(universe=universe, dropout_fraction=max(0.1, dropout), max_set_size=items)
     server = ReferenceServer(table, head)
     started = time.perf_counter()
     outcome = secure_round(states, server, settings, 0, drops)

@@ -76,14 +76,15 @@ class RoundSettings:
     universe: int  # row ids are in [0, universe); the dense parameters travel as rows above it
     clip: float = 1.0  # per-parameter clip of row and dense deltas before quantization
     max_samples: int = 10_000  # public bound on a client's examples (row counts and dense weight)
+    max_set_size: int = 1_000  # public cap on a client's index set: sizes the PSU table (n x cap)
     min_choosers: int = 2
     dropout_fraction: float = 0.1
     corrupt_fraction: float = 0.05
     modulus: Modulus = Modulus.U64
 
     def __post_init__(self) -> None:
-        if self.min_choosers < 1 or self.max_samples < 1:
-            raise InvalidParameters("min_choosers and max_samples must be positive")
+        if self.min_choosers < 1 or self.max_samples < 1 or self.max_set_size < 1:
+            raise InvalidParameters("min_choosers, max_samples and max_set_size must be positive")
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,15 @@ def secure_round(
 
     # 1. Private set union of the real index sets.
     started = time.perf_counter()
-    sets = {p: s.client.index_set() for p, s in states.items()}
-    bound = min(sum(len(np.unique(v)) for v in sets.values()), settings.universe)
-    psu_params = PSUParameters(settings.universe, max(bound, 1), os.urandom(32))
+    sets = {p: np.unique(s.client.index_set()) for p, s in states.items()}
+    for party, rows in sets.items():  # checked on each device, before anything is sent
+        if rows.shape[0] > settings.max_set_size:
+            raise InvalidParameters(
+                f"client {party} touches {rows.shape[0]} rows, above the public cap max_set_size={settings.max_set_size}"
+            )
+    # The table is sized from public numbers only (never from the private set sizes).
+    bound = min(len(states) * settings.max_set_size, settings.universe)
+    psu_params = PSUParameters(settings.universe, bound, os.urandom(32))
     party_ids = sorted(states)
     psu = run_psu_round(
         sets, psu_params,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedprivacy.errors import InvalidParameters
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import DropStage
 from fedprivacy.submodel import auc, init_model, plaintext_round, predict, synthetic_workload
@@ -52,10 +53,75 @@ def test_cpp2_round_learns_and_charges_the_ledgers():
     assert states[1].ledger.events == [] and len(states[5].ledger.events) == 1
 
 
-def test_the_psu_table_is_sized_from_public_numbers_and_oversized_sets_are_refused():
+def test_oversized_sets_sit_out_and_bad_settings_are_refused_before_any_release():
     from fedprivacy.errors import InvalidParameters
 
+    workload, states, table, head = _setup(clients=8)
+
+    class Greedy(ReferenceClient):
+        def index_set(self):
+            return np.arange(2000, dtype=np.uint64)
+
+    states[1].client = Greedy(workload.clients[0])
+    outcome = secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, max_set_size=100,
+                                                                                dropout_fraction=0.2), 0)
+    assert outcome.oversized == [1] and 1 not in outcome.contributors and not states[1].ledger.events
+    with pytest.raises(InvalidParameters):
+        secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, clip=-1.0), 1)
+    assert len(states[2].ledger.events) == 1  # the refused round released nothing
+
+
+def test_a_model_without_dense_parameters_and_refusals_on_the_record():
+    from fedprivacy.adapters.interfaces import TrainingResult
+
+    class RowsOnly:
+        row_width, dense_size = 2, 0
+
+        def __init__(self):
+            self.table = {}
+
+        def rows(self, ids):
+            return np.array([self.table.get(int(i), np.zeros(2)) for i in ids]).reshape(-1, 2)
+
+        def dense(self):
+            return np.zeros(0)
+
+        def apply_row_updates(self, ids, deltas):
+            for i, d in zip(ids, deltas):
+                self.table[int(i)] = self.table.get(int(i), np.zeros(2)) + d
+
+        def apply_dense_update(self, delta):
+            raise AssertionError("no dense parameters")
+
+    class Pull:
+        def __init__(self, client_id, items):
+            self.client_id, self.items = client_id, np.unique(np.asarray(items, dtype=np.uint64))
+
+        def index_set(self):
+            return self.items
+
+        def train(self, row_ids, rows, dense):
+            return TrainingResult(row_ids, 1.0 - rows, np.ones(len(row_ids)), np.zeros(0), len(row_ids))
+
+    tight = RRParameters("3/4", "1/4", "3/4", "1/4")
+    states = {c: ClientState.new(Pull(c, [1, 2, 3, c + 10]), tight, epsilon_cap=0.6) for c in range(1, 7)}
+    server = RowsOnly()
+    outcome = secure_round(states, server, RoundSettings(universe=100, dropout_fraction=0.2), 0)
+    assert outcome.rows_updated >= 1 and all(np.allclose(v, 1.0) for v in server.table.values())
+    with pytest.raises(InvalidParameters):  # the second round would pass every client's cap
+        secure_round(states, server, RoundSettings(universe=100, dropout_fraction=0.2), 1)
+    assert [e.kind for e in states[1].ledger.events] == ["release", "refusal"]
+
+
+def test_invalid_training_results_are_refused():
+    from fedprivacy.adapters.interfaces import TrainingResult
+
     workload, states, table, head = _setup(clients=6)
-    with pytest.raises(InvalidParameters, match="max_set_size"):
-        secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, max_set_size=10), 0)
-    assert all(not s.ledger.events for s in states.values())  # nothing was released
+
+    class Liar(ReferenceClient):
+        def train(self, row_ids, rows, dense):
+            return TrainingResult(np.array([2999, 2999], np.uint64), np.zeros((2, 7)), np.ones(2), dense * 0, 2)
+
+    states[1].client = Liar(workload.clients[0])
+    with pytest.raises(InvalidParameters, match="training result"):
+        secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, dropout_fraction=0.2), 0)

@@ -12,11 +12,11 @@ Round r, for the clients given:
    a client over its budget sits the round out. The server sees each randomized set S''_i.
 3. Rows of U chosen by fewer than ``min_choosers`` clients are dropped from everybody's plan (the
    server knows them from the S''_i; no data about them leaves any client); the report counts them.
-4. Each client downloads W[S''_i] and the dense head, trains on the rows it really holds
-   (S_i intersect S''_i), and uploads, for every planned row, (count * delta, count) quantized -- zero
-   where it holds none -- plus the sample-weighted dense delta as one extra row every client chooses.
-   The upload is summed per row by secure aggregation over the full graph (every chooser of a row
-   masks it with every other chooser).
+4. Each client downloads the planned rows of S''_i and the dense parameters, trains on the planned
+   rows it really holds (S_i intersect S''_i, thin rows excluded), and uploads for every planned row
+   (count * delta, count) quantized -- zero where it holds none -- plus the sample-weighted dense
+   delta cut into rows above the universe that every client chooses. The upload is summed per row
+   by secure aggregation over the full graph (every chooser of a row masks it with every other).
 5. The server applies W_j += sum(count * delta_j) / sum(count_j) for rows with a positive count, and
    moves the dense head by the sample-weighted mean.
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..accounting import Ledger, participate, replay
+from ..accounting import Ledger, participate, refusal_event, replay
 from ..errors import BudgetExceeded, InvalidParameters
 from ..hazmat.field import Modulus
 from ..ldp import PermanentMemo, RRParameters
@@ -113,9 +113,34 @@ class RoundOutcome:
     client_seconds_median: float
     epsilon_spent_max: float
     contributors: frozenset[int]
+    oversized: list[int] = field(default_factory=list)  # clients over max_set_size (sat the round out)
     training_seconds: float = 0.0  # local training inside the upload step (excluded from aggregation_seconds)
     chosen: dict[int, np.ndarray] = field(default_factory=dict)  # the randomized sets (known to the server)
     planned_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+
+
+def _check_result(party: int, result: object, given: np.ndarray, width: int, dense_size: int) -> None:
+    """A client's training result must update distinct rows it was given, with the right shapes."""
+    row_ids = np.asarray(getattr(result, "row_ids", None))
+    deltas = np.asarray(getattr(result, "row_deltas", None))
+    counts = np.asarray(getattr(result, "row_counts", None))
+    dense_delta = np.asarray(getattr(result, "dense_delta", None))
+    samples = getattr(result, "samples", None)
+    problems = []
+    if row_ids.ndim != 1 or (row_ids.size and row_ids.dtype.kind not in "ui"):
+        problems.append("row_ids must be a vector of row ids")
+    elif np.unique(row_ids).shape[0] != row_ids.shape[0] or not np.isin(row_ids, given).all():
+        problems.append("row_ids must be distinct rows among those it was given")
+    if deltas.shape != (row_ids.shape[0] if row_ids.ndim == 1 else -1, width):
+        problems.append(f"row_deltas must have shape (len(row_ids), {width})")
+    if counts.shape != row_ids.shape or (counts.size and counts.min() < 0):
+        problems.append("row_counts must be one count >= 0 per row")
+    if dense_delta.shape != (dense_size,):
+        problems.append(f"dense_delta must have shape ({dense_size},)")
+    if not isinstance(samples, (int, np.integer)) or samples < 0:
+        problems.append("samples must be an integer >= 0")
+    if problems:
+        raise InvalidParameters(f"client {party}'s training result is invalid: " + "; ".join(problems))
 
 
 def _full_graph_config(parties: list[int], dim: int, modulus: Modulus, settings: RoundSettings) -> SecAggConfig:
@@ -141,16 +166,19 @@ def secure_round(
 
     # 1. Private set union of the real index sets.
     started = time.perf_counter()
+    # Settings that cannot work are refused before any client spends budget: the quantizer's overflow
+    # budget is checked for every client of the round (an upper bound on the summands).
+    Quantizer(settings.modulus, settings.clip, len(states), max_weight=float(settings.max_samples))
     sets = {p: np.unique(s.client.index_set()) for p, s in states.items()}
-    for party, rows in sets.items():  # checked on each device, before anything is sent
-        if rows.shape[0] > settings.max_set_size:
-            raise InvalidParameters(
-                f"client {party} touches {rows.shape[0]} rows, above the public cap max_set_size={settings.max_set_size}"
-            )
+    # A client whose set exceeds the public cap sits the round out (checked on its device).
+    oversized = sorted(p for p, rows in sets.items() if rows.shape[0] > settings.max_set_size)
+    sets = {p: rows for p, rows in sets.items() if p not in oversized}
+    if len(sets) < 2:
+        raise InvalidParameters("fewer than two clients can take part in this round")
     # The table is sized from public numbers only (never from the private set sizes).
     bound = min(len(states) * settings.max_set_size, settings.universe)
     psu_params = PSUParameters(settings.universe, bound, os.urandom(32))
-    party_ids = sorted(states)
+    party_ids = sorted(sets)
     psu = run_psu_round(
         sets, psu_params,
         lambda p: SecAggConfig.create(party_ids, p.vector_length, Modulus.P61,
@@ -172,6 +200,9 @@ def secure_round(
             part = participate(state.ledger, state.memo, state.params, union, sets[party], round_index)
         except BudgetExceeded:
             refused.append(party)
+            line = refusal_event(state.ledger, round_index)  # costs nothing, but is on the record
+            if state.store is not None:
+                state.store.append_ledger_line(line)
             continue
         finally:
             client_seconds[party] += time.perf_counter() - t0
@@ -183,6 +214,7 @@ def secure_round(
     ldp_seconds = time.perf_counter() - started
     if len(chosen) < 2:
         raise InvalidParameters("fewer than two clients are left for the aggregation")
+    # (Clients refused by their budget filter or absent from the PSU sit the round out.)
 
     # 3. Plan: drop rows with too few choosers; the dense head is a row everyone chooses.
     started = time.perf_counter()
@@ -206,18 +238,17 @@ def secure_round(
     def upload(party: int) -> np.ndarray:
         t0 = time.perf_counter()
         state = states[party]
-        rows = planned[party][:-dense_rows]
+        rows = planned[party][: planned[party].shape[0] - dense_rows]
         downloaded = server.rows(rows)  # W[S''_i] (what the server serves; the dense head too)
         download_bytes[party] = (rows.shape[0] + dense_rows) * width * 4  # as float32
         held = np.flatnonzero(np.isin(rows, sets[party], assume_unique=True))  # rows it really holds
         t_train = time.perf_counter()
         result = state.client.train(rows[held], downloaded[held], dense[: server.dense_size].copy())
         training[0] += time.perf_counter() - t_train
+        _check_result(party, result, rows[held], width, server.dense_size)
         deltas = np.zeros((rows.shape[0], width))
         counts = np.zeros(rows.shape[0])
-        where = np.searchsorted(rows, result.row_ids)
-        if result.row_ids.size and not np.array_equal(rows[np.minimum(where, rows.shape[0] - 1)], result.row_ids):
-            raise InvalidParameters(f"client {party} returned updates for rows it was not given")
+        where = np.searchsorted(rows, np.asarray(result.row_ids, dtype=np.uint64))
         deltas[where] = result.row_deltas
         counts[where] = np.minimum(result.row_counts, settings.max_samples)
         dense_delta = np.zeros(dense_rows * width)
@@ -241,12 +272,13 @@ def secure_round(
     # 5. Apply the per-row averages and the dense step.
     started = time.perf_counter()
     sums, counts = quantizer.decode_rows(report.result.reshape(-1, width + 1))
-    row_sums, row_counts = sums[:-dense_rows], counts[:-dense_rows]
+    row_count = kept_rows.shape[0]
+    row_sums, row_counts = sums[:row_count], counts[:row_count]
     trained = row_counts > 0
     server.apply_row_updates(kept_rows[trained], row_sums[trained] / row_counts[trained][:, None])
     moved = int(trained.sum())
-    if counts[-1] > 0:
-        server.apply_dense_update(sums[-dense_rows:].reshape(-1)[: server.dense_size] / counts[-1])
+    if dense_rows and counts[-1] > 0:
+        server.apply_dense_update(sums[row_count:].reshape(-1)[: server.dense_size] / counts[-1])
     server_seconds = psu.reports[-1].server_seconds + server_planning + report.server_seconds + time.perf_counter() - started
 
     survivors = [p for p in planned if p in report.input_ids]
@@ -273,5 +305,6 @@ def secure_round(
         training_seconds=training[0],
         chosen=chosen,
         planned_rows=kept_rows,
+        oversized=oversized,
     )
     return outcome

@@ -97,11 +97,14 @@ class ClientRowPlan:
             raise InvalidParameters("width must be in [1, 65536]")
         rows = _sorted_rows(self.rows, "rows")
         object.__setattr__(self, "rows", rows)
-        for peer, common in self.shared.items():
+        shared = {}
+        for peer, common in sorted(self.shared.items()):
             common = _sorted_rows(common, "shared rows")
-            if common.size and not bool(np.all(np.isin(common, rows))):
+            where = np.searchsorted(rows, common)
+            if common.size and (int(where.max()) >= rows.shape[0] or not np.array_equal(rows[where], common)):
                 raise InvalidParameters(f"rows shared with party {peer} are not among this party's rows")
-        object.__setattr__(self, "shared", {p: _sorted_rows(r, "shared rows") for p, r in sorted(self.shared.items())})
+            shared[peer] = common
+        object.__setattr__(self, "shared", shared)
 
     @property
     def input_length(self) -> int:
@@ -164,6 +167,7 @@ class RowPlan:
     width: int
     chosen: Mapping[int, np.ndarray]
     _positions: dict[int, np.ndarray] = field(init=False, repr=False)
+    _choosers: tuple[np.ndarray, np.ndarray] | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         union = _sorted_rows(self.union, "union")
@@ -198,10 +202,34 @@ class RowPlan:
             counts[where] += 1
         return counts
 
+    def _chooser_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """CSR of the choosers of each union row: (offsets of length |union| + 1, parties)."""
+        if self._choosers is None:
+            parties = np.concatenate([np.full(w.shape[0], p, dtype=np.int64) for p, w in self._positions.items()] or [np.zeros(0, np.int64)])
+            rows = np.concatenate(list(self._positions.values()) or [np.zeros(0, np.int64)])
+            order = np.lexsort((parties, rows))
+            offsets = np.zeros(self.union.shape[0] + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rows, minlength=self.union.shape[0]), out=offsets[1:])
+            object.__setattr__(self, "_choosers", (offsets, parties[order]))
+        assert self._choosers is not None
+        return self._choosers
+
     def for_client(self, party: int) -> ClientRowPlan:
-        mine = self.chosen[party]
-        shared = {peer: self.shared(party, peer) for peer in self.chosen if peer != party}
-        return ClientRowPlan(party, self.width, mine, {p: r for p, r in shared.items() if r.size})
+        """The party's rows and, per other party, the rows both chose (from the row -> choosers index)."""
+        offsets, choosers = self._chooser_index()
+        where = self._positions[party]
+        starts, ends = offsets[where], offsets[where + 1]
+        lengths = ends - starts
+        flat = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        peers = choosers[flat]
+        rows = np.repeat(self.chosen[party], lengths)
+        keep = peers != party
+        peers, rows = peers[keep], rows[keep]
+        order = np.argsort(peers, kind="stable")  # rows stay increasing within each peer
+        peers, rows = peers[order], rows[order]
+        cuts = np.flatnonzero(np.diff(peers)) + 1
+        shared = {int(group[0]): chunk for group, chunk in zip(np.split(peers, cuts), np.split(rows, cuts)) if group.size}
+        return ClientRowPlan(party, self.width, self.chosen[party], shared)
 
     def accumulate(self, total: np.ndarray, party: int, vector: np.ndarray, modulus: Modulus) -> None:
         _combine_rows(total.reshape(-1, self.width), self._positions[party], vector.reshape(-1, self.width), modulus, False)

@@ -1,7 +1,9 @@
 """fedprivacy: privacy protocols for federated submodel learning.
 
-Re-exports only. Start with :mod:`fedprivacy.secagg` (secure aggregation); primitives live in
-:mod:`fedprivacy.hazmat`.
+Re-exports only. Protocols: :mod:`fedprivacy.secagg` (secure aggregation), :mod:`fedprivacy.psu`
+(private set union), :mod:`fedprivacy.ldp` and :mod:`fedprivacy.accounting` (randomized response and
+its budgets), :mod:`fedprivacy.submodel` (the secure submodel round); primitives live in
+:mod:`fedprivacy.hazmat`; file storage and integration interfaces in :mod:`fedprivacy.adapters`.
 """
 
 from .errors import (

@@ -1,8 +1,10 @@
-"""Secure federated submodel learning: the workload, the reference model and the plaintext baseline.
+"""Secure federated submodel learning.
 
-The secure round (PSU -> randomized response -> per-row secure aggregation) composes
+``secure`` composes one round (PSU -> randomized response -> per-row secure aggregation) from
 :mod:`fedprivacy.psu`, :mod:`fedprivacy.ldp` / :mod:`fedprivacy.accounting` and
-:class:`fedprivacy.secagg.RowPlan`; this package holds what it trains and the baseline it must match.
+:class:`fedprivacy.secagg.RowPlan`, driving any model through the interfaces of
+:mod:`fedprivacy.adapters.interfaces`; ``workload``, ``model`` and ``reference`` are the synthetic
+data and the reference numpy model behind them; ``plaintext`` is the baseline the round must match.
 """
 
 from .model import DenseHead, LocalUpdate, auc, init_model, local_update, predict

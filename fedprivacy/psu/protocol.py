@@ -85,9 +85,11 @@ def run_psu_round(
     *,
     max_attempts: int = 3,
     random_source: Callable[[int], RandomSource] | None = None,
+    observer: Callable[[int, int, bytes], None] | None = None,
 ) -> PSUResult:
     """The whole PSU in process (see the module docstring). ``make_config(params)`` builds each
-    attempt's secure-aggregation config (dimension ``params.vector_length``, modulus p)."""
+    attempt's secure-aggregation config (dimension ``params.vector_length``, modulus p); ``observer``
+    sees every message's bytes, as in :func:`fedprivacy.secagg.run_secagg_round`."""
     import time
 
     clients = {party: PSUClient(params, ids) for party, ids in party_sets.items()}  # validate everything first
@@ -111,7 +113,7 @@ def run_psu_round(
             encode_seconds[party] = time.perf_counter() - started
             return vector
 
-        report = run_secagg_round(config, sketch, schedule)
+        report = run_secagg_round(config, sketch, schedule, observer=observer)
         reports.append(report)
         if report.result is None:
             assert report.aborted is not None

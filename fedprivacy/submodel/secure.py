@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,11 +39,13 @@ import numpy as np
 from ..accounting import Ledger, participate, refusal_event, replay
 from ..errors import BudgetExceeded, InvalidParameters
 from ..hazmat.field import Modulus
+from ..hazmat.prg import RandomSource, system_random_bytes
 from ..ldp import PermanentMemo, RRParameters
 from ..psu import PSUParameters, run_psu_round
 from ..secagg import DropoutSchedule, DropStage, Quantizer, RowPlan, SecAggConfig, run_secagg_round
 from ..adapters.interfaces import SubmodelClient, SubmodelServer
 from ..adapters.storage import ClientStore
+from .messages import RandomizedSetReport, decode_submodel_message
 
 __all__ = ["ClientState", "RoundSettings", "RoundDrops", "RoundOutcome", "secure_round"]
 
@@ -156,8 +159,30 @@ def secure_round(
     settings: RoundSettings,
     round_index: int,
     drops: RoundDrops | None = None,
+    observer: Callable[[str, int, int, bytes], None] | None = None,
+    random_source: Callable[[int], RandomSource] | None = None,
 ) -> RoundOutcome:
-    """Run one round: updates ``server``'s model and the clients' ledgers and memos in place."""
+    """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
+
+    ``observer(session, sender, recipient, data)`` sees the bytes of every message of the round
+    (session "psu", "report" or "rows"; the server is party 0) -- for transcripts and proofs.
+    ``random_source(party)`` gives each client's randomness (default: the OS CSPRNG); seeded sources
+    make a simulated round reproducible."""
+
+    streams: dict[int, RandomSource] = {}
+
+    def source(party: int) -> RandomSource:
+        """One stream per client for the whole round, consumed in order by every step."""
+        if random_source is None:
+            return system_random_bytes
+        if party not in streams:
+            streams[party] = random_source(party)
+        return streams[party]
+
+
+    def tap(session: str) -> Callable[[int, int, bytes], None] | None:
+        return None if observer is None else (lambda sender, recipient, data: observer(session, sender, recipient, data))
+
     drops = drops or RoundDrops()
     width = server.row_width
     dense_rows = -(-server.dense_size // width)  # the dense parameters as rows above the universe
@@ -185,6 +210,8 @@ def secure_round(
                                       dropout_fraction=settings.dropout_fraction,
                                       corrupt_fraction=settings.corrupt_fraction),
         DropoutSchedule(drops.psu),
+        observer=tap("psu"),
+        random_source=None if random_source is None else source,
     )
     psu_seconds = time.perf_counter() - started
     union = psu.union
@@ -197,7 +224,8 @@ def secure_round(
         state = states[party]
         t0 = time.perf_counter()
         try:
-            part = participate(state.ledger, state.memo, state.params, union, sets[party], round_index)
+            part = participate(state.ledger, state.memo, state.params, union, sets[party], round_index,
+                               random_bytes=source(party))
         except BudgetExceeded:
             refused.append(party)
             line = refusal_event(state.ledger, round_index)  # costs nothing, but is on the record
@@ -210,7 +238,10 @@ def secure_round(
             state.store.append_ledger_line(part.ledger_line)
             state.store.save_memo(part.memo)
         state.memo = part.memo
-        chosen[party] = part.randomized.chosen_ids
+        report_bytes = RandomizedSetReport(party, part.randomized.chosen_ids).to_bytes()
+        if observer is not None:
+            observer("report", party, 0, report_bytes)
+        chosen[party] = decode_submodel_message(report_bytes).ids  # what the server receives
     ldp_seconds = time.perf_counter() - started
     if len(chosen) < 2:
         raise InvalidParameters("fewer than two clients are left for the aggregation")
@@ -255,13 +286,14 @@ def secure_round(
         dense_delta[: server.dense_size] = result.dense_delta
         values = np.vstack([deltas, dense_delta.reshape(dense_rows, width)])
         weights = np.concatenate([counts, np.full(dense_rows, min(result.samples, settings.max_samples))])
-        encoded = quantizer.encode_rows(values, weights).reshape(-1)
+        encoded = quantizer.encode_rows(values, weights, random_bytes=source(party)).reshape(-1)
         client_seconds[party] += time.perf_counter() - t0
         return encoded
 
     config = _full_graph_config(sorted(planned), plan.dim, settings.modulus, settings)
     started = time.perf_counter()
-    report = run_secagg_round(config, upload, DropoutSchedule(drops.upload), row_plan=plan)
+    report = run_secagg_round(config, upload, DropoutSchedule(drops.upload), row_plan=plan, observer=tap("rows"),
+                              random_source=None if random_source is None else source)
     aggregation_seconds = time.perf_counter() - started - training[0]
     for party in planned:
         client_seconds[party] += report.client_seconds.get(party, 0.0)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from fedprivacy.errors import InvalidParameters
 from fedprivacy.hazmat.prg import DeterministicRandomness
@@ -126,3 +129,30 @@ def test_invalid_training_results_are_refused():
     states[1].client = Liar(workload.clients[0])
     with pytest.raises(InvalidParameters, match="training result"):
         secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, dropout_fraction=0.2), 0)
+
+
+@hypothesis_settings(max_examples=12)
+@given(
+    clients=st.integers(4, 9),
+    seed=st.integers(0, 1000),
+    psu_drop=st.none() | st.sampled_from(list(DropStage)),
+    upload_drop=st.none() | st.sampled_from(list(DropStage)),
+    min_choosers=st.integers(1, 3),
+)
+def test_secure_round_equals_plaintext_on_the_same_randomized_sets(clients, seed, psu_drop, upload_drop, min_choosers):
+    """Random workloads, at most one dropout in each secure-aggregation session (what the thresholds
+    of a handful of clients tolerate), any stage."""
+    from fedprivacy.bench.round import max_difference_from_plaintext
+
+    workload = synthetic_workload(clients=clients, universe=800, items_per_user=30, seed=seed)
+    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(3)) for c in workload.clients}
+    table, head = init_model(np.arange(800, dtype=np.uint64), 3, seed=seed)
+    before = {r: v.copy() for r, v in table.items()}
+    schedule = RoundDrops(
+        psu={} if psu_drop is None else {1: psu_drop},
+        upload={} if upload_drop is None else {clients: upload_drop},
+    )
+    settings = RoundSettings(universe=800, min_choosers=min_choosers, dropout_fraction=0.4, max_set_size=30)
+    server = ReferenceServer(table, head)
+    outcome = secure_round(states, server, settings, 0, schedule, random_source=lambda p: DeterministicRandomness(f"h{seed}-{p}"))
+    assert max_difference_from_plaintext(workload, before, head, server.table, server.head, outcome, settings, 800) < 1e-6

@@ -39,9 +39,41 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     new_head = server.head
     total = time.perf_counter() - started
 
-    # Plaintext reference on the same randomized sets, recomputed independently of the round's plan:
-    # the rows chosen by at least min_choosers clients, each surviving client's update on the rows it
-    # holds among them, counts capped at the public bound, clipped deltas.
+    worst = max_difference_from_plaintext(workload, before, head, table, new_head, outcome, settings, universe)
+    return {
+        "correct": worst < 1e-6,
+        "max_abs_difference_vs_plaintext": worst,
+        "clients": clients,
+        "items": items,
+        "universe": universe,
+        "dim": dim,
+        "dropout": dropout,
+        "parameters": params.as_strings(),
+        "union_size": outcome.union_size,
+        "participants": outcome.participants,
+        "randomized_set_mean": outcome.chosen_mean,
+        "thin_rows": outcome.thin_rows,
+        "psu_seconds": outcome.psu_seconds,
+        "ldp_seconds": outcome.ldp_seconds,
+        "aggregation_seconds": outcome.aggregation_seconds,
+        "training_seconds": outcome.training_seconds,
+        "protocol_seconds": outcome.psu_seconds + outcome.ldp_seconds + outcome.aggregation_seconds,
+        "server_seconds": outcome.server_seconds,
+        "client_seconds_median": outcome.client_seconds_median,
+        "upload_bytes_per_client": outcome.upload_bytes_median,
+        "download_bytes_per_client": outcome.download_bytes_median,
+        "total_seconds": total,
+    }
+
+
+
+
+def max_difference_from_plaintext(workload, before, head, table, new_head, outcome, settings, universe) -> float:
+    """Largest difference between the secure round's model and plaintext FedSubAvg on the same
+    randomized sets, recomputed independently of the round's plan: the rows chosen by at least
+    min_choosers clients, each surviving client's update on the rows it holds among them, counts
+    capped at the public bound, clipped deltas; rows outside the plan must not move."""
+    dim = head.weights.shape[0]
     by_id = {c.client_id: c for c in workload.clients}
     chosen_rows = np.concatenate(list(outcome.chosen.values()))
     rows, chooser_counts = np.unique(chosen_rows, return_counts=True)
@@ -70,29 +102,4 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     worst = max(worst, max((float(np.max(np.abs(table[int(r)] - before[int(r)]))) for r in untouched), default=0.0))
     expected_head = DenseHead.from_flat(head.flat() + (dense / samples if samples else 0.0))
     worst = max(worst, float(np.max(np.abs(new_head.flat() - expected_head.flat()))))
-    return {
-        "correct": worst < 1e-6,
-        "max_abs_difference_vs_plaintext": worst,
-        "clients": clients,
-        "items": items,
-        "universe": universe,
-        "dim": dim,
-        "dropout": dropout,
-        "parameters": params.as_strings(),
-        "union_size": outcome.union_size,
-        "participants": outcome.participants,
-        "randomized_set_mean": outcome.chosen_mean,
-        "thin_rows": outcome.thin_rows,
-        "psu_seconds": outcome.psu_seconds,
-        "ldp_seconds": outcome.ldp_seconds,
-        "aggregation_seconds": outcome.aggregation_seconds,
-        "training_seconds": outcome.training_seconds,
-        "protocol_seconds": outcome.psu_seconds + outcome.ldp_seconds + outcome.aggregation_seconds,
-        "server_seconds": outcome.server_seconds,
-        "client_seconds_median": outcome.client_seconds_median,
-        "upload_bytes_per_client": outcome.upload_bytes_median,
-        "download_bytes_per_client": outcome.download_bytes_median,
-        "total_seconds": total,
-    }
-
-
+    return worst

@@ -77,6 +77,7 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
         return auc(np.concatenate(scores), np.concatenate(labels))
 
     rows = [{"round": 0, "test_auc": test_auc()}]
+    baselines = _start_baselines(args, workload, universe) if args.compare else None
     for round_index in range(1, args.rounds + 1):
         dropped = [int(p) for p in rng.choice(sorted(states), size=int(round(args.dropout * len(states))), replace=False)]
         half = len(dropped) // 2
@@ -98,6 +99,8 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
         rows.append(row)
         print(f"round {round_index}/{args.rounds}: auc {row['test_auc']:.4f}, union {row['union_size']}, "
               f"{row['protocol_seconds']:.2f} s", file=sys.stderr)
+        if baselines is not None:
+            _advance_baselines(baselines, workload, universe, settings)
     report = {
         "mode": "secure-submodel",
         "dataset": args.dataset,
@@ -111,6 +114,8 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
         "rounds": rows,
         "final_test_auc": rows[-1]["test_auc"],
     }
+    if baselines is not None:
+        report["comparison"] = _compare_table(report, rows, baselines, workload)
     if out_dir is not None:
         (out_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
         print(f"report and per-client ledgers/memos written under {out_dir} (audit: fedprivacy audit {out_dir})",
@@ -118,12 +123,76 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, sort_keys=True))
         return 0
+    if baselines is not None:
+        print("\ncomparison after the last round (bytes per client per round):")
+        for method in report["comparison"]:
+            print(f"  {method['method']:<40} AUC {method['test_auc']:.4f}  up {method['upload_bytes_per_client']:>12.0f}  "
+                  f"down {method['download_bytes_per_client']:>12.0f}  {method['privacy']}")
+        print()
     header = ["round", "test_auc", "union_size", "randomized_set_mean", "upload_bytes_per_client",
               "download_bytes_per_client", "protocol_seconds", "epsilon_spent_max"]
     print("  ".join(f"{h:>14}" for h in ["round", "test AUC", "union", "mean |S''|", "up B/client", "down B/client", "protocol s", "eps spent"]))
     for row in rows:
         print("  ".join(f"{row[h]:>14.4g}" if isinstance(row.get(h), float) else f"{row.get(h, ''):>14}" for h in header))
     return 0
+
+
+def _start_baselines(args: argparse.Namespace, workload, universe: int) -> dict:
+    from .submodel import init_model
+
+    baselines = {}
+    for name in ("plaintext", "fedavg"):
+        table, head = init_model(np.arange(universe, dtype=np.uint64), args.dim, seed=args.seed)
+        baselines[name] = {"table": table, "head": head, "bytes": {}}
+    return baselines
+
+
+def _advance_baselines(baselines: dict, workload, universe: int, settings) -> None:
+    from .submodel import plaintext_round
+    from .submodel.compare import fedavg_secure_round
+
+    plain = baselines["plaintext"]
+    plain["head"] = plaintext_round(workload.clients, plain["table"], plain["head"])
+    width = plain["head"].weights.shape[0] + 1
+    sizes = [np.unique(c.train_items).shape[0] for c in workload.clients]
+    moved = float(np.median(sizes)) * width * 4 + width * 4  # its real rows and the head, as float32
+    plain["bytes"] = {"upload_bytes_per_client": moved, "download_bytes_per_client": moved}
+    full = baselines["fedavg"]
+    print("  full-model FedAvg with secure aggregation ...", file=sys.stderr)
+    full["head"], full["bytes"] = fedavg_secure_round(
+        workload.clients, full["table"], full["head"], universe, settings.clip, settings.max_samples
+    )
+
+
+def _compare_table(report: dict, rows: list[dict], baselines: dict, workload) -> list[dict]:
+    from .submodel import auc, predict
+
+    def test_auc(table, head) -> float:
+        scores, labels = zip(*[predict(c, table, head) for c in workload.clients])
+        return auc(np.concatenate(scores), np.concatenate(labels))
+
+    last = rows[-1]
+    return [
+        {
+            "method": "secure submodel FL (this library)",
+            "test_auc": last["test_auc"],
+            "upload_bytes_per_client": last["upload_bytes_per_client"],
+            "download_bytes_per_client": last["download_bytes_per_client"],
+            "privacy": f"server sees U, each S'' (eps_1 {report['epsilon_1']:.2f}, eps_inf {report['epsilon_inf']:.2f}), per-row sums",
+        },
+        {
+            "method": "plaintext submodel FL",
+            "test_auc": test_auc(baselines["plaintext"]["table"], baselines["plaintext"]["head"]),
+            **baselines["plaintext"]["bytes"],
+            "privacy": "none: server sees every real index set and update",
+        },
+        {
+            "method": "full-model FedAvg + secure aggregation",
+            "test_auc": test_auc(baselines["fedavg"]["table"], baselines["fedavg"]["head"]),
+            **baselines["fedavg"]["bytes"],
+            "privacy": "server sees only the sum; every client downloads the whole model",
+        },
+    ]
 
 
 def _simulate_secagg(args: argparse.Namespace) -> int:
@@ -335,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--dataset", choices=["synthetic", "movielens-100k"], default="synthetic")
     simulate.add_argument("--data-path", default=None, help="folder holding MovieLens-100K's u.data")
     simulate.add_argument("--out", default=None, help="folder for the report and every client's ledger and memo")
+    simulate.add_argument("--compare", action="store_true",
+                          help="also run plaintext submodel FL and full-model FedAvg with secure aggregation")
     simulate.add_argument("--json", action="store_true")
     _add_rr_arguments(simulate)
     simulate.set_defaults(run=_simulate)

@@ -73,3 +73,16 @@ def test_simulate_out_dir_keeps_ledgers_that_audit_clean(tmp_path, capsys):
 def test_simulate_movielens_needs_its_data(tmp_path, capsys):
     assert main(["simulate", "--dataset", "movielens-100k", "--data-path", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_simulate_compare_reports_three_methods(capsys):
+    args = ["simulate", "--clients", "10", "--items", "50", "--universe", "1500", "--dim", "4", "--rounds", "1",
+            "--compare", "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    methods = {m["method"]: m for m in report["comparison"]}
+    assert set(methods) == {"secure submodel FL (this library)", "plaintext submodel FL",
+                            "full-model FedAvg + secure aggregation"}
+    full = methods["full-model FedAvg + secure aggregation"]
+    assert full["upload_bytes_per_client"] > methods["secure submodel FL (this library)"]["upload_bytes_per_client"]
+    assert all(0 <= m["test_auc"] <= 1 for m in methods.values())

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from fedprivacy.errors import InvalidParameters
+from fedprivacy.errors import InvalidParameters, RoundAborted
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import DropStage
@@ -112,7 +112,7 @@ def test_a_model_without_dense_parameters_and_refusals_on_the_record():
     server = RowsOnly()
     outcome = secure_round(states, server, RoundSettings(universe=100, dropout_fraction=0.2), 0)
     assert outcome.rows_updated >= 1 and all(np.allclose(v, 1.0) for v in server.table.values())
-    with pytest.raises(InvalidParameters):  # the second round would pass every client's cap
+    with pytest.raises(RoundAborted, match="randomized sets"):  # the second round would pass every client's cap
         secure_round(states, server, RoundSettings(universe=100, dropout_fraction=0.2), 1)
     assert [e.kind for e in states[1].ledger.events] == ["release", "refusal"]
 
@@ -127,8 +127,10 @@ def test_invalid_training_results_are_refused():
             return TrainingResult(np.array([2999, 2999], np.uint64), np.zeros((2, 7)), np.ones(2), dense * 0, 2)
 
     states[1].client = Liar(workload.clients[0])
-    with pytest.raises(InvalidParameters, match="training result"):
-        secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, dropout_fraction=0.2), 0)
+    outcome = secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, dropout_fraction=0.2), 0)
+    # The liar's own client refuses to upload (it aborts, like a dropout); the others complete the round.
+    assert isinstance(outcome.client_errors[1], InvalidParameters) and "training result" in str(outcome.client_errors[1])
+    assert 1 not in outcome.contributors and len(outcome.contributors) == 5
 
 
 @hypothesis_settings(max_examples=12)

@@ -1,50 +1,276 @@
-"""Wire messages of the submodel round that are not secure-aggregation messages (format version 1).
+"""Wire messages of the secure submodel round (format version 1, protocol code 3).
 
-``RandomizedSetReport``: a client's randomized index set S''_i, sent to the server after its ledger
-line and memo are stored. Encoding: "FPRV" | 1 | protocol 3 (submodel) | type 1 | sender u32 |
-count u32 | ids (count x u64, strictly increasing). Decoding raises DecodeError only.
+Every message starts "FPRV" | 1 | 3 | type; integers are big-endian, floats IEEE-754 binary64
+big-endian, id lists strictly increasing u64. :func:`decode_submodel_message` turns untrusted bytes into
+a message or raises :class:`DecodeError` (and nothing else).
+
+| type | message              | direction        | when                                            |
+|------|----------------------|------------------|-------------------------------------------------|
+| 1    | RandomizedSetReport  | client -> server | after the union: S''_i (ledger line kept first) |
+| 2    | RoundStart           | server -> client | opens the round / a PSU attempt                 |
+| 3    | PhaseMessage         | both             | a secure-aggregation message of the PSU or rows |
+| 4    | UnionBroadcast       | server -> client | the union U, to every PSU contributor           |
+| 5    | SitOut               | client -> server | the client takes no (further) part this round   |
+| 6    | RowDownload          | server -> client | the client's plan, its rows and the dense part  |
+
+``PhaseMessage`` wraps the bytes of a :mod:`fedprivacy.secagg.messages` message with the phase (PSU or
+ROWS) and the PSU attempt, so a message of one secure sum can never be taken for one of the other.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 
 from ..encoding import ProtocolCode, Reader, Writer
-from ..errors import DecodeError
+from ..errors import DecodeError, InvalidParameters
+from ..hazmat.field import Modulus
+from ..psu.params import PSUParameters
+from ..secagg.messages import Message as SecAggMessage
+from ..secagg.messages import decode_message
+from ..secagg.params import SecAggConfig
+from ..secagg.rows import ClientRowPlan
 
-__all__ = ["RandomizedSetReport", "decode_submodel_message"]
+__all__ = [
+    "Phase",
+    "PublicSettings",
+    "RandomizedSetReport",
+    "RoundStart",
+    "PhaseMessage",
+    "UnionBroadcast",
+    "SitOut",
+    "RowDownload",
+    "SubmodelMessage",
+    "decode_submodel_message",
+]
 
-_REPORT = 1
 MAX_IDS = 1 << 28
+MAX_DENSE = 1 << 28
+_F64 = struct.Struct(">d")
+
+
+class _Type(IntEnum):
+    REPORT = 1
+    ROUND_START = 2
+    PHASE = 3
+    UNION = 4
+    SIT_OUT = 5
+    DOWNLOAD = 6
+
+
+class Phase(IntEnum):
+    """Which secure sum a wrapped secure-aggregation message belongs to."""
+
+    PSU = 1  # the masked IBLT sketches (mod p)
+    ROWS = 2  # the count-weighted row updates and the dense update
+
+
+@dataclass(frozen=True)
+class PublicSettings:
+    """What every client must know about the round: the id space, the public caps, the quantizer."""
+
+    universe: int  # row ids are in [0, universe); the dense parameters travel as rows above it
+    max_set_size: int  # a client with a larger real set sits the round out
+    clip: float  # per-parameter clip of row and dense deltas before quantization
+    max_samples: int  # public bound on a client's examples (row counts and the dense weight)
+    modulus: Modulus  # of the rows' secure sum
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.universe, int) or not 1 <= self.universe < 1 << 63:
+            raise InvalidParameters("universe must be an integer in [1, 2^63)")
+        for name in ("max_set_size", "max_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value < 1 << 32:
+                raise InvalidParameters(f"{name} must be an integer in [1, 2^32)")
+        if not (isinstance(self.clip, (int, float)) and math.isfinite(self.clip) and self.clip > 0):
+            raise InvalidParameters("clip must be a positive finite number")
+        try:
+            object.__setattr__(self, "modulus", Modulus(self.modulus))
+        except ValueError:
+            raise InvalidParameters(f"unknown modulus {self.modulus!r}") from None
+
+    def _write(self, writer: Writer) -> Writer:
+        writer.u64(self.universe).u32(self.max_set_size).fixed(_F64.pack(float(self.clip)), 8)
+        return writer.u32(self.max_samples).u8(self.modulus)
+
+    @classmethod
+    def _read(cls, reader: Reader) -> PublicSettings:
+        universe, max_set_size = reader.u64(), reader.u32()
+        clip = _F64.unpack(reader.fixed(8))[0]
+        max_samples, modulus = reader.u32(), reader.u8()
+        try:
+            return cls(universe, max_set_size, clip, max_samples, Modulus(modulus))
+        except (InvalidParameters, ValueError) as exc:
+            raise DecodeError(f"invalid round settings: {exc}") from None
 
 
 @dataclass(frozen=True, eq=False)
 class RandomizedSetReport:
     sender: int
+    ids: np.ndarray  # uint64, strictly increasing: S''_i
+    round_index: int = 0
+
+    def to_bytes(self) -> bytes:
+        ids = np.asarray(self.ids, dtype=np.uint64)
+        writer = Writer(ProtocolCode.SUBMODEL, _Type.REPORT).u32(self.sender).u64(self.round_index).u32(ids.shape[0])
+        return writer.fixed(ids.astype(">u8").tobytes(), 8 * ids.shape[0]).finish()
+
+
+@dataclass(frozen=True, eq=False)
+class RoundStart:
+    """Opens round ``round_index`` for ``recipient``, or a new PSU attempt (``psu_params.attempt``)."""
+
+    recipient: int
+    round_index: int
+    settings: PublicSettings
+    psu_params: PSUParameters
+    psu_config: SecAggConfig
+
+    def to_bytes(self) -> bytes:
+        writer = Writer(ProtocolCode.SUBMODEL, _Type.ROUND_START).u32(self.recipient).u64(self.round_index)
+        self.settings._write(writer)
+        return writer.blob(self.psu_params.encode()).blob(self.psu_config.encode()).finish()
+
+
+@dataclass(frozen=True, eq=False)
+class PhaseMessage:
+    phase: Phase
+    attempt: int  # the PSU attempt (0 for the rows)
+    payload: SecAggMessage
+
+    @property
+    def sender(self) -> int:
+        return int(getattr(self.payload, "sender", 0))
+
+    @property
+    def recipient(self) -> int:
+        return int(getattr(self.payload, "recipient", 0))
+
+    def to_bytes(self) -> bytes:
+        writer = Writer(ProtocolCode.SUBMODEL, _Type.PHASE).u8(self.phase).u8(self.attempt)
+        return writer.blob(self.payload.to_bytes()).finish()
+
+
+@dataclass(frozen=True, eq=False)
+class UnionBroadcast:
+    """The union U (the same bytes for every recipient)."""
+
+    round_index: int
     ids: np.ndarray  # uint64, strictly increasing
 
     def to_bytes(self) -> bytes:
         ids = np.asarray(self.ids, dtype=np.uint64)
-        writer = Writer(ProtocolCode.SUBMODEL, _REPORT).u32(self.sender).u32(ids.shape[0])
+        writer = Writer(ProtocolCode.SUBMODEL, _Type.UNION).u64(self.round_index).u32(ids.shape[0])
         return writer.fixed(ids.astype(">u8").tobytes(), 8 * ids.shape[0]).finish()
 
 
-def decode_submodel_message(data: bytes | bytearray | memoryview) -> RandomizedSetReport:
-    try:
-        reader = Reader(data, ProtocolCode.SUBMODEL)
-        if reader.u8() != _REPORT:
-            raise DecodeError("unknown submodel message type")
-        sender = reader.u32()
-        count = reader.count(MAX_IDS, 8)
-        ids = np.frombuffer(reader.fixed(8 * count), dtype=">u8").astype(np.uint64)
-        reader.done()
-    except DecodeError:
-        raise
-    except (struct.error, ValueError, TypeError) as exc:
-        raise DecodeError(f"malformed submodel message: {exc}") from None
+@dataclass(frozen=True)
+class SitOut:
+    """The sender takes no further part in this round (its set is over the cap, or its budget says no).
+    Deliberately without a reason."""
+
+    sender: int
+    round_index: int
+
+    def to_bytes(self) -> bytes:
+        return Writer(ProtocolCode.SUBMODEL, _Type.SIT_OUT).u32(self.sender).u64(self.round_index).finish()
+
+
+@dataclass(frozen=True, eq=False)
+class RowDownload:
+    """The client's part of the row plan and what it trains on.
+
+    ``plan.rows`` are its planned rows of S''_i followed by ``dense_rows`` pseudo-rows (ids universe,
+    universe + 1, ...) that carry the dense update; ``rows`` holds the model's current values of the
+    planned real rows (``len(plan.rows) - dense_rows`` rows of ``plan.width - 1`` floats: the last
+    column of each uploaded block is the count), ``dense`` the dense parameters.
+    """
+
+    recipient: int
+    round_index: int
+    config: SecAggConfig
+    plan: ClientRowPlan
+    dense_rows: int
+    rows: np.ndarray  # float64 (planned real rows, plan.width - 1)
+    dense: np.ndarray  # float64 (dense_size,)
+
+    def to_bytes(self) -> bytes:
+        rows = np.ascontiguousarray(self.rows, dtype=">f8")
+        dense = np.ascontiguousarray(self.dense, dtype=">f8")
+        writer = Writer(ProtocolCode.SUBMODEL, _Type.DOWNLOAD).u32(self.recipient).u64(self.round_index)
+        writer.blob(self.config.encode()).blob(self.plan.encode()).u32(self.dense_rows)
+        writer.u32(rows.shape[0]).u32(rows.shape[1] if rows.ndim == 2 else 0).fixed(rows.tobytes(), rows.nbytes)
+        return writer.u32(dense.shape[0]).fixed(dense.tobytes(), dense.nbytes).finish()
+
+
+SubmodelMessage = RandomizedSetReport | RoundStart | PhaseMessage | UnionBroadcast | SitOut | RowDownload
+
+
+def _ids(reader: Reader) -> np.ndarray:
+    count = reader.count(MAX_IDS, 8)
+    ids = np.frombuffer(reader.fixed(8 * count), dtype=">u8").astype(np.uint64)
     if count > 1 and not bool(np.all(ids[1:] > ids[:-1])):
         raise DecodeError("ids must be strictly increasing")
-    return RandomizedSetReport(sender, ids)
+    return ids
+
+
+def _floats(reader: Reader, count: int) -> np.ndarray:
+    values = np.frombuffer(reader.fixed(8 * count), dtype=">f8").astype(np.float64)
+    if not bool(np.isfinite(values).all()):
+        raise DecodeError("parameters must be finite")
+    return values
+
+
+def _decode(reader: Reader) -> SubmodelMessage:
+    kind = reader.u8()
+    if kind == _Type.REPORT:
+        sender, round_index = reader.u32(), reader.u64()
+        return RandomizedSetReport(sender, _ids(reader), round_index)
+    if kind == _Type.ROUND_START:
+        recipient, round_index = reader.u32(), reader.u64()
+        settings = PublicSettings._read(reader)
+        psu_params = PSUParameters.decode(bytes(reader.blob(1 << 12)))
+        psu_config = SecAggConfig.decode(bytes(reader.blob(1 << 26)))
+        return RoundStart(recipient, round_index, settings, psu_params, psu_config)
+    if kind == _Type.PHASE:
+        try:
+            phase = Phase(reader.u8())
+        except ValueError:
+            raise DecodeError("unknown phase") from None
+        attempt = reader.u8()
+        return PhaseMessage(phase, attempt, decode_message(reader.blob(1 << 31)))
+    if kind == _Type.UNION:
+        round_index = reader.u64()
+        return UnionBroadcast(round_index, _ids(reader))
+    if kind == _Type.SIT_OUT:
+        return SitOut(reader.u32(), reader.u64())
+    if kind == _Type.DOWNLOAD:
+        recipient, round_index = reader.u32(), reader.u64()
+        config = SecAggConfig.decode(bytes(reader.blob(1 << 26)))
+        plan = ClientRowPlan.decode(bytes(reader.blob(1 << 31)))
+        dense_rows = reader.u32()
+        count, width = reader.u32(), reader.u32()
+        if count > MAX_IDS or width > 1 << 16:
+            raise DecodeError("row block too large")
+        rows = _floats(reader, count * width).reshape(count, width)
+        dense = _floats(reader, reader.count(MAX_DENSE, 8))
+        if width + 1 != plan.width or count + dense_rows != plan.rows.shape[0]:
+            raise DecodeError("row values do not match the plan")
+        return RowDownload(recipient, round_index, config, plan, dense_rows, rows, dense)
+    raise DecodeError("unknown submodel message type")
+
+
+def decode_submodel_message(data: bytes | bytearray | memoryview) -> SubmodelMessage:
+    try:
+        reader = Reader(data, ProtocolCode.SUBMODEL)
+        message = _decode(reader)
+        reader.done()
+        return message
+    except DecodeError:
+        raise
+    except (struct.error, ValueError, TypeError, OverflowError) as exc:
+        raise DecodeError(f"malformed submodel message: {exc}") from None

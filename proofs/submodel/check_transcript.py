@@ -10,9 +10,9 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.psu import PSUParameters, encode_set
 from fedprivacy.secagg import DropStage
-from fedprivacy.secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse, decode_message
+from fedprivacy.secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 from fedprivacy.submodel import init_model, synthetic_workload
-from fedprivacy.submodel.messages import RandomizedSetReport, decode_submodel_message
+from fedprivacy.submodel.messages import PhaseMessage, RandomizedSetReport, SitOut, decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
 from fedprivacy.submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
 
@@ -47,7 +47,13 @@ def test_the_server_receives_only_masked_data_and_randomized_sets():
             assert np.isin(report.ids, union).all()
             kinds["report"] += 1
             continue
-        message = decode_message(data)
+        envelope = decode_submodel_message(data)
+        if isinstance(envelope, SitOut):
+            kinds["sit-out"] += 1
+            continue
+        assert isinstance(envelope, PhaseMessage) and envelope.sender == sender, type(envelope)
+        assert envelope.phase.name.lower() == session
+        message = envelope.payload
         assert isinstance(message, (AdvertiseKeys, ShareKeys, MaskedInput, UnmaskResponse)), type(message)
         kinds[type(message).__name__] += 1
         if isinstance(message, UnmaskResponse):
@@ -74,8 +80,10 @@ def test_uploads_cover_exactly_the_planned_rows_and_no_thin_row():
         for row in rows.tolist():
             counts[row] += 1
     assert all(counts[row] >= 2 for row in planned)  # min_choosers = 2
-    uploads = {sender: decode_message(data) for session, sender, recipient, data in transcript
-               if session == "rows" and recipient == 0 and data[6] == 5}
+    envelopes = [(sender, decode_submodel_message(data)) for session, sender, recipient, data in transcript
+                 if session == "rows" and recipient == 0]
+    uploads = {sender: e.payload for sender, e in envelopes if isinstance(e, PhaseMessage) and isinstance(e.payload, MaskedInput)}
+    assert uploads
     row_width = 6 + 1  # embedding and bias; the dense head (6 weights + bias) fits in one such row
     for sender, message in uploads.items():
         mine = np.intersect1d(outcome.chosen[sender], outcome.planned_rows)

@@ -1,0 +1,211 @@
+"""The in-process engine (the embedded default): one secure submodel round with N clients in one process.
+
+It plays the network for the sans-I/O parties of :mod:`fedprivacy.submodel` -- one
+:class:`~fedprivacy.submodel.server.SubmodelRoundServer` and a
+:class:`~fedprivacy.submodel.client.SubmodelRoundClient` per client: every message is encoded to
+bytes and decoded on the other side (so every run exercises the wire format), delivered in a fixed
+order, and the server closes each stage once every delivered message was answered. A scripted
+:class:`RoundDrops` makes clients vanish just before a given message; a client that aborts (a
+protocol violation it detected, an invalid training result) is gone from then on too. This is what
+``fedprivacy simulate`` and ``fedprivacy bench round`` run; the Flower adapter drives the same
+parties over Flower's Message API instead.
+
+The engine does no I/O itself; a client's ledger and memo go to its ``ClientState.store`` (files for
+``ClientStore``) inside the client's step, before its randomized set is handed over.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..accounting import replay
+from ..errors import FedPrivacyError
+from ..hazmat.prg import RandomSource, system_random_bytes
+from ..secagg import DropStage
+from ..secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
+from ..submodel.client import ClientState, SubmodelRoundClient
+from ..submodel.messages import Phase, PhaseMessage, RandomizedSetReport, SitOut, SubmodelMessage, decode_submodel_message
+from ..submodel.server import Outbound, RoundResult, SubmodelRoundServer
+from ..submodel.settings import RoundSettings
+from ..submodel.stages import RoundServerStage
+from .interfaces import SubmodelServer
+
+__all__ = ["RoundDrops", "RoundOutcome", "run_round"]
+
+_DROP_STAGE_OF = {AdvertiseKeys: DropStage.ADVERTISE, ShareKeys: DropStage.SHARE, MaskedInput: DropStage.INPUT,
+                  UnmaskResponse: DropStage.UNMASK}
+
+
+@dataclass(frozen=True)
+class RoundDrops:
+    """Scripted dropouts: a client vanishes just before sending the named message of the PSU's secure
+    sum (``psu``), its randomized set (``after_psu``), or the named message of the rows' sum (``upload``)."""
+
+    psu: Mapping[int, DropStage] = field(default_factory=dict)
+    after_psu: frozenset[int] = frozenset()
+    upload: Mapping[int, DropStage] = field(default_factory=dict)
+
+    def vanishes_before(self, party: int, message: SubmodelMessage) -> bool:
+        if isinstance(message, PhaseMessage):
+            stage = _DROP_STAGE_OF.get(type(message.payload))
+            schedule = self.psu if message.phase is Phase.PSU else self.upload
+            return stage is not None and schedule.get(party) is stage
+        return isinstance(message, (RandomizedSetReport, SitOut)) and party in self.after_psu
+
+
+@dataclass
+class RoundOutcome:
+    union_size: int
+    participants: int  # clients whose upload is in the sums
+    refused: list[int]  # sat out: their budget filter said no
+    thin_rows: int
+    rows_updated: int
+    chosen_mean: float
+    upload_bytes_median: float  # every byte a surviving client sent this round
+    download_bytes_median: float  # every byte it received
+    psu_seconds: float  # start to union (clients and server, in process)
+    ldp_seconds: float  # union to the randomized sets
+    aggregation_seconds: float  # plan, downloads and the rows' secure sum, local training excluded
+    server_seconds: float
+    client_seconds_median: float  # protocol work of a surviving client, local training excluded
+    epsilon_spent_max: float
+    contributors: frozenset[int]
+    oversized: list[int] = field(default_factory=list)  # clients over max_set_size (sat the round out)
+    training_seconds: float = 0.0  # local training (all clients)
+    chosen: dict[int, np.ndarray] = field(default_factory=dict)  # the randomized sets (known to the server)
+    planned_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    client_errors: dict[int, FedPrivacyError] = field(default_factory=dict)
+    result: RoundResult | None = None
+
+
+def _session_of(message: SubmodelMessage) -> str:
+    if isinstance(message, PhaseMessage):
+        return "psu" if message.phase is Phase.PSU else "rows"
+    return "report" if isinstance(message, RandomizedSetReport) else "round"
+
+
+def run_round(
+    states: Mapping[int, ClientState],
+    server: SubmodelServer,
+    settings: RoundSettings,
+    round_index: int,
+    drops: RoundDrops | None = None,
+    observer: Callable[[str, int, int, bytes], None] | None = None,
+    random_source: Callable[[int], RandomSource] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> RoundOutcome:
+    """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
+
+    ``observer(session, sender, recipient, data)`` sees the bytes of every message (session "round",
+    "psu", "report" or "rows"; the server is party 0) -- for transcripts and proofs.
+    ``random_source(party)`` gives each client its randomness (default: the OS CSPRNG); seeded
+    sources make a simulated round reproducible. ``progress(stage, done, total)`` is called as the
+    clients answer each stage. Raises :class:`~fedprivacy.errors.RoundAborted` when the round cannot
+    complete (the model is then untouched)."""
+    drops = drops or RoundDrops()
+    party = SubmodelRoundServer(server, settings, sorted(states), round_index)
+    clients = {p: SubmodelRoundClient(s, random_bytes=system_random_bytes if random_source is None else random_source(p))
+               for p, s in states.items()}
+    gone: set[int] = set()
+    errors: dict[int, FedPrivacyError] = {}
+    sent = dict.fromkeys(states, 0)
+    received = dict.fromkeys(states, 0)
+    client_seconds = dict.fromkeys(states, 0.0)
+    timing = {"server": 0.0, "psu": 0.0, "ldp": 0.0, "aggregation": 0.0}
+    encoded: dict[int, bytes] = {}  # a broadcast is encoded once
+
+    def bucket() -> str:
+        return {RoundServerStage.COLLECTING_REPORTS: "ldp"}.get(party.stage, "psu" if party.stage in (
+            RoundServerStage.CREATED, RoundServerStage.PSU) else "aggregation")
+
+    def server_call(function: Callable[..., object], *args: object) -> object:
+        where = bucket()
+        started = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            elapsed = time.perf_counter() - started
+            timing["server"] += elapsed
+            timing[where] += elapsed
+
+    def deliver(item: Outbound) -> None:
+        recipient = item.recipient
+        if recipient in gone:
+            return
+        where = bucket()
+        started = time.perf_counter()
+        data = encoded.get(id(item.message))
+        if data is None:
+            data = item.message.to_bytes()
+            encoded[id(item.message)] = data
+        timing["server"] += time.perf_counter() - started
+        received[recipient] += len(data)
+        if observer is not None:
+            observer(_session_of(item.message), 0, recipient, data)
+        client = clients[recipient]
+        started = time.perf_counter()
+        training_before = client.training_seconds
+        try:
+            replies = client.receive(decode_submodel_message(data))
+        except FedPrivacyError as exc:  # the client aborted; from now on it is simply gone
+            errors[recipient] = exc
+            gone.add(recipient)
+            replies = []
+        elapsed = time.perf_counter() - started - (client.training_seconds - training_before)
+        for reply in replies:
+            if drops.vanishes_before(recipient, reply):
+                gone.add(recipient)
+                break
+            started = time.perf_counter()
+            data = reply.to_bytes()
+            elapsed += time.perf_counter() - started
+            sent[recipient] += len(data)
+            if observer is not None:
+                observer(_session_of(reply), recipient, 0, data)
+            server_call(lambda d=data: party.receive(decode_submodel_message(d)))
+        client_seconds[recipient] += elapsed
+        timing[where] += elapsed
+
+    outbound = server_call(party.start)
+    while party.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
+        label = party.stage.value if party.phase_stage is None else f"{party.stage.value}:{party.phase_stage.value}"
+        assert isinstance(outbound, list)
+        for done, item in enumerate(outbound, start=1):
+            deliver(item)
+            if progress is not None:
+                progress(label, done, len(outbound))
+        encoded.clear()
+        outbound = server_call(party.close_stage)  # RoundAborted propagates: the model is untouched
+
+    result = party.result
+    assert result is not None
+    survivors = sorted(result.contributors)
+    spent = [replay(s.ledger).spent() for s in states.values()]
+    return RoundOutcome(
+        union_size=int(result.union.shape[0]),
+        participants=len(survivors),
+        refused=sorted(p for p, c in clients.items() if c.sat_out_reason == "budget"),
+        thin_rows=result.thin_rows,
+        rows_updated=result.rows_updated,
+        chosen_mean=float(np.mean([len(v) for v in result.chosen.values()])),
+        upload_bytes_median=float(statistics.median(sent[p] for p in survivors)) if survivors else 0.0,
+        download_bytes_median=float(statistics.median(received[p] for p in survivors)) if survivors else 0.0,
+        psu_seconds=timing["psu"],
+        ldp_seconds=timing["ldp"],
+        aggregation_seconds=timing["aggregation"],
+        server_seconds=timing["server"],
+        client_seconds_median=float(statistics.median(client_seconds[p] for p in survivors)) if survivors else 0.0,
+        epsilon_spent_max=max(spent) if spent else 0.0,
+        contributors=result.contributors,
+        oversized=sorted(p for p, c in clients.items() if c.sat_out_reason == "oversized"),
+        training_seconds=sum(c.training_seconds for c in clients.values()),
+        chosen=result.chosen,
+        planned_rows=result.planned_rows,
+        client_errors=errors,
+        result=result,
+    )

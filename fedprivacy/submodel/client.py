@@ -1,0 +1,315 @@
+"""The client of the secure submodel round, sans-I/O: server messages in, messages to send out.
+
+One :class:`SubmodelRoundClient` per client and round, over the client's persistent
+:class:`ClientState` (its trainer, randomized-response parameters, ledger and memo). Stages and the
+allowed moves are in :mod:`fedprivacy.submodel.stages`.
+
+1. ``RoundStart``: the client encodes S_i as a PSU sketch and starts the PSU's secure sum (a later
+   ``RoundStart`` of the same round with a higher attempt restarts the sum with the larger table). A
+   client whose S_i exceeds the public cap sums an empty sketch instead and sits out at step 2.
+2. ``UnionBroadcast``: an oversized client answers ``SitOut``; otherwise double randomized response over U under its budget (``participate``); the
+   ledger line and the memo go to ``state.store`` *before* ``RandomizedSetReport`` is returned. If the
+   budget filter says no, a refusal line is stored and the answer is ``SitOut``.
+3. ``RowDownload``: checks that the plan asks only for rows of its own S''_i (plus the dense
+   pseudo-rows), trains on the planned rows it really holds, quantizes (count * delta, count) for
+   every planned row -- zero where it holds none -- and starts the rows' secure sum.
+4. ``PhaseMessage`` (rows) until its unmasking answer: ``COMPLETED``.
+
+Sees: U, its rows and the dense parameters, the round's public settings and party ids, the chooser
+sets of the rows it chose (from its plan). Sends: a masked sketch, S''_i, a masked upload, shares.
+Assumes: an honest-but-curious or semi-malicious server (``fedprivacy.secagg``); the transport
+authenticates the server. Raises: a bad server message aborts the client (:class:`RemoteProtocolError`
+or the secure-aggregation client's error) and it sends nothing more; a driving mistake is a
+:class:`LocalProtocolError`; an invalid training result is :class:`InvalidParameters` (aborts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..accounting import Ledger, participate, refusal_event
+from ..adapters.interfaces import SubmodelClient
+from ..errors import BudgetExceeded, FedPrivacyError, InvalidParameters, LocalProtocolError, RemoteProtocolError
+from ..hazmat.field import Modulus
+from ..hazmat.prg import RandomSource, system_random_bytes
+from ..ldp import PermanentMemo, RRParameters
+from ..psu.iblt import encode_set, validate_ids
+from ..psu.params import PSUParameters
+from ..secagg import Quantizer, SecAggClient
+from ..secagg.stages import ClientStage
+from .messages import (
+    Phase,
+    PhaseMessage,
+    PublicSettings,
+    RandomizedSetReport,
+    RoundStart,
+    RowDownload,
+    SitOut,
+    SubmodelMessage,
+    UnionBroadcast,
+)
+from .stages import ROUND_CLIENT_TRANSITIONS, RoundClientEvent, RoundClientStage
+
+__all__ = ["StateStore", "ClientState", "SubmodelRoundClient", "check_training_result"]
+
+
+class StateStore(Protocol):
+    """Where a client's ledger and memo persist (``fedprivacy.adapters.storage.ClientStore``, Flower's
+    node state, ...). Both calls must be durable when they return."""
+
+    def append_ledger_line(self, line: str) -> None: ...
+
+    def save_memo(self, memo: PermanentMemo) -> None: ...
+
+
+@dataclass
+class ClientState:
+    """A client's private, persistent state (on its device): its trainer, parameters, ledger, memo."""
+
+    client: SubmodelClient
+    params: RRParameters
+    ledger: Ledger
+    memo: PermanentMemo
+    store: StateStore | None = None  # where the ledger and memo persist (None: in memory only)
+
+    @classmethod
+    def new(
+        cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf"), directory: str | None = None
+    ) -> ClientState:
+        """Fresh state; with ``directory`` the ledger and memo live on disk there (and are reloaded)."""
+        client_id = f"client-{client.client_id}"
+        if directory is None:
+            ledger, _ = Ledger.create(client_id, epsilon_cap)
+            return cls(client, params, ledger, PermanentMemo.empty(client_id, params))
+        from ..adapters.storage import ClientStore
+
+        store = ClientStore(directory, client_id)
+        ledger = store.open_ledger(epsilon_cap)
+        return cls(client, params, ledger, store.load_memo(params, ledger), store)
+
+
+def check_training_result(party: int, result: object, given: np.ndarray, width: int, dense_size: int) -> None:
+    """A training result must update distinct rows it was given, with the right shapes and finite values."""
+    row_ids = np.asarray(getattr(result, "row_ids", None))
+    deltas = np.asarray(getattr(result, "row_deltas", None))
+    counts = np.asarray(getattr(result, "row_counts", None))
+    dense_delta = np.asarray(getattr(result, "dense_delta", None))
+    samples = getattr(result, "samples", None)
+    problems = []
+    if row_ids.ndim != 1 or (row_ids.size and row_ids.dtype.kind not in "ui"):
+        problems.append("row_ids must be a vector of row ids")
+    elif np.unique(row_ids).shape[0] != row_ids.shape[0] or not np.isin(row_ids, given).all():
+        problems.append("row_ids must be distinct rows among those it was given")
+    if deltas.shape != (row_ids.shape[0] if row_ids.ndim == 1 else -1, width):
+        problems.append(f"row_deltas must have shape (len(row_ids), {width})")
+    elif deltas.dtype.kind not in "fiu" or not np.isfinite(deltas).all():
+        problems.append("row_deltas must be finite numbers")
+    if counts.shape != row_ids.shape or (counts.size and (counts.dtype.kind not in "fiu" or counts.min() < 0)):
+        problems.append("row_counts must be one count >= 0 per row")
+    if dense_delta.shape != (dense_size,):
+        problems.append(f"dense_delta must have shape ({dense_size},)")
+    elif dense_delta.dtype.kind not in "fiu" or not np.isfinite(dense_delta).all():
+        problems.append("dense_delta must be finite numbers")
+    if not isinstance(samples, (int, np.integer)) or isinstance(samples, bool) or samples < 0:
+        problems.append("samples must be an integer >= 0")
+    if problems:
+        raise InvalidParameters(f"client {party}'s training result is invalid: " + "; ".join(problems))
+
+
+_EVENT_OF = {
+    RoundStart: RoundClientEvent.ROUND_START,
+    UnionBroadcast: RoundClientEvent.UNION,
+    RowDownload: RoundClientEvent.DOWNLOAD,
+}
+
+
+class SubmodelRoundClient:
+    """One client in one round. Drive it with :meth:`receive`; read :attr:`stage`.
+
+    ``random_bytes`` is the source of every secret and coin the client draws (keys, Shamir
+    coefficients, sketch masks, randomized response, stochastic rounding); the default is the OS CSPRNG.
+    """
+
+    def __init__(self, state: ClientState, *, random_bytes: RandomSource = system_random_bytes) -> None:
+        self.state = state
+        self.party_id = int(state.client.client_id)
+        self.stage = RoundClientStage.CREATED
+        self.error: FedPrivacyError | None = None
+        self.sat_out_reason: str | None = None  # "oversized" | "budget" (kept on the device)
+        self.training_seconds = 0.0
+        self.chosen: np.ndarray | None = None  # S''_i once reported
+        self._random_bytes = random_bytes
+        self._round_index: int | None = None
+        self._settings: PublicSettings | None = None
+        self._real_ids: np.ndarray | None = None
+        self._psu_params: PSUParameters | None = None
+        self._psu: SecAggClient | None = None
+        self._rows: SecAggClient | None = None
+
+    # -- driving ------------------------------------------------------------------------------
+
+    def receive(self, message: SubmodelMessage) -> list[SubmodelMessage]:
+        """Consume one server message; returns the messages to send (in order)."""
+        if isinstance(message, PhaseMessage):
+            event = RoundClientEvent.PSU_MESSAGE if message.phase is Phase.PSU else RoundClientEvent.ROWS_MESSAGE
+        else:
+            event = _EVENT_OF.get(type(message))  # type: ignore[assignment]
+        if self.stage is RoundClientStage.ABORTED:
+            raise LocalProtocolError("this client aborted; it takes no further part in the round")
+        if event is None:
+            return self._fail(RemoteProtocolError(f"a client does not accept {type(message).__name__}"))
+        allowed = ROUND_CLIENT_TRANSITIONS.get((self.stage, event))
+        if allowed is None:
+            return self._fail(RemoteProtocolError(f"{event.value} is not allowed in stage {self.stage.value}"))
+        handler: Callable[[SubmodelMessage], list[SubmodelMessage]] = {
+            RoundClientEvent.ROUND_START: self._on_round_start,
+            RoundClientEvent.PSU_MESSAGE: self._on_psu_message,
+            RoundClientEvent.UNION: self._on_union,
+            RoundClientEvent.DOWNLOAD: self._on_download,
+            RoundClientEvent.ROWS_MESSAGE: self._on_rows_message,
+        }[event]
+        before = self.stage
+        try:
+            out = handler(message)
+        except FedPrivacyError as exc:
+            return self._fail(exc)
+        if self.stage not in allowed:  # a handler bug, never a peer's doing
+            self.stage = before
+            raise AssertionError(f"illegal move {before.value} -> {self.stage.value}")
+        return out
+
+    def _fail(self, error: FedPrivacyError) -> list[SubmodelMessage]:
+        if self.stage not in (RoundClientStage.COMPLETED, RoundClientStage.SAT_OUT):
+            self.stage = RoundClientStage.ABORTED
+            self.error = error
+            self._real_ids = None
+            self._psu = self._rows = None
+        raise error
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    def _on_round_start(self, message: SubmodelMessage) -> list[SubmodelMessage]:
+        assert isinstance(message, RoundStart)
+        params, config = message.psu_params, message.psu_config
+        if message.recipient != self.party_id or self.party_id not in config.party_ids:
+            raise RemoteProtocolError("round start addressed to another party")
+        if config.dim != params.vector_length or config.modulus is not Modulus.P61:
+            raise RemoteProtocolError("the PSU's secure sum must add sketches of the table's length mod p")
+        if params.universe != message.settings.universe:
+            raise RemoteProtocolError("the PSU table and the round disagree on the universe")
+        if self.stage is RoundClientStage.SKETCH_SENT:  # a rerun with a larger table
+            assert self._psu_params is not None and self._settings is not None
+            if (message.round_index != self._round_index or message.settings != self._settings
+                    or params.session_id != self._psu_params.session_id or params.attempt <= self._psu_params.attempt):
+                raise RemoteProtocolError("a PSU rerun must keep the round and raise the attempt")
+        else:
+            self._round_index, self._settings = message.round_index, message.settings
+            real = validate_ids(np.unique(np.asarray(self.state.client.index_set())), message.settings.universe)
+            if real.shape[0] > message.settings.max_set_size:
+                # Over the public cap: it sums an empty sketch (so its neighbours' secure sum is not
+                # disturbed) and sits out at the union, as a client refused by its budget does.
+                self.sat_out_reason = "oversized"
+                real = real[:0]
+            self._real_ids = real
+        assert self._real_ids is not None
+        self._psu_params = params
+        self._psu = SecAggClient(config, self.party_id, random_bytes=self._random_bytes)
+        out = self._psu.start()
+        self._psu.submit_input(encode_set(params, self._real_ids, random_bytes=self._random_bytes))
+        self.stage = RoundClientStage.SKETCH_SENT
+        return [PhaseMessage(Phase.PSU, params.attempt, m) for m in out]
+
+    def _on_psu_message(self, message: SubmodelMessage) -> list[SubmodelMessage]:
+        assert isinstance(message, PhaseMessage) and self._psu is not None and self._psu_params is not None
+        if message.attempt != self._psu_params.attempt:
+            raise RemoteProtocolError("a secure-aggregation message of another PSU attempt")
+        return [PhaseMessage(Phase.PSU, message.attempt, m) for m in self._psu.receive(message.payload)]
+
+    def _on_union(self, message: SubmodelMessage) -> list[SubmodelMessage]:
+        assert isinstance(message, UnionBroadcast) and self._psu is not None and self._settings is not None
+        if message.round_index != self._round_index:
+            raise RemoteProtocolError("the union belongs to another round")
+        if self._psu.stage not in (ClientStage.INPUT_SENT, ClientStage.COMPLETED):
+            raise RemoteProtocolError("the union arrived before this client's sketch was summed")
+        union = message.ids
+        if union.size and int(union[-1]) >= self._settings.universe:
+            raise RemoteProtocolError("the union holds ids outside the universe")
+        state = self.state
+        assert self._round_index is not None and self._real_ids is not None
+        if self.sat_out_reason == "oversized":  # nothing released, nothing on the ledger
+            self.stage = RoundClientStage.SAT_OUT
+            return [SitOut(self.party_id, self._round_index)]
+        try:
+            part = participate(state.ledger, state.memo, state.params, union, self._real_ids, self._round_index,
+                               random_bytes=self._random_bytes)
+        except BudgetExceeded:
+            line = refusal_event(state.ledger, self._round_index)  # costs nothing, but is on the record
+            if state.store is not None:
+                state.store.append_ledger_line(line)
+            self.sat_out_reason = "budget"
+            self.stage = RoundClientStage.SAT_OUT
+            return [SitOut(self.party_id, self._round_index)]
+        if state.store is not None:  # the ledger line and the memo are durable before S''_i leaves
+            state.store.append_ledger_line(part.ledger_line)
+            state.store.save_memo(part.memo)
+        state.memo = part.memo
+        self.chosen = np.asarray(part.randomized.chosen_ids, dtype=np.uint64)
+        self.stage = RoundClientStage.REPORT_SENT
+        return [RandomizedSetReport(self.party_id, self.chosen, self._round_index)]
+
+    def _on_download(self, message: SubmodelMessage) -> list[SubmodelMessage]:
+        assert isinstance(message, RowDownload) and self._settings is not None and self.chosen is not None
+        settings, plan, config = self._settings, message.plan, message.config
+        if message.recipient != self.party_id or plan.party_id != self.party_id or self.party_id not in config.party_ids:
+            raise RemoteProtocolError("row download addressed to another party")
+        if message.round_index != self._round_index:
+            raise RemoteProtocolError("the row download belongs to another round")
+        if not config.full_graph or config.modulus is not settings.modulus:
+            raise RemoteProtocolError("the rows' secure sum must use the full graph and the round's modulus")
+        real_count = plan.rows.shape[0] - message.dense_rows
+        rows, dense_ids = plan.rows[:real_count], plan.rows[real_count:]
+        # Uploading a row it did not report would tell the server whether it holds that row.
+        if not np.isin(rows, self.chosen, assume_unique=True).all():
+            raise RemoteProtocolError("the plan asks for rows outside this client's randomized set")
+        expected_dense = np.arange(settings.universe, settings.universe + message.dense_rows, dtype=np.uint64)
+        if not np.array_equal(dense_ids, expected_dense) or message.dense_rows * (plan.width - 1) < message.dense.shape[0]:
+            raise RemoteProtocolError("the dense pseudo-rows do not match the dense parameters")
+        if message.dense.shape[0] <= (message.dense_rows - 1) * (plan.width - 1):
+            raise RemoteProtocolError("more dense pseudo-rows than the dense parameters need")
+        width = plan.width - 1
+        quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
+        assert self._real_ids is not None
+        held = np.flatnonzero(np.isin(rows, self._real_ids, assume_unique=True))  # rows it really holds
+        started = time.perf_counter()
+        result = self.state.client.train(rows[held], message.rows[held], message.dense.copy())
+        self.training_seconds += time.perf_counter() - started
+        check_training_result(self.party_id, result, rows[held], width, message.dense.shape[0])
+        deltas = np.zeros((real_count, width))
+        counts = np.zeros(real_count)
+        where = np.searchsorted(rows, np.asarray(result.row_ids, dtype=np.uint64))
+        deltas[where] = result.row_deltas
+        counts[where] = np.minimum(result.row_counts, settings.max_samples)
+        dense_delta = np.zeros(message.dense_rows * width)
+        dense_delta[: message.dense.shape[0]] = result.dense_delta
+        values = np.vstack([deltas, dense_delta.reshape(message.dense_rows, width)])
+        weights = np.concatenate([counts, np.full(message.dense_rows, float(min(result.samples, settings.max_samples)))])
+        encoded = quantizer.encode_rows(values, weights, random_bytes=self._random_bytes).reshape(-1)
+        self._rows = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, row_plan=plan)
+        out = self._rows.start()
+        self._rows.submit_input(encoded)
+        self.stage = RoundClientStage.UPLOADING
+        return [PhaseMessage(Phase.ROWS, 0, m) for m in out]
+
+    def _on_rows_message(self, message: SubmodelMessage) -> list[SubmodelMessage]:
+        assert isinstance(message, PhaseMessage) and self._rows is not None
+        if message.attempt != 0:
+            raise RemoteProtocolError("the rows' secure sum has no attempts")
+        out = [PhaseMessage(Phase.ROWS, 0, m) for m in self._rows.receive(message.payload)]
+        if self._rows.stage is ClientStage.COMPLETED:
+            self.stage = RoundClientStage.COMPLETED
+        return out

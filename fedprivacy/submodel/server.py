@@ -1,0 +1,335 @@
+"""The server of the secure submodel round, sans-I/O.
+
+:class:`SubmodelRoundServer` drives one round over a :class:`~fedprivacy.adapters.interfaces.SubmodelServer`
+(the model owner). A transport calls :meth:`start`, feeds every client message to :meth:`receive`
+(which never raises on a client's message: junk, late, duplicate or misplaced messages are recorded
+in :attr:`ignored`), and calls :meth:`close_stage` when the stage's replies are in or its deadline
+passed (:attr:`expected_ids` says who it still waits for). Each call returns the messages to send.
+
+Stages (:mod:`fedprivacy.submodel.stages`): PSU (a secure sum of the clients' IBLT sketches, rerun with
+a larger table when the union does not decode) -> the union to every contributor -> the randomized
+sets S''_i -> the plan (rows with fewer than ``min_choosers`` choosers left out; the dense parameters
+as pseudo-rows everyone chooses), each client's rows, dense parameters and plan -> the rows' secure sum
+over the full graph -> W_j += sum(count * delta_j) / sum(count_j) for rows with a positive count
+sum, theta += the sample-weighted mean.
+
+Sees: U, every S''_i, the per-row sums of count-weighted updates and counts over each row's surviving
+choosers, the dense sum, and who dropped when. Leaks (the paper's Theorem 5.5 events): a planned row
+with a single surviving chooser exposes that chooser's block (only when its co-choosers drop after
+planning), and a zero count sum says that none of a row's choosers holds it. Assumes: the transport
+authenticates each client's messages (their ``sender``). Raises: :class:`RoundAborted` from
+:meth:`close_stage` when too few parties remain; :class:`LocalProtocolError` when driven out of order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..adapters.interfaces import SubmodelServer
+from ..errors import FedPrivacyError, InvalidParameters, LocalProtocolError, RoundAborted
+from ..hazmat.field import Modulus
+from ..psu.params import PSUParameters
+from ..psu.protocol import PSUServer, UnionDecodeFailure
+from ..secagg import Quantizer, RowPlan, SecAggConfig, SecAggServer
+from ..secagg.server import IgnoredMessage, IgnoredReason
+from ..secagg.stages import ServerStage
+from .messages import Phase, PhaseMessage, RandomizedSetReport, RoundStart, RowDownload, SitOut, SubmodelMessage, UnionBroadcast
+from .settings import RoundSettings
+from .stages import ROUND_SERVER_TRANSITIONS, RoundServerEvent, RoundServerStage
+
+__all__ = ["Outbound", "RoundResult", "SubmodelRoundServer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A message for one party (the same :class:`UnionBroadcast` object goes to every contributor)."""
+
+    recipient: int
+    message: SubmodelMessage
+
+
+@dataclass
+class RoundResult:
+    """What the server knows after the round (all of it public to the server anyway)."""
+
+    union: np.ndarray
+    psu_attempts: int
+    psu_contributors: frozenset[int]
+    sat_out: frozenset[int]  # sent SitOut (over the set-size cap or refused by the budget filter)
+    chosen: dict[int, np.ndarray]  # the randomized sets S''_i
+    thin_rows: int  # rows of the S''_i chosen by fewer than min_choosers clients (never uploaded)
+    planned_rows: np.ndarray  # real rows in the plan
+    rows_updated: int  # planned rows with a positive count sum
+    contributors: frozenset[int]  # whose upload is in the sums
+    ignored: list[IgnoredMessage] = field(default_factory=list)
+
+
+class SubmodelRoundServer:
+    """Server side of one round (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: SubmodelServer,
+        settings: RoundSettings,
+        party_ids: list[int] | tuple[int, ...],
+        round_index: int,
+        *,
+        session_id: bytes | None = None,
+    ) -> None:
+        parties = tuple(sorted(int(p) for p in party_ids))
+        if len(parties) < 2 or len(set(parties)) != len(parties):
+            raise InvalidParameters("a round needs at least two distinct parties")
+        # Settings that cannot work are refused before any client spends budget: the quantizer's
+        # overflow budget is checked for every party of the round (an upper bound on the summands).
+        Quantizer(settings.modulus, settings.clip, len(parties), max_weight=float(settings.max_samples))
+        if not isinstance(model.row_width, int) or not 1 <= model.row_width < 1 << 16:
+            raise InvalidParameters("the model's row width must be in [1, 65535]")
+        self.model = model
+        self.settings = settings
+        self.party_ids = parties
+        self.round_index = round_index
+        self.stage = RoundServerStage.CREATED
+        self.ignored: list[IgnoredMessage] = []
+        self.abort_error: RoundAborted | None = None
+        self.result: RoundResult | None = None
+        self._session_id = os.urandom(32) if session_id is None else session_id
+        self._width = model.row_width
+        self._dense_size = int(model.dense_size)
+        self._dense_rows = -(-self._dense_size // self._width)
+        self._sat_out: set[int] = set()
+        self._psu_params: PSUParameters | None = None
+        self._psu_attempts = 0
+        self._psu: SecAggServer | None = None
+        self._union = np.zeros(0, dtype=np.uint64)
+        self._contributors: frozenset[int] = frozenset()
+        self._reports: dict[int, np.ndarray] = {}
+        self._rows: SecAggServer | None = None
+        self._quantizer: Quantizer | None = None
+        self._kept_rows = np.zeros(0, dtype=np.uint64)
+        self._thin_rows = 0
+
+    # -- views ----------------------------------------------------------------------------------
+
+    @property
+    def union(self) -> np.ndarray:
+        return self._union
+
+    @property
+    def expected_ids(self) -> frozenset[int]:
+        """Who the current stage still waits for (a transport may close it early when empty)."""
+        if self.stage is RoundServerStage.PSU and self._psu is not None:
+            return self._psu.expected_ids - self._sat_out
+        if self.stage is RoundServerStage.COLLECTING_REPORTS:
+            return self._contributors - self._reports.keys() - self._sat_out
+        if self.stage is RoundServerStage.AGGREGATING and self._rows is not None:
+            return self._rows.expected_ids
+        return frozenset()
+
+    @property
+    def phase_stage(self) -> ServerStage | None:
+        """The stage of the secure sum in progress (PSU or rows), if any."""
+        inner = self._psu if self.stage is RoundServerStage.PSU else self._rows
+        return None if inner is None else inner.stage
+
+    # -- driving --------------------------------------------------------------------------------
+
+    def start(self) -> list[Outbound]:
+        self._move(RoundServerEvent.START)
+        settings = self.settings
+        # The table is sized from public numbers only (never from the private set sizes).
+        bound = min(len(self.party_ids) * settings.max_set_size, settings.universe)
+        self._psu_params = PSUParameters(settings.universe, bound, self._session_id)
+        self.stage = RoundServerStage.PSU
+        return self._start_psu(self.party_ids)
+
+    def _start_psu(self, parties: tuple[int, ...]) -> list[Outbound]:
+        assert self._psu_params is not None
+        try:
+            config = SecAggConfig.create(
+                list(parties), self._psu_params.vector_length, Modulus.P61, round_index=self.round_index,
+                dropout_fraction=self.settings.dropout_fraction, corrupt_fraction=self.settings.corrupt_fraction,
+            )
+        except InvalidParameters as exc:
+            raise self._abort(RoundAborted("psu", f"no secure sum fits {len(parties)} parties: {exc}")) from exc
+        self._psu = SecAggServer(config)
+        self._psu_attempts += 1
+        public = self.settings.public()
+        return [Outbound(p, RoundStart(p, self.round_index, public, self._psu_params, config)) for p in parties]
+
+    def receive(self, message: SubmodelMessage) -> None:
+        """Consume one client message (its sender authenticated by the transport). Never raises on
+        what a client sent; anything out of place is recorded in :attr:`ignored`."""
+        sender = int(getattr(message, "sender", 0))
+        if sender not in self.party_ids:
+            return self._ignore(sender, message, IgnoredReason.UNKNOWN_PARTY)
+        if isinstance(message, PhaseMessage):
+            event = RoundServerEvent.PSU_MESSAGE if message.phase is Phase.PSU else RoundServerEvent.ROWS_MESSAGE
+        elif isinstance(message, RandomizedSetReport):
+            event = RoundServerEvent.REPORT
+        elif isinstance(message, SitOut):
+            event = RoundServerEvent.SIT_OUT
+        else:
+            return self._ignore(sender, message, IgnoredReason.INVALID, "not a client message")
+        if (self.stage, event) not in ROUND_SERVER_TRANSITIONS:
+            return self._ignore(sender, message, IgnoredReason.LATE)
+        if event is RoundServerEvent.SIT_OUT:
+            assert isinstance(message, SitOut)
+            if message.round_index != self.round_index:
+                return self._ignore(sender, message, IgnoredReason.INVALID, "another round")
+            self._sat_out.add(sender)
+            return None
+        if event is RoundServerEvent.REPORT:
+            assert isinstance(message, RandomizedSetReport)
+            return self._on_report(sender, message)
+        assert isinstance(message, PhaseMessage)
+        inner = self._psu if event is RoundServerEvent.PSU_MESSAGE else self._rows
+        attempt = self._psu_params.attempt if event is RoundServerEvent.PSU_MESSAGE and self._psu_params else 0
+        if inner is None or message.attempt != attempt:
+            return self._ignore(sender, message, IgnoredReason.LATE, "another attempt")
+        if sender in self._sat_out:
+            return self._ignore(sender, message, IgnoredReason.LATE, "sat out")
+        inner.receive(message.payload)
+        return None
+
+    def _on_report(self, sender: int, message: RandomizedSetReport) -> None:
+        if sender not in self._contributors:
+            return self._ignore(sender, message, IgnoredReason.INVALID, "not a PSU contributor")
+        if message.round_index != self.round_index:
+            return self._ignore(sender, message, IgnoredReason.INVALID, "another round")
+        if sender in self._reports or sender in self._sat_out:
+            return self._ignore(sender, message, IgnoredReason.DUPLICATE)
+        if not np.isin(message.ids, self._union, assume_unique=True).all():
+            return self._ignore(sender, message, IgnoredReason.INVALID, "ids outside the union")
+        self._reports[sender] = np.asarray(message.ids, dtype=np.uint64)
+        return None
+
+    def close_stage(self) -> list[Outbound]:
+        """Close the current stage; returns the next messages. Raises :class:`RoundAborted` (and stays
+        aborted) when the round cannot go on."""
+        allowed = ROUND_SERVER_TRANSITIONS.get((self.stage, RoundServerEvent.CLOSE_STAGE))
+        if allowed is None:
+            raise LocalProtocolError(f"nothing to close in stage {self.stage.value}")
+        closer = {
+            RoundServerStage.PSU: self._close_psu,
+            RoundServerStage.COLLECTING_REPORTS: self._close_reports,
+            RoundServerStage.AGGREGATING: self._close_rows,
+        }[self.stage]
+        try:
+            out = closer()
+        except RoundAborted as exc:
+            raise self._abort(exc) from None
+        assert self.stage in allowed
+        return out
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def _close_psu(self) -> list[Outbound]:
+        assert self._psu is not None and self._psu_params is not None
+        inner = self._psu
+        out = inner.close_stage()  # RoundAborted propagates
+        attempt = self._psu_params.attempt
+        if inner.stage is not ServerStage.COMPLETED:
+            return [Outbound(o.recipient, PhaseMessage(Phase.PSU, attempt, o.message)) for o in out]
+        try:
+            union = PSUServer(self._psu_params).decode(inner.result)
+        except UnionDecodeFailure as failure:
+            if self._psu_attempts >= self.settings.max_psu_attempts:
+                raise
+            self._psu_params = self._psu_params.retry(minimum_bound=failure.next_bound(self._psu_params.union_bound))
+            return self._start_psu(tuple(sorted(inner.input_ids - self._sat_out)))
+        self._union = union
+        self.ignored.extend(inner.ignored)
+        self._contributors = frozenset(inner.input_ids)
+        self._psu = None  # its routed shares and sums are no longer needed
+        self.stage = RoundServerStage.COLLECTING_REPORTS
+        broadcast = UnionBroadcast(self.round_index, union)
+        return [Outbound(p, broadcast) for p in sorted(self._contributors)]
+
+    def _close_reports(self) -> list[Outbound]:
+        settings, width = self.settings, self._width
+        chosen = {p: ids for p, ids in sorted(self._reports.items()) if p not in self._sat_out}
+        if len(chosen) < 2:
+            raise RoundAborted("reports", f"{len(chosen)} randomized sets arrived, at least 2 are needed")
+        all_rows = np.unique(np.concatenate(list(chosen.values())))
+        choosers = np.zeros(all_rows.shape[0], dtype=np.int64)
+        for rows in chosen.values():
+            choosers[np.searchsorted(all_rows, rows)] += 1
+        kept = all_rows[choosers >= settings.min_choosers]
+        dense_ids = np.arange(settings.universe, settings.universe + self._dense_rows, dtype=np.uint64)
+        planned = {p: np.concatenate([np.intersect1d(rows, kept, assume_unique=True), dense_ids]) for p, rows in chosen.items()}
+        plan = RowPlan(np.concatenate([kept, dense_ids]), width + 1, planned)
+        try:
+            config = SecAggConfig.create(
+                sorted(planned), plan.dim, settings.modulus, full_graph=True, round_index=self.round_index,
+                dropout_fraction=settings.dropout_fraction, corrupt_fraction=settings.corrupt_fraction,
+            )
+        except InvalidParameters as exc:
+            raise RoundAborted("reports", f"no secure sum fits {len(planned)} parties: {exc}") from exc
+        self._quantizer = Quantizer(settings.modulus, settings.clip, len(planned), max_weight=float(settings.max_samples))
+        self._rows = SecAggServer(config, row_plan=plan)
+        self._kept_rows = kept
+        self._thin_rows = int((choosers < settings.min_choosers).sum())
+        self._reports = chosen
+        dense = np.zeros(self._dense_size, dtype=np.float64)
+        dense[:] = np.asarray(self.model.dense(), dtype=np.float64).reshape(-1)[: self._dense_size]
+        out = []
+        for party, rows in planned.items():
+            real = rows[: rows.shape[0] - self._dense_rows]
+            values = np.asarray(self.model.rows(real), dtype=np.float64).reshape(real.shape[0], width)
+            out.append(Outbound(party, RowDownload(party, self.round_index, config, plan.for_client(party),
+                                                   self._dense_rows, values, dense)))
+        self.stage = RoundServerStage.AGGREGATING
+        return out
+
+    def _close_rows(self) -> list[Outbound]:
+        assert self._rows is not None and self._quantizer is not None
+        inner = self._rows
+        out = inner.close_stage()
+        if inner.stage is not ServerStage.COMPLETED:
+            return [Outbound(o.recipient, PhaseMessage(Phase.ROWS, 0, o.message)) for o in out]
+        width = self._width
+        sums, counts = self._quantizer.decode_rows(inner.result.reshape(-1, width + 1))
+        kept = self._kept_rows
+        row_sums, row_counts = sums[: kept.shape[0]], counts[: kept.shape[0]]
+        trained = row_counts > 0
+        self.model.apply_row_updates(kept[trained], row_sums[trained] / row_counts[trained][:, None])
+        if self._dense_rows and counts[-1] > 0:
+            dense_sum = sums[kept.shape[0]:].reshape(-1)[: self._dense_size]
+            self.model.apply_dense_update(dense_sum / counts[-1])
+        self.result = RoundResult(
+            union=self._union,
+            psu_attempts=self._psu_attempts,
+            psu_contributors=self._contributors,
+            sat_out=frozenset(self._sat_out),
+            chosen=self._reports,
+            thin_rows=self._thin_rows,
+            planned_rows=kept,
+            rows_updated=int(trained.sum()),
+            contributors=frozenset(inner.input_ids),
+            ignored=self.ignored + [*inner.ignored],
+        )
+        self._rows = None
+        self.stage = RoundServerStage.COMPLETED
+        return []
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _move(self, event: RoundServerEvent) -> None:
+        allowed = ROUND_SERVER_TRANSITIONS.get((self.stage, event))
+        if allowed is None:
+            raise LocalProtocolError(f"{event.value} is not allowed in stage {self.stage.value}")
+
+    def _ignore(self, sender: int, message: object, reason: IgnoredReason, detail: str = "") -> None:
+        self.ignored.append(IgnoredMessage(sender, type(message).__name__, reason, detail))
+
+    def _abort(self, error: FedPrivacyError) -> RoundAborted:
+        if not isinstance(error, RoundAborted):
+            error = RoundAborted(self.stage.value, str(error))
+        self.stage = RoundServerStage.ABORTED
+        self.abort_error = error
+        self._psu = self._rows = None
+        self._reports.clear()
+        return error

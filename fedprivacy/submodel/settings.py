@@ -1,0 +1,34 @@
+"""The round's settings: public numbers the server picks and every client learns in ``RoundStart``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InvalidParameters
+from ..hazmat.field import Modulus
+from .messages import PublicSettings
+
+__all__ = ["RoundSettings"]
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    universe: int  # row ids are in [0, universe); the dense parameters travel as rows above it
+    clip: float = 1.0  # per-parameter clip of row and dense deltas before quantization
+    max_samples: int = 10_000  # public bound on a client's examples (row counts and dense weight)
+    max_set_size: int = 1_000  # public cap on a client's index set: sizes the PSU table (n x cap)
+    min_choosers: int = 2  # rows chosen by fewer clients are left out of every plan
+    dropout_fraction: float = 0.1  # the secure sums' (k, t) tolerate this fraction of drops ...
+    corrupt_fraction: float = 0.05  # ... and this fraction of clients colluding with the server
+    modulus: Modulus = Modulus.U64  # of the rows' secure sum
+    max_psu_attempts: int = 3  # PSU reruns with a larger table when the union does not decode
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.min_choosers, int) or self.min_choosers < 1:
+            raise InvalidParameters("min_choosers must be a positive integer")
+        if not isinstance(self.max_psu_attempts, int) or not 1 <= self.max_psu_attempts <= 255:
+            raise InvalidParameters("max_psu_attempts must be in [1, 255]")
+        self.public()  # universe, caps, clip and modulus are validated there
+
+    def public(self) -> PublicSettings:
+        return PublicSettings(self.universe, self.max_set_size, self.clip, self.max_samples, self.modulus)

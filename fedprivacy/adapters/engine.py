@@ -69,8 +69,8 @@ class RoundOutcome:
     upload_bytes_median: float  # every byte a surviving client sent this round
     download_bytes_median: float  # every byte it received
     psu_seconds: float  # start to union (clients and server, in process)
-    ldp_seconds: float  # union to the randomized sets
-    aggregation_seconds: float  # plan, downloads and the rows' secure sum, local training excluded
+    ldp_seconds: float  # union delivery, randomized response and the reports
+    aggregation_seconds: float  # plan, row downloads and the rows' secure sum, local training excluded
     server_seconds: float
     client_seconds_median: float  # protocol work of a surviving client, local training excluded
     epsilon_spent_max: float
@@ -125,6 +125,8 @@ def run_round(
 
     def server_call(function: Callable[..., object], *args: object) -> object:
         where = bucket()
+        if function == party.close_stage and party.stage is RoundServerStage.COLLECTING_REPORTS:
+            where = "aggregation"  # planning and the row downloads
         started = time.perf_counter()
         try:
             return function(*args)

@@ -1,0 +1,187 @@
+"""The secure submodel round's sans-I/O parties: stage tables, wire format, and misbehaviour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fedprivacy.errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from fedprivacy.hazmat.field import Modulus
+from fedprivacy.hazmat.prg import DeterministicRandomness
+from fedprivacy.ldp import RRParameters
+from fedprivacy.secagg.messages import AdvertiseKeys
+from fedprivacy.secagg.rows import ClientRowPlan
+from fedprivacy.submodel import init_model, synthetic_workload
+from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+from fedprivacy.submodel.messages import (
+    Phase,
+    PhaseMessage,
+    RandomizedSetReport,
+    RoundStart,
+    RowDownload,
+    SitOut,
+    UnionBroadcast,
+    decode_submodel_message,
+)
+from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.submodel.server import SubmodelRoundServer
+from fedprivacy.submodel.settings import RoundSettings
+from fedprivacy.submodel.stages import RoundClientStage, RoundServerStage
+
+
+def _parties(clients=6, seed=2):
+    workload = synthetic_workload(clients=clients, universe=500, items_per_user=30, seed=seed)
+    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
+    model = ReferenceServer(*init_model(np.arange(500, dtype=np.uint64), 4, seed=1))
+    settings = RoundSettings(universe=500, max_set_size=30, dropout_fraction=0.2)
+    server = SubmodelRoundServer(model, settings, sorted(states), 0)
+    clients = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"parties-{p}")) for p, s in states.items()}
+    return server, clients, states
+
+
+def _wire(message):
+    return decode_submodel_message(message.to_bytes())
+
+
+def _run_until(server, clients, stage, tamper=None):
+    """Drive the parties through bytes until the server reaches ``stage``; returns the last outbound."""
+    outbound = server.start()
+    while server.stage is not stage:
+        for item in outbound:
+            message = _wire(item.message)
+            if tamper is not None:
+                message = tamper(item.recipient, message)
+            for reply in clients[item.recipient].receive(message):
+                server.receive(_wire(reply))
+        outbound = server.close_stage()
+    return outbound
+
+
+def test_a_round_through_the_parties_completes_and_every_client_ends_completed():
+    server, clients, states = _parties()
+    _run_until(server, clients, RoundServerStage.COMPLETED)
+    assert {c.stage for c in clients.values()} == {RoundClientStage.COMPLETED}
+    assert server.result is not None and server.result.contributors == frozenset(clients)
+    assert all(len(s.ledger.events) == 1 for s in states.values())
+
+
+def test_a_client_refuses_a_plan_with_rows_outside_its_randomized_set():
+    server, clients, states = _parties()
+    outbound = _run_until(server, clients, RoundServerStage.AGGREGATING)
+    victim = outbound[0].recipient
+    download = _wire(outbound[0].message)
+    assert isinstance(download, RowDownload)
+    outside = np.setdiff1d(np.arange(500, dtype=np.uint64), clients[victim].chosen)[:1]
+    real_rows = np.union1d(download.plan.rows[: -download.dense_rows], outside)
+    rows = np.concatenate([real_rows, download.plan.rows[-download.dense_rows:]])
+    forged = RowDownload(victim, 0, download.config, ClientRowPlan(victim, download.plan.width, rows), download.dense_rows,
+                         np.zeros((real_rows.shape[0], download.rows.shape[1])), download.dense)
+    with pytest.raises(RemoteProtocolError, match="outside this client's randomized set"):
+        clients[victim].receive(_wire(forged))
+    assert clients[victim].stage is RoundClientStage.ABORTED
+    with pytest.raises(LocalProtocolError):  # an aborted client takes no further part
+        clients[victim].receive(_wire(forged))
+
+
+def test_clients_reject_messages_out_of_turn_and_foreign_rounds():
+    server, clients, _ = _parties()
+    outbound = server.start()
+    first = outbound[0]
+    client = clients[first.recipient]
+    with pytest.raises(RemoteProtocolError):  # a union before the PSU
+        client.receive(UnionBroadcast(0, np.arange(3, dtype=np.uint64)))
+    assert client.stage is RoundClientStage.ABORTED
+    other = clients[outbound[1].recipient]
+    with pytest.raises(RemoteProtocolError):  # addressed to someone else
+        other.receive(_wire(first.message))
+
+
+def test_the_server_ignores_junk_late_and_foreign_messages_without_changing_stage():
+    server, clients, _ = _parties()
+    outbound = server.start()
+    server.receive(RandomizedSetReport(outbound[0].recipient, np.arange(3, dtype=np.uint64), 0))  # too early
+    server.receive(SitOut(999, 0))  # not a party
+    server.receive(PhaseMessage(Phase.ROWS, 0, AdvertiseKeys(outbound[0].recipient, b"\x01" * 32, b"\x02" * 32)))
+    assert server.stage is RoundServerStage.PSU and len(server.ignored) == 3
+    with pytest.raises(LocalProtocolError):
+        server.start()
+
+
+def test_reports_outside_the_union_or_duplicated_are_ignored():
+    server, clients, _ = _parties()
+    _run_until(server, clients, RoundServerStage.COLLECTING_REPORTS)
+    party = sorted(clients)[0]
+    bogus = np.setdiff1d(np.arange(500, dtype=np.uint64), server.union)[:1]
+    assert bogus.size  # 6 clients x 30 ids cannot cover 500
+    server.receive(RandomizedSetReport(party, bogus, 0))
+    assert server.ignored[-1].detail == "ids outside the union"
+    server.receive(RandomizedSetReport(party, server.union[:2], 0))
+    server.receive(RandomizedSetReport(party, server.union[:3], 0))
+    assert server.ignored[-1].reason.value == "duplicate"
+
+
+def test_an_oversized_client_sums_an_empty_sketch_and_sits_out_without_a_ledger_line():
+    server, clients, states = _parties()
+    victim = sorted(clients)[1]
+
+    class Greedy(ReferenceClient):
+        def index_set(self):
+            return np.arange(100, dtype=np.uint64)
+
+    states[victim].client = Greedy(states[victim].client.data)
+    _run_until(server, clients, RoundServerStage.COMPLETED)
+    assert clients[victim].stage is RoundClientStage.SAT_OUT and clients[victim].sat_out_reason == "oversized"
+    assert victim not in server.result.chosen and not states[victim].ledger.events
+    assert not np.isin(np.arange(100, dtype=np.uint64), server.union).all()  # its ids did not enter U
+
+
+def test_round_start_and_download_round_trip():
+    server, clients, _ = _parties()
+    start = server.start()[0].message
+    again = _wire(start)
+    assert isinstance(again, RoundStart) and again.to_bytes() == start.to_bytes()
+    assert again.settings == start.settings and again.psu_config == start.psu_config
+
+
+submodel_bytes = st.sampled_from([
+    SitOut(3, 7).to_bytes(),
+    RandomizedSetReport(2, np.array([1, 5, 9], dtype=np.uint64), 4).to_bytes(),
+    UnionBroadcast(1, np.array([0, 2], dtype=np.uint64)).to_bytes(),
+    PhaseMessage(Phase.PSU, 1, AdvertiseKeys(5, b"\x01" * 32, b"\x02" * 32)).to_bytes(),
+])
+
+
+@given(submodel_bytes, st.data())
+def test_mutated_submodel_bytes_raise_only_decode_error(data, draw):
+    position = draw.draw(st.integers(0, len(data) - 1))
+    value = draw.draw(st.integers(0, 255))
+    cut = draw.draw(st.integers(0, len(data)))
+    for candidate in (data[:position] + bytes([value]) + data[position + 1:], data[:cut], data + b"\x00"):
+        try:
+            message = decode_submodel_message(candidate)
+        except DecodeError:
+            continue
+        assert message.to_bytes() == candidate  # whatever decodes is canonical
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_raise_only_decode_error(raw):
+    for candidate in (raw, b"FPRV\x01\x03" + raw):
+        try:
+            decode_submodel_message(candidate)
+        except DecodeError:
+            pass
+
+
+def test_non_finite_parameters_are_rejected():
+    server, clients, _ = _parties()
+    outbound = _run_until(server, clients, RoundServerStage.AGGREGATING)
+    download = outbound[0].message
+    dense = download.dense.copy()
+    dense[0] = np.nan
+    bad = RowDownload(download.recipient, 0, download.config, download.plan, download.dense_rows, download.rows, dense)
+    with pytest.raises(DecodeError):
+        decode_submodel_message(bad.to_bytes())
+    assert Modulus(download.config.modulus) is Modulus.U64

@@ -179,8 +179,8 @@ class SubmodelRoundClient:
         except FedPrivacyError as exc:
             return self._fail(exc)
         if self.stage not in allowed:  # a handler bug, never a peer's doing
-            self.stage = before
-            raise AssertionError(f"illegal move {before.value} -> {self.stage.value}")
+            after, self.stage = self.stage, before
+            raise AssertionError(f"illegal move {before.value} -> {after.value}")
         return out
 
     def _fail(self, error: FedPrivacyError) -> list[SubmodelMessage]:
@@ -236,6 +236,7 @@ class SubmodelRoundClient:
             raise RemoteProtocolError("the union belongs to another round")
         if self._psu.stage not in (ClientStage.INPUT_SENT, ClientStage.COMPLETED):
             raise RemoteProtocolError("the union arrived before this client's sketch was summed")
+        self._psu = None  # its keys and shares are no longer needed
         union = message.ids
         if union.size and int(union[-1]) >= self._settings.universe:
             raise RemoteProtocolError("the union holds ids outside the universe")

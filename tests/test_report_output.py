@@ -1,10 +1,13 @@
-"""The progress line (terminal and plain styles)."""
+"""The progress line (terminal and plain styles) and the report's plots."""
 
 from __future__ import annotations
 
 import io
 
+import pytest
+
 from fedprivacy.progress import Progress
+from fedprivacy.report_plots import PLOT_HINT, PlotsUnavailable, write_plots
 
 
 class Terminal(io.StringIO):
@@ -64,3 +67,41 @@ def test_disabled_progress_writes_nothing():
     progress.log("hidden")
     progress.close()
     assert stream.getvalue() == "" and progress.done == 2
+
+
+def _report(rounds: int = 3, compare: bool = False) -> dict:
+    rows = [{"round": 0, "test_auc": 0.5, "test_loss": 0.69}]
+    for r in range(1, rounds + 1):
+        rows.append({"round": r, "test_auc": 0.5 + 0.03 * r, "test_loss": 0.69 - 0.01 * r,
+                     "epsilon_spent_max": 2.7 - 0.7 / r, "epsilon_spent_median": 2.6 - 0.7 / r,
+                     "epsilon_spent_min": 0.0 if r == 1 else 2.0})
+    if compare:
+        for row in rows:
+            row["plaintext_test_auc"] = row["test_auc"] + 0.01
+            row["fedavg_test_auc"] = row["test_auc"] - 0.01
+    return {"clients": 10, "dim": 4, "dataset": "synthetic", "parameters": {"p1": "15/16"},
+            "epsilon_1": 2.02, "epsilon_inf": 2.71, "rounds": rows}
+
+
+@pytest.mark.parametrize("compare", [False, True])
+def test_plots_are_png_files(tmp_path, compare):
+    paths = write_plots(_report(compare=compare), tmp_path)
+    assert [p.name for p in paths] == ["auc.png", "epsilon.png"]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_accept_an_infinite_epsilon_and_no_rounds(tmp_path):
+    report = _report(rounds=0)
+    report["epsilon_inf"] = float("inf")
+    assert len(write_plots(report, tmp_path)) == 2
+
+
+def test_plots_without_matplotlib_raise_the_hint(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    with pytest.raises(PlotsUnavailable, match=r"pip install 'fedprivacy\[plot\]'") as caught:
+        write_plots(_report(), tmp_path)
+    assert str(caught.value) == PLOT_HINT and isinstance(caught.value, ImportError)
+    assert list(tmp_path.iterdir()) == []

@@ -33,19 +33,57 @@ def _simulate(args: argparse.Namespace) -> int:
     return _simulate_submodel(args)
 
 
+class _ReportingClient:
+    """A submodel client that calls ``on_train()`` after each local training: the progress hook."""
+
+    def __init__(self, inner, on_train) -> None:
+        self.inner = inner
+        self.client_id = inner.client_id
+        self.on_train = on_train
+
+    def index_set(self) -> np.ndarray:
+        return self.inner.index_set()
+
+    def train(self, row_ids: np.ndarray, rows: np.ndarray, dense: np.ndarray):
+        result = self.inner.train(row_ids, rows, dense)
+        self.on_train()
+        return result
+
+
+def _evaluate(clients, table, head) -> dict[str, float]:
+    """Test AUC and mean log-loss over every client's test split (the model outputs click probabilities)."""
+    from .submodel import auc, predict
+
+    scores, labels = zip(*[predict(c, table, head) for c in clients])
+    scores, clicked = np.concatenate(scores), np.concatenate(labels) > 0.5
+    p = np.clip(scores, 1e-12, 1.0 - 1e-12)
+    loss = float(-np.mean(np.where(clicked, np.log(p), np.log1p(-p)))) if p.size else float("nan")
+    return {"test_auc": auc(scores, clicked), "test_loss": loss}
+
+
 def _simulate_submodel(args: argparse.Namespace) -> int:
+    from .progress import Progress
+
+    progress = Progress(args.rounds, "simulate", enabled=not args.quiet, width=20, show_count=False, plain_marks=2)
+    try:
+        return _run_submodel_simulation(args, progress)
+    finally:
+        progress.close()  # an error message must not land on the progress line
+
+
+def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
+    from .accounting import replay
     from .ldp import RRParameters
     from .secagg import DropStage
-    from .submodel import auc, init_model, predict, synthetic_workload
+    from .submodel import init_model, synthetic_workload
     from .submodel.reference import ReferenceClient, ReferenceServer
     from .submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
 
     params = _rr_params(args) if (args.epsilon is not None or args.p1 is not None) else RRParameters.preset(args.cpp or 2)
-    print(
+    progress.log(
         f"fedprivacy simulate: secure submodel learning, {args.clients} clients x {args.items} items over "
         f"{args.universe} ids, d={args.dim}, {args.rounds} rounds, p=({', '.join(params.as_strings().values())}), "
-        f"{args.dropout:.0%} dropout per round",
-        file=sys.stderr,
+        f"{args.dropout:.0%} dropout per round"
     )
     if args.dataset == "movielens-100k":
         from .adapters.movielens import load_movielens_100k
@@ -58,9 +96,17 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
+    # Local trainings finished in the round under way, for the progress line.
+    training = {"stage": "", "done": 0, "expected": 1}
+
+    def trained() -> None:
+        training["done"] += 1
+        progress.update(stage=training["stage"], sub=(training["done"], training["expected"], "clients"))
+
     states = {
         c.client_id: ClientState.new(
-            ReferenceClient(c), params, directory=None if out_dir is None else str(out_dir / "clients" / f"client-{c.client_id}")
+            _ReportingClient(ReferenceClient(c), trained), params,
+            directory=None if out_dir is None else str(out_dir / "clients" / f"client-{c.client_id}"),
         )
         for c in workload.clients
     }
@@ -72,20 +118,24 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
     settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=largest)
     rng = np.random.default_rng(args.seed + 1)  # which synthetic clients drop: public simulation choice
 
-    def test_auc() -> float:
-        scores, labels = zip(*[predict(c, server.table, server.head) for c in workload.clients])
-        return auc(np.concatenate(scores), np.concatenate(labels))
-
-    rows = [{"round": 0, "test_auc": test_auc()}]
+    progress.update(stage="evaluating the initial model")
+    rows = [{"round": 0, **_evaluate(workload.clients, server.table, server.head)}]
     baselines = _start_baselines(args, workload, universe) if args.compare else None
+    if baselines is not None:
+        rows[0].update(_baseline_aucs(baselines, workload))
     for round_index in range(1, args.rounds + 1):
+        stage = f"round {round_index}/{args.rounds}"
+        progress.update(round_index - 1, stage=f"{stage}: set union, randomized response")
         dropped = [int(p) for p in rng.choice(sorted(states), size=int(round(args.dropout * len(states))), replace=False)]
         half = len(dropped) // 2
         drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
+        training.update(stage=f"{stage}: training, upload", done=0, expected=len(states) - half)  # PSU drops do not train
         outcome = secure_round(states, server, settings, round_index, drops)
+        progress.update(stage=f"{stage}: evaluating")
+        spent = np.array([replay(state.ledger).spent() for state in states.values()])
         row = {
             "round": round_index,
-            "test_auc": test_auc(),
+            **_evaluate(workload.clients, server.table, server.head),
             "union_size": outcome.union_size,
             "participants": outcome.participants,
             "randomized_set_mean": outcome.chosen_mean,
@@ -95,12 +145,18 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
             "protocol_seconds": outcome.psu_seconds + outcome.ldp_seconds + outcome.aggregation_seconds,
             "server_seconds": outcome.server_seconds,
             "epsilon_spent_max": outcome.epsilon_spent_max,
+            "epsilon_spent_median": float(np.median(spent)),
+            "epsilon_spent_min": float(spent.min()),
         }
         rows.append(row)
-        print(f"round {round_index}/{args.rounds}: auc {row['test_auc']:.4f}, union {row['union_size']}, "
-              f"{row['protocol_seconds']:.2f} s", file=sys.stderr)
+        progress.log(f"{stage}: auc {row['test_auc']:.4f}, loss {row['test_loss']:.4f}, union {row['union_size']}, "
+                     f"eps spent {row['epsilon_spent_max']:.3f}, {row['protocol_seconds']:.2f} s")
         if baselines is not None:
+            progress.update(stage=f"{stage}: baselines (plaintext, FedAvg + secagg)")
             _advance_baselines(baselines, workload, universe, settings)
+            row.update(_baseline_aucs(baselines, workload))
+    if out_dir is not None:
+        progress.update(args.rounds, stage="writing the report" + ("" if args.no_plots else " and plots"))
     report = {
         "mode": "secure-submodel",
         "dataset": args.dataset,
@@ -115,11 +171,23 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
         "final_test_auc": rows[-1]["test_auc"],
     }
     if baselines is not None:
-        report["comparison"] = _compare_table(report, rows, baselines, workload)
+        report["comparison"] = _compare_table(report, rows, baselines)
+    missing_plots = None
     if out_dir is not None:
         (out_dir / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-        print(f"report and per-client ledgers/memos written under {out_dir} (audit: fedprivacy audit {out_dir})",
-              file=sys.stderr)
+        written = ["report", "per-client ledgers/memos"]
+        if not args.no_plots:
+            from .report_plots import PlotsUnavailable, write_plots
+
+            try:
+                written += [path.name for path in write_plots(report, out_dir)]
+            except PlotsUnavailable as exc:
+                missing_plots = f"fedprivacy: no auc.png or epsilon.png: {exc}"
+    progress.close()
+    if missing_plots is not None:  # a warning, shown even with --quiet
+        print(missing_plots, file=sys.stderr)
+    if out_dir is not None:
+        progress.log(f"{', '.join(written)} written under {out_dir} (audit: fedprivacy audit {out_dir})")
     if args.json:
         print(json.dumps(report, sort_keys=True))
         return 0
@@ -129,11 +197,13 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
             print(f"  {method['method']:<40} AUC {method['test_auc']:.4f}  up {method['upload_bytes_per_client']:>12.0f}  "
                   f"down {method['download_bytes_per_client']:>12.0f}  {method['privacy']}")
         print()
-    header = ["round", "test_auc", "union_size", "randomized_set_mean", "upload_bytes_per_client",
+    header = ["round", "test_auc", "test_loss", "union_size", "randomized_set_mean", "upload_bytes_per_client",
               "download_bytes_per_client", "protocol_seconds", "epsilon_spent_max"]
-    print("  ".join(f"{h:>14}" for h in ["round", "test AUC", "union", "mean |S''|", "up B/client", "down B/client", "protocol s", "eps spent"]))
+    titles = ["round", "test AUC", "test loss", "union", "mean |S''|", "up B/client", "down B/client", "protocol s",
+              "eps spent"]
+    print("  ".join(f"{h:>13}" for h in titles))
     for row in rows:
-        print("  ".join(f"{row[h]:>14.4g}" if isinstance(row.get(h), float) else f"{row.get(h, ''):>14}" for h in header))
+        print("  ".join(f"{row[h]:>13.4g}" if isinstance(row.get(h), float) else f"{row.get(h, ''):>13}" for h in header))
     return 0
 
 
@@ -147,6 +217,14 @@ def _start_baselines(args: argparse.Namespace, workload, universe: int) -> dict:
     return baselines
 
 
+def _baseline_aucs(baselines: dict, workload) -> dict[str, float]:
+    """The baselines' test AUC now, as the per-round row keys ``plaintext_test_auc``, ``fedavg_test_auc``."""
+    return {
+        f"{name}_test_auc": _evaluate(workload.clients, model["table"], model["head"])["test_auc"]
+        for name, model in baselines.items()
+    }
+
+
 def _advance_baselines(baselines: dict, workload, universe: int, settings) -> None:
     from .submodel import plaintext_round
     from .submodel.compare import fedavg_secure_round
@@ -158,19 +236,12 @@ def _advance_baselines(baselines: dict, workload, universe: int, settings) -> No
     moved = float(np.median(sizes)) * width * 4 + width * 4  # its real rows and the head, as float32
     plain["bytes"] = {"upload_bytes_per_client": moved, "download_bytes_per_client": moved}
     full = baselines["fedavg"]
-    print("  full-model FedAvg with secure aggregation ...", file=sys.stderr)
     full["head"], full["bytes"] = fedavg_secure_round(
         workload.clients, full["table"], full["head"], universe, settings.clip, settings.max_samples
     )
 
 
-def _compare_table(report: dict, rows: list[dict], baselines: dict, workload) -> list[dict]:
-    from .submodel import auc, predict
-
-    def test_auc(table, head) -> float:
-        scores, labels = zip(*[predict(c, table, head) for c in workload.clients])
-        return auc(np.concatenate(scores), np.concatenate(labels))
-
+def _compare_table(report: dict, rows: list[dict], baselines: dict) -> list[dict]:
     last = rows[-1]
     return [
         {
@@ -182,13 +253,13 @@ def _compare_table(report: dict, rows: list[dict], baselines: dict, workload) ->
         },
         {
             "method": "plaintext submodel FL",
-            "test_auc": test_auc(baselines["plaintext"]["table"], baselines["plaintext"]["head"]),
+            "test_auc": last["plaintext_test_auc"],
             **baselines["plaintext"]["bytes"],
             "privacy": "none: server sees every real index set and update",
         },
         {
             "method": "full-model FedAvg + secure aggregation",
-            "test_auc": test_auc(baselines["fedavg"]["table"], baselines["fedavg"]["head"]),
+            "test_auc": last["fedavg_test_auc"],
             **baselines["fedavg"]["bytes"],
             "privacy": "server sees only the sum; every client downloads the whole model",
         },
@@ -198,8 +269,9 @@ def _compare_table(report: dict, rows: list[dict], baselines: dict, workload) ->
 def _simulate_secagg(args: argparse.Namespace) -> int:
     from .secagg import DropoutSchedule, DropStage, Quantizer, SecAggConfig, run_secagg_round
 
-    print("fedprivacy simulate --mode secagg: one secure-aggregation round of float updates (quantized, weighted mean).",
-          file=sys.stderr)
+    if not args.quiet:
+        print("fedprivacy simulate --mode secagg: one secure-aggregation round of float updates (quantized, weighted mean).",
+              file=sys.stderr)
     party_ids = list(range(1, args.clients + 1))
     config = SecAggConfig.create(party_ids, args.dim + 1, Modulus.U32, dropout_fraction=0.2)
     quantizer = Quantizer(Modulus.U32, clip=2.0, num_clients=args.clients, max_weight=100.0)
@@ -403,10 +475,15 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--dataset", choices=["synthetic", "movielens-100k"], default="synthetic")
     simulate.add_argument("--data-path", default=None, help="folder holding MovieLens-100K's u.data")
-    simulate.add_argument("--out", default=None, help="folder for the report and every client's ledger and memo")
+    simulate.add_argument("--out", default=None,
+                          help="folder for the report, every client's ledger and memo, and the plots auc.png, epsilon.png")
     simulate.add_argument("--compare", action="store_true",
                           help="also run plaintext submodel FL and full-model FedAvg with secure aggregation")
-    simulate.add_argument("--json", action="store_true")
+    simulate.add_argument("--no-plots", action="store_true",
+                          help="with --out: skip auc.png and epsilon.png (they need the plot extra: matplotlib)")
+    simulate.add_argument("--json", action="store_true", help="the report as one JSON object on stdout")
+    simulate.add_argument("--quiet", action="store_true",
+                          help="no progress or status lines on stderr (warnings and errors still go there)")
     _add_rr_arguments(simulate)
     simulate.set_defaults(run=_simulate)
 

@@ -86,3 +86,76 @@ def test_simulate_compare_reports_three_methods(capsys):
     full = methods["full-model FedAvg + secure aggregation"]
     assert full["upload_bytes_per_client"] > methods["secure submodel FL (this library)"]["upload_bytes_per_client"]
     assert all(0 <= m["test_auc"] <= 1 for m in methods.values())
+    # The baselines' curves, round by round, for auc.png.
+    assert all("plaintext_test_auc" in row and "fedavg_test_auc" in row for row in report["rounds"])
+    assert report["rounds"][-1]["fedavg_test_auc"] == full["test_auc"]
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = ["simulate", "--clients", "10", "--items", "50", "--universe", "1500", "--dim", "4", "--rounds", "2"]
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_simulate_out_writes_plots_and_progress_stays_on_stderr(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out), "--json"]) == 0
+    stdout, err = capsys.readouterr()
+    report = json.loads(stdout)  # stdout is exactly the report
+    assert stdout.count("\n") == 1 and "training, upload" not in stdout
+    for name in ("auc.png", "epsilon.png"):
+        width, height = _png_size(out / name)
+        assert width > 100 and height > 100
+    assert json.loads((out / "report.json").read_text()) == report
+    # Progress on stderr, one plain line per update (not a terminal): no carriage returns.
+    assert "round 1/2: training, upload" in err and "10/10 clients" in err and "round 2/2: auc" in err
+    assert "\r" not in err and "auc.png, epsilon.png written under" in err
+    for row in report["rounds"]:
+        assert 0 < row["test_loss"] < 5
+    for row in report["rounds"][1:]:
+        assert row["epsilon_spent_min"] <= row["epsilon_spent_median"] <= row["epsilon_spent_max"] <= report["epsilon_inf"]
+
+
+def test_simulate_table_has_every_column_and_quiet_silences_progress(capsys):
+    assert main([*TINY, "--quiet"]) == 0
+    stdout, err = capsys.readouterr()
+    assert err == ""
+    header = stdout.splitlines()[0]
+    for column in ("round", "test AUC", "test loss", "union", "mean |S''|", "up B/client", "down B/client",
+                   "protocol s", "eps spent"):
+        assert column in header
+    assert len(stdout.splitlines()) == 4  # the header, rounds 0..2
+
+
+def test_simulate_without_matplotlib_still_writes_the_report(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    out = tmp_path / "run"
+    assert main([*TINY, "--out", str(out), "--json", "--quiet"]) == 0
+    stdout, err = capsys.readouterr()
+    assert json.loads(stdout)["mode"] == "secure-submodel"
+    assert err.strip().splitlines() == [
+        "fedprivacy: no auc.png or epsilon.png: plots need matplotlib: pip install 'fedprivacy[plot]'"
+    ]
+    assert (out / "report.json").exists() and len(list((out / "clients").glob("*/ledger.jsonl"))) == 10
+    assert not (out / "auc.png").exists() and not (out / "epsilon.png").exists()
+
+
+def test_simulate_no_plots(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY, "--rounds", "1", "--out", str(out), "--no-plots", "--json"]) == 0
+    _, err = capsys.readouterr()
+    assert (out / "report.json").exists() and not (out / "auc.png").exists()
+    assert "matplotlib" not in err

@@ -177,3 +177,161 @@ def test_after_a_restart_the_ledgers_and_memos_on_disk_carry_the_next_round(firs
         spent = replay(ledger).spent()
         assert spent == replay(engine_states[part].ledger).spent()
         assert spent_before[part] < spent
+
+
+# -- fast checks on a loopback Grid (no Ray): each message and the node's context go through Flower's
+# -- protobuf encoding, the context is kept per node between messages, as a SuperNode does.
+
+import uuid  # noqa: E402
+
+from flwr.common.serde import context_from_proto, context_to_proto, message_from_proto, message_to_proto  # noqa: E402
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+
+from fedprivacy.adapters.flower import SubmodelRoundFailed, submodel_client_app  # noqa: E402
+from fedprivacy.adapters.flower._submodel_state import LEDGER_RECORD, ROUND_RECORD, rr_parameters_from_config  # noqa: E402
+from fedprivacy.accounting.ledger import parse_ledger  # noqa: E402
+from fedprivacy.errors import InvalidParameters  # noqa: E402
+from fedprivacy.submodel.messages import RowDownload, decode_submodel_message  # noqa: E402
+
+
+class LoopbackGrid(Grid):
+    def __init__(self, app: ClientApp, node_configs: dict[int, dict], deliver=None, answer=None) -> None:
+        self.app = app
+        self.contexts = {n: Context(run_id=7, node_id=n, node_config=c, state=RecordDict(), run_config={})
+                         for n, c in node_configs.items()}
+        self.deliver = deliver or (lambda node, message, context: None)  # test hook before delivery
+        self.answer = answer or (lambda node, message, reply: [reply])  # test hook: what goes back
+        self.replies: dict[str, list[Message]] = {}
+
+    def set_run(self, run) -> None:
+        pass
+
+    @property
+    def run(self):
+        return None
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def push_messages(self, messages):
+        ids = []
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+            ids.append(message.metadata.message_id)
+            node = message.metadata.dst_node_id
+            delivered = message_from_proto(message_to_proto(message))
+            context = context_from_proto(context_to_proto(self.contexts[node]))
+            self.deliver(node, delivered, context)
+            reply = self.app(delivered, context)
+            self.contexts[node] = context
+            for item in self.answer(node, delivered, reply):
+                item.metadata.__dict__["_message_id"] = uuid.uuid4().hex
+                self.replies.setdefault(message.metadata.message_id, []).append(message_from_proto(message_to_proto(item)))
+        return ids
+
+    def pull_messages(self, message_ids):
+        return [reply for i in message_ids for reply in self.replies.pop(i, [])]
+
+    def send_and_receive(self, messages, *, timeout=None):
+        return self.pull_messages(self.push_messages(messages))
+
+
+@pytest.fixture
+def task_identity(monkeypatch):
+    for name, value in (("_run_id", 7), ("_node_id", 0), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, name, value)
+
+
+def _loopback(configs: dict[int, dict], **hooks) -> tuple[LoopbackGrid, ReferenceServer]:
+    def client_fn(context: Context) -> ReferenceClient:
+        workload = synthetic_workload(clients=len(configs), universe=UNIVERSE, items_per_user=ITEMS, seed=SEED)
+        return ReferenceClient(workload.clients[int(context.node_config["partition-id"])])
+
+    return LoopbackGrid(submodel_client_app(client_fn), configs, **hooks), _model()
+
+
+def _configs(count: int, extra: dict[int, dict] | None = None) -> dict[int, dict]:
+    extra = extra or {}
+    return {(1 << 63) + 1000 * i: {"partition-id": i, "num-partitions": count, **extra.get(i, {})} for i in range(count)}
+
+
+def test_without_a_state_dir_ledger_and_memo_live_in_context_state_and_keys_do_not_outlast_the_round(task_identity):
+    configs = _configs(4, {1: {"fedprivacy-cpp": 3}, 2: {"fedprivacy-epsilon": 2.0, "fedprivacy-epsilon-1": 1.0}})
+    grid, model = _loopback(configs)
+    workflow = SecureSubmodelWorkflow(model, SETTINGS, num_rounds=2, min_nodes=4)
+    workflow(grid, Context(run_id=7, node_id=0, node_config={}, state=RecordDict(), run_config={}))
+    assert [len(r.contributors) for r in workflow.results] == [4, 4]
+    expected = [RRParameters.preset(2), RRParameters.preset(3), RRParameters.from_epsilons(2.0, 1.0), RRParameters.preset(2)]
+    for node, context in grid.contexts.items():
+        assert ROUND_RECORD not in context.state  # the round's keys and shares are gone once it completed
+        record = context.state[LEDGER_RECORD]
+        ledger = parse_ledger(list(record["lines"]))
+        part = configs[node]["partition-id"]
+        assert ledger.client_id == f"client-{part + 1}" and isinstance(record["memo"], bytes)
+        assert [(e.kind, e.round_index, e.parameters) for e in ledger.events] == \
+            [("release", r, expected[part].as_strings()) for r in (1, 2)]
+
+
+def test_a_node_restarted_mid_round_answers_with_an_error_and_is_a_dropout(task_identity):
+    restarted = (1 << 63) + 1000 * 2
+
+    def deliver(node, message, context):
+        payloads = message.content["fedprivacy.submodel"]["messages"]
+        if node == restarted and isinstance(decode_submodel_message(payloads[0]), RowDownload):
+            context.state = RecordDict()  # the node came back without its round in memory
+
+    grid, model = _loopback(_configs(5), deliver=deliver)
+    result = SecureSubmodelWorkflow(model, SETTINGS, min_nodes=5).run_round(grid, 1)
+    assert sorted(result.chosen) == [1, 2, 3, 4, 5] and result.contributors == frozenset({1, 2, 4, 5})  # party 3
+
+
+def test_repeated_misrouted_and_forged_replies_are_ignored(task_identity):
+    nodes = sorted(_configs(6))
+
+    def answer(node, message, reply):
+        if node == nodes[0]:  # every reply twice: the repeat is dropped, the node stays in
+            return [reply, reply]
+        if node == nodes[1] and reply.has_content():  # speaks as party 3 (node 2): its messages are refused
+            record = reply.content["fedprivacy.submodel"]
+            return [Message(RecordDict({"fedprivacy.submodel": ConfigRecord(
+                {"round": record["round"], "party": 3, "messages": list(record["messages"])})}), reply_to=message)]
+        if node == nodes[3]:  # its reply shows up as sent by another node: refused
+            reply.metadata.__dict__["_src_node_id"] = nodes[4]
+        return [reply]
+
+    grid, model = _loopback(_configs(6), answer=answer)
+    result = SecureSubmodelWorkflow(model, SETTINGS, min_nodes=6).run_round(grid, 1)
+    assert result.contributors == frozenset({1, 3, 5, 6})  # parties of nodes 0, 2, 4, 5
+    assert not result.ignored  # nothing misplaced ever reached the round's server
+
+
+def test_too_many_failed_nodes_fail_the_round_with_a_clear_error_and_leave_the_model_untouched(task_identity):
+    nodes = sorted(_configs(4))
+
+    def answer(node, message, reply):
+        if node in nodes[1:] and isinstance(decode_submodel_message(
+                message.content["fedprivacy.submodel"]["messages"][0]), RowDownload):
+            return [Message(Error(code=2, reason="out of memory"), reply_to=message)]
+        return [reply]
+
+    grid, model = _loopback(_configs(4), answer=answer)
+    before = {r: v.copy() for r, v in model.table.items()}
+    with pytest.raises(SubmodelRoundFailed, match="round aborted at"):
+        SecureSubmodelWorkflow(model, SETTINGS, min_nodes=4).run_round(grid, 1)
+    assert all(np.array_equal(before[r], model.table[r]) for r in before)
+
+
+def test_randomized_response_settings_come_from_the_node_config_then_the_run_config():
+    assert rr_parameters_from_config({}, {}) == RRParameters.preset(2)
+    assert rr_parameters_from_config({}, {"fedprivacy-cpp": 4}) == RRParameters.preset(4)
+    assert rr_parameters_from_config({"fedprivacy-cpp": "3"}, {"fedprivacy-cpp": 4}) == RRParameters.preset(3)
+    p = {"fedprivacy-p1": "3/4", "fedprivacy-p2": "1/4", "fedprivacy-p3": "0.75", "fedprivacy-p4": "0.25"}
+    assert rr_parameters_from_config(p, {}) == RRParameters("3/4", "1/4", "3/4", "1/4")
+    assert rr_parameters_from_config({"fedprivacy-epsilon": 3}, {}) == RRParameters.from_epsilons(3.0)
+    for bad in ({"fedprivacy-cpp": 2, "fedprivacy-epsilon": 1.0}, {"fedprivacy-p1": "1/2"}, {"fedprivacy-epsilon-1": 1.0},
+                {"fedprivacy-cpp": 9}):
+        with pytest.raises(InvalidParameters):
+            rr_parameters_from_config(bad, {})

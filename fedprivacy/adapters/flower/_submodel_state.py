@@ -126,11 +126,12 @@ def state_directory(
     "fedprivacy-state-dir='...'"``) is the node's own directory. Otherwise a base directory shared by
     the nodes of a simulation -- ``fedprivacy-state-dir`` in the run config, else ``base`` (given in
     code) -- and each node uses ``<base>/partition-<partition-id>``: its ``partition-id`` is stable
-    across runs, its node id is not."""
-    if STATE_DIR_KEY in node_config:
-        return Path(str(node_config[STATE_DIR_KEY]))
-    shared = run_config.get(STATE_DIR_KEY, base)
-    if shared is None:
+    across runs, its node id is not. An empty value counts as not set."""
+    own = node_config.get(STATE_DIR_KEY)
+    if own:
+        return Path(str(own))
+    shared = run_config.get(STATE_DIR_KEY) or base  # an empty string is "not set"
+    if not shared:
         return None
     if "partition-id" not in node_config:
         raise InvalidParameters(

@@ -335,3 +335,25 @@ def test_randomized_response_settings_come_from_the_node_config_then_the_run_con
                 {"fedprivacy-cpp": 9}):
         with pytest.raises(InvalidParameters):
             rr_parameters_from_config(bad, {})
+
+
+def test_readme_flower_example_runs_on_a_loopback_grid(task_identity, monkeypatch):
+    from pathlib import Path
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    models = re.search(r"## Plugging in your own model\n.*?```python\n(.*?)```", text, re.S).group(1)
+    flower = re.search(r"## Secure submodel learning on Flower\n.*?```python\n(.*?)```", text, re.S).group(1)
+    server_code, client_code = flower.split("# client_app.py")
+    namespace: dict = {}
+    exec(compile(models.split("rng = ")[0], "README.md", "exec"), namespace)  # MyServer, MyClient
+    server_ns, client_ns = dict(namespace), dict(namespace)
+    exec(compile(server_code, "README.md", "exec"), server_ns)
+    exec(compile(client_code, "README.md", "exec"), client_ns)
+    grid = LoopbackGrid(client_ns["app"], _configs(8))
+    captured, original = [], SecureSubmodelWorkflow.run_round
+    monkeypatch.setattr(SecureSubmodelWorkflow, "run_round",
+                        lambda self, *args, **kwargs: captured.append((self, original(self, *args, **kwargs))) or captured[-1][1])
+    server_ns["main"](grid, Context(run_id=7, node_id=0, node_config={}, state=RecordDict(), run_config={}))
+    (workflow, result), = captured
+    assert result.contributors == frozenset(range(1, 9)) and round(float(workflow.model.bias[0]), 6) == 0.1

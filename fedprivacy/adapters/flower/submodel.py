@@ -23,13 +23,16 @@ party ``i + 1`` where ``i`` is its position in the sorted list of node ids; the 
 every message, and accepts a reply only from the node the message went to, with that party id in it,
 and only fedprivacy messages whose sender is that party.
 
-What the server (and anyone reading the SuperLink) sees: which node is which party, the union U of the
-real index sets (never who holds an id or how many do), every client's randomized set S''_i (with
-plausible deniability for every id, epsilon per id as the client chose), who dropped out at which
-stage, and per round the sums of the count-weighted row updates of the rows chosen by at least
-``min_choosers`` surviving clients, their counts, and the sample-weighted mean of the dense update --
-never one client's update or real set, while fewer than the secure sums' threshold of clients collude
-with it. Message sizes and timing are visible too (not hidden here). See the spec's §1 and §7.
+What the server (and anyone reading the SuperLink's messages) learns is what it learns in process
+(``protocols/submodel/spec.md``, "What the server learns"): which node is which party; the union U of
+the real index sets (not who holds an id, nor how many do); every client's randomized set S''_i
+(plausible deniability for every id: epsilon_1 per report, at most epsilon_inf per memo, as each
+client chose); who dropped out at which stage; per planned row the sum of the surviving choosers'
+count-weighted updates and counts, and the dense sum -- never a real index set or one client's update,
+except through the scheme's Theorem 5.5 events (a planned row whose only surviving chooser is one
+client exposes that client's block; a row none of whose choosers holds it sums to a zero count). Rows
+chosen by fewer than ``min_choosers`` clients are never uploaded. This holds while fewer than the
+secure sums' threshold of clients collude with the server. Message sizes and timing are visible too.
 """
 
 from __future__ import annotations
@@ -425,6 +428,14 @@ class SecureSubmodelClient:
         try:
             state = self._client_state(context, party)
             slot = self._slot(context, round_index, party, decoded, state)
+        except _NotInRound as exc:  # the round in progress (if any) is not this message's: keep it
+            log(WARNING, "secure submodel round %d: %s", round_index, exc)
+            return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, str(exc))
+        except Exception as exc:
+            clear_round(context.state)
+            log(ERROR, "secure submodel round %d: cannot take part: %r", round_index, exc)
+            return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")
+        try:
             replies = [reply for item in decoded for reply in slot.client.receive(item)]
         except FedPrivacyError as exc:
             clear_round(context.state)
@@ -449,8 +460,8 @@ class SecureSubmodelClient:
             return RoundSlot(context.run_id, round_index, party, SubmodelRoundClient(state, random_bytes=source))
         slot = load_round(context.state)
         if slot is None or (slot.run_id, slot.round_index, slot.party) != (context.run_id, round_index, party):
-            raise RoundAborted("client", f"no round {round_index} in progress on this node as party {party} "
-                                         "(a node restarted mid-round has dropped out of it)")
+            raise _NotInRound(f"no round {round_index} in progress on this node as party {party} "
+                              "(a node restarted mid-round has dropped out of it)")
         slot.client.state = state
         return slot
 
@@ -465,6 +476,10 @@ class SecureSubmodelClient:
         ledger = store.open_ledger(cap)
         memo = store.load_memo(params, ledger)
         return ClientState(_AsParty(trainer, party), params, ledger, memo, store)
+
+
+class _NotInRound(Exception):
+    """A round message for a round this node is not in (restarted, or a stale message)."""
 
 
 def _error_reply(message: Message, code: int, reason: str) -> Message:

@@ -16,7 +16,7 @@ $(VENV)/installed: $(VENV)/created pyproject.toml
 	touch $@
 
 $(VENV)/installed-dev: $(VENV)/created pyproject.toml
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,flower]'
 	touch $@
 
 demo: $(VENV)/installed

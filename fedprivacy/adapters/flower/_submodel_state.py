@@ -1,0 +1,268 @@
+"""Where a Flower node keeps its secure-submodel state, and how it reads its privacy settings.
+
+Three kinds of client state, three places:
+
+* **Ledger and memo** (must outlive the run, and the process): the file :class:`ClientStore` in the
+  node's state directory when one is configured (``fedprivacy-state-dir``); otherwise
+  :class:`ContextStore`, a record in Flower's ``context.state``, which Flower keeps per node for the
+  run (simulation) or the run series (deployment, in the SuperNode's memory) and which is lost when the
+  node restarts.
+* **The round in progress** (a :class:`~fedprivacy.submodel.client.SubmodelRoundClient` with its
+  secret keys, shares and sketch): a record in ``context.state`` that lives only from the round's
+  ``RoundStart`` until the client reaches a terminal stage; it is never written to a file by
+  fedprivacy. See :func:`save_round`.
+* **Settings** (randomized-response parameters, budget cap, state directory): read from the node
+  config first, then the run config (:func:`rr_parameters_from_config`, :func:`state_directory`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from flwr.app import ConfigRecord, RecordDict
+
+from ...accounting.ledger import Ledger, parse_ledger
+from ...errors import DecodeError, InvalidParameters
+from ...hazmat.prg import DeterministicRandomness
+from ...ldp.memo import PermanentMemo
+from ...ldp.params import RRParameters
+from ...submodel.client import SubmodelRoundClient
+
+__all__ = [
+    "STATE_DIR_KEY",
+    "CPP_KEY",
+    "P_KEYS",
+    "EPSILON_KEY",
+    "EPSILON_1_KEY",
+    "EPSILON_CAP_KEY",
+    "ContextStore",
+    "RoundSlot",
+    "ResumableRandomness",
+    "rr_parameters_from_config",
+    "epsilon_cap_from_config",
+    "state_directory",
+    "load_round",
+    "save_round",
+    "clear_round",
+]
+
+STATE_DIR_KEY = "fedprivacy-state-dir"
+CPP_KEY = "fedprivacy-cpp"
+P_KEYS = ("fedprivacy-p1", "fedprivacy-p2", "fedprivacy-p3", "fedprivacy-p4")
+EPSILON_KEY = "fedprivacy-epsilon"
+EPSILON_1_KEY = "fedprivacy-epsilon-1"
+EPSILON_CAP_KEY = "fedprivacy-epsilon-cap"
+_RR_KEYS = (CPP_KEY, *P_KEYS, EPSILON_KEY, EPSILON_1_KEY)
+
+LEDGER_RECORD = "fedprivacy.submodel.ledger"
+ROUND_RECORD = "fedprivacy.submodel.round"
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+
+def _pick(node_config: Mapping[str, object], run_config: Mapping[str, object], keys: tuple[str, ...]) -> Mapping[str, object]:
+    """The config that sets any of ``keys``: the node's own config wins over the run's."""
+    if any(k in node_config for k in keys):
+        return node_config
+    return run_config
+
+
+def rr_parameters_from_config(node_config: Mapping[str, object], run_config: Mapping[str, object]) -> RRParameters:
+    """The client's randomized-response parameters: exactly one of ``fedprivacy-cpp`` (a preset, 1..5),
+    ``fedprivacy-p1``..``fedprivacy-p4`` (probabilities as strings such as "3/4" or numbers), or
+    ``fedprivacy-epsilon`` [+ ``fedprivacy-epsilon-1``]. The node config wins over the run config;
+    neither sets any: CPP2, the scheme's recommended preset."""
+    config = _pick(node_config, run_config, _RR_KEYS)
+    given = [CPP_KEY in config, EPSILON_KEY in config or EPSILON_1_KEY in config, any(k in config for k in P_KEYS)]
+    if sum(given) == 0:
+        return RRParameters.preset(2)
+    if sum(given) != 1:
+        raise InvalidParameters(f"give one of {CPP_KEY}, {EPSILON_KEY} [{EPSILON_1_KEY}] or {', '.join(P_KEYS)}")
+    if given[0]:
+        return RRParameters.preset(str(config[CPP_KEY]))
+    if given[1]:
+        if EPSILON_KEY not in config:
+            raise InvalidParameters(f"{EPSILON_1_KEY} needs {EPSILON_KEY}")
+        epsilon_1 = config.get(EPSILON_1_KEY)
+        return RRParameters.from_epsilons(_number(config[EPSILON_KEY], EPSILON_KEY),
+                                          None if epsilon_1 is None else _number(epsilon_1, EPSILON_1_KEY))
+    if not all(k in config for k in P_KEYS):
+        raise InvalidParameters(f"{', '.join(P_KEYS)} go together")
+    return RRParameters(*(config[k] for k in P_KEYS))
+
+
+def epsilon_cap_from_config(node_config: Mapping[str, object], run_config: Mapping[str, object]) -> float:
+    """The ledger's budget cap (``fedprivacy-epsilon-cap``; default: no cap). Used when the ledger is created."""
+    config = _pick(node_config, run_config, (EPSILON_CAP_KEY,))
+    if EPSILON_CAP_KEY not in config:
+        return math.inf
+    cap = _number(config[EPSILON_CAP_KEY], EPSILON_CAP_KEY)
+    if cap < 0:
+        raise InvalidParameters(f"{EPSILON_CAP_KEY} must be >= 0")
+    return cap
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, bool):
+        raise InvalidParameters(f"{name} must be a number")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidParameters(f"{name} must be a number, got {value!r}") from None
+
+
+def state_directory(
+    node_config: Mapping[str, object], run_config: Mapping[str, object], base: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """The node's state directory, or None (then ledger and memo live in ``context.state``).
+
+    ``fedprivacy-state-dir`` in the node config (deployment: ``flower-supernode --node-config
+    "fedprivacy-state-dir='...'"``) is the node's own directory. Otherwise a base directory shared by
+    the nodes of a simulation -- ``fedprivacy-state-dir`` in the run config, else ``base`` (given in
+    code) -- and each node uses ``<base>/partition-<partition-id>``: its ``partition-id`` is stable
+    across runs, its node id is not. An empty value counts as not set."""
+    own = node_config.get(STATE_DIR_KEY)
+    if own:
+        return Path(str(own))
+    shared = run_config.get(STATE_DIR_KEY) or base  # an empty string is "not set"
+    if not shared:
+        return None
+    if "partition-id" not in node_config:
+        raise InvalidParameters(
+            f"a shared {STATE_DIR_KEY} is a base directory: each node needs a partition-id in its node config "
+            f"(or its own {STATE_DIR_KEY} there)"
+        )
+    return Path(str(shared)) / f"partition-{int(node_config['partition-id'])}"  # type: ignore[call-overload]
+
+
+# -- ledger and memo in context.state -------------------------------------------------------------
+
+
+class ContextStore:
+    """A client's ledger and memo in Flower's ``context.state`` (for nodes without a state directory).
+
+    Same contract as :class:`fedprivacy.adapters.storage.ClientStore`: appended ledger lines and the
+    saved memo are in ``context.state`` when the call returns, and Flower hands that state back to the
+    node's next message. It does not survive a restart of the node (use a state directory for that).
+    """
+
+    def __init__(self, state: RecordDict, client_id: str) -> None:
+        self.state = state
+        self.client_id = client_id
+
+    def _record(self) -> ConfigRecord:
+        record = self.state.config_records.get(LEDGER_RECORD)
+        if record is None:
+            record = ConfigRecord({"client-id": self.client_id, "lines": []})
+            self.state[LEDGER_RECORD] = record
+        elif record.get("client-id") != self.client_id:
+            raise InvalidParameters(f"the node's ledger belongs to {record.get('client-id')!r}, not {self.client_id!r}")
+        return record
+
+    def open_ledger(self, epsilon_cap: float) -> Ledger:
+        record = self._record()
+        lines = list(record["lines"])  # type: ignore[arg-type]
+        if lines:
+            return parse_ledger(lines, "context.state")
+        ledger, header = Ledger.create(self.client_id, epsilon_cap)
+        self.append_ledger_line(header)
+        return ledger
+
+    def append_ledger_line(self, line: str) -> None:
+        record = self._record()
+        record["lines"] = [*record["lines"], line]  # type: ignore[misc]
+
+    def load_memo(self, params: RRParameters, ledger: Ledger) -> PermanentMemo:
+        data = self._record().get("memo")
+        if data is None:
+            if any(event.kind == "release" for event in ledger.events):
+                raise DecodeError("the node's memo is missing but its ledger records releases")
+            return PermanentMemo.empty(self.client_id, params)
+        memo = PermanentMemo.decode(bytes(data))  # type: ignore[arg-type]
+        memo.check_owner(self.client_id, params)
+        return memo
+
+    def save_memo(self, memo: PermanentMemo) -> None:
+        if memo.client_id != self.client_id:
+            raise InvalidParameters("memo of another client")
+        self._record()["memo"] = memo.encode()
+
+
+# -- the round in progress ------------------------------------------------------------------------
+
+
+@dataclass
+class RoundSlot:
+    """The round a node is in: Flower's run, the round index, the node's party id, its protocol client."""
+
+    run_id: int
+    round_index: int
+    party: int
+    client: SubmodelRoundClient
+
+
+def save_round(state: RecordDict, slot: RoundSlot) -> None:
+    """Keep the round's client in ``context.state`` until the node's next message.
+
+    Flower 1.42 runs each message in a fresh ClientApp object (a new ``flwr-clientapp`` process per
+    message in deployment, a freshly unpickled copy in a Ray actor in simulation), so ``context.state``
+    is the only memory of a node that lasts from one message to the next. The client is pickled without
+    its :class:`~fedprivacy.submodel.client.ClientState` (the trainer, ledger and memo are rebuilt for
+    every message); what is kept are its secrets for this round only (key pairs, the self-mask seed,
+    shares held for peers, its real set and sketch), dropped by :func:`clear_round` when the round ends
+    for it. The bytes are only ever read back by this node (``context.state`` never leaves it).
+    """
+    client = slot.client
+    held, client.state = client.state, None  # type: ignore[assignment]
+    try:
+        data = pickle.dumps(client, protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        client.state = held
+    state[ROUND_RECORD] = ConfigRecord(
+        {"run-id": int(slot.run_id), "round": int(slot.round_index), "party": int(slot.party), "client": data}
+    )
+
+
+def load_round(state: RecordDict) -> RoundSlot | None:
+    """The round saved by :func:`save_round` (its client has no ``state`` until the caller sets one)."""
+    record = state.config_records.get(ROUND_RECORD)
+    if record is None:
+        return None
+    client = pickle.loads(bytes(record["client"]))  # type: ignore[arg-type]  # written by this node only
+    return RoundSlot(int(record["run-id"]), int(record["round"]), int(record["party"]), client)  # type: ignore[call-overload]
+
+
+def clear_round(state: RecordDict) -> None:
+    """Forget the round in progress (its keys and shares go with it)."""
+    if ROUND_RECORD in state:
+        del state[ROUND_RECORD]
+
+
+class ResumableRandomness:
+    """:class:`~fedprivacy.hazmat.prg.DeterministicRandomness` that survives pickling (it resumes at the
+    same position), so a seeded client can be kept in ``context.state`` between messages. Tests only:
+    with a known seed, every key and coin of the client is known."""
+
+    def __init__(self, seed: bytes | str) -> None:
+        self._seed = seed
+        self._position = 0
+        self._stream = DeterministicRandomness(seed)
+
+    def __call__(self, size: int) -> bytes:
+        self._position += size
+        return self._stream(size)
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"seed": self._seed, "position": self._position}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self._seed = state["seed"]  # type: ignore[assignment]
+        self._position = int(state["position"])  # type: ignore[call-overload]
+        self._stream = DeterministicRandomness(self._seed)
+        self._stream(self._position)

@@ -1,0 +1,501 @@
+"""Secure federated submodel learning on Flower 1.42: a ServerApp workflow and a ClientApp handler.
+
+The round is the one of :mod:`fedprivacy.submodel` (``protocols/submodel/spec.md``): private set union
+of the clients' real index sets, double randomized response under each client's budget, per-row
+secure aggregation of the rows each client chose. This module only moves its messages over Flower's
+Message API:
+
+* :class:`SecureSubmodelWorkflow` (ServerApp side) hosts a
+  :class:`~fedprivacy.submodel.server.SubmodelRoundServer` over your
+  :class:`~fedprivacy.adapters.interfaces.SubmodelServer` and runs each stage of the round as one
+  exchange over the ``Grid`` (``push_messages``, then ``pull_messages`` until every reply is in or
+  the stage's timeout passed -- ``send_and_receive``'s loop, with each reply matched to the message
+  it answers);
+* :class:`SecureSubmodelClient` (ClientApp side) hosts a
+  :class:`~fedprivacy.submodel.client.SubmodelRoundClient` over your
+  :class:`~fedprivacy.adapters.interfaces.SubmodelClient`; register it with
+  ``app.train(SUBMODEL_ACTION)(handler)`` or build the app with :func:`submodel_client_app`.
+
+On the wire every Flower message of the round has the type ``"train.fedprivacy_submodel"`` and one
+``ConfigRecord`` under ``"fedprivacy.submodel"``: ``round`` (int), ``party`` (the node's party id) and
+``messages`` (a list of canonical fedprivacy messages as bytes, in order). Each node in the round is
+party ``i + 1`` where ``i`` is its position in the sorted list of node ids; the server announces it in
+every message, and accepts a reply only from the node the message went to, with that party id in it,
+and only fedprivacy messages whose sender is that party.
+
+What the server (and anyone reading the SuperLink's messages) learns is what it learns in process
+(``protocols/submodel/spec.md``, "What the server learns"): which node is which party; the union U of
+the real index sets (not who holds an id, nor how many do); every client's randomized set S''_i
+(plausible deniability for every id: epsilon_1 per report, at most epsilon_inf per memo, as each
+client chose); who dropped out at which stage; per planned row the sum of the surviving choosers'
+count-weighted updates and counts, and the dense sum -- never a real index set or one client's update,
+except through the scheme's Theorem 5.5 events (a planned row whose only surviving chooser is one
+client exposes that client's block; a row none of whose choosers holds it sums to a zero count). Rows
+chosen by fewer than ``min_choosers`` clients are never uploaded. This holds while fewer than the
+secure sums' threshold of clients collude with the server. Message sizes and timing are visible too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from logging import DEBUG, ERROR, INFO, WARNING
+
+from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import Mod
+from flwr.common.constant import ErrorCode
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+
+from ...errors import DecodeError, FedPrivacyError, InvalidParameters, RoundAborted
+from ...hazmat.prg import RandomSource, system_random_bytes
+from ...submodel.client import ClientState, SubmodelRoundClient
+from ...submodel.messages import RoundStart, SubmodelMessage, decode_submodel_message
+from ...submodel.server import RoundResult, SubmodelRoundServer
+from ...submodel.settings import RoundSettings
+from ...submodel.stages import RoundClientStage, RoundServerStage
+from ..interfaces import SubmodelClient, SubmodelServer, TrainingResult
+from ..storage import ClientStore
+from ._submodel_state import (
+    ContextStore,
+    RoundSlot,
+    clear_round,
+    epsilon_cap_from_config,
+    load_round,
+    rr_parameters_from_config,
+    save_round,
+    state_directory,
+)
+
+__all__ = [
+    "SUBMODEL_ACTION",
+    "SUBMODEL_MESSAGE_TYPE",
+    "SUBMODEL_RECORD",
+    "SecureSubmodelWorkflow",
+    "SecureSubmodelClient",
+    "SubmodelRoundFailed",
+    "submodel_client_app",
+]
+
+SUBMODEL_ACTION = "fedprivacy_submodel"
+SUBMODEL_MESSAGE_TYPE = f"train.{SUBMODEL_ACTION}"
+SUBMODEL_RECORD = "fedprivacy.submodel"
+_MAX_PARTY = (1 << 32) - 1
+_TERMINAL = (RoundClientStage.COMPLETED, RoundClientStage.SAT_OUT, RoundClientStage.ABORTED)
+
+
+class SubmodelRoundFailed(RoundAborted):
+    """The secure submodel round could not complete on Flower (too few nodes, or too few survivors at
+    some stage). The model is untouched. A :class:`~fedprivacy.errors.RoundAborted`, so either can be
+    caught."""
+
+
+def _record(round_index: int, party: int, messages: Iterable[bytes]) -> RecordDict:
+    return RecordDict({SUBMODEL_RECORD: ConfigRecord({"round": round_index, "party": party, "messages": list(messages)})})
+
+
+def _read_record(content: RecordDict) -> tuple[int, int, list[bytes]]:
+    """(round, party, messages) of a round message; anything else is a ValueError."""
+    record = content.config_records.get(SUBMODEL_RECORD)
+    if record is None:
+        raise ValueError(f"no {SUBMODEL_RECORD!r} config record")
+    round_index, party, messages = record.get("round"), record.get("party"), record.get("messages")
+    if not isinstance(round_index, int) or isinstance(round_index, bool) or round_index < 0:
+        raise ValueError("round must be an integer >= 0")
+    if not isinstance(party, int) or isinstance(party, bool) or not 1 <= party <= _MAX_PARTY:
+        raise ValueError("party must be an integer in [1, 2^32 - 1]")
+    if not isinstance(messages, list) or not all(isinstance(m, bytes) for m in messages):
+        raise ValueError("messages must be a list of bytes")
+    return round_index, party, messages
+
+
+# -- ServerApp side -------------------------------------------------------------------------------
+
+
+class SecureSubmodelWorkflow:
+    """Runs secure submodel rounds over a Flower ``Grid``; call it from ``@app.main()``.
+
+    Parameters
+    ----------
+    model : SubmodelServer
+        Your model: serves rows and dense parameters, applies the averaged updates (in place).
+    settings : RoundSettings
+        The round's public settings (universe, caps, clip, ``min_choosers``, the secure sums' dropout
+        and collusion tolerance, modulus).
+    num_rounds : int | None (default: None)
+        Rounds per call; None reads ``num-server-rounds`` from the run config (default 1).
+    first_round : int (default: 1)
+        Index of the first round (round indices are recorded in the clients' ledgers).
+    min_nodes : int (default: 2)
+        Wait until this many nodes are connected before each round.
+    node_wait_timeout : float (default: 60.0)
+        Seconds to wait for ``min_nodes``; then the round fails.
+    timeout : float | None (default: None)
+        Seconds each stage waits for replies (``send_and_receive``'s timeout; also the messages' TTL).
+        A node that has not answered by then has dropped out of the round. None waits for every reply.
+    on_round : Callable[[int, RoundResult], None] | None
+        Called after each completed round (evaluation, checkpoints, logging).
+
+    Every connected node takes part in every round (sample nodes by running one workflow per cohort
+    with :meth:`run_round` and ``node_ids``). Replies that carry an error, arrive after the timeout,
+    come from another node or repeat an earlier reply are dropped; the round goes on while the secure
+    sums' thresholds hold and otherwise raises :class:`SubmodelRoundFailed` after logging the reason.
+    Raises
+    ------
+    SubmodelRoundFailed
+        When a round cannot complete (the model is then untouched).
+
+    Examples
+    --------
+    ::
+
+        app = ServerApp()
+
+        @app.main()
+        def main(grid: Grid, context: Context) -> None:
+            model = MyModel()
+            SecureSubmodelWorkflow(model, RoundSettings(universe=100_000), min_nodes=10)(grid, context)
+    """
+
+    def __init__(
+        self,
+        model: SubmodelServer,
+        settings: RoundSettings,
+        *,
+        num_rounds: int | None = None,
+        first_round: int = 1,
+        min_nodes: int = 2,
+        node_wait_timeout: float = 60.0,
+        timeout: float | None = None,
+        on_round: Callable[[int, RoundResult], None] | None = None,
+    ) -> None:
+        if not isinstance(settings, RoundSettings):
+            raise InvalidParameters("settings must be a RoundSettings")
+        if num_rounds is not None and (not isinstance(num_rounds, int) or num_rounds < 0):
+            raise InvalidParameters("num_rounds must be an integer >= 0 (or None)")
+        if not isinstance(first_round, int) or first_round < 0:
+            raise InvalidParameters("first_round must be an integer >= 0")
+        if not isinstance(min_nodes, int) or min_nodes < 2:
+            raise InvalidParameters("min_nodes must be an integer >= 2 (a round needs two parties)")
+        if timeout is not None and not timeout > 0:
+            raise InvalidParameters("timeout must be positive (or None)")
+        if not node_wait_timeout >= 0:
+            raise InvalidParameters("node_wait_timeout must be >= 0")
+        self.model = model
+        self.settings = settings
+        self.num_rounds = num_rounds
+        self.first_round = first_round
+        self.min_nodes = min_nodes
+        self.node_wait_timeout = node_wait_timeout
+        self.timeout = timeout
+        self.on_round = on_round
+        self.results: list[RoundResult] = []
+        self.parties: dict[int, int] = {}  # node id -> party id, of the last round started
+
+    def __call__(self, grid: Grid, context: Context) -> None:
+        rounds = self.num_rounds
+        if rounds is None:
+            rounds = int(context.run_config.get("num-server-rounds", 1))  # type: ignore[call-overload]
+        for round_index in range(self.first_round, self.first_round + rounds):
+            self.run_round(grid, round_index)
+
+    def run_round(self, grid: Grid, round_index: int, node_ids: Sequence[int] | None = None) -> RoundResult:
+        """One round with ``node_ids`` (default: every connected node, after waiting for ``min_nodes``)."""
+        nodes = sorted(set(int(n) for n in node_ids)) if node_ids is not None else self.wait_for_nodes(grid)
+        if len(nodes) < 2 or len(nodes) > _MAX_PARTY:
+            raise self._fail(round_index, RoundAborted("start", f"{len(nodes)} nodes; a round needs 2 to 2^32 - 1"))
+        parties = {node: index for index, node in enumerate(nodes, start=1)}
+        node_of = {party: node for node, party in parties.items()}
+        self.parties = parties
+        started = time.perf_counter()
+        log(INFO, "[submodel round %d] %d nodes, universe %d", round_index, len(nodes), self.settings.universe)
+        try:
+            server = SubmodelRoundServer(self.model, self.settings, list(node_of), round_index)
+            outbound = server.start()
+        except RoundAborted as exc:
+            raise self._fail(round_index, exc) from exc
+        while server.stage is not RoundServerStage.COMPLETED:
+            label = server.stage.value if server.phase_stage is None else f"{server.stage.value}:{server.phase_stage.value}"
+            by_party: dict[int, list[bytes]] = defaultdict(list)
+            for item in outbound:
+                by_party[item.recipient].append(item.message.to_bytes())
+            if by_party:
+                self._exchange(grid, server, round_index, label, by_party, node_of)
+            try:
+                outbound = server.close_stage()
+            except RoundAborted as exc:
+                raise self._fail(round_index, exc) from exc
+        result = server.result
+        assert result is not None
+        log(
+            INFO,
+            "[submodel round %d] completed in %.2f s: union %d, %d of %d nodes in the sums, %d rows updated",
+            round_index, time.perf_counter() - started, result.union.shape[0], len(result.contributors), len(nodes),
+            result.rows_updated,
+        )
+        self.results.append(result)
+        if self.on_round is not None:
+            self.on_round(round_index, result)
+        return result
+
+    def wait_for_nodes(self, grid: Grid) -> list[int]:
+        """The connected node ids (sorted), once at least ``min_nodes`` are there; raises
+        :class:`SubmodelRoundFailed` after ``node_wait_timeout`` seconds without them."""
+        deadline = time.monotonic() + self.node_wait_timeout
+        while True:
+            nodes = sorted(int(n) for n in grid.get_node_ids())
+            if len(nodes) >= self.min_nodes:
+                return nodes
+            if time.monotonic() >= deadline:
+                log(ERROR, "[submodel] %d nodes connected after %g s, %d needed", len(nodes), self.node_wait_timeout,
+                    self.min_nodes)
+                raise SubmodelRoundFailed("start", f"{len(nodes)} nodes connected, {self.min_nodes} needed")
+            time.sleep(0.2)
+
+    def _exchange(
+        self,
+        grid: Grid,
+        server: SubmodelRoundServer,
+        round_index: int,
+        label: str,
+        by_party: dict[int, list[bytes]],
+        node_of: dict[int, int],
+    ) -> None:
+        """One stage: a message to each recipient, its reply (if any) into the server."""
+        sent: dict[str, tuple[int, int]] = {}  # message id -> (node, party)
+        messages = []
+        for party, payloads in sorted(by_party.items()):
+            messages.append(Message(_record(round_index, party, payloads), node_of[party], SUBMODEL_MESSAGE_TYPE,
+                                    ttl=self.timeout, group_id=str(round_index)))
+        pushed = {message_id for message_id in grid.push_messages(messages) if message_id}
+        for message, party in zip(messages, sorted(by_party)):
+            if message.metadata.message_id in pushed:  # the grid sets the id on the message it pushed
+                sent[message.metadata.message_id] = (message.metadata.dst_node_id, party)
+            else:
+                log(WARNING, "[submodel round %d] %s: the message to node %d could not be pushed",
+                    round_index, label, message.metadata.dst_node_id)
+        replies = self._collect(grid, set(sent))
+        answered: set[str] = set()
+        failures = 0
+        for reply in replies:
+            meta = reply.metadata
+            target = sent.get(meta.reply_to_message_id)
+            if target is None or meta.reply_to_message_id in answered or meta.src_node_id != target[0]:
+                log(DEBUG, "[submodel round %d] %s: ignored a reply from node %d (unknown, repeated or misrouted)",
+                    round_index, label, meta.src_node_id)
+                continue
+            answered.add(meta.reply_to_message_id)
+            node, party = target
+            if reply.has_error():
+                failures += 1
+                log(WARNING, "[submodel round %d] %s: node %d (party %d) replied with an error: %s",
+                    round_index, label, node, party, reply.error.reason)
+                continue
+            try:
+                reply_round, reply_party, payloads = _read_record(reply.content)
+            except ValueError as exc:
+                failures += 1
+                log(WARNING, "[submodel round %d] %s: node %d sent a malformed reply: %s", round_index, label, node, exc)
+                continue
+            if reply_round != round_index or reply_party != party or meta.message_type != SUBMODEL_MESSAGE_TYPE:
+                failures += 1
+                log(WARNING, "[submodel round %d] %s: node %d answered for another round or party", round_index, label, node)
+                continue
+            for data in payloads:
+                try:
+                    message = decode_submodel_message(data)
+                except DecodeError as exc:
+                    log(WARNING, "[submodel round %d] %s: node %d sent undecodable bytes: %s", round_index, label, node, exc)
+                    continue
+                if getattr(message, "sender", None) != party:  # only what the node says as itself
+                    log(WARNING, "[submodel round %d] %s: node %d sent a message as another party", round_index, label, node)
+                    continue
+                server.receive(message)
+        missing = len(sent) - len(answered)
+        log(INFO, "[submodel round %d] %s: %d nodes, %d replies, %d errors, %d missing",
+            round_index, label, len(sent), len(answered) - failures, failures, missing)
+
+    def _collect(self, grid: Grid, message_ids: set[str]) -> list[Message]:
+        """Pull replies until all arrived or the stage's timeout passed (as ``send_and_receive``)."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        pending, replies = set(message_ids), []
+        while pending:
+            got = list(grid.pull_messages(pending))
+            replies.extend(got)
+            pending -= {m.metadata.reply_to_message_id for m in got}
+            if not pending or (deadline is not None and time.monotonic() >= deadline):
+                break
+            time.sleep(0.05)
+        return replies
+
+    def _fail(self, round_index: int, error: RoundAborted) -> SubmodelRoundFailed:
+        log(ERROR, "[submodel round %d] failed: %s", round_index, error)
+        return SubmodelRoundFailed(error.stage, error.detail)
+
+
+# -- ClientApp side -------------------------------------------------------------------------------
+
+
+class _AsParty:
+    """The user's trainer, seen by the round as party ``party`` (its own id never leaves the node)."""
+
+    def __init__(self, trainer: SubmodelClient, party: int) -> None:
+        self.trainer = trainer
+        self.client_id = party
+
+    def index_set(self):  # type: ignore[no-untyped-def]
+        return self.trainer.index_set()
+
+    def train(self, row_ids, rows, dense) -> TrainingResult:  # type: ignore[no-untyped-def]
+        return self.trainer.train(row_ids, rows, dense)
+
+
+class SecureSubmodelClient:
+    """The ClientApp handler of the secure submodel round (one per ClientApp).
+
+    Parameters
+    ----------
+    client_fn : Callable[[Context], SubmodelClient]
+        Builds your trainer for this node (its data: e.g. from ``context.node_config["partition-id"]``).
+        Its ``client_id`` is the node's stable identity in its own ledger (``client-<id>``); it never
+        leaves the node -- the server knows the node as a party id.
+    state_dir : str | os.PathLike | None (default: None)
+        A base directory for the nodes' ledgers and memos (``<state_dir>/partition-<partition-id>``),
+        used when neither the node config nor the run config sets ``fedprivacy-state-dir``.
+    random_source : Callable[[Context, int, int], RandomSource] | None
+        Tests only: ``random_source(context, party, round_index)`` gives the round's randomness
+        (it is kept with the round's state, so it must pickle and resume where it stopped, e.g.
+        :class:`~fedprivacy.adapters.flower._submodel_state.ResumableRandomness`). Default: the OS CSPRNG.
+
+    Why a handler and not a mod: in Flower 1.42 a ClientApp routes each message to the function
+    registered for its type before any mod runs, and a mod can only wrap that function's reply. The
+    secure round is not a transformation of one training reply: it is ~10 exchanges per round, and
+    training happens in the middle of it, when the row download arrives. So it is a function
+    registered under its own action (``app.train(SUBMODEL_ACTION)``), and your other functions and
+    mods (``app.evaluate()``, ``message_size_mod``, ...) sit next to it or around it as usual.
+
+    Where state lives (see :mod:`fedprivacy.adapters.flower._submodel_state`): the ledger and memo in
+    the node's state directory (``fedprivacy-state-dir`` in the node config, or a base directory in
+    the run config), which survives restarts, else in ``context.state``, which survives rounds of the
+    run but not a restart of the node. The round in progress -- the protocol client with its keys --
+    lives in ``context.state`` from the round's first message to its last and is never written to a
+    file: Flower 1.42 runs every message in a fresh ClientApp object (a new process per message in
+    deployment, a freshly unpickled copy in a Ray actor in simulation), so an in-memory map on this
+    object would not outlive a message; ``context.state`` is the per-(run, node) memory Flower keeps
+    between them (in the SuperNode's memory in deployment, in the simulation's memory otherwise).
+    A node restarted mid-round has lost it: it answers the next message of that round with an error
+    and the server counts it as a dropout.
+
+    Randomized-response settings come from the node config, else the run config: ``fedprivacy-cpp``
+    (preset 1..5), or ``fedprivacy-p1``..``fedprivacy-p4``, or ``fedprivacy-epsilon`` [+
+    ``fedprivacy-epsilon-1``]; default CPP2. ``fedprivacy-epsilon-cap`` caps the ledger's budget when
+    it is created (default: none).
+
+    What the node reveals: see the module docstring. Every failure (a bad server message, a training
+    error, a missing round) is answered with a Flower error reply and the node is out of the round.
+    """
+
+    def __init__(
+        self,
+        client_fn: Callable[[Context], SubmodelClient],
+        *,
+        state_dir: str | os.PathLike[str] | None = None,
+        random_source: Callable[[Context, int, int], RandomSource] | None = None,
+    ) -> None:
+        if not callable(client_fn):
+            raise InvalidParameters("client_fn must be a callable taking the Context")
+        self.client_fn = client_fn
+        self.state_dir = state_dir
+        self.random_source = random_source
+
+    def register(self, app: ClientApp, *, mods: list[Mod] | None = None) -> ClientApp:
+        """Register this handler on ``app`` for the round's messages; returns ``app``."""
+        app.train(SUBMODEL_ACTION, mods=mods)(self)
+        return app
+
+    def __call__(self, message: Message, context: Context) -> Message:
+        if message.metadata.message_type != SUBMODEL_MESSAGE_TYPE:
+            return _error_reply(message, ErrorCode.MOD_FAILED_PRECONDITION, "not a secure submodel message")
+        try:
+            round_index, party, payloads = _read_record(message.content)
+            decoded = [decode_submodel_message(data) for data in payloads]
+        except (ValueError, DecodeError) as exc:
+            clear_round(context.state)
+            return _error_reply(message, ErrorCode.MOD_FAILED_PRECONDITION, f"malformed round message: {exc}")
+        try:
+            state = self._client_state(context, party)
+            slot = self._slot(context, round_index, party, decoded, state)
+        except _NotInRound as exc:  # the round in progress (if any) is not this message's: keep it
+            log(WARNING, "secure submodel round %d: %s", round_index, exc)
+            return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, str(exc))
+        except Exception as exc:
+            clear_round(context.state)
+            log(ERROR, "secure submodel round %d: cannot take part: %r", round_index, exc)
+            return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")
+        try:
+            replies = [reply for item in decoded for reply in slot.client.receive(item)]
+        except FedPrivacyError as exc:
+            clear_round(context.state)
+            log(WARNING, "secure submodel round %d: this node is out of the round: %s", round_index, exc)
+            return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # the trainer's own failure: the node is out of the round
+            clear_round(context.state)
+            log(ERROR, "secure submodel round %d: training or storage failed: %r", round_index, exc, exc_info=True)
+            return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")
+        if slot.client.stage in _TERMINAL:
+            clear_round(context.state)
+        else:
+            save_round(context.state, slot)
+        return Message(_record(round_index, party, [reply.to_bytes() for reply in replies]), reply_to=message)
+
+    def _slot(self, context: Context, round_index: int, party: int, decoded: list[SubmodelMessage],
+              state: ClientState) -> RoundSlot:
+        first = decoded[0] if decoded else None
+        if isinstance(first, RoundStart) and first.psu_params.attempt == 0:  # a new round
+            clear_round(context.state)
+            source = system_random_bytes if self.random_source is None else self.random_source(context, party, round_index)
+            return RoundSlot(context.run_id, round_index, party, SubmodelRoundClient(state, random_bytes=source))
+        slot = load_round(context.state)
+        if slot is None or (slot.run_id, slot.round_index, slot.party) != (context.run_id, round_index, party):
+            raise _NotInRound(f"no round {round_index} in progress on this node as party {party} "
+                              "(a node restarted mid-round has dropped out of it)")
+        slot.client.state = state
+        return slot
+
+    def _client_state(self, context: Context, party: int) -> ClientState:
+        trainer = self.client_fn(context)
+        params = rr_parameters_from_config(context.node_config, context.run_config)
+        cap = epsilon_cap_from_config(context.node_config, context.run_config)
+        client_id = f"client-{trainer.client_id}"
+        directory = state_directory(context.node_config, context.run_config, self.state_dir)
+        store: ClientStore | ContextStore = (ContextStore(context.state, client_id) if directory is None
+                                             else ClientStore(directory, client_id))
+        ledger = store.open_ledger(cap)
+        memo = store.load_memo(params, ledger)
+        return ClientState(_AsParty(trainer, party), params, ledger, memo, store)
+
+
+class _NotInRound(Exception):
+    """A round message for a round this node is not in (restarted, or a stale message)."""
+
+
+def _error_reply(message: Message, code: int, reason: str) -> Message:
+    return Message(Error(code=code, reason=reason), reply_to=message)
+
+
+def submodel_client_app(
+    client_fn: Callable[[Context], SubmodelClient],
+    *,
+    mods: list[Mod] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+) -> ClientApp:
+    """A ClientApp that answers the secure submodel round (add your own ``@app.evaluate()`` etc.).
+
+    ``mods`` wrap the round's handler (Flower's function-specific mods); ``state_dir`` as in
+    :class:`SecureSubmodelClient`."""
+    app = ClientApp()
+    SecureSubmodelClient(client_fn, state_dir=state_dir).register(app, mods=mods)
+    return app

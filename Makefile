@@ -15,8 +15,9 @@ $(VENV)/installed: $(VENV)/created pyproject.toml
 	$(PIP) install -q -e .
 	touch $@
 
+# The suite runs the Flower adapter's tests too, so `make test` installs the flower extra.
 $(VENV)/installed-dev: $(VENV)/created pyproject.toml
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,flower]'
 	touch $@
 
 demo: $(VENV)/installed

@@ -1,0 +1,48 @@
+"""Flower adapters: fedprivacy's SecAgg+ as a drop-in for Flower's (``flwr>=1.42,<1.43``).
+
+The only code in fedprivacy that imports ``flwr`` (install the ``flower`` extra). A Flower app that
+uses Flower's SecAgg+ switches to fedprivacy's by changing two imports::
+
+    # from flwr.server.workflow import SecAggPlusWorkflow
+    from fedprivacy.adapters.flower import SecAggPlusWorkflow
+    # from flwr.client.mod import secaggplus_mod
+    from fedprivacy.adapters.flower import secaggplus_mod
+
+and keeps the rest: ``DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(num_shares=..., ...))`` on the
+server, ``ClientApp(client_fn=..., mods=[secaggplus_mod])`` on the clients.
+
+Threat model: a semi-honest server that follows the protocol and reads everything it gets learns the
+weighted sum of the parameters of the nodes whose masked input it accepted, the sum of their weights,
+who answered each stage, and each node's ``num_examples`` and fit metrics (the strategy gets them, as
+with Flower's workflow) -- nothing else about one node's parameters while fewer than ``t`` of that
+node's neighbours collude with it. See :mod:`.workflow` and :mod:`.mod` for the details, and
+``protocols/secagg/spec.md`` for the protocol.
+
+:class:`InProcessGrid` runs a ClientApp inside the ServerApp's process (tests and ``fedprivacy bench
+flower``).
+"""
+
+from __future__ import annotations
+
+try:
+    import flwr  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "fedprivacy.adapters.flower needs Flower: pip install 'fedprivacy[flower]' (flwr>=1.42,<1.43)"
+    ) from exc
+
+from .constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
+from .grid import InProcessGrid
+from .mod import secaggplus_mod
+from .workflow import RoundOutcome, SecAggPlusWorkflow
+
+__all__ = [
+    "InProcessGrid",
+    "Key",
+    "RECORD_KEY_CONFIGS",
+    "RECORD_KEY_STATE",
+    "RoundOutcome",
+    "SecAggPlusWorkflow",
+    "Stage",
+    "secaggplus_mod",
+]

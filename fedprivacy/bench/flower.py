@@ -10,7 +10,8 @@ float32 values in [-1, 1] and a weight (``num_examples``) in [1, 100]; the dropp
 (``round(dropout * clients)``, the same for both) never answer from ``drop_stage`` on.
 
 * ``*_server_seconds``: wall time of the fit workflow minus the time spent inside the ClientApps and
-  copying messages (the grid's clocks);
+  copying messages (the grid's clocks); each run starts after a full garbage collection, so neither
+  pays for the other's garbage;
 * ``*_client_seconds_median``: per surviving node, the time inside its ClientApp (mod and app) over
   the whole round, median over the nodes;
 * ``*_correct``: the round produced new global parameters within ``tolerance`` of the plaintext
@@ -23,6 +24,7 @@ no ``flwr``). The inputs are public benchmark data (``numpy.random`` is fine her
 
 from __future__ import annotations
 
+import gc
 import resource
 import statistics
 import sys
@@ -131,6 +133,7 @@ def run_flower_bench(options: FlowerBenchOptions, progress: bool = True) -> dict
         "flwr_version": version("flwr"),
     }
     for name in ("flower", "ours"):
+        gc.collect()  # each run starts without the previous one's garbage
         extra = {"corrupt_fraction": options.corrupt, "dropout_fraction": options.dropout} if name == "ours" else None
         run = run_secure_round(
             name, updates, weights, num_shares=num_shares, threshold=threshold, dropped=dropped, drop_stage=stage,

@@ -144,6 +144,8 @@ def run_flower_bench(options: FlowerBenchOptions, progress: bool = True) -> dict
             report[f"{name}_{key}"] = value
         if progress:
             print(f"  {name}: server {summary['server_seconds']:.3f} s, correct={summary['correct']}", file=sys.stderr)
+    # A round that halted stopped early: its time is no basis for a ratio (the ratios are still printed).
+    report["speedups_comparable"] = bool(report["flower_correct"] and report["ours_correct"])
     report["server_speedup"] = _ratio(report["flower_server_seconds"], report["ours_server_seconds"])
     report["client_speedup"] = _ratio(report["flower_client_seconds_median"], report["ours_client_seconds_median"])
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

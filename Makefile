@@ -15,6 +15,7 @@ $(VENV)/installed: $(VENV)/created pyproject.toml
 	$(PIP) install -q -e .
 	touch $@
 
+# The suite runs the Flower adapter's tests too, so `make test` installs the flower extra.
 $(VENV)/installed-dev: $(VENV)/created pyproject.toml
 	$(PIP) install -q -e '.[dev,flower]'
 	touch $@
@@ -28,6 +29,7 @@ test: $(VENV)/installed-dev
 bench: $(VENV)/installed-dev
 	$(PY) -m pytest -q bench --benchmark-enable
 	$(VENV)/bin/fedprivacy bench secagg --clients 100 --dim 100000 --dropout 0.1 --neighbours 20
+	$(VENV)/bin/fedprivacy bench flower --clients 100 --dim 100000 --dropout 0.1 --neighbours 20
 	$(VENV)/bin/fedprivacy bench ldp --union 1000000 --real 300 --cpp 2
 
 vectors: $(VENV)/installed

@@ -328,6 +328,29 @@ def _bench_secagg(args: argparse.Namespace) -> int:
     return 0 if result["correct"] else 1
 
 
+def _bench_flower(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from .bench.flower import FlowerBenchOptions, run_flower_bench
+
+    if importlib.util.find_spec("flwr") is None:
+        print("fedprivacy: error: bench flower needs Flower: pip install 'fedprivacy[flower]'", file=sys.stderr)
+        return 2
+    options = FlowerBenchOptions(
+        clients=args.clients,
+        dim=args.dim,
+        dropout=args.dropout,
+        drop_stage=args.drop_stage,
+        neighbours=args.neighbours,
+        threshold=args.threshold,
+        corrupt=args.corrupt,
+        seed=args.seed,
+    )
+    result = run_flower_bench(options)
+    _emit(result, args.json)
+    return 0 if result["ours_correct"] else 1
+
+
 def _rr_params(args: argparse.Namespace):
     from .errors import InvalidParameters
     from .ldp import RRParameters
@@ -508,6 +531,24 @@ def build_parser() -> argparse.ArgumentParser:
     secagg.add_argument("--seed", type=int, default=0)
     secagg.add_argument("--json", action="store_true")
     secagg.set_defaults(run=_bench_secagg)
+    flower = which.add_parser(
+        "flower", help="Flower's SecAgg+ and fedprivacy's drop-in, one round each through the same in-memory grid"
+    )
+    flower.add_argument("--clients", type=int, required=True)
+    flower.add_argument("--dim", type=int, required=True)
+    flower.add_argument("--dropout", type=float, default=0.0)
+    flower.add_argument(
+        "--drop-stage",
+        choices=["advertise", "share", "input", "unmask"],
+        default="unmask",
+        help="the stage dropped nodes never answer (default unmask: they drop after masked input)",
+    )
+    flower.add_argument("--neighbours", type=int, default=None, help="k (num_shares = k + 1)")
+    flower.add_argument("--threshold", type=int, default=None)
+    flower.add_argument("--corrupt", type=float, default=0.05)
+    flower.add_argument("--seed", type=int, default=0)
+    flower.add_argument("--json", action="store_true")
+    flower.set_defaults(run=_bench_flower)
     ldp = which.add_parser("ldp", help="one client's randomized response over a large union, timed")
     ldp.add_argument("--union", type=int, default=1_000_000)
     ldp.add_argument("--real", type=int, default=300)

@@ -103,3 +103,15 @@ def test_harary_neighbourhoods_are_symmetric_regular_and_relabelled():
     assert ring_order(cfg) != tuple(range(1, 41))  # relabelled
     other = SecAggConfig.create(range(1, 41), 4, neighbours=6, dropout_fraction=0.0, corrupt_fraction=0.0)
     assert ring_order(other) != ring_order(cfg)  # a new session gives a new relabelling
+
+
+@pytest.mark.parametrize("n", range(3, 41))
+@pytest.mark.parametrize("gamma, delta", [(0.0, 0.0), (0.05, 0.1), (0.05, 0.17), (0.05, 0.2), (0.1, 0.3)])
+def test_every_searched_pair_passes_its_own_check(n, gamma, delta):
+    """Small n: the search never returns a threshold above its own correctness bound (t <= t_high)."""
+    try:
+        found = find_graph_parameters(n, gamma, delta)
+    except InvalidParameters:
+        return
+    checked = check_graph_parameters(n, found.neighbours, found.threshold, gamma, delta)
+    assert checked == found

@@ -10,6 +10,11 @@ The client refuses (aborts, releases nothing more) an unmasking request whose al
 overlap, name a party outside the neighbours it exchanged shares with, omit one of them, leave fewer
 than t holders alive, or differ from a request it already answered. A share ciphertext that fails
 authentication, or any message that breaks the protocol, also aborts the client.
+
+A host that cannot keep the object alive between two messages (one process per message, as a Flower
+SuperNode runs its ClientApp) saves it with :meth:`SecAggClient.snapshot` and brings it back with
+:meth:`SecAggClient.restore`. The snapshot holds the client's secrets: it belongs in the client's own
+storage, never on the wire.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..encoding import ProtocolCode, Reader, Writer, check_strictly_increasing
 from ..errors import (
     DecodeError,
     FedPrivacyError,
@@ -27,11 +33,12 @@ from ..errors import (
     RemoteProtocolError,
 )
 from ..hazmat import shamir
-from ..hazmat.field import Modulus, dtype_of, modulus_value
-from ..hazmat.kex import KeyAgreement, generate_keypair
+from ..hazmat.field import P61, Modulus, dtype_of, modulus_value
+from ..hazmat.kex import KEY_BYTES, KeyAgreement, generate_keypair
 from ..hazmat.prg import MaskExpander, RandomSource, system_random_bytes
 from .graph import neighbourhood
 from .masking import (
+    MASK_KEY_BYTES,
     decrypt_share,
     encrypt_share,
     pair_mask_key,
@@ -40,6 +47,7 @@ from .masking import (
     share_channel_key,
 )
 from .messages import (
+    SECRET_LIMBS,
     AdvertiseKeys,
     KeyBroadcast,
     MaskedInput,
@@ -48,12 +56,20 @@ from .messages import (
     ShareKeys,
     UnmaskRequest,
     UnmaskResponse,
+    decode_message,
 )
-from .params import SecAggConfig
+from .params import MAX_CLIENTS, MAX_DIM, SecAggConfig
 from .rows import ClientRowPlan
 from .stages import CLIENT_TRANSITIONS, ClientEvent, ClientStage
 
 __all__ = ["SecAggClient", "coerce_input"]
+
+_STATE_TYPE = 9  # local persistence of a client (never sent): see SecAggClient.snapshot
+_STAGE_CODES = {stage: code for code, stage in enumerate(ClientStage)}
+_STAGE_OF_CODE = {code: stage for stage, code in _STAGE_CODES.items()}
+_RELEASED_CODES = {"seed": 1, "key": 2}
+_RELEASED_OF_CODE = {code: kind for kind, code in _RELEASED_CODES.items()}
+_MAX_BLOB = 64 + 16 * MAX_DIM  # bounds a nested encoding (config, response, row plan)
 
 _EVENT_OF = {
     KeyBroadcast: ClientEvent.KEY_BROADCAST,
@@ -164,6 +180,143 @@ class SecAggClient:
             ClientEvent.UNMASK_REQUEST: self._on_unmask_request,
         }[event]
         return self._guarded(self._dispatch, event, handler, message)
+
+    # -- persistence ------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Everything this client needs to go on later, as canonical bytes (secrets included).
+
+        Keep it where the client's secrets may live (the node's own state), never send it. An aborted
+        client has nothing worth keeping: snapshotting one is a :class:`LocalProtocolError`.
+        """
+        if self.stage is ClientStage.ABORTED:
+            raise LocalProtocolError("an aborted client has no state to keep")
+        w = Writer(ProtocolCode.SECAGG, _STATE_TYPE).blob(self.config.encode()).u32(self.party_id)
+        w.u8(_STAGE_CODES[self.stage])
+        for secret in (self._channel_private, self._mask_private):
+            _optional_fixed(w, secret, KEY_BYTES)
+        own = self._own_public_keys if self._own_public_keys != (b"", b"") else None
+        w.u8(own is not None)
+        if own is not None:
+            w.fixed(own[0], KEY_BYTES).fixed(own[1], KEY_BYTES)
+        w.u32(len(self._peer_keys))
+        for peer in sorted(self._peer_keys):
+            channel, mask = self._peer_keys[peer]
+            w.u32(peer).fixed(channel, KEY_BYTES).fixed(mask, KEY_BYTES)
+        _optional_fixed(w, self._own_seed, 32)
+        w.u8(self._own_seed_share is not None)
+        if self._own_seed_share is not None:
+            _write_limbs(w, self._own_seed_share)
+        w.u32(len(self._held_shares))
+        for owner in sorted(self._held_shares):
+            key_limbs, seed_limbs = self._held_shares[owner]
+            _write_limbs(w.u32(owner), key_limbs)
+            _write_limbs(w, seed_limbs)
+        w.u32(len(self._pair_mask_keys))
+        for peer in sorted(self._pair_mask_keys):
+            w.u32(peer).fixed(self._pair_mask_keys[peer], MASK_KEY_BYTES)
+        w.u32(len(self._channel_secrets))
+        for peer in sorted(self._channel_secrets):
+            w.u32(peer).fixed(self._channel_secrets[peer], KEY_BYTES)
+        w.u8(self._input is not None)
+        if self._input is not None:
+            w.u32(self._input.shape[0])
+            w.blob(np.ascontiguousarray(self._input, dtype=dtype_of(self.config.modulus).newbyteorder("<")).tobytes())
+        w.u8(self._answered is not None)
+        if self._answered is not None:
+            w.id_list(self._answered[0]).id_list(self._answered[1])
+        w.u8(self._response is not None)
+        if self._response is not None:
+            w.blob(self._response.to_bytes())
+        w.u32(len(self._released))
+        for peer in sorted(self._released):
+            w.u32(peer).u8(_RELEASED_CODES[self._released[peer]])
+        w.u8(self.row_plan is not None)
+        if self.row_plan is not None:
+            w.blob(self.row_plan.encode())
+        return w.finish()
+
+    @classmethod
+    def restore(cls, data: bytes | bytearray | memoryview, *, random_bytes: RandomSource = system_random_bytes) -> SecAggClient:
+        """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not one."""
+        try:
+            return cls._restore(data, random_bytes)
+        except DecodeError:
+            raise
+        except Exception as exc:  # defensive, as for messages: no other exception type escapes a decoder
+            raise DecodeError(f"malformed client state: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _restore(cls, data: bytes | bytearray | memoryview, random_bytes: RandomSource) -> SecAggClient:
+        reader = Reader(data, ProtocolCode.SECAGG)
+        if reader.u8() != _STATE_TYPE:
+            raise DecodeError("not a secure-aggregation client state")
+        config = SecAggConfig.decode(bytes(reader.blob(_MAX_BLOB)))
+        party_id = reader.u32()
+        stage = _STAGE_OF_CODE.get(reader.u8())
+        if stage is None or stage is ClientStage.ABORTED:
+            raise DecodeError("unknown or aborted client stage")
+        channel_private = _read_optional_fixed(reader, KEY_BYTES)
+        mask_private = _read_optional_fixed(reader, KEY_BYTES)
+        own = (reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES)) if _read_flag(reader) else (b"", b"")
+        peer_keys = {}
+        for _ in range(reader.count(MAX_CLIENTS, 4 + 2 * KEY_BYTES)):
+            peer = reader.u32()  # (read the id first: a subscript target is evaluated after its value)
+            peer_keys[peer] = (reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES))
+        own_seed = _read_optional_fixed(reader, 32)
+        own_seed_share = _read_limbs(reader) if _read_flag(reader) else None
+        held = {}
+        for _ in range(reader.count(MAX_CLIENTS, 4 + 16 * SECRET_LIMBS)):
+            owner = reader.u32()
+            held[owner] = (_read_limbs(reader), _read_limbs(reader))
+        pair_keys = {}
+        for _ in range(reader.count(MAX_CLIENTS, 4 + MASK_KEY_BYTES)):
+            peer = reader.u32()
+            pair_keys[peer] = reader.fixed(MASK_KEY_BYTES)
+        channel_secrets = {}
+        for _ in range(reader.count(MAX_CLIENTS, 4 + KEY_BYTES)):
+            peer = reader.u32()
+            channel_secrets[peer] = reader.fixed(KEY_BYTES)
+        vector = None
+        if _read_flag(reader):
+            length = reader.u32()
+            raw = bytes(reader.blob(_MAX_BLOB))
+            dtype = dtype_of(config.modulus).newbyteorder("<")
+            if len(raw) != length * dtype.itemsize:
+                raise DecodeError("stored input has the wrong length")
+            vector = np.frombuffer(raw, dtype=dtype).astype(dtype_of(config.modulus))
+        answered = (reader.id_list(MAX_CLIENTS), reader.id_list(MAX_CLIENTS)) if _read_flag(reader) else None
+        response = decode_message(reader.blob(_MAX_BLOB)) if _read_flag(reader) else None
+        if response is not None and not isinstance(response, UnmaskResponse):
+            raise DecodeError("stored answer is not an unmasking response")
+        released = {}
+        last = 0
+        for _ in range(reader.count(MAX_CLIENTS, 5)):
+            peer, code = reader.u32(), reader.u8()
+            if peer <= last or code not in _RELEASED_OF_CODE:
+                raise DecodeError("released-share record out of order or unknown")
+            last = peer
+            released[peer] = _RELEASED_OF_CODE[code]
+        row_plan = ClientRowPlan.decode(bytes(reader.blob(_MAX_BLOB))) if _read_flag(reader) else None
+        reader.done()
+        for ids in (peer_keys, held, pair_keys, channel_secrets):
+            check_strictly_increasing(list(ids))
+        client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan)
+        if not (set(peer_keys) | set(held) | set(pair_keys) | set(channel_secrets) | set(released)) <= client.neighbours:
+            raise DecodeError("client state names parties outside its neighbourhood")
+        client.stage = stage
+        client._channel_private, client._mask_private = channel_private, mask_private
+        client._own_public_keys = own
+        client._peer_keys = peer_keys
+        client._own_seed, client._own_seed_share = own_seed, own_seed_share
+        client._held_shares = held
+        client._pair_mask_keys = pair_keys
+        client._channel_secrets = channel_secrets
+        client._input = vector
+        client._answered = answered
+        client._response = response
+        client._released = released
+        return client
 
     # -- transitions ----------------------------------------------------------------------------
 
@@ -337,3 +490,32 @@ class SecAggClient:
         self._held_shares = {}
         return [self._response]
 
+
+
+def _optional_fixed(writer: Writer, value: bytes | None, size: int) -> None:
+    writer.u8(value is not None)
+    if value is not None:
+        writer.fixed(value, size)
+
+
+def _read_flag(reader: Reader) -> bool:
+    flag = reader.u8()
+    if flag > 1:
+        raise DecodeError("flag byte must be 0 or 1")
+    return flag == 1
+
+
+def _read_optional_fixed(reader: Reader, size: int) -> bytes | None:
+    return reader.fixed(size) if _read_flag(reader) else None
+
+
+def _write_limbs(writer: Writer, limbs: tuple[int, ...]) -> None:
+    for limb in limbs:
+        writer.u64(int(limb))
+
+
+def _read_limbs(reader: Reader) -> tuple[int, ...]:
+    limbs = tuple(reader.u64() for _ in range(SECRET_LIMBS))
+    if any(limb >= P61 for limb in limbs):
+        raise DecodeError("share limbs out of range")
+    return limbs

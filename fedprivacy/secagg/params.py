@@ -175,7 +175,7 @@ def find_graph_parameters(
     _validate_rates(clients, corrupt_fraction, dropout_fraction, adversary)
     for neighbours in range(2, clients - 1, 2):
         window = _threshold_window(clients, neighbours, corrupt_fraction, dropout_fraction, adversary)
-        if window is not None and window[1] > window[0]:
+        if window is not None and max(window[0] + 1, 2) <= window[1]:  # t >= 2 must fit the window too
             return GraphParameters(clients, neighbours, max(window[0] + 1, 2))
     threshold = _full_graph_minimum(clients, corrupt_fraction, dropout_fraction, adversary)
     if threshold > clients:

@@ -101,9 +101,11 @@ class Quantizer:
         scaled[:, :-1] *= (weight * self.scale)[:, None]
         scaled[:, -1] = weight * self.scale
         floor = np.floor(scaled)
-        fraction = scaled - floor
-        coins = keystream_words(random_bytes(16), scaled.size, Modulus.U32).astype(np.float64).reshape(scaled.shape)
-        quantized = floor.astype(np.int64) + (coins * 2.0**-32 < fraction)
+        scaled -= floor  # the fraction, in [0, 1)
+        scaled *= 2.0**32  # exact (a power of two): coins * 2^-32 < fraction  <=>  coins < fraction * 2^32
+        coins = keystream_words(random_bytes(16), scaled.size, Modulus.U32).reshape(scaled.shape)
+        floor += np.less(coins, scaled)
+        quantized = floor.astype(np.int64)
         if self.modulus is Modulus.P61:
             quantized += np.int64(P61) * (quantized < 0)
             return quantized.astype(np.uint64)

@@ -1,10 +1,43 @@
-"""Flower (flwr 1.42) adapters: install with ``pip install 'fedprivacy[flower]'``.
+"""Flower adapters (``flwr>=1.42,<1.43``; install the ``flower`` extra). The only code in fedprivacy
+that imports ``flwr``.
 
-``submodel``: secure federated submodel learning as a ServerApp workflow
-(:class:`SecureSubmodelWorkflow`) and a ClientApp handler (:class:`SecureSubmodelClient`,
-:func:`submodel_client_app`).
+**Drop-in SecAgg+.** A Flower app that uses Flower's SecAgg+ switches to fedprivacy's by changing two
+imports::
+
+    # from flwr.server.workflow import SecAggPlusWorkflow
+    from fedprivacy.adapters.flower import SecAggPlusWorkflow
+    # from flwr.client.mod import secaggplus_mod
+    from fedprivacy.adapters.flower import secaggplus_mod
+
+and keeps the rest: ``DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(num_shares=..., ...))`` on the
+server, ``ClientApp(client_fn=..., mods=[secaggplus_mod])`` on the clients. Threat model: a
+semi-honest server that follows the protocol and reads everything it gets learns the weighted sum of
+the parameters of the nodes whose masked input it accepted, the sum of their weights, who answered
+each stage, and each node's ``num_examples`` and fit metrics (the strategy gets them, as with
+Flower's workflow) -- nothing else about one node's parameters while fewer than ``t`` of that node's
+neighbours collude with it. See :mod:`.workflow`, :mod:`.mod` and ``protocols/secagg/spec.md``.
+
+**Secure submodel learning.** :class:`SecureSubmodelWorkflow` (ServerApp side) and
+:class:`SecureSubmodelClient` / :func:`submodel_client_app` (ClientApp side) run the round of
+:mod:`fedprivacy.submodel` over Flower's Message API; see :mod:`.submodel` and
+``protocols/submodel/spec.md``.
+
+:class:`InProcessGrid` runs a ClientApp inside the ServerApp's process (tests and ``fedprivacy bench
+flower``).
 """
 
+from __future__ import annotations
+
+try:
+    import flwr  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "fedprivacy.adapters.flower needs Flower: pip install 'fedprivacy[flower]' (flwr>=1.42,<1.43)"
+    ) from exc
+
+from .constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
+from .grid import InProcessGrid
+from .mod import secaggplus_mod
 from .submodel import (
     SUBMODEL_ACTION,
     SUBMODEL_MESSAGE_TYPE,
@@ -14,13 +47,22 @@ from .submodel import (
     SubmodelRoundFailed,
     submodel_client_app,
 )
+from .workflow import RoundOutcome, SecAggPlusWorkflow
 
 __all__ = [
+    "InProcessGrid",
+    "Key",
+    "RECORD_KEY_CONFIGS",
+    "RECORD_KEY_STATE",
+    "RoundOutcome",
     "SUBMODEL_ACTION",
     "SUBMODEL_MESSAGE_TYPE",
     "SUBMODEL_RECORD",
+    "SecAggPlusWorkflow",
     "SecureSubmodelClient",
     "SecureSubmodelWorkflow",
+    "Stage",
     "SubmodelRoundFailed",
+    "secaggplus_mod",
     "submodel_client_app",
 ]

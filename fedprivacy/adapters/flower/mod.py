@@ -1,0 +1,268 @@
+"""``secaggplus_mod``: the client side of fedprivacy's SecAgg+ as a Flower mod.
+
+A drop-in for Flower's ``flwr.client.mod.secaggplus_mod``: put it in ``ClientApp(mods=[...])`` in
+its place and keep the rest of the app. It handles the train messages of
+:class:`fedprivacy.adapters.flower.SecAggPlusWorkflow` and passes every other message on untouched.
+
+Each train message carries one canonical fedprivacy message (bytes in a ``ConfigRecord`` under
+:data:`~fedprivacy.adapters.flower.constants.RECORD_KEY_CONFIGS`); the mod decodes it, feeds it to
+the node's :class:`~fedprivacy.secagg.SecAggClient` and replies with the client's answer:
+
+* ``setup``: the round's ``SecAggConfig``, the node's party id and the quantizer's parameters in; the
+  node's two X25519 public keys out;
+* ``share_keys``: its neighbours' public keys in; one encrypted share pair per neighbour out;
+* ``collect_masked_vectors``: the shares addressed to it (and the usual fit instructions) in; the mod
+  lets the app train (``call_next``), quantizes the returned parameters with
+  :class:`~fedprivacy.secagg.Quantizer` -- clipped to ``[-clipping_range, clipping_range]``, times
+  the weight ``num_examples`` (at most ``max_weight``), the weight appended -- masks them and sends
+  only the masked vector; the reply's parameter arrays are emptied, ``num_examples`` and the
+  metrics still go to the strategy, as with Flower's mod;
+* ``unmask``: the split of its neighbours into alive and dropped in; the matching shares out. The
+  client refuses a split that overlaps, names a party it never exchanged shares with, or contradicts
+  one it already answered: it never releases both secrets of one peer.
+
+**Where the client lives between two messages.** A SuperNode runs its ClientApp in a fresh process
+for every message (and a simulation in whichever worker is free), so nothing kept in this module or
+in the mod object survives from one stage to the next: only ``context.state`` does. The client is
+therefore kept there, as its canonical :meth:`~fedprivacy.secagg.SecAggClient.snapshot` (bytes in a
+``ConfigRecord``), together with the quantizer's parameters. That record holds the client's private
+keys, seed and the shares it holds for its neighbours: ``context.state`` never leaves the node (the
+SuperNode keeps it; it is not sent to the SuperLink), which is also where Flower's own mod keeps its
+keys. It is wiped as soon as the client aborts.
+
+**Failures.** The mod never raises for a bad message: it checks the message up front and answers a
+malformed one, one for another round, a stage out of order or a protocol violation (the client then
+aborts and forgets its secrets) with ``Message(Error(MOD_FAILED_PRECONDITION, reason), reply_to=msg)``,
+which the workflow counts as a dropout. An error reply of the app itself is passed through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Error, Message, MessageType, RecordDict
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.common import parameters_to_ndarrays
+from flwr.common.constant import ErrorCode
+from flwr.compat.common import recorddict_compat as compat
+
+from ...errors import DecodeError, FedPrivacyError, InvalidParameters
+from ...secagg import Quantizer, SecAggClient, SecAggConfig
+from ...secagg.messages import KeyBroadcast, Message as SecAggMessage, RoutedShares, UnmaskRequest, decode_message
+from .constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
+
+__all__ = ["secaggplus_mod"]
+
+_EXPECTED = {Stage.SHARE_KEYS: KeyBroadcast, Stage.COLLECT_MASKED_VECTORS: RoutedShares, Stage.UNMASK: UnmaskRequest}
+_SETUP_TYPES = {
+    Key.SESSION: bytes,
+    Key.CONFIG: bytes,
+    Key.PARTY_ID: int,
+    Key.CLIPPING_RANGE: float,
+    Key.MAX_WEIGHT: float,
+    Key.SCALE: float,
+}
+
+
+class _Refused(Exception):
+    """Why the mod answers with an error (never leaves this module)."""
+
+
+def secaggplus_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
+    """Handle one message of fedprivacy's SecAgg+ (train messages); pass every other message on.
+
+    Parameters
+    ----------
+    msg : Message
+        The message from the ServerApp.
+    ctxt : Context
+        The node's context; ``ctxt.state`` keeps the node's client between stages.
+    call_next : ClientAppCallable
+        The rest of the mod chain and the app (called once per round, in ``collect_masked_vectors``).
+
+    Returns
+    -------
+    Message
+        The reply: the client's protocol message, or an ``Error`` reply.
+    """
+    if msg.metadata.message_type != MessageType.TRAIN:
+        return call_next(msg, ctxt)
+    try:
+        stage, record = _read_request(msg)
+        repeat = _repeated_reply(ctxt, stage, record)
+        if repeat is not None:  # the same request again (a transport retry): the same answer, nothing redone
+            return Message(_content(repeat), reply_to=msg)
+        if stage == Stage.SETUP:
+            return _setup(msg, ctxt, record)
+        return _step(msg, ctxt, call_next, stage, record)
+    except _Refused as exc:
+        return _error(msg, str(exc))
+
+
+# -- the incoming message, checked before anything happens -------------------------------------------
+
+
+def _read_request(msg: Message) -> tuple[str, ConfigRecord]:
+    if not msg.has_content():
+        raise _Refused("the message has no content")
+    record = msg.content.config_records.get(RECORD_KEY_CONFIGS)
+    if record is None:
+        raise _Refused(f"the train message has no '{RECORD_KEY_CONFIGS}' record (is the server running fedprivacy's workflow?)")
+    stage = record.get(Key.STAGE)
+    if not isinstance(stage, str) or stage not in Stage.all():
+        raise _Refused(f"unknown stage {stage!r}")
+    required = _SETUP_TYPES if stage == Stage.SETUP else {Key.SESSION: bytes, Key.MESSAGE: bytes}
+    for key, kind in required.items():
+        value = record.get(key)
+        if type(value) is not kind:  # noqa: E721 -- bool is an int, and must not pass for one
+            raise _Refused(f"stage {stage}: '{key}' must be {kind.__name__}, got {type(value).__name__}")
+    return stage, record
+
+
+def _error(msg: Message, reason: str) -> Message:
+    return Message(Error(code=ErrorCode.MOD_FAILED_PRECONDITION, reason=f"fedprivacy secaggplus_mod: {reason}"), reply_to=msg)
+
+
+def _reply_record(stage: str, session: bytes, message: SecAggMessage) -> ConfigRecord:
+    return ConfigRecord({Key.STAGE: stage, Key.SESSION: session, Key.MESSAGE: message.to_bytes()})
+
+
+def _content(record: ConfigRecord) -> RecordDict:
+    return RecordDict({RECORD_KEY_CONFIGS: record})
+
+
+def _fingerprint(record: ConfigRecord) -> bytes:
+    return hashlib.sha256(repr(sorted(record.items())).encode()).digest()
+
+
+def _repeated_reply(ctxt: Context, stage: str, record: ConfigRecord) -> ConfigRecord | None:
+    """The stored answer if this exact request was the last one answered (setup, share_keys, unmask).
+
+    A repeated ``collect_masked_vectors`` is not replayed (its answer carries the app's training
+    result); it meets a client that has moved on, which refuses it.
+    """
+    stored = ctxt.state.config_records.get(RECORD_KEY_STATE)
+    if stored is None or stored.get(Key.LAST_REQUEST) != _fingerprint(record):
+        return None
+    reply = stored.get(Key.LAST_REPLY)
+    return _reply_record_from(stage, record[Key.SESSION], reply) if isinstance(reply, bytes) else None
+
+
+def _reply_record_from(stage: str, session: bytes, data: bytes) -> ConfigRecord:
+    return ConfigRecord({Key.STAGE: stage, Key.SESSION: session, Key.MESSAGE: data})
+
+
+# -- the node's state --------------------------------------------------------------------------------
+
+
+def _save(ctxt: Context, client: SecAggClient, quantizer: Quantizer, request: ConfigRecord | None = None,
+          reply: bytes | None = None) -> None:
+    state = {
+        Key.CLIENT: client.snapshot(),
+        Key.SESSION: client.config.digest,
+        Key.CLIPPING_RANGE: float(quantizer.clip),
+        Key.MAX_WEIGHT: float(quantizer.max_weight),
+        Key.SCALE: float(quantizer.scale or 0.0),
+    }
+    if request is not None and reply is not None:
+        state[Key.LAST_REQUEST] = _fingerprint(request)
+        state[Key.LAST_REPLY] = reply
+    ctxt.state.config_records[RECORD_KEY_STATE] = ConfigRecord(state)
+
+
+def _forget(ctxt: Context) -> None:
+    if RECORD_KEY_STATE in ctxt.state.config_records:
+        del ctxt.state.config_records[RECORD_KEY_STATE]
+
+
+def _load(ctxt: Context, session: bytes) -> tuple[SecAggClient, Quantizer]:
+    stored = ctxt.state.config_records.get(RECORD_KEY_STATE)
+    if stored is None:
+        raise _Refused("no secure-aggregation round in progress on this node (setup missing)")
+    if stored.get(Key.SESSION) != session:
+        raise _Refused("the message belongs to another round than the one in progress")
+    try:
+        client = SecAggClient.restore(stored[Key.CLIENT])
+        config = client.config
+        quantizer = Quantizer(
+            config.modulus, float(stored[Key.CLIPPING_RANGE]), config.clients, float(stored[Key.MAX_WEIGHT]),
+            float(stored[Key.SCALE]),
+        )
+    except (DecodeError, InvalidParameters, KeyError, TypeError) as exc:
+        _forget(ctxt)
+        raise _Refused(f"the stored round state is unusable: {exc}") from None
+    return client, quantizer
+
+
+# -- stages ------------------------------------------------------------------------------------------
+
+
+def _setup(msg: Message, ctxt: Context, record: ConfigRecord) -> Message:
+    _forget(ctxt)  # a new round replaces whatever an unfinished one left behind
+    try:
+        config = SecAggConfig.decode(record[Key.CONFIG])
+    except DecodeError as exc:
+        raise _Refused(f"setup: invalid config: {exc}") from None
+    if config.digest != record[Key.SESSION]:
+        raise _Refused("setup: the session does not match the config")
+    party_id = int(record[Key.PARTY_ID])
+    try:
+        quantizer = Quantizer(
+            config.modulus, float(record[Key.CLIPPING_RANGE]), config.clients, float(record[Key.MAX_WEIGHT]),
+            float(record[Key.SCALE]),
+        )
+        client = SecAggClient(config, party_id)
+    except InvalidParameters as exc:
+        raise _Refused(f"setup: {exc}") from None
+    reply = client.start()[0].to_bytes()
+    _save(ctxt, client, quantizer, record, reply)
+    return Message(_content(_reply_record_from(Stage.SETUP, config.digest, reply)), reply_to=msg)
+
+
+def _step(msg: Message, ctxt: Context, call_next: ClientAppCallable, stage: str, record: ConfigRecord) -> Message:
+    session = record[Key.SESSION]
+    client, quantizer = _load(ctxt, session)
+    try:
+        incoming = decode_message(record[Key.MESSAGE])
+    except DecodeError as exc:
+        raise _Refused(f"stage {stage}: {exc}") from None
+    if not isinstance(incoming, _EXPECTED[stage]):
+        raise _Refused(f"stage {stage}: expected {_EXPECTED[stage].__name__}, got {type(incoming).__name__}")
+    try:
+        sent = client.receive(incoming)  # checks the stage order and every protocol rule; aborts on a breach
+    except FedPrivacyError as exc:
+        _forget(ctxt)
+        raise _Refused(f"stage {stage}: {type(exc).__name__}: {exc}") from None
+    if stage != Stage.COLLECT_MASKED_VECTORS:
+        reply = sent[0].to_bytes()
+        _save(ctxt, client, quantizer, record, reply)
+        return Message(_content(_reply_record_from(stage, session, reply)), reply_to=msg)
+    try:
+        out_msg = call_next(msg, ctxt)  # train
+    except BaseException:
+        _forget(ctxt)  # the app failed: this node sends no input this round, and forgets its secrets
+        raise
+    if out_msg.has_error():
+        _forget(ctxt)
+        return out_msg
+    content = out_msg.content
+    try:
+        fitres = compat.recorddict_to_fitres(content, keep_input=True)
+        arrays = parameters_to_ndarrays(fitres.parameters)
+        flat = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays]) if arrays else np.zeros(0)
+        if flat.shape[0] != client.config.dim - 1:
+            raise InvalidParameters(
+                f"the app returned {flat.shape[0]} parameters, the round aggregates {client.config.dim - 1}"
+            )
+        vector = quantizer.encode(flat, float(fitres.num_examples))
+        sent = client.submit_input(vector)
+    except (FedPrivacyError, KeyError, TypeError, ValueError) as exc:
+        _forget(ctxt)
+        raise _Refused(f"stage {stage}: {type(exc).__name__}: {exc}") from None
+    for array_record in content.array_records.values():
+        array_record.clear()  # the plaintext parameters never leave the node
+    content.config_records[RECORD_KEY_CONFIGS] = _reply_record(stage, session, sent[0])
+    _save(ctxt, client, quantizer)
+    return Message(content, reply_to=msg)
+

@@ -54,9 +54,17 @@ ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = Path(__file__).resolve().parent / "flower_app"
 sys.path.insert(0, str(APP_DIR))
 
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 from secagg_demo import client_app as demo_client  # noqa: E402
 from secagg_demo import server_app as demo_server  # noqa: E402
 from secagg_demo.task import shapes, update, weighted_mean, weight  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def task_identity(monkeypatch):
+    """Flower's Message() reads a process-wide task identity; each test gets its own, restored after."""
+    for name, value in (("_run_id", 7), ("_node_id", 0), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, name, value)
 
 DIM = 12
 
@@ -385,7 +393,6 @@ def test_mod_sends_only_the_masked_vector_and_keeps_metadata_for_the_strategy():
 @pytest.mark.parametrize(
     "weight_value, arrays, match",
     [
-        (101, None, "weights must be in [0, 100.0]"),
         (3, [np.zeros(5, np.float32)], "returned 5 parameters, the round aggregates 4"),
         (3, [np.full(4, np.nan, np.float32)], "finite"),
     ],
@@ -394,6 +401,24 @@ def test_mod_refuses_updates_it_cannot_encode_and_forgets_the_round(weight_value
     reply, context = _to_masked_input_stage(weight_value, arrays)
     _assert_refused(reply, match)
     assert RECORD_KEY_STATE not in context.state.config_records
+
+
+def test_mod_weights_a_node_above_max_weight_as_max_weight():
+    reply, context = _to_masked_input_stage(101)  # max_weight is 100 here; Flower's mod would only warn
+    assert not reply.has_error() and RECORD_KEY_STATE in context.state.config_records
+
+
+def test_a_redelivered_request_of_an_answered_stage_is_refused_and_the_round_kept():
+    from fedprivacy.secagg.messages import KeyBroadcast, PeerKeys
+
+    reply, context = _to_masked_input_stage()
+    assert not reply.has_error()
+    stored = dict(context.state.config_records[RECORD_KEY_STATE])
+    stale = KeyBroadcast(1, (PeerKeys(2, b"\x01" * 32, b"\x02" * 32),)).to_bytes()
+    digest = stored[Key.SESSION]
+    record = ConfigRecord({Key.STAGE: Stage.SHARE_KEYS, Key.SESSION: digest, Key.MESSAGE: stale})
+    _assert_refused(secaggplus_mod(_instruction(record), context, _never), "already answered")
+    assert dict(context.state.config_records[RECORD_KEY_STATE]) == stored  # nothing forgotten
 
 
 # -- Flower's own runtimes ------------------------------------------------------------------------------

@@ -85,6 +85,51 @@ def test_a_client_refuses_a_plan_with_rows_outside_its_randomized_set():
         clients[victim].receive(_wire(forged))
 
 
+def test_a_client_refuses_a_plan_that_leaves_rows_without_partners():
+    server, clients, _ = _parties()
+    outbound = _run_until(server, clients, RoundServerStage.AGGREGATING)
+    for index, forge in enumerate([
+        lambda plan: {},  # nobody masks with it: the self mask alone would hide its blocks
+        lambda plan: {peer: rows[-1:] for peer, rows in plan.shared.items()},  # only the dense rows shared
+        lambda plan: {**plan.shared, plan.party_id: plan.rows},  # itself as a partner
+        lambda plan: {**plan.shared, 4_000_000: plan.rows},  # a partner outside the sum
+    ]):
+        download = _wire(outbound[index].message)
+        victim = download.recipient
+        plan = ClientRowPlan(victim, download.plan.width, download.plan.rows, forge(download.plan))
+        forged = RowDownload(victim, 0, download.config, plan, download.dense_rows, download.rows, download.dense)
+        with pytest.raises(RemoteProtocolError, match="partners|choosers|shared with every"):
+            clients[victim].receive(_wire(forged))
+        assert clients[victim].stage is RoundClientStage.ABORTED
+
+
+def test_a_client_refuses_oversized_psu_tables_and_unbounded_reruns():
+    from dataclasses import replace
+
+    from fedprivacy.psu.params import PSUParameters
+
+    server, clients, _ = _parties()
+    outbound = server.start()
+    start = outbound[0].message
+    party = outbound[0].recipient
+    big = PSUParameters(500, 10 * start.psu_params.union_bound, start.psu_params.session_id)
+    with pytest.raises(RemoteProtocolError, match="public caps"):
+        clients[party].receive(_wire(RoundStart(party, 0, start.settings, big,
+                                                replace(start.psu_config, dim=big.vector_length))))
+    odd_shape = PSUParameters(500, start.psu_params.union_bound, start.psu_params.session_id, cells_per_id=60.0)
+    other = outbound[1].recipient
+    with pytest.raises(RemoteProtocolError, match="default shape"):
+        clients[other].receive(_wire(RoundStart(other, 0, start.settings, odd_shape,
+                                                replace(start.psu_config, dim=odd_shape.vector_length))))
+    # A rerun past max_psu_attempts is refused.
+    third = outbound[2].recipient
+    once = replace(start.settings, max_psu_attempts=1)
+    clients[third].receive(_wire(RoundStart(third, 0, once, start.psu_params, start.psu_config)))
+    rerun = PSUParameters(500, start.psu_params.union_bound, start.psu_params.session_id, 1)
+    with pytest.raises(RemoteProtocolError, match="beyond the attempts"):
+        clients[third].receive(_wire(RoundStart(third, 0, once, rerun, start.psu_config)))
+
+
 def test_clients_reject_messages_out_of_turn_and_foreign_rounds():
     server, clients, _ = _parties()
     outbound = server.start()
@@ -145,7 +190,15 @@ def test_round_start_and_download_round_trip():
     assert again.settings == start.settings and again.psu_config == start.psu_config
 
 
-submodel_bytes = st.sampled_from([
+def _complex_messages():
+    server, clients, _ = _parties(clients=4)
+    start = server.start()[0].message.to_bytes()
+    server, clients, _ = _parties(clients=4)
+    download = _run_until(server, clients, RoundServerStage.AGGREGATING)[0].message.to_bytes()
+    return [start, download]
+
+
+submodel_bytes = st.sampled_from(_complex_messages() + [
     SitOut(3, 7).to_bytes(),
     RandomizedSetReport(2, np.array([1, 5, 9], dtype=np.uint64), 4).to_bytes(),
     UnionBroadcast(1, np.array([0, 2], dtype=np.uint64)).to_bytes(),

@@ -19,6 +19,8 @@ storage, never on the wire.
 
 from __future__ import annotations
 
+import struct
+
 from collections.abc import Callable
 
 import numpy as np
@@ -243,7 +245,7 @@ class SecAggClient:
             return cls._restore(data, random_bytes)
         except DecodeError:
             raise
-        except Exception as exc:  # defensive, as for messages: no other exception type escapes a decoder
+        except (struct.error, ValueError, TypeError, OverflowError) as exc:  # InvalidParameters is a ValueError
             raise DecodeError(f"malformed client state: {type(exc).__name__}: {exc}") from None
 
     @classmethod

@@ -148,6 +148,7 @@ class SubmodelRoundClient:
         self._settings: PublicSettings | None = None
         self._real_ids: np.ndarray | None = None
         self._psu_params: PSUParameters | None = None
+        self._psu_ceiling = 0
         self._psu: SecAggClient | None = None
         self._rows: SecAggClient | None = None
 
@@ -178,18 +179,23 @@ class SubmodelRoundClient:
             out = handler(message)
         except FedPrivacyError as exc:
             return self._fail(exc)
+        except Exception as exc:  # e.g. the store could not persist: stop, never half-updated
+            self._fail(LocalProtocolError(f"the client stopped: {type(exc).__name__}: {exc}"), raise_error=False)
+            raise
         if self.stage not in allowed:  # a handler bug, never a peer's doing
             after, self.stage = self.stage, before
             raise AssertionError(f"illegal move {before.value} -> {after.value}")
         return out
 
-    def _fail(self, error: FedPrivacyError) -> list[SubmodelMessage]:
+    def _fail(self, error: FedPrivacyError, raise_error: bool = True) -> list[SubmodelMessage]:
         if self.stage not in (RoundClientStage.COMPLETED, RoundClientStage.SAT_OUT):
             self.stage = RoundClientStage.ABORTED
             self.error = error
             self._real_ids = None
             self._psu = self._rows = None
-        raise error
+        if raise_error:
+            raise error
+        return []
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -202,12 +208,25 @@ class SubmodelRoundClient:
             raise RemoteProtocolError("the PSU's secure sum must add sketches of the table's length mod p")
         if params.universe != message.settings.universe:
             raise RemoteProtocolError("the PSU table and the round disagree on the universe")
-        if self.stage is RoundClientStage.SKETCH_SENT:  # a rerun with a larger table
-            assert self._psu_params is not None and self._settings is not None
-            if (message.round_index != self._round_index or message.settings != self._settings
-                    or params.session_id != self._psu_params.session_id or params.attempt <= self._psu_params.attempt):
-                raise RemoteProtocolError("a PSU rerun must keep the round and raise the attempt")
+        settings = message.settings
+        # The table must have the default shape for its bound (no oversized tables from a tiny message).
+        if params.encode() != PSUParameters(settings.universe, params.union_bound, params.session_id, params.attempt).encode():
+            raise RemoteProtocolError("the PSU table must have the default shape for its bound")
+        if self.stage is RoundClientStage.SKETCH_SENT:  # a rerun with fresh keys (and maybe a larger table)
+            assert self._psu_params is not None and self._settings is not None and self._psu is not None
+            if (message.round_index != self._round_index or settings != self._settings
+                    or params.session_id != self._psu_params.session_id or params.attempt != self._psu_params.attempt + 1):
+                raise RemoteProtocolError("a PSU rerun must keep the round and take the next attempt")
+            # Each rerun sums the sketches again: a bounded number, over no new parties, never a table
+            # larger than the most ids the first attempt's parties can hold.
+            if (params.attempt >= settings.max_psu_attempts or params.union_bound > self._psu_ceiling
+                    or not set(config.party_ids) <= set(self._psu.config.party_ids)):
+                raise RemoteProtocolError("a PSU rerun beyond the attempts, the table size or the parties allowed")
         else:
+            ceiling = min(len(config.party_ids) * settings.max_set_size, settings.universe)
+            if params.attempt != 0 or params.union_bound != ceiling:
+                raise RemoteProtocolError("the first PSU attempt's table must fit exactly the parties' public caps")
+            self._psu_ceiling = ceiling
             self._round_index, self._settings = message.round_index, message.settings
             real = validate_ids(np.unique(np.asarray(self.state.client.index_set())), message.settings.universe)
             if real.shape[0] > message.settings.max_set_size:
@@ -236,10 +255,10 @@ class SubmodelRoundClient:
             raise RemoteProtocolError("the union belongs to another round")
         if self._psu.stage not in (ClientStage.INPUT_SENT, ClientStage.COMPLETED):
             raise RemoteProtocolError("the union arrived before this client's sketch was summed")
-        self._psu = None  # its keys and shares are no longer needed
         union = message.ids
         if union.size and int(union[-1]) >= self._settings.universe:
             raise RemoteProtocolError("the union holds ids outside the universe")
+        self._psu = None  # its keys and shares are no longer needed
         state = self.state
         assert self._round_index is not None and self._real_ids is not None
         if self.sat_out_reason == "oversized":  # nothing released, nothing on the ledger
@@ -282,6 +301,18 @@ class SubmodelRoundClient:
             raise RemoteProtocolError("the dense pseudo-rows do not match the dense parameters")
         if message.dense.shape[0] <= (message.dense_rows - 1) * (plan.width - 1):
             raise RemoteProtocolError("more dense pseudo-rows than the dense parameters need")
+        # Who masks each row with it: every partner must be a party of this sum, and every row needs
+        # min_choosers - 1 partners (the dense rows: everybody), or its block would reach the server
+        # under the self mask alone, which is removed at unmasking.
+        if any(peer == self.party_id or peer not in config.party_ids for peer in plan.shared):
+            raise RemoteProtocolError("the plan names partners outside the secure sum")
+        partners = np.zeros(plan.rows.shape[0], dtype=np.int64)
+        for common in plan.shared.values():
+            partners[np.searchsorted(plan.rows, common)] += 1
+        if message.dense_rows and int(partners[real_count:].min()) != config.clients - 1:
+            raise RemoteProtocolError("the dense pseudo-rows must be shared with every other party")
+        if real_count and int(partners[:real_count].min()) < settings.min_choosers - 1:
+            raise RemoteProtocolError(f"the plan has rows with fewer than {settings.min_choosers} choosers")
         width = plan.width - 1
         quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
         assert self._real_ids is not None

@@ -78,8 +78,14 @@ class PublicSettings:
     clip: float  # per-parameter clip of row and dense deltas before quantization
     max_samples: int  # public bound on a client's examples (row counts and the dense weight)
     modulus: Modulus  # of the rows' secure sum
+    min_choosers: int = 2  # a client uploads no row with fewer choosers (itself included)
+    max_psu_attempts: int = 3  # a client takes part in at most this many PSU attempts
 
     def __post_init__(self) -> None:
+        if not isinstance(self.min_choosers, int) or not 1 <= self.min_choosers < 1 << 32:
+            raise InvalidParameters("min_choosers must be an integer in [1, 2^32)")
+        if not isinstance(self.max_psu_attempts, int) or not 1 <= self.max_psu_attempts <= 64:
+            raise InvalidParameters("max_psu_attempts must be in [1, 64]")
         if not isinstance(self.universe, int) or not 1 <= self.universe < 1 << 63:
             raise InvalidParameters("universe must be an integer in [1, 2^63)")
         for name in ("max_set_size", "max_samples"):
@@ -95,15 +101,16 @@ class PublicSettings:
 
     def _write(self, writer: Writer) -> Writer:
         writer.u64(self.universe).u32(self.max_set_size).fixed(_F64.pack(float(self.clip)), 8)
-        return writer.u32(self.max_samples).u8(self.modulus)
+        return writer.u32(self.max_samples).u8(self.modulus).u32(self.min_choosers).u8(self.max_psu_attempts)
 
     @classmethod
     def _read(cls, reader: Reader) -> PublicSettings:
         universe, max_set_size = reader.u64(), reader.u32()
         clip = _F64.unpack(reader.fixed(8))[0]
         max_samples, modulus = reader.u32(), reader.u8()
+        min_choosers, max_psu_attempts = reader.u32(), reader.u8()
         try:
-            return cls(universe, max_set_size, clip, max_samples, Modulus(modulus))
+            return cls(universe, max_set_size, clip, max_samples, Modulus(modulus), min_choosers, max_psu_attempts)
         except (InvalidParameters, ValueError) as exc:
             raise DecodeError(f"invalid round settings: {exc}") from None
 

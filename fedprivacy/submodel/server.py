@@ -140,8 +140,7 @@ class SubmodelRoundServer:
         self._move(RoundServerEvent.START)
         settings = self.settings
         # The table is sized from public numbers only (never from the private set sizes).
-        bound = min(len(self.party_ids) * settings.max_set_size, settings.universe)
-        self._psu_params = PSUParameters(settings.universe, bound, self._session_id)
+        self._psu_params = PSUParameters(settings.universe, settings.psu_bound(len(self.party_ids)), self._session_id)
         self.stage = RoundServerStage.PSU
         return self._start_psu(self.party_ids)
 
@@ -238,7 +237,10 @@ class SubmodelRoundServer:
         except UnionDecodeFailure as failure:
             if self._psu_attempts >= self.settings.max_psu_attempts:
                 raise
-            self._psu_params = self._psu_params.retry(minimum_bound=failure.next_bound(self._psu_params.union_bound))
+            # Never above the most ids the round's clients can hold: clients refuse a larger table.
+            ceiling = self.settings.psu_bound(len(self.party_ids))
+            bound = min(failure.next_bound(self._psu_params.union_bound), ceiling)
+            self._psu_params = PSUParameters(self.settings.universe, bound, self._session_id, self._psu_params.attempt + 1)
             return self._start_psu(tuple(sorted(inner.input_ids - self._sat_out)))
         self._union = union
         self.ignored.extend(inner.ignored)

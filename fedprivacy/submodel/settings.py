@@ -21,14 +21,17 @@ class RoundSettings:
     dropout_fraction: float = 0.1  # the secure sums' (k, t) tolerate this fraction of drops ...
     corrupt_fraction: float = 0.05  # ... and this fraction of clients colluding with the server
     modulus: Modulus = Modulus.U64  # of the rows' secure sum
-    max_psu_attempts: int = 3  # PSU reruns with a larger table when the union does not decode
+    max_psu_attempts: int = 3  # PSU reruns (fresh hash keys) when the union does not decode
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_choosers, int) or self.min_choosers < 1:
             raise InvalidParameters("min_choosers must be a positive integer")
-        if not isinstance(self.max_psu_attempts, int) or not 1 <= self.max_psu_attempts <= 255:
-            raise InvalidParameters("max_psu_attempts must be in [1, 255]")
-        self.public()  # universe, caps, clip and modulus are validated there
+        self.public()  # universe, caps, clip, modulus and attempts are validated there
 
     def public(self) -> PublicSettings:
-        return PublicSettings(self.universe, self.max_set_size, self.clip, self.max_samples, self.modulus)
+        return PublicSettings(self.universe, self.max_set_size, self.clip, self.max_samples, self.modulus,
+                              self.min_choosers, self.max_psu_attempts)
+
+    def psu_bound(self, parties: int) -> int:
+        """The PSU table's union bound: the most ids n clients can hold (public numbers only)."""
+        return min(parties * self.max_set_size, self.universe)

@@ -39,17 +39,30 @@ which the workflow counts as a dropout. An error reply of the app itself is pass
 from __future__ import annotations
 
 import hashlib
+from logging import WARNING
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common import parameters_to_ndarrays
 from flwr.common.constant import ErrorCode
+from flwr.common.logger import log
 from flwr.compat.common import recorddict_compat as compat
 
 from ...errors import DecodeError, FedPrivacyError, InvalidParameters
 from ...secagg import Quantizer, SecAggClient, SecAggConfig
 from ...secagg.messages import KeyBroadcast, Message as SecAggMessage, RoutedShares, UnmaskRequest, decode_message
+from ...secagg.stages import ClientStage
+
+# The order of the server's requests, and which one each client stage waits for (or answered last).
+_STEP_OF = {KeyBroadcast: 1, RoutedShares: 2, UnmaskRequest: 3}
+_STEP_OF_STAGE = {
+    ClientStage.KEYS_ADVERTISED: 1,
+    ClientStage.SHARES_SENT: 2,
+    ClientStage.AWAITING_INPUT: 3,
+    ClientStage.INPUT_SENT: 3,
+    ClientStage.COMPLETED: 3,
+}
 from .constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
 
 __all__ = ["secaggplus_mod"]
@@ -229,6 +242,9 @@ def _step(msg: Message, ctxt: Context, call_next: ClientAppCallable, stage: str,
         raise _Refused(f"stage {stage}: {exc}") from None
     if not isinstance(incoming, _EXPECTED[stage]):
         raise _Refused(f"stage {stage}: expected {_EXPECTED[stage].__name__}, got {type(incoming).__name__}")
+    if _STEP_OF[type(incoming)] < _STEP_OF_STAGE.get(client.stage, 0):
+        # A re-delivered request of a stage this node already answered: refuse it, keep the round.
+        raise _Refused(f"stage {stage}: already answered")
     try:
         sent = client.receive(incoming)  # checks the stage order and every protocol rule; aborts on a breach
     except FedPrivacyError as exc:
@@ -255,7 +271,12 @@ def _step(msg: Message, ctxt: Context, call_next: ClientAppCallable, stage: str,
             raise InvalidParameters(
                 f"the app returned {flat.shape[0]} parameters, the round aggregates {client.config.dim - 1}"
             )
-        vector = quantizer.encode(flat, float(fitres.num_examples))
+        weight = float(fitres.num_examples)
+        if weight > quantizer.max_weight:  # Flower's mod warns and risks overflow; this one caps the weight
+            log(WARNING, "secaggplus_mod: num_examples %d above max_weight %g: weighted as %g",
+                fitres.num_examples, quantizer.max_weight, quantizer.max_weight)
+            weight = quantizer.max_weight
+        vector = quantizer.encode(flat, weight)
         sent = client.submit_input(vector)
     except (FedPrivacyError, KeyError, TypeError, ValueError) as exc:
         _forget(ctxt)

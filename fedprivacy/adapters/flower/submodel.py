@@ -31,8 +31,11 @@ client chose); who dropped out at which stage; per planned row the sum of the su
 count-weighted updates and counts, and the dense sum -- never a real index set or one client's update,
 except through the scheme's Theorem 5.5 events (a planned row whose only surviving chooser is one
 client exposes that client's block; a row none of whose choosers holds it sums to a zero count). Rows
-chosen by fewer than ``min_choosers`` clients are never uploaded. This holds while fewer than the
-secure sums' threshold of clients collude with the server. Message sizes and timing are visible too.
+chosen by fewer than ``min_choosers`` clients are never uploaded. The secure sums hold while fewer than
+their threshold of clients collude with the server; a row's sum, though, is only as private as its
+co-choosers are honest (a colluding client can choose every row, and a row with one honest chooser
+left gives that chooser's block away): set ``min_choosers`` above the number of colluders to tolerate,
+plus one. Message sizes and timing are visible too.
 """
 
 from __future__ import annotations

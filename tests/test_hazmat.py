@@ -98,6 +98,19 @@ def test_hkdf_matches_pycryptodome():
     assert ours == CryptodomeHKDF(b"secret", 16, b"salt", SHA256, context=b"info")
 
 
+@pytest.mark.parametrize("length", [1, 16, 32, 33, 64, 100, 8160])
+@pytest.mark.parametrize("salt", [b"", b"s", bytes(32), b"a longer salt than one SHA-256 block" * 3])
+def test_hkdf_matches_cryptography(length, salt):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    for secret, info in ((b"secret", b"info"), (bytes(range(32)), b"fedprivacy/v1 " * 9)):
+        expected = HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(secret)
+        assert hkdf(secret, salt, info, length) == expected
+    with pytest.raises(InvalidParameters):
+        hkdf(b"secret", b"", b"", 8161)
+
+
 def test_x25519_agreement_is_symmetric_and_rejects_low_order_points():
     rand = DeterministicRandomness("kex")
     a_private, a_public = generate_keypair(rand)

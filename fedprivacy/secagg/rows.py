@@ -115,7 +115,7 @@ class _RowMasks:
         else:
             (np.subtract if subtract else np.add)(block, words, out=block)
         if positions is not None:
-            self._acc_rows[positions] = self._gathered_rows[: positions.shape[0]]
+            np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
 
     def apply_to(self, target: np.ndarray) -> None:
         """target += acc (the first ``width`` words of each row), mod the modulus."""
@@ -304,9 +304,9 @@ class RowPlan:
         for peer, where in self._positions.items():
             if peer == party:
                 continue
-            common = where[member[where]]
+            common = np.compress(np.take(member, where), where)  # take/compress: ~2x boolean indexing
             if common.size:
-                yield peer, (common if in_union else rank[common])
+                yield peer, (common if in_union else np.take(rank, common))
 
     def for_client(self, party: int) -> ClientRowPlan:
         """The party's rows and, per other party, the rows both chose (found when the plan is used)."""
@@ -353,7 +353,7 @@ class RowUnmasker:
         member, _ = self.plan._membership(dropped)
         for survivor in sorted(keys):
             where = self.plan.positions(survivor)
-            common = where[member[where]]
+            common = np.compress(np.take(member, where), where)
             if common.size:
                 # survivor added +mask if survivor > dropped, -mask otherwise.
                 self._masks.add(keys[survivor], common, subtract=survivor > dropped)

@@ -151,3 +151,25 @@ def test_limbs_reject_out_of_range():
         shamir.limbs_to_bytes([1 << 56, 0, 0, 0, 0], 32)
     with pytest.raises(ValueError):
         shamir.limbs_to_bytes([0, 0, 0, 0, 1], 32)  # padding byte set
+
+
+@pytest.mark.parametrize("max_terms", [None, 50])
+def test_shamir_matrix_path_matches_reference(monkeypatch, max_terms):
+    """Many coefficients (t - 1 >= 64) go through the limb matrix product: the same shares as the
+    pure-integer reference, for small and near-p points, over one or several exact chunks."""
+    if max_terms is not None:
+        monkeypatch.setattr(shamir, "_MAX_TERMS", max_terms)
+    monkeypatch.setattr(shamir._PowerTable, "_cache", {})
+    limbs = np.array([P61 - 1, 0, 1, (1 << 56) - 1, 12345], dtype=np.uint64)
+    for xs in ([*range(1, 131)], [P61 - 1 - 3 * i for i in range(130)]):
+        threshold = 120
+        shares = shamir.share(limbs, xs, threshold, DeterministicRandomness(b"matrix"))
+        again = shamir.share(limbs, xs, threshold, DeterministicRandomness(b"matrix"))  # cached powers
+        assert np.array_equal(shares, again)
+        coefficients = random_field_elements((threshold - 1) * len(limbs), DeterministicRandomness(b"matrix"))
+        coefficients = coefficients.reshape(threshold - 1, len(limbs))
+        for limb_index, limb in enumerate(limbs):
+            expected = shamir.reference_share(int(limb), [int(c) for c in coefficients[:, limb_index]], xs, P61)
+            assert [int(v) for v in shares[:, limb_index]] == expected
+        rebuilt = shamir.reconstruct(shares[7 : 7 + threshold], tuple(xs[7 : 7 + threshold]))
+        assert rebuilt.tolist() == limbs.tolist()

@@ -8,6 +8,8 @@ quantization error. The workload is the seeded synthetic one (public data).
 
 from __future__ import annotations
 
+import resource
+import sys
 import time
 
 import numpy as np
@@ -40,6 +42,8 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     total = time.perf_counter() - started
 
     worst = max_difference_from_plaintext(workload, before, head, table, new_head, outcome, settings, universe)
+    sizes = [rows.shape[0] for rows in outcome.chosen.values()]
+    planned = outcome.planned_rows.shape[0]
     return {
         "correct": worst < 1e-6,
         "max_abs_difference_vs_plaintext": worst,
@@ -52,6 +56,10 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
         "union_size": outcome.union_size,
         "participants": outcome.participants,
         "randomized_set_mean": outcome.chosen_mean,
+        "randomized_set_max": max(sizes, default=0),
+        "planned_rows": planned,
+        # choosers of a planned row, on average (the per-row aggregation's graph size)
+        "choosers_per_row_mean": _choosers_per_planned_row(outcome),
         "thin_rows": outcome.thin_rows,
         "psu_seconds": outcome.psu_seconds,
         "ldp_seconds": outcome.ldp_seconds,
@@ -63,7 +71,22 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
         "upload_bytes_per_client": outcome.upload_bytes_median,
         "download_bytes_per_client": outcome.download_bytes_median,
         "total_seconds": total,
+        "peak_rss_bytes": peak_rss_bytes(),
     }
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (the whole bench, workload and model included)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+
+
+def _choosers_per_planned_row(outcome) -> float:
+    planned = outcome.planned_rows
+    if planned.shape[0] == 0:
+        return 0.0
+    total = sum(int(np.isin(rows, planned, assume_unique=True).sum()) for rows in outcome.chosen.values())
+    return total / planned.shape[0]
 
 
 

@@ -6,6 +6,14 @@ Shares are evaluated at caller-chosen distinct non-zero x-coordinates (party ids
 steps, and reconstruction uses Lagrange coefficients at 0 cached per responder set, applied to
 exactly t shares.
 
+With many coefficients (t - 1 >= 64, the full graph of a large round) the evaluation is a matrix
+product instead: the powers x^1..x^(t-1) of the share points (computed once per point set and
+cached), cut into 21-bit limbs, times the coefficients cut the same way, in float64. Every product
+of two limbs is below 2^42 and every dot product sums at most 2^11 of them, so all partial sums are
+integers below 2^53 and exact in double precision whatever the summation order; the limb products
+are then recombined mod p with shifts. The result is the same residue as Horner's rule (tested,
+and checked against an integer product the first time each point set is used).
+
 Any t - 1 shares of a limb are uniformly distributed and independent of the secret (the polynomial's
 t - 1 random coefficients act as a one-time pad); ``proofs/secagg`` checks this by enumeration over a
 small field with :func:`reference_share`, and the tests check the numpy path against the reference.
@@ -18,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .field import P61, add_p61, mul_p61
+from .field import P61, add_p61, mul_p61, reduce_p61_inplace
 from .prg import RandomSource, random_field_elements
 
 __all__ = [
@@ -73,11 +81,92 @@ def share(secrets: np.ndarray, xs: Sequence[int], threshold: int, random_bytes: 
         raise ValueError("x-coordinates must be distinct and in [1, p)")
     limb_count = secrets.shape[0]
     coefficients = random_field_elements((threshold - 1) * limb_count, random_bytes).reshape(threshold - 1, limb_count)
+    if threshold - 1 >= _MATRIX_MIN_DEGREE:
+        return add_p61(_PowerTable.of(tuple(int(x) for x in xs), threshold - 1).times(coefficients), secrets[None, :])
     x_column = np.asarray(xs, dtype=np.uint64)[:, None]
     acc = np.zeros((len(xs), limb_count), dtype=np.uint64)
     for degree in range(threshold - 2, -1, -1):  # Horner, highest coefficient first
         acc = add_p61(mul_p61(acc, x_column), coefficients[degree][None, :])
     return add_p61(mul_p61(acc, x_column), secrets[None, :])
+
+
+_MATRIX_MIN_DEGREE = 64
+_LIMB_BITS = 21
+_LIMB_MASK = np.uint64((1 << _LIMB_BITS) - 1)
+_MAX_TERMS = 1 << (53 - 2 * _LIMB_BITS)  # dot products of at most this many limb products stay exact
+
+
+def _limbs_f64(values: np.ndarray) -> list[np.ndarray]:
+    """Residues below 2^63 as three float64 arrays of 21-bit limbs (low first)."""
+    return [((values >> np.uint64(_LIMB_BITS * i)) & _LIMB_MASK).astype(np.float64) for i in range(3)]
+
+
+def _times_power_of_two(values: np.ndarray, exponent: int) -> np.ndarray:
+    """values * 2^exponent mod p for values in [0, p]: a rotation within 61 bits (2^61 = 1 mod p)."""
+    shift = exponent % 61
+    if shift == 0:
+        return values.copy()
+    return ((values << np.uint64(shift)) & np.uint64(P61)) | (values >> np.uint64(61 - shift))
+
+
+class _PowerTable:
+    """x^1..x^degree mod p for a tuple of points, as float64 limb matrices (cached: the full graph
+    shares to the same points for every owner)."""
+
+    _cache: dict[tuple[tuple[int, ...], int], _PowerTable] = {}
+    _CACHE_SIZE = 2
+
+    def __init__(self, xs: tuple[int, ...], degree: int) -> None:
+        powers = np.empty((len(xs), degree), dtype=np.uint64)
+        column = np.asarray(xs, dtype=np.uint64)
+        powers[:, 0] = column
+        for k in range(1, degree):
+            powers[:, k] = mul_p61(powers[:, k - 1], column)
+        self.powers = powers
+        # Rows: (limb i of x^k) for i = 0, 1, 2, stacked; columns: the coefficient index.
+        self.limbs = np.vstack(_limbs_f64(powers))
+        self.checked = False
+
+    @classmethod
+    def of(cls, xs: tuple[int, ...], degree: int) -> _PowerTable:
+        key = (xs, degree)
+        table = cls._cache.get(key)
+        if table is None:
+            table = cls(xs, degree)
+            while len(cls._cache) >= cls._CACHE_SIZE:
+                cls._cache.pop(next(iter(cls._cache)))
+            cls._cache[key] = table
+        return table
+
+    def times(self, coefficients: np.ndarray) -> np.ndarray:
+        """powers @ coefficients mod p (coefficients: residues, shape (degree, L))."""
+        points, degree = self.powers.shape
+        limb_count = coefficients.shape[1]
+        right = np.hstack(_limbs_f64(coefficients))  # (degree, 3L): limb j of coefficient c in column j*L + c
+        total = np.zeros((points, limb_count), dtype=np.uint64)
+        for start in range(0, degree, _MAX_TERMS):
+            stop = min(degree, start + _MAX_TERMS)
+            product = (self.limbs[:, start:stop] @ right[start:stop]).astype(np.uint64)  # exact, < 2^53
+            for shift in range(5):  # sum of limb_i(x^k) * limb_j(c) with i + j = shift, times 2^(21 shift)
+                part = np.zeros((points, limb_count), dtype=np.uint64)
+                for i in range(max(0, shift - 2), min(2, shift) + 1):
+                    j = shift - i
+                    part += product[i * points : (i + 1) * points, j * limb_count : (j + 1) * limb_count]
+                reduce_p61_inplace(part)  # three terms below 2^53: no overflow before the fold
+                total = add_p61(total, _times_power_of_two(part, _LIMB_BITS * shift))
+        if not self.checked:  # first use of this point set: the float path must equal integer arithmetic
+            self.checked = True
+            if not np.array_equal(total, _integer_product(self.powers, coefficients)):
+                raise ArithmeticError("inexact floating-point matrix product; Shamir sharing refused")
+        return total
+
+
+def _integer_product(powers: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """powers @ coefficients mod p with integer arithmetic only (the reference for the float path)."""
+    acc = np.zeros((powers.shape[0], coefficients.shape[1]), dtype=np.uint64)
+    for k in range(powers.shape[1]):
+        acc = add_p61(acc, mul_p61(powers[:, k : k + 1], coefficients[k][None, :]))
+    return acc
 
 
 @lru_cache(maxsize=4096)

@@ -11,6 +11,14 @@ Keystream is random access per (key, row): AES-128 in ECB mode over the counter 
 blocks read as little-endian words (masked to 61 bits mod p) -- equivalently, AES-CTR started at that
 block. All rows a pair shares are expanded in one AES call.
 
+Cost: masking is one AES call per pair over the rows it shares, reading counter blocks prepared
+once per party and writing into reused buffers, and a gather / add / scatter of those rows into a
+padded mask accumulator that is added to the input once at the end (for p the operations reduce as
+they go; the result is the same residue as adding the masks one by one). A party's plan is not
+stored per peer: the rows it shares with each peer are found peer by peer from the server's plan
+when it masks (a simulation holds every party's plan, so per-peer arrays would cost
+parties x choosers x rows memory).
+
 The plan (who chose what) is public to the server; each party receives its own part: its rows and,
 for every other party, the rows they share. Rows must be masked by *every* other chooser (the full
 graph among a row's choosers), so a row plan requires a full-graph config (k = n - 1).
@@ -29,9 +37,8 @@ masking; dropouts can still reduce a row to one surviving chooser.
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -46,31 +53,81 @@ __all__ = ["RowPlan", "ClientRowPlan", "row_keystream"]
 _P61 = np.uint64(P61)
 _PLAN_TYPE = 8
 MAX_ROWS = 1 << 28
-_BE = struct.Struct(">QQ")
+_AES_SLACK = 15  # update_into wants len(data) + block size - 1 bytes of room
+
+
+class _RowMasks:
+    """Keystream masks over subsets of one sorted row set, summed into a padded accumulator.
+
+    ``acc`` has one row of ``padded`` words (whole AES blocks) per row; :meth:`add` adds or subtracts
+    one key's stream over the rows at ``positions`` (increasing, distinct). The counter blocks of every
+    row are prepared once; the keystream, gathered rows and AES input live in reused buffers.
+    """
+
+    def __init__(self, rows: np.ndarray, width: int, modulus: Modulus) -> None:
+        self.modulus = modulus
+        self.width = width
+        per_block = 16 // word_bytes(modulus)
+        self.blocks = -(-width // per_block)
+        self.padded = self.blocks * per_block
+        dtype = dtype_of(modulus)
+        count = rows.shape[0]
+        self.count = count
+        counters = np.empty((count, self.blocks, 2), dtype=">u8")
+        counters[:, :, 0] = rows[:, None]
+        counters[:, :, 1] = np.arange(self.blocks, dtype=np.uint64)[None, :]
+        self._counters = counters.reshape(count, 2 * self.blocks).view(np.uint8)
+        self._input = np.empty_like(self._counters)
+        self._stream = np.empty((count + 1, self.padded), dtype=dtype)  # one spare row: AES slack
+        self._stream_bytes = self._stream.reshape(-1).view(np.uint8)
+        self._gathered = np.empty((count, self.padded), dtype=dtype)
+        self.acc = np.zeros((count, self.padded), dtype=dtype)
+        row_type = np.dtype((np.void, self.padded * dtype.itemsize))
+        self._acc_rows = self.acc.view(row_type).reshape(count)
+        self._gathered_rows = self._gathered.view(row_type).reshape(count)
+
+    def stream(self, key: bytes, positions: np.ndarray | None) -> np.ndarray:
+        """The mask words of ``key`` for the rows at ``positions`` (all rows if None): a reused buffer."""
+        if positions is None:
+            size, data = self.count, self._counters
+        else:
+            size = positions.shape[0]
+            data = np.take(self._counters, positions, axis=0, out=self._input[:size])
+        nbytes = size * self.blocks * 16
+        encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        encryptor.update_into(data.reshape(-1), self._stream_bytes[: nbytes + _AES_SLACK])
+        words = self._stream[:size]
+        if sys.byteorder == "big":  # the keystream is read as little-endian words
+            words.byteswap(inplace=True)
+        if self.modulus is Modulus.P61:
+            np.bitwise_and(words, _P61, out=words)  # in [0, p]: p stands for 0
+        return words
+
+    def add(self, key: bytes, positions: np.ndarray | None, subtract: bool) -> None:
+        """acc[positions] +=/-= stream(key) (all rows if ``positions`` is None)."""
+        words = self.stream(key, positions)
+        if positions is None:
+            block = self.acc
+        else:
+            block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]])
+        if self.modulus is Modulus.P61:
+            (sub_inplace if subtract else add_inplace)(block, words, self.modulus)
+        else:
+            (np.subtract if subtract else np.add)(block, words, out=block)
+        if positions is not None:
+            np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
+
+    def apply_to(self, target: np.ndarray) -> None:
+        """target += acc (the first ``width`` words of each row), mod the modulus."""
+        add_inplace(target, self.acc[:, : self.width], self.modulus)
 
 
 def row_keystream(key: bytes, rows: np.ndarray, width: int, modulus: Modulus) -> np.ndarray:
     """Mask words for ``rows`` (uint64 row ids): an array of shape (len(rows), width)."""
+    rows = np.asarray(rows, dtype=np.uint64)
     if rows.shape[0] == 0:
         return np.zeros((0, width), dtype=dtype_of(modulus))
-    per_block = 16 // word_bytes(modulus)
-    blocks_per_row = -(-width // per_block)
-    counters = np.empty((rows.shape[0], blocks_per_row, 2), dtype=">u8")
-    counters[:, :, 0] = rows[:, None]
-    counters[:, :, 1] = np.arange(blocks_per_row, dtype=np.uint64)[None, :]
-    stream = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(counters.tobytes())
-    words = np.frombuffer(stream, dtype=dtype_of(modulus).newbyteorder("<")).reshape(rows.shape[0], -1)[:, :width]
-    words = words.astype(dtype_of(modulus))
-    if modulus is Modulus.P61:
-        np.bitwise_and(words, _P61, out=words)
-    return words
-
-
-def _combine_rows(target: np.ndarray, positions: np.ndarray, values: np.ndarray, modulus: Modulus, subtract: bool) -> None:
-    """target[positions] +=/-= values (positions distinct), modulo ``modulus``."""
-    block = target[positions]
-    (sub_inplace if subtract else add_inplace)(block, values, modulus)
-    target[positions] = block
+    return _RowMasks(rows, width, modulus).stream(key, None)[:, :width].copy()
 
 
 def _sorted_rows(rows: object, name: str) -> np.ndarray:
@@ -83,53 +140,89 @@ def _sorted_rows(rows: object, name: str) -> np.ndarray:
     return array
 
 
-@dataclass(frozen=True, eq=False)
+def _check_width(width: object) -> None:
+    if not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= 1 << 16:
+        raise InvalidParameters("width must be in [1, 65536]")
+
+
 class ClientRowPlan:
-    """One party's part of the plan: its rows and the rows it shares with each other party."""
+    """One party's part of the plan: its rows and, per other party, the rows both chose.
 
-    party_id: int
-    width: int
-    rows: np.ndarray
-    shared: Mapping[int, np.ndarray] = field(default_factory=dict)
+    ``shared`` maps each peer it shares rows with to those rows (built when read). A plan made by
+    :meth:`RowPlan.for_client` keeps only a reference to the server's plan and finds the shared rows
+    peer by peer when it is used; a plan given explicitly or decoded keeps them as positions into
+    ``rows``.
+    """
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.width, int) or not 1 <= self.width <= 1 << 16:
-            raise InvalidParameters("width must be in [1, 65536]")
-        rows = _sorted_rows(self.rows, "rows")
-        object.__setattr__(self, "rows", rows)
-        shared = {}
-        for peer, common in sorted(self.shared.items()):
+    __slots__ = ("party_id", "width", "rows", "_peers", "_offsets", "_positions", "_source")
+
+    def __init__(self, party_id: int, width: int, rows: object, shared: Mapping[int, object] | None = None) -> None:
+        _check_width(width)
+        rows = _sorted_rows(rows, "rows")
+        peers, offsets, positions = [], [0], []
+        for peer, common in sorted((shared or {}).items()):
             common = _sorted_rows(common, "shared rows")
             where = np.searchsorted(rows, common)
             if common.size and (int(where.max()) >= rows.shape[0] or not np.array_equal(rows[where], common)):
                 raise InvalidParameters(f"rows shared with party {peer} are not among this party's rows")
-            shared[peer] = common
-        object.__setattr__(self, "shared", shared)
+            peers.append(int(peer))
+            positions.append(where.astype(np.int64))
+            offsets.append(offsets[-1] + where.shape[0])
+        self._init(party_id, width, rows)
+        self._peers = np.array(peers, dtype=np.int64)
+        self._offsets = np.array(offsets, dtype=np.int64)
+        self._positions = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
+
+    def _init(self, party_id: int, width: int, rows: np.ndarray, source: tuple[RowPlan, int] | None = None) -> None:
+        self.party_id = party_id
+        self.width = width
+        self.rows = rows
+        self._source = source
+
+    @classmethod
+    def _from_plan(cls, plan: RowPlan, party: int) -> ClientRowPlan:
+        self = cls.__new__(cls)
+        self._init(party, plan.width, plan.chosen[party], (plan, party))
+        self._peers = self._offsets = self._positions = None
+        return self
 
     @property
     def input_length(self) -> int:
         return int(self.rows.shape[0]) * self.width
 
+    def sharing(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(peer, positions in ``rows`` of the rows both chose), by increasing peer, peers sharing none left out."""
+        if self._source is not None:
+            plan, party = self._source
+            yield from plan._shared_positions(party)
+            return
+        for index, peer in enumerate(self._peers.tolist()):
+            positions = self._positions[self._offsets[index] : self._offsets[index + 1]]
+            if positions.size:
+                yield peer, positions
+
+    @property
+    def shared(self) -> dict[int, np.ndarray]:
+        return {peer: self.rows[positions] for peer, positions in self.sharing()}
+
     def mask(self, vector: np.ndarray, self_key: bytes, pair_keys: Mapping[int, bytes], modulus: Modulus) -> None:
         """Add the self mask over all rows and +/- the pairwise mask over each shared row set, in place."""
         blocks = vector.reshape(-1, self.width)
-        all_rows = np.arange(self.rows.shape[0])
-        _combine_rows(blocks, all_rows, row_keystream(self_key, self.rows, self.width, modulus), modulus, False)
-        for peer, key in pair_keys.items():
-            common = self.shared.get(peer)
-            if common is None or common.size == 0:
-                continue
-            positions = np.searchsorted(self.rows, common)
-            stream = row_keystream(key, common, self.width, modulus)
-            _combine_rows(blocks, positions, stream, modulus, subtract=self.party_id < peer)
+        masks = _RowMasks(self.rows, self.width, modulus)
+        masks.add(self_key, None, subtract=False)
+        for peer, positions in self.sharing():
+            key = pair_keys.get(peer)
+            if key is not None:
+                masks.add(key, positions, subtract=self.party_id < peer)
+        masks.apply_to(blocks)
 
     def encode(self) -> bytes:
         writer = Writer(ProtocolCode.SECAGG, _PLAN_TYPE).u32(self.party_id).u32(self.width)
         writer.u32(self.rows.shape[0]).fixed(self.rows.astype(">u8").tobytes(), 8 * self.rows.shape[0])
-        writer.u32(len(self.shared))
-        for peer, common in self.shared.items():
-            positions = np.searchsorted(self.rows, common).astype(">u4")
-            writer.u32(peer).u32(common.shape[0]).fixed(positions.tobytes(), 4 * common.shape[0])
+        sharing = list(self.sharing())
+        writer.u32(len(sharing))
+        for peer, positions in sharing:
+            writer.u32(peer).u32(positions.shape[0]).fixed(positions.astype(">u4").tobytes(), 4 * positions.shape[0])
         return writer.finish()
 
     @classmethod
@@ -159,30 +252,23 @@ class ClientRowPlan:
             raise DecodeError(f"invalid row plan: {exc}") from None
 
 
-@dataclass(frozen=True, eq=False)
 class RowPlan:
     """The whole plan (server side): the row universe and each party's chosen rows."""
 
-    union: np.ndarray
-    width: int
-    chosen: Mapping[int, np.ndarray]
-    _positions: dict[int, np.ndarray] = field(init=False, repr=False)
-    _choosers: tuple[np.ndarray, np.ndarray] | None = field(init=False, repr=False, default=None)
-
-    def __post_init__(self) -> None:
-        union = _sorted_rows(self.union, "union")
-        object.__setattr__(self, "union", union)
-        if not isinstance(self.width, int) or not 1 <= self.width <= 1 << 16:
-            raise InvalidParameters("width must be in [1, 65536]")
-        chosen, positions = {}, {}
-        for party, rows in sorted(self.chosen.items()):
+    def __init__(self, union: object, width: int, chosen: Mapping[int, object]) -> None:
+        union = _sorted_rows(union, "union")
+        _check_width(width)
+        self.union = union
+        self.width = width
+        parties, positions = {}, {}
+        for party, rows in sorted(chosen.items()):
             rows = _sorted_rows(rows, f"rows of party {party}")
             where = np.searchsorted(union, rows)
             if rows.size and (int(where.max()) >= union.shape[0] or not np.array_equal(union[where], rows)):
                 raise InvalidParameters(f"party {party} chose rows outside the union")
-            chosen[party], positions[party] = rows, where
-        object.__setattr__(self, "chosen", chosen)
-        object.__setattr__(self, "_positions", positions)
+            parties[party], positions[party] = rows, where
+        self.chosen: Mapping[int, np.ndarray] = parties
+        self._positions: dict[int, np.ndarray] = positions
 
     @property
     def dim(self) -> int:
@@ -202,48 +288,75 @@ class RowPlan:
             counts[where] += 1
         return counts
 
-    def _chooser_index(self) -> tuple[np.ndarray, np.ndarray]:
-        """CSR of the choosers of each union row: (offsets of length |union| + 1, parties)."""
-        if self._choosers is None:
-            parties = np.concatenate([np.full(w.shape[0], p, dtype=np.int64) for p, w in self._positions.items()] or [np.zeros(0, np.int64)])
-            rows = np.concatenate(list(self._positions.values()) or [np.zeros(0, np.int64)])
-            order = np.lexsort((parties, rows))
-            offsets = np.zeros(self.union.shape[0] + 1, dtype=np.int64)
-            np.cumsum(np.bincount(rows, minlength=self.union.shape[0]), out=offsets[1:])
-            object.__setattr__(self, "_choosers", (offsets, parties[order]))
-        assert self._choosers is not None
-        return self._choosers
+    def _membership(self, party: int) -> tuple[np.ndarray, np.ndarray]:
+        """Over the union: whether ``party`` chose each row, and the row's position among its rows."""
+        where = self._positions[party]
+        member = np.zeros(self.union.shape[0], dtype=bool)
+        member[where] = True
+        rank = np.zeros(self.union.shape[0], dtype=np.int64)
+        rank[where] = np.arange(where.shape[0])
+        return member, rank
+
+    def _shared_positions(self, party: int, in_union: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """(peer, positions of the rows both chose) for every other party sharing a row, by increasing
+        peer: positions among ``party``'s rows, or in the union with ``in_union``."""
+        member, rank = self._membership(party)
+        for peer, where in self._positions.items():
+            if peer == party:
+                continue
+            common = np.compress(np.take(member, where), where)  # take/compress: ~2x boolean indexing
+            if common.size:
+                yield peer, (common if in_union else np.take(rank, common))
 
     def for_client(self, party: int) -> ClientRowPlan:
-        """The party's rows and, per other party, the rows both chose (from the row -> choosers index)."""
-        offsets, choosers = self._chooser_index()
-        where = self._positions[party]
-        starts, ends = offsets[where], offsets[where + 1]
-        lengths = ends - starts
-        flat = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
-        peers = choosers[flat]
-        rows = np.repeat(self.chosen[party], lengths)
-        keep = peers != party
-        peers, rows = peers[keep], rows[keep]
-        order = np.argsort(peers, kind="stable")  # rows stay increasing within each peer
-        peers, rows = peers[order], rows[order]
-        cuts = np.flatnonzero(np.diff(peers)) + 1
-        shared = {int(group[0]): chunk for group, chunk in zip(np.split(peers, cuts), np.split(rows, cuts)) if group.size}
-        return ClientRowPlan(party, self.width, self.chosen[party], shared)
+        """The party's rows and, per other party, the rows both chose (found when the plan is used)."""
+        if party not in self.chosen:
+            raise InvalidParameters(f"party {party} is not in the plan")
+        return ClientRowPlan._from_plan(self, party)
 
     def accumulate(self, total: np.ndarray, party: int, vector: np.ndarray, modulus: Modulus) -> None:
-        _combine_rows(total.reshape(-1, self.width), self._positions[party], vector.reshape(-1, self.width), modulus, False)
+        blocks = total.reshape(-1, self.width)
+        where = self._positions[party]
+        block = blocks[where]
+        add_inplace(block, vector.reshape(-1, self.width), modulus)
+        blocks[where] = block
+
+    def unmasker(self, modulus: Modulus) -> RowUnmasker:
+        """Sums the masks the server takes out at unmasking, over the union, and applies them once."""
+        return RowUnmasker(self, modulus)
 
     def remove_self_mask(self, total: np.ndarray, party: int, key: bytes, modulus: Modulus) -> None:
-        stream = row_keystream(key, self.chosen[party], self.width, modulus)
-        _combine_rows(total.reshape(-1, self.width), self._positions[party], stream, modulus, True)
+        unmasker = self.unmasker(modulus)
+        unmasker.remove_self_mask(party, key)
+        unmasker.apply_to(total)
 
     def remove_pair_mask(self, total: np.ndarray, survivor: int, dropped: int, key: bytes, modulus: Modulus) -> None:
         """Take out what ``survivor`` added for the pair (survivor, dropped) over their shared rows."""
-        common = self.shared(survivor, dropped)
-        if common.size == 0:
-            return
-        positions = np.searchsorted(self.union, common)
-        stream = row_keystream(key, common, self.width, modulus)
-        # survivor added +mask if survivor > dropped, -mask otherwise.
-        _combine_rows(total.reshape(-1, self.width), positions, stream, modulus, subtract=survivor > dropped)
+        unmasker = self.unmasker(modulus)
+        unmasker.remove_pair_masks(dropped, {survivor: key})
+        unmasker.apply_to(total)
+
+
+class RowUnmasker:
+    """The server's unmasking over the union: self masks of survivors and pair masks with the dropped,
+    summed into one accumulator (keystream buffers reused) and taken out of the sum once."""
+
+    def __init__(self, plan: RowPlan, modulus: Modulus) -> None:
+        self.plan = plan
+        self._masks = _RowMasks(plan.union, plan.width, modulus)
+
+    def remove_self_mask(self, party: int, key: bytes) -> None:
+        self._masks.add(key, self.plan.positions(party), subtract=True)
+
+    def remove_pair_masks(self, dropped: int, keys: Mapping[int, bytes]) -> None:
+        """For each survivor in ``keys``: take out what it added for the pair (survivor, dropped)."""
+        member, _ = self.plan._membership(dropped)
+        for survivor in sorted(keys):
+            where = self.plan.positions(survivor)
+            common = np.compress(np.take(member, where), where)
+            if common.size:
+                # survivor added +mask if survivor > dropped, -mask otherwise.
+                self._masks.add(keys[survivor], common, subtract=survivor > dropped)
+
+    def apply_to(self, total: np.ndarray) -> None:
+        self._masks.apply_to(total.reshape(-1, self.plan.width))

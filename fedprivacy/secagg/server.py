@@ -349,22 +349,26 @@ class SecAggServer:
         mask_keys = self._reconstruct("key", dropped)
         plan = self.row_plan
         masks = [(self_mask_key(config, seeds[owner], owner), True) for owner in alive]
-        if plan is not None:
+        unmasker = None if plan is None else plan.unmasker(config.modulus)
+        if unmasker is not None:
             for (key, _), owner in zip(masks, alive):
-                plan.remove_self_mask(self._sum, owner, key, config.modulus)
+                unmasker.remove_self_mask(owner, key)
             masks = []
         for owner in dropped:
             private = mask_keys[owner]
             if public_key(private) != self._keys[owner][1]:
                 raise RoundAborted("unmasking", f"shares of party {owner}'s mask key do not match its public key")
             agreement = KeyAgreement(private)
-            for peer in sorted(self.mask_peers(owner) & self._input_ids):
-                key = pair_mask_key(config, agreement.agree(self._keys[peer][1]), owner, peer)
-                if plan is not None:
-                    plan.remove_pair_mask(self._sum, peer, owner, key, config.modulus)
-                    continue
-                # ``peer`` added +mask if peer > owner and -mask otherwise; take it back out.
-                masks.append((key, peer > owner))
+            pair_keys = {
+                peer: pair_mask_key(config, agreement.agree(self._keys[peer][1]), owner, peer)
+                for peer in sorted(self.mask_peers(owner) & self._input_ids)
+            }
+            if unmasker is not None:
+                unmasker.remove_pair_masks(owner, pair_keys)
+            else:  # ``peer`` added +mask if peer > owner and -mask otherwise; take it back out.
+                masks += [(key, peer > owner) for peer, key in pair_keys.items()]
+        if unmasker is not None:
+            unmasker.apply_to(self._sum)
         MaskExpander(config.modulus).apply_many(self._sum, masks)
         self._sum.setflags(write=False)
         self._result = self._sum

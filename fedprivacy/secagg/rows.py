@@ -120,6 +120,12 @@ class _RowMasks:
         if positions is not None:
             np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
 
+    def add_rows(self, positions: np.ndarray, rows: np.ndarray) -> None:
+        """acc[positions] += rows (another accumulator's, same padding), mod the modulus."""
+        block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]])
+        add_inplace(block, rows, self.modulus)
+        np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
+
     def apply_to(self, target: np.ndarray) -> None:
         """target += acc (the first ``width`` words of each row), mod the modulus."""
         add_inplace(target, self.acc[:, : self.width], self.modulus)
@@ -352,14 +358,17 @@ class RowUnmasker:
         self._masks.add(key, self.plan.positions(party), subtract=True)
 
     def remove_pair_masks(self, dropped: int, keys: Mapping[int, bytes]) -> None:
-        """For each survivor in ``keys``: take out what it added for the pair (survivor, dropped)."""
-        member, _ = self.plan._membership(dropped)
-        for survivor in sorted(keys):
-            where = self.plan.positions(survivor)
-            common = np.compress(np.take(member, where), where)
-            if common.size:
-                # survivor added +mask if survivor > dropped, -mask otherwise.
-                self._masks.add(keys[survivor], common, subtract=survivor > dropped)
+        """For each survivor in ``keys``: take out what it added for the pair (survivor, dropped).
+
+        All those rows are among ``dropped``'s rows: the masks are summed over them (an accumulator
+        the size of one party's rows, as a client masks) and added into the union's once."""
+        plan = self.plan
+        masks = _RowMasks(plan.chosen[dropped], plan.width, self._masks.modulus)
+        for survivor, positions in plan._shared_positions(dropped):
+            key = keys.get(survivor)
+            if key is not None:  # survivor added +mask if survivor > dropped, -mask otherwise
+                masks.add(key, positions, subtract=survivor > dropped)
+        self._masks.add_rows(plan.positions(dropped), masks.acc)
 
     def apply_to(self, total: np.ndarray) -> None:
         self._masks.apply_to(total.reshape(-1, self.plan.width))

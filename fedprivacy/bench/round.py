@@ -119,12 +119,16 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
         weight = min(update.samples, settings.max_samples)
         dense += weight * np.clip(update.dense_delta, -settings.clip, settings.clip)
         samples += weight
-    # Every row at once: the planned ones must have moved by their average, all others not at all.
-    ids = np.arange(universe).tolist()
-    expected = np.array([before[r] for r in ids])
-    trained = counts > 0
-    expected[planned[trained].astype(np.int64)] += sums[trained] / counts[trained][:, None]
-    worst = float(np.max(np.abs(np.array([table[r] for r in ids]) - expected), initial=0.0))
+    # Every row, a block at a time: planned rows must have moved by their average, others not at all.
+    average = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0)
+    rows_at = planned.astype(np.int64)
+    worst = 0.0
+    for start in range(0, universe, 65_536):
+        stop = min(universe, start + 65_536)
+        expected = np.array([before[r] for r in range(start, stop)])
+        low, high = np.searchsorted(rows_at, [start, stop])
+        expected[rows_at[low:high] - start] += average[low:high]
+        worst = max(worst, float(np.max(np.abs(np.array([table[r] for r in range(start, stop)]) - expected))))
     expected_head = DenseHead.from_flat(head.flat() + (dense / samples if samples else 0.0))
     worst = max(worst, float(np.max(np.abs(new_head.flat() - expected_head.flat()))))
     return worst

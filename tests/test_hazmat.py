@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from fedprivacy.errors import InvalidCiphertext, InvalidParameters
 from fedprivacy.hazmat import aead, shamir
-from fedprivacy.hazmat.field import P61, Modulus, add_inplace, add_p61, mul_p61, sub_inplace
+from fedprivacy.hazmat.field import P61, Modulus, add_inplace, add_p61, dtype_of, modulus_value, mul_p61, sub_inplace
 from fedprivacy.hazmat.kex import KeyAgreement, agree, generate_keypair, hkdf
 from fedprivacy.hazmat.prg import (
     DeterministicRandomness,
@@ -173,3 +173,20 @@ def test_shamir_matrix_path_matches_reference(monkeypatch, max_terms):
             assert [int(v) for v in shares[:, limb_index]] == expected
         rebuilt = shamir.reconstruct(shares[7 : 7 + threshold], tuple(xs[7 : 7 + threshold]))
         assert rebuilt.tolist() == limbs.tolist()
+
+
+@pytest.mark.parametrize("modulus", list(Modulus))
+def test_apply_many_equals_masks_applied_one_by_one(modulus):
+    """The lazy sum (folds between batches of masks mod p) gives the residues of adding each mask
+    on its own: many masks of both signs, a length that is not a multiple of the chunk."""
+    rng = np.random.default_rng(5)  # public test data
+    high = min(modulus_value(modulus), 1 << 63)
+    start = rng.integers(0, high, 70_001, dtype=np.uint64).astype(dtype_of(modulus))
+    masks = [(bytes([i]) * 16, bool(i % 3 == 0)) for i in range(41)]
+    one_by_one = start.copy()
+    expander = MaskExpander(modulus, chunk_words=1 << 12)
+    for key, subtract in masks:
+        expander.apply(one_by_one, key, subtract)
+    together = start.copy()
+    MaskExpander(modulus, chunk_words=1 << 12).apply_many(together, masks, batch=17)
+    assert np.array_equal(together, one_by_one)

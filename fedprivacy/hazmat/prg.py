@@ -103,7 +103,8 @@ class MaskExpander:
         """target += sum of +/- keystream(key) for (key, subtract) in ``masks``, modulo ``self.modulus``.
 
         Chunk-outer, mask-inner: each target chunk stays in cache while every mask's keystream for it
-        is added. Mod p, the masks are summed lazily (a fold every 7 masks) and applied once per chunk.
+        is added. Mod p, the masks are summed lazily (one fold, 2^61 = 1, every 7 masks; reduced
+        fully once) and applied once per chunk.
         """
         for first in range(0, len(masks), batch):
             group = masks[first : first + batch]
@@ -141,14 +142,21 @@ class MaskExpander:
                 np.bitwise_and(words, _P61_U64, out=words)  # in [0, p]: p stands for 0
                 np.add(sums[subtract], words, out=sums[subtract])
                 pending[subtract] += 1
-                if pending[subtract] == 7:  # 8 values <= p stay below 2^64
-                    reduce_p61_inplace(sums[subtract], self._scratch)
-                    pending[subtract] = 1
+                if pending[subtract] == 8:  # 8 values <= p stay below 2^64
+                    _fold_p61_inplace(sums[subtract], self._scratch[:count])
+                    pending[subtract] = 1  # now <= 2^61 + 6: 7 more values <= p stay below 2^64
             chunk = target[start : start + count]
             for subtract, accumulator in sums.items():
                 if pending[subtract]:
                     reduce_p61_inplace(accumulator, self._scratch)
                     (sub_inplace if subtract else add_inplace)(chunk, accumulator, self.modulus, self._scratch)
+
+
+def _fold_p61_inplace(values: np.ndarray, scratch: np.ndarray) -> None:
+    """values = (values mod 2^61) + (values >> 61): the same residue mod p, now at most 2^61 + 6."""
+    np.bitwise_and(values, _P61_U64, out=scratch)
+    np.right_shift(values, np.uint64(61), out=values)
+    np.add(values, scratch, out=values)
 
 
 def keystream_words(key: bytes, count: int, modulus: Modulus) -> np.ndarray:

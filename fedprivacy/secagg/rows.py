@@ -11,13 +11,13 @@ Keystream is random access per (key, row): AES-128 in ECB mode over the counter 
 blocks read as little-endian words (masked to 61 bits mod p) -- equivalently, AES-CTR started at that
 block. All rows a pair shares are expanded in one AES call.
 
-Cost: masking is one AES call per pair over the rows it shares, reading counter blocks prepared
-once per party and writing into reused buffers, and a gather / add / scatter of those rows into a
-padded mask accumulator that is added to the input once at the end (for p the operations reduce as
-they go; the result is the same residue as adding the masks one by one). A party's plan is not
-stored per peer: the rows it shares with each peer are found peer by peer from the server's plan
-when it masks (a simulation holds every party's plan, so per-peer arrays would cost
-parties x choosers x rows memory).
+Cost: masking is one AES call per pair over the rows it shares (the counter blocks sit in a reused
+buffer where only the row ids change between calls; the keystream goes into another), and a
+gather / add / scatter of those rows into a padded mask accumulator that is added to the input once
+at the end (for p the operations reduce as they go; the result is the same residue as adding the
+masks one by one). A party's plan is not stored per peer: the rows it shares with each peer are
+found peer by peer from the server's plan when it masks (a simulation holds every party's plan, so
+per-peer arrays would cost parties x choosers x rows memory).
 
 The plan (who chose what) is public to the server; each party receives its own part: its rows and,
 for every other party, the rows they share. Rows must be masked by *every* other chooser (the full
@@ -60,8 +60,8 @@ class _RowMasks:
     """Keystream masks over subsets of one sorted row set, summed into a padded accumulator.
 
     ``acc`` has one row of ``padded`` words (whole AES blocks) per row; :meth:`add` adds or subtracts
-    one key's stream over the rows at ``positions`` (increasing, distinct). The counter blocks of every
-    row are prepared once; the keystream, gathered rows and AES input live in reused buffers.
+    one key's stream over the rows at ``positions`` (increasing, distinct). The keystream, gathered
+    rows and AES input live in reused buffers.
     """
 
     def __init__(self, rows: np.ndarray, width: int, modulus: Modulus) -> None:
@@ -73,11 +73,13 @@ class _RowMasks:
         dtype = dtype_of(modulus)
         count = rows.shape[0]
         self.count = count
+        # AES input: (row id, block index) as big-endian u64 pairs. The block indices are written
+        # once; each call writes only the row ids (raw big-endian bytes) of its rows.
+        self._row_ids = rows.astype(">u8").view(np.uint64)
         counters = np.empty((count, self.blocks, 2), dtype=">u8")
-        counters[:, :, 0] = rows[:, None]
         counters[:, :, 1] = np.arange(self.blocks, dtype=np.uint64)[None, :]
-        self._counters = counters.reshape(count, 2 * self.blocks).view(np.uint8)
-        self._input = np.empty_like(self._counters)
+        self._input = counters.view(np.uint64)
+        self._input_bytes = counters.reshape(-1).view(np.uint8)
         self._stream = np.empty((count + 1, self.padded), dtype=dtype)  # one spare row: AES slack
         self._stream_bytes = self._stream.reshape(-1).view(np.uint8)
         self._gathered = np.empty((count, self.padded), dtype=dtype)
@@ -89,13 +91,14 @@ class _RowMasks:
     def stream(self, key: bytes, positions: np.ndarray | None) -> np.ndarray:
         """The mask words of ``key`` for the rows at ``positions`` (all rows if None): a reused buffer."""
         if positions is None:
-            size, data = self.count, self._counters
+            size = self.count
+            self._input[:, :, 0] = self._row_ids[:, None]
         else:
             size = positions.shape[0]
-            data = np.take(self._counters, positions, axis=0, out=self._input[:size])
+            self._input[:size, :, 0] = np.take(self._row_ids, positions)[:, None]
         nbytes = size * self.blocks * 16
         encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-        encryptor.update_into(data.reshape(-1), self._stream_bytes[: nbytes + _AES_SLACK])
+        encryptor.update_into(self._input_bytes[:nbytes], self._stream_bytes[: nbytes + _AES_SLACK])
         words = self._stream[:size]
         if sys.byteorder == "big":  # the keystream is read as little-endian words
             words.byteswap(inplace=True)
@@ -116,6 +119,12 @@ class _RowMasks:
             (np.subtract if subtract else np.add)(block, words, out=block)
         if positions is not None:
             np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
+
+    def add_rows(self, positions: np.ndarray, rows: np.ndarray) -> None:
+        """acc[positions] += rows (another accumulator's, same padding), mod the modulus."""
+        block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]])
+        add_inplace(block, rows, self.modulus)
+        np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
 
     def apply_to(self, target: np.ndarray) -> None:
         """target += acc (the first ``width`` words of each row), mod the modulus."""
@@ -349,14 +358,17 @@ class RowUnmasker:
         self._masks.add(key, self.plan.positions(party), subtract=True)
 
     def remove_pair_masks(self, dropped: int, keys: Mapping[int, bytes]) -> None:
-        """For each survivor in ``keys``: take out what it added for the pair (survivor, dropped)."""
-        member, _ = self.plan._membership(dropped)
-        for survivor in sorted(keys):
-            where = self.plan.positions(survivor)
-            common = np.compress(np.take(member, where), where)
-            if common.size:
-                # survivor added +mask if survivor > dropped, -mask otherwise.
-                self._masks.add(keys[survivor], common, subtract=survivor > dropped)
+        """For each survivor in ``keys``: take out what it added for the pair (survivor, dropped).
+
+        All those rows are among ``dropped``'s rows: the masks are summed over them (an accumulator
+        the size of one party's rows, as a client masks) and added into the union's once."""
+        plan = self.plan
+        masks = _RowMasks(plan.chosen[dropped], plan.width, self._masks.modulus)
+        for survivor, positions in plan._shared_positions(dropped):
+            key = keys.get(survivor)
+            if key is not None:  # survivor added +mask if survivor > dropped, -mask otherwise
+                masks.add(key, positions, subtract=survivor > dropped)
+        self._masks.add_rows(plan.positions(dropped), masks.acc)
 
     def apply_to(self, total: np.ndarray) -> None:
         self._masks.apply_to(total.reshape(-1, self.plan.width))

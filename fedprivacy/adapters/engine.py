@@ -29,7 +29,15 @@ from ..hazmat.prg import RandomSource, system_random_bytes
 from ..secagg import DropStage
 from ..secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 from ..submodel.client import ClientState, SubmodelRoundClient
-from ..submodel.messages import Phase, PhaseMessage, RandomizedSetReport, SitOut, SubmodelMessage, decode_submodel_message
+from ..submodel.messages import (
+    Phase,
+    PhaseMessage,
+    RandomizedSetReport,
+    SitOut,
+    SubmodelMessage,
+    UnionBroadcast,
+    decode_submodel_message,
+)
 from ..submodel.server import Outbound, RoundResult, SubmodelRoundServer
 from ..submodel.settings import RoundSettings
 from ..submodel.stages import RoundServerStage
@@ -117,7 +125,7 @@ def run_round(
     received = dict.fromkeys(states, 0)
     client_seconds = dict.fromkeys(states, 0.0)
     timing = {"server": 0.0, "psu": 0.0, "ldp": 0.0, "aggregation": 0.0}
-    encoded: dict[int, bytes] = {}  # a broadcast is encoded once
+    encoded: dict[int, bytes] = {}  # the union broadcast is encoded once
 
     def bucket() -> str:
         return {RoundServerStage.COLLECTING_REPORTS: "ldp"}.get(party.stage, "psu" if party.stage in (
@@ -144,7 +152,8 @@ def run_round(
         data = encoded.get(id(item.message))
         if data is None:
             data = item.message.to_bytes()
-            encoded[id(item.message)] = data
+            if isinstance(item.message, UnionBroadcast):  # the same object for every recipient
+                encoded[id(item.message)] = data
         timing["server"] += time.perf_counter() - started
         received[recipient] += len(data)
         if observer is not None:

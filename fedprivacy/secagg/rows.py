@@ -242,8 +242,9 @@ class ClientRowPlan:
                 raise DecodeError("not a row plan")
             party, width = reader.u32(), reader.u32()
             count = reader.count(MAX_ROWS, 8)
-            rows = np.frombuffer(reader.fixed(8 * count), dtype=">u8").astype(np.uint64)
-            shared = {}
+            rows = _sorted_rows(np.frombuffer(reader.fixed(8 * count), dtype=">u8").astype(np.uint64), "rows")
+            _check_width(width)
+            peers, offsets, chunks = [], [0], []
             last = 0
             for _ in range(reader.count(MAX_CLIENTS, 8)):
                 peer = reader.u32()
@@ -251,14 +252,22 @@ class ClientRowPlan:
                     raise DecodeError("peers must be strictly increasing")
                 last = peer
                 size = reader.count(count, 4)
-                positions = np.frombuffer(reader.fixed(4 * size), dtype=">u4").astype(np.int64)
+                # Kept as 32-bit positions into ``rows`` (a plan holds one per row a peer shares).
+                positions = np.frombuffer(reader.fixed(4 * size), dtype=">u4").astype(np.int32)
                 if size and (int(positions.max()) >= count or not bool(np.all(np.diff(positions) > 0))):
                     raise DecodeError("shared row positions out of order or range")
-                shared[peer] = rows[positions]
+                peers.append(peer)
+                chunks.append(positions)
+                offsets.append(offsets[-1] + size)
             reader.done()
-            return cls(party, width, rows, shared)
         except InvalidParameters as exc:
             raise DecodeError(f"invalid row plan: {exc}") from None
+        plan = cls.__new__(cls)
+        plan._init(party, width, rows)
+        plan._peers = np.array(peers, dtype=np.int64)
+        plan._offsets = np.array(offsets, dtype=np.int64)
+        plan._positions = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+        return plan
 
 
 class RowPlan:

@@ -304,11 +304,12 @@ class SubmodelRoundClient:
         # Who masks each row with it: every partner must be a party of this sum, and every row needs
         # min_choosers - 1 partners (the dense rows: everybody), or its block would reach the server
         # under the self mask alone, which is removed at unmasking.
-        if any(peer == self.party_id or peer not in config.party_ids for peer in plan.shared):
-            raise RemoteProtocolError("the plan names partners outside the secure sum")
+        parties = set(config.party_ids)
         partners = np.zeros(plan.rows.shape[0], dtype=np.int64)
-        for common in plan.shared.values():
-            partners[np.searchsorted(plan.rows, common)] += 1
+        for peer, positions in plan.sharing():
+            if peer == self.party_id or peer not in parties:
+                raise RemoteProtocolError("the plan names partners outside the secure sum")
+            partners[positions] += 1  # distinct positions per peer
         if message.dense_rows and int(partners[real_count:].min()) != config.clients - 1:
             raise RemoteProtocolError("the dense pseudo-rows must be shared with every other party")
         if real_count and int(partners[:real_count].min()) < settings.min_choosers - 1:

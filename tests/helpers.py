@@ -9,9 +9,16 @@ from types import ModuleType
 import numpy as np
 
 from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value
+from fedprivacy.policy import weakened_policy
 from fedprivacy.secagg import SecAggConfig
 
 SESSION = b"fedprivacy-tests-session-id-0001"
+
+
+# These tests exercise the protocol's own rules on small hand-built configs (thresholds chosen for the
+# dropouts under test, not for a semi-malicious server), so their clients opt out of the client policy.
+# The policy itself is tested in tests/test_policy.py and tests/attacks/.
+PROTOCOL_POLICY = weakened_policy()
 
 
 def config(party_ids, dim=6, modulus=Modulus.U32, neighbours=None, threshold=3, round_index=0):

@@ -11,6 +11,11 @@ overlap, name a party outside the neighbours it exchanged shares with, omit one 
 than t holders alive, or differ from a request it already answered. A share ciphertext that fails
 authentication, or any message that breaks the protocol, also aborts the client.
 
+Before anything is released (at construction) the client checks the config against its own
+:class:`~fedprivacy.policy.ClientPolicy`: enough parties, a threshold at least the one safe against
+the policy's adversary for this (n, k), and a vector it may allocate
+(``protocols/secagg/spec.md``, "Client policy"); otherwise :class:`~fedprivacy.errors.PolicyViolation`.
+
 A host that cannot keep the object alive between two messages (one process per message, as a Flower
 SuperNode runs its ClientApp) saves it with :meth:`SecAggClient.snapshot` and brings it back with
 :meth:`SecAggClient.restore`. The snapshot holds the client's secrets: it belongs in the client's own
@@ -20,8 +25,8 @@ storage, never on the wire.
 from __future__ import annotations
 
 import struct
-
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -64,6 +69,9 @@ from .params import MAX_CLIENTS, MAX_DIM, SecAggConfig
 from .rows import ClientRowPlan
 from .stages import CLIENT_TRANSITIONS, ClientEvent, ClientStage
 
+if TYPE_CHECKING:
+    from ..policy import ClientPolicy
+
 __all__ = ["SecAggClient", "coerce_input"]
 
 _STATE_TYPE = 9  # local persistence of a client (never sent): see SecAggClient.snapshot
@@ -105,6 +113,9 @@ class SecAggClient:
 
     With ``row_plan`` the client sums per row (:mod:`fedprivacy.secagg.rows`): its input is one block
     of ``row_plan.width`` words per chosen row, masked per row; this needs the full graph.
+
+    ``policy`` (default: :class:`~fedprivacy.policy.ClientPolicy()`, semi-malicious) is checked here,
+    before anything is released: :class:`~fedprivacy.errors.PolicyViolation` if the config is outside it.
     """
 
     def __init__(
@@ -114,6 +125,7 @@ class SecAggClient:
         *,
         random_bytes: RandomSource = system_random_bytes,
         row_plan: ClientRowPlan | None = None,
+        policy: ClientPolicy | None = None,
     ) -> None:
         if party_id not in config.party_ids:
             raise InvalidParameters(f"party {party_id} is not in this round's party set")
@@ -122,6 +134,14 @@ class SecAggClient:
                 raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
             if row_plan.party_id != party_id:
                 raise InvalidParameters("this row plan belongs to another party")
+        if policy is None:
+            from ..policy import ClientPolicy  # (late: the policy module imports this package's parameters)
+
+            policy = ClientPolicy()
+        policy.check_secagg_config(config)
+        length = config.dim if row_plan is None else row_plan.input_length
+        policy.check_allocation(length * dtype_of(config.modulus).itemsize, "the secure sum's input vector")
+        self.policy = policy
         self.row_plan = row_plan
         self.config = config
         self.party_id = party_id
@@ -239,17 +259,20 @@ class SecAggClient:
         return w.finish()
 
     @classmethod
-    def restore(cls, data: bytes | bytearray | memoryview, *, random_bytes: RandomSource = system_random_bytes) -> SecAggClient:
-        """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not one."""
+    def restore(cls, data: bytes | bytearray | memoryview, *, random_bytes: RandomSource = system_random_bytes,
+                policy: ClientPolicy | None = None) -> SecAggClient:
+        """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not one.
+        The policy is the host's (it is not in the snapshot) and is checked again."""
         try:
-            return cls._restore(data, random_bytes)
+            return cls._restore(data, random_bytes, policy)
         except DecodeError:
             raise
         except (struct.error, ValueError, TypeError, OverflowError) as exc:  # InvalidParameters is a ValueError
             raise DecodeError(f"malformed client state: {type(exc).__name__}: {exc}") from None
 
     @classmethod
-    def _restore(cls, data: bytes | bytearray | memoryview, random_bytes: RandomSource) -> SecAggClient:
+    def _restore(cls, data: bytes | bytearray | memoryview, random_bytes: RandomSource,
+                 policy: ClientPolicy | None) -> SecAggClient:
         reader = Reader(data, ProtocolCode.SECAGG)
         if reader.u8() != _STATE_TYPE:
             raise DecodeError("not a secure-aggregation client state")
@@ -303,7 +326,7 @@ class SecAggClient:
         reader.done()
         for ids in (peer_keys, held, pair_keys, channel_secrets):
             check_strictly_increasing(list(ids))
-        client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan)
+        client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan, policy=policy)
         if not (set(peer_keys) | set(held) | set(pair_keys) | set(channel_secrets) | set(released)) <= client.neighbours:
             raise DecodeError("client state names parties outside its neighbourhood")
         client.stage = stage

@@ -52,3 +52,9 @@ def vector_generator(protocol: str) -> tuple[ModuleType, list[Path]]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module, sorted((ROOT / "protocols" / protocol / "vectors").glob("*.json"))
+
+
+def budget_events(ledger):
+    """The ledger's release and refusal lines (the lines that concern the budget), without the policy's
+    bookkeeping lines (PSU attempts, lowered caps)."""
+    return [event for event in ledger.events if event.kind in ("release", "refusal")]

@@ -15,7 +15,7 @@ both share kinds of one peer, so with t > (k + #corrupt neighbours) / 2 no lie c
 of both kinds of an honest client's secrets; the search moves t up accordingly.
 
 The full graph (classic SecAgg, k = n - 1) needs t >= ceil((1 - delta) n) and t > ceil(gamma n)
-(curious) or t > ceil((n + gamma n) / 2) (semi-malicious).
+(curious) or t > (n + ceil(gamma n)) / 2 (semi-malicious).
 """
 
 from __future__ import annotations
@@ -197,8 +197,8 @@ def _full_graph_minimum(clients: int, corrupt_fraction: float, dropout_fraction:
     minimum = max(2, math.ceil((1 - dropout_fraction) * clients - _NUDGE))
     if adversary is Adversary.CURIOUS:
         minimum = max(minimum, math.ceil(corrupt_fraction * clients - _NUDGE) + 1)
-    else:
-        minimum = max(minimum, math.ceil((clients + corrupt_fraction * clients) / 2 - _NUDGE) + 1)
+    else:  # t > (n + a) / 2 with a = ceil(gamma n) corrupt holders (see minimum_threshold)
+        minimum = max(minimum, (clients + math.ceil(corrupt_fraction * clients - _NUDGE)) // 2 + 1)
     return minimum
 
 

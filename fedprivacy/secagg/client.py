@@ -131,22 +131,27 @@ class SecAggClient:
         row_plan: ClientRowPlan | None = None,
         policy: ClientPolicy | None = None,
         min_choosers: int = 1,
+        per_row: bool = False,
     ) -> None:
         if party_id not in config.party_ids:
             raise InvalidParameters(f"party {party_id} is not in this round's party set")
-        if row_plan is not None:
-            if not config.full_graph:
-                raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
-            if row_plan.party_id != party_id:
-                raise InvalidParameters("this row plan belongs to another party")
+        per_row = per_row or row_plan is not None
+        if per_row and not config.full_graph:
+            raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
+        if row_plan is not None and row_plan.party_id != party_id:
+            raise InvalidParameters("this row plan belongs to another party")
         if policy is None:
             from ..policy import ClientPolicy  # (late: the policy module imports this package's parameters)
 
             policy = ClientPolicy()
         policy.check_secagg_config(config)
-        length = config.dim if row_plan is None else row_plan.input_length
-        policy.check_allocation(length * dtype_of(config.modulus).itemsize, "the secure sum's input vector")
+        if row_plan is not None or not per_row:
+            length = config.dim if row_plan is None else row_plan.input_length
+            policy.check_allocation(length * dtype_of(config.modulus).itemsize, "the secure sum's input vector")
         self.policy = policy
+        # A per-row sum set up before its plan exists (``per_row`` without ``row_plan``): config.dim is
+        # the rows' block width and the plan comes with the input (:meth:`submit_input`).
+        self.per_row = per_row
         self.min_choosers = max(int(min_choosers), policy.min_choosers)
         self.rows_zeroed = 0
         self.row_plan = row_plan
@@ -185,13 +190,27 @@ class SecAggClient:
         self._own_public_keys = (channel_public, mask_public)
         return [AdvertiseKeys(self.party_id, channel_public, mask_public)]
 
-    def submit_input(self, vector: object) -> list[Message]:
-        """Provide the input (integers in [0, modulus)); masked and sent once the shares are in."""
+    def submit_input(self, vector: object, row_plan: ClientRowPlan | None = None) -> list[Message]:
+        """Provide the input (integers in [0, modulus)); masked and sent once the shares are in.
+
+        ``row_plan``: the plan of a per-row sum set up without one (``per_row=True``); its width must
+        be ``config.dim`` (the block width the setup was bound to)."""
         self._next_stage(ClientEvent.SUBMIT_INPUT, local=True)  # checks legality, changes nothing
         if self._input is not None:
             raise LocalProtocolError("the input was already submitted")
-        length = None if self.row_plan is None else self.row_plan.input_length
+        if row_plan is not None:
+            if not self.per_row or self.row_plan is not None:
+                raise LocalProtocolError("a row plan is given with the input only to a per-row sum set up without one")
+            if row_plan.party_id != self.party_id or row_plan.width != self.config.dim:
+                raise InvalidParameters("the row plan must be this party's, with the block width the sum was set up for")
+        elif self.per_row and self.row_plan is None:
+            raise LocalProtocolError("this per-row sum needs its row plan with the input")
+        plan = self.row_plan if row_plan is None else row_plan
+        length = None if plan is None else plan.input_length
+        if length is not None:
+            self.policy.check_allocation(length * dtype_of(self.config.modulus).itemsize, "the secure sum's input vector")
         self._input = coerce_input(vector, self.config, length)
+        self.row_plan = plan
         if self.stage is ClientStage.AWAITING_INPUT:
             return self._guarded(self._send_masked_input)
         return []
@@ -260,7 +279,8 @@ class SecAggClient:
         w.u32(len(self._released))
         for peer in sorted(self._released):
             w.u32(peer).u8(_RELEASED_CODES[self._released[peer]])
-        w.u8(self.row_plan is not None)
+        # 0: a dense sum, 1: its row plan follows, 2: a per-row sum whose plan has not come yet.
+        w.u8(1 if self.row_plan is not None else 2 if self.per_row else 0)
         if self.row_plan is not None:
             w.blob(self.row_plan.encode())
         return w.finish()
@@ -330,12 +350,15 @@ class SecAggClient:
                 raise DecodeError("released-share record out of order or unknown")
             last = peer
             released[peer] = _RELEASED_OF_CODE[code]
-        row_plan = ClientRowPlan.decode(bytes(reader.blob(_MAX_BLOB))) if _read_flag(reader) else None
+        plan_flag = reader.u8()
+        if plan_flag > 2:
+            raise DecodeError("unknown row plan flag")
+        row_plan = ClientRowPlan.decode(bytes(reader.blob(_MAX_BLOB))) if plan_flag == 1 else None
         reader.done()
         for ids in (peer_keys, held, pair_keys, channel_secrets):
             check_strictly_increasing(list(ids))
         client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan, policy=policy,
-                     min_choosers=min_choosers)
+                     min_choosers=min_choosers, per_row=plan_flag == 2)
         if not (set(peer_keys) | set(held) | set(pair_keys) | set(channel_secrets) | set(released)) <= client.neighbours:
             raise DecodeError("client state names parties outside its neighbourhood")
         client.stage = stage

@@ -51,8 +51,10 @@ from .params import MAX_CLIENTS
 __all__ = ["RowPlan", "ClientRowPlan", "row_keystream"]
 
 _P61 = np.uint64(P61)
-_PLAN_TYPE = 8
+_PLAN_TYPE = 8  # per peer, the positions of the rows both chose
+_PLAN_BITMAP_TYPE = 10  # per row, a bitmap over the parties that chose it (whichever form is shorter)
 MAX_ROWS = 1 << 28
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 _AES_SLACK = 15  # update_into wants len(data) + block size - 1 bytes of room
 
 
@@ -225,10 +227,34 @@ class ClientRowPlan:
                 masks.add(key, positions, subtract=self.party_id < peer)
         masks.apply_to(blocks)
 
-    def encode(self) -> bytes:
-        writer = Writer(ProtocolCode.SECAGG, _PLAN_TYPE).u32(self.party_id).u32(self.width)
-        writer.u32(self.rows.shape[0]).fixed(self.rows.astype(">u8").tobytes(), 8 * self.rows.shape[0])
+    def _columns_and_bits(self) -> tuple[np.ndarray, np.ndarray]:
+        """The bitmap form: the parties that share a row with this one, itself included (increasing),
+        and per row a packed bitmap over them (numpy's big-endian bit order)."""
+        if self._source is not None:
+            plan, party = self._source
+            return plan._client_bits(party)
         sharing = list(self.sharing())
+        columns = np.array(sorted([self.party_id, *(peer for peer, _ in sharing)]), dtype=np.int64)
+        member = np.zeros((self.rows.shape[0], columns.shape[0]), dtype=bool)
+        member[:, int(np.searchsorted(columns, self.party_id))] = True
+        for peer, positions in sharing:
+            member[positions, int(np.searchsorted(columns, peer))] = True
+        return columns, np.packbits(member, axis=1)
+
+    def encode(self) -> bytes:
+        """Canonical bytes: the positions form (type 8) or the bitmap form (type 10), whichever is
+        shorter (the positions form on a tie); decoding refuses the longer one."""
+        columns, bits = self._columns_and_bits()
+        count = self.rows.shape[0]
+        entries = int(np.take(_POPCOUNT, bits).sum()) - count  # (peer, row) pairs, itself left out
+        writer = Writer(ProtocolCode.SECAGG, _PLAN_TYPE if not _bitmap_shorter(count, columns.shape[0], entries)
+                        else _PLAN_BITMAP_TYPE)
+        writer.u32(self.party_id).u32(self.width)
+        writer.u32(count).fixed(self.rows.astype(">u8").tobytes(), 8 * count)
+        if _bitmap_shorter(count, columns.shape[0], entries):
+            writer.u32(columns.shape[0]).fixed(columns.astype(">u4").tobytes(), 4 * columns.shape[0])
+            return writer.fixed(bits.tobytes(), bits.size).finish()
+        sharing = _sharing_from_bits(self.party_id, columns, bits) if self._source is not None else list(self.sharing())
         writer.u32(len(sharing))
         for peer, positions in sharing:
             writer.u32(peer).u32(positions.shape[0]).fixed(positions.astype(">u4").tobytes(), 4 * positions.shape[0])
@@ -238,28 +264,38 @@ class ClientRowPlan:
     def decode(cls, data: bytes) -> ClientRowPlan:
         try:
             reader = Reader(data, ProtocolCode.SECAGG)
-            if reader.u8() != _PLAN_TYPE:
+            kind = reader.u8()
+            if kind not in (_PLAN_TYPE, _PLAN_BITMAP_TYPE):
                 raise DecodeError("not a row plan")
             party, width = reader.u32(), reader.u32()
             count = reader.count(MAX_ROWS, 8)
             rows = _sorted_rows(np.frombuffer(reader.fixed(8 * count), dtype=">u8").astype(np.uint64), "rows")
             _check_width(width)
-            peers, offsets, chunks = [], [0], []
-            last = 0
-            for _ in range(reader.count(MAX_CLIENTS, 8)):
-                peer = reader.u32()
-                if peer <= last:
-                    raise DecodeError("peers must be strictly increasing")
-                last = peer
-                size = reader.count(count, 4)
-                # Kept as 32-bit positions into ``rows`` (a plan holds one per row a peer shares).
-                positions = np.frombuffer(reader.fixed(4 * size), dtype=">u4").astype(np.int32)
-                if size and (int(positions.max()) >= count or not bool(np.all(np.diff(positions) > 0))):
-                    raise DecodeError("shared row positions out of order or range")
-                peers.append(peer)
-                chunks.append(positions)
-                offsets.append(offsets[-1] + size)
+            if kind == _PLAN_BITMAP_TYPE:
+                peers, offsets, chunks = _decode_bitmap_form(reader, party, count)
+                entries = offsets[-1]
+            else:
+                peers, offsets, chunks = [], [0], []
+                last = 0
+                for _ in range(reader.count(MAX_CLIENTS, 8)):
+                    peer = reader.u32()
+                    if peer <= last:
+                        raise DecodeError("peers must be strictly increasing")
+                    last = peer
+                    size = reader.count(count, 4)
+                    # Kept as 32-bit positions into ``rows`` (a plan holds one per row a peer shares).
+                    positions = np.frombuffer(reader.fixed(4 * size), dtype=">u4").astype(np.int32)
+                    if size and (int(positions.max()) >= count or not bool(np.all(np.diff(positions) > 0))):
+                        raise DecodeError("shared row positions out of order or range")
+                    if peer == party or not size:
+                        raise DecodeError("a plan lists only other parties, each with the rows it shares")
+                    peers.append(peer)
+                    chunks.append(positions)
+                    offsets.append(offsets[-1] + size)
+                entries = offsets[-1]
             reader.done()
+            if (kind == _PLAN_BITMAP_TYPE) != _bitmap_shorter(count, len(peers) + 1, entries):
+                raise DecodeError("a row plan must take its shorter form")
         except InvalidParameters as exc:
             raise DecodeError(f"invalid row plan: {exc}") from None
         plan = cls.__new__(cls)
@@ -268,6 +304,56 @@ class ClientRowPlan:
         plan._offsets = np.array(offsets, dtype=np.int64)
         plan._positions = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
         return plan
+
+
+def _bitmap_shorter(count: int, columns: int, entries: int) -> bool:
+    """Whether the bitmap form is strictly shorter than the positions form for ``count`` rows,
+    ``columns`` parties (itself included) and ``entries`` (peer, shared row) pairs."""
+    positions_form = 8 * (columns - 1) + 4 * entries
+    bitmap_form = 4 * columns + count * ((columns + 7) // 8)
+    return bitmap_form < positions_form
+
+
+def _sharing_from_bits(party: int, columns: np.ndarray, bits: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(peer, increasing positions of the rows it shares), by increasing peer, from the bitmap form."""
+    member = np.unpackbits(bits, axis=1, count=columns.shape[0])
+    member[:, int(np.searchsorted(columns, party))] = 0
+    cols, positions = np.nonzero(member.T)  # grouped by column, rows increasing within each
+    cuts = np.flatnonzero(np.diff(cols)) + 1
+    return [(int(columns[group[0]]), chunk.astype(np.int32))
+            for group, chunk in zip(np.split(cols, cuts), np.split(positions, cuts)) if group.size]
+
+
+def _decode_bitmap_form(reader: Reader, party: int, count: int) -> tuple[list[int], list[int], list[np.ndarray]]:
+    columns_count = reader.count(MAX_CLIENTS + 1, 4)
+    columns = np.frombuffer(reader.fixed(4 * columns_count), dtype=">u4").astype(np.int64)
+    if columns_count and not bool(np.all(np.diff(columns) > 0)):
+        raise DecodeError("plan columns must be strictly increasing")
+    own = int(np.searchsorted(columns, party))
+    if own >= columns_count or int(columns[own]) != party:
+        raise DecodeError("the plan's columns must include its own party")
+    stride = (columns_count + 7) // 8
+    bits = np.frombuffer(reader.fixed(count * stride), dtype=np.uint8).reshape(count, stride)
+    member = np.unpackbits(bits, axis=1)
+    if member.shape[1] > columns_count and bool(member[:, columns_count:].any()):
+        raise DecodeError("padding bits of a plan bitmap must be zero")
+    member = member[:, :columns_count]
+    if count and not bool(member[:, own].all()):
+        raise DecodeError("every row of a plan must have its own party's bit set")
+    member[:, own] = 0
+    if columns_count > 1 and count and not bool(member.any(axis=0)[np.arange(columns_count) != own].all()):
+        raise DecodeError("every other column of a plan must share a row")
+    if not count and columns_count != 1:
+        raise DecodeError("a plan without rows lists no other party")
+    cols, positions = np.nonzero(member.T)
+    cuts = np.flatnonzero(np.diff(cols)) + 1
+    peers, offsets, chunks = [], [0], []
+    for group, chunk in zip(np.split(cols, cuts), np.split(positions, cuts)):
+        if group.size:
+            peers.append(int(columns[group[0]]))
+            chunks.append(chunk.astype(np.int32))
+            offsets.append(offsets[-1] + chunk.shape[0])
+    return peers, offsets, chunks
 
 
 class RowPlan:
@@ -287,6 +373,8 @@ class RowPlan:
             parties[party], positions[party] = rows, where
         self.chosen: Mapping[int, np.ndarray] = parties
         self._positions: dict[int, np.ndarray] = positions
+        self._parties = np.array(sorted(parties), dtype=np.int64)
+        self._bits: np.ndarray | None = None  # per union row, a packed bitmap over _parties (built once)
 
     @property
     def dim(self) -> int:
@@ -306,6 +394,37 @@ class RowPlan:
             counts[where] += 1
         return counts
 
+    def _bitmap(self) -> np.ndarray:
+        """Per union row, who chose it: a packed bitmap over the plan's parties (numpy's bit order)."""
+        if self._bits is None:
+            parties = self._parties
+            member = np.zeros((self.union.shape[0], parties.shape[0]), dtype=bool)
+            for column, party in enumerate(parties.tolist()):
+                member[self._positions[party], column] = True
+            self._bits = np.packbits(member, axis=1)
+        return self._bits
+
+    def _client_bits(self, party: int) -> tuple[np.ndarray, np.ndarray]:
+        """A party's plan in bitmap form: the parties sharing a row with it (itself included) and its
+        rows' bitmaps over them."""
+        bits = np.take(self._bitmap(), self._positions[party], axis=0)
+        parties = self._parties
+        if bits.shape[0]:
+            used = np.unpackbits(np.bitwise_or.reduce(bits, axis=0), count=parties.shape[0]).astype(bool)
+        else:
+            used = parties == party
+        if bool(used.all()):
+            return parties, bits
+        member = np.unpackbits(bits, axis=1, count=parties.shape[0])[:, used]
+        return parties[used], np.packbits(member, axis=1)
+
+    def partners(self, party: int) -> np.ndarray:
+        """The other parties that share at least one row with ``party`` (increasing)."""
+        if party not in self._positions:
+            return np.zeros(0, dtype=np.int64)
+        columns, _ = self._client_bits(party)
+        return columns[columns != party]
+
     def _membership(self, party: int) -> tuple[np.ndarray, np.ndarray]:
         """Over the union: whether ``party`` chose each row, and the row's position among its rows."""
         where = self._positions[party]
@@ -318,13 +437,10 @@ class RowPlan:
     def _shared_positions(self, party: int, in_union: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """(peer, positions of the rows both chose) for every other party sharing a row, by increasing
         peer: positions among ``party``'s rows, or in the union with ``in_union``."""
-        member, rank = self._membership(party)
-        for peer, where in self._positions.items():
-            if peer == party:
-                continue
-            common = np.compress(np.take(member, where), where)  # take/compress: ~2x boolean indexing
-            if common.size:
-                yield peer, (common if in_union else np.take(rank, common))
+        columns, bits = self._client_bits(party)
+        where = self._positions[party]
+        for peer, positions in _sharing_from_bits(party, columns, bits):
+            yield peer, (np.take(where, positions) if in_union else positions.astype(np.int64))
 
     def for_client(self, party: int) -> ClientRowPlan:
         """The party's rows and, per other party, the rows both chose (found when the plan is used)."""

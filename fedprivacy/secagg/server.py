@@ -97,13 +97,16 @@ class IgnoredMessage:
 class SecAggServer:
     """Server side of one round. See the module docstring for the contract."""
 
-    def __init__(self, config: SecAggConfig, row_plan: RowPlan | None = None) -> None:
+    def __init__(self, config: SecAggConfig, row_plan: RowPlan | None = None, *, per_row: bool = False) -> None:
+        if (row_plan is not None or per_row) and not config.full_graph:
+            raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
         if row_plan is not None:
-            if not config.full_graph:
-                raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
             if config.dim != row_plan.dim or set(row_plan.chosen) != set(config.party_ids):
                 raise InvalidParameters("the row plan must cover every party and config.dim = rows x width")
         self.row_plan = row_plan
+        # ``per_row`` without a plan: the keys and shares are exchanged first, config.dim is the rows'
+        # block width, and the plan is fixed by :meth:`set_row_plan` before any masked input.
+        self.per_row = per_row and row_plan is None
         self.config = config
         self.stage = ServerStage.COLLECTING_KEYS
         self.neighbours = all_neighbourhoods(config)
@@ -113,7 +116,7 @@ class SecAggServer:
         self._seen_keys: set[bytes] = set()
         self._shares: dict[int, ShareKeys] = {}  # U2
         self._input_ids: set[int] = set()  # U3
-        self._sum = np.zeros(config.dim, dtype=dtype_of(config.modulus))
+        self._sum = np.zeros(0 if self.per_row else config.dim, dtype=dtype_of(config.modulus))
         self._unreduced = 0  # mod p: uploads added since the last fold (at most 7 fit in 64 bits)
         self._requests: dict[int, UnmaskRequest] = {}
         self._responses: dict[int, UnmaskResponse] = {}  # U5
@@ -160,6 +163,21 @@ class SecAggServer:
         if self._result is None:
             raise LocalProtocolError(f"no result in stage {self.stage.value}")
         return self._result
+
+    def set_row_plan(self, plan: RowPlan) -> None:
+        """Fix the plan of a per-row sum set up without one (``per_row=True``): once, after the shares
+        were routed and before any masked input. Every party of the plan must be in U2 (the peers it
+        masks with are the sharers) and the plan's block width must be config.dim."""
+        if not self.per_row or self.row_plan is not None:
+            raise LocalProtocolError("only a per-row sum set up without a plan takes one, once")
+        if self.stage is not ServerStage.COLLECTING_INPUTS or self._input_ids:
+            raise LocalProtocolError(f"a row plan is fixed before the masked inputs, not in stage {self.stage.value}")
+        if plan.width != self.config.dim:
+            raise InvalidParameters("the row plan's block width must be the config's dim")
+        if not set(plan.chosen) <= self.shared_ids:
+            raise InvalidParameters("every party of the row plan must have shared its keys")
+        self._sum = np.zeros(plan.dim, dtype=dtype_of(self.config.modulus))
+        self.row_plan = plan
 
     # -- receiving --------------------------------------------------------------------------------
 
@@ -217,6 +235,8 @@ class SecAggServer:
             return self._ignore(sender, message, IgnoredReason.LATE if sender in self.neighbours else IgnoredReason.UNKNOWN_PARTY)
         if sender in self._input_ids:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
+        if self.per_row and (self.row_plan is None or sender not in self.row_plan.chosen):
+            return self._ignore(sender, message, IgnoredReason.INVALID, "not in the row plan")
         expected = self.config.dim if self.row_plan is None else self.row_plan.chosen[sender].shape[0] * self.row_plan.width
         vector = message.vector
         if message.modulus is not self.config.modulus or vector.shape != (expected,):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fedprivacy.errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from fedprivacy.errors import DecodeError, InvalidParameters, LocalProtocolError, RemoteProtocolError
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
@@ -93,7 +93,6 @@ def test_a_client_refuses_a_plan_that_leaves_rows_without_partners():
     for index, forge in enumerate([
         lambda plan: {},  # nobody masks with it: the self mask alone would hide its blocks
         lambda plan: {peer: rows[-1:] for peer, rows in plan.shared.items()},  # only the dense rows shared
-        lambda plan: {**plan.shared, plan.party_id: plan.rows},  # itself as a partner
         lambda plan: {**plan.shared, 4_000_000: plan.rows},  # a partner outside the sum
     ]):
         download = _wire(outbound[index].message)
@@ -103,6 +102,11 @@ def test_a_client_refuses_a_plan_that_leaves_rows_without_partners():
         with pytest.raises(RemoteProtocolError, match="partners|choosers|shared with every"):
             clients[victim].receive(_wire(forged))
         assert clients[victim].stage is RoundClientStage.ABORTED
+    # Itself as a partner: neither form of a plan can say it (a plan built so is refused).
+    download = _wire(outbound[3].message)
+    with pytest.raises(InvalidParameters, match="other parties"):
+        ClientRowPlan(download.recipient, download.plan.width, download.plan.rows,
+                      {**download.plan.shared, download.recipient: download.plan.rows})
 
 
 def test_a_client_refuses_oversized_psu_tables_and_unbounded_reruns():
@@ -117,19 +121,19 @@ def test_a_client_refuses_oversized_psu_tables_and_unbounded_reruns():
     big = PSUParameters(500, 10 * start.psu_params.union_bound, start.psu_params.session_id)
     with pytest.raises(RemoteProtocolError, match="public caps"):
         clients[party].receive(_wire(RoundStart(party, 0, start.settings, big,
-                                                replace(start.psu_config, dim=big.vector_length))))
+                                                replace(start.psu_config, dim=big.vector_length), start.rows_config)))
     odd_shape = PSUParameters(500, start.psu_params.union_bound, start.psu_params.session_id, cells_per_id=60.0)
     other = outbound[1].recipient
     with pytest.raises(RemoteProtocolError, match="default shape"):
         clients[other].receive(_wire(RoundStart(other, 0, start.settings, odd_shape,
-                                                replace(start.psu_config, dim=odd_shape.vector_length))))
+                                                replace(start.psu_config, dim=odd_shape.vector_length), start.rows_config)))
     # A rerun past max_psu_attempts is refused.
     third = outbound[2].recipient
     once = replace(start.settings, max_psu_attempts=1)
-    clients[third].receive(_wire(RoundStart(third, 0, once, start.psu_params, start.psu_config)))
+    clients[third].receive(_wire(RoundStart(third, 0, once, start.psu_params, start.psu_config, start.rows_config)))
     rerun = PSUParameters(500, start.psu_params.union_bound, start.psu_params.session_id, 1)
     with pytest.raises(RemoteProtocolError, match="beyond the attempts"):
-        clients[third].receive(_wire(RoundStart(third, 0, once, rerun, start.psu_config)))
+        clients[third].receive(_wire(RoundStart(third, 0, once, rerun, start.psu_config, start.rows_config)))
 
 
 def test_clients_reject_messages_out_of_turn_and_foreign_rounds():
@@ -150,7 +154,8 @@ def test_the_server_ignores_junk_late_and_foreign_messages_without_changing_stag
     outbound = server.start()
     server.receive(RandomizedSetReport(outbound[0].recipient, np.arange(3, dtype=np.uint64), 0))  # too early
     server.receive(SitOut(999, 0))  # not a party
-    server.receive(PhaseMessage(Phase.ROWS, 0, AdvertiseKeys(outbound[0].recipient, b"\x01" * 32, b"\x02" * 32)))
+    # The rows' sum is set up during the PSU, but it has no attempts.
+    server.receive(PhaseMessage(Phase.ROWS, 1, AdvertiseKeys(outbound[0].recipient, b"\x01" * 32, b"\x02" * 32)))
     assert server.stage is RoundServerStage.PSU and len(server.ignored) == 3
     with pytest.raises(LocalProtocolError):
         server.start()

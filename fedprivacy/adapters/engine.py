@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -89,6 +89,7 @@ class RoundOutcome:
     planned_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     client_errors: dict[int, FedPrivacyError] = field(default_factory=dict)
     result: RoundResult | None = None
+    exchanges: int = 0  # server-to-clients exchanges the round took (each answered by the clients)
 
 
 def _session_of(message: SubmodelMessage) -> str:
@@ -183,9 +184,11 @@ def run_round(
         timing[where] += elapsed
 
     outbound = server_call(party.start)
+    exchanges = 0
     while party.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
         label = party.stage.value if party.phase_stage is None else f"{party.stage.value}:{party.phase_stage.value}"
-        assert isinstance(outbound, list)
+        assert isinstance(outbound, Sequence)
+        exchanges += 1 if len(outbound) else 0
         for done, item in enumerate(outbound, start=1):
             deliver(item)
             if progress is not None:
@@ -219,4 +222,5 @@ def run_round(
         planned_rows=result.planned_rows,
         client_errors=errors,
         result=result,
+        exchanges=exchanges,
     )

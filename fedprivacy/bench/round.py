@@ -61,6 +61,7 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
         # choosers of a planned row, on average (the per-row aggregation's graph size)
         "choosers_per_row_mean": _choosers_per_planned_row(outcome),
         "thin_rows": outcome.thin_rows,
+        "exchanges_per_round": outcome.exchanges,
         "psu_seconds": outcome.psu_seconds,
         "ldp_seconds": outcome.ldp_seconds,
         "aggregation_seconds": outcome.aggregation_seconds,

@@ -172,6 +172,8 @@ class ClientRowPlan:
         rows = _sorted_rows(rows, "rows")
         peers, offsets, positions = [], [0], []
         for peer, common in sorted((shared or {}).items()):
+            if int(peer) == int(party_id):
+                raise InvalidParameters("a plan's partners are the other parties")
             common = _sorted_rows(common, "shared rows")
             where = np.searchsorted(rows, common)
             if common.size and (int(where.max()) >= rows.shape[0] or not np.array_equal(rows[where], common)):
@@ -488,6 +490,8 @@ class RowUnmasker:
         All those rows are among ``dropped``'s rows: the masks are summed over them (an accumulator
         the size of one party's rows, as a client masks) and added into the union's once."""
         plan = self.plan
+        if dropped not in plan.chosen or not keys:  # not in the plan (or no survivor shares its rows)
+            return
         masks = _RowMasks(plan.chosen[dropped], plan.width, self._masks.modulus)
         for survivor, positions in plan._shared_positions(dropped):
             key = keys.get(survivor)

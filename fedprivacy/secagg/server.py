@@ -379,9 +379,12 @@ class SecAggServer:
             if public_key(private) != self._keys[owner][1]:
                 raise RoundAborted("unmasking", f"shares of party {owner}'s mask key do not match its public key")
             agreement = KeyAgreement(private)
+            peers = self.mask_peers(owner) & self._input_ids
+            if plan is not None:  # only the peers that share a row with it added a pair mask
+                peers = peers & set(plan.partners(owner).tolist())
             pair_keys = {
                 peer: pair_mask_key(config, agreement.agree(self._keys[peer][1]), owner, peer)
-                for peer in sorted(self.mask_peers(owner) & self._input_ids)
+                for peer in sorted(peers)
             }
             if unmasker is not None:
                 unmasker.remove_pair_masks(owner, pair_keys)

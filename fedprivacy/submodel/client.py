@@ -238,7 +238,7 @@ class SubmodelRoundClient:
 
     def _on_round_start(self, message: SubmodelMessage) -> list[SubmodelMessage]:
         assert isinstance(message, RoundStart)
-        params, config = message.psu_params, message.psu_config
+        params, config, rows_config = message.psu_params, message.psu_config, message.rows_config
         if message.recipient != self.party_id or self.party_id not in config.party_ids:
             raise RemoteProtocolError("round start addressed to another party")
         if config.dim != params.vector_length or config.modulus is not Modulus.P61:
@@ -246,6 +246,11 @@ class SubmodelRoundClient:
         if params.universe != message.settings.universe:
             raise RemoteProtocolError("the PSU table and the round disagree on the universe")
         settings = message.settings
+        # The rows' sum is set up now, over the PSU's first parties: full graph, the round's modulus,
+        # its dim the rows' block width (at least one parameter and the count).
+        if (not rows_config.full_graph or rows_config.modulus is not settings.modulus or rows_config.dim < 2
+                or rows_config.round_index != message.round_index or self.party_id not in rows_config.party_ids):
+            raise RemoteProtocolError("the rows' secure sum must be a full graph over this round's parties and modulus")
         # The table must have the default shape for its bound (no oversized tables from a tiny message).
         if params.encode() != PSUParameters(settings.universe, params.union_bound, params.session_id, params.attempt).encode():
             raise RemoteProtocolError("the PSU table must have the default shape for its bound")
@@ -254,6 +259,7 @@ class SubmodelRoundClient:
         policy.check_allocation(params.vector_length * 8, "the PSU table")
         policy.check_psu_cohort(config.clients)
         policy.check_secagg_config(config, "PSU's secure sum")
+        policy.check_secagg_config(rows_config, "rows' secure sum")
         if settings.min_choosers < policy.min_choosers:
             raise PolicyViolation("min_choosers", f"the round's min_choosers {settings.min_choosers} is below the "
                                                   f"client's floor {policy.min_choosers}")
@@ -270,7 +276,11 @@ class SubmodelRoundClient:
             if (params.attempt >= settings.max_psu_attempts or params.union_bound > self._psu_ceiling
                     or not set(config.party_ids) <= set(self._psu.config.party_ids)):
                 raise RemoteProtocolError("a PSU rerun beyond the attempts, the table size or the parties allowed")
+            if self._rows is None or rows_config.encode() != self._rows.config.encode():
+                raise RemoteProtocolError("a PSU rerun must keep the rows' secure sum")
         else:
+            if rows_config.party_ids != config.party_ids:
+                raise RemoteProtocolError("the rows' secure sum must be over the PSU's parties")
             ceiling = min(len(config.party_ids) * settings.max_set_size, settings.universe)
             if params.attempt != 0 or params.union_bound != ceiling:
                 raise RemoteProtocolError("the first PSU attempt's table must fit exactly the parties' public caps")
@@ -285,12 +295,20 @@ class SubmodelRoundClient:
             self._real_ids = real
         assert self._real_ids is not None
         self._psu_params = params
-        self._psu = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, policy=policy)
+        psu = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, policy=policy)
+        rows = None
+        if self.stage is RoundClientStage.CREATED:
+            rows = SecAggClient(rows_config, self.party_id, random_bytes=self._random_bytes, policy=policy,
+                                min_choosers=settings.min_choosers, per_row=True)
+        self._psu = psu
         self._store_line(psu_attempt_event(self.state.ledger, message.round_index, params.attempt))
-        out = self._psu.start()
-        self._psu.submit_input(encode_set(params, self._real_ids, random_bytes=self._random_bytes))
+        out = [PhaseMessage(Phase.PSU, params.attempt, m) for m in psu.start()]
+        psu.submit_input(encode_set(params, self._real_ids, random_bytes=self._random_bytes))
+        if rows is not None:  # its keys go out with the PSU's
+            self._rows = rows
+            out += [PhaseMessage(Phase.ROWS, 0, m) for m in rows.start()]
         self.stage = RoundClientStage.SKETCH_SENT
-        return [PhaseMessage(Phase.PSU, params.attempt, m) for m in out]
+        return out
 
     def _store_line(self, line: str) -> None:
         if self.state.store is not None:
@@ -319,10 +337,13 @@ class SubmodelRoundClient:
         union = message.ids
         if union.size and int(union[-1]) >= self._settings.universe:
             raise RemoteProtocolError("the union holds ids outside the universe")
+        if self._rows is None or self._rows.stage is not ClientStage.AWAITING_INPUT:
+            raise RemoteProtocolError("the union arrived before the rows' secure sum was set up")
         self._psu = None  # its keys and shares are no longer needed
         state = self.state
         assert self._round_index is not None and self._real_ids is not None
         if self.sat_out_reason == "oversized":  # nothing released, nothing on the ledger
+            self._rows = None
             self.stage = RoundClientStage.SAT_OUT
             return [SitOut(self.party_id, self._round_index)]
         try:
@@ -333,6 +354,7 @@ class SubmodelRoundClient:
             if state.store is not None:
                 state.store.append_ledger_line(line)
             self.sat_out_reason = "budget"
+            self._rows = None
             self.stage = RoundClientStage.SAT_OUT
             return [SitOut(self.party_id, self._round_index)]
         if state.store is not None:  # the ledger line and the memo are durable before S''_i leaves
@@ -350,8 +372,12 @@ class SubmodelRoundClient:
             raise RemoteProtocolError("row download addressed to another party")
         if message.round_index != self._round_index:
             raise RemoteProtocolError("the row download belongs to another round")
-        if not config.full_graph or config.modulus is not settings.modulus:
-            raise RemoteProtocolError("the rows' secure sum must use the full graph and the round's modulus")
+        rows_sum = self._rows
+        assert rows_sum is not None
+        if config.encode() != rows_sum.config.encode() or plan.width != config.dim:
+            raise RemoteProtocolError("the row download must use the rows' secure sum set up at the round's start")
+        if rows_sum.stage is not ClientStage.AWAITING_INPUT:
+            raise RemoteProtocolError("the row download arrived before the rows' shares")
         real_count = plan.rows.shape[0] - message.dense_rows
         rows, dense_ids = plan.rows[:real_count], plan.rows[real_count:]
         # Uploading a row it did not report would tell the server whether it holds that row.
@@ -367,12 +393,16 @@ class SubmodelRoundClient:
         # under the self mask alone, which is removed at unmasking.
         parties = set(config.party_ids)
         partners = np.zeros(plan.rows.shape[0], dtype=np.int64)
+        peers = 0
         for peer, positions in plan.sharing():
             if peer == self.party_id or peer not in parties:
                 raise RemoteProtocolError("the plan names partners outside the secure sum")
             partners[positions] += 1  # distinct positions per peer
-        if message.dense_rows and int(partners[real_count:].min()) != config.clients - 1:
-            raise RemoteProtocolError("the dense pseudo-rows must be shared with every other party")
+            peers += 1
+        # Every party of the plan chooses the dense rows; the plan has at least the policy's parties.
+        if message.dense_rows and (int(partners[real_count:].min()) != peers
+                                   or peers + 1 < self.state.policy.min_parties):
+            raise RemoteProtocolError("the dense pseudo-rows must be shared with every other party of the plan")
         if real_count and int(partners[:real_count].min()) < settings.min_choosers - 1:
             raise RemoteProtocolError(f"the plan has rows with fewer than {settings.min_choosers} choosers")
         width = plan.width - 1
@@ -393,10 +423,7 @@ class SubmodelRoundClient:
         values = np.vstack([deltas, dense_delta.reshape(message.dense_rows, width)])
         weights = np.concatenate([counts, np.full(message.dense_rows, float(min(result.samples, settings.max_samples)))])
         encoded = quantizer.encode_rows(values, weights, random_bytes=self._random_bytes).reshape(-1)
-        self._rows = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, row_plan=plan,
-                                  policy=self.state.policy, min_choosers=settings.min_choosers)
-        out = self._rows.start()
-        self._rows.submit_input(encoded)
+        out = rows_sum.submit_input(encoded, row_plan=plan)  # masked at once: the shares are in
         self.stage = RoundClientStage.UPLOADING
         return [PhaseMessage(Phase.ROWS, 0, m) for m in out]
 
@@ -404,6 +431,9 @@ class SubmodelRoundClient:
         assert isinstance(message, PhaseMessage) and self._rows is not None
         if message.attempt != 0:
             raise RemoteProtocolError("the rows' secure sum has no attempts")
+        if self.stage is RoundClientStage.SKETCH_SENT and self._rows.stage not in (
+                ClientStage.KEYS_ADVERTISED, ClientStage.SHARES_SENT):
+            raise RemoteProtocolError("the rows' secure sum is past its setup before the union")
         out = [PhaseMessage(Phase.ROWS, 0, m) for m in self._rows.receive(message.payload)]
         if self._rows.stage is ClientStage.COMPLETED:
             self.stage = RoundClientStage.COMPLETED

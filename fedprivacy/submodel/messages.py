@@ -1,4 +1,4 @@
-"""Wire messages of the secure submodel round (format version 1, protocol code 3).
+"""Wire messages of the secure submodel round (format version 2, protocol code 3).
 
 Every message starts "FPRV" | 1 | 3 | type; integers are big-endian, floats IEEE-754 binary64
 big-endian, id lists strictly increasing u64. :func:`decode_submodel_message` turns untrusted bytes into
@@ -7,11 +7,15 @@ a message or raises :class:`DecodeError` (and nothing else).
 | type | message              | direction        | when                                            |
 |------|----------------------|------------------|-------------------------------------------------|
 | 1    | RandomizedSetReport  | client -> server | after the union: S''_i (ledger line kept first) |
-| 2    | RoundStart           | server -> client | opens the round / a PSU attempt                 |
+| 7    | RoundStart           | server -> client | opens the round / a PSU attempt                 |
 | 3    | PhaseMessage         | both             | a secure-aggregation message of the PSU or rows |
-| 4    | UnionBroadcast       | server -> client | the union U, to every PSU contributor           |
+| 8    | UnionBroadcast       | server -> client | the union U, to every PSU contributor           |
 | 5    | SitOut               | client -> server | the client takes no (further) part this round   |
 | 6    | RowDownload          | server -> client | the client's plan, its rows and the dense part  |
+
+Version 2 (types 7 and 8 replace 2 and 4, which are refused): the rows' secure sum is set up with
+the PSU's first attempt (its config travels in ``RoundStart``; its keys and shares in ROWS phase
+messages of the same exchanges), and the union is a bitmap when that is shorter.
 
 ``PhaseMessage`` wraps the bytes of a :mod:`fedprivacy.secagg.messages` message with the phase (PSU or
 ROWS) and the PSU attempt, so a message of one secure sum can never be taken for one of the other.
@@ -49,17 +53,20 @@ __all__ = [
 ]
 
 MAX_IDS = 1 << 28
+MAX_UNION_BITMAP = 1 << 28  # bytes: ids below 2^31
 MAX_DENSE = 1 << 28
 _F64 = struct.Struct(">d")
 
 
 class _Type(IntEnum):
     REPORT = 1
-    ROUND_START = 2
+    # 2: RoundStart of version 1 (without the rows' config), retired
     PHASE = 3
-    UNION = 4
+    # 4: UnionBroadcast of version 1 (ids only), retired
     SIT_OUT = 5
     DOWNLOAD = 6
+    ROUND_START = 7  # version 2: also the rows' secure-sum config
+    UNION = 8  # version 2: the ids, or a bitmap of them when shorter
 
 
 class Phase(IntEnum):
@@ -136,11 +143,13 @@ class RoundStart:
     settings: PublicSettings
     psu_params: PSUParameters
     psu_config: SecAggConfig
+    rows_config: SecAggConfig  # the rows' sum, set up alongside the PSU's (dim: the rows' block width)
 
     def to_bytes(self) -> bytes:
         writer = Writer(ProtocolCode.SUBMODEL, _Type.ROUND_START).u32(self.recipient).u64(self.round_index)
         self.settings._write(writer)
-        return writer.blob(self.psu_params.encode()).blob(self.psu_config.encode()).finish()
+        writer.blob(self.psu_params.encode()).blob(self.psu_config.encode())
+        return writer.blob(self.rows_config.encode()).finish()
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,8 +180,20 @@ class UnionBroadcast:
 
     def to_bytes(self) -> bytes:
         ids = np.asarray(self.ids, dtype=np.uint64)
-        writer = Writer(ProtocolCode.SUBMODEL, _Type.UNION).u64(self.round_index).u32(ids.shape[0])
+        writer = Writer(ProtocolCode.SUBMODEL, _Type.UNION).u64(self.round_index)
+        if _union_bitmap_shorter(ids):
+            member = np.zeros(int(ids[-1]) + 1, dtype=bool)
+            member[ids.astype(np.int64)] = True
+            bits = np.packbits(member)
+            return writer.u8(1).u32(bits.shape[0]).fixed(bits.tobytes(), bits.shape[0]).finish()
+        writer.u8(0).u32(ids.shape[0])
         return writer.fixed(ids.astype(">u8").tobytes(), 8 * ids.shape[0]).finish()
+
+
+def _union_bitmap_shorter(ids: np.ndarray) -> bool:
+    """The union travels as a bitmap of [0, max id] (numpy's bit order) iff that is strictly shorter
+    than its ids as u64."""
+    return bool(ids.shape[0]) and (int(ids[-1]) + 8) // 8 < 8 * ids.shape[0]
 
 
 @dataclass(frozen=True)
@@ -242,7 +263,8 @@ def _decode(reader: Reader) -> SubmodelMessage:
         settings = PublicSettings._read(reader)
         psu_params = PSUParameters.decode(bytes(reader.blob(1 << 12)))
         psu_config = SecAggConfig.decode(bytes(reader.blob(1 << 26)))
-        return RoundStart(recipient, round_index, settings, psu_params, psu_config)
+        rows_config = SecAggConfig.decode(bytes(reader.blob(1 << 26)))
+        return RoundStart(recipient, round_index, settings, psu_params, psu_config, rows_config)
     if kind == _Type.PHASE:
         try:
             phase = Phase(reader.u8())
@@ -251,8 +273,20 @@ def _decode(reader: Reader) -> SubmodelMessage:
         attempt = reader.u8()
         return PhaseMessage(phase, attempt, decode_message(reader.blob(1 << 31)))
     if kind == _Type.UNION:
-        round_index = reader.u64()
-        return UnionBroadcast(round_index, _ids(reader))
+        round_index, form = reader.u64(), reader.u8()
+        if form == 0:
+            ids = _ids(reader)
+        elif form == 1:
+            size = reader.count(MAX_UNION_BITMAP, 1)
+            bits = np.frombuffer(reader.fixed(size), dtype=np.uint8)
+            if not size or not bits[-1]:
+                raise DecodeError("a union bitmap ends with its largest id's byte")
+            ids = np.flatnonzero(np.unpackbits(bits)).astype(np.uint64)
+        else:
+            raise DecodeError("unknown union form")
+        if _union_bitmap_shorter(ids) != (form == 1):
+            raise DecodeError("the union must take its shorter form")
+        return UnionBroadcast(round_index, ids)
     if kind == _Type.SIT_OUT:
         return SitOut(reader.u32(), reader.u64())
     if kind == _Type.DOWNLOAD:

@@ -24,7 +24,9 @@ authenticates each client's messages (their ``sender``). Raises: :class:`RoundAb
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 
@@ -40,7 +42,7 @@ from .messages import Phase, PhaseMessage, RandomizedSetReport, RoundStart, RowD
 from .settings import RoundSettings
 from .stages import ROUND_SERVER_TRANSITIONS, RoundServerEvent, RoundServerStage
 
-__all__ = ["Outbound", "RoundResult", "SubmodelRoundServer"]
+__all__ = ["LazyOutbound", "Outbound", "RoundResult", "SubmodelRoundServer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,32 @@ class RoundResult:
     contributors: frozenset[int]  # whose upload is in the sums
     row_sharers: frozenset[int] = frozenset()  # whose shares were routed in the rows' sum (a client masks with these)
     ignored: list[IgnoredMessage] = field(default_factory=list)
+
+
+class LazyOutbound(Sequence[Outbound]):
+    """The messages of a stage, each built when read (the row downloads: n plans and row blocks are
+    never held at once). Reading an item twice builds it twice; ``recipients`` are in order."""
+
+    def __init__(self, recipients: list[int], build: Callable[[int], Outbound]) -> None:
+        self.recipients = recipients
+        self._build = build
+
+    def __len__(self) -> int:
+        return len(self.recipients)
+
+    @overload
+    def __getitem__(self, index: int) -> Outbound: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Outbound]: ...
+
+    def __getitem__(self, index: int | slice) -> Outbound | list[Outbound]:
+        if isinstance(index, slice):
+            return [self._build(p) for p in self.recipients[index]]
+        return self._build(self.recipients[index])
+
+    def __iter__(self) -> Iterator[Outbound]:
+        return (self._build(p) for p in self.recipients)
 
 
 class SubmodelRoundServer:
@@ -107,7 +135,8 @@ class SubmodelRoundServer:
         self._union = np.zeros(0, dtype=np.uint64)
         self._contributors: frozenset[int] = frozenset()
         self._reports: dict[int, np.ndarray] = {}
-        self._rows: SecAggServer | None = None
+        self._rows: SecAggServer | None = None  # set up with the PSU's first attempt, its plan fixed later
+        self._rows_config: SecAggConfig | None = None
         self._quantizer: Quantizer | None = None
         self._kept_rows = np.zeros(0, dtype=np.uint64)
         self._thin_rows = 0
@@ -122,7 +151,8 @@ class SubmodelRoundServer:
     def expected_ids(self) -> frozenset[int]:
         """Who the current stage still waits for (a transport may close it early when empty)."""
         if self.stage is RoundServerStage.PSU and self._psu is not None:
-            return self._psu.expected_ids - self._sat_out
+            rows = self._rows.expected_ids if self._rows_in_setup() else frozenset()
+            return (self._psu.expected_ids | rows) - self._sat_out
         if self.stage is RoundServerStage.COLLECTING_REPORTS:
             return self._contributors - self._reports.keys() - self._sat_out
         if self.stage is RoundServerStage.AGGREGATING and self._rows is not None:
@@ -142,6 +172,17 @@ class SubmodelRoundServer:
         settings = self.settings
         # The table is sized from public numbers only (never from the private set sizes).
         self._psu_params = PSUParameters(settings.universe, settings.psu_bound(len(self.party_ids)), self._session_id)
+        # The rows' secure sum is set up alongside the PSU's (keys advertised and shared in the same
+        # exchanges), over the same parties; its dim is the rows' block width, its plan comes later.
+        try:
+            self._rows_config = SecAggConfig.create(
+                list(self.party_ids), self._width + 1, settings.modulus, full_graph=True, round_index=self.round_index,
+                dropout_fraction=settings.dropout_fraction, corrupt_fraction=settings.corrupt_fraction,
+                adversary=settings.adversary,
+            )
+        except InvalidParameters as exc:
+            raise self._abort(RoundAborted("psu", f"no secure sum fits {len(self.party_ids)} parties: {exc}")) from exc
+        self._rows = SecAggServer(self._rows_config, per_row=True)
         self.stage = RoundServerStage.PSU
         return self._start_psu(self.party_ids)
 
@@ -158,7 +199,9 @@ class SubmodelRoundServer:
         self._psu = SecAggServer(config)
         self._psu_attempts += 1
         public = self.settings.public()
-        return [Outbound(p, RoundStart(p, self.round_index, public, self._psu_params, config)) for p in parties]
+        assert self._rows_config is not None
+        return [Outbound(p, RoundStart(p, self.round_index, public, self._psu_params, config, self._rows_config))
+                for p in parties]
 
     def receive(self, message: SubmodelMessage) -> None:
         """Consume one client message (its sender authenticated by the transport). Never raises on
@@ -186,6 +229,10 @@ class SubmodelRoundServer:
             assert isinstance(message, RandomizedSetReport)
             return self._on_report(sender, message)
         assert isinstance(message, PhaseMessage)
+        if event is RoundServerEvent.ROWS_MESSAGE and self.stage is RoundServerStage.PSU:
+            # The rows' keys and shares travel with the PSU's first attempt (and only then).
+            if not self._rows_in_setup():
+                return self._ignore(sender, message, IgnoredReason.LATE, "the rows' setup is closed")
         inner = self._psu if event is RoundServerEvent.PSU_MESSAGE else self._rows
         attempt = self._psu_params.attempt if event is RoundServerEvent.PSU_MESSAGE and self._psu_params else 0
         if inner is None or message.attempt != attempt:
@@ -207,7 +254,7 @@ class SubmodelRoundServer:
         self._reports[sender] = np.asarray(message.ids, dtype=np.uint64)
         return None
 
-    def close_stage(self) -> list[Outbound]:
+    def close_stage(self) -> Sequence[Outbound]:
         """Close the current stage; returns the next messages. Raises :class:`RoundAborted` (and stays
         aborted) when the round cannot go on."""
         allowed = ROUND_SERVER_TRANSITIONS.get((self.stage, RoundServerEvent.CLOSE_STAGE))
@@ -228,12 +275,17 @@ class SubmodelRoundServer:
     # -- stages ---------------------------------------------------------------------------------
 
     def _close_psu(self) -> list[Outbound]:
-        assert self._psu is not None and self._psu_params is not None
-        inner = self._psu
+        assert self._psu is not None and self._psu_params is not None and self._rows is not None
+        inner, rows = self._psu, self._rows
+        lockstep = self._rows_in_setup()  # the rows' setup closes with the PSU's first two stages
         out = inner.close_stage()  # RoundAborted propagates
         attempt = self._psu_params.attempt
         if inner.stage is not ServerStage.COMPLETED:
-            return [Outbound(o.recipient, PhaseMessage(Phase.PSU, attempt, o.message)) for o in out]
+            wrapped = [Outbound(o.recipient, PhaseMessage(Phase.PSU, attempt, o.message)) for o in out]
+            if lockstep:
+                wrapped += [Outbound(o.recipient, PhaseMessage(Phase.ROWS, 0, o.message)) for o in rows.close_stage()]
+                wrapped.sort(key=lambda o: o.recipient)  # stable: each party's PSU message first
+            return wrapped
         try:
             union = PSUServer(self._psu_params).decode(inner.result)
         except UnionDecodeFailure as failure:
@@ -252,9 +304,12 @@ class SubmodelRoundServer:
         broadcast = UnionBroadcast(self.round_index, union)
         return [Outbound(p, broadcast) for p in sorted(self._contributors)]
 
-    def _close_reports(self) -> list[Outbound]:
+    def _close_reports(self) -> Sequence[Outbound]:
         settings, width = self.settings, self._width
-        chosen = {p: ids for p, ids in sorted(self._reports.items()) if p not in self._sat_out}
+        assert self._rows is not None and self._rows_config is not None
+        # Only parties whose rows' shares were routed can mask (and be masked with) in the rows' sum.
+        sharers = self._rows.shared_ids
+        chosen = {p: ids for p, ids in sorted(self._reports.items()) if p not in self._sat_out and p in sharers}
         if len(chosen) < 2:
             raise RoundAborted("reports", f"{len(chosen)} randomized sets arrived, at least 2 are needed")
         all_rows = np.unique(np.concatenate(list(chosen.values())))
@@ -265,29 +320,25 @@ class SubmodelRoundServer:
         dense_ids = np.arange(settings.universe, settings.universe + self._dense_rows, dtype=np.uint64)
         planned = {p: np.concatenate([np.intersect1d(rows, kept, assume_unique=True), dense_ids]) for p, rows in chosen.items()}
         plan = RowPlan(np.concatenate([kept, dense_ids]), width + 1, planned)
-        try:
-            config = SecAggConfig.create(
-                sorted(planned), plan.dim, settings.modulus, full_graph=True, round_index=self.round_index,
-                dropout_fraction=settings.dropout_fraction, corrupt_fraction=settings.corrupt_fraction,
-                adversary=settings.adversary,
-            )
-        except InvalidParameters as exc:
-            raise RoundAborted("reports", f"no secure sum fits {len(planned)} parties: {exc}") from exc
-        self._quantizer = Quantizer(settings.modulus, settings.clip, len(planned), max_weight=float(settings.max_samples))
-        self._rows = SecAggServer(config, row_plan=plan)
+        config = self._rows_config
+        # Sized for the rows' sum's parties (an upper bound on the uploads), as the clients size it.
+        self._quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
+        self._rows.set_row_plan(plan)
         self._kept_rows = kept
         self._thin_rows = int((choosers < settings.min_choosers).sum())
         self._reports = chosen
         dense = np.zeros(self._dense_size, dtype=np.float64)
         dense[:] = np.asarray(self.model.dense(), dtype=np.float64).reshape(-1)[: self._dense_size]
-        out = []
-        for party, rows in planned.items():
-            real = rows[: rows.shape[0] - self._dense_rows]
-            values = np.asarray(self.model.rows(real), dtype=np.float64).reshape(real.shape[0], width)
-            out.append(Outbound(party, RowDownload(party, self.round_index, config, plan.for_client(party),
-                                                   self._dense_rows, values, dense)))
+        model, dense_rows, round_index = self.model, self._dense_rows, self.round_index
+
+        def download(party: int) -> Outbound:  # built when delivered: one party's rows at a time
+            rows = planned[party]
+            real = rows[: rows.shape[0] - dense_rows]
+            values = np.asarray(model.rows(real), dtype=np.float64).reshape(real.shape[0], width)
+            return Outbound(party, RowDownload(party, round_index, config, plan.for_client(party), dense_rows, values, dense))
+
         self.stage = RoundServerStage.AGGREGATING
-        return out
+        return LazyOutbound(sorted(planned), download)
 
     def _close_rows(self) -> list[Outbound]:
         assert self._rows is not None and self._quantizer is not None
@@ -322,6 +373,12 @@ class SubmodelRoundServer:
         return []
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _rows_in_setup(self) -> bool:
+        """Whether the rows' sum is at the same setup stage (keys or shares) as the PSU's sum."""
+        psu, rows = self._psu, self._rows
+        return (psu is not None and rows is not None and rows.stage is psu.stage
+                and rows.stage in (ServerStage.COLLECTING_KEYS, ServerStage.COLLECTING_SHARES))
 
     def _move(self, event: RoundServerEvent) -> None:
         allowed = ROUND_SERVER_TRANSITIONS.get((self.stage, event))

@@ -23,7 +23,7 @@ __all__ = [
 
 class RoundClientStage(Enum):
     CREATED = "created"
-    SKETCH_SENT = "sketch-sent"  # in the PSU's secure sum (possibly a later attempt)
+    SKETCH_SENT = "sketch-sent"  # in the PSU's secure sum (possibly a later attempt); the rows' sum set up alongside
     REPORT_SENT = "report-sent"  # S''_i sent (ledger line and memo kept first); waiting for its rows
     UPLOADING = "uploading"  # in the rows' secure sum
     COMPLETED = "completed"  # answered the rows' unmasking request
@@ -62,6 +62,7 @@ ROUND_CLIENT_TRANSITIONS: dict[tuple[RoundClientStage, RoundClientEvent], frozen
     (C.CREATED, CE.ROUND_START): frozenset({C.SKETCH_SENT}),
     (C.SKETCH_SENT, CE.ROUND_START): frozenset({C.SKETCH_SENT}),  # a later PSU attempt
     (C.SKETCH_SENT, CE.PSU_MESSAGE): frozenset({C.SKETCH_SENT}),
+    (C.SKETCH_SENT, CE.ROWS_MESSAGE): frozenset({C.SKETCH_SENT}),  # the rows' keys and shares, with the PSU's
     (C.SKETCH_SENT, CE.UNION): frozenset({C.REPORT_SENT, C.SAT_OUT}),
     (C.REPORT_SENT, CE.DOWNLOAD): frozenset({C.UPLOADING}),
     (C.UPLOADING, CE.ROWS_MESSAGE): frozenset({C.UPLOADING, C.COMPLETED}),
@@ -72,6 +73,7 @@ S, SE = RoundServerStage, RoundServerEvent
 ROUND_SERVER_TRANSITIONS: dict[tuple[RoundServerStage, RoundServerEvent], frozenset[RoundServerStage]] = {
     (S.CREATED, SE.START): frozenset({S.PSU}),
     (S.PSU, SE.PSU_MESSAGE): frozenset({S.PSU}),
+    (S.PSU, SE.ROWS_MESSAGE): frozenset({S.PSU}),  # the rows' keys and shares, with the PSU's first attempt
     (S.PSU, SE.SIT_OUT): frozenset({S.PSU}),
     (S.PSU, SE.CLOSE_STAGE): frozenset({S.PSU, S.COLLECTING_REPORTS}),  # a secure-sum stage, a retry, or the union
     (S.COLLECTING_REPORTS, SE.REPORT): frozenset({S.COLLECTING_REPORTS}),

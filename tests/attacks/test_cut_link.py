@@ -1,8 +1,10 @@
-"""The cut link after the plan: the server drops the routed shares between the only two choosers u and v
-of a row (and leaves each out of the other's unmasking request). Neither then masks that row with the
-other, so once the server removes their self masks (it is entitled to: both are alive) it reads each
+"""The cut link: the server drops the routed shares of the rows' sum between the only two choosers u
+and v of a row (and leaves each out of the other's unmasking request). Neither then masks that row with
+the other, so once the server removes their self masks (it is entitled to: both are alive) it reads each
 one's block of that row -- count-weighted update and count -- in the clear, while every client ends
-"completed".
+"completed". The rows' shares are routed with the PSU's, before any plan exists, so the server picks
+the pair from a rehearsal of the same round (the clients' randomness is replayed): the strongest form of
+the attack, a server that knows in advance which two clients will be a row's only choosers.
 
 The real client re-checks ``min_choosers`` when it masks, against the peers whose shares it really
 holds: the row goes up as zeros (count 0), and the server learns nothing about u or v from it.
@@ -30,16 +32,18 @@ N = 10
 
 
 class CutLink:
-    """Finds a planned row with exactly two choosers from the row downloads, then cuts their link."""
+    """Finds a planned row with exactly two choosers from the row downloads (rehearsal), or cuts the
+    link of a pair found so."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: tuple[int, int, int] | None = None) -> None:
         self.downloads: dict[int, RowDownload] = {}
-        self.target: tuple[int, int, int] | None = None  # (u, v, row)
+        self.rehearsal = target is None
+        self.target: tuple[int, int, int] | None = target  # (u, v, row)
 
     def __call__(self, recipient: int, message: object) -> list:
         if isinstance(message, RowDownload):
             self.downloads[recipient] = message
-            if self.target is None:
+            if self.rehearsal and self.target is None:
                 real = message.plan.rows.shape[0] - message.dense_rows
                 partners: dict[int, list[int]] = {}
                 for peer, positions in message.plan.sharing():
@@ -50,8 +54,9 @@ class CutLink:
                         self.target = (recipient, peers[0], int(message.plan.rows[position]))
                         break
             return [message]
-        if not (isinstance(message, PhaseMessage) and message.phase is Phase.ROWS and self.target is not None):
+        if self.rehearsal or not (isinstance(message, PhaseMessage) and message.phase is Phase.ROWS):
             return [message]
+        assert self.target is not None
         u, v, _ = self.target
         inner = message.payload
         other = {u: v, v: u}.get(recipient)
@@ -67,12 +72,22 @@ class CutLink:
 
 def _attack(policy: ClientPolicy):
     settings = RoundSettings(universe=500, max_set_size=12)
-    states = {p: ClientState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy) for p in range(1, N + 1)}
-    cut = CutLink()
-    attack = SubmodelRoundAttack(states, TinyModel(), settings, tamper=cut,
-                                 random_source=lambda p: DeterministicRandomness(f"cut{p}"))
-    attack.run()
-    assert cut.target is not None
+
+    def run(cut: CutLink):
+        states = {p: ClientState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy) for p in range(1, N + 1)}
+        attack = SubmodelRoundAttack(states, TinyModel(), settings, tamper=cut,
+                                     random_source=lambda p: DeterministicRandomness(f"cut{p}"))
+        attack.run()
+        return attack
+
+    rehearsal = CutLink()
+    run(rehearsal)
+    assert rehearsal.target is not None
+    cut = CutLink(rehearsal.target)
+    attack = run(cut)
+    u, v, row = cut.target
+    for party in (u, v):  # the replayed round planned the same row for the same two choosers
+        assert np.array_equal(cut.downloads[party].plan.rows, rehearsal.downloads[party].plan.rows)
     return attack, cut, settings
 
 

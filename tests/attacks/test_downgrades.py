@@ -171,7 +171,8 @@ def _round_start(n: int, universe: int, max_set_size: int) -> RoundStart:
     settings = PublicSettings(universe, max_set_size, 1.0, 100, Modulus.U64)
     params = PSUParameters(universe, min(n * max_set_size, universe), b"attack suite: big table session")
     config = SecAggConfig(tuple(range(1, n + 1)), params.vector_length, Modulus.P61, n - 1, n, b"attack suite: big table config!!")
-    return RoundStart(1, 0, settings, params, config)
+    rows = SecAggConfig(tuple(range(1, n + 1)), 3, Modulus.U64, n - 1, n, b"attack suite: rows sum config!!!")
+    return RoundStart(1, 0, settings, params, config, rows)
 
 
 def _peak_bytes(policy: ClientPolicy, message: RoundStart) -> tuple[int, Exception | None]:
@@ -200,7 +201,7 @@ def test_a_large_table_is_allocated_by_a_weakened_client_and_refused_by_a_bounde
 
 def test_the_small_round_start_that_asked_for_gigabytes_is_refused_before_allocating():
     message = _round_start(3, 1 << 40, 60_000_000)
-    assert len(message.to_bytes()) < 256 and message.psu_params.vector_length * 8 > 5 << 30
+    assert len(message.to_bytes()) < 320 and message.psu_params.vector_length * 8 > 5 << 30
     peak, error = _peak_bytes(ClientPolicy(), message)
     assert isinstance(error, PolicyViolation) and error.knob == "max_allocation_bytes"
     assert peak < 8 << 20

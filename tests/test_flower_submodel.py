@@ -87,6 +87,7 @@ def _simulate(model: ReferenceServer, round_index: int, drop_partition: int | No
                              for m in grid.send_and_receive(asks, timeout=60)}
         seen["result"] = workflow.run_round(grid, round_index)
         seen["party"] = dict(workflow.parties)
+        seen["exchanges"] = list(workflow.exchanges)
 
     run_simulation(
         server_app, _client_app(drop_partition, state_dir), num_supernodes=NODES,
@@ -156,6 +157,7 @@ def test_flower_round_with_a_drop_equals_the_engine_and_charges_the_ledgers(firs
     assert np.array_equal(result.union, outcome.result.union)
     assert all(np.array_equal(result.chosen[p], outcome.chosen[p]) for p in result.chosen)
     _assert_same_model(flower_model, engine_model)
+    assert seen["exchanges"] == [outcome.exchanges] == [7]  # both secure sums' setups share exchanges
     for part in range(NODES):  # every node was charged once, before its randomized set left
         ledger = read_ledger_file(state_dir / f"partition-{part}" / "ledger.jsonl")
         assert [e.kind for e in budget_events(ledger)] == ["release"] and ledger.client_id == f"client-{part + 1}"

@@ -198,6 +198,7 @@ class SecureSubmodelWorkflow:
         self.on_round = on_round
         self.results: list[RoundResult] = []
         self.parties: dict[int, int] = {}  # node id -> party id, of the last round started
+        self.exchanges: list[int] = []  # exchanges (messages to the nodes, each answered) of each completed round
 
     def __call__(self, grid: Grid, context: Context) -> None:
         rounds = self.num_rounds
@@ -221,12 +222,14 @@ class SecureSubmodelWorkflow:
             outbound = server.start()
         except RoundAborted as exc:
             raise self._fail(round_index, exc) from exc
+        exchanges = 0
         while server.stage is not RoundServerStage.COMPLETED:
             label = server.stage.value if server.phase_stage is None else f"{server.stage.value}:{server.phase_stage.value}"
             by_party: dict[int, list[bytes]] = defaultdict(list)
             for item in outbound:
                 by_party[item.recipient].append(item.message.to_bytes())
             if by_party:
+                exchanges += 1
                 self._exchange(grid, server, round_index, label, by_party, node_of)
             try:
                 outbound = server.close_stage()
@@ -236,10 +239,12 @@ class SecureSubmodelWorkflow:
         assert result is not None
         log(
             INFO,
-            "[submodel round %d] completed in %.2f s: union %d, %d of %d nodes in the sums, %d rows updated",
+            "[submodel round %d] completed in %.2f s: union %d, %d of %d nodes in the sums, %d rows updated, "
+            "exchanges_per_round %d",
             round_index, time.perf_counter() - started, result.union.shape[0], len(result.contributors), len(nodes),
-            result.rows_updated,
+            result.rows_updated, exchanges,
         )
+        self.exchanges.append(exchanges)
         self.results.append(result)
         if self.on_round is not None:
             self.on_round(round_index, result)
@@ -376,7 +381,7 @@ class SecureSubmodelClient:
 
     Why a handler and not a mod: in Flower 1.42 a ClientApp routes each message to the function
     registered for its type before any mod runs, and a mod can only wrap that function's reply. The
-    secure round is not a transformation of one training reply: it is ~10 exchanges per round, and
+    secure round is not a transformation of one training reply: it is 7 exchanges per round, and
     training happens in the middle of it, when the row download arrives. So it is a function
     registered under its own action (``app.train(SUBMODEL_ACTION)``), and your other functions and
     mods (``app.evaluate()``, ``message_size_mod``, ...) sit next to it or around it as usual.

@@ -43,7 +43,7 @@ from ..submodel.settings import RoundSettings
 from ..submodel.stages import RoundServerStage
 from .interfaces import SubmodelServer
 
-__all__ = ["RoundDrops", "RoundOutcome", "run_round"]
+__all__ = ["ClientSummary", "Delivery", "InProcessClients", "RoundDrops", "RoundOutcome", "handle", "run_round"]
 
 _DROP_STAGE_OF = {AdvertiseKeys: DropStage.ADVERTISE, ShareKeys: DropStage.SHARE, MaskedInput: DropStage.INPUT,
                   UnmaskResponse: DropStage.UNMASK}
@@ -98,6 +98,72 @@ def _session_of(message: SubmodelMessage) -> str:
     return "report" if isinstance(message, RandomizedSetReport) else "round"
 
 
+@dataclass
+class Delivery:
+    """What one client did with one server message: the bytes it sent back (in order), whether it is
+    gone from now on (it vanished, as scripted, or aborted: ``error``), and its protocol seconds
+    (local training excluded)."""
+
+    replies: list[bytes]
+    gone: bool
+    seconds: float
+    error: FedPrivacyError | None = None
+    delivered: bool = True  # False: the client was gone already and never got the message
+
+
+@dataclass
+class ClientSummary:
+    """A client's end of round, for the outcome (its state is written back into the caller's)."""
+
+    state: ClientState
+    sat_out_reason: str | None
+    training_seconds: float
+
+
+def handle(client: SubmodelRoundClient, drops: RoundDrops, data: bytes, gone: set[int]) -> Delivery:
+    """Deliver one message's bytes to a client; its replies up to a scripted vanishing, as bytes.
+    A client in ``gone`` gets nothing; one that vanishes or aborts is added to it."""
+    if client.party_id in gone:
+        return Delivery([], True, 0.0, delivered=False)
+    started = time.perf_counter()
+    training_before = client.training_seconds
+    try:
+        replies = client.receive(decode_submodel_message(data))
+    except FedPrivacyError as exc:  # the client aborted; from now on it is simply gone
+        gone.add(client.party_id)
+        return Delivery([], True, time.perf_counter() - started - (client.training_seconds - training_before), exc)
+    out, vanished = [], False
+    for reply in replies:
+        if drops.vanishes_before(client.party_id, reply):
+            vanished = True
+            gone.add(client.party_id)
+            break
+        out.append(reply.to_bytes())
+    return Delivery(out, vanished, time.perf_counter() - started - (client.training_seconds - training_before))
+
+
+class InProcessClients:
+    """The clients of a round in this process (the engine's default host)."""
+
+    def __init__(self, states: Mapping[int, ClientState], drops: RoundDrops,
+                 random_source: Callable[[int], RandomSource] | None) -> None:
+        self._drops = drops
+        self._gone: set[int] = set()
+        self._clients = {p: SubmodelRoundClient(s, random_bytes=system_random_bytes if random_source is None
+                                                else random_source(p)) for p, s in states.items()}
+
+    batch = 1  # messages handed over at a time: one (only one client's plan and rows exist at once)
+
+    def deliver(self, items: list[tuple[int, bytes]]) -> list[Delivery]:
+        return [handle(self._clients[recipient], self._drops, data, self._gone) for recipient, data in items]
+
+    def finish(self) -> dict[int, ClientSummary]:
+        return {p: ClientSummary(c.state, c.sat_out_reason, c.training_seconds) for p, c in self._clients.items()}
+
+
+ClientHostFactory = Callable[[Mapping[int, ClientState], RoundDrops, "Callable[[int], RandomSource] | None"], object]
+
+
 def run_round(
     states: Mapping[int, ClientState],
     server: SubmodelServer,
@@ -107,6 +173,7 @@ def run_round(
     observer: Callable[[str, int, int, bytes], None] | None = None,
     random_source: Callable[[int], RandomSource] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    executor: ClientHostFactory | None = None,
 ) -> RoundOutcome:
     """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
 
@@ -114,12 +181,13 @@ def run_round(
     "psu", "report" or "rows"; the server is party 0) -- for transcripts and proofs.
     ``random_source(party)`` gives each client its randomness (default: the OS CSPRNG); seeded
     sources make a simulated round reproducible. ``progress(stage, done, total)`` is called as the
-    clients answer each stage. Raises :class:`~fedprivacy.errors.RoundAborted` when the round cannot
-    complete (the model is then untouched)."""
+    clients answer each stage. ``executor(states, drops, random_source)`` makes the host the clients
+    run in (default: this process; :class:`fedprivacy.adapters.ray_executor.RayExecutor` runs them on
+    a Ray cluster; the server stays here and the round is the same). Raises
+    :class:`~fedprivacy.errors.RoundAborted` when the round cannot complete (the model is then untouched)."""
     drops = drops or RoundDrops()
     party = SubmodelRoundServer(server, settings, sorted(states), round_index)
-    clients = {p: SubmodelRoundClient(s, random_bytes=system_random_bytes if random_source is None else random_source(p))
-               for p, s in states.items()}
+    host = (InProcessClients if executor is None else executor)(states, drops, random_source)
     gone: set[int] = set()
     errors: dict[int, FedPrivacyError] = {}
     sent = dict.fromkeys(states, 0)
@@ -144,44 +212,40 @@ def run_round(
             timing["server"] += elapsed
             timing[where] += elapsed
 
-    def deliver(item: Outbound) -> None:
-        recipient = item.recipient
-        if recipient in gone:
-            return
+    def deliver(chunk: Sequence[Outbound]) -> None:
         where = bucket()
-        started = time.perf_counter()
-        data = encoded.get(id(item.message))
-        if data is None:
-            data = item.message.to_bytes()
-            if isinstance(item.message, UnionBroadcast):  # the same object for every recipient
-                encoded[id(item.message)] = data
-        timing["server"] += time.perf_counter() - started
-        received[recipient] += len(data)
-        if observer is not None:
-            observer(_session_of(item.message), 0, recipient, data)
-        client = clients[recipient]
-        started = time.perf_counter()
-        training_before = client.training_seconds
-        try:
-            replies = client.receive(decode_submodel_message(data))
-        except FedPrivacyError as exc:  # the client aborted; from now on it is simply gone
-            errors[recipient] = exc
-            gone.add(recipient)
-            replies = []
-        elapsed = time.perf_counter() - started - (client.training_seconds - training_before)
-        for reply in replies:
-            if drops.vanishes_before(recipient, reply):
-                gone.add(recipient)
-                break
+        items = []
+        for item in chunk:
+            recipient = item.recipient
+            if recipient in gone:
+                continue
             started = time.perf_counter()
-            data = reply.to_bytes()
-            elapsed += time.perf_counter() - started
-            sent[recipient] += len(data)
+            data = encoded.get(id(item.message))
+            if data is None:
+                data = item.message.to_bytes()
+                if isinstance(item.message, UnionBroadcast):  # the same object for every recipient
+                    encoded[id(item.message)] = data
+            timing["server"] += time.perf_counter() - started
+            items.append((recipient, data, _session_of(item.message)))
+        deliveries = host.deliver([(recipient, data) for recipient, data, _ in items])
+        for (recipient, data, session), delivery in zip(items, deliveries):
+            if not delivery.delivered:
+                gone.add(recipient)
+                continue
+            received[recipient] += len(data)
             if observer is not None:
-                observer(_session_of(reply), recipient, 0, data)
-            server_call(lambda d=data: party.receive(decode_submodel_message(d)))
-        client_seconds[recipient] += elapsed
-        timing[where] += elapsed
+                observer(session, 0, recipient, data)
+            if delivery.error is not None:
+                errors[recipient] = delivery.error
+            if delivery.gone:
+                gone.add(recipient)
+            for data in delivery.replies:
+                sent[recipient] += len(data)
+                if observer is not None:
+                    observer(_session_of(decode_submodel_message(data)), recipient, 0, data)
+                server_call(lambda d=data: party.receive(decode_submodel_message(d)))
+            client_seconds[recipient] += delivery.seconds
+            timing[where] += delivery.seconds
 
     outbound = server_call(party.start)
     exchanges = 0
@@ -189,21 +253,27 @@ def run_round(
         label = party.stage.value if party.phase_stage is None else f"{party.stage.value}:{party.phase_stage.value}"
         assert isinstance(outbound, Sequence)
         exchanges += 1 if len(outbound) else 0
-        for done, item in enumerate(outbound, start=1):
-            deliver(item)
+        batch = max(1, int(getattr(host, "batch", 1)))
+        for start in range(0, len(outbound), batch):
+            chunk = outbound[start:start + batch]
+            deliver(chunk)
             if progress is not None:
-                progress(label, done, len(outbound))
+                progress(label, start + len(chunk), len(outbound))
         encoded.clear()
         outbound = server_call(party.close_stage)  # RoundAborted propagates: the model is untouched
 
     result = party.result
     assert result is not None
+    summaries = host.finish()
+    for p, summary in summaries.items():  # a remote host worked on copies: the caller's states get its ledger and memo
+        if summary.state is not states[p]:
+            states[p].ledger, states[p].memo = summary.state.ledger, summary.state.memo
     survivors = sorted(result.contributors)
     spent = [replay(s.ledger).spent() for s in states.values()]
     return RoundOutcome(
         union_size=int(result.union.shape[0]),
         participants=len(survivors),
-        refused=sorted(p for p, c in clients.items() if c.sat_out_reason == "budget"),
+        refused=sorted(p for p, c in summaries.items() if c.sat_out_reason == "budget"),
         thin_rows=result.thin_rows,
         rows_updated=result.rows_updated,
         chosen_mean=float(np.mean([len(v) for v in result.chosen.values()])),
@@ -216,8 +286,8 @@ def run_round(
         client_seconds_median=float(statistics.median(client_seconds[p] for p in survivors)) if survivors else 0.0,
         epsilon_spent_max=max(spent) if spent else 0.0,
         contributors=result.contributors,
-        oversized=sorted(p for p, c in clients.items() if c.sat_out_reason == "oversized"),
-        training_seconds=sum(c.training_seconds for c in clients.values()),
+        oversized=sorted(p for p, c in summaries.items() if c.sat_out_reason == "oversized"),
+        training_seconds=sum(c.training_seconds for c in summaries.values()),
         chosen=result.chosen,
         planned_rows=result.planned_rows,
         client_errors=errors,

@@ -1,0 +1,59 @@
+"""The engine's clients on a local two-node Ray cluster give the same round as the in-process engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedprivacy.accounting import replay
+from fedprivacy.hazmat.prg import DeterministicRandomness
+from fedprivacy.ldp import RRParameters
+from fedprivacy.secagg import DropStage
+from fedprivacy.submodel import init_model, synthetic_workload
+from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
+
+ray = pytest.importorskip("ray")
+cluster_utils = pytest.importorskip("ray.cluster_utils")
+
+CLIENTS, UNIVERSE, ITEMS, DIM = 8, 400, 12, 3
+
+
+def _round(executor):
+    workload = synthetic_workload(clients=CLIENTS, universe=UNIVERSE, items_per_user=ITEMS, seed=3)
+    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
+    model = ReferenceServer(*init_model(np.arange(UNIVERSE, dtype=np.uint64), DIM, seed=3))
+    drops = RoundDrops(psu={2: DropStage.SHARE}, upload={5: DropStage.INPUT})
+    settings = RoundSettings(universe=UNIVERSE, max_set_size=ITEMS, dropout_fraction=0.25)
+    outcome = secure_round(states, model, settings, 0, drops, executor=executor,
+                           random_source=lambda p: DeterministicRandomness(f"ray-{p}"))
+    return outcome, model, states
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster():
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_a_round_on_a_two_node_ray_cluster_equals_the_in_process_engine(two_node_cluster):
+    from fedprivacy.adapters.ray_executor import RayExecutor
+
+    executor = RayExecutor(actors=2, batch=3)
+    on_ray, ray_model, ray_states = _round(executor)
+    assert len(set(executor.last_node_ids)) == 2  # one shard of clients on each node
+    local, local_model, local_states = _round(None)
+    assert on_ray.contributors == local.contributors and len(local.contributors) == CLIENTS - 2
+    assert on_ray.exchanges == local.exchanges == 7
+    assert np.array_equal(on_ray.result.union, local.result.union)
+    assert all(np.array_equal(on_ray.chosen[p], local.chosen[p]) for p in local.chosen)
+    assert all(np.array_equal(ray_model.table[r], local_model.table[r]) for r in local_model.table)
+    assert np.array_equal(ray_model.head.flat(), local_model.head.flat())
+    for party, state in local_states.items():  # the ledgers came back from the actors
+        assert replay(ray_states[party].ledger).spent() == replay(state.ledger).spent() > 0

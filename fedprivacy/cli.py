@@ -130,7 +130,7 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
         half = len(dropped) // 2
         drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
         training.update(stage=f"{stage}: training, upload", done=0, expected=len(states) - half)  # PSU drops do not train
-        outcome = secure_round(states, server, settings, round_index, drops)
+        outcome = secure_round(states, server, settings, round_index, drops, executor=_executor(args))
         progress.update(stage=f"{stage}: evaluating")
         spent = np.array([replay(state.ledger).spent() for state in states.values()])
         row = {
@@ -464,12 +464,29 @@ def _bench_psu(args: argparse.Namespace) -> int:
     return 0 if result["correct"] else 1
 
 
+def _executor(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The clients' host: None (this process) or a Ray executor (``--executor ray [--ray-address A]``)."""
+    if getattr(args, "executor", "inprocess") != "ray":
+        return None
+    from .adapters.ray_executor import RayExecutor
+
+    return RayExecutor(address=args.ray_address)
+
+
+def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--executor", choices=["inprocess", "ray"], default="inprocess",
+                        help="where the clients run: this process, or Ray actors (the server stays here)")
+    parser.add_argument("--ray-address", default=None,
+                        help="with --executor ray: the cluster to join ('auto', 'ray://host:10001'; default: a local Ray)")
+
+
 def _bench_round(args: argparse.Namespace) -> int:
     from .bench.round import run_round_bench
     from .ldp import RRParameters
 
     params = _rr_params(args) if (args.epsilon is not None or args.p1 is not None) else RRParameters.preset(args.cpp or 2)
-    result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed)
+    result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed,
+                             executor=_executor(args))
     _emit(result, args.json)
     return 0 if result["correct"] else 1
 
@@ -505,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--no-plots", action="store_true",
                           help="with --out: skip auc.png and epsilon.png (they need the plot extra: matplotlib)")
     simulate.add_argument("--json", action="store_true", help="the report as one JSON object on stdout")
+    _add_executor_arguments(simulate)
     simulate.add_argument("--quiet", action="store_true",
                           help="no progress or status lines on stderr (warnings and errors still go there)")
     _add_rr_arguments(simulate)
@@ -577,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     round_bench.add_argument("--dropout", type=float, default=0.1)
     round_bench.add_argument("--seed", type=int, default=0)
     round_bench.add_argument("--json", action="store_true")
+    _add_executor_arguments(round_bench)
     _add_rr_arguments(round_bench)
     round_bench.set_defaults(run=_bench_round)
 

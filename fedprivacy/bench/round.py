@@ -24,7 +24,7 @@ __all__ = ["run_round_bench"]
 
 
 def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
-                    seed: int = 0) -> dict[str, object]:
+                    seed: int = 0, executor=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
     states = {c.client_id: ClientState.new(ReferenceClient(c), params) for c in workload.clients}
     table, head = init_model(np.arange(universe, dtype=np.uint64), dim, seed=seed)
@@ -37,7 +37,7 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items)
     server = ReferenceServer(table, head)
     started = time.perf_counter()
-    outcome = secure_round(states, server, settings, 0, drops)
+    outcome = secure_round(states, server, settings, 0, drops, executor=executor)
     new_head = server.head
     total = time.perf_counter() - started
 
@@ -72,6 +72,7 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
         "upload_bytes_per_client": outcome.upload_bytes_median,
         "download_bytes_per_client": outcome.download_bytes_median,
         "total_seconds": total,
+        "executor": "inprocess" if executor is None else type(executor).__name__,
         "peak_rss_bytes": peak_rss_bytes(),
     }
 

@@ -302,8 +302,9 @@ class SubmodelRoundClient:
                                 min_choosers=settings.min_choosers, per_row=True)
         self._psu = psu
         self._store_line(psu_attempt_event(self.state.ledger, message.round_index, params.attempt))
+        # The sketch is encoded when its shares are in (``_on_psu_message``): a table-sized vector per
+        # client exists only while it masks, never for all clients of a simulation at once.
         out = [PhaseMessage(Phase.PSU, params.attempt, m) for m in psu.start()]
-        psu.submit_input(encode_set(params, self._real_ids, random_bytes=self._random_bytes))
         if rows is not None:  # its keys go out with the PSU's
             self._rows = rows
             out += [PhaseMessage(Phase.ROWS, 0, m) for m in rows.start()]
@@ -326,7 +327,12 @@ class SubmodelRoundClient:
         assert isinstance(message, PhaseMessage) and self._psu is not None and self._psu_params is not None
         if message.attempt != self._psu_params.attempt:
             raise RemoteProtocolError("a secure-aggregation message of another PSU attempt")
-        return [PhaseMessage(Phase.PSU, message.attempt, m) for m in self._psu.receive(message.payload)]
+        psu = self._psu
+        out = psu.receive(message.payload)
+        if psu.stage is ClientStage.AWAITING_INPUT:  # the shares are in: encode the sketch and mask it
+            assert self._real_ids is not None
+            out = out + psu.submit_input(encode_set(self._psu_params, self._real_ids, random_bytes=self._random_bytes))
+        return [PhaseMessage(Phase.PSU, message.attempt, m) for m in out]
 
     def _on_union(self, message: SubmodelMessage) -> list[SubmodelMessage]:
         assert isinstance(message, UnionBroadcast) and self._psu is not None and self._settings is not None

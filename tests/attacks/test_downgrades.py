@@ -176,11 +176,26 @@ def _round_start(n: int, universe: int, max_set_size: int) -> RoundStart:
 
 
 def _peak_bytes(policy: ClientPolicy, message: RoundStart) -> tuple[int, Exception | None]:
-    state = ClientState.new(FixedSetClient(1), RRParameters.preset(2), policy=policy)
-    client = SubmodelRoundClient(state, random_bytes=DeterministicRandomness("big"))
+    """Client 1's peak allocation from the round start until it masks its sketch (the sketch is encoded
+    once the PSU's shares are in), the other parties and the PSU's server played honestly."""
+    from dataclasses import replace
+
+    from fedprivacy.submodel.messages import Phase, PhaseMessage
+
+    parties = message.psu_config.party_ids
+    clients = {p: SubmodelRoundClient(ClientState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy),
+                                      random_bytes=DeterministicRandomness(f"big{p}")) for p in parties}
+    server = SecAggServer(message.psu_config)
     tracemalloc.start()
     try:
-        client.receive(message)
+        replies = {p: clients[p].receive(replace(message, recipient=p)) for p in parties}
+        for _ in range(2):  # keys, then shares; then client 1 encodes and masks its sketch
+            for p in parties:
+                for reply in replies[p]:
+                    if reply.phase is Phase.PSU:
+                        server.receive(reply.payload)
+            out = server.close_stage()
+            replies = {o.recipient: clients[o.recipient].receive(PhaseMessage(Phase.PSU, 0, o.message)) for o in out}
         error = None
     except Exception as exc:  # noqa: BLE001 -- the test reports what happened
         error = exc

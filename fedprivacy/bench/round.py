@@ -42,6 +42,7 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     total = time.perf_counter() - started
 
     worst = max_difference_from_plaintext(workload, before, head, table, new_head, outcome, settings, universe)
+    floor = server_floor(outcome, dim + 1, -(-server.dense_size // dim))
     sizes = [rows.shape[0] for rows in outcome.chosen.values()]
     planned = outcome.planned_rows.shape[0]
     return {
@@ -68,6 +69,9 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
         "training_seconds": outcome.training_seconds,
         "protocol_seconds": outcome.psu_seconds + outcome.ldp_seconds + outcome.aggregation_seconds,
         "server_seconds": outcome.server_seconds,
+        "server_floor_seconds": floor["seconds"],
+        "server_over_floor": outcome.server_seconds / floor["seconds"] if floor["seconds"] else 0.0,
+        "server_floor": floor,
         "client_seconds_median": outcome.client_seconds_median,
         "upload_bytes_per_client": outcome.upload_bytes_median,
         "download_bytes_per_client": outcome.download_bytes_median,
@@ -75,6 +79,84 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
         "executor": "inprocess" if executor is None else type(executor).__name__,
         "peak_rss_bytes": peak_rss_bytes(),
     }
+
+
+def _median_seconds(function, repeats: int = 5) -> float:  # type: ignore[no-untyped-def]
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def primitive_speeds() -> dict[str, float]:
+    """This machine's speeds, now: AES-128 keystream bytes per second (64 MiB at a time), one X25519
+    agreement, one Shamir reconstruction per secret (t = 500, batches of 200 secrets) and uint64
+    adds per second (the uploads summed)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    from ..hazmat import shamir
+    from ..secagg.messages import SECRET_LIMBS
+
+    block = np.zeros(1 << 26, dtype=np.uint8)
+    out = np.empty(block.shape[0] + 15, dtype=np.uint8)
+    aes = _median_seconds(lambda: Cipher(algorithms.AES(bytes(16)), modes.ECB()).encryptor().update_into(block, out), 3)
+    keys = [X25519PrivateKey.generate() for _ in range(2)]
+    peer = keys[1].public_key()
+    agree = _median_seconds(lambda: [keys[0].exchange(peer) for _ in range(200)]) / 200
+    t, secrets = 500, 200
+    shares = np.ones((t, secrets * SECRET_LIMBS), dtype=np.uint64)
+    xs = tuple(range(1, t + 1))
+    shamir.reconstruct(shares, xs)  # Lagrange weights cached per holder set, as in a round
+    reconstruct = _median_seconds(lambda: shamir.reconstruct(shares, xs), 3) / secrets / t
+    words = np.ones(1 << 24, dtype=np.uint64)
+    adds = _median_seconds(lambda: np.add(words, words, out=words), 3)
+    return {"aes_bytes_per_second": block.shape[0] / aes, "x25519_seconds": agree,
+            "shamir_seconds_per_secret_and_share": reconstruct, "add_words_per_second": words.shape[0] / adds}
+
+
+def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The server's unavoidable work in this round, in seconds at :func:`primitive_speeds`: the keystream
+    it must expand (the PSU's self masks of the survivors and pair masks of its dropouts over the whole
+    table; the rows' self masks over each survivor's rows and, for each party dropped after the plan,
+    the pair masks of its surviving co-choosers over the rows they share), the key agreements for the
+    dropouts' pair masks, the Shamir reconstructions (t shares per secret), the uploads summed, and the
+    table peel (timed in the round)."""
+    result = outcome.result
+    speeds = primitive_speeds()
+    psu, rows = result.psu_config, result.rows_config
+    row_bytes = -(-block_words * 8 // 16) * 16  # whole AES blocks per row
+    psu_alive = len(result.psu_contributors)
+    psu_dropped = sorted(result.psu_sharers - result.psu_contributors)
+    psu_pairs = psu.neighbours * len(psu_dropped)  # each dropout's neighbours (at most)
+    planned = outcome.planned_rows
+    alive = sorted(result.contributors)
+    in_plan = {p: ids[np.isin(ids, planned, assume_unique=True)] for p, ids in outcome.chosen.items()
+               if p in result.row_sharers}
+    alive_choosers = np.zeros(planned.shape[0], dtype=np.int64)
+    for p in alive:
+        alive_choosers[np.searchsorted(planned, in_plan[p])] += 1
+    dropped_in_plan = [p for p in in_plan if p not in result.contributors]
+    row_self = sum(in_plan[p].shape[0] + dense_rows for p in alive)
+    row_pairs = sum(int(alive_choosers[np.searchsorted(planned, in_plan[d])].sum()) + dense_rows * len(alive)
+                    for d in dropped_in_plan)
+    keystream = psu.dim * 8 * (psu_alive + psu_pairs) + row_bytes * (row_self + row_pairs)
+    agreements = psu_pairs + len(alive) * len(dropped_in_plan)
+    secrets_psu = psu_alive + len(psu_dropped)
+    secrets_rows = len(alive) + len(result.row_sharers - result.contributors)
+    shamir_work = psu.threshold * secrets_psu + rows.threshold * secrets_rows
+    adds = psu.dim * psu_alive + block_words * row_self
+    parts = {
+        "keystream": keystream / speeds["aes_bytes_per_second"],
+        "key_agreements": agreements * speeds["x25519_seconds"],
+        "shamir": shamir_work * speeds["shamir_seconds_per_secret_and_share"],
+        "uploads_summed": adds / speeds["add_words_per_second"],
+        "table_peel": result.psu_decode_seconds,
+    }
+    return {"seconds": sum(parts.values()), "parts_seconds": parts, "keystream_bytes": keystream,
+            "key_agreements": agreements, "secrets_rebuilt": secrets_psu + secrets_rows, **speeds}
 
 
 def peak_rss_bytes() -> int:

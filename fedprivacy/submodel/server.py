@@ -24,6 +24,7 @@ authenticates each client's messages (their ``sender``). Raises: :class:`RoundAb
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import overload
@@ -68,6 +69,12 @@ class RoundResult:
     contributors: frozenset[int]  # whose upload is in the sums
     row_sharers: frozenset[int] = frozenset()  # whose shares were routed in the rows' sum (a client masks with these)
     ignored: list[IgnoredMessage] = field(default_factory=list)
+    # For benches (what the server's work was): the last PSU attempt's config, sharers (U2) and table
+    # decode time, and the rows' config.
+    psu_config: SecAggConfig | None = None
+    psu_sharers: frozenset[int] = frozenset()
+    psu_decode_seconds: float = 0.0
+    rows_config: SecAggConfig | None = None
 
 
 class LazyOutbound(Sequence[Outbound]):
@@ -140,6 +147,9 @@ class SubmodelRoundServer:
         self._quantizer: Quantizer | None = None
         self._kept_rows = np.zeros(0, dtype=np.uint64)
         self._thin_rows = 0
+        self._psu_config: SecAggConfig | None = None
+        self._psu_sharers: frozenset[int] = frozenset()
+        self._psu_decode_seconds = 0.0
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -286,6 +296,7 @@ class SubmodelRoundServer:
                 wrapped += [Outbound(o.recipient, PhaseMessage(Phase.ROWS, 0, o.message)) for o in rows.close_stage()]
                 wrapped.sort(key=lambda o: o.recipient)  # stable: each party's PSU message first
             return wrapped
+        started = time.perf_counter()
         try:
             union = PSUServer(self._psu_params).decode(inner.result)
         except UnionDecodeFailure as failure:
@@ -296,6 +307,8 @@ class SubmodelRoundServer:
             bound = min(failure.next_bound(self._psu_params.union_bound), ceiling)
             self._psu_params = PSUParameters(self.settings.universe, bound, self._session_id, self._psu_params.attempt + 1)
             return self._start_psu(tuple(sorted(inner.input_ids - self._sat_out)))
+        self._psu_decode_seconds = time.perf_counter() - started
+        self._psu_config, self._psu_sharers = inner.config, inner.shared_ids
         self._union = union
         self.ignored.extend(inner.ignored)
         self._contributors = frozenset(inner.input_ids)
@@ -367,6 +380,10 @@ class SubmodelRoundServer:
             contributors=frozenset(inner.input_ids),
             row_sharers=frozenset(inner.shared_ids),
             ignored=self.ignored + [*inner.ignored],
+            psu_config=self._psu_config,
+            psu_sharers=self._psu_sharers,
+            psu_decode_seconds=self._psu_decode_seconds,
+            rows_config=self._rows_config,
         )
         self._rows = None
         self.stage = RoundServerStage.COMPLETED

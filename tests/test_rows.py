@@ -101,3 +101,87 @@ def test_client_plan_round_trip_and_validation():
         ClientRowPlan.decode(client.encode()[:-2])
     with pytest.raises(InvalidParameters):
         ClientRowPlan(1, 2, [5, 3])
+
+
+def _positions_form(plan: ClientRowPlan) -> bytes:
+    """The positions form (type 8) of a plan, whatever its canonical form is."""
+    from fedprivacy.encoding import ProtocolCode, Writer
+
+    writer = Writer(ProtocolCode.SECAGG, 8).u32(plan.party_id).u32(plan.width).u32(plan.rows.shape[0])
+    writer.fixed(plan.rows.astype(">u8").tobytes(), 8 * plan.rows.shape[0])
+    sharing = list(plan.sharing())
+    writer.u32(len(sharing))
+    for peer, positions in sharing:
+        writer.u32(peer).u32(positions.shape[0]).fixed(positions.astype(">u4").tobytes(), 4 * positions.shape[0])
+    return writer.finish()
+
+
+def test_a_plan_takes_its_shorter_form_and_both_forms_mean_the_same():
+    # Many peers sharing most rows: the bitmap form; few sharing few: the positions form.
+    chosen = {p: np.arange(0, 60, 1 + p % 2, dtype=np.uint64) for p in range(1, 41)}
+    dense = RowPlan(np.arange(60, dtype=np.uint64), 3, chosen)
+    sparse = RowPlan(np.arange(60, dtype=np.uint64), 3, {1: np.arange(50, dtype=np.uint64), 2: [5], 3: [9, 55]})
+    for plan, kind in ((dense, 10), (sparse, 8)):
+        for party in (1,) if plan is sparse else plan.chosen:
+            client = plan.for_client(party)
+            data = client.encode()
+            assert data[6] == kind
+            again = ClientRowPlan.decode(data)
+            assert np.array_equal(again.rows, client.rows)
+            expected = {p: r.tolist() for p, r in client.shared.items()}
+            assert {p: r.tolist() for p, r in again.shared.items()} == expected
+            assert again.encode() == data  # canonical
+            explicit = ClientRowPlan(party, 3, client.rows, client.shared)
+            assert explicit.encode() == data  # the lazy and the explicit plan encode alike
+    # The longer form is refused: the positions form of a plan whose bitmap is shorter.
+    with pytest.raises(DecodeError, match="shorter form"):
+        ClientRowPlan.decode(_positions_form(ClientRowPlan.decode(dense.for_client(1).encode())))
+
+
+def test_a_bitmap_plan_with_bad_bits_is_refused():
+    chosen = {p: np.arange(0, 60, 1 + p % 2, dtype=np.uint64) for p in range(1, 41)}
+    client = RowPlan(np.arange(60, dtype=np.uint64), 3, chosen).for_client(1)
+    data = bytearray(client.encode())
+    assert data[6] == 10
+    body = len(data) - client.rows.shape[0] * 5  # its rows x ceil(40 / 8) bytes at the end
+    clear_own = bytearray(data)
+    clear_own[body] &= 0x7F  # party 1 is column 0: bit 7 of each row's first byte
+    with pytest.raises(DecodeError, match="own party"):
+        ClientRowPlan.decode(bytes(clear_own))
+    assert ClientRowPlan.decode(bytes(data)).party_id == 1
+
+
+def test_a_per_row_sum_takes_its_plan_after_the_setup_and_only_then():
+    from fedprivacy.errors import LocalProtocolError
+    from fedprivacy.secagg import SecAggServer
+
+    config = SecAggConfig((1, 2, 3), 4, Modulus.U64, 2, 2, b"per-row sum set up before plan")  # full graph, t = 2
+    server = SecAggServer(config, per_row=True)
+    plan = RowPlan([7, 9], 4, {1: [7, 9], 2: [7, 9]})
+    with pytest.raises(LocalProtocolError):
+        server.set_row_plan(plan)  # before the shares were routed
+    clients = {p: SecAggClient(config, p, per_row=True, policy=PROTOCOL_POLICY) for p in (1, 2, 3)}
+    for p, c in clients.items():
+        for m in c.start():
+            server.receive(m)
+    for out in server.close_stage():
+        for m in clients[out.recipient].receive(out.message):
+            server.receive(m)
+    routed = server.close_stage()
+    for out in routed:
+        assert clients[out.recipient].receive(out.message) == []  # no input yet: nothing to send
+    with pytest.raises(InvalidParameters):
+        server.set_row_plan(RowPlan([7, 9], 3, {1: [7], 2: [9]}))  # another block width
+    server.set_row_plan(plan)
+    with pytest.raises(LocalProtocolError):
+        server.set_row_plan(plan)  # once
+    with pytest.raises(LocalProtocolError):
+        clients[1].submit_input(np.zeros(8, dtype=np.uint64))  # a per-row sum needs its plan with the input
+    for p in (1, 2):
+        for m in clients[p].submit_input(np.full(8, p, dtype=np.uint64), row_plan=plan.for_client(p)):
+            server.receive(m)
+    for out in server.close_stage():
+        for m in clients[out.recipient].receive(out.message):
+            server.receive(m)
+    server.close_stage()
+    assert server.result.tolist() == [3] * 8  # both rows: 1 + 2 per word; party 3 (no plan) dropped

@@ -245,3 +245,25 @@ def test_non_finite_parameters_are_rejected():
     with pytest.raises(DecodeError):
         decode_submodel_message(bad.to_bytes())
     assert Modulus(download.config.modulus) is Modulus.U64
+
+
+def test_the_union_takes_its_shorter_form_and_the_retired_types_are_refused():
+    from fedprivacy.submodel.messages import UnionBroadcast
+
+    dense = np.arange(0, 4000, 3, dtype=np.uint64)  # a third of [0, 4000): the bitmap
+    sparse = np.array([5, 10_000_000], dtype=np.uint64)  # the ids
+    for ids, form in ((dense, 1), (sparse, 0), (np.zeros(0, dtype=np.uint64), 0)):
+        data = UnionBroadcast(7, ids).to_bytes()
+        assert data[6] == 8 and data[15] == form
+        again = decode_submodel_message(data)
+        assert again.round_index == 7 and np.array_equal(again.ids, ids) and again.to_bytes() == data
+    longer = bytearray(UnionBroadcast(7, sparse).to_bytes()[:15]) + bytes([1])  # sparse ids as a bitmap
+    bits = np.zeros(10_000_001, dtype=bool)
+    bits[sparse.astype(np.int64)] = True
+    packed = np.packbits(bits).tobytes()
+    longer += len(packed).to_bytes(4, "big") + packed
+    with pytest.raises(DecodeError, match="shorter form"):
+        decode_submodel_message(bytes(longer))
+    for retired in (2, 4):  # version 1's RoundStart and UnionBroadcast
+        with pytest.raises(DecodeError):
+            decode_submodel_message(b"FPRV\x01\x03" + bytes([retired]) + bytes(40))

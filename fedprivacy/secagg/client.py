@@ -290,7 +290,7 @@ class SecAggClient:
                 policy: ClientPolicy | None = None, min_choosers: int = 1) -> SecAggClient:
         """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not one.
         The policy and ``min_choosers`` are the host's (they are not in the snapshot); the policy is
-        checked again."""
+        checked again (:class:`~fedprivacy.errors.PolicyViolation` if it refuses the stored config)."""
         try:
             return cls._restore(data, random_bytes, policy, min_choosers)
         except DecodeError:

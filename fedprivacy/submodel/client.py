@@ -4,15 +4,18 @@ One :class:`SubmodelRoundClient` per client and round, over the client's persist
 :class:`ClientState` (its trainer, randomized-response parameters, ledger and memo). Stages and the
 allowed moves are in :mod:`fedprivacy.submodel.stages`.
 
-1. ``RoundStart``: the client encodes S_i as a PSU sketch and starts the PSU's secure sum (a later
-   ``RoundStart`` of the same round with a higher attempt restarts the sum with the larger table). A
-   client whose S_i exceeds the public cap sums an empty sketch instead and sits out at step 2.
+1. ``RoundStart``: the client starts the PSU's secure sum and, on the first attempt, the rows' (their
+   keys and shares travel together: 7 exchanges a round, ``protocols/submodel/spec.md``); it encodes
+   S_i as a PSU sketch once the PSU's shares are in (a later ``RoundStart`` of the same round with a
+   higher attempt restarts the PSU's sum with the larger table, never the rows'). A client whose S_i
+   exceeds the public cap sums an empty sketch instead and sits out at step 2.
 2. ``UnionBroadcast``: an oversized client answers ``SitOut``; otherwise double randomized response over U under its budget (``participate``); the
    ledger line and the memo go to ``state.store`` *before* ``RandomizedSetReport`` is returned. If the
    budget filter says no, a refusal line is stored and the answer is ``SitOut``.
 3. ``RowDownload``: checks that the plan asks only for rows of its own S''_i (plus the dense
    pseudo-rows), trains on the planned rows it really holds, quantizes (count * delta, count) for
-   every planned row -- zero where it holds none -- and starts the rows' secure sum.
+   every planned row -- zero where it holds none -- and masks and uploads it at once (the rows'
+   shares are already in).
 4. ``PhaseMessage`` (rows) until its unmasking answer: ``COMPLETED``.
 
 Sees: U, its rows and the dense parameters, the round's public settings and party ids, the chooser

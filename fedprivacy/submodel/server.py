@@ -7,10 +7,11 @@ in :attr:`ignored`), and calls :meth:`close_stage` when the stage's replies are 
 passed (:attr:`expected_ids` says who it still waits for). Each call returns the messages to send.
 
 Stages (:mod:`fedprivacy.submodel.stages`): PSU (a secure sum of the clients' IBLT sketches, rerun with
-a larger table when the union does not decode) -> the union to every contributor -> the randomized
+a larger table when the union does not decode; the rows' secure sum is set up alongside its first
+attempt, so a round takes 7 exchanges) -> the union to every contributor -> the randomized
 sets S''_i -> the plan (rows with fewer than ``min_choosers`` choosers left out; the dense parameters
-as pseudo-rows everyone chooses), each client's rows, dense parameters and plan -> the rows' secure sum
-over the full graph -> W_j += sum(count * delta_j) / sum(count_j) for rows with a positive count
+as pseudo-rows everyone chooses, fixed in the rows' sum), each client's rows, dense parameters and
+plan (built as each is sent) -> the rows' secure sum over the full graph -> W_j += sum(count * delta_j) / sum(count_j) for rows with a positive count
 sum, theta += the sample-weighted mean.
 
 Sees: U, every S''_i, the per-row sums of count-weighted updates and counts over each row's surviving

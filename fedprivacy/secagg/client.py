@@ -494,6 +494,8 @@ class SecAggClient:
         if self.row_plan is not None:
             self._zero_thin_rows(masked)
             self.row_plan.mask(masked, self_key, self._pair_mask_keys, config.modulus)
+            if self.per_row:  # a plan that came with the input goes with it (unmasking needs none)
+                self.row_plan = None
         else:
             masks = [(self_key, False)]
             masks += [(key, self.party_id < peer) for peer, key in self._pair_mask_keys.items()]

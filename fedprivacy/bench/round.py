@@ -28,7 +28,7 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
     states = {c.client_id: ClientState.new(ReferenceClient(c), params) for c in workload.clients}
     table, head = init_model(np.arange(universe, dtype=np.uint64), dim, seed=seed)
-    before = {r: v.copy() for r, v in table.items()}
+    before = np.stack([table[r] for r in range(universe)])  # the starting rows (one array, not n dicts)
     rng = np.random.default_rng(seed + 1)
     dropped = [int(p) for p in rng.choice(sorted(states), size=int(round(dropout * clients)), replace=False)]
     half = len(dropped) // 2
@@ -183,6 +183,8 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
     zeros for a row with fewer than min_choosers choosers among the parties whose shares were routed
     in the rows' sum (the peers it really masks with, itself included)."""
     dim = head.weights.shape[0]
+    if isinstance(before, dict):  # row id -> starting row
+        before = np.stack([before[r] for r in range(universe)])
     by_id = {c.client_id: c for c in workload.clients}
     chosen_rows = np.concatenate(list(outcome.chosen.values()))
     rows, chooser_counts = np.unique(chosen_rows, return_counts=True)
@@ -219,7 +221,7 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
     worst = 0.0
     for start in range(0, universe, 65_536):
         stop = min(universe, start + 65_536)
-        expected = np.array([before[r] for r in range(start, stop)])
+        expected = np.array(before[start:stop])
         low, high = np.searchsorted(rows_at, [start, stop])
         expected[rows_at[low:high] - start] += average[low:high]
         worst = max(worst, float(np.max(np.abs(np.array([table[r] for r in range(start, stop)]) - expected))))

@@ -11,6 +11,11 @@ from ..hazmat.field import Modulus
 from .output import _emit
 
 
+def secagg_demo_memory(clients: int, dim: int) -> float:
+    """Rough peak bytes: each client's float update, quantized input and masked copy, plus the sums."""
+    return float(clients * (dim + 1) * 8 * 4 + (dim + 1) * 8 * 8 + (64 << 20))
+
+
 def _simulate_secagg(args: argparse.Namespace) -> int:
     from ..secagg import DropoutSchedule, DropStage, Quantizer, SecAggConfig, run_secagg_round
 
@@ -26,7 +31,7 @@ def _simulate_secagg(args: argparse.Namespace) -> int:
     stages = [DropStage.SHARE, DropStage.INPUT, DropStage.UNMASK]
     schedule = DropoutSchedule({party_ids[i]: stages[i % 3] for i in range(min(3, args.clients // 5))})
     inputs = {p: quantizer.encode(updates[p], weights[p]) for p in party_ids}
-    report = run_secagg_round(config, inputs, schedule)
+    report = run_secagg_round(config, inputs, schedule, random_source=_seeded(args.seed))
     if report.result is None:
         print(f"round aborted: {report.aborted}", file=sys.stderr)
         return 1
@@ -36,6 +41,7 @@ def _simulate_secagg(args: argparse.Namespace) -> int:
     plain = sum(weights[p] * clipped[p] for p in counted) / sum(weights[p] for p in counted)
     _emit(
         {
+            "seed": args.seed,
             "mode": "secure-aggregation",
             "clients": args.clients,
             "dim": args.dim,
@@ -50,3 +56,10 @@ def _simulate_secagg(args: argparse.Namespace) -> int:
         args.json,
     )
     return 0
+
+
+def _seeded(seed: int):
+    """Each client's protocol randomness, derived from ``--seed`` (a simulation: the run repeats exactly)."""
+    from ..hazmat.prg import DeterministicRandomness
+
+    return lambda party: DeterministicRandomness(f"fedprivacy simulate --mode secagg/seed {seed}/client {party}")

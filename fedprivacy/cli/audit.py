@@ -51,6 +51,7 @@ def register(commands) -> None:
         help="verify and summarise the privacy ledgers in a directory "
         "(exit 1 on a broken ledger, an accountant disagreement, or a client over its cap)",
     )
-    audit.add_argument("ledger_dir")
-    audit.add_argument("--json", action="store_true")
+    audit.add_argument("ledger_dir", metavar="LEDGER_DIR",
+                       help="a directory searched for ledgers (*.jsonl), such as a simulate --out folder")
+    audit.add_argument("--json", action="store_true", help="the report as one JSON object on stdout")
     audit.set_defaults(run=_audit)

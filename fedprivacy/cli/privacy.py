@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from .checks import integer
 from .output import _emit
 from .rr import _add_rr_arguments, _rr_params
 
@@ -47,10 +48,18 @@ def _privacy(args: argparse.Namespace) -> int:
 
 
 def register(commands) -> None:
-    privacy = commands.add_parser("privacy", help="p5, p6 and the epsilons of randomized-response parameters")
+    privacy = commands.add_parser(
+        "privacy", help="p5, p6 and the epsilons of randomized-response parameters",
+        description="The net probabilities p5 = P[reported | held], p6 = P[reported | not held] and the per-index "
+        "epsilons of randomized-response parameters: epsilon_1 for one report, epsilon_inf over any number of "
+        "reports over one permanent answer (rounded up, never understated). Infinite values print as \"inf\".",
+    )
     _add_rr_arguments(privacy)
-    privacy.add_argument("--reports", type=int, default=None, help="also: epsilon after this many reports")
-    privacy.add_argument("--set-size", type=int, default=None, help="public bound m for the whole-set relation")
-    privacy.add_argument("--clients", type=int, default=None, help="also: Theorem 5.5's p7, p8 for n clients")
-    privacy.add_argument("--json", action="store_true")
+    privacy.add_argument("--reports", type=integer(0, 1 << 32), default=None, metavar="T",
+                         help="also: the exact epsilon after T reports over one permanent answer")
+    privacy.add_argument("--set-size", type=integer(0, 1 << 61), default=None, metavar="M",
+                         help="also: epsilon for whole index sets of at most M ids (2 M epsilon_inf)")
+    privacy.add_argument("--clients", type=integer(1, 1 << 32), default=None, metavar="N",
+                         help="also: Theorem 5.5's p7, p8 (an id held by one of N clients)")
+    privacy.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     privacy.set_defaults(run=_privacy)

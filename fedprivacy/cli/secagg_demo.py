@@ -30,8 +30,9 @@ def _simulate_secagg(args: argparse.Namespace) -> int:
     weights = {p: float(rng.integers(1, 101)) for p in party_ids}
     stages = [DropStage.SHARE, DropStage.INPUT, DropStage.UNMASK]
     schedule = DropoutSchedule({party_ids[i]: stages[i % 3] for i in range(min(3, args.clients // 5))})
-    inputs = {p: quantizer.encode(updates[p], weights[p]) for p in party_ids}
-    report = run_secagg_round(config, inputs, schedule, random_source=_seeded(args.seed))
+    rounding = _seeded(args.seed, "stochastic rounding")
+    inputs = {p: quantizer.encode(updates[p], weights[p], random_bytes=rounding(p)) for p in party_ids}
+    report = run_secagg_round(config, inputs, schedule, random_source=_seeded(args.seed, "protocol"))
     if report.result is None:
         print(f"round aborted: {report.aborted}", file=sys.stderr)
         return 1
@@ -58,8 +59,9 @@ def _simulate_secagg(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seeded(seed: int):
-    """Each client's protocol randomness, derived from ``--seed`` (a simulation: the run repeats exactly)."""
+def _seeded(seed: int, purpose: str):
+    """Each client's randomness for ``purpose``, derived from ``--seed`` (a simulation: the run repeats
+    exactly); each purpose gets its own stream."""
     from ..hazmat.prg import DeterministicRandomness
 
-    return lambda party: DeterministicRandomness(f"fedprivacy simulate --mode secagg/seed {seed}/client {party}")
+    return lambda party: DeterministicRandomness(f"fedprivacy simulate --mode secagg/seed {seed}/{purpose}/client {party}")

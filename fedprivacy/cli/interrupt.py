@@ -1,9 +1,10 @@
 """Ctrl-C: a run stops at the next safe point (between protocol messages, never inside a file write)
 and the command line prints one line saying what was kept and how to continue, exit status 130.
 
-While :func:`deferred` is active, SIGINT only sets a flag; :func:`checkpoint` raises
-:class:`KeyboardInterrupt` when the flag is set. Outside it, Python's default applies (an interrupt is
-raised at once, which is safe where nothing is being written). :func:`note` sets the line to print.
+Inside :func:`deferred`, SIGINT stops the run at once until :func:`hold` is called (nothing written yet:
+loading data, building the workload); after that it only sets a flag, and :func:`checkpoint` raises
+:class:`KeyboardInterrupt` when the flag is set. Outside :func:`deferred`, Python's default applies.
+:func:`note` sets the line to print.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-_state = {"requested": False, "note": "nothing was written"}
+_state = {"requested": False, "held": False, "note": "nothing was written"}
 
 
 def note(text: str) -> None:
@@ -23,6 +24,11 @@ def note(text: str) -> None:
 
 def current_note() -> str:
     return _state["note"]
+
+
+def hold() -> None:
+    """From now on (within :func:`deferred`), Ctrl-C waits for the next :func:`checkpoint`."""
+    _state["held"] = True
 
 
 def checkpoint() -> None:
@@ -40,6 +46,8 @@ def deferred() -> Iterator[None]:
         return
 
     def request(signum, frame) -> None:
+        if not _state["held"]:
+            raise KeyboardInterrupt
         _state["requested"] = True
 
     previous = signal.signal(signal.SIGINT, request)
@@ -47,4 +55,4 @@ def deferred() -> Iterator[None]:
         yield  # a Ctrl-C after the last checkpoint lets the run finish: it had nothing left to stop
     finally:
         signal.signal(signal.SIGINT, previous)
-        _state["requested"] = False
+        _state["requested"] = _state["held"] = False

@@ -170,6 +170,8 @@ def _set_up(args: argparse.Namespace, progress) -> _Simulation:
     workload = _load_workload(args)
     progress.log(_banner(args, workload, params))
     out_dir = Path(args.out) if args.out else None
+    interrupt.note("stopped before the first round; nothing was written")
+    interrupt.hold()  # from here on the clients' ledgers and memos are opened and written
     if out_dir is not None:
         note = _earlier_run_note(out_dir)
         if note is not None:  # shown even with --quiet: the budgets carry over

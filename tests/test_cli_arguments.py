@@ -356,3 +356,18 @@ def test_python_dash_m_runs_the_command_line():
     result = subprocess.run([sys.executable, "-m", "fedprivacy", "--version"], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("fedprivacy ")
+
+
+def test_ctrl_c_in_a_benchmark_is_one_line_and_exit_130():
+    argv = [sys.executable, "-m", "fedprivacy", "bench", "secagg", "--clients", "200", "--dim", "300000", "--json"]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        _run_until(process, "secagg bench: n=200")
+        process.send_signal(signal.SIGINT)
+        stdout, rest = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and stdout == ""
+    assert rest.strip().splitlines() == ["fedprivacy: interrupted: nothing was written"]

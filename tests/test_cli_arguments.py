@@ -168,7 +168,7 @@ def test_every_option_has_help_and_shows_its_default():
                 continue
             name = action.option_strings[0] if action.option_strings else action.dest
             assert action.help, f"{path} {name} has no help text"
-            if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            if action.default is not None and action.default is not False and action.option_strings:
                 assert "default" in parser._get_formatter()._get_help_string(action), f"{path} {name}"
             checked += 1
         assert "(default: " in text or path in ("fedprivacy", "fedprivacy bench", "fedprivacy audit"), path

@@ -17,14 +17,15 @@ compute the epsilons of randomized-response parameters, audit privacy ledgers. -
 object on stdout; progress and messages go to stderr."""
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Appends ``(default: X)`` to an option's help unless the help already names its default or
     there is none to show (a flag, or a default worked out from other options, which the help states)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if "default" in text or default is None or default is False or default is argparse.SUPPRESS \
+                or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
 

@@ -26,10 +26,11 @@ def _add_rr_arguments(parser: argparse.ArgumentParser, default: str | None = Non
                        "(symmetric parameters; the realised value is never above the target)")
     group.add_argument("--epsilon-1", type=number(0, MAX_TARGET_EPSILON), metavar="EPS_1",
                        help="target epsilon per index for one report, at most --epsilon (default: --epsilon)")
-    for i, meaning in enumerate(("P[kept in the permanent answer | held]", "P[in the permanent answer | not held]",
-                                 "P[reported | in the permanent answer]", "P[reported | not in the permanent answer]"),
-                                start=1):
-        group.add_argument(f"--p{i}", type=str, metavar="P", help=f"{meaning}, e.g. 15/16 or 0.9375")
+    meanings = ("P[kept in the permanent answer | held], e.g. 15/16 or 0.9375",
+                "P[in the permanent answer | not held], e.g. 1/16", "P[reported | in the permanent answer], e.g. 15/16",
+                "P[reported | not in the permanent answer], e.g. 1/16")
+    for i, meaning in enumerate(meanings, start=1):
+        group.add_argument(f"--p{i}", type=str, metavar="P", help=meaning)
     group.add_argument("--allow-insecure", action="store_true",
                        help="accept parameters with infinite epsilon_inf (such as --cpp 1): the server then learns "
                        "the clients' real index sets")

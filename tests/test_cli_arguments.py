@@ -371,3 +371,10 @@ def test_ctrl_c_in_a_benchmark_is_one_line_and_exit_130():
             process.kill()
     assert process.returncode == 130 and stdout == ""
     assert rest.strip().splitlines() == ["fedprivacy: interrupted: nothing was written"]
+
+
+def test_a_round_that_every_budget_refuses_is_an_error_naming_the_cap(capsys):
+    assert main([*TINY, "--epsilon-cap", "0.5", "--quiet"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("fedprivacy: error: round aborted at ")
+    assert "--epsilon-cap" in err and "round 1/2" in err and "Traceback" not in err

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidParameters
+from ..errors import InvalidParameters, RoundAborted
 from . import interrupt
 from .compare import _advance_baselines, _baseline_aucs, _compare_table, _start_baselines
 from .evaluate import _evaluate
@@ -229,9 +229,14 @@ def _play_round(sim: _Simulation, round_index: int) -> None:
     drops = _scripted_drops(sim)
     # PSU drops do not train.
     sim.training.update(stage=f"{stage}: training, upload", done=0, expected=len(sim.states) - len(drops.psu))
-    outcome = secure_round(sim.states, sim.server, sim.settings, round_index, drops,
-                           random_source=_round_randomness(args.seed, round_index),
-                           progress=lambda *_: interrupt.checkpoint())
+    try:
+        outcome = secure_round(sim.states, sim.server, sim.settings, round_index, drops,
+                               random_source=_round_randomness(args.seed, round_index),
+                               progress=lambda *_: interrupt.checkpoint())
+    except RoundAborted as exc:
+        why = " (clients whose --epsilon-cap is spent refuse rounds)" if args.epsilon_cap is not None else ""
+        kept = "" if sim.out_dir is None else f"; each client's ledger under {sim.out_dir} keeps the answers it gave"
+        raise RoundAborted(exc.stage, f"{exc.detail}{why}, in {stage}{kept}") from None
     progress.update(stage=f"{stage}: evaluating")
     row = _round_row(sim, round_index, outcome)
     row["sat_out"] = _sat_out(drops, outcome)

@@ -23,9 +23,9 @@ __all__ = ["build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     interrupt.note("nothing was written")
     try:
+        args = build_parser().parse_args(argv)
         return int(args.run(args))
     except KeyboardInterrupt:
         print(f"fedprivacy: interrupted: {interrupt.current_note()}", file=sys.stderr)

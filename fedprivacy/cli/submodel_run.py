@@ -13,6 +13,7 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,13 @@ from .compare import _advance_baselines, _baseline_aucs, _compare_table, _start_
 from .evaluate import _evaluate
 from .output import dumps
 from .rr import _rr_params_or_default
+
+if TYPE_CHECKING:
+    from ..ldp import RRParameters
+    from ..submodel.reference import ReferenceServer
+    from ..submodel.secure import ClientState, RoundSettings
+    from ..submodel.workload import Workload
+    from .progress import Progress
 
 
 def submodel_memory(args: argparse.Namespace) -> float:
@@ -60,17 +68,17 @@ class _Simulation:
     """Everything one ``simulate`` run holds between its steps."""
 
     args: argparse.Namespace
-    progress: object
-    params: object
-    workload: object
-    states: dict
-    server: object
-    settings: object
+    progress: Progress
+    params: RRParameters
+    workload: Workload
+    states: dict[int, ClientState]
+    server: ReferenceServer
+    settings: RoundSettings
     rng: np.random.Generator
     out_dir: Path | None
     training: dict = field(default_factory=lambda: {"stage": "", "done": 0, "expected": 1})
     baselines: dict | None = None
-    rows: list = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
 
 
 def _simulate_submodel(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from ...errors import DecodeError, InvalidParameters
 from ...hazmat.prg import DeterministicRandomness
 from ...ldp.memo import PermanentMemo
 from ...ldp.params import RRParameters
+from ...ldp.settings import RRSettingNames, rr_parameters_from_settings
 from ...submodel.client import SubmodelRoundClient
 
 __all__ = [
@@ -58,6 +59,7 @@ EPSILON_KEY = "fedprivacy-epsilon"
 EPSILON_1_KEY = "fedprivacy-epsilon-1"
 EPSILON_CAP_KEY = "fedprivacy-epsilon-cap"
 _RR_KEYS = (CPP_KEY, *P_KEYS, EPSILON_KEY, EPSILON_1_KEY)
+_RR_NAMES = RRSettingNames(CPP_KEY, EPSILON_KEY, EPSILON_1_KEY, P_KEYS, None)  # no way to accept infinite epsilon here
 
 LEDGER_RECORD = "fedprivacy.submodel.ledger"
 ROUND_RECORD = "fedprivacy.submodel.round"
@@ -77,24 +79,13 @@ def rr_parameters_from_config(node_config: Mapping[str, object], run_config: Map
     """The client's randomized-response parameters: exactly one of ``fedprivacy-cpp`` (a preset, 1..5),
     ``fedprivacy-p1``..``fedprivacy-p4`` (probabilities as strings such as "3/4" or numbers), or
     ``fedprivacy-epsilon`` [+ ``fedprivacy-epsilon-1``]. The node config wins over the run config;
-    neither sets any: CPP2, the scheme's recommended preset."""
+    neither sets any: CPP2, the scheme's recommended preset. Parsed as the command line parses its
+    options (:func:`fedprivacy.ldp.rr_parameters_from_settings`); infinite epsilon (CPP1) is refused."""
     config = _pick(node_config, run_config, _RR_KEYS)
-    given = [CPP_KEY in config, EPSILON_KEY in config or EPSILON_1_KEY in config, any(k in config for k in P_KEYS)]
-    if sum(given) == 0:
-        return RRParameters.preset(2)
-    if sum(given) != 1:
-        raise InvalidParameters(f"give one of {CPP_KEY}, {EPSILON_KEY} [{EPSILON_1_KEY}] or {', '.join(P_KEYS)}")
-    if given[0]:
-        return RRParameters.preset(str(config[CPP_KEY]))
-    if given[1]:
-        if EPSILON_KEY not in config:
-            raise InvalidParameters(f"{EPSILON_1_KEY} needs {EPSILON_KEY}")
-        epsilon_1 = config.get(EPSILON_1_KEY)
-        return RRParameters.from_epsilons(_number(config[EPSILON_KEY], EPSILON_KEY),
-                                          None if epsilon_1 is None else _number(epsilon_1, EPSILON_1_KEY))
-    if not all(k in config for k in P_KEYS):
-        raise InvalidParameters(f"{', '.join(P_KEYS)} go together")
-    return RRParameters(*(config[k] for k in P_KEYS))
+    return rr_parameters_from_settings(
+        cpp=config.get(CPP_KEY), epsilon=config.get(EPSILON_KEY), epsilon_1=config.get(EPSILON_1_KEY),
+        probabilities=[config.get(k) for k in P_KEYS], default=RRParameters.preset(2), names=_RR_NAMES,
+    )
 
 
 def epsilon_cap_from_config(node_config: Mapping[str, object], run_config: Mapping[str, object]) -> float:

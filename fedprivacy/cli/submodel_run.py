@@ -155,14 +155,17 @@ def _earlier_run_note(out_dir: Path) -> str | None:
 
 
 def _open_states(args: argparse.Namespace, workload, params, out_dir: Path | None, trained) -> dict:
+    from ..policy import ClientPolicy
     from ..submodel.reference import ReferenceClient
     from ..submodel.secure import ClientState
 
+    policy = ClientPolicy(rr_parameters=params, allow_insecure=args.allow_insecure)
     cap = float("inf") if args.epsilon_cap is None else args.epsilon_cap
     return {
         c.client_id: ClientState.new(
             _ReportingClient(ReferenceClient(c), trained), params, epsilon_cap=cap,
             directory=None if out_dir is None else str(out_dir / "clients" / f"client-{c.client_id}"),
+            policy=policy,
         )
         for c in workload.clients
     }
@@ -195,8 +198,9 @@ def _set_up(args: argparse.Namespace, progress) -> _Simulation:
     universe = workload.universe
     server = ReferenceServer(*init_model(np.arange(universe, dtype=np.uint64), args.dim, seed=args.seed))
     largest = args.items if args.dataset == "synthetic" else 1000  # a public cap per client
-    # The aggregation threshold must tolerate the scripted drops even for a handful of clients.
-    tolerance = min(0.45, max(0.1, args.dropout) + 1.0 / len(workload.clients))
+    # The aggregation threshold must tolerate the scripted drops even for a handful of clients (a
+    # semi-malicious threshold needs corrupt_fraction + 2 * dropout_fraction <= 0.9).
+    tolerance = min(0.42, max(0.1, args.dropout) + 1.0 / len(workload.clients))
     settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=largest)
     rng = np.random.default_rng(args.seed + 1)  # which synthetic clients drop: public simulation choice
     return _Simulation(args, progress, params, workload, states, server, settings, rng, out_dir, training)

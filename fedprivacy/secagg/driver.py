@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import FedPrivacyError, RoundAborted
 from ..hazmat.prg import RandomSource, system_random_bytes
 from .client import SecAggClient
+from .identity import Identity, TrustStore
 from .messages import Message, decode_message
 from .params import SecAggConfig
 from .rows import RowPlan
@@ -43,6 +44,8 @@ _ORDER = [DropStage.ADVERTISE, DropStage.SHARE, DropStage.INPUT, DropStage.UNMAS
 class DropoutSchedule:
     drops: Mapping[int, DropStage] = field(default_factory=dict)
     late: frozenset[int] = frozenset()  # dropped parties whose skipped message arrives after the close
+    # Malicious mode: parties dropped at UNMASK that also never sign U3 (in U3 \ U4); others sign first.
+    unsigned: frozenset[int] = frozenset()
 
     def active(self, party: int, stage: DropStage) -> bool:
         dropped_at = self.drops.get(party)
@@ -57,6 +60,7 @@ class RoundReport:
     shared_ids: frozenset[int]
     input_ids: frozenset[int]
     unmask_ids: frozenset[int]
+    signed_ids: frozenset[int]
     client_errors: dict[int, FedPrivacyError]
     ignored: list[IgnoredMessage]
     client_seconds: dict[int, float]
@@ -75,20 +79,29 @@ def run_secagg_round(
     tamper: Callable[[int, bytes], bytes] | None = None,
     observer: Callable[[int, int, bytes], None] | None = None,
     row_plan: RowPlan | None = None,
+    identities: Mapping[int, Identity] | None = None,
+    trust: TrustStore | None = None,
+    server_trust: TrustStore | None | bool = True,
 ) -> RoundReport:
     """Run one round. ``inputs`` maps a party to its vector (or is a function, called when the party
     masks, so a large simulation never holds every input at once). ``random_source(party_id)`` gives each client its randomness (default: the OS
     CSPRNG); ``tamper(recipient, data)`` may rewrite server-to-client bytes (for negative tests);
     ``observer(sender, recipient, data)`` sees every delivered message (the server is party 0);
-    ``row_plan`` switches to per-row aggregation (each party's input: its chosen rows' blocks)."""
+    ``row_plan`` switches to per-row aggregation (each party's input: its chosen rows' blocks).
+    A malicious-mode config needs ``identities`` (party -> its :class:`Identity`) and ``trust``; the
+    server checks signatures with ``trust`` unless ``server_trust`` is ``False`` or another store."""
     schedule = schedule or DropoutSchedule()
-    server = SecAggServer(config, row_plan)
+    if server_trust is True:
+        server_trust = trust if config.malicious else None
+    server = SecAggServer(config, row_plan, server_trust or None)
     clients = {
         party: SecAggClient(
             config,
             party,
             random_bytes=system_random_bytes if random_source is None else random_source(party),
             row_plan=None if row_plan is None else row_plan.for_client(party),
+            identity=None if identities is None else identities[party],
+            trust=trust if identities is not None else None,
         )
         for party in config.party_ids
     }
@@ -176,6 +189,11 @@ def run_secagg_round(
                 out = client_step(party, lambda c=client, v=vector: c.submit_input(v), masking=True)
                 participate(party, DropStage.INPUT, out)
     requests = close(DropStage.INPUT) if routed is not None else None
+    if config.malicious and requests is not None:  # the consistency check
+        for party, message in requests:
+            if party not in errors and schedule.active(party, DropStage.INPUT) and party not in schedule.unsigned:
+                to_server(party, client_step(party, lambda c=clients[party], m=message: c.receive(m)))
+        requests = close(DropStage.UNMASK)
     # Round 3: unmasking.
     for party, message in requests or []:
         if party not in errors and schedule.active(party, DropStage.INPUT):
@@ -189,6 +207,7 @@ def run_secagg_round(
         shared_ids=server.shared_ids,
         input_ids=server.input_ids,
         unmask_ids=server.unmask_ids,
+        signed_ids=server.signed_ids,
         client_errors=errors,
         ignored=list(server.ignored),
         client_seconds=client_seconds,

@@ -92,9 +92,11 @@ def run_equivocation(
     told_alive: set[int],
     corrupt: frozenset[int] = frozenset(),
     name: str = "equivocation",
+    bystanders: str = "alive",
 ) -> EquivocationOutcome:
     """Run the attack on ``victim``. Its honest holders in ``told_alive`` hear "alive", the other honest
-    holders "dropped"; corrupt holders play both. Everyone else is told the truth (all alive)."""
+    holders "dropped"; corrupt holders play both. Every other party (not the victim, not one of its
+    holders) hears the ``bystanders`` story: their signatures count for the holders' other peers."""
     identities, trust = make_identities(config.party_ids, DeterministicRandomness(f"{name}/identities"))
     clients = {
         p: SecAggClient(
@@ -134,8 +136,10 @@ def run_equivocation(
             stories += [(p, "alive", client), (p, "dropped", _fork(client))]
         elif p in holders and p != victim and p not in told_alive:
             stories.append((p, "dropped", client))
-        else:
+        elif p == victim or p in holders:
             stories.append((p, "alive", client))
+        else:
+            stories.append((p, bystanders, client))
     refusals: dict[int, str] = {}
     signatures: dict[str, dict[int, bytes]] = {"alive": {}, "dropped": {}}
     survivors = {"alive": everyone, "dropped": without_victim}

@@ -82,6 +82,7 @@ def run_secagg_round(
     identities: Mapping[int, Identity] | None = None,
     trust: TrustStore | None = None,
     server_trust: TrustStore | None | bool = True,
+    client_trust: Mapping[int, TrustStore] | None = None,
 ) -> RoundReport:
     """Run one round. ``inputs`` maps a party to its vector (or is a function, called when the party
     masks, so a large simulation never holds every input at once). ``random_source(party_id)`` gives each client its randomness (default: the OS
@@ -89,7 +90,8 @@ def run_secagg_round(
     ``observer(sender, recipient, data)`` sees every delivered message (the server is party 0);
     ``row_plan`` switches to per-row aggregation (each party's input: its chosen rows' blocks).
     A malicious-mode config needs ``identities`` (party -> its :class:`Identity`) and ``trust``; the
-    server checks signatures with ``trust`` unless ``server_trust`` is ``False`` or another store."""
+    server checks signatures with ``trust`` unless ``server_trust`` is ``False`` or another store;
+    ``client_trust`` gives some parties a store of their own (negative tests)."""
     schedule = schedule or DropoutSchedule()
     if server_trust is True:
         server_trust = trust if config.malicious else None
@@ -101,7 +103,7 @@ def run_secagg_round(
             random_bytes=system_random_bytes if random_source is None else random_source(party),
             row_plan=None if row_plan is None else row_plan.for_client(party),
             identity=None if identities is None else identities[party],
-            trust=trust if identities is not None else None,
+            trust=None if identities is None else (client_trust or {}).get(party, trust),
         )
         for party in config.party_ids
     }

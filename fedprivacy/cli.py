@@ -322,6 +322,7 @@ def _bench_secagg(args: argparse.Namespace) -> int:
         corrupt=args.corrupt,
         modulus=_MODULI[args.modulus],
         seed=args.seed,
+        adversary=args.adversary,
     )
     result = run_secagg_bench(options)
     _emit(result, args.json)
@@ -529,6 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     secagg.add_argument("--corrupt", type=float, default=0.05)
     secagg.add_argument("--modulus", choices=sorted(_MODULI), default="u32")
     secagg.add_argument("--seed", type=int, default=0)
+    secagg.add_argument(
+        "--adversary", choices=["curious", "semi-malicious", "malicious"], default="curious",
+        help="threshold model; malicious also times the semi-malicious round beside it (spec §13)",
+    )
     secagg.add_argument("--json", action="store_true")
     secagg.set_defaults(run=_bench_secagg)
     flower = which.add_parser(

@@ -14,6 +14,7 @@ round, party set, mode), so no signature of one round, usage or party can be rep
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -84,8 +85,17 @@ class TrustStore(Mapping[int, bytes]):
 
 
 def advertisement_statement(config: SecAggConfig, party: int, channel_public_key: bytes, mask_public_key: bytes) -> bytes:
-    """What a party signs in round 0: its two X25519 public keys, for this config, party and round."""
-    return domain_tag("secagg", "advertise-keys", config.digest, config.round_index, party) + channel_public_key + mask_public_key
+    """What a party signs in round 0: its two X25519 public keys, for this config, party and round:
+    tag("secagg", "advertise-keys", digest, round_index, party) ‖ C ‖ S (the tag's prefix is cached)."""
+    return _advertisement_prefix(config.digest, config.round_index) + _INTEGER_PART + party.to_bytes(8, "big") + channel_public_key + mask_public_key
+
+
+_INTEGER_PART = b"i" + (8).to_bytes(4, "big")  # how domain_tag encodes an integer part
+
+
+@functools.lru_cache(maxsize=64)
+def _advertisement_prefix(digest: bytes, round_index: int) -> bytes:
+    return domain_tag("secagg", "advertise-keys", digest, round_index)
 
 
 def consistency_statement(config: SecAggConfig, survivors: Iterable[int]) -> bytes:

@@ -67,6 +67,7 @@ SECRET_LIMBS = 5  # ceil(32 / 7) limbs of 56 bits
 SHARE_PLAINTEXT_BYTES = 4 + 4 + 2 * SECRET_LIMBS * 8  # owner, holder, key-share limbs, seed-share limbs
 CIPHERTEXT_BYTES = SHARE_PLAINTEXT_BYTES + TAG_BYTES
 _LIMBS = struct.Struct(f">{SECRET_LIMBS}Q")
+_U32 = struct.Struct(">I")
 _P61_U64 = np.uint64(P61)
 
 
@@ -204,9 +205,11 @@ class UnmaskRequest:
         w = Writer(ProtocolCode.SECAGG, kind).u32(self.recipient)
         w.id_list(self.alive_ids).id_list(self.dropped_ids)
         if self.signatures is not None:
-            w.u32(len(self.signatures))
-            for signer, signature in sorted(self.signatures):
-                w.u32(signer).fixed(signature, SIGNATURE_BYTES)
+            entries = sorted(self.signatures)
+            if any(len(signature) != SIGNATURE_BYTES for _, signature in entries):
+                raise ValueError(f"signatures are {SIGNATURE_BYTES} bytes")
+            body = b"".join(_U32.pack(signer) + signature for signer, signature in entries)
+            w.u32(len(entries)).fixed(body, len(body))
         return w.finish()
 
 

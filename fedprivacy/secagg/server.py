@@ -38,7 +38,7 @@ from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, reduce_p61_inpla
 from ..hazmat.kex import KeyAgreement, public_key
 from ..hazmat.prg import MaskExpander
 from ..hazmat.kex import canonical_public_key
-from .graph import all_neighbourhoods
+from .graph import all_neighbourhoods, ring_order
 from .identity import TrustStore, advertisement_statement, consistency_statement
 from .masking import limbs_to_secret, pair_mask_key, self_mask_key
 from .messages import (
@@ -122,6 +122,9 @@ class SecAggServer:
         self._transitions = MALICIOUS_SERVER_TRANSITIONS if config.malicious else SERVER_TRANSITIONS
         self.stage = ServerStage.COLLECTING_KEYS
         self.neighbours = all_neighbourhoods(config)
+        # Malicious mode on a sparse graph: ring positions, to pick the signatures each party needs.
+        self._ring = ring_order(config) if config.malicious and not config.full_graph else None
+        self._position = None if self._ring is None else {party: index for index, party in enumerate(self._ring)}
         self.ignored: list[IgnoredMessage] = []
         self.abort_error: RoundAborted | None = None
         self._keys: dict[int, tuple[bytes, bytes]] = {}  # U1: party -> (channel pk, mask pk)
@@ -398,18 +401,33 @@ class SecAggServer:
         for owner in sorted(self.shared_ids):
             self._require("consistency-check", self._holders_in(owner, signers), f"signers among party {owner}'s holders")
         alive = self.input_ids
+        entries = {signer: (signer, self._signatures[signer]) for signer in signers}
+        everyone = tuple(entries[signer] for signer in sorted(signers))
+        ring, position = self._ring, self._position
         out = []
         for party in sorted(signers):
             peers = self.mask_peers(party)
-            if self.config.full_graph:
-                relevant = signers
+            if ring is None:
+                signatures = everyone
             else:
-                relevant = frozenset().union(*(self.neighbours[peer] for peer in peers)) & signers
-            signatures = tuple((signer, self._signatures[signer]) for signer in sorted(relevant))
+                signatures = self._signatures_near(party, peers, ring, position, entries)
             request = UnmaskRequest(party, tuple(sorted(peers & alive)), tuple(sorted(peers - alive)), signatures)
             self._requests[party] = request
             out.append(Outbound(party, request))
         return out
+
+    def _signatures_near(self, party, peers, ring, position, entries) -> tuple[tuple[int, bytes], ...]:
+        """The signatures of the signers among the neighbours of ``party``'s peers. Neighbourhoods are
+        ring windows of radius k/2 and the peers' offsets from ``party`` are within k/2 of each other's
+        windows, so their union is the one window from the lowest peer offset - k/2 to the highest + k/2."""
+        n, half = len(ring), self.config.neighbours // 2
+        base = position[party]
+        offsets = [((position[peer] - base + half) % n) - half for peer in peers]
+        if not offsets:
+            return ()
+        low, high = min(offsets) - half, max(offsets) + half
+        window = ring if high - low + 1 >= n else [ring[(base + offset) % n] for offset in range(low, high + 1)]
+        return tuple(map(entries.__getitem__, sorted(entries.keys() & set(window))))
 
     def _close_unmasking(self) -> list[Outbound]:
         config = self.config

@@ -86,13 +86,14 @@ def test_malicious_threshold_is_the_semi_malicious_bound(n):
     assert mal.threshold > (mal.neighbours + (1 if mal.full_graph else 0)) / 2 >= curious.threshold or n < 10
 
 
-@pytest.mark.parametrize("neighbours,drops,unsigned", [
-    (None, {}, set()),
-    (None, {3: DropStage.UNMASK}, set()),
-    (8, {2: DropStage.SHARE, 5: DropStage.INPUT, 7: DropStage.UNMASK, 9: DropStage.UNMASK}, {9}),
+@pytest.mark.parametrize("n,neighbours,drops,unsigned", [
+    (7, None, {}, set()),
+    (7, None, {3: DropStage.UNMASK}, set()),
+    (16, 8, {2: DropStage.SHARE, 5: DropStage.INPUT, 7: DropStage.UNMASK, 9: DropStage.UNMASK}, {9}),
+    # n > 2k: the server forwards only the signers nearest each party on the ring (server.py)
+    (40, 8, {2: DropStage.SHARE, 5: DropStage.INPUT, 7: DropStage.UNMASK, 9: DropStage.UNMASK, 30: DropStage.INPUT}, {9}),
 ])
-def test_malicious_round_sums_exactly_the_survivors(neighbours, drops, unsigned):
-    n = 7 if neighbours is None else 16
+def test_malicious_round_sums_exactly_the_survivors(n, neighbours, drops, unsigned):
     cfg = malicious_config(n, threshold=5, neighbours=neighbours)
     identities, trust = identities_for(cfg)
     inputs = random_inputs(cfg, 3)
@@ -276,7 +277,7 @@ def test_client_refuses_an_unmasking_request_without_consistent_signatures(attac
     r = Round()
     requests = r.to_unmasking()
     request = requests[1]
-    assert len(request.signatures) == 7
+    assert len(request.signatures) == r.cfg.threshold  # the full graph needs any t
     signatures = list(request.signatures)
     alive, dropped = request.alive_ids, request.dropped_ids
     if attack == "forged":
@@ -288,7 +289,8 @@ def test_client_refuses_an_unmasking_request_without_consistent_signatures(attac
     elif attack == "too-few":
         signatures = signatures[: r.cfg.threshold - 1]
     elif attack == "unknown-identity":
-        r.clients[1]._trust = TrustStore({p: k for p, k in r.trust.items() if p != 6})  # noqa: SLF001
+        unknown = signatures[-1][0]
+        r.clients[1]._trust = TrustStore({p: k for p, k in r.trust.items() if p != unknown})  # noqa: SLF001
     elif attack == "outside-survivors":
         r.clients[1]._signed_set = (1, 2, 3, 4, 5, 6)  # noqa: SLF001 -- as if 7 were not in U3
         alive, dropped = _split_of(r.clients[1], (1, 2, 3, 4, 5, 6))
@@ -548,3 +550,15 @@ def test_replayed_consistency_signatures_from_another_round_are_refused():
     replayed = tuple((p, r.identities[p].sign(consistency_statement(other, survivors))) for p in survivors)
     with pytest.raises(RemoteProtocolError, match="consistency signature"):
         r.clients[1].receive(dataclasses.replace(requests[1], signatures=replayed))
+
+
+def test_sparse_server_forwards_fewer_signatures_than_it_has():
+    r = Round(n=40, threshold=5, neighbours=8)
+    requests = r.to_unmasking()
+    counts = [len(request.signatures) for request in requests.values()]
+    assert max(counts) < 17 and min(counts) >= r.cfg.threshold  # the 2-hop window would be 17
+    for party, request in requests.items():
+        (response,) = r.clients[party].receive(request)
+        r.server.receive(response)
+    r.server.close_stage()
+    assert [int(v) for v in r.server.result] == plain_sum(r.inputs, set(r.cfg.party_ids), r.cfg.modulus)

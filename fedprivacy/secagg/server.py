@@ -19,8 +19,9 @@ collude with it. Memory beyond the received share material is O(D): uploads are 
 Malicious mode (``config.malicious``, spec §13): with a :class:`TrustStore` the server checks every
 advertisement and consistency signature and ignores bad ones (a corrupt client then cannot make
 honest ones abort); after U3 it asks U3 to sign U3, and sends the unmasking request only to the
-signers U4, forwarding to each the signatures of the share holders of its mask peers. Without a
-trust store it forwards signatures unchecked (clients check them anyway).
+signers U4, forwarding to each just enough signatures: t on the full graph; on a SecAgg+ graph the
+signers nearest to it on the ring that give t among the holders of each of its mask peers. Without
+a trust store it forwards signatures unchecked (clients check them anyway).
 """
 
 from __future__ import annotations
@@ -402,13 +403,13 @@ class SecAggServer:
             self._require("consistency-check", self._holders_in(owner, signers), f"signers among party {owner}'s holders")
         alive = self.input_ids
         entries = {signer: (signer, self._signatures[signer]) for signer in signers}
-        everyone = tuple(entries[signer] for signer in sorted(signers))
+        enough = tuple(entries[signer] for signer in sorted(signers)[: self.config.threshold])  # full graph: any t
         ring, position = self._ring, self._position
         out = []
         for party in sorted(signers):
             peers = self.mask_peers(party)
             if ring is None:
-                signatures = everyone
+                signatures = enough
             else:
                 signatures = self._signatures_near(party, peers, ring, position, entries)
             request = UnmaskRequest(party, tuple(sorted(peers & alive)), tuple(sorted(peers - alive)), signatures)
@@ -417,17 +418,38 @@ class SecAggServer:
         return out
 
     def _signatures_near(self, party, peers, ring, position, entries) -> tuple[tuple[int, bytes], ...]:
-        """The signatures of the signers among the neighbours of ``party``'s peers. Neighbourhoods are
-        ring windows of radius k/2 and the peers' offsets from ``party`` are within k/2 of each other's
-        windows, so their union is the one window from the lowest peer offset - k/2 to the highest + k/2."""
-        n, half = len(ring), self.config.neighbours // 2
+        """Enough signatures for ``party``: t signers among the neighbours of each of its peers.
+
+        Neighbourhoods are ring windows of radius h = k/2, so every signer that can count lies within
+        k of ``party``; take those within the smallest radius R that gives each peer t (prefix sums
+        over ring offsets). On a ring too small for that geometry, all signers of the peers'
+        neighbourhoods."""
+        n, half, t = len(ring), self.config.neighbours // 2, self.config.threshold
         base = position[party]
         offsets = [((position[peer] - base + half) % n) - half for peer in peers]
         if not offsets:
             return ()
-        low, high = min(offsets) - half, max(offsets) + half
-        window = ring if high - low + 1 >= n else [ring[(base + offset) % n] for offset in range(low, high + 1)]
-        return tuple(map(entries.__getitem__, sorted(entries.keys() & set(window))))
+        if 4 * half + 1 > n:  # windows wrap around the ring
+            window = set().union(*(self.neighbours[peer] for peer in peers))
+            return tuple(map(entries.__getitem__, sorted(entries.keys() & window)))
+        reach = 2 * half
+        signed = [ring[(base + offset) % n] in entries for offset in range(-reach, reach + 1)]
+        prefix = [0]
+        for flag in signed:
+            prefix.append(prefix[-1] + flag)
+
+        def count(peer_offset: int, radius: int) -> int:
+            low, high = max(peer_offset - half, -radius), min(peer_offset + half, radius)
+            total = prefix[high + reach + 1] - prefix[low + reach]
+            return total - (signed[peer_offset + reach] if low <= peer_offset <= high else 0)
+
+        radius = reach
+        for candidate in range(max(t - 1, 0), reach + 1):
+            if all(count(offset, candidate) >= t for offset in offsets):
+                radius = candidate
+                break
+        chosen = [ring[(base + offset) % n] for offset in range(-radius, radius + 1) if signed[offset + reach]]
+        return tuple(map(entries.__getitem__, sorted(chosen)))
 
     def _close_unmasking(self) -> list[Outbound]:
         config = self.config

@@ -46,6 +46,7 @@ class ClientBudget:
     epochs: dict[tuple[int, tuple], tuple[RRParameters, int]] = field(default_factory=dict)
     releases: int = 0
     refusals: int = 0
+    psu_attempts: dict[int, int] = field(default_factory=dict)  # round index -> PSU attempts joined
     naive_sum: float = 0.0
 
     def spent(self) -> float:
@@ -125,6 +126,12 @@ def replay(ledger: Ledger) -> ClientBudget:
     for event in ledger.events:
         if event.kind == "refusal":
             budget.refusals += 1
+            continue
+        if event.kind == "cap":  # a cap only goes down
+            budget.cap = min(budget.cap, float(event.parameters["epsilon_cap"]))
+            continue
+        if event.kind == "psu-attempt":
+            budget.psu_attempts[event.round_index] = budget.psu_attempts.get(event.round_index, 0) + 1
             continue
         budget.record(event.params(), event.epoch, event.max_reports)
         budget.releases += 1

@@ -4,7 +4,7 @@ The inputs are public test data (``numpy.random`` is fine here: nothing secret i
 ``limit_seconds`` is measured in the same run: the time to generate (k + 1) * D mask words with the
 same AES-CTR keystream into a reused buffer and add each once -- the floor for one client's masking.
 
-``adversary="malicious"`` runs the malicious-mode round (spec §13) and, interleaved with it in the
+``adversary="malicious"`` runs the malicious-mode round (spec §14) and, interleaved with it in the
 same process, the semi-malicious round with the same (k, t), inputs and dropouts, ``repeats`` times
 each; it reports the extra time of malicious mode next to its floor -- signatures made x the time to
 sign plus signatures checked x the time to verify, both measured in the same run -- and the ratios

@@ -4,7 +4,7 @@ from .client import SecAggClient
 from .driver import DropoutSchedule, DropStage, RoundReport, run_secagg_round
 from .identity import Identity, TrustStore, make_identities
 from .messages import decode_message
-from .params import Adversary, GraphParameters, SecAggConfig, check_graph_parameters, find_graph_parameters
+from .params import Adversary, GraphParameters, SecAggConfig, check_graph_parameters, find_graph_parameters, minimum_threshold
 from .quantize import Quantizer
 from .rows import ClientRowPlan, RowPlan
 from .server import Outbound, SecAggServer
@@ -33,5 +33,6 @@ __all__ = [
     "decode_message",
     "find_graph_parameters",
     "make_identities",
+    "minimum_threshold",
     "run_secagg_round",
 ]

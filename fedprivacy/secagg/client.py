@@ -11,19 +11,25 @@ overlap, name a party outside the neighbours it exchanged shares with, omit one 
 than t holders alive, or differ from a request it already answered. A share ciphertext that fails
 authentication, or any message that breaks the protocol, also aborts the client.
 
-In malicious mode (``config.malicious``; spec §13) the client also needs its :class:`Identity` and
+In malicious mode (``config.malicious``; spec §14) the client also needs its :class:`Identity` and
 the deployment's :class:`TrustStore`: it signs its key advertisement, refuses a key broadcast with an
 unknown identity or a bad signature, signs the survivor set U3 the server presents (once), and
 answers the unmasking request only if it is exactly the split U3 implies and the server forwards
 valid signatures over that same U3 -- at least t of them from the share holders of every peer whose
 share it releases. It then leaks nothing beyond the semi-malicious case except the two signatures.
-A client with an identity refuses a config that is not malicious (a downgrade).
+A client with an identity requires malicious mode (a default, semi-malicious policy becomes
+``MALICIOUS``) and refuses a config that is not malicious with a
+:class:`~fedprivacy.errors.PolicyViolation` (a downgrade).
+Before anything is released (at construction) the client checks the config against its own
+:class:`~fedprivacy.policy.ClientPolicy`: enough parties, a threshold at least the one safe against
+the policy's adversary for this (n, k), and a vector it may allocate
+(``protocols/secagg/spec.md``, "Client policy"); otherwise :class:`~fedprivacy.errors.PolicyViolation`.
 
 A host that cannot keep the object alive between two messages (one process per message, as a Flower
 SuperNode runs its ClientApp) saves it with :meth:`SecAggClient.snapshot` and brings it back with
 :meth:`SecAggClient.restore`. The snapshot holds the client's secrets: it belongs in the client's own
 storage, never on the wire. The host must never restore a snapshot older than the last message the
-client sent (persist before sending; spec §13.6): an older one may answer a second, different split.
+client sent (persist before sending; spec §14.6): an older one may answer a second, different split.
 In malicious mode a snapshot taken after signing binds the client to its signed U3, so a restored
 one can only ever repeat the same split (a different one is refused); a snapshot from before the
 signature cannot know it signed and relies on the host's guarantee.
@@ -32,8 +38,8 @@ signature cannot know it signed and relies on the host's guarantee.
 from __future__ import annotations
 
 import struct
-
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,6 +50,7 @@ from ..errors import (
     InvalidCiphertext,
     InvalidParameters,
     LocalProtocolError,
+    PolicyViolation,
     RemoteProtocolError,
 )
 from ..hazmat import shamir
@@ -75,9 +82,12 @@ from .messages import (
     UnmaskResponse,
     decode_message,
 )
-from .params import MAX_CLIENTS, MAX_DIM, SecAggConfig
+from .params import MAX_CLIENTS, MAX_DIM, Adversary, SecAggConfig
 from .rows import ClientRowPlan
 from .stages import CLIENT_TRANSITIONS, MALICIOUS_CLIENT_TRANSITIONS, ClientEvent, ClientStage
+
+if TYPE_CHECKING:
+    from ..policy import ClientPolicy
 
 __all__ = ["SecAggClient", "coerce_input"]
 
@@ -123,7 +133,13 @@ class SecAggClient:
     of ``row_plan.width`` words per chosen row, masked per row; this needs the full graph.
 
     ``identity`` and ``trust`` are required in malicious mode; an identity with a config that is not
-    malicious is refused (``InvalidParameters``), so a server cannot downgrade such a client.
+    malicious is refused (``PolicyViolation``), so a server cannot downgrade such a client.
+    ``policy`` (default: :class:`~fedprivacy.policy.ClientPolicy()`, semi-malicious) is checked here,
+    before anything is released: :class:`~fedprivacy.errors.PolicyViolation` if the config is outside it.
+    With a row plan, at masking time, a row that fewer than max(``min_choosers``, the policy's
+    ``min_choosers``) parties (itself included) really mask with it -- peers whose shares it holds --
+    is uploaded as zeros (zero update, zero count): a server that cut the link between two choosers
+    would otherwise see that row under the self mask alone. :attr:`rows_zeroed` counts them.
     """
 
     def __init__(
@@ -135,14 +151,9 @@ class SecAggClient:
         row_plan: ClientRowPlan | None = None,
         identity: Identity | None = None,
         trust: TrustStore | None = None,
+        policy: ClientPolicy | None = None,
+        min_choosers: int = 1,
     ) -> None:
-        if config.malicious:
-            if identity is None or trust is None:
-                raise InvalidParameters("a malicious-mode round needs this party's identity and the trust store")
-            if identity.party_id != party_id or trust.get(party_id) != identity.verify_key:
-                raise InvalidParameters("the trust store does not name this identity's key for this party")
-        elif identity is not None:
-            raise InvalidParameters("a client with an identity takes part only in malicious-mode rounds")
         if party_id not in config.party_ids:
             raise InvalidParameters(f"party {party_id} is not in this round's party set")
         if row_plan is not None:
@@ -150,6 +161,26 @@ class SecAggClient:
                 raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
             if row_plan.party_id != party_id:
                 raise InvalidParameters("this row plan belongs to another party")
+        if policy is None:
+            from ..policy import ClientPolicy  # (late: the policy module imports this package's parameters)
+
+            policy = ClientPolicy()
+        if identity is not None:  # identities configured: malicious mode required (a downgrade is refused)
+            if policy.adversary is Adversary.SEMI_MALICIOUS:
+                policy = policy.replace(adversary=Adversary.MALICIOUS)
+            if not config.malicious:
+                raise PolicyViolation("adversary", "this client has an identity key and requires malicious mode")
+        policy.check_secagg_config(config)
+        if config.malicious:
+            if identity is None or trust is None:
+                raise InvalidParameters("a malicious-mode round needs this party's identity and the trust store")
+            if identity.party_id != party_id or trust.get(party_id) != identity.verify_key:
+                raise InvalidParameters("the trust store does not name this identity's key for this party")
+        length = config.dim if row_plan is None else row_plan.input_length
+        policy.check_allocation(length * dtype_of(config.modulus).itemsize, "the secure sum's input vector")
+        self.policy = policy
+        self.min_choosers = max(int(min_choosers), policy.min_choosers)
+        self.rows_zeroed = 0
         self.row_plan = row_plan
         self.config = config
         self.party_id = party_id
@@ -286,16 +317,19 @@ class SecAggClient:
         random_bytes: RandomSource = system_random_bytes,
         identity: Identity | None = None,
         trust: TrustStore | None = None,
+        policy: ClientPolicy | None = None,
+        min_choosers: int = 1,
     ) -> SecAggClient:
         """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not
-        one. A malicious-mode client needs its identity and trust store again (they are not in the
-        snapshot); missing or mismatched ones are an :class:`InvalidParameters`."""
+        one. The policy, ``min_choosers`` and, in malicious mode, the identity and trust store are the
+        host's (they are not in the snapshot); the policy is checked again, and a missing or mismatched
+        identity is an :class:`InvalidParameters` (or :class:`LocalProtocolError` if the snapshot needs one)."""
         if identity is not None or trust is not None:
             # Checked before decoding so a caller's mistake is not reported as bad bytes.
             if identity is None or trust is None or trust.get(identity.party_id) != identity.verify_key:
                 raise InvalidParameters("restore needs this party's identity and a trust store naming its key")
         try:
-            return cls._restore(data, random_bytes, identity, trust)
+            return cls._restore(data, random_bytes, identity, trust, policy, min_choosers)
         except DecodeError:
             raise
         except (struct.error, ValueError, TypeError, OverflowError) as exc:  # InvalidParameters is a ValueError
@@ -303,7 +337,13 @@ class SecAggClient:
 
     @classmethod
     def _restore(
-        cls, data: bytes | bytearray | memoryview, random_bytes: RandomSource, identity: Identity | None, trust: TrustStore | None
+        cls,
+        data: bytes | bytearray | memoryview,
+        random_bytes: RandomSource,
+        identity: Identity | None,
+        trust: TrustStore | None,
+        policy: ClientPolicy | None,
+        min_choosers: int,
     ) -> SecAggClient:
         reader = Reader(data, ProtocolCode.SECAGG)
         if reader.u8() != _STATE_TYPE:
@@ -363,7 +403,8 @@ class SecAggClient:
             raise LocalProtocolError("restoring a malicious-mode client needs its identity and trust store")
         for ids in (peer_keys, held, pair_keys, channel_secrets):
             check_strictly_increasing(list(ids))
-        client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan, identity=identity, trust=trust)
+        client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan, identity=identity, trust=trust,
+                     policy=policy, min_choosers=min_choosers)
         if not (set(peer_keys) | set(held) | set(pair_keys) | set(channel_secrets) | set(released)) <= client.neighbours:
             raise DecodeError("client state names parties outside its neighbourhood")
         client.stage = stage
@@ -513,6 +554,7 @@ class SecAggClient:
         self._input = None  # the plaintext input is not kept past masking
         self_key = self_mask_key(config, self._own_seed, self.party_id)
         if self.row_plan is not None:
+            self._zero_thin_rows(masked)
             self.row_plan.mask(masked, self_key, self._pair_mask_keys, config.modulus)
         else:
             masks = [(self_key, False)]
@@ -522,6 +564,21 @@ class SecAggClient:
         masked.setflags(write=False)
         self.stage = ClientStage.INPUT_SENT
         return [MaskedInput(self.party_id, config.modulus, masked)]
+
+    def _zero_thin_rows(self, vector: np.ndarray) -> None:
+        """Zero the blocks of rows masked with fewer than ``min_choosers - 1`` peers it holds shares of."""
+        plan = self.row_plan
+        assert plan is not None
+        if self.min_choosers <= 1:
+            return
+        partners = np.zeros(plan.rows.shape[0], dtype=np.int64)
+        for peer, positions in plan.sharing():
+            if peer in self._pair_mask_keys:
+                partners[positions] += 1
+        thin = partners < self.min_choosers - 1
+        self.rows_zeroed = int(thin.sum())
+        if self.rows_zeroed:
+            vector.reshape(-1, plan.width)[thin] = 0
 
     # -- round 3: unmasking -------------------------------------------------------------------------
 
@@ -553,7 +610,7 @@ class SecAggClient:
 
     def _check_consistency_signatures(self, message: UnmaskRequest, alive: tuple[int, ...], dropped: tuple[int, ...]) -> None:
         """Malicious mode: the request is the split of the signed U3, and enough of every released
-        peer's share holders signed that same U3 (spec §13.4)."""
+        peer's share holders signed that same U3 (spec §14.4)."""
         assert self._signed_set is not None and self._trust is not None
         if message.signatures is None:
             raise RemoteProtocolError("an unmasking request without the consistency signatures")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from .messages import Message, decode_message
 from .params import SecAggConfig
 from .rows import RowPlan
 from .server import IgnoredMessage, SecAggServer
+
+if TYPE_CHECKING:
+    from ..policy import ClientPolicy
 
 __all__ = ["DropStage", "DropoutSchedule", "RoundReport", "run_secagg_round"]
 
@@ -84,12 +88,14 @@ def run_secagg_round(
     server_trust: TrustStore | None | bool = True,
     client_trust: Mapping[int, TrustStore] | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    policy: ClientPolicy | None = None,
 ) -> RoundReport:
     """Run one round. ``inputs`` maps a party to its vector (or is a function, called when the party
     masks, so a large simulation never holds every input at once). ``random_source(party_id)`` gives each client its randomness (default: the OS
     CSPRNG); ``tamper(recipient, data)`` may rewrite server-to-client bytes (for negative tests);
     ``observer(sender, recipient, data)`` sees every delivered message (the server is party 0);
-    ``row_plan`` switches to per-row aggregation (each party's input: its chosen rows' blocks).
+    ``row_plan`` switches to per-row aggregation (each party's input: its chosen rows' blocks);
+    ``policy`` is every client's :class:`~fedprivacy.policy.ClientPolicy` (default: the safe default).
     A malicious-mode config needs ``identities`` (party -> its :class:`Identity`) and ``trust``; the
     server checks signatures with ``trust`` unless ``server_trust`` is ``False`` or another store;
     ``client_trust`` gives some parties a store of their own (negative tests). ``clock`` times the
@@ -106,6 +112,7 @@ def run_secagg_round(
             row_plan=None if row_plan is None else row_plan.for_client(party),
             identity=None if identities is None else identities[party],
             trust=None if identities is None else (client_trust or {}).get(party, trust),
+            policy=policy,
         )
         for party in config.party_ids
     }

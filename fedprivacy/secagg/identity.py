@@ -4,7 +4,7 @@ A deployment gives every party an Ed25519 signing key (:class:`Identity`, kept b
 and every party the same :class:`TrustStore` (party id -> Ed25519 public key; how it is distributed
 is the deployment's business -- :mod:`fedprivacy.adapters.identity` reads one from a JSON file). A
 party refuses a signature by an id the store does not know. Threat model and rules:
-``protocols/secagg/spec.md`` §13. What a signature reveals: that its key's owner took part in this
+``protocols/secagg/spec.md`` §14. What a signature reveals: that its key's owner took part in this
 round with these public keys (advertisement), and that it saw this survivor set (consistency
 check); both are visible to the server anyway.
 

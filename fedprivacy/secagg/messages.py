@@ -14,7 +14,7 @@ parties; a transport must check that a message claiming ``sender`` really comes 
 | 6    | UnmaskRequest   | server -> client| 2 -> 3                  |
 | 7    | UnmaskResponse  | client -> server| 3 unmasking             |
 
-Malicious mode (``SecAggConfig.malicious``; ``protocols/secagg/spec.md`` §13) signs and checks:
+Malicious mode (``SecAggConfig.malicious``; ``protocols/secagg/spec.md`` §14) signs and checks:
 
 | type | message                         | direction       | stage                   |
 |------|---------------------------------|-----------------|-------------------------|

@@ -16,7 +16,7 @@ Below t at any step the round aborts with :class:`RoundAborted` and no output. T
 the sum over U3 and the sets U1..U5, nothing else while fewer than t share holders of any client
 collude with it. Memory beyond the received share material is O(D): uploads are added in place.
 
-Malicious mode (``config.malicious``, spec §13): with a :class:`TrustStore` the server checks every
+Malicious mode (``config.malicious``, spec §14): with a :class:`TrustStore` the server checks every
 advertisement and consistency signature and ignores bad ones (a corrupt client then cannot make
 honest ones abort); after U3 it asks U3 to sign U3, and sends the unmasking request only to the
 signers U4, forwarding to each just enough signatures: t on the full graph; on a SecAgg+ graph the

@@ -17,7 +17,7 @@ the server and masks with pair keys the server can compute, so its upload opens 
 unmasking request. Identity keys (malicious mode) are what stops this: the substituted keys carry no
 valid signature.
 
-Used by ``check_equivocation.py`` (claim secagg/6) and the attack tests.
+Used by ``check_malicious_mode.py`` (claim secagg/7) and the attack tests.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from fedprivacy.hazmat import shamir
 from fedprivacy.hazmat.field import dtype_of, modulus_value
 from fedprivacy.hazmat.kex import agree, generate_keypair
 from fedprivacy.hazmat.prg import DeterministicRandomness, MaskExpander
+from fedprivacy.policy import ClientPolicy
 from fedprivacy.secagg import SecAggClient, SecAggConfig, SecAggServer
 from fedprivacy.secagg.graph import all_neighbourhoods
 from fedprivacy.secagg.identity import make_identities
@@ -93,10 +94,13 @@ def run_equivocation(
     corrupt: frozenset[int] = frozenset(),
     name: str = "equivocation",
     bystanders: str = "alive",
+    policy: ClientPolicy | None = None,
 ) -> EquivocationOutcome:
     """Run the attack on ``victim``. Its honest holders in ``told_alive`` hear "alive", the other honest
     holders "dropped"; corrupt holders play both. Every other party (not the victim, not one of its
-    holders) hears the ``bystanders`` story: their signatures count for the holders' other peers."""
+    holders) hears the ``bystanders`` story: their signatures count for the holders' other peers.
+    ``policy`` is every client's (default: the default policy; ``weakened_policy()`` lets the
+    threshold alone, not the client's policy, decide)."""
     identities, trust = make_identities(config.party_ids, DeterministicRandomness(f"{name}/identities"))
     clients = {
         p: SecAggClient(
@@ -105,6 +109,7 @@ def run_equivocation(
             random_bytes=DeterministicRandomness(f"{name}/party-{p}"),
             identity=identities[p] if config.malicious else None,
             trust=trust if config.malicious else None,
+            policy=policy,
         )
         for p in config.party_ids
     }
@@ -195,7 +200,9 @@ def _strip_masks(config, victim, upload, adverts, peers, seeds, keys) -> np.ndar
     return vector
 
 
-def run_key_substitution(config: SecAggConfig, victim: int, name: str = "key-substitution") -> EquivocationOutcome:
+def run_key_substitution(
+    config: SecAggConfig, victim: int, name: str = "key-substitution", policy: ClientPolicy | None = None
+) -> EquivocationOutcome:
     """Substitute every key the victim sees; return what the server recovers of the victim's input."""
     identities, trust = make_identities(config.party_ids, DeterministicRandomness(f"{name}/identities"))
     client = SecAggClient(
@@ -204,6 +211,7 @@ def run_key_substitution(config: SecAggConfig, victim: int, name: str = "key-sub
         random_bytes=DeterministicRandomness(f"{name}/party-{victim}"),
         identity=identities[victim] if config.malicious else None,
         trust=trust if config.malicious else None,
+        policy=policy,
     )
     victim_input = inputs_for(config)[victim]
     fake = DeterministicRandomness(f"{name}/server")

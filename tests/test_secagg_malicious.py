@@ -493,3 +493,44 @@ def test_sparse_server_forwards_fewer_signatures_than_it_has():
         r.server.receive(response)
     r.server.close_stage()
     assert [int(v) for v in r.server.result] == plain_sum(r.inputs, set(r.cfg.party_ids), r.cfg.modulus)
+
+
+# -- identity files (CLI, Flower node config) ---------------------------------------------------------
+
+
+def test_identity_and_trust_store_files_round_trip_and_refuse_bad_input(tmp_path):
+    import json
+    import os
+
+    from fedprivacy.adapters.identity import (
+        IDENTITY_KEY,
+        TRUST_STORE_KEY,
+        identity_from_config,
+        load_identity,
+        load_trust_store,
+        save_identity,
+        save_trust_store,
+    )
+
+    identities, trust = make_identities([3, 7], DeterministicRandomness("files/identities"))
+    save_trust_store(tmp_path / "trust.json", trust)
+    save_identity(tmp_path / "id3.json", identities[3])
+    assert os.stat(tmp_path / "id3.json").st_mode & 0o777 == 0o600
+    assert dict(load_trust_store(tmp_path / "trust.json")) == dict(trust)
+    assert load_identity(tmp_path / "id3.json").verify_key == identities[3].verify_key
+    config = {IDENTITY_KEY: str(tmp_path / "id3.json"), TRUST_STORE_KEY: str(tmp_path / "trust.json")}
+    identity, store = identity_from_config(config)
+    assert identity.party_id == 3 and dict(store) == dict(trust)
+    assert identity_from_config({}) == (None, None)
+    with pytest.raises(InvalidParameters, match="both"):
+        identity_from_config({IDENTITY_KEY: config[IDENTITY_KEY]})
+    save_trust_store(tmp_path / "other.json", TrustStore({7: trust[7]}))
+    with pytest.raises(InvalidParameters, match="does not name"):
+        identity_from_config({**config, TRUST_STORE_KEY: str(tmp_path / "other.json")})
+    for bad in ("not json", json.dumps({"version": 2, "keys": {}}), json.dumps({"version": 1, "keys": {"x": "00"}}),
+                json.dumps({"version": 1, "keys": {"3": "zz" * 32}}), json.dumps({"version": 1, "keys": {}, "extra": 1})):
+        (tmp_path / "bad.json").write_text(bad)
+        with pytest.raises(InvalidParameters):
+            load_trust_store(tmp_path / "bad.json")
+    with pytest.raises(InvalidParameters):
+        load_identity(tmp_path / "missing.json")

@@ -73,9 +73,11 @@ class ClientPolicy:
         really holds; a row below it is uploaded as zero with count 0 (default 2; 1 only with
         ``allow_insecure``).
     rr_parameters : RRParameters
-        The client's own randomized-response parameters (default the CPP2 preset). A suggestion
-        (a run config, a server) is taken only if it is at least as private in both epsilon_1 and
-        epsilon_inf.
+        The client's own randomized-response parameters (default the CPP2 preset), the reference a
+        suggestion (a Flower run config) is judged against: it is taken only if at least as private in
+        both epsilon_1 and epsilon_inf (:meth:`accept_rr`). In process, the parameters a round uses
+        are ``ClientState.params`` (the device's own choice); the policy refuses them only for an
+        infinite epsilon without ``allow_insecure``.
     epsilon_cap : float
         The client's budget cap (per-index epsilon over its lifetime; default: none). A ledger created
         with a higher cap gets a line lowering it; a suggested cap is taken only if lower.

@@ -34,7 +34,7 @@ from importlib.metadata import version
 import numpy as np
 
 from ..errors import InvalidParameters
-from ..secagg import check_graph_parameters, find_graph_parameters
+from ..secagg import Adversary, check_graph_parameters, find_graph_parameters
 
 __all__ = ["FlowerBenchOptions", "run_flower_bench", "DROP_STAGES", "TOLERANCE"]
 
@@ -63,9 +63,10 @@ def _graph(options: FlowerBenchOptions) -> tuple[int, int]:
     if options.neighbours is None:
         if options.threshold is not None:
             raise InvalidParameters("--threshold needs --neighbours")
-        graph = find_graph_parameters(options.clients, options.corrupt, options.dropout)
-    else:
-        graph = check_graph_parameters(options.clients, options.neighbours, options.threshold, options.corrupt, options.dropout)
+        graph = find_graph_parameters(options.clients, options.corrupt, options.dropout, Adversary.SEMI_MALICIOUS)
+    else:  # semi-malicious: what fedprivacy's nodes accept by default (both implementations get the same t)
+        graph = check_graph_parameters(options.clients, options.neighbours, options.threshold, options.corrupt,
+                                       options.dropout, Adversary.SEMI_MALICIOUS)
     return graph.neighbours, graph.threshold
 
 

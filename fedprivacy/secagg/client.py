@@ -322,8 +322,10 @@ class SecAggClient:
     ) -> SecAggClient:
         """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not
         one. The policy, ``min_choosers`` and, in malicious mode, the identity and trust store are the
-        host's (they are not in the snapshot); the policy is checked again, and a missing or mismatched
-        identity is an :class:`InvalidParameters` (or :class:`LocalProtocolError` if the snapshot needs one)."""
+        host's (they are not in the snapshot); the policy is checked again
+        (:class:`~fedprivacy.errors.PolicyViolation` if it refuses the stored config), and a missing or
+        mismatched identity is an :class:`InvalidParameters` (or :class:`LocalProtocolError` if the
+        snapshot needs one)."""
         if identity is not None or trust is not None:
             # Checked before decoding so a caller's mistake is not reported as bad bytes.
             if identity is None or trust is None or trust.get(identity.party_id) != identity.verify_key:

@@ -10,7 +10,7 @@ import pytest
 from fedprivacy.errors import PolicyViolation
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
-from fedprivacy.policy import ClientPolicy, weakened_policy
+from fedprivacy.policy import weakened_policy
 from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
 from fedprivacy.submodel.messages import RoundStart
 from fedprivacy.submodel.server import SubmodelRoundServer

@@ -133,7 +133,9 @@ class SecureSubmodelWorkflow:
     num_rounds : int | None (default: None)
         Rounds per call; None reads ``num-server-rounds`` from the run config (default 1).
     first_round : int (default: 1)
-        Index of the first round (round indices are recorded in the clients' ledgers).
+        Index of the first round (round indices are recorded in the clients' ledgers, and a client
+        joins at most ``max_psu_attempts`` PSU attempts per round index over its lifetime: a new run
+        over the same node state must continue the numbering).
     min_nodes : int (default: 2)
         Wait until this many nodes are connected before each round.
     node_wait_timeout : float (default: 60.0)

@@ -533,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     secagg.add_argument("--modulus", choices=sorted(_MODULI), default="u32")
     secagg.add_argument("--seed", type=int, default=0)
     secagg.add_argument(
-        "--adversary", choices=["curious", "semi-malicious", "malicious"], default="curious",
+        "--adversary", choices=["curious", "semi-malicious", "malicious"], default="semi-malicious",
         help="threshold model; malicious also times the semi-malicious round beside it (spec §14)",
     )
     secagg.add_argument("--json", action="store_true")

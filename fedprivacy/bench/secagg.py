@@ -46,7 +46,7 @@ class SecAggBenchOptions:
     corrupt: float = 0.05
     modulus: Modulus = Modulus.U32
     seed: int = 0
-    adversary: Adversary = Adversary.CURIOUS
+    adversary: Adversary = Adversary.SEMI_MALICIOUS  # curious: the clients' policy is set to accept it
     repeats: int = 5  # malicious mode: rounds per mode, interleaved (medians reported)
 
 
@@ -136,8 +136,13 @@ def _run_one(options: SecAggBenchOptions, progress: bool = True) -> dict[str, ob
             f"{dropped_count} dropping before {options.drop_stage.value}",
             file=sys.stderr,
         )
+    policy = None
+    if Adversary(options.adversary) is Adversary.CURIOUS:  # a client's default policy refuses curious thresholds
+        from ..policy import ClientPolicy
+
+        policy = ClientPolicy(adversary=Adversary.CURIOUS, corrupt_fraction=options.corrupt)
     started = time.perf_counter()
-    report = run_secagg_round(config, inputs, schedule)
+    report = run_secagg_round(config, inputs, schedule, policy=policy)
     total = time.perf_counter() - started
     correct = False
     if report.result is not None:

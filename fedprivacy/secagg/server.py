@@ -438,14 +438,15 @@ class SecAggServer:
         for flag in signed:
             prefix.append(prefix[-1] + flag)
 
-        def count(peer_offset: int, radius: int) -> int:
-            low, high = max(peer_offset - half, -radius), min(peer_offset + half, radius)
-            total = prefix[high + reach + 1] - prefix[low + reach]
-            return total - (signed[peer_offset + reach] if low <= peer_offset <= high else 0)
-
+        offsets.sort(key=abs, reverse=True)  # the farthest peers bind first: a failing radius fails fast
         radius = reach
         for candidate in range(max(t - 1, 0), reach + 1):
-            if all(count(offset, candidate) >= t for offset in offsets):
+            for offset in offsets:  # signers in N(peer) within the candidate radius (the peer itself excluded)
+                low, high = max(offset - half, -candidate), min(offset + half, candidate)
+                count = prefix[high + reach + 1] - prefix[low + reach] - (signed[offset + reach] if low <= offset <= high else 0)
+                if count < t:
+                    break
+            else:
                 radius = candidate
                 break
         chosen = [ring[(base + offset) % n] for offset in range(-radius, radius + 1) if signed[offset + reach]]

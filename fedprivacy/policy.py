@@ -50,6 +50,9 @@ class ClientPolicy:
         The server the client defends against when it checks a secure sum's threshold (default
         semi-malicious: it may lie about who dropped). Every value other than ``CURIOUS`` uses the
         semi-malicious bound of :func:`fedprivacy.secagg.params.minimum_threshold` or a stronger one.
+        ``MALICIOUS`` (set instead of the default for a client with an identity key) also requires the config's
+        malicious mode: signed keys and the consistency check (``protocols/secagg/spec.md`` §14); its
+        threshold bound is the same formula (§14.2).
     corrupt_fraction : float
         The fraction of the parties the client assumes may collude with the server (default 0.05).
     min_parties : int
@@ -128,6 +131,10 @@ class ClientPolicy:
 
     def check_secagg_config(self, config: SecAggConfig, what: str = "secure sum") -> None:
         """:class:`PolicyViolation` unless the config's party count and threshold meet the policy."""
+        if self.adversary is Adversary.MALICIOUS and not config.malicious:
+            raise PolicyViolation(
+                "adversary", f"the {what} is not in malicious mode (signed keys, consistency check), which this client requires"
+            )
         if config.clients < self.min_parties:
             raise PolicyViolation("min_parties", f"the {what} has {config.clients} parties, the client needs >= {self.min_parties}")
         floor = self.minimum_threshold(config.clients, config.neighbours)

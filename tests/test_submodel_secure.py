@@ -138,7 +138,9 @@ def test_invalid_training_results_are_refused():
 
 @hypothesis_settings(max_examples=12)
 @given(
-    clients=st.integers(4, 9),
+    # 5 or more: with 4, a PSU dropout before advertising leaves 3 for the rows' sum, whose t = 3
+    # (semi-malicious) aborts on one more dropout -- a clean abort, not what this test checks.
+    clients=st.integers(5, 9),
     seed=st.integers(0, 1000),
     psu_drop=st.none() | st.sampled_from(list(DropStage)),
     upload_drop=st.none() | st.sampled_from(list(DropStage)),

@@ -26,7 +26,7 @@ import numpy as np
 from ..accounting import replay
 from ..errors import FedPrivacyError
 from ..hazmat.prg import RandomSource, system_random_bytes
-from ..secagg import DropStage
+from ..secagg import DropStage, TrustStore
 from ..secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 from ..submodel.client import ClientState, SubmodelRoundClient
 from ..submodel.messages import (
@@ -106,6 +106,7 @@ def run_round(
     observer: Callable[[str, int, int, bytes], None] | None = None,
     random_source: Callable[[int], RandomSource] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    trust: TrustStore | None = None,
 ) -> RoundOutcome:
     """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
 
@@ -113,10 +114,11 @@ def run_round(
     "psu", "report" or "rows"; the server is party 0) -- for transcripts and proofs.
     ``random_source(party)`` gives each client its randomness (default: the OS CSPRNG); seeded
     sources make a simulated round reproducible. ``progress(stage, done, total)`` is called as the
-    clients answer each stage. Raises :class:`~fedprivacy.errors.RoundAborted` when the round cannot
+    clients answer each stage. ``trust`` is the deployment's trust store, for a server whose settings
+    ask for malicious mode (the clients carry their identities in their states). Raises :class:`~fedprivacy.errors.RoundAborted` when the round cannot
     complete (the model is then untouched)."""
     drops = drops or RoundDrops()
-    party = SubmodelRoundServer(server, settings, sorted(states), round_index)
+    party = SubmodelRoundServer(server, settings, sorted(states), round_index, trust=trust)
     clients = {p: SubmodelRoundClient(s, random_bytes=system_random_bytes if random_source is None else random_source(p))
                for p, s in states.items()}
     gone: set[int] = set()

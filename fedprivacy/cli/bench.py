@@ -30,7 +30,7 @@ def _check_secagg_graph(args: argparse.Namespace, modulus: Modulus, full_graph: 
     try:
         SecAggConfig.create(list(range(1, args.clients + 1)), args.dim, modulus, corrupt_fraction=args.corrupt,
                             dropout_fraction=args.dropout, neighbours=args.neighbours, threshold=args.threshold,
-                            full_graph=full_graph)
+                            full_graph=full_graph, adversary=getattr(args, "adversary", "semi-malicious"))
     except InvalidParameters as exc:
         raise UsageError(in_user_terms(str(exc), SECAGG_TERMS)) from None
 
@@ -52,6 +52,7 @@ def _bench_secagg(args: argparse.Namespace) -> int:
         corrupt=args.corrupt,
         modulus=_MODULI[args.modulus],
         seed=args.seed,
+        adversary=args.adversary,
     )
     result = run_secagg_bench(options)
     _emit(result, args.json)
@@ -163,6 +164,9 @@ def _register_secagg(which) -> None:
     secagg.add_argument("--modulus", choices=sorted(_MODULI), default="u32", help="the field: 2^32, 2^64 or 2^61 - 1")
     secagg.add_argument("--seed", type=integer(0, MAX_SEED), default=0,
                         help="seeds the public test inputs and who drops (keys and masks come from the OS CSPRNG)")
+    secagg.add_argument("--adversary", choices=["curious", "semi-malicious", "malicious"], default="semi-malicious",
+                        help="the threshold model the clients' policy requires; malicious (signed advertisements and "
+                             "a consistency check, spec §14) also times the semi-malicious round beside it")
     secagg.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     secagg.set_defaults(run=_bench_secagg)
 

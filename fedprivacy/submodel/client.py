@@ -61,7 +61,7 @@ from ..ldp import PermanentMemo, RRParameters
 from ..policy import ClientPolicy
 from ..psu.iblt import encode_set, validate_ids
 from ..psu.params import PSUParameters
-from ..secagg import Quantizer, SecAggClient
+from ..secagg import Adversary, Identity, Quantizer, SecAggClient, TrustStore
 from ..secagg.stages import ClientStage
 from .messages import (
     Phase,
@@ -99,11 +99,24 @@ class ClientState:
     memo: PermanentMemo
     store: StateStore | None = None  # where the ledger and memo persist (None: in memory only)
     policy: ClientPolicy = field(default_factory=ClientPolicy)
+    # Identity key and trust store (device configuration): with them every secure sum of the round
+    # must be in malicious mode (protocols/secagg/spec.md §14); the policy's adversary becomes malicious.
+    identity: Identity | None = None
+    trust: TrustStore | None = None
+
+    def __post_init__(self) -> None:
+        if (self.identity is None) != (self.trust is None):
+            raise InvalidParameters("an identity key needs the trust store, and a trust store an identity key")
+        if self.identity is not None:
+            if self.trust.get(self.identity.party_id) != self.identity.verify_key:
+                raise InvalidParameters("the trust store does not name this client's identity key")
+            if self.policy.adversary is not Adversary.MALICIOUS:
+                self.policy = self.policy.replace(adversary=Adversary.MALICIOUS)
 
     @classmethod
     def new(
         cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf"), directory: str | None = None,
-        *, policy: ClientPolicy | None = None,
+        *, policy: ClientPolicy | None = None, identity: Identity | None = None, trust: TrustStore | None = None,
     ) -> ClientState:
         """Fresh state; with ``directory`` the ledger and memo live on disk there (and are reloaded).
 
@@ -114,13 +127,14 @@ class ClientState:
         client_id = f"client-{client.client_id}"
         if directory is None:
             ledger, _ = Ledger.create(client_id, epsilon_cap)
-            return cls(client, params, ledger, PermanentMemo.empty(client_id, params), policy=policy)
+            return cls(client, params, ledger, PermanentMemo.empty(client_id, params), policy=policy,
+                       identity=identity, trust=trust)
         from ..adapters.storage import ClientStore
 
         store = ClientStore(directory, client_id)
         ledger = store.open_ledger(epsilon_cap)
         lower_cap(ledger, store, epsilon_cap)
-        return cls(client, params, ledger, store.load_memo(params, ledger), store, policy)
+        return cls(client, params, ledger, store.load_memo(params, ledger), store, policy, identity, trust)
 
 
 def lower_cap(ledger: Ledger, store: StateStore | None, epsilon_cap: float) -> None:
@@ -285,7 +299,8 @@ class SubmodelRoundClient:
             self._real_ids = real
         assert self._real_ids is not None
         self._psu_params = params
-        self._psu = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, policy=policy)
+        self._psu = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, policy=policy,
+                                 identity=self.state.identity, trust=self.state.trust)
         self._store_line(psu_attempt_event(self.state.ledger, message.round_index, params.attempt))
         out = self._psu.start()
         self._psu.submit_input(encode_set(params, self._real_ids, random_bytes=self._random_bytes))
@@ -314,7 +329,7 @@ class SubmodelRoundClient:
         assert isinstance(message, UnionBroadcast) and self._psu is not None and self._settings is not None
         if message.round_index != self._round_index:
             raise RemoteProtocolError("the union belongs to another round")
-        if self._psu.stage not in (ClientStage.INPUT_SENT, ClientStage.COMPLETED):
+        if self._psu.stage not in (ClientStage.INPUT_SENT, ClientStage.SIGNED, ClientStage.COMPLETED):
             raise RemoteProtocolError("the union arrived before this client's sketch was summed")
         union = message.ids
         if union.size and int(union[-1]) >= self._settings.universe:
@@ -394,7 +409,8 @@ class SubmodelRoundClient:
         weights = np.concatenate([counts, np.full(message.dense_rows, float(min(result.samples, settings.max_samples)))])
         encoded = quantizer.encode_rows(values, weights, random_bytes=self._random_bytes).reshape(-1)
         self._rows = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, row_plan=plan,
-                                  policy=self.state.policy, min_choosers=settings.min_choosers)
+                                  policy=self.state.policy, min_choosers=settings.min_choosers,
+                                  identity=self.state.identity, trust=self.state.trust)
         out = self._rows.start()
         self._rows.submit_input(encoded)
         self.stage = RoundClientStage.UPLOADING

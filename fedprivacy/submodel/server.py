@@ -33,7 +33,7 @@ from ..errors import FedPrivacyError, InvalidParameters, LocalProtocolError, Rou
 from ..hazmat.field import Modulus
 from ..psu.params import PSUParameters
 from ..psu.protocol import PSUServer, UnionDecodeFailure
-from ..secagg import Quantizer, RowPlan, SecAggConfig, SecAggServer
+from ..secagg import Adversary, Quantizer, RowPlan, SecAggConfig, SecAggServer, TrustStore
 from ..secagg.server import IgnoredMessage, IgnoredReason
 from ..secagg.stages import ServerStage
 from .messages import Phase, PhaseMessage, RandomizedSetReport, RoundStart, RowDownload, SitOut, SubmodelMessage, UnionBroadcast
@@ -79,7 +79,10 @@ class SubmodelRoundServer:
         round_index: int,
         *,
         session_id: bytes | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
+        """``trust`` (malicious mode, ``settings.adversary``): the deployment's trust store, with which
+        the secure sums check the clients' signatures and ignore bad ones (clients check them anyway)."""
         parties = tuple(sorted(int(p) for p in party_ids))
         if len(parties) < 2 or len(set(parties)) != len(parties):
             raise InvalidParameters("a round needs at least two distinct parties")
@@ -97,6 +100,7 @@ class SubmodelRoundServer:
         self.abort_error: RoundAborted | None = None
         self.result: RoundResult | None = None
         self._session_id = os.urandom(32) if session_id is None else session_id
+        self._trust = trust if settings.adversary is Adversary.MALICIOUS else None
         self._width = model.row_width
         self._dense_size = int(model.dense_size)
         self._dense_rows = -(-self._dense_size // self._width)
@@ -155,7 +159,7 @@ class SubmodelRoundServer:
             )
         except InvalidParameters as exc:
             raise self._abort(RoundAborted("psu", f"no secure sum fits {len(parties)} parties: {exc}")) from exc
-        self._psu = SecAggServer(config)
+        self._psu = SecAggServer(config, trust=self._trust)
         self._psu_attempts += 1
         public = self.settings.public()
         return [Outbound(p, RoundStart(p, self.round_index, public, self._psu_params, config)) for p in parties]
@@ -274,7 +278,7 @@ class SubmodelRoundServer:
         except InvalidParameters as exc:
             raise RoundAborted("reports", f"no secure sum fits {len(planned)} parties: {exc}") from exc
         self._quantizer = Quantizer(settings.modulus, settings.clip, len(planned), max_weight=float(settings.max_samples))
-        self._rows = SecAggServer(config, row_plan=plan)
+        self._rows = SecAggServer(config, row_plan=plan, trust=self._trust)
         self._kept_rows = kept
         self._thin_rows = int((choosers < settings.min_choosers).sum())
         self._reports = chosen

@@ -55,7 +55,7 @@ from flwr.common.constant import ErrorCode
 from flwr.common.logger import log
 from flwr.compat.common import recorddict_compat as compat
 
-from ...errors import DecodeError, FedPrivacyError, InvalidParameters, PolicyViolation
+from ...errors import DecodeError, FedPrivacyError, InvalidParameters, LocalProtocolError, PolicyViolation
 from ...secagg import Quantizer, SecAggClient, SecAggConfig
 from ...secagg.messages import KeyBroadcast, Message as SecAggMessage, RoutedShares, UnmaskRequest, decode_message
 from ...secagg.stages import ClientStage
@@ -69,6 +69,7 @@ _STEP_OF_STAGE = {
     ClientStage.INPUT_SENT: 3,
     ClientStage.COMPLETED: 3,
 }
+from ..identity import identity_from_config
 from ._submodel_state import policy_from_config
 from .constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
 
@@ -203,13 +204,15 @@ def _load(ctxt: Context, session: bytes) -> tuple[SecAggClient, Quantizer]:
     if stored.get(Key.SESSION) != session:
         raise _Refused("the message belongs to another round than the one in progress")
     try:
-        client = SecAggClient.restore(stored[Key.CLIENT], policy=policy_from_config(ctxt.node_config))
+        identity, trust = identity_from_config(ctxt.node_config)
+        client = SecAggClient.restore(stored[Key.CLIENT], policy=policy_from_config(ctxt.node_config),
+                                      identity=identity, trust=trust)
         config = client.config
         quantizer = Quantizer(
             config.modulus, float(stored[Key.CLIPPING_RANGE]), config.clients, float(stored[Key.MAX_WEIGHT]),
             float(stored[Key.SCALE]),
         )
-    except (DecodeError, InvalidParameters, PolicyViolation, KeyError, TypeError) as exc:
+    except (DecodeError, InvalidParameters, PolicyViolation, LocalProtocolError, KeyError, TypeError) as exc:
         _forget(ctxt)
         raise _Refused(f"the stored round state is unusable: {exc}") from None
     return client, quantizer
@@ -232,7 +235,9 @@ def _setup(msg: Message, ctxt: Context, record: ConfigRecord) -> Message:
             config.modulus, float(record[Key.CLIPPING_RANGE]), config.clients, float(record[Key.MAX_WEIGHT]),
             float(record[Key.SCALE]),
         )
-        client = SecAggClient(config, party_id, policy=policy_from_config(ctxt.node_config))  # the node's policy
+        identity, trust = identity_from_config(ctxt.node_config)  # with both: malicious mode required
+        client = SecAggClient(config, party_id, policy=policy_from_config(ctxt.node_config),  # the node's policy
+                              identity=identity, trust=trust)
     except (InvalidParameters, PolicyViolation) as exc:
         raise _Refused(f"setup: {exc}") from None
     reply = client.start()[0].to_bytes()

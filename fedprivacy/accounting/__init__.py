@@ -1,7 +1,7 @@
 """Privacy accounting: immutable events, hash-chained per-client ledgers, composition, budget filter."""
 
 from .accountant import ClientBudget, replay
-from .events import PrivacyEvent
+from .events import PrivacyEvent, UpdateEvent
 from .ledger import Ledger, LedgerIntegrityError, parse_ledger
 from .participation import Participation, participate, refusal_event
 
@@ -11,6 +11,7 @@ __all__ = [
     "LedgerIntegrityError",
     "Participation",
     "PrivacyEvent",
+    "UpdateEvent",
     "parse_ledger",
     "participate",
     "refusal_event",

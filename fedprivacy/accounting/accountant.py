@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from ..errors import BudgetExceeded
 from ..ldp.params import RRParameters, epsilon_after_reports, epsilon_after_reports_by_enumeration
+from .events import UpdateEvent
 from .ledger import Ledger
 
 __all__ = ["ClientBudget", "replay", "ACCOUNTANT", "CROSS_CHECK", "DISAGREEMENT_TOLERANCE"]
@@ -47,6 +48,41 @@ class ClientBudget:
     releases: int = 0
     refusals: int = 0
     naive_sum: float = 0.0
+
+    # Updates (distributed discrete Gaussian): zCDP, added over rounds; reported at the smallest delta used.
+    update_rho: float = 0.0
+    update_releases: int = 0
+    update_refusals: int = 0
+    update_delta: float | None = None
+
+    def record_update(self, event: UpdateEvent) -> None:
+        if event.kind == "update-refusal":
+            self.update_refusals += 1
+            return
+        self.update_rho += event.rho
+        self.update_releases += 1
+        self.update_delta = event.delta if self.update_delta is None else min(self.update_delta, event.delta)
+
+    def update_epsilon(self, delta: float | None = None) -> float:
+        """(epsilon, delta) of every update release so far: rho summed, converted at ``delta``."""
+        from ..ddp.params import epsilon_from_rho
+
+        delta = self.update_delta if delta is None else delta
+        if delta is None:
+            return 0.0
+        return epsilon_from_rho(self.update_rho, delta)
+
+    def check_update(self, rho: float, delta: float, epsilon_cap: float) -> None:
+        """:class:`BudgetExceeded` if one more update release of ``rho`` takes epsilon (at ``delta``) past the cap."""
+        from ..ddp.params import epsilon_from_rho
+
+        smallest = delta if self.update_delta is None else min(delta, self.update_delta)
+        projected = epsilon_from_rho(self.update_rho + rho, smallest)
+        if projected > epsilon_cap:
+            raise BudgetExceeded(
+                f"client {self.client_id!r}: this round's update would bring the update epsilon to {projected:.4f} "
+                f"(delta {smallest:g}), above its cap {epsilon_cap:.4f}; the client sits this round out"
+            )
 
     def spent(self) -> float:
         return math.fsum(epsilon_after_reports(params, reports) for params, reports in self.epochs.values())
@@ -123,6 +159,9 @@ def replay(ledger: Ledger) -> ClientBudget:
     """Rebuild a client's budget state from its verified ledger."""
     budget = ClientBudget(ledger.client_id, ledger.epsilon_cap)
     for event in ledger.events:
+        if isinstance(event, UpdateEvent):
+            budget.record_update(event)
+            continue
         if event.kind == "refusal":
             budget.refusals += 1
             continue

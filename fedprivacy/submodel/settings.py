@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ddp.params import DDPSettings
 from ..errors import InvalidParameters
 from ..hazmat.field import Modulus
 from .messages import PublicSettings
@@ -22,6 +23,7 @@ class RoundSettings:
     corrupt_fraction: float = 0.05  # ... and this fraction of clients colluding with the server
     modulus: Modulus = Modulus.U64  # of the rows' secure sum
     max_psu_attempts: int = 3  # PSU reruns (fresh hash keys) when the union does not decode
+    ddp: DDPSettings | None = None  # distributed DP for the updates (None: secure aggregation only)
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_choosers, int) or self.min_choosers < 1:
@@ -30,7 +32,7 @@ class RoundSettings:
 
     def public(self) -> PublicSettings:
         return PublicSettings(self.universe, self.max_set_size, self.clip, self.max_samples, self.modulus,
-                              self.min_choosers, self.max_psu_attempts)
+                              self.min_choosers, self.max_psu_attempts, self.ddp)
 
     def psu_bound(self, parties: int) -> int:
         """The PSU table's union bound: the most ids n clients can hold (public numbers only)."""

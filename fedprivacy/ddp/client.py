@@ -32,10 +32,10 @@ from ..hazmat.prg import RandomSource, system_random_bytes
 from ..secagg.quantize import Quantizer
 from .params import DDPSettings
 
-__all__ = ["NoisePlan", "clip_factor", "privatize", "to_modulus", "check_overflow", "OVERFLOW_FAILURE_LOG2"]
+__all__ = ["NoisePlan", "clip_factor", "clip_and_round", "exact_squared_norm", "privatize", "to_modulus", "check_overflow", "OVERFLOW_FAILURE_LOG2"]
 
 OVERFLOW_FAILURE_LOG2 = -40  # a coordinate of the noisy sum wraps with probability below 2^-40 per round
-_CHUNK = 1 << 20
+_CHUNK = 1 << 12  # (2^25)^2 * 2^12 < 2^63
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,37 @@ def clip_factor(values: np.ndarray, weights: np.ndarray, clip: float, bound: flo
     return bound / norm * (1 - 1e-9)
 
 
-def _exact_squared_norm(values: np.ndarray) -> int:
+def exact_squared_norm(values: np.ndarray) -> int:
+    """sum of squares of int64 values with |v| < 2^25, as an exact Python integer."""
     flat = values.reshape(-1)
+    largest = int(np.abs(flat).max()) if flat.size else 0
+    if largest >= 1 << 25:  # then the sum exceeds any sensitivity (at most 2^24) anyway
+        return largest * largest
     total = 0
     for start in range(0, flat.shape[0], _CHUNK):  # chunks: each chunk's sum of squares fits in int64
         part = flat[start : start + _CHUNK]
         total += int(np.dot(part, part))
     return total
+
+
+def clip_and_round(
+    values: np.ndarray, weights: np.ndarray, clip: float, settings: DDPSettings, *, random_bytes: RandomSource = system_random_bytes
+) -> np.ndarray:
+    """Steps 1-3: signed int64 rows (R, D + 1) of L2 norm at most ``settings.sensitivity`` (checked exactly)."""
+    coordinates = values.shape[0] * (values.shape[1] + 1)
+    slack = math.sqrt(coordinates)
+    if settings.sensitivity <= 2 * slack:
+        raise InvalidParameters(
+            f"sensitivity {settings.sensitivity} is too small for {coordinates} coordinates: rounding alone "
+            f"moves the norm by up to {slack:.0f}; raise it to at least {math.ceil(4 * slack)}"
+        )
+    scale = settings.scale
+    factor = clip_factor(values, weights, clip, (settings.sensitivity - slack) / scale)
+    quantizer = Quantizer(Modulus.U64, clip, 1, max_weight=1.0, scale=scale)
+    rounded = quantizer.encode_rows(values, weights * factor, random_bytes=random_bytes).view(np.int64)
+    if exact_squared_norm(rounded) > settings.sensitivity**2:
+        raise AssertionError("clipped upload exceeds the sensitivity")  # impossible by the triangle inequality
+    return rounded
 
 
 def privatize(
@@ -86,19 +110,7 @@ def privatize(
         raise InvalidParameters("values must be (rows, D), weights one per row, dense_rows at most rows")
     if not (np.isfinite(values).all() and np.isfinite(weights).all()) or (weights.size and (weights.min() < 0 or weights.max() > 1)):
         raise InvalidParameters("values must be finite and weights in [0, 1]")
-    coordinates = values.shape[0] * (values.shape[1] + 1)
-    slack = math.sqrt(coordinates)
-    if settings.sensitivity <= 2 * slack:
-        raise InvalidParameters(
-            f"sensitivity {settings.sensitivity} is too small for {coordinates} coordinates: rounding alone "
-            f"moves the norm by up to {slack:.0f}; raise it to at least {math.ceil(4 * slack)}"
-        )
-    scale = settings.scale
-    factor = clip_factor(values, weights, clip, (settings.sensitivity - slack) / scale)
-    quantizer = Quantizer(Modulus.U64, clip, 1, max_weight=1.0, scale=scale)
-    rounded = quantizer.encode_rows(values, weights * factor, random_bytes=random_bytes).view(np.int64)
-    if _exact_squared_norm(rounded) > settings.sensitivity**2:
-        raise AssertionError("clipped upload exceeds the sensitivity")  # impossible by the triangle inequality
+    rounded = clip_and_round(values, weights, clip, settings, random_bytes=random_bytes)
     real = values.shape[0] - dense_rows
     width = values.shape[1] + 1
     rounded[:real] += discrete_gaussian(noise.row_variance, real * width, random_bytes).reshape(real, width)

@@ -45,7 +45,15 @@ import numpy as np
 from ..errors import InvalidParameters
 from .prg import RandomSource, system_random_bytes
 
-__all__ = ["MAX_VARIANCE", "uniform_below_each", "bernoulli_exp", "discrete_laplace", "discrete_gaussian"]
+__all__ = [
+    "MAX_VARIANCE",
+    "uniform_below_each",
+    "bernoulli_exp",
+    "geometric_exp_minus_one",
+    "acceptance_terms",
+    "discrete_laplace",
+    "discrete_gaussian",
+]
 
 MAX_VARIANCE = 1 << 30
 _LIMIT = 1 << 63
@@ -121,7 +129,7 @@ _EXP_HI, _EXP_LO = _expansion_table(_GEOMETRIC_TERMS)
 _EXP_HI_ASCENDING = _EXP_HI[::-1].copy()
 
 
-def _geometric_exp_minus_one(count: int, random_bytes: RandomSource) -> np.ndarray:
+def geometric_exp_minus_one(count: int, random_bytes: RandomSource) -> np.ndarray:
     """V with P[V >= k] = exp(-k) (the number of Bern(exp(-1)) successes before a failure), exactly.
 
     R is a uniform real in [0, 1) read lazily, 64 bits per word; V = #{k >= 1 : R < exp(-k)}. The
@@ -147,8 +155,8 @@ def _geometric_exp_minus_one(count: int, random_bytes: RandomSource) -> np.ndarr
 
 
 def _bernoulli_exp_minus_one(count: int, random_bytes: RandomSource) -> np.ndarray:
-    """Bern(exp(-1)): the event V >= 1 of :func:`_geometric_exp_minus_one` (same words)."""
-    return _geometric_exp_minus_one(count, random_bytes) >= 1
+    """Bern(exp(-1)): the event V >= 1 of :func:`geometric_exp_minus_one` (same words)."""
+    return geometric_exp_minus_one(count, random_bytes) >= 1
 
 
 def bernoulli_exp(numerators: np.ndarray, denominators: np.ndarray | int, random_bytes: RandomSource) -> np.ndarray:
@@ -162,7 +170,7 @@ def bernoulli_exp(numerators: np.ndarray, denominators: np.ndarray | int, random
     # exp(-floor(n/d)) = P[V >= floor(n/d)] for the geometric V (as floor(n/d) Bern(exp(-1)) successes).
     pending = np.flatnonzero(whole > 0)
     if pending.size:
-        alive[pending] = _geometric_exp_minus_one(pending.size, random_bytes) >= whole[pending]
+        alive[pending] = geometric_exp_minus_one(pending.size, random_bytes) >= whole[pending]
     survivors = np.flatnonzero(alive)
     if survivors.size:
         alive[survivors] = _bernoulli_exp_fraction(rest[survivors], d[survivors], random_bytes)
@@ -186,7 +194,7 @@ def discrete_laplace(scale: int, count: int, random_bytes: RandomSource = system
         u = uniform_below_each(np.full(m, t64), random_bytes)
         keep = np.flatnonzero(bernoulli_exp(u, t, random_bytes))
         sign = uniform_below_each(np.full(keep.size, np.uint64(2)), random_bytes)
-        v = _geometric_exp_minus_one(keep.size, random_bytes)
+        v = geometric_exp_minus_one(keep.size, random_bytes)
         x = u[keep] + t64 * v
         ok = ~((sign == 1) & (x == 0))
         values = x.astype(np.int64)
@@ -199,6 +207,20 @@ def discrete_laplace(scale: int, count: int, random_bytes: RandomSource = system
     return out
 
 
+def acceptance_terms(y: np.ndarray, variance: int, t: int) -> list[tuple[np.ndarray, np.uint64]]:
+    """The Gaussian step's exponent (|y| t - S)^2 / (2 S t^2) as three fractions n_i / d (see the module doc).
+
+    With |a| = ||y| t - S| = c t + e: c^2/(2S) + c e/(S t) + e^2/(2 S t^2). Integers only; requires
+    S <= 2^30 and |c| < 2^31 so every numerator and denominator is below 2^63.
+    """
+    s64, t64 = np.uint64(variance), np.uint64(t)
+    a = np.abs(np.abs(np.asarray(y, dtype=np.int64)) * np.int64(t) - np.int64(variance)).astype(np.uint64)
+    c, e = a // t64, a % t64
+    if c.size and int(c.max()) >= 1 << 31:  # needs a 2^16-pass geometric draw first; never in practice
+        raise InvalidParameters("discrete Gaussian proposal out of range; the random source is broken")
+    return [(c * c, np.uint64(2) * s64), (c * e, s64 * t64), (e * e, np.uint64(2) * s64 * t64 * t64)]
+
+
 def discrete_gaussian(variance: int, count: int, random_bytes: RandomSource = system_random_bytes) -> np.ndarray:
     """``count`` exact samples of N_Z(0, variance) (integer variance in [1, 2^30]), as int64."""
     s = _check_scale(variance, "variance", MAX_VARIANCE)
@@ -207,18 +229,13 @@ def discrete_gaussian(variance: int, count: int, random_bytes: RandomSource = sy
     t = isqrt(s) + 1
     out = np.zeros(int(count), dtype=np.int64)
     pending = np.arange(int(count))
-    s64, t64 = np.uint64(s), np.uint64(t)
     while pending.size:
         y = discrete_laplace(t, pending.size, random_bytes)
-        a = np.abs(np.abs(y) * np.int64(t) - np.int64(s)).astype(np.uint64)
-        c, e = a // t64, a % t64
-        if c.size and int(c.max()) >= 1 << 31:  # needs a 2^16-pass geometric loop first; never in practice
-            raise InvalidParameters("discrete Gaussian proposal out of range; the random source is broken")
-        accept = bernoulli_exp(c * c, np.uint64(2) * s64, random_bytes)
-        idx = np.flatnonzero(accept)
-        accept[idx] = bernoulli_exp(c[idx] * e[idx], s64 * t64, random_bytes)
-        idx = np.flatnonzero(accept)
-        accept[idx] = bernoulli_exp(e[idx] * e[idx], np.uint64(2) * s64 * t64 * t64, random_bytes)
+        terms = acceptance_terms(y, s, t)
+        accept = np.ones(y.size, dtype=bool)
+        for numerators, denominator in terms:  # all three must succeed, drawn in this order
+            idx = np.flatnonzero(accept)
+            accept[idx] = bernoulli_exp(numerators[idx], denominator, random_bytes)
         out[pending[accept]] = y[accept]
         pending = pending[~accept]
     return out

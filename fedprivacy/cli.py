@@ -115,7 +115,7 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
     largest = args.items if args.dataset == "synthetic" else 1000  # a public cap per client
     # The aggregation threshold must tolerate the scripted drops even for a handful of clients.
     tolerance = min(0.45, max(0.1, args.dropout) + 1.0 / len(workload.clients))
-    settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=largest)
+    settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=largest, **_ddp_options(args))
     rng = np.random.default_rng(args.seed + 1)  # which synthetic clients drop: public simulation choice
 
     progress.update(stage="evaluating the initial model")
@@ -147,6 +147,7 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
             "epsilon_spent_max": outcome.epsilon_spent_max,
             "epsilon_spent_median": float(np.median(spent)),
             "epsilon_spent_min": float(spent.min()),
+            "update_epsilon_max": max(replay(state.ledger).update_epsilon() for state in states.values()),
         }
         rows.append(row)
         progress.log(f"{stage}: auc {row['test_auc']:.4f}, loss {row['test_loss']:.4f}, union {row['union_size']}, "
@@ -169,6 +170,9 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
         "epsilon_inf": params.epsilon_inf,
         "rounds": rows,
         "final_test_auc": rows[-1]["test_auc"],
+        "ddp": None if settings.ddp is None else {"epsilon_per_round": args.ddp_epsilon, "delta": args.delta,
+                                                  "l2_clip": settings.ddp.l2_clip, "sensitivity": settings.ddp.sensitivity,
+                                                  "noise_multiplier": settings.ddp.noise_multiplier},
     }
     if baselines is not None:
         report["comparison"] = _compare_table(report, rows, baselines)
@@ -205,6 +209,15 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
     for row in rows:
         print("  ".join(f"{row[h]:>13.4g}" if isinstance(row.get(h), float) else f"{row.get(h, ''):>13}" for h in header))
     return 0
+
+
+def _ddp_options(args: argparse.Namespace) -> dict:
+    """RoundSettings fields for ``--ddp-epsilon`` (per round, at ``--delta``): counts become 0/1 weights."""
+    if getattr(args, "ddp_epsilon", None) is None:
+        return {}
+    from .ddp import DDPSettings
+
+    return {"ddp": DDPSettings.for_epsilon(args.ddp_epsilon, args.delta, args.ddp_clip, args.ddp_sensitivity), "max_samples": 1}
 
 
 def _start_baselines(args: argparse.Namespace, workload, universe: int) -> dict:
@@ -249,7 +262,7 @@ def _compare_table(report: dict, rows: list[dict], baselines: dict) -> list[dict
             "test_auc": last["test_auc"],
             "upload_bytes_per_client": last["upload_bytes_per_client"],
             "download_bytes_per_client": last["download_bytes_per_client"],
-            "privacy": f"server sees U, each S'' (eps_1 {report['epsilon_1']:.2f}, eps_inf {report['epsilon_inf']:.2f}), per-row sums",
+            "privacy": f"server sees U, each S'' (eps_1 {report['epsilon_1']:.2f}, eps_inf {report['epsilon_inf']:.2f}), per-row sums" + ("" if report.get('ddp') is None else f" under DDP (eps {report['ddp']['epsilon_per_round']:g} per round, delta {report['ddp']['delta']:g})"),
         },
         {
             "method": "plaintext submodel FL",
@@ -398,6 +411,13 @@ def _privacy(args: argparse.Namespace) -> int:
     result["epsilon_inf_replace_one"] = _finite(scale_for_relation(params.epsilon_inf, "replace-one-index"))
     if args.set_size is not None:
         result["epsilon_inf_whole_set"] = _finite(scale_for_relation(params.epsilon_inf, "whole-set", args.set_size))
+    if args.ddp_noise_multiplier is not None:  # the updates' distributed DP (protocols/ddp/spec.md)
+        from .ddp import epsilon_from_rho
+
+        rho = 1.0 / (2.0 * args.ddp_noise_multiplier**2)
+        rounds = args.reports or 1
+        result.update({"update_rho_per_round": rho, "update_delta": args.delta, "update_rounds": rounds,
+                       "update_epsilon": epsilon_from_rho(rho * rounds, args.delta)})
     if args.clients is not None:
         p7, p8 = theorem_5_5_probabilities(params, 1, args.clients - 1)
         result["p7_one_holder"] = float(p7)
@@ -440,6 +460,8 @@ def _audit(args: argparse.Namespace) -> int:
             print(
                 f"{client['client_id']}: spent {client['spent']} of {client['cap']} (remaining {client['remaining']}, "
                 f"rounds until exhaustion {client['rounds_until_exhaustion']}, {client['releases']} releases){flag}"
+                + (f"; updates: epsilon {client['update_epsilon']:.4f} at delta {client['update_delta']:g} "
+                   f"over {client['update_releases']} releases" if client["update_releases"] else "")
             )
         print(f"population: {len(clients)} clients, spent {report['spent']}, {report['over_cap']} over cap")
     return 1 if broken or report["disagreements"] or report["over_cap"] else 0
@@ -449,6 +471,13 @@ def _bench_ldp(args: argparse.Namespace) -> int:
     from .bench.ldp import run_ldp_bench
 
     _emit(run_ldp_bench(args.union, args.real, _rr_params(args), repeats=args.repeats), args.json)
+    return 0
+
+
+def _bench_ddp(args: argparse.Namespace) -> int:
+    from .bench.ddp import run_ddp_bench
+
+    _emit(run_ddp_bench(args.scale, args.count, args.opendp_count, args.repeats), args.json)
     return 0
 
 
@@ -504,6 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also run plaintext submodel FL and full-model FedAvg with secure aggregation")
     simulate.add_argument("--no-plots", action="store_true",
                           help="with --out: skip auc.png and epsilon.png (they need the plot extra: matplotlib)")
+    simulate.add_argument("--ddp-epsilon", type=float, default=None,
+                          help="distributed DP for the updates: (epsilon, --delta) per round for every row sum")
+    simulate.add_argument("--delta", type=float, default=1e-6, help="delta of --ddp-epsilon")
+    simulate.add_argument("--ddp-clip", type=float, default=8.0, help="L2 clip of a client's whole upload (with counts)")
+    simulate.add_argument("--ddp-sensitivity", type=int, default=1 << 12, help="the L2 clip in integer levels")
     simulate.add_argument("--json", action="store_true", help="the report as one JSON object on stdout")
     simulate.add_argument("--quiet", action="store_true",
                           help="no progress or status lines on stderr (warnings and errors still go there)")
@@ -557,6 +591,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rr_arguments(ldp)
     ldp.set_defaults(run=_bench_ldp)
 
+    ddp = which.add_parser("ddp", help="exact discrete Gaussian samples per second, against OpenDP's")
+    ddp.add_argument("--scale", type=int, default=10, help="standard deviation (the variance is its square)")
+    ddp.add_argument("--count", type=int, default=1_000_000)
+    ddp.add_argument("--opendp-count", type=int, default=100_000)
+    ddp.add_argument("--repeats", type=int, default=5)
+    ddp.add_argument("--json", action="store_true")
+    ddp.set_defaults(run=_bench_ddp)
+
     psu = which.add_parser("psu", help="one private set union (masked IBLT over secure aggregation), timed")
     psu.add_argument("--clients", type=int, required=True)
     psu.add_argument("--items", type=int, required=True)
@@ -585,6 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
     privacy.add_argument("--reports", type=int, default=None, help="also: epsilon after this many reports")
     privacy.add_argument("--set-size", type=int, default=None, help="public bound m for the whole-set relation")
     privacy.add_argument("--clients", type=int, default=None, help="also: Theorem 5.5's p7, p8 for n clients")
+    privacy.add_argument("--ddp-noise-multiplier", type=float, default=None,
+                         help="also: the update epsilon of distributed DP at this noise multiplier (--reports rounds)")
+    privacy.add_argument("--delta", type=float, default=1e-6, help="delta of the update epsilon")
     privacy.add_argument("--json", action="store_true")
     privacy.set_defaults(run=_privacy)
 

@@ -412,12 +412,12 @@ def _privacy(args: argparse.Namespace) -> int:
     if args.set_size is not None:
         result["epsilon_inf_whole_set"] = _finite(scale_for_relation(params.epsilon_inf, "whole-set", args.set_size))
     if args.ddp_noise_multiplier is not None:  # the updates' distributed DP (protocols/ddp/spec.md)
-        from .ddp import epsilon_from_rho
+        from .ddp import reported_epsilon
 
         rho = 1.0 / (2.0 * args.ddp_noise_multiplier**2)
         rounds = args.reports or 1
         result.update({"update_rho_per_round": rho, "update_delta": args.delta, "update_rounds": rounds,
-                       "update_epsilon": epsilon_from_rho(rho * rounds, args.delta)})
+                       "update_epsilon": reported_epsilon(rho * rounds, args.delta)})
     if args.clients is not None:
         p7, p8 = theorem_5_5_probabilities(params, 1, args.clients - 1)
         result["p7_one_holder"] = float(p7)

@@ -20,6 +20,7 @@ from fedprivacy.ddp import (
     client_variance,
     epsilon_from_rho,
     noise_floor,
+    reported_epsilon,
     noise_multiplier_for,
     privatize,
     release_rho,
@@ -35,6 +36,8 @@ from fedprivacy.hazmat.discrete_gaussian import (
     acceptance_terms,
     bernoulli_exp,
     discrete_gaussian,
+    discrete_gaussian_table,
+    gaussian_table,
     uniform_below_each,
 )
 from fedprivacy.hazmat.field import Modulus
@@ -114,6 +117,63 @@ def test_discrete_gaussian_matches_its_pmf(variance):
     assert samples.size == 300_000 and samples.dtype == np.int64
 
 
+@pytest.mark.parametrize("variance", [1, 2, 3, 5, 50])
+def test_table_entries_equal_an_independent_high_precision_computation(variance):
+    import decimal
+
+    hi, lo, limit = gaussian_table(variance)
+    with decimal.localcontext() as context:
+        context.prec = 120
+        weights = [(-decimal.Decimal(x * x) / (2 * variance)).exp() for x in range(-limit, limit + 1)]
+        total = sum(weights)
+        running = decimal.Decimal(0)
+        for k in range(2 * limit):
+            running += weights[k]
+            expected = int(running / total * (decimal.Decimal(2) ** 128))
+            assert (int(hi[k]) << 64) | int(lo[k]) == expected
+
+
+@pytest.mark.parametrize("variance", [1, 4, 50, 12345])
+def test_table_sampler_matches_its_pmf_and_the_rejection_sampler(variance):
+    table = discrete_gaussian_table(variance, 300_000, DeterministicRandomness(f"table/{variance}"))
+    exact = discrete_gaussian(variance, 300_000, DeterministicRandomness(f"table-exact/{variance}"))
+    for samples in (table, exact):
+        assert abs(samples.astype(float).var() / variance - 1) < 6 * math.sqrt(2 / samples.size) + 1e-3
+    if variance <= 50:
+        support = np.arange(-12 * math.isqrt(variance) - 12, 12 * math.isqrt(variance) + 13)
+        weights = np.exp(-(support.astype(float) ** 2) / (2 * variance))
+        expected = weights / weights.sum() * table.size
+        counts = np.bincount(table - support[0], minlength=support.size)[: support.size]
+        keep = expected >= 20
+        chi2 = float((((counts[keep] - expected[keep]) ** 2) / expected[keep]).sum())
+        dof = int(keep.sum()) - 1
+        assert chi2 < dof + 7 * math.sqrt(2 * dof)
+
+
+def test_table_sampler_resolves_first_word_ties_with_a_second_word():
+    hi, lo, limit = gaussian_table(3)
+    k = limit  # the entry for x = 0
+    u1 = int(hi[k])
+    below = b"".join(v.to_bytes(8, "little") for v in (u1, int(lo[k]) - 1))
+    above = b"".join(v.to_bytes(8, "little") for v in (u1, int(lo[k]) + 1))
+    tie = b"".join(v.to_bytes(8, "little") for v in (u1, int(lo[k])))
+    assert int(discrete_gaussian_table(3, 1, _stream(below))[0]) == k - limit
+    assert int(discrete_gaussian_table(3, 1, _stream(above))[0]) == k + 1 - limit
+    with pytest.raises(InvalidParameters):
+        discrete_gaussian_table(3, 1, _stream(tie))
+
+
+def _stream(data: bytes):
+    position = [0]
+
+    def source(n):
+        chunk = data[position[0] : position[0] + n]
+        position[0] += n
+        return chunk
+
+    return source
+
+
 def test_sampler_rejects_bad_parameters():
     for variance in (0, -1, MAX_VARIANCE + 1, 2.5, True):
         with pytest.raises(InvalidParameters):
@@ -143,8 +203,9 @@ def test_vector_replay(path):
         assert len(chunk) == size
         return chunk
 
-    if case["kind"] == "gaussian":
-        assert discrete_gaussian(case["variance"], case["count"], replayed).tolist() == stored["expected"]["output"]
+    sampler = {"gaussian": discrete_gaussian, "table": discrete_gaussian_table}.get(case["kind"])
+    if sampler is not None:
+        assert sampler(case["variance"], case["count"], replayed).tolist() == stored["expected"]["output"]
         assert position == len(raw)
 
 
@@ -229,7 +290,9 @@ def test_zcdp_arithmetic():
     assert eps == pytest.approx(0.5 + 2 * math.sqrt(0.5 * math.log(1e6)), rel=1e-9)
     assert epsilon_from_rho(rho_for_epsilon(1.0, 1e-5), 1e-5) <= 1.0
     z = noise_multiplier_for(1.0, 1e-5)
-    assert epsilon_from_rho(1 / (2 * z * z), 1e-5) <= 1.0
+    assert reported_epsilon(1 / (2 * z * z), 1e-5) <= 1.0
+    assert reported_epsilon(0.5, 1e-6) == epsilon_from_rho(0.5, 5e-7)
+    assert reported_epsilon(0.5, 1e-6, total_variation=1e-7) == math.inf  # the table's distance must fit in delta / 2
     # the dense part with more contributors but less noise each: the smaller n S binds
     assert release_rho(64, [(100, 1, 10), (10, 20, 10)]) == pytest.approx(64**2 / 200, rel=1e-6)
 
@@ -265,7 +328,8 @@ def test_update_events_round_trip_through_the_ledger_and_compose():
     rho = _update_event().charged()
     assert budget.update_releases == 2 and budget.update_refusals == 1
     assert budget.update_rho == pytest.approx(2 * rho, rel=1e-12)
-    assert budget.update_epsilon() == epsilon_from_rho(budget.update_rho, 1e-6)
+    assert budget.update_epsilon() == reported_epsilon(budget.update_rho, 1e-6, budget.update_total_variation)
+    assert budget.update_total_variation == 2 * 36 * 2.0**-107
     assert budget.spent() == 0.0  # the index epsilon is untouched
 
 
@@ -286,7 +350,7 @@ def test_the_update_filter_refuses_before_the_cap_is_passed():
     ledger.append(_update_event())
     budget = replay(ledger)
     rho = _update_event().charged()
-    cap = epsilon_from_rho(2 * rho, 1e-6) * (1 + 1e-9)
+    cap = reported_epsilon(2 * rho, 1e-6) * (1 + 1e-9)
     budget.check_update(rho, 1e-6, cap)
     with pytest.raises(BudgetExceeded):
         budget.check_update(rho * 1.01, 1e-6, cap)

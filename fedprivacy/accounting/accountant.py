@@ -54,6 +54,7 @@ class ClientBudget:
     update_releases: int = 0
     update_refusals: int = 0
     update_delta: float | None = None
+    update_total_variation: float = 0.0  # the table sampler's distance from exact noise, summed
 
     def record_update(self, event: UpdateEvent) -> None:
         if event.kind == "update-refusal":
@@ -61,23 +62,25 @@ class ClientBudget:
             return
         self.update_rho += event.rho
         self.update_releases += 1
+        self.update_total_variation += _sampler_distance(event.row_coordinates + event.dense_coordinates)
         self.update_delta = event.delta if self.update_delta is None else min(self.update_delta, event.delta)
 
     def update_epsilon(self, delta: float | None = None) -> float:
-        """(epsilon, delta) of every update release so far: rho summed, converted at ``delta``."""
-        from ..ddp.params import epsilon_from_rho
+        """(epsilon, delta) of every update release so far (:func:`fedprivacy.ddp.params.reported_epsilon`)."""
+        from ..ddp.params import reported_epsilon
 
         delta = self.update_delta if delta is None else delta
         if delta is None:
             return 0.0
-        return epsilon_from_rho(self.update_rho, delta)
+        return reported_epsilon(self.update_rho, delta, self.update_total_variation)
 
-    def check_update(self, rho: float, delta: float, epsilon_cap: float) -> None:
+    def check_update(self, rho: float, delta: float, epsilon_cap: float, coordinates: int = 0) -> None:
         """:class:`BudgetExceeded` if one more update release of ``rho`` takes epsilon (at ``delta``) past the cap."""
-        from ..ddp.params import epsilon_from_rho
+        from ..ddp.params import reported_epsilon
 
         smallest = delta if self.update_delta is None else min(delta, self.update_delta)
-        projected = epsilon_from_rho(self.update_rho + rho, smallest)
+        projected = reported_epsilon(self.update_rho + rho, smallest,
+                                     self.update_total_variation + _sampler_distance(coordinates))
         if projected > epsilon_cap:
             raise BudgetExceeded(
                 f"client {self.client_id!r}: this round's update would bring the update epsilon to {projected:.4f} "
@@ -149,6 +152,12 @@ class ClientBudget:
             else:
                 low = middle + 1
         return low
+
+
+def _sampler_distance(coordinates: int) -> float:
+    from ..hazmat.discrete_gaussian import TABLE_TOTAL_VARIATION_LOG2
+
+    return coordinates * 2.0**TABLE_TOTAL_VARIATION_LOG2
 
 
 def _key(epoch: int, params: RRParameters) -> tuple[int, tuple]:

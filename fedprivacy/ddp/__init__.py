@@ -14,6 +14,7 @@ from .params import (
     noise_floor,
     noise_multiplier_for,
     release_rho,
+    reported_epsilon,
     rho_for_epsilon,
     zcdp_rho,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "noise_multiplier_for",
     "privatize",
     "release_rho",
+    "reported_epsilon",
     "rho_for_epsilon",
     "to_modulus",
     "zcdp_rho",

@@ -43,6 +43,7 @@ __all__ = [
     "zcdp_rho",
     "release_rho",
     "epsilon_from_rho",
+    "reported_epsilon",
     "rho_for_epsilon",
     "noise_multiplier_for",
     "MAX_SENSITIVITY",
@@ -175,8 +176,8 @@ def rho_for_epsilon(epsilon: float, delta: float) -> float:
 
 
 def noise_multiplier_for(epsilon: float, delta: float) -> float:
-    """z with Delta^2/(2 (z Delta)^2) = 1/(2 z^2) <= rho_for_epsilon, plus a margin of 1e-6 for tau."""
-    rho = rho_for_epsilon(epsilon, delta) * (1 - 1e-6)
+    """z with 1/(2 z^2) <= rho_for_epsilon(epsilon, delta / 2) (the reported conversion), less 1e-6 for tau."""
+    rho = rho_for_epsilon(epsilon, delta / 2) * (1 - 1e-6)
     return math.sqrt(1.0 / (2.0 * rho)) * (1 + 1e-9)
 
 
@@ -206,3 +207,16 @@ class DDPPolicy:
             raise InvalidParameters("delta must be in (0, 1)")
         if isinstance(self.epsilon_cap, bool) or not isinstance(self.epsilon_cap, (int, float)) or not self.epsilon_cap >= 0:
             raise InvalidParameters("epsilon_cap must be a number >= 0 (math.inf for no cap)")
+
+
+def reported_epsilon(rho: float, delta: float, total_variation: float = 0.0) -> float:
+    """epsilon with every release (eps, delta)-DP although the noise came from the table sampler.
+
+    A mechanism within total variation eta of a (eps, delta')-DP one is (eps, delta' + (1 + e^eps) eta)-DP.
+    The zCDP conversion is taken at delta' = delta / 2, and the other half must cover (1 + e^eps) eta
+    (eta: the sum over releases of coordinates x 2^-107); math.inf when it does not.
+    """
+    epsilon = epsilon_from_rho(rho, delta / 2)
+    if total_variation > 0 and (1.0 + math.exp(min(epsilon, 700.0))) * total_variation > delta / 2:
+        return math.inf
+    return epsilon

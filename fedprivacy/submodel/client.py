@@ -373,7 +373,7 @@ class SubmodelRoundClient:
                                             (noise.dense_variance, dense_floor, dense_coordinates)])
         ledger, client_id = self.state.ledger, self.state.ledger.client_id
         try:
-            replay(ledger).check_update(rho, policy.delta, policy.epsilon_cap)
+            replay(ledger).check_update(rho, policy.delta, policy.epsilon_cap, row_coordinates + dense_coordinates)
         except BudgetExceeded:
             line = ledger.append(UpdateEvent(client_id, self._round_index, "update-refusal"))
             if self.state.store is not None:

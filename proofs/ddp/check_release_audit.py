@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from fedprivacy.ddp import DDPSettings, client_variance, epsilon_from_rho, release_rho
+from fedprivacy.ddp import DDPSettings, client_variance, release_rho, reported_epsilon
 from fedprivacy.ddp.client import clip_and_round
-from fedprivacy.hazmat.discrete_gaussian import discrete_gaussian
+from fedprivacy.hazmat.discrete_gaussian import discrete_gaussian_table
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp.audit import clopper_pearson
@@ -22,7 +22,7 @@ SELECT, CERTIFY = 200_000, 1_000_000
 NEIGHBOUR = (np.array([[3.0]]), np.array([1.0]))  # a client whose raw upload is far above the clip
 EMPTY = (np.array([[0.0]]), np.array([0.0]))
 VARIANCE = client_variance(SETTINGS, FLOOR)
-CLAIMED = epsilon_from_rho(release_rho(SETTINGS.sensitivity, [(VARIANCE, FLOOR, 2)]), DELTA)
+CLAIMED = reported_epsilon(release_rho(SETTINGS.sensitivity, [(VARIANCE, FLOOR, 2)]), DELTA, 4 * 2.0**-107)
 
 
 def _upload(values, weights, seed, clip=True):
@@ -36,7 +36,7 @@ def _upload(values, weights, seed, clip=True):
 def _releases(upload, count, seed, variance=VARIANCE):
     """The row sum's statistic (sum of its two coordinates) over ``count`` independent rounds: the
     audited client's upload plus FLOOR clients' production noise on each coordinate."""
-    noise = discrete_gaussian(variance, count * FLOOR * 2, DeterministicRandomness(seed)).reshape(count, FLOOR * 2)
+    noise = discrete_gaussian_table(variance, count * FLOOR * 2, DeterministicRandomness(seed)).reshape(count, FLOOR * 2)
     return int(upload.sum()) + noise.sum(axis=1)
 
 

@@ -139,3 +139,28 @@ def test_production_samples_follow_the_law_and_mutants_are_caught():
     rng = np.random.default_rng(1)  # the mutant's own float noise (a test double, not a secret)
     rounded = np.rint(rng.normal(0, 1.0, 1_000_000)).astype(np.int64)
     assert _chi_square_flags(rounded, 1)
+
+
+def test_table_entries_are_certified_floors():
+    """The production (table) sampler: for S = 1..30 every entry F_k equals floor(C_k 2^128) computed
+    independently (direct decimal exponentials at 120 digits, no recurrence), where C_k is the
+    restricted law's distribution function; sampling returns k with probability (F_k - F_{k-1}) 2^-128
+    exactly (a lazily read real against exact 128-bit entries), so its distance from N_Z(0, S) is the
+    table's: at most 2L 2^-128 + the tail beyond L (spec §3), below 2^-107."""
+    from fedprivacy.hazmat.discrete_gaussian import TABLE_TOTAL_VARIATION_LOG2, gaussian_table
+
+    with decimal.localcontext() as context:
+        context.prec = 120
+        for variance in range(1, 31):
+            hi, lo, limit = gaussian_table(variance)
+            weights = [(-D(x * x) / (2 * variance)).exp() for x in range(-limit, limit + 1)]
+            total = sum(weights)
+            running = D(0)
+            for k in range(2 * limit):
+                running += weights[k]
+                assert (int(hi[k]) << 64) | int(lo[k]) == int(running / total * D(2) ** 128)
+            # the tail: the mass beyond L relative to the total, with the rest of the distance
+            tail = 2 * sum((-D(x * x) / (2 * variance)).exp() for x in range(limit + 1, limit + 200)) / total
+            assert tail + 2 * limit * D(2) ** -128 < D(2) ** TABLE_TOTAL_VARIATION_LOG2
+    _, _, limit = gaussian_table(1 << 30)  # the largest table: still below 2^20 entries
+    assert 2 * limit + 1 < 1 << 20

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the distributed-DP vectors (protocols/ddp/vectors/*.json). See spec.md §3 and §7.
+"""Generate the distributed-DP vectors (protocols/ddp/vectors/*.json). See spec.md §3 and §4.
 
 Every case records the exact random bytes the production code consumed (``random_hex``), so another
 implementation can replay the randomness layout of spec.md §3 without our deterministic generator.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from fedprivacy.ddp import DDPSettings, NoisePlan, privatize
-from fedprivacy.hazmat.discrete_gaussian import bernoulli_exp, discrete_gaussian, discrete_laplace
+from fedprivacy.hazmat.discrete_gaussian import bernoulli_exp, discrete_gaussian, discrete_gaussian_table, discrete_laplace
 from fedprivacy.hazmat.prg import DeterministicRandomness
 
 VECTOR_DIR = Path(__file__).resolve().parent / "vectors"
@@ -26,6 +26,8 @@ CASES = [
     {"name": "gaussian-variance-1", "kind": "gaussian", "variance": 1, "count": 24},
     {"name": "gaussian-variance-10", "kind": "gaussian", "variance": 10, "count": 24},
     {"name": "gaussian-variance-2-30", "kind": "gaussian", "variance": 1 << 30, "count": 8},
+    {"name": "table-variance-3", "kind": "table", "variance": 3, "count": 24},
+    {"name": "table-variance-12345", "kind": "table", "variance": 12345, "count": 16},
     {"name": "laplace-scale-3", "kind": "laplace", "scale": 3, "count": 24},
     {"name": "bernoulli-exp-mixed", "kind": "bernoulli-exp", "numerators": [0, 1, 3, 7, 17, 40, 5, 1],
      "denominators": [7, 1, 7, 7, 7, 9, 1 << 62, 3]},
@@ -53,6 +55,8 @@ def run_case(case: dict) -> dict:
     kind = case["kind"]
     if kind == "gaussian":
         output = discrete_gaussian(case["variance"], case["count"], source).tolist()
+    elif kind == "table":
+        output = discrete_gaussian_table(case["variance"], case["count"], source).tolist()
     elif kind == "laplace":
         output = discrete_laplace(case["scale"], case["count"], source).tolist()
     elif kind == "bernoulli-exp":

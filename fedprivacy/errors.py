@@ -8,7 +8,8 @@ pyca/cryptography:
   (raised before any state changes or any message leaves).
 * :class:`LocalProtocolError` -- the caller drove a party out of order (a bug in the caller's driver).
 * :class:`RemoteProtocolError` -- a peer (or the server) sent something the protocol forbids.
-  The party that detects it aborts and releases nothing more.
+  The party that detects it aborts and releases nothing more. :class:`PolicyViolation` is the case
+  where the request is well formed but asks for less privacy than the client's own policy allows.
 * :class:`RoundAborted` -- the round cannot complete (too few survivors, unrecoverable secret);
   nothing about the inputs is released.
 * :class:`InvalidCiphertext` -- opaque: authentication failed; it never says why.
@@ -25,6 +26,7 @@ __all__ = [
     "ProtocolError",
     "LocalProtocolError",
     "RemoteProtocolError",
+    "PolicyViolation",
     "RoundAborted",
     "InvalidCiphertext",
     "DecodeError",
@@ -55,6 +57,18 @@ class LocalProtocolError(ProtocolError):
 
 class RemoteProtocolError(ProtocolError):
     """A peer or the server sent a message the protocol forbids; the receiving party aborted."""
+
+
+class PolicyViolation(RemoteProtocolError):
+    """A server (or run-config) request outside the client's :class:`~fedprivacy.policy.ClientPolicy`.
+
+    The client aborts that round and sends nothing more; ``knob`` names the policy field that refused.
+    """
+
+    def __init__(self, knob: str, detail: str) -> None:
+        super().__init__(f"refused by the client policy ({knob}): {detail}")
+        self.knob = knob
+        self.detail = detail
 
 
 class RoundAborted(FedPrivacyError):

@@ -9,9 +9,16 @@ from types import ModuleType
 import numpy as np
 
 from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value
+from fedprivacy.policy import weakened_policy
 from fedprivacy.secagg import SecAggConfig
 
 SESSION = b"fedprivacy-tests-session-id-0001"
+
+
+# These tests exercise the protocol's own rules on small hand-built configs (thresholds chosen for the
+# dropouts under test, not for a semi-malicious server), so their clients opt out of the client policy.
+# The policy itself is tested in tests/test_policy.py and tests/attacks/.
+PROTOCOL_POLICY = weakened_policy()
 
 
 def config(party_ids, dim=6, modulus=Modulus.U32, neighbours=None, threshold=3, round_index=0):
@@ -45,3 +52,9 @@ def vector_generator(protocol: str) -> tuple[ModuleType, list[Path]]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module, sorted((ROOT / "protocols" / protocol / "vectors").glob("*.json"))
+
+
+def budget_events(ledger):
+    """The ledger's release and refusal lines (the lines that concern the budget), without the policy's
+    bookkeeping lines (PSU attempts, lowered caps)."""
+    return [event for event in ledger.events if event.kind in ("release", "refusal")]

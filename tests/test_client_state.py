@@ -14,12 +14,12 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.secagg import ClientStage, RowPlan, SecAggClient, SecAggServer, ServerStage
 from fedprivacy.secagg.messages import UnmaskRequest
 
-from .helpers import config, plain_sum, random_inputs
+from .helpers import config, plain_sum, random_inputs, PROTOCOL_POLICY
 
 
 def _reloaded(client: SecAggClient) -> SecAggClient:
     data = client.snapshot()
-    restored = SecAggClient.restore(data)
+    restored = SecAggClient.restore(data, policy=PROTOCOL_POLICY)
     assert restored.snapshot() == data  # canonical: one encoding per state
     return restored
 
@@ -28,7 +28,7 @@ def _round_with_reloads(cfg, inputs, dropped=(), early_input=(), row_plan=None):
     """A round by hand in which every client is saved and restored before and after each step."""
     server = SecAggServer(cfg, row_plan)
     clients = {
-        p: SecAggClient(cfg, p, row_plan=None if row_plan is None else row_plan.for_client(p)) for p in cfg.party_ids
+        p: SecAggClient(cfg, p, row_plan=None if row_plan is None else row_plan.for_client(p), policy=PROTOCOL_POLICY) for p in cfg.party_ids
     }
     for p in early_input:
         clients[p] = _reloaded(clients[p])
@@ -109,9 +109,9 @@ def test_a_restored_client_keeps_its_refusals():
 
 def test_snapshot_holds_what_the_client_needs_and_no_input_after_masking():
     cfg = config(range(1, 5), dim=3, threshold=2)
-    client = SecAggClient(cfg, 1, random_bytes=DeterministicRandomness("state"))
+    client = SecAggClient(cfg, 1, random_bytes=DeterministicRandomness("state"), policy=PROTOCOL_POLICY)
     client.submit_input(np.array([7, 8, 9], dtype=np.uint32))
-    restored = SecAggClient.restore(client.snapshot())
+    restored = SecAggClient.restore(client.snapshot(), policy=PROTOCOL_POLICY)
     assert np.array_equal(restored._input, [7, 8, 9]) and restored.stage is ClientStage.CREATED
     assert restored.start()[0].to_bytes() != b""
 
@@ -119,7 +119,7 @@ def test_snapshot_holds_what_the_client_needs_and_no_input_after_masking():
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_raise_only_decode_error(raw):
     with pytest.raises(DecodeError):
-        SecAggClient.restore(raw)
+        SecAggClient.restore(raw, policy=PROTOCOL_POLICY)
 
 
 def test_mutated_snapshots_raise_only_decode_error():
@@ -132,11 +132,11 @@ def test_mutated_snapshots_raise_only_decode_error():
         position = int(rng.integers(0, len(data)))
         mutated[position] ^= 1 << int(rng.integers(0, 8))
         try:
-            SecAggClient.restore(bytes(mutated))
+            SecAggClient.restore(bytes(mutated), policy=PROTOCOL_POLICY)
         except DecodeError:
             pass
     for cut in range(0, len(data), 7):
         with pytest.raises(DecodeError):
-            SecAggClient.restore(data[:cut])
+            SecAggClient.restore(data[:cut], policy=PROTOCOL_POLICY)
     with pytest.raises(DecodeError):
-        SecAggClient.restore(data + b"\0")
+        SecAggClient.restore(data + b"\0", policy=PROTOCOL_POLICY)

@@ -378,8 +378,8 @@ def test_public_settings_carry_ddp_on_the_wire():
 def _round(clients=6, settings=None, policies=None):
     workload = synthetic_workload(clients=clients, universe=500, items_per_user=30, seed=2)
     states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
-    for party, policy in (policies or {}).items():
-        states[party].ddp = policy
+    for party, ddp in (policies or {}).items():
+        states[party].policy = states[party].policy.replace(ddp=ddp)
     model = ReferenceServer(*init_model(np.arange(500, dtype=np.uint64), 4, seed=1))
     settings = settings or RoundSettings(universe=500, max_set_size=30, dropout_fraction=0.2, max_samples=4,
                                          ddp=DDPSettings(1.0, 0.5, 1 << 12))

@@ -124,7 +124,7 @@ def test_one_node_dropping_at_any_stage_in_a_secaggplus_graph(stage):
     workflow, context, _, nodes = _run(7, drop_partition=4, drop_stage=stage, num_shares=5, reconstruction_threshold=2)
     outcome = workflow.last_round
     assert outcome.error is None
-    assert (outcome.neighbours, outcome.threshold) == (4, 2)
+    assert (outcome.neighbours, outcome.threshold) == (4, 3)  # t = 2 raised to the nodes' semi-malicious floor
     in_sum = [p for p in range(7) if p != 4 or stage == Stage.UNMASK]
     assert sorted(nodes[node] for node in outcome.uploaded) == in_sum
     assert outcome.total_weight == sum(weight(p) for p in in_sum)
@@ -136,7 +136,7 @@ def test_result_equals_the_in_process_protocol_round_on_the_same_inputs():
     workflow, context, _, nodes = _run(5, fail_partition=2)
     in_sum = [0, 1, 3, 4]
     quantizer = workflow.quantizer(5)
-    config = SecAggConfig(tuple(range(1, 6)), DIM + 1, quantizer.modulus, 4, 2, b"in-process reference round")
+    config = SecAggConfig(tuple(range(1, 6)), DIM + 1, quantizer.modulus, 4, 4, b"in-process reference round")
     vectors = {p + 1: quantizer.encode(np.concatenate(update(p, DIM)), weight(p)) for p in range(5)}
     report = run_secagg_round(config, vectors, DropoutSchedule({3: DropStage.INPUT}))
     reference = quantizer.mean(report.result)
@@ -257,10 +257,15 @@ def test_invalid_arguments_raise_invalid_parameters(args, match):
 
 
 def test_num_shares_and_threshold_follow_flowers_conventions():
-    assert SecAggPlusWorkflow(21, 11).graph(100) == (20, 11)
-    assert SecAggPlusWorkflow(8, 4).graph(100) == (8, 4)  # even: up to the next odd share count
-    assert SecAggPlusWorkflow(0.2, 0.5).graph(100) == (20, 10)  # 20 shares -> 21, t = round(0.5 * 21)
-    assert SecAggPlusWorkflow(9, 3).graph(6) == (5, 3)  # at least n: the complete graph
+    # With no colluders assumed, Flower's thresholds stand wherever they meet the semi-malicious floor.
+    assert SecAggPlusWorkflow(21, 11, corrupt_fraction=0.0).graph(100) == (20, 11)
+    assert SecAggPlusWorkflow(8, 5, corrupt_fraction=0.0).graph(100) == (8, 5)  # even: up to the next odd share count
+    assert SecAggPlusWorkflow(0.2, 0.6, corrupt_fraction=0.0).graph(100) == (20, 13)  # 20 shares -> 21, t = round(0.6 * 21)
+    assert SecAggPlusWorkflow(9, 4).graph(6) == (5, 4)  # at least n: the complete graph
+    # Below the floor the nodes' default policy would refuse: t goes up to it (with a warning).
+    assert SecAggPlusWorkflow(21, 11).graph(100) == (20, 13)
+    assert SecAggPlusWorkflow(8, 4).graph(100) == (8, 7)
+    assert SecAggPlusWorkflow(9, 3).graph(6) == (5, 4)
     with pytest.raises(InvalidParameters, match="exceeds"):
         SecAggPlusWorkflow(5, 1.0).graph(100)  # t = 5 > k = 4 holders
 
@@ -283,12 +288,13 @@ def _instruction(record: ConfigRecord | None, message_type=MessageType.TRAIN, ex
     return message
 
 
-def _node_context() -> Context:
-    return Context(run_id=1, node_id=7, node_config={}, state=RecordDict(), run_config={})
+def _node_context(**node_config) -> Context:
+    return Context(run_id=1, node_id=7, node_config=node_config, state=RecordDict(), run_config={})
 
 
 def _setup_record(n=4, party=1, **overrides) -> ConfigRecord:
-    config = SecAggConfig.create(range(1, n + 1), 5, full_graph=True, threshold=2, dropout_fraction=0.5)
+    config = SecAggConfig.create(range(1, n + 1), 5, full_graph=True, threshold=min(3, n), dropout_fraction=0.5,
+                                 adversary="curious")
     values = {
         Key.STAGE: Stage.SETUP, Key.SESSION: config.digest, Key.CONFIG: config.encode(), Key.PARTY_ID: party,
         Key.CLIPPING_RANGE: 8.0, Key.MAX_WEIGHT: 100.0, Key.SCALE: 1000.0,
@@ -358,7 +364,7 @@ def _to_masked_input_stage(weight_value=3, arrays=None):
     """Drive 2 nodes' mods by hand to node 1's collect_masked_vectors stage; returns its reply."""
     config = SecAggConfig.create(range(1, 3), 5, full_graph=True, threshold=2, dropout_fraction=0.0)
     server = SecAggServer(config)
-    contexts = {p: _node_context() for p in (1, 2)}
+    contexts = {p: _node_context(**{"fedprivacy-min-parties": 2}) for p in (1, 2)}  # two nodes: the policy must allow it
 
     def record(stage, message):
         return ConfigRecord({Key.STAGE: stage, Key.SESSION: config.digest, Key.MESSAGE: message.to_bytes()})

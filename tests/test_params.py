@@ -78,7 +78,7 @@ def test_invalid_rates(kwargs):
 
 
 def test_config_validation():
-    ok = SecAggConfig.create(range(1, 101), 10, neighbours=20, dropout_fraction=0.1)
+    ok = SecAggConfig.create(range(1, 101), 10, neighbours=20, dropout_fraction=0.1, adversary="curious")
     assert ok.neighbours == 20 and ok.threshold >= 2 and len(ok.session_id) == 32
     with pytest.raises(InvalidParameters):
         SecAggConfig((1, 1, 2), 4, Modulus.U32, 2, 2, b"s" * 16)

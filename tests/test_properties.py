@@ -11,7 +11,7 @@ from fedprivacy.secagg import run_secagg_round
 from fedprivacy.secagg.graph import all_neighbourhoods
 from proofs.secagg.common import recoverable
 
-from .helpers import config, plain_sum, random_inputs
+from .helpers import config, plain_sum, random_inputs, PROTOCOL_POLICY
 
 
 @st.composite
@@ -33,7 +33,7 @@ def rounds(draw):
 def test_output_is_the_sum_of_exactly_the_masked_inputs_or_a_clean_abort(case):
     cfg, drops, late, seed = case
     inputs = random_inputs(cfg, seed)
-    report = run_secagg_round(cfg, inputs, DropoutSchedule(drops, frozenset(late)))
+    report = run_secagg_round(cfg, inputs, DropoutSchedule(drops, frozenset(late)), policy=PROTOCOL_POLICY)
     if recoverable(cfg, all_neighbourhoods(cfg), drops):
         assert not report.client_errors
         assert report.aborted is None

@@ -26,6 +26,8 @@ from fedprivacy.psu import (
 from fedprivacy.psu.iblt import batch_inverse, nonzero_weights
 from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig
 
+from .helpers import PROTOCOL_POLICY
+
 SESSION = b"fedprivacy psu tests session 001"
 
 
@@ -109,11 +111,11 @@ def test_too_small_table_reruns_with_a_larger_one():
     rng = np.random.default_rng(0)
     sets = {p: rng.integers(0, 10**9, 60, dtype=np.uint64) for p in range(1, 6)}
     params = PSUParameters(10**9, 20, SESSION)  # far below the real union of ~300 ids
-    result = run_psu_round(sets, params, max_attempts=6)
+    result = run_psu_round(sets, params, max_attempts=6, policy=PROTOCOL_POLICY)
     assert result.attempts > 1
     assert result.union.tolist() == sorted({int(i) for s in sets.values() for i in s})
     with pytest.raises(UnionDecodeFailure):
-        run_psu_round(sets, params, max_attempts=1)
+        run_psu_round(sets, params, max_attempts=1, policy=PROTOCOL_POLICY)
 
 
 def test_dropout_semantics():
@@ -124,7 +126,7 @@ def test_dropout_semantics():
         return SecAggConfig(tuple(sets), p.vector_length, Modulus.P61, 5, 3, SESSION)
 
     schedule = DropoutSchedule({2: DropStage.SHARE, 3: DropStage.INPUT, 4: DropStage.UNMASK})
-    result = run_psu_round(sets, params, config, schedule)
+    result = run_psu_round(sets, params, config, schedule, policy=PROTOCOL_POLICY)
     assert result.contributors == {1, 4, 5, 6}
     assert result.union.tolist() == [10, 11, 40, 50, 60]  # 4 vanished after its sketch arrived: included
 
@@ -144,7 +146,7 @@ def test_union_of_contributors_under_any_dropout_schedule(sets, data):
     def config(p):
         return SecAggConfig(tuple(ids), p.vector_length, Modulus.P61, n - 1, threshold, SESSION)
 
-    result = run_psu_round(sets, params, config, DropoutSchedule(drops), max_attempts=5)
+    result = run_psu_round(sets, params, config, DropoutSchedule(drops), max_attempts=5, policy=PROTOCOL_POLICY)
     contributors = {p for p in ids if drops.get(p) in (None, DropStage.UNMASK)}
     assert result.contributors == contributors
     assert result.union.tolist() == sorted({i for p in contributors for i in sets[p]})

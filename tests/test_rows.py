@@ -12,6 +12,8 @@ from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value
 from fedprivacy.secagg import ClientRowPlan, DropoutSchedule, DropStage, RowPlan, SecAggClient, SecAggConfig, run_secagg_round
 from fedprivacy.secagg.rows import row_keystream
 
+from .helpers import PROTOCOL_POLICY
+
 SESSION = b"fedprivacy row aggregation tests"
 
 
@@ -48,7 +50,7 @@ def test_per_row_sums_over_surviving_choosers(data):
     config = SecAggConfig(ids, plan.dim, modulus, n - 1, threshold, SESSION)
     drops = data.draw(st.dictionaries(st.sampled_from(ids), st.sampled_from(list(DropStage)), max_size=n - threshold - 1))
     inputs = _inputs(plan, modulus, data.draw(st.integers(0, 1000)))
-    report = run_secagg_round(config, inputs, DropoutSchedule(drops), row_plan=plan)
+    report = run_secagg_round(config, inputs, DropoutSchedule(drops), row_plan=plan, policy=PROTOCOL_POLICY)
     assert report.aborted is None and not report.client_errors
     survivors = {p for p in ids if drops.get(p) in (None, DropStage.UNMASK)}
     expected = _plain_rows(plan, inputs, survivors, modulus)
@@ -60,12 +62,12 @@ def test_rows_nobody_surviving_chose_stay_zero_and_unknown_rows_are_refused():
     plan = RowPlan(union, 2, {1: [3, 9], 2: [9], 3: [9, 27]})
     config = SecAggConfig((1, 2, 3), plan.dim, Modulus.U32, 2, 2, SESSION)
     inputs = {p: np.full(rows.shape[0] * 2, p, dtype=np.uint32) for p, rows in plan.chosen.items()}
-    report = run_secagg_round(config, inputs, row_plan=plan)
+    report = run_secagg_round(config, inputs, row_plan=plan, policy=PROTOCOL_POLICY)
     assert report.result.reshape(-1, 2).tolist() == [[1, 1], [6, 6], [3, 3], [0, 0]]
     with pytest.raises(InvalidParameters, match="outside the union"):
         RowPlan(union, 2, {1: [4]})
     with pytest.raises(InvalidParameters, match="full graph"):
-        SecAggClient(SecAggConfig((1, 2, 3, 4), 4, Modulus.U32, 2, 2, SESSION), 1, row_plan=ClientRowPlan(1, 1, [1]))
+        SecAggClient(SecAggConfig((1, 2, 3, 4), 4, Modulus.U32, 2, 2, SESSION), 1, row_plan=ClientRowPlan(1, 1, [1]), policy=PROTOCOL_POLICY)
 
 
 def test_masks_are_bound_to_row_ids_not_positions():
@@ -83,7 +85,7 @@ def test_uploads_are_masked_per_row():
     zeros = {p: np.zeros(rows.shape[0] * 4, dtype=np.uint32) for p, rows in plan.chosen.items()}
     report = run_secagg_round(
         config, zeros, row_plan=plan,
-        observer=lambda s, r, d: uploads.__setitem__(s, np.frombuffer(d[-4 * zeros[s].shape[0]:], "<u4")) if r == 0 and d[6] == 5 else None,
+        observer=lambda s, r, d: uploads.__setitem__(s, np.frombuffer(d[-4 * zeros[s].shape[0]:], "<u4")) if r == 0 and d[6] == 5 else None, policy=PROTOCOL_POLICY,
     )
     assert not report.result.any()
     assert all(np.count_nonzero(u) > 0.9 * u.shape[0] for u in uploads.values())

@@ -16,6 +16,8 @@ from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.secagg import DropoutSchedule, DropStage, RowPlan, SecAggConfig, run_secagg_round
 
+from .helpers import PROTOCOL_POLICY
+
 SESSION = b"fedprivacy row transcript tests1"
 
 
@@ -37,7 +39,7 @@ def _round(modulus: Modulus, width: int, seed: int) -> str:
         digest.update(b"%d>%d:%d:" % (sender, recipient, len(data)) + data)
 
     report = run_secagg_round(config, inputs, drops, row_plan=plan, observer=observe,
-                              random_source=lambda p: DeterministicRandomness(f"rows {seed} {p}"))
+                              random_source=lambda p: DeterministicRandomness(f"rows {seed} {p}"), policy=PROTOCOL_POLICY)
     assert report.aborted is None and not report.client_errors
     digest.update(np.ascontiguousarray(report.result).astype("<u8").tobytes())
     return digest.hexdigest()

@@ -34,7 +34,7 @@ from fedprivacy.secagg.messages import (
 )
 from fedprivacy.secagg.server import IgnoredReason
 
-from .helpers import config, plain_sum, random_inputs
+from .helpers import config, plain_sum, random_inputs, PROTOCOL_POLICY
 
 
 @pytest.mark.parametrize("modulus", list(Modulus))
@@ -42,7 +42,7 @@ from .helpers import config, plain_sum, random_inputs
 def test_dropouts_at_each_stage_sum_exactly_the_survivors(modulus, stage):
     cfg = config(range(1, 8), dim=9, modulus=modulus, threshold=4)
     inputs = random_inputs(cfg, seed=int(modulus))
-    report = run_secagg_round(cfg, inputs, DropoutSchedule({2: stage, 5: stage}))
+    report = run_secagg_round(cfg, inputs, DropoutSchedule({2: stage, 5: stage}), policy=PROTOCOL_POLICY)
     assert report.aborted is None
     expected_ids = set(cfg.party_ids) - ({2, 5} if stage is not DropStage.UNMASK else set())
     assert report.input_ids == expected_ids
@@ -53,7 +53,7 @@ def test_harary_graph_with_mixed_dropouts():
     cfg = config(range(1, 21), dim=5, neighbours=8, threshold=4)
     inputs = random_inputs(cfg, seed=3)
     drops = {1: DropStage.ADVERTISE, 4: DropStage.SHARE, 9: DropStage.INPUT, 14: DropStage.UNMASK}
-    report = run_secagg_round(cfg, inputs, DropoutSchedule(drops))
+    report = run_secagg_round(cfg, inputs, DropoutSchedule(drops), policy=PROTOCOL_POLICY)
     assert report.aborted is None
     assert report.input_ids == set(cfg.party_ids) - {1, 4, 9}
     assert [int(v) for v in report.result] == plain_sum(inputs, report.input_ids, Modulus.U32)
@@ -63,7 +63,7 @@ def test_late_messages_from_dropped_parties_are_ignored_not_merged():
     cfg = config(range(1, 9), threshold=3)
     inputs = random_inputs(cfg)
     drops = {2: DropStage.ADVERTISE, 3: DropStage.SHARE, 4: DropStage.INPUT, 5: DropStage.UNMASK}
-    report = run_secagg_round(cfg, inputs, DropoutSchedule(drops, late=frozenset({2, 3, 4, 5})))
+    report = run_secagg_round(cfg, inputs, DropoutSchedule(drops, late=frozenset({2, 3, 4, 5})), policy=PROTOCOL_POLICY)
     assert report.aborted is None
     assert report.input_ids == {1, 5, 6, 7, 8}
     assert [int(v) for v in report.result] == plain_sum(inputs, {1, 5, 6, 7, 8}, Modulus.U32)
@@ -81,7 +81,7 @@ def test_late_messages_from_dropped_parties_are_ignored_not_merged():
 )
 def test_fewer_than_threshold_aborts_with_no_output(stage, where):
     cfg = config(range(1, 6), threshold=4)
-    report = run_secagg_round(cfg, random_inputs(cfg), DropoutSchedule({1: stage, 2: stage}))
+    report = run_secagg_round(cfg, random_inputs(cfg), DropoutSchedule({1: stage, 2: stage}), policy=PROTOCOL_POLICY)
     assert report.result is None
     assert isinstance(report.aborted, RoundAborted)
     assert report.aborted.stage == where
@@ -91,7 +91,7 @@ def _through_key_sharing(cfg, seeded=False):
     """Drive a round by hand through advertise and share; returns (server, clients, routed shares)."""
     server = SecAggServer(cfg)
     clients = {
-        p: SecAggClient(cfg, p, **({"random_bytes": DeterministicRandomness(f"c{p}")} if seeded else {}))
+        p: SecAggClient(cfg, p, **({"random_bytes": DeterministicRandomness(f"c{p}")} if seeded else {}), policy=PROTOCOL_POLICY)
         for p in cfg.party_ids
     }
     for client in clients.values():
@@ -161,7 +161,7 @@ def test_tampered_share_ciphertext_aborts_the_recipient_only():
             return data[:-3] + bytes([data[-3] ^ 0x80]) + data[-2:]
         return data
 
-    report = run_secagg_round(cfg, inputs, tamper=tamper)
+    report = run_secagg_round(cfg, inputs, tamper=tamper, policy=PROTOCOL_POLICY)
     assert isinstance(report.client_errors[3], InvalidCiphertext)
     assert report.input_ids == {1, 2, 4, 5}
     assert [int(v) for v in report.result] == plain_sum(inputs, {1, 2, 4, 5}, Modulus.U32)
@@ -178,13 +178,13 @@ def test_share_bound_to_session_and_parties():
             return RoutedShares(1, ((s1, c2), (s2, c1), *rest)).to_bytes()
         return data
 
-    report = run_secagg_round(cfg, random_inputs(cfg), tamper=swap)
+    report = run_secagg_round(cfg, random_inputs(cfg), tamper=swap, policy=PROTOCOL_POLICY)
     assert isinstance(report.client_errors[1], InvalidCiphertext)
 
 
 def test_client_rejects_reflected_or_foreign_keys():
     cfg = config(range(1, 5), threshold=3)
-    client = SecAggClient(cfg, 1)
+    client = SecAggClient(cfg, 1, policy=PROTOCOL_POLICY)
     (advert,) = client.start()
     peers = tuple(
         __import__("fedprivacy.secagg.messages", fromlist=["PeerKeys"]).PeerKeys(p, advert.channel_public_key, bytes([p]) * 32)
@@ -197,11 +197,11 @@ def test_client_rejects_reflected_or_foreign_keys():
 
 def test_client_rejects_messages_for_others_and_wrong_stage():
     cfg = config(range(1, 5), threshold=3)
-    client = SecAggClient(cfg, 1)
+    client = SecAggClient(cfg, 1, policy=PROTOCOL_POLICY)
     with pytest.raises(RemoteProtocolError):
         client.receive(KeyBroadcast(1, ()))  # before start: wrong stage
     assert client.stage is ClientStage.ABORTED
-    other = SecAggClient(cfg, 2)
+    other = SecAggClient(cfg, 2, policy=PROTOCOL_POLICY)
     other.start()
     with pytest.raises(RemoteProtocolError, match="another party"):
         other.receive(KeyBroadcast(3, ()))
@@ -209,7 +209,7 @@ def test_client_rejects_messages_for_others_and_wrong_stage():
 
 def test_local_misuse_leaves_state_unchanged():
     cfg = config(range(1, 5), threshold=3)
-    client = SecAggClient(cfg, 1)
+    client = SecAggClient(cfg, 1, policy=PROTOCOL_POLICY)
     client.start()
     with pytest.raises(LocalProtocolError):
         client.start()
@@ -225,12 +225,12 @@ def test_local_misuse_leaves_state_unchanged():
     with pytest.raises(LocalProtocolError):
         client.submit_input(np.ones(cfg.dim, dtype=np.uint32))
     with pytest.raises(InvalidParameters):
-        SecAggClient(cfg, 99)
+        SecAggClient(cfg, 99, policy=PROTOCOL_POLICY)
 
 
 def test_prime_field_input_must_be_reduced():
     cfg = config(range(1, 5), modulus=Modulus.P61, threshold=3)
-    client = SecAggClient(cfg, 1)
+    client = SecAggClient(cfg, 1, policy=PROTOCOL_POLICY)
     with pytest.raises(InvalidParameters):
         client.submit_input(np.full(cfg.dim, (1 << 61) - 1, dtype=np.uint64))
 
@@ -238,7 +238,7 @@ def test_prime_field_input_must_be_reduced():
 def test_early_input_is_masked_when_shares_arrive():
     cfg = config(range(1, 5), threshold=3)
     server = SecAggServer(cfg)
-    clients = {p: SecAggClient(cfg, p) for p in cfg.party_ids}
+    clients = {p: SecAggClient(cfg, p, policy=PROTOCOL_POLICY) for p in cfg.party_ids}
     for p, c in clients.items():
         c.submit_input(np.full(cfg.dim, p, dtype=np.uint32))
         for m in c.start():
@@ -261,7 +261,7 @@ def test_early_input_is_masked_when_shares_arrive():
 def test_server_ignores_junk_duplicates_and_unknown_parties():
     cfg = config(range(1, 5), threshold=3)
     server = SecAggServer(cfg)
-    client = SecAggClient(cfg, 1)
+    client = SecAggClient(cfg, 1, policy=PROTOCOL_POLICY)
     (advert,) = client.start()
     server.receive(advert)
     server.receive(advert)  # duplicate

@@ -15,20 +15,23 @@ from fedprivacy.secagg import DropStage
 from fedprivacy.submodel import auc, init_model, plaintext_round, predict, synthetic_workload
 from fedprivacy.adapters.interfaces import SubmodelClient, SubmodelServer
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.policy import weakened_policy
 from fedprivacy.submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
 
+from .helpers import budget_events
 
-def _setup(clients=12, params=None, seed=3):
+
+def _setup(clients=12, params=None, seed=3, policy=None):
     workload = synthetic_workload(clients=clients, universe=3000, items_per_user=80, seed=seed)
     params = params or RRParameters.preset(2)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), params) for c in workload.clients}
+    states = {c.client_id: ClientState.new(ReferenceClient(c), params, policy=policy) for c in workload.clients}
     table, head = init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)
     return workload, states, table, head
 
 
 def test_without_randomization_the_secure_round_equals_plaintext_fedsubavg():
     exact = RRParameters("1", "0", "1", "0", allow_insecure=True)
-    workload, states, table, head = _setup(params=exact)
+    workload, states, table, head = _setup(params=exact, policy=weakened_policy())  # CPP1 and min_choosers 1
     plain_table = {r: v.copy() for r, v in table.items()}
     settings = RoundSettings(universe=3000, min_choosers=1)
     server = ReferenceServer(table, head)
@@ -54,7 +57,7 @@ def test_cpp2_round_learns_and_charges_the_ledgers():
     assert outcome.participants == 17  # 1 missed the PSU, 2 left after it, 3 dropped before uploading; 4 counted
     assert outcome.epsilon_spent_max == pytest.approx(RRParameters.preset(2).epsilon_1, abs=1e-9)
     assert 1 not in outcome.contributors and 4 in outcome.contributors
-    assert states[1].ledger.events == [] and len(states[5].ledger.events) == 1
+    assert budget_events(states[1].ledger) == [] and len(budget_events(states[5].ledger)) == 1
 
 
 def test_oversized_sets_sit_out_and_bad_settings_are_refused_before_any_release():
@@ -69,10 +72,10 @@ def test_oversized_sets_sit_out_and_bad_settings_are_refused_before_any_release(
     states[1].client = Greedy(workload.clients[0])
     outcome = secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, max_set_size=100,
                                                                                 dropout_fraction=0.2), 0)
-    assert outcome.oversized == [1] and 1 not in outcome.contributors and not states[1].ledger.events
+    assert outcome.oversized == [1] and 1 not in outcome.contributors and not budget_events(states[1].ledger)
     with pytest.raises(InvalidParameters):
         secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, clip=-1.0), 1)
-    assert len(states[2].ledger.events) == 1  # the refused round released nothing
+    assert len(budget_events(states[2].ledger)) == 1  # the refused round released nothing
 
 
 def test_a_model_without_dense_parameters_and_refusals_on_the_record():
@@ -114,7 +117,7 @@ def test_a_model_without_dense_parameters_and_refusals_on_the_record():
     assert outcome.rows_updated >= 1 and all(np.allclose(v, 1.0) for v in server.table.values())
     with pytest.raises(RoundAborted, match="randomized sets"):  # the second round would pass every client's cap
         secure_round(states, server, RoundSettings(universe=100, dropout_fraction=0.2), 1)
-    assert [e.kind for e in states[1].ledger.events] == ["release", "refusal"]
+    assert [e.kind for e in budget_events(states[1].ledger)] == ["release", "refusal"]
 
 
 def test_invalid_training_results_are_refused():
@@ -147,7 +150,9 @@ def test_secure_round_equals_plaintext_on_the_same_randomized_sets(clients, seed
     from fedprivacy.bench.round import max_difference_from_plaintext
 
     workload = synthetic_workload(clients=clients, universe=800, items_per_user=30, seed=seed)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(3)) for c in workload.clients}
+    policy = weakened_policy() if min_choosers == 1 else None  # the default policy refuses min_choosers = 1
+    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(3), policy=policy)
+              for c in workload.clients}
     table, head = init_model(np.arange(800, dtype=np.uint64), 3, seed=seed)
     before = {r: v.copy() for r, v in table.items()}
     schedule = RoundDrops(

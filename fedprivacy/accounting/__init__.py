@@ -3,13 +3,15 @@
 from .accountant import ClientBudget, replay
 from .events import PrivacyEvent, UpdateEvent
 from .ledger import Ledger, LedgerIntegrityError, parse_ledger
-from .participation import Participation, participate, refusal_event
+from .participation import Participation, cap_event, participate, psu_attempt_event, refusal_event
 
 __all__ = [
     "ClientBudget",
     "Ledger",
     "LedgerIntegrityError",
     "Participation",
+    "cap_event",
+    "psu_attempt_event",
     "PrivacyEvent",
     "UpdateEvent",
     "parse_ledger",

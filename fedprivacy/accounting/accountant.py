@@ -47,6 +47,7 @@ class ClientBudget:
     epochs: dict[tuple[int, tuple], tuple[RRParameters, int]] = field(default_factory=dict)
     releases: int = 0
     refusals: int = 0
+    psu_attempts: dict[int, int] = field(default_factory=dict)  # round index -> PSU attempts joined
     naive_sum: float = 0.0
 
     # Updates (distributed discrete Gaussian): zCDP, added over rounds; reported at the smallest delta used.
@@ -173,6 +174,12 @@ def replay(ledger: Ledger) -> ClientBudget:
             continue
         if event.kind == "refusal":
             budget.refusals += 1
+            continue
+        if event.kind == "cap":  # a cap only goes down
+            budget.cap = min(budget.cap, float(event.parameters["epsilon_cap"]))
+            continue
+        if event.kind == "psu-attempt":
+            budget.psu_attempts[event.round_index] = budget.psu_attempts.get(event.round_index, 0) + 1
             continue
         budget.record(event.params(), event.epoch, event.max_reports)
         budget.releases += 1

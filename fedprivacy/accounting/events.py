@@ -9,7 +9,11 @@ index of a union of ``indices_reported`` ids with the double randomized response
 ``parameters`` (p1..p4, exact fractions) from memo epoch ``epoch``; ``indices_new`` of them got their
 permanent answer this round; after it, no index has drawn more than ``max_reports`` reports from its
 memo in this epoch. ``epsilon_report`` (one report) and ``epsilon_inf`` (the memo's cap) are per index
-under ``relation``. Kind ``refusal`` records a round the budget filter declined (costs nothing).
+under ``relation``. Kind ``refusal`` records a round the budget filter (or the client's policy, with
+``parameters["reason"]``) declined (costs nothing). Two kinds record the client's policy and cost
+nothing: ``cap`` lowers the ledger's cap to ``parameters["epsilon_cap"]`` from that line on (a cap
+only ever goes down), and ``psu-attempt`` records that the client joined PSU attempt
+``parameters["attempt"]`` of round ``round_index`` (so the attempts per round index survive restarts).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from fractions import Fraction
 from ..errors import DecodeError
 from ..ldp.params import NeighbourRelation, RRParameters
 
-__all__ = ["PrivacyEvent", "UpdateEvent", "MECHANISM_DOUBLE_RR", "MECHANISM_DDG", "library_version"]
+__all__ = ["PrivacyEvent", "UpdateEvent", "MECHANISM_DOUBLE_RR", "MECHANISM_DDG", "EVENT_KINDS", "library_version"]
 
 MECHANISM_DOUBLE_RR = "double-randomized-response"
+EVENT_KINDS = ("release", "refusal", "cap", "psu-attempt")
 
 
 def library_version() -> str:
@@ -69,7 +74,7 @@ class PrivacyEvent:
         for name, kind in types.items():
             if not isinstance(data[name], kind) or isinstance(data[name], bool):
                 raise DecodeError(f"event field {name} has the wrong type")
-        if data["kind"] not in ("release", "refusal"):
+        if data["kind"] not in EVENT_KINDS:
             raise DecodeError(f"unknown event kind {data['kind']!r}")
         event = cls(**data)
         if event.mechanism != MECHANISM_DOUBLE_RR:
@@ -85,6 +90,17 @@ class PrivacyEvent:
                 event.params()
             except Exception as exc:  # noqa: BLE001
                 raise DecodeError(f"invalid parameters in event: {exc}") from None
+        if event.kind == "cap":
+            cap = event.parameters.get("epsilon_cap")
+            try:
+                if not isinstance(cap, str) or not float(cap) >= 0:
+                    raise ValueError
+            except ValueError:
+                raise DecodeError("a cap line needs parameters.epsilon_cap >= 0") from None
+        if event.kind == "psu-attempt" and not (
+            isinstance(event.parameters.get("attempt"), str) and event.parameters["attempt"].isdigit()
+        ):
+            raise DecodeError("a psu-attempt line needs parameters.attempt")
         return event
 
 

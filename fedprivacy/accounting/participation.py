@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import LocalProtocolError
+from ..errors import InvalidParameters, LocalProtocolError
 from ..hazmat.prg import RandomSource, system_random_bytes
 from ..ldp.mechanism import RandomizedSet, randomize
 from ..ldp.memo import PermanentMemo
@@ -20,7 +20,14 @@ from .accountant import replay
 from .events import MECHANISM_DOUBLE_RR, PrivacyEvent
 from .ledger import Ledger
 
-__all__ = ["Participation", "participate", "refusal_event", "check_memo_matches_ledger"]
+__all__ = [
+    "Participation",
+    "participate",
+    "refusal_event",
+    "check_memo_matches_ledger",
+    "cap_event",
+    "psu_attempt_event",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,6 +95,25 @@ def check_memo_matches_ledger(memo: PermanentMemo, ledger: Ledger, recorded_repo
         raise LocalProtocolError("the memo's report counts disagree with the ledger")
 
 
-def refusal_event(ledger: Ledger, round_index: int) -> str:
-    """Record that the client sat a round out (costs nothing); returns the line to append."""
-    return ledger.append(PrivacyEvent(ledger.client_id, round_index, "refusal", MECHANISM_DOUBLE_RR))
+def refusal_event(ledger: Ledger, round_index: int, reason: str | None = None) -> str:
+    """Record that the client sat a round out (costs nothing); returns the line to append.
+    ``reason`` (e.g. the client policy's refusal) is kept in the line's parameters."""
+    parameters = {} if reason is None else {"reason": str(reason)}
+    return ledger.append(PrivacyEvent(ledger.client_id, round_index, "refusal", MECHANISM_DOUBLE_RR, parameters))
+
+
+def cap_event(ledger: Ledger, epsilon_cap: float) -> str | None:
+    """The line lowering the ledger's cap to ``epsilon_cap`` (None when it is not lower: a cap only goes
+    down). The accountant enforces the lowest cap recorded from then on."""
+    if not (isinstance(epsilon_cap, (int, float)) and not isinstance(epsilon_cap, bool) and epsilon_cap >= 0):
+        raise InvalidParameters("epsilon_cap must be a number >= 0")
+    if not float(epsilon_cap) < replay(ledger).cap:
+        return None
+    event = PrivacyEvent(ledger.client_id, 0, "cap", MECHANISM_DOUBLE_RR, {"epsilon_cap": repr(float(epsilon_cap))})
+    return ledger.append(event)
+
+
+def psu_attempt_event(ledger: Ledger, round_index: int, attempt: int) -> str:
+    """Record that the client joins PSU attempt ``attempt`` of round ``round_index`` (costs nothing)."""
+    return ledger.append(PrivacyEvent(ledger.client_id, round_index, "psu-attempt", MECHANISM_DOUBLE_RR,
+                                      {"attempt": str(int(attempt))}))

@@ -95,7 +95,9 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
     """Largest difference between the secure round's model and plaintext FedSubAvg on the same
     randomized sets, recomputed independently of the round's plan: the rows chosen by at least
     min_choosers clients, each surviving client's update on the rows it holds among them, counts
-    capped at the public bound, clipped deltas; rows outside the plan must not move."""
+    capped at the public bound, clipped deltas; rows outside the plan must not move. A client uploads
+    zeros for a row with fewer than min_choosers choosers among the parties whose shares were routed
+    in the rows' sum (the peers it really masks with, itself included)."""
     dim = head.weights.shape[0]
     by_id = {c.client_id: c for c in workload.clients}
     chosen_rows = np.concatenate(list(outcome.chosen.values()))
@@ -107,6 +109,12 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
     dense, samples = np.zeros(width), 0.0
     in_plan = np.zeros(universe, dtype=bool)
     in_plan[planned] = True
+    sharers = outcome.result.row_sharers if outcome.result is not None else frozenset(outcome.contributors)
+    masked_by = np.zeros(planned.shape[0], dtype=np.int64)  # choosers of each planned row among the sharers
+    for party in sharers:
+        if party in outcome.chosen:
+            mine = outcome.chosen[party]
+            masked_by[np.searchsorted(planned, mine[in_plan[mine]])] += 1
     for party in outcome.contributors:
         data = by_id[party]
         mine = outcome.chosen[party][in_plan[outcome.chosen[party]]]
@@ -114,7 +122,9 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
         update = local_update(data, {int(r): before[int(r)] for r in held}, head)
         capped = np.minimum(update.row_counts, settings.max_samples)
         where = np.searchsorted(planned, update.rows)
-        sums[where] += capped[:, None] * np.clip(update.row_deltas, -settings.clip, settings.clip)
+        kept = masked_by[where] >= settings.min_choosers
+        where, capped = where[kept], capped[kept]
+        sums[where] += capped[:, None] * np.clip(update.row_deltas[kept], -settings.clip, settings.clip)
         counts[where] += capped
         weight = min(update.samples, settings.max_samples)
         dense += weight * np.clip(update.dense_delta, -settings.clip, settings.clip)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from ..hazmat.prg import RandomSource, system_random_bytes
 from ..secagg import DropoutSchedule, RoundReport, SecAggConfig, run_secagg_round
 from .iblt import encode_set, peel, validate_ids
 from .params import PSUParameters
+
+if TYPE_CHECKING:
+    from ..policy import ClientPolicy
 
 __all__ = ["PSUClient", "PSUServer", "UnionDecodeFailure", "PSUResult", "run_psu_round"]
 
@@ -86,18 +90,29 @@ def run_psu_round(
     max_attempts: int = 3,
     random_source: Callable[[int], RandomSource] | None = None,
     observer: Callable[[int, int, bytes], None] | None = None,
+    policy: ClientPolicy | None = None,
 ) -> PSUResult:
     """The whole PSU in process (see the module docstring). ``make_config(params)`` builds each
     attempt's secure-aggregation config (dimension ``params.vector_length``, modulus p); ``observer``
-    sees every message's bytes, as in :func:`fedprivacy.secagg.run_secagg_round`."""
+    sees every message's bytes, as in :func:`fedprivacy.secagg.run_secagg_round`.
+
+    ``policy`` is every client's :class:`~fedprivacy.policy.ClientPolicy` (default: the safe default):
+    an attempt over fewer than ``min_psu_cohort`` parties, beyond ``max_psu_attempts``, or whose secure
+    sum or table the policy refuses raises :class:`~fedprivacy.errors.PolicyViolation` before any
+    client of that attempt sends anything."""
     import time
 
+
+    from ..policy import ClientPolicy
+
+    policy = ClientPolicy() if policy is None else policy
     clients = {party: PSUClient(params, ids) for party, ids in party_sets.items()}  # validate everything first
     if make_config is None:
         party_ids = sorted(party_sets)
 
         def make_config(p: PSUParameters) -> SecAggConfig:
-            return SecAggConfig.create(party_ids, p.vector_length, Modulus.P61, dropout_fraction=0.2)
+            return SecAggConfig.create(party_ids, p.vector_length, Modulus.P61, dropout_fraction=0.2,
+                                       adversary=policy.adversary, corrupt_fraction=policy.corrupt_fraction)
 
     reports: list[RoundReport] = []
     encode_seconds: dict[int, float] = {}
@@ -105,6 +120,9 @@ def run_psu_round(
         config = make_config(params)
         if config.modulus is not Modulus.P61 or config.dim != params.vector_length:
             raise ValueError("the secure-aggregation config must sum vectors of params.vector_length mod p")
+        policy.check_psu_attempt(attempt)
+        policy.check_psu_cohort(config.clients)
+        policy.check_allocation(params.vector_length * 8, "the PSU table")
 
         def sketch(party: int, p: PSUParameters = params) -> np.ndarray:
             started = time.perf_counter()
@@ -113,7 +131,7 @@ def run_psu_round(
             encode_seconds[party] = time.perf_counter() - started
             return vector
 
-        report = run_secagg_round(config, sketch, schedule, observer=observer)
+        report = run_secagg_round(config, sketch, schedule, observer=observer, policy=policy)
         reports.append(report)
         if report.result is None:
             assert report.aborted is not None

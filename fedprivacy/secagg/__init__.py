@@ -3,7 +3,7 @@
 from .client import SecAggClient
 from .driver import DropoutSchedule, DropStage, RoundReport, run_secagg_round
 from .messages import decode_message
-from .params import Adversary, GraphParameters, SecAggConfig, check_graph_parameters, find_graph_parameters
+from .params import Adversary, GraphParameters, SecAggConfig, check_graph_parameters, find_graph_parameters, minimum_threshold
 from .quantize import Quantizer
 from .rows import ClientRowPlan, RowPlan
 from .server import Outbound, SecAggServer
@@ -29,5 +29,6 @@ __all__ = [
     "check_graph_parameters",
     "decode_message",
     "find_graph_parameters",
+    "minimum_threshold",
     "run_secagg_round",
 ]

@@ -11,6 +11,11 @@ overlap, name a party outside the neighbours it exchanged shares with, omit one 
 than t holders alive, or differ from a request it already answered. A share ciphertext that fails
 authentication, or any message that breaks the protocol, also aborts the client.
 
+Before anything is released (at construction) the client checks the config against its own
+:class:`~fedprivacy.policy.ClientPolicy`: enough parties, a threshold at least the one safe against
+the policy's adversary for this (n, k), and a vector it may allocate
+(``protocols/secagg/spec.md``, "Client policy"); otherwise :class:`~fedprivacy.errors.PolicyViolation`.
+
 A host that cannot keep the object alive between two messages (one process per message, as a Flower
 SuperNode runs its ClientApp) saves it with :meth:`SecAggClient.snapshot` and brings it back with
 :meth:`SecAggClient.restore`. The snapshot holds the client's secrets: it belongs in the client's own
@@ -20,8 +25,8 @@ storage, never on the wire.
 from __future__ import annotations
 
 import struct
-
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -64,6 +69,9 @@ from .params import MAX_CLIENTS, MAX_DIM, SecAggConfig
 from .rows import ClientRowPlan
 from .stages import CLIENT_TRANSITIONS, ClientEvent, ClientStage
 
+if TYPE_CHECKING:
+    from ..policy import ClientPolicy
+
 __all__ = ["SecAggClient", "coerce_input"]
 
 _STATE_TYPE = 9  # local persistence of a client (never sent): see SecAggClient.snapshot
@@ -105,6 +113,13 @@ class SecAggClient:
 
     With ``row_plan`` the client sums per row (:mod:`fedprivacy.secagg.rows`): its input is one block
     of ``row_plan.width`` words per chosen row, masked per row; this needs the full graph.
+
+    ``policy`` (default: :class:`~fedprivacy.policy.ClientPolicy()`, semi-malicious) is checked here,
+    before anything is released: :class:`~fedprivacy.errors.PolicyViolation` if the config is outside it.
+    With a row plan, at masking time, a row that fewer than max(``min_choosers``, the policy's
+    ``min_choosers``) parties (itself included) really mask with it -- peers whose shares it holds --
+    is uploaded as zeros (zero update, zero count): a server that cut the link between two choosers
+    would otherwise see that row under the self mask alone. :attr:`rows_zeroed` counts them.
     """
 
     def __init__(
@@ -114,6 +129,8 @@ class SecAggClient:
         *,
         random_bytes: RandomSource = system_random_bytes,
         row_plan: ClientRowPlan | None = None,
+        policy: ClientPolicy | None = None,
+        min_choosers: int = 1,
     ) -> None:
         if party_id not in config.party_ids:
             raise InvalidParameters(f"party {party_id} is not in this round's party set")
@@ -122,6 +139,16 @@ class SecAggClient:
                 raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
             if row_plan.party_id != party_id:
                 raise InvalidParameters("this row plan belongs to another party")
+        if policy is None:
+            from ..policy import ClientPolicy  # (late: the policy module imports this package's parameters)
+
+            policy = ClientPolicy()
+        policy.check_secagg_config(config)
+        length = config.dim if row_plan is None else row_plan.input_length
+        policy.check_allocation(length * dtype_of(config.modulus).itemsize, "the secure sum's input vector")
+        self.policy = policy
+        self.min_choosers = max(int(min_choosers), policy.min_choosers)
+        self.rows_zeroed = 0
         self.row_plan = row_plan
         self.config = config
         self.party_id = party_id
@@ -239,17 +266,21 @@ class SecAggClient:
         return w.finish()
 
     @classmethod
-    def restore(cls, data: bytes | bytearray | memoryview, *, random_bytes: RandomSource = system_random_bytes) -> SecAggClient:
-        """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not one."""
+    def restore(cls, data: bytes | bytearray | memoryview, *, random_bytes: RandomSource = system_random_bytes,
+                policy: ClientPolicy | None = None, min_choosers: int = 1) -> SecAggClient:
+        """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not one.
+        The policy and ``min_choosers`` are the host's (they are not in the snapshot); the policy is
+        checked again."""
         try:
-            return cls._restore(data, random_bytes)
+            return cls._restore(data, random_bytes, policy, min_choosers)
         except DecodeError:
             raise
         except (struct.error, ValueError, TypeError, OverflowError) as exc:  # InvalidParameters is a ValueError
             raise DecodeError(f"malformed client state: {type(exc).__name__}: {exc}") from None
 
     @classmethod
-    def _restore(cls, data: bytes | bytearray | memoryview, random_bytes: RandomSource) -> SecAggClient:
+    def _restore(cls, data: bytes | bytearray | memoryview, random_bytes: RandomSource,
+                 policy: ClientPolicy | None, min_choosers: int) -> SecAggClient:
         reader = Reader(data, ProtocolCode.SECAGG)
         if reader.u8() != _STATE_TYPE:
             raise DecodeError("not a secure-aggregation client state")
@@ -303,7 +334,8 @@ class SecAggClient:
         reader.done()
         for ids in (peer_keys, held, pair_keys, channel_secrets):
             check_strictly_increasing(list(ids))
-        client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan)
+        client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan, policy=policy,
+                     min_choosers=min_choosers)
         if not (set(peer_keys) | set(held) | set(pair_keys) | set(channel_secrets) | set(released)) <= client.neighbours:
             raise DecodeError("client state names parties outside its neighbourhood")
         client.stage = stage
@@ -437,6 +469,7 @@ class SecAggClient:
         self._input = None  # the plaintext input is not kept past masking
         self_key = self_mask_key(config, self._own_seed, self.party_id)
         if self.row_plan is not None:
+            self._zero_thin_rows(masked)
             self.row_plan.mask(masked, self_key, self._pair_mask_keys, config.modulus)
         else:
             masks = [(self_key, False)]
@@ -446,6 +479,21 @@ class SecAggClient:
         masked.setflags(write=False)
         self.stage = ClientStage.INPUT_SENT
         return [MaskedInput(self.party_id, config.modulus, masked)]
+
+    def _zero_thin_rows(self, vector: np.ndarray) -> None:
+        """Zero the blocks of rows masked with fewer than ``min_choosers - 1`` peers it holds shares of."""
+        plan = self.row_plan
+        assert plan is not None
+        if self.min_choosers <= 1:
+            return
+        partners = np.zeros(plan.rows.shape[0], dtype=np.int64)
+        for peer, positions in plan.sharing():
+            if peer in self._pair_mask_keys:
+                partners[positions] += 1
+        thin = partners < self.min_choosers - 1
+        self.rows_zeroed = int(thin.sum())
+        if self.rows_zeroed:
+            vector.reshape(-1, plan.width)[thin] = 0
 
     # -- round 3: unmasking -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from .messages import Message, decode_message
 from .params import SecAggConfig
 from .rows import RowPlan
 from .server import IgnoredMessage, SecAggServer
+
+if TYPE_CHECKING:
+    from ..policy import ClientPolicy
 
 __all__ = ["DropStage", "DropoutSchedule", "RoundReport", "run_secagg_round"]
 
@@ -75,12 +79,14 @@ def run_secagg_round(
     tamper: Callable[[int, bytes], bytes] | None = None,
     observer: Callable[[int, int, bytes], None] | None = None,
     row_plan: RowPlan | None = None,
+    policy: ClientPolicy | None = None,
 ) -> RoundReport:
     """Run one round. ``inputs`` maps a party to its vector (or is a function, called when the party
     masks, so a large simulation never holds every input at once). ``random_source(party_id)`` gives each client its randomness (default: the OS
     CSPRNG); ``tamper(recipient, data)`` may rewrite server-to-client bytes (for negative tests);
     ``observer(sender, recipient, data)`` sees every delivered message (the server is party 0);
-    ``row_plan`` switches to per-row aggregation (each party's input: its chosen rows' blocks)."""
+    ``row_plan`` switches to per-row aggregation (each party's input: its chosen rows' blocks);
+    ``policy`` is every client's :class:`~fedprivacy.policy.ClientPolicy` (default: the safe default)."""
     schedule = schedule or DropoutSchedule()
     server = SecAggServer(config, row_plan)
     clients = {
@@ -89,6 +95,7 @@ def run_secagg_round(
             party,
             random_bytes=system_random_bytes if random_source is None else random_source(party),
             row_plan=None if row_plan is None else row_plan.for_client(party),
+            policy=policy,
         )
         for party in config.party_ids
     }

@@ -15,7 +15,7 @@ both share kinds of one peer, so with t > (k + #corrupt neighbours) / 2 no lie c
 of both kinds of an honest client's secrets; the search moves t up accordingly.
 
 The full graph (classic SecAgg, k = n - 1) needs t >= ceil((1 - delta) n) and t > ceil(gamma n)
-(curious) or t > ceil((n + gamma n) / 2) (semi-malicious).
+(curious) or t > (n + ceil(gamma n)) / 2 (semi-malicious).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "SecAggConfig",
     "find_graph_parameters",
     "check_graph_parameters",
+    "minimum_threshold",
     "MAX_CLIENTS",
     "MAX_DIM",
 ]
@@ -122,6 +123,54 @@ def _counts(clients: int, corrupt_fraction: float, dropout_fraction: float) -> t
     return corrupt, dropped, surviving
 
 
+def _corrupt_neighbour_bound(clients: int, neighbours: int, corrupt: int) -> int:
+    """Smallest a with P[#corrupt neighbours > a] < 2^-41 / n (hypergeometric tail)."""
+    security_tail = 2.0**-SECURITY_BITS_PER_EVENT / clients
+    corrupt_pmf = _hypergeometric_pmf(clients, corrupt, neighbours)
+    for a in range(neighbours + 1):
+        if math.fsum(corrupt_pmf[a + 1 :]) < security_tail:
+            return a
+    return neighbours
+
+
+def minimum_threshold(
+    clients: int,
+    neighbours: int,
+    corrupt_fraction: float = 0.05,
+    adversary: Adversary | str = Adversary.SEMI_MALICIOUS,
+) -> int:
+    """The smallest Shamir threshold a *client* accepts for a round of ``clients`` parties and degree
+    ``neighbours`` (``clients - 1``: the full graph), assuming at most ``corrupt_fraction`` of the
+    parties collude with the server. Security only: whether t also leaves enough survivors is the
+    server's problem (a too-high t only makes the round abort).
+
+    * curious: t must exceed the corrupt share holders a (with probability 1 - 2^-41/n for a sparse
+      graph; a = ceil(gamma n) on the full graph), so t >= a + 1;
+    * every other adversary (semi-malicious, and anything stronger): a server that lies about who
+      dropped can collect one kind of share from each honest holder and both kinds from corrupt ones,
+      so t > (holders + a) / 2, i.e. t >= floor((holders + a) / 2) + 1 with holders = k (sparse) or n
+      (full graph, the owner holds a share too).
+
+    Never above what :func:`find_graph_parameters` picks for the same (n, k) and rates, so a server
+    using that search with the same ``corrupt_fraction`` and adversary always satisfies its clients.
+    """
+    adversary = Adversary(adversary)
+    if not isinstance(clients, int) or isinstance(clients, bool) or not 2 <= clients <= MAX_CLIENTS:
+        raise InvalidParameters(f"clients must be an integer in [2, {MAX_CLIENTS}], got {clients!r}")
+    if not isinstance(neighbours, int) or isinstance(neighbours, bool) or not 1 <= neighbours < clients:
+        raise InvalidParameters(f"neighbours must be an integer in [1, {clients - 1}], got {neighbours!r}")
+    if not (isinstance(corrupt_fraction, (int, float)) and math.isfinite(corrupt_fraction) and 0 <= corrupt_fraction < 1):
+        raise InvalidParameters(f"corrupt_fraction must be in [0, 1), got {corrupt_fraction!r}")
+    if neighbours == clients - 1:
+        holders, corrupt = clients, math.ceil(corrupt_fraction * clients - _NUDGE)
+    else:
+        holders = neighbours
+        corrupt = _corrupt_neighbour_bound(clients, neighbours, _counts(clients, corrupt_fraction, 0.0)[0])
+    if adversary is Adversary.CURIOUS:
+        return max(2, corrupt + 1)
+    return max(2, (holders + corrupt) // 2 + 1)
+
+
 def _threshold_window(
     clients: int, neighbours: int, corrupt_fraction: float, dropout_fraction: float, adversary: Adversary
 ) -> tuple[int, int] | None:
@@ -129,15 +178,8 @@ def _threshold_window(
     corrupt, dropped, surviving = _counts(clients, corrupt_fraction, dropout_fraction)
     if _log_disconnection_bound(clients, neighbours, corrupt + dropped) >= -SECURITY_BITS_PER_EVENT * math.log(2):
         return None
-    security_tail = 2.0**-SECURITY_BITS_PER_EVENT / clients
     correctness_tail = 2.0**-CORRECTNESS_BITS / clients
-    # t_low: smallest a with P[#corrupt neighbours > a] < security_tail.
-    corrupt_pmf = _hypergeometric_pmf(clients, corrupt, neighbours)
-    t_low = neighbours
-    for a in range(neighbours + 1):
-        if math.fsum(corrupt_pmf[a + 1 :]) < security_tail:
-            t_low = a
-            break
+    t_low = _corrupt_neighbour_bound(clients, neighbours, corrupt)
     if adversary is Adversary.SEMI_MALICIOUS:
         t_low = math.ceil((t_low + neighbours - 1.25) / 2)
     # t_high: smallest s with P[#surviving neighbours <= s] >= correctness_tail.
@@ -155,8 +197,8 @@ def _full_graph_minimum(clients: int, corrupt_fraction: float, dropout_fraction:
     minimum = max(2, math.ceil((1 - dropout_fraction) * clients - _NUDGE))
     if adversary is Adversary.CURIOUS:
         minimum = max(minimum, math.ceil(corrupt_fraction * clients - _NUDGE) + 1)
-    else:
-        minimum = max(minimum, math.ceil((clients + corrupt_fraction * clients) / 2 - _NUDGE) + 1)
+    else:  # t > (n + a) / 2 with a = ceil(gamma n) corrupt holders (see minimum_threshold)
+        minimum = max(minimum, (clients + math.ceil(corrupt_fraction * clients - _NUDGE)) // 2 + 1)
     return minimum
 
 
@@ -293,14 +335,17 @@ class SecAggConfig:
         *,
         corrupt_fraction: float = 0.05,
         dropout_fraction: float = 0.1,
-        adversary: Adversary | str = Adversary.CURIOUS,
+        adversary: Adversary | str = Adversary.SEMI_MALICIOUS,
         neighbours: int | None = None,
         threshold: int | None = None,
         full_graph: bool = False,
         session_id: bytes | None = None,
         round_index: int = 0,
     ) -> SecAggConfig:
-        """A validated config: (k, t) searched from the rates, or the caller's k / t checked against them."""
+        """A validated config: (k, t) searched from the rates, or the caller's k / t checked against them.
+
+        The default adversary is semi-malicious: what a client's default
+        :class:`~fedprivacy.policy.ClientPolicy` accepts (a curious-server threshold is refused by it)."""
         ids = tuple(sorted(party_ids))
         n = len(ids)
         if full_graph:

@@ -17,10 +17,23 @@ allowed moves are in :mod:`fedprivacy.submodel.stages`.
 
 Sees: U, its rows and the dense parameters, the round's public settings and party ids, the chooser
 sets of the rows it chose (from its plan). Sends: a masked sketch, S''_i, a masked upload, shares.
-Assumes: an honest-but-curious or semi-malicious server (``fedprivacy.secagg``); the transport
-authenticates the server. Raises: a bad server message aborts the client (:class:`RemoteProtocolError`
-or the secure-aggregation client's error) and it sends nothing more; a driving mistake is a
-:class:`LocalProtocolError`; an invalid training result is :class:`InvalidParameters` (aborts).
+
+Every number the server picks that bounds what it learns is checked against the client's own
+:class:`~fedprivacy.policy.ClientPolicy` (``state.policy``; ``protocols/submodel/spec.md``, "Client
+policy"): the secure sums' party counts and thresholds, the PSU's cohort, table size and attempts per
+round index (counted in the ledger, so restarts do not reset them), ``min_choosers`` (re-checked when
+masking, against the peers it really masks with: a row below the floor goes up as zero with count 0),
+and its randomized-response parameters. With the default policy it holds against a semi-malicious
+server (one that may lie about who dropped) colluding with fewer than the policy's corrupt fraction of
+the parties, up to the leakage the spec lists (the union, every S''_i, the per-row sums, and Theorem
+5.5's events when co-choosers drop after planning); the transport must authenticate the server.
+Not against a fully malicious server (forged keys, a server that equivocates about the parties' keys):
+that needs the identity keys of the malicious mode.
+
+Raises: a bad server message aborts the client (:class:`RemoteProtocolError`, :class:`PolicyViolation`
+for a request outside the policy, or the secure-aggregation client's error) and it sends nothing
+more; a driving mistake is a :class:`LocalProtocolError`; an invalid training result is
+:class:`InvalidParameters` (aborts).
 """
 
 from __future__ import annotations
@@ -32,13 +45,21 @@ from typing import Protocol
 
 import numpy as np
 
-from ..accounting import Ledger, UpdateEvent, participate, refusal_event, replay
-from ..ddp import DDPPolicy, NoisePlan, check_overflow, client_variance, noise_floor, privatize, release_rho, to_modulus
+from ..accounting import Ledger, UpdateEvent, cap_event, participate, psu_attempt_event, refusal_event, replay
+from ..ddp import NoisePlan, check_overflow, client_variance, noise_floor, privatize, release_rho, to_modulus
 from ..adapters.interfaces import SubmodelClient
-from ..errors import BudgetExceeded, FedPrivacyError, InvalidParameters, LocalProtocolError, RemoteProtocolError
+from ..errors import (
+    BudgetExceeded,
+    FedPrivacyError,
+    InvalidParameters,
+    LocalProtocolError,
+    PolicyViolation,
+    RemoteProtocolError,
+)
 from ..hazmat.field import Modulus
 from ..hazmat.prg import RandomSource, system_random_bytes
 from ..ldp import PermanentMemo, RRParameters
+from ..policy import ClientPolicy
 from ..psu.iblt import encode_set, validate_ids
 from ..psu.params import PSUParameters
 from ..secagg import Quantizer, SecAggClient
@@ -56,7 +77,7 @@ from .messages import (
 )
 from .stages import ROUND_CLIENT_TRANSITIONS, RoundClientEvent, RoundClientStage
 
-__all__ = ["StateStore", "ClientState", "SubmodelRoundClient", "check_training_result"]
+__all__ = ["StateStore", "ClientState", "SubmodelRoundClient", "check_training_result", "lower_cap"]
 
 
 class StateStore(Protocol):
@@ -70,29 +91,44 @@ class StateStore(Protocol):
 
 @dataclass
 class ClientState:
-    """A client's private, persistent state (on its device): its trainer, parameters, ledger, memo."""
+    """A client's private, persistent state (on its device): its trainer, parameters, ledger, memo,
+    and its :class:`~fedprivacy.policy.ClientPolicy` (device configuration, never the server's)."""
 
     client: SubmodelClient
     params: RRParameters
     ledger: Ledger
     memo: PermanentMemo
     store: StateStore | None = None  # where the ledger and memo persist (None: in memory only)
-    ddp: DDPPolicy = field(default_factory=DDPPolicy)  # the client's own distributed-DP requirements
+    policy: ClientPolicy = field(default_factory=ClientPolicy)
 
     @classmethod
     def new(
-        cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf"), directory: str | None = None
+        cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf"), directory: str | None = None,
+        *, policy: ClientPolicy | None = None,
     ) -> ClientState:
-        """Fresh state; with ``directory`` the ledger and memo live on disk there (and are reloaded)."""
+        """Fresh state; with ``directory`` the ledger and memo live on disk there (and are reloaded).
+
+        The cap is the smaller of ``epsilon_cap`` and the policy's; a ledger reloaded with a higher cap
+        gets a line lowering it (a cap only ever goes down; a higher one asked for is ignored)."""
+        policy = ClientPolicy() if policy is None else policy
+        epsilon_cap = policy.accept_cap(epsilon_cap)
         client_id = f"client-{client.client_id}"
         if directory is None:
             ledger, _ = Ledger.create(client_id, epsilon_cap)
-            return cls(client, params, ledger, PermanentMemo.empty(client_id, params))
+            return cls(client, params, ledger, PermanentMemo.empty(client_id, params), policy=policy)
         from ..adapters.storage import ClientStore
 
         store = ClientStore(directory, client_id)
         ledger = store.open_ledger(epsilon_cap)
-        return cls(client, params, ledger, store.load_memo(params, ledger), store)
+        lower_cap(ledger, store, epsilon_cap)
+        return cls(client, params, ledger, store.load_memo(params, ledger), store, policy)
+
+
+def lower_cap(ledger: Ledger, store: StateStore | None, epsilon_cap: float) -> None:
+    """Record (and persist) a cap lower than the ledger's current one; a higher one changes nothing."""
+    line = cap_event(ledger, epsilon_cap)
+    if line is not None and store is not None:
+        store.append_ledger_line(line)
 
 
 def check_training_result(party: int, result: object, given: np.ndarray, width: int, dense_size: int) -> None:
@@ -214,6 +250,17 @@ class SubmodelRoundClient:
         # The table must have the default shape for its bound (no oversized tables from a tiny message).
         if params.encode() != PSUParameters(settings.universe, params.union_bound, params.session_id, params.attempt).encode():
             raise RemoteProtocolError("the PSU table must have the default shape for its bound")
+        # The client's own policy, before anything is allocated or released (protocols/submodel/spec.md).
+        policy = self.state.policy
+        policy.check_allocation(params.vector_length * 8, "the PSU table")
+        policy.check_psu_cohort(config.clients)
+        policy.check_secagg_config(config, "PSU's secure sum")
+        if settings.min_choosers < policy.min_choosers:
+            raise PolicyViolation("min_choosers", f"the round's min_choosers {settings.min_choosers} is below the "
+                                                  f"client's floor {policy.min_choosers}")
+        self._check_budgeted(message.round_index, lambda: policy.check_rr(self.state.params))
+        self._check_budgeted(message.round_index, lambda: policy.check_psu_attempt(
+            replay(self.state.ledger).psu_attempts.get(message.round_index, 0)))
         if self.stage is RoundClientStage.SKETCH_SENT:  # a rerun with fresh keys (and maybe a larger table)
             assert self._psu_params is not None and self._settings is not None and self._psu is not None
             if (message.round_index != self._round_index or settings != self._settings
@@ -239,11 +286,24 @@ class SubmodelRoundClient:
             self._real_ids = real
         assert self._real_ids is not None
         self._psu_params = params
-        self._psu = SecAggClient(config, self.party_id, random_bytes=self._random_bytes)
+        self._psu = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, policy=policy)
+        self._store_line(psu_attempt_event(self.state.ledger, message.round_index, params.attempt))
         out = self._psu.start()
         self._psu.submit_input(encode_set(params, self._real_ids, random_bytes=self._random_bytes))
         self.stage = RoundClientStage.SKETCH_SENT
         return [PhaseMessage(Phase.PSU, params.attempt, m) for m in out]
+
+    def _store_line(self, line: str) -> None:
+        if self.state.store is not None:
+            self.state.store.append_ledger_line(line)
+
+    def _check_budgeted(self, round_index: int, check: Callable[[], None]) -> None:
+        """Run a policy check that concerns the privacy budget; a refusal is also written to the ledger."""
+        try:
+            check()
+        except PolicyViolation as exc:
+            self._store_line(refusal_event(self.state.ledger, round_index, f"policy: {exc}"))
+            raise
 
     def _on_psu_message(self, message: SubmodelMessage) -> list[SubmodelMessage]:
         assert isinstance(message, PhaseMessage) and self._psu is not None and self._psu_params is not None
@@ -335,7 +395,7 @@ class SubmodelRoundClient:
         values = np.vstack([deltas, dense_delta.reshape(message.dense_rows, width)])
         weights = np.concatenate([counts, np.full(message.dense_rows, float(min(result.samples, settings.max_samples)))])
         if settings.ddp is None:
-            if self.state.ddp.required:
+            if self.state.policy.ddp.required:
                 raise RemoteProtocolError("this client requires distributed DP for its updates; the round has none")
             encoded = quantizer.encode_rows(values, weights, random_bytes=self._random_bytes).reshape(-1)
         else:
@@ -344,7 +404,8 @@ class SubmodelRoundClient:
                 self.sat_out_reason = "update-budget"
                 self.stage = RoundClientStage.SAT_OUT
                 return []
-        self._rows = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, row_plan=plan)
+        self._rows = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, row_plan=plan,
+                                  policy=self.state.policy, min_choosers=settings.min_choosers)
         out = self._rows.start()
         self._rows.submit_input(encoded)
         self.stage = RoundClientStage.UPLOADING
@@ -358,7 +419,7 @@ class SubmodelRoundClient:
         the dense rows for the secure sum's threshold less the colluders. None when the update
         budget filter refuses (a refusal line is stored).
         """
-        settings, policy = self._settings, self.state.ddp
+        settings, policy = self._settings, self.state.policy.ddp
         assert settings is not None and settings.ddp is not None and self._round_index is not None
         ddp = settings.ddp
         row_floor = noise_floor(settings.min_choosers, config.clients, config.threshold, policy.colluders)

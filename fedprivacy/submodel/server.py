@@ -64,6 +64,7 @@ class RoundResult:
     planned_rows: np.ndarray  # real rows in the plan
     rows_updated: int  # planned rows with a positive count sum
     contributors: frozenset[int]  # whose upload is in the sums
+    row_sharers: frozenset[int] = frozenset()  # whose shares were routed in the rows' sum (a client masks with these)
     ignored: list[IgnoredMessage] = field(default_factory=list)
 
 
@@ -150,6 +151,7 @@ class SubmodelRoundServer:
             config = SecAggConfig.create(
                 list(parties), self._psu_params.vector_length, Modulus.P61, round_index=self.round_index,
                 dropout_fraction=self.settings.dropout_fraction, corrupt_fraction=self.settings.corrupt_fraction,
+                adversary=self.settings.adversary,
             )
         except InvalidParameters as exc:
             raise self._abort(RoundAborted("psu", f"no secure sum fits {len(parties)} parties: {exc}")) from exc
@@ -267,6 +269,7 @@ class SubmodelRoundServer:
             config = SecAggConfig.create(
                 sorted(planned), plan.dim, settings.modulus, full_graph=True, round_index=self.round_index,
                 dropout_fraction=settings.dropout_fraction, corrupt_fraction=settings.corrupt_fraction,
+                adversary=settings.adversary,
             )
         except InvalidParameters as exc:
             raise RoundAborted("reports", f"no secure sum fits {len(planned)} parties: {exc}") from exc
@@ -317,6 +320,7 @@ class SubmodelRoundServer:
             planned_rows=kept,
             rows_updated=int(trained.sum()),
             contributors=frozenset(inner.input_ids),
+            row_sharers=frozenset(inner.shared_ids),
             ignored=self.ignored + [*inner.ignored],
         )
         self._rows = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..ddp.params import DDPSettings
 from ..errors import InvalidParameters
 from ..hazmat.field import Modulus
+from ..secagg.params import Adversary
 from .messages import PublicSettings
 
 __all__ = ["RoundSettings"]
@@ -23,11 +24,16 @@ class RoundSettings:
     corrupt_fraction: float = 0.05  # ... and this fraction of clients colluding with the server
     modulus: Modulus = Modulus.U64  # of the rows' secure sum
     max_psu_attempts: int = 3  # PSU reruns (fresh hash keys) when the union does not decode
+    adversary: Adversary = Adversary.SEMI_MALICIOUS  # the secure sums' thresholds (clients refuse weaker ones)
     ddp: DDPSettings | None = None  # distributed DP for the updates (None: secure aggregation only)
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_choosers, int) or self.min_choosers < 1:
             raise InvalidParameters("min_choosers must be a positive integer")
+        try:
+            object.__setattr__(self, "adversary", Adversary(self.adversary))
+        except ValueError:
+            raise InvalidParameters(f"unknown adversary {self.adversary!r}") from None
         self.public()  # universe, caps, clip, modulus and attempts are validated there
 
     def public(self) -> PublicSettings:

@@ -12,6 +12,7 @@ from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
 from fedprivacy.secagg.graph import all_neighbourhoods
+from fedprivacy.policy import weakened_policy
 
 from .common import inputs_for, plain_sum, recoverable
 
@@ -27,7 +28,7 @@ def test_every_dropout_pattern_of_five_parties(modulus):
     for pattern in itertools.product(OPTIONS, repeat=5):
         drops = {party: stage for party, stage in zip(config.party_ids, pattern) if stage is not None}
         report = run_secagg_round(
-            config, inputs, DropoutSchedule(drops), random_source=lambda p: DeterministicRandomness(f"{pattern}{p}")
+            config, inputs, DropoutSchedule(drops), random_source=lambda p: DeterministicRandomness(f"{pattern}{p}"), policy=weakened_policy()
         )
         if recoverable(config, graph, drops):
             survivors = {p for p in config.party_ids if drops.get(p) in (None, DropStage.UNMASK)}
@@ -55,7 +56,7 @@ def harary_rounds(draw):
 def test_harary_graphs_under_random_dropouts(case):
     config, drops = case
     inputs = inputs_for(config)
-    report = run_secagg_round(config, inputs, DropoutSchedule(drops))
+    report = run_secagg_round(config, inputs, DropoutSchedule(drops), policy=weakened_policy())
     if recoverable(config, all_neighbourhoods(config), drops):
         survivors = {p for p in config.party_ids if drops.get(p) in (None, DropStage.UNMASK)}
         assert [int(v) for v in report.result] == plain_sum(inputs, survivors, config.modulus)

@@ -10,6 +10,7 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
 from fedprivacy.secagg.graph import all_neighbourhoods
 from fedprivacy.secagg.messages import MaskedInput, UnmaskResponse, decode_message
+from fedprivacy.policy import weakened_policy
 
 from .common import inputs_for, recoverable
 
@@ -27,7 +28,7 @@ def test_server_never_holds_t_shares_of_the_secret_that_still_hides_an_input():
             inputs,
             DropoutSchedule(drops, late=frozenset(drops)),
             random_source=lambda p: DeterministicRandomness(f"view{pattern}{p}"),
-            observer=lambda sender, recipient, data: received.append(data) if recipient == 0 else None,
+            observer=lambda sender, recipient, data: received.append(data) if recipient == 0 else None, policy=weakened_policy(),
         )
         seed_shares = {p: 0 for p in config.party_ids}
         key_shares = {p: 0 for p in config.party_ids}
@@ -61,7 +62,7 @@ def test_only_the_full_sum_is_unmasked():
         config,
         inputs,
         observer=lambda s, r, d: uploads.__setitem__(s, decode_message(d)) if r == 0 and d[6] == 5 else None,
-        random_source=lambda p: DeterministicRandomness(f"layers{p}"),
+        random_source=lambda p: DeterministicRandomness(f"layers{p}"), policy=weakened_policy(),
     )
     assert not report.result.any()
     parties = sorted(uploads)

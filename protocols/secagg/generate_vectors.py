@@ -20,6 +20,7 @@ from fedprivacy.hazmat.field import Modulus, dtype_of
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
 from fedprivacy.secagg.messages import MessageType, UnmaskRequest, decode_message
+from fedprivacy.policy import weakened_policy
 
 VECTOR_DIR = Path(__file__).resolve().parent / "vectors"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -131,6 +132,7 @@ def run_case(case: dict) -> dict:
         observer=lambda sender, recipient, data: transcript.append(
             {"from": sender, "to": recipient, "type": data[6], "hex": data.hex()}
         ),
+        policy=weakened_policy(),  # small hand-picked thresholds: the vectors pin the wire, not the policy
     )
     return {
         "name": case["name"],

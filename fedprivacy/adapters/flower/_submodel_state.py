@@ -11,13 +11,15 @@ Three kinds of client state, three places:
   secret keys, shares and sketch): a record in ``context.state`` that lives only from the round's
   ``RoundStart`` until the client reaches a terminal stage; it is never written to a file by
   fedprivacy. See :func:`save_round`.
-* **Settings** (randomized-response parameters, budget cap, state directory): read from the node
-  config first, then the run config (:func:`rr_parameters_from_config`, :func:`state_directory`).
+* **Settings**: the client's :class:`~fedprivacy.policy.ClientPolicy` comes from the *node* config
+  only (:func:`policy_from_config`; the run config is the server's side). Randomized-response
+  parameters and the budget cap: the node config's are the client's own; a run config may only
+  suggest more privacy (:func:`rr_parameters_from_config`, :func:`epsilon_cap_from_config`). The
+  state directory: :func:`state_directory`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 from collections.abc import Mapping
@@ -27,10 +29,11 @@ from pathlib import Path
 from flwr.app import ConfigRecord, RecordDict
 
 from ...accounting.ledger import Ledger, parse_ledger
-from ...errors import DecodeError, InvalidParameters
+from ...errors import DecodeError, InvalidParameters, PolicyViolation
 from ...hazmat.prg import DeterministicRandomness
 from ...ldp.memo import PermanentMemo
 from ...ldp.params import RRParameters
+from ...policy import ClientPolicy
 from ...submodel.client import SubmodelRoundClient
 
 __all__ = [
@@ -43,6 +46,8 @@ __all__ = [
     "ContextStore",
     "RoundSlot",
     "ResumableRandomness",
+    "POLICY_KEYS",
+    "policy_from_config",
     "rr_parameters_from_config",
     "epsilon_cap_from_config",
     "state_directory",
@@ -58,6 +63,17 @@ EPSILON_KEY = "fedprivacy-epsilon"
 EPSILON_1_KEY = "fedprivacy-epsilon-1"
 EPSILON_CAP_KEY = "fedprivacy-epsilon-cap"
 _RR_KEYS = (CPP_KEY, *P_KEYS, EPSILON_KEY, EPSILON_1_KEY)
+# Node-config keys of the client policy's knobs (fedprivacy.policy.ClientPolicy), with their types.
+POLICY_KEYS: dict[str, tuple[str, type]] = {
+    "fedprivacy-adversary": ("adversary", str),
+    "fedprivacy-corrupt-fraction": ("corrupt_fraction", float),
+    "fedprivacy-min-parties": ("min_parties", int),
+    "fedprivacy-max-allocation-bytes": ("max_allocation_bytes", int),
+    "fedprivacy-max-psu-attempts": ("max_psu_attempts", int),
+    "fedprivacy-min-psu-cohort": ("min_psu_cohort", int),
+    "fedprivacy-min-choosers": ("min_choosers", int),
+    "fedprivacy-allow-insecure": ("allow_insecure", bool),
+}
 
 LEDGER_RECORD = "fedprivacy.submodel.ledger"
 ROUND_RECORD = "fedprivacy.submodel.round"
@@ -66,22 +82,63 @@ ROUND_RECORD = "fedprivacy.submodel.round"
 # -- settings -------------------------------------------------------------------------------------
 
 
-def _pick(node_config: Mapping[str, object], run_config: Mapping[str, object], keys: tuple[str, ...]) -> Mapping[str, object]:
-    """The config that sets any of ``keys``: the node's own config wins over the run's."""
-    if any(k in node_config for k in keys):
-        return node_config
-    return run_config
+def policy_from_config(node_config: Mapping[str, object]) -> ClientPolicy:
+    """The node's :class:`~fedprivacy.policy.ClientPolicy`, from its node config only: the keys of
+    :data:`POLICY_KEYS`, plus its own randomized-response parameters and cap (the keys of
+    :func:`rr_parameters_from_config`, read from the node config). Unset knobs keep the safe defaults."""
+    changes: dict[str, object] = {}
+    for key, (name, kind) in POLICY_KEYS.items():
+        if key not in node_config:
+            continue
+        value = node_config[key]
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise InvalidParameters(f"{key} must be true or false")
+        elif kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidParameters(f"{key} must be an integer")
+        elif kind is float:
+            value = _number(value, key)
+        else:
+            value = str(value)
+        changes[name] = value
+    allow_insecure = bool(changes.get("allow_insecure", False))
+    own = _rr_from(node_config, allow_insecure)
+    if own is not None:
+        changes["rr_parameters"] = own
+    if EPSILON_CAP_KEY in node_config:
+        changes["epsilon_cap"] = _cap_from(node_config)
+    return ClientPolicy(**changes)  # type: ignore[arg-type]
 
 
-def rr_parameters_from_config(node_config: Mapping[str, object], run_config: Mapping[str, object]) -> RRParameters:
+def rr_parameters_from_config(
+    node_config: Mapping[str, object], run_config: Mapping[str, object], policy: ClientPolicy | None = None
+) -> RRParameters:
     """The client's randomized-response parameters: exactly one of ``fedprivacy-cpp`` (a preset, 1..5),
     ``fedprivacy-p1``..``fedprivacy-p4`` (probabilities as strings such as "3/4" or numbers), or
-    ``fedprivacy-epsilon`` [+ ``fedprivacy-epsilon-1``]. The node config wins over the run config;
-    neither sets any: CPP2, the scheme's recommended preset."""
-    config = _pick(node_config, run_config, _RR_KEYS)
+    ``fedprivacy-epsilon`` [+ ``fedprivacy-epsilon-1``]. Set in the node config, they are the client's
+    own (its policy's, default CPP2, the scheme's recommended preset); set in the run config only, they
+    are a suggestion taken only if at least as private as the client's own
+    (:class:`~fedprivacy.errors.PolicyViolation` otherwise). Infinite epsilon (CPP1) needs the node's
+    ``fedprivacy-allow-insecure``."""
+    policy = policy_from_config(node_config) if policy is None else policy
+    if any(k in node_config for k in _RR_KEYS):
+        policy.check_rr(policy.rr_parameters)
+        return policy.rr_parameters
+    if not any(k in run_config for k in _RR_KEYS):
+        return policy.rr_parameters
+    try:
+        suggested = _rr_from(run_config, allow_insecure=True)  # judged by the policy, not by the parser
+    except InvalidParameters as exc:
+        raise PolicyViolation("rr_parameters", f"the run config's randomized response is invalid: {exc}") from None
+    return policy.accept_rr(suggested)
+
+
+def _rr_from(config: Mapping[str, object], allow_insecure: bool) -> RRParameters | None:
+    """The randomized-response parameters ``config`` sets (None if it sets none)."""
     given = [CPP_KEY in config, EPSILON_KEY in config or EPSILON_1_KEY in config, any(k in config for k in P_KEYS)]
     if sum(given) == 0:
-        return RRParameters.preset(2)
+        return None
     if sum(given) != 1:
         raise InvalidParameters(f"give one of {CPP_KEY}, {EPSILON_KEY} [{EPSILON_1_KEY}] or {', '.join(P_KEYS)}")
     if given[0]:
@@ -94,16 +151,22 @@ def rr_parameters_from_config(node_config: Mapping[str, object], run_config: Map
                                           None if epsilon_1 is None else _number(epsilon_1, EPSILON_1_KEY))
     if not all(k in config for k in P_KEYS):
         raise InvalidParameters(f"{', '.join(P_KEYS)} go together")
-    return RRParameters(*(config[k] for k in P_KEYS))
+    return RRParameters(*(config[k] for k in P_KEYS), allow_insecure=allow_insecure)  # type: ignore[arg-type]
 
 
-def epsilon_cap_from_config(node_config: Mapping[str, object], run_config: Mapping[str, object]) -> float:
-    """The ledger's budget cap (``fedprivacy-epsilon-cap``; default: no cap). Used when the ledger is created."""
-    config = _pick(node_config, run_config, (EPSILON_CAP_KEY,))
-    if EPSILON_CAP_KEY not in config:
-        return math.inf
+def epsilon_cap_from_config(
+    node_config: Mapping[str, object], run_config: Mapping[str, object], policy: ClientPolicy | None = None
+) -> float:
+    """The ledger's budget cap (``fedprivacy-epsilon-cap``; default: no cap): the node's own, lowered by
+    the run config's if that is smaller (a cap may only go down). A ledger created with a higher cap
+    gets a line lowering it."""
+    policy = policy_from_config(node_config) if policy is None else policy
+    return policy.accept_cap(_cap_from(run_config) if EPSILON_CAP_KEY in run_config else None)
+
+
+def _cap_from(config: Mapping[str, object]) -> float:
     cap = _number(config[EPSILON_CAP_KEY], EPSILON_CAP_KEY)
-    if cap < 0:
+    if not cap >= 0:
         raise InvalidParameters(f"{EPSILON_CAP_KEY} must be >= 0")
     return cap
 

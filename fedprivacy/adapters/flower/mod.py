@@ -21,6 +21,12 @@ the node's :class:`~fedprivacy.secagg.SecAggClient` and replies with the client'
   client refuses a split that overlaps, names a party it never exchanged shares with, or contradicts
   one it already answered: it never releases both secrets of one peer.
 
+**The node's policy.** At ``setup`` the node checks the round's config against its own
+:class:`~fedprivacy.policy.ClientPolicy`, read from the *node* config only (``fedprivacy-adversary``,
+``fedprivacy-corrupt-fraction``, ``fedprivacy-min-parties``, ``fedprivacy-max-allocation-bytes``; see
+``protocols/secagg/spec.md``, "Client policy"): too few parties, a threshold below the bound for the
+policy's adversary, or a vector above the byte budget is refused before any key leaves the node.
+
 **Where the client lives between two messages.** A SuperNode runs its ClientApp in a fresh process
 for every message (and a simulation in whichever worker is free), so nothing kept in this module or
 in the mod object survives from one stage to the next: only ``context.state`` does. The client is
@@ -49,7 +55,7 @@ from flwr.common.constant import ErrorCode
 from flwr.common.logger import log
 from flwr.compat.common import recorddict_compat as compat
 
-from ...errors import DecodeError, FedPrivacyError, InvalidParameters
+from ...errors import DecodeError, FedPrivacyError, InvalidParameters, PolicyViolation
 from ...secagg import Quantizer, SecAggClient, SecAggConfig
 from ...secagg.messages import KeyBroadcast, Message as SecAggMessage, RoutedShares, UnmaskRequest, decode_message
 from ...secagg.stages import ClientStage
@@ -63,6 +69,7 @@ _STEP_OF_STAGE = {
     ClientStage.INPUT_SENT: 3,
     ClientStage.COMPLETED: 3,
 }
+from ._submodel_state import policy_from_config
 from .constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
 
 __all__ = ["secaggplus_mod"]
@@ -196,13 +203,13 @@ def _load(ctxt: Context, session: bytes) -> tuple[SecAggClient, Quantizer]:
     if stored.get(Key.SESSION) != session:
         raise _Refused("the message belongs to another round than the one in progress")
     try:
-        client = SecAggClient.restore(stored[Key.CLIENT])
+        client = SecAggClient.restore(stored[Key.CLIENT], policy=policy_from_config(ctxt.node_config))
         config = client.config
         quantizer = Quantizer(
             config.modulus, float(stored[Key.CLIPPING_RANGE]), config.clients, float(stored[Key.MAX_WEIGHT]),
             float(stored[Key.SCALE]),
         )
-    except (DecodeError, InvalidParameters, KeyError, TypeError) as exc:
+    except (DecodeError, InvalidParameters, PolicyViolation, KeyError, TypeError) as exc:
         _forget(ctxt)
         raise _Refused(f"the stored round state is unusable: {exc}") from None
     return client, quantizer
@@ -225,8 +232,8 @@ def _setup(msg: Message, ctxt: Context, record: ConfigRecord) -> Message:
             config.modulus, float(record[Key.CLIPPING_RANGE]), config.clients, float(record[Key.MAX_WEIGHT]),
             float(record[Key.SCALE]),
         )
-        client = SecAggClient(config, party_id)
-    except InvalidParameters as exc:
+        client = SecAggClient(config, party_id, policy=policy_from_config(ctxt.node_config))  # the node's policy
+    except (InvalidParameters, PolicyViolation) as exc:
         raise _Refused(f"setup: {exc}") from None
     reply = client.start()[0].to_bytes()
     _save(ctxt, client, quantizer, record, reply)

@@ -55,7 +55,7 @@ from flwr.serverapp import Grid
 
 from ...errors import DecodeError, FedPrivacyError, InvalidParameters, RoundAborted
 from ...hazmat.prg import RandomSource, system_random_bytes
-from ...submodel.client import ClientState, SubmodelRoundClient
+from ...submodel.client import ClientState, SubmodelRoundClient, lower_cap
 from ...submodel.messages import RoundStart, SubmodelMessage, decode_submodel_message
 from ...submodel.server import RoundResult, SubmodelRoundServer
 from ...submodel.settings import RoundSettings
@@ -68,6 +68,7 @@ from ._submodel_state import (
     clear_round,
     epsilon_cap_from_config,
     load_round,
+    policy_from_config,
     rr_parameters_from_config,
     save_round,
     state_directory,
@@ -392,10 +393,16 @@ class SecureSubmodelClient:
     A node restarted mid-round has lost it: it answers the next message of that round with an error
     and the server counts it as a dropout.
 
-    Randomized-response settings come from the node config, else the run config: ``fedprivacy-cpp``
-    (preset 1..5), or ``fedprivacy-p1``..``fedprivacy-p4``, or ``fedprivacy-epsilon`` [+
-    ``fedprivacy-epsilon-1``]; default CPP2. ``fedprivacy-epsilon-cap`` caps the ledger's budget when
-    it is created (default: none).
+    The node's :class:`~fedprivacy.policy.ClientPolicy` comes from its node config only
+    (``fedprivacy-min-choosers``, ``fedprivacy-max-psu-attempts``, ``fedprivacy-allow-insecure``, ...:
+    :data:`~fedprivacy.adapters.flower._submodel_state.POLICY_KEYS`). Randomized-response settings:
+    ``fedprivacy-cpp`` (preset 1..5), or ``fedprivacy-p1``..``fedprivacy-p4``, or
+    ``fedprivacy-epsilon`` [+ ``fedprivacy-epsilon-1``]; in the node config they are the node's own
+    (default CPP2), in the run config only a suggestion taken if at least as private.
+    ``fedprivacy-epsilon-cap`` caps the ledger's budget (the node's, lowered by the run config's if
+    smaller; a lower cap than the ledger's is recorded in it). PSU attempts per round index are counted
+    in the ledger, so a server that restarts the round (a fresh attempt-0 ``RoundStart``) beyond
+    ``max_psu_attempts`` is refused.
 
     What the node reveals: see the module docstring. Every failure (a bad server message, a training
     error, a missing round) is answered with a Flower error reply and the node is out of the round.
@@ -470,15 +477,17 @@ class SecureSubmodelClient:
 
     def _client_state(self, context: Context, party: int) -> ClientState:
         trainer = self.client_fn(context)
-        params = rr_parameters_from_config(context.node_config, context.run_config)
-        cap = epsilon_cap_from_config(context.node_config, context.run_config)
+        policy = policy_from_config(context.node_config)  # the node's own, never the run's
+        params = rr_parameters_from_config(context.node_config, context.run_config, policy)
+        cap = epsilon_cap_from_config(context.node_config, context.run_config, policy)
         client_id = f"client-{trainer.client_id}"
         directory = state_directory(context.node_config, context.run_config, self.state_dir)
         store: ClientStore | ContextStore = (ContextStore(context.state, client_id) if directory is None
                                              else ClientStore(directory, client_id))
         ledger = store.open_ledger(cap)
+        lower_cap(ledger, store, cap)  # a cap only goes down, and the ledger says when
         memo = store.load_memo(params, ledger)
-        return ClientState(_AsParty(trainer, party), params, ledger, memo, store)
+        return ClientState(_AsParty(trainer, party), params, ledger, memo, store, policy)
 
 
 class _NotInRound(Exception):

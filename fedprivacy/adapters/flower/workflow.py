@@ -51,7 +51,7 @@ from flwr.serverapp import Grid
 
 from ...errors import DecodeError, FedPrivacyError, InvalidParameters, RoundAborted
 from ...hazmat.field import Modulus
-from ...secagg import Quantizer, SecAggConfig, SecAggServer, check_graph_parameters
+from ...secagg import Adversary, Quantizer, SecAggConfig, SecAggServer, check_graph_parameters, minimum_threshold
 from ...secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse, decode_message
 from ...secagg.server import Outbound
 from .constants import RECORD_KEY_CONFIGS, Key, Stage
@@ -102,6 +102,9 @@ class SecAggPlusWorkflow:
         in which a node also keeps a share of its own secrets.
     reconstruction_threshold : int | float
         ``t``: shares needed to rebuild a secret; a float is a fraction of ``num_shares`` (at least 2).
+        A ``t`` below what the nodes' default :class:`~fedprivacy.policy.ClientPolicy` accepts for the
+        sampled ``(n, k)`` (the semi-malicious bound, with ``corrupt_fraction``) is raised to it, with a
+        warning: the nodes would refuse the round otherwise.
         In a SecAgg+ graph the shares go to the ``k`` neighbours only, so ``t <= k`` and a node that
         survives needs ``t`` surviving neighbours (Flower counts the node itself as one of them).
     max_weight : float (default: 1000.0)
@@ -203,6 +206,14 @@ class SecAggPlusWorkflow:
         else:
             threshold = self.reconstruction_threshold
         holders = clients if neighbours == clients - 1 else neighbours
+        # Nodes running fedprivacy's mod refuse a threshold below the semi-malicious bound of their
+        # default policy (fedprivacy.policy.ClientPolicy): never ask for less.
+        floor = minimum_threshold(clients, neighbours, self.corrupt_fraction, Adversary.SEMI_MALICIOUS)
+        if threshold < floor:
+            log(WARNING, "SecAgg+: reconstruction threshold %s raised to %s (n=%s, k=%s), the least the "
+                "nodes' default policy accepts against a server that may lie about dropouts", threshold, floor,
+                clients, neighbours)
+            threshold = floor
         if threshold > holders:
             raise InvalidParameters(
                 f"reconstruction threshold {threshold} exceeds the {holders} share holders of each node "
@@ -331,7 +342,8 @@ class _Round:
     def _warn_if_outside_bounds(self, n: int, neighbours: int, threshold: int) -> None:
         workflow = self.workflow
         try:
-            check_graph_parameters(n, neighbours, threshold, workflow.corrupt_fraction, workflow.dropout_fraction)
+            check_graph_parameters(n, neighbours, threshold, workflow.corrupt_fraction, workflow.dropout_fraction,
+                                   Adversary.SEMI_MALICIOUS)
         except InvalidParameters as exc:
             log(WARNING, "SecAgg+ parameters outside fedprivacy's bounds (the round goes on): %s", exc)
 

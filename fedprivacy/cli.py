@@ -498,9 +498,10 @@ def _bench_round(args: argparse.Namespace) -> int:
     from .ldp import RRParameters
 
     params = _rr_params(args) if (args.epsilon is not None or args.p1 is not None) else RRParameters.preset(args.cpp or 2)
-    result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed)
+    result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed,
+                             ddp=_ddp_options(args).get("ddp"))
     _emit(result, args.json)
-    return 0 if result["correct"] else 1
+    return 0 if result["correct"] in (True, None) else 1
 
 
 def _add_rr_arguments(parser: argparse.ArgumentParser) -> None:
@@ -618,6 +619,10 @@ def build_parser() -> argparse.ArgumentParser:
     round_bench.add_argument("--dim", type=int, default=18)
     round_bench.add_argument("--dropout", type=float, default=0.1)
     round_bench.add_argument("--seed", type=int, default=0)
+    round_bench.add_argument("--ddp-epsilon", type=float, default=None, help="distributed DP: epsilon per round")
+    round_bench.add_argument("--delta", type=float, default=1e-6)
+    round_bench.add_argument("--ddp-clip", type=float, default=8.0)
+    round_bench.add_argument("--ddp-sensitivity", type=int, default=1 << 12)
     round_bench.add_argument("--json", action="store_true")
     _add_rr_arguments(round_bench)
     round_bench.set_defaults(run=_bench_round)

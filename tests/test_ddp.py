@@ -448,3 +448,15 @@ def test_with_negligible_noise_the_ddp_round_matches_the_plain_round():
         _drive(server, parties)
         results.append(np.asarray(server.model.rows(np.arange(500, dtype=np.uint64))))
     assert np.allclose(results[0], results[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("variance", [1, 7, 4096, 503_467_723])
+def test_the_guide_lookup_equals_a_full_binary_search(variance):
+    hi, _, limit = gaussian_table(variance)
+    words = np.frombuffer(DeterministicRandomness(f"guide/{variance}")(8 * 200_000), dtype="<u8").astype(np.uint64)
+    words[:hi.size] = hi[: min(hi.size, 200_000)] + np.uint64(1)  # just above entries, where buckets split
+    raw = words.astype("<u8").tobytes()
+    samples = discrete_gaussian_table(variance, words.size, _stream(raw + DeterministicRandomness("second")(8 * words.size)))
+    ties = np.isin(words, hi)
+    expected = np.searchsorted(hi, words, side="left").astype(np.int64) - limit
+    assert np.array_equal(samples[~ties], expected[~ties])

@@ -250,6 +250,7 @@ TABLE_TOTAL_VARIATION_LOG2 = -107  # per sample, between the table sampler and N
 _FIXED = 256  # bits of the fixed-point weights
 _TAIL_EXPONENT = 100  # the table covers |x| <= L with L^2 / (2S) >= 100
 _TABLES: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+_GUIDES: dict[int, tuple[np.ndarray, int]] = {}
 _TABLE_CACHE = 8
 
 
@@ -300,9 +301,26 @@ def gaussian_table(variance: int) -> tuple[np.ndarray, np.ndarray, int]:
         lo.append(low & mask)
     table = (np.array(hi, dtype=np.uint64), np.array(lo, dtype=np.uint64), limit)
     if len(_TABLES) >= _TABLE_CACHE:
-        _TABLES.pop(next(iter(_TABLES)))
+        oldest = next(iter(_TABLES))
+        _TABLES.pop(oldest)
+        _GUIDES.pop(oldest, None)
     _TABLES[s] = table
     return table
+
+
+def _guide(variance: int, hi: np.ndarray) -> tuple[np.ndarray, int]:
+    """guide[b] = #{k : hi_k < b 2^(64 - bits)} for every bucket b of the first word's top ``bits`` bits
+    (plus one end entry): a bucket's entries are hi[guide[b]:guide[b + 1]]. Speeds up the lookup only;
+    the sample is the same as a full binary search."""
+    if variance in _GUIDES:
+        return _GUIDES[variance]
+    bits = int(min(21, max(8, int(hi.size).bit_length() + 2)))
+    edges = np.arange(1 << bits, dtype=np.uint64) << np.uint64(64 - bits)
+    guide = np.empty((1 << bits) + 1, dtype=np.int64)
+    guide[:-1] = np.searchsorted(hi, edges, side="left")
+    guide[-1] = hi.size
+    _GUIDES[variance] = (guide, bits)
+    return guide, bits
 
 
 def discrete_gaussian_table(variance: int, count: int, random_bytes: RandomSource = system_random_bytes) -> np.ndarray:
@@ -322,8 +340,18 @@ def discrete_gaussian_table(variance: int, count: int, random_bytes: RandomSourc
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
         raise InvalidParameters(f"count must be an integer >= 0, got {count!r}")
     hi, lo, limit = gaussian_table(variance)
+    guide, bits = _guide(int(variance), hi)
     first = _words(int(count), random_bytes)
-    index = np.searchsorted(hi, first, side="left")  # entries with hi < U1 are certainly <= R
+    # index = #{k : hi_k < U1} (entries with hi < U1 are certainly <= R), found through the guide: a
+    # bucket holds at most one entry in the bulk of the law; buckets with more take a binary search.
+    bucket = (first >> np.uint64(64 - bits)).astype(np.int64)
+    index = guide[bucket]
+    width = guide[bucket + 1] - index
+    single = np.flatnonzero(width == 1)
+    index[single] += hi[index[single]] < first[single]
+    several = np.flatnonzero(width > 1)
+    if several.size:
+        index[several] = np.searchsorted(hi, first[several], side="left")
     tied = np.flatnonzero(hi[np.minimum(index, hi.size - 1)] == first)
     tied = tied[index[tied] < hi.size]
     if tied.size:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .ddp import options as ddp_options
 from .errors import FedPrivacyError, InvalidParameters
 from .hazmat.field import Modulus
 
@@ -107,6 +108,7 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
         c.client_id: ClientState.new(
             _ReportingClient(ReferenceClient(c), trained), params,
             directory=None if out_dir is None else str(out_dir / "clients" / f"client-{c.client_id}"),
+            policy=ddp_options.with_client_ddp(args),
         )
         for c in workload.clients
     }
@@ -115,7 +117,7 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
     largest = args.items if args.dataset == "synthetic" else 1000  # a public cap per client
     # The aggregation threshold must tolerate the scripted drops even for a handful of clients.
     tolerance = min(0.45, max(0.1, args.dropout) + 1.0 / len(workload.clients))
-    settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=largest, **_ddp_options(args))
+    settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=largest, **ddp_options.round_fields(args))
     rng = np.random.default_rng(args.seed + 1)  # which synthetic clients drop: public simulation choice
 
     progress.update(stage="evaluating the initial model")
@@ -170,9 +172,7 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
         "epsilon_inf": params.epsilon_inf,
         "rounds": rows,
         "final_test_auc": rows[-1]["test_auc"],
-        "ddp": None if settings.ddp is None else {"epsilon_per_round": args.ddp_epsilon, "delta": args.delta,
-                                                  "l2_clip": settings.ddp.l2_clip, "sensitivity": settings.ddp.sensitivity,
-                                                  "noise_multiplier": settings.ddp.noise_multiplier},
+        **ddp_options.report_fields(args, settings.ddp),
     }
     if baselines is not None:
         report["comparison"] = _compare_table(report, rows, baselines)
@@ -209,15 +209,6 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
     for row in rows:
         print("  ".join(f"{row[h]:>13.4g}" if isinstance(row.get(h), float) else f"{row.get(h, ''):>13}" for h in header))
     return 0
-
-
-def _ddp_options(args: argparse.Namespace) -> dict:
-    """RoundSettings fields for ``--ddp-epsilon`` (per round, at ``--delta``): counts become 0/1 weights."""
-    if getattr(args, "ddp_epsilon", None) is None:
-        return {}
-    from .ddp import DDPSettings
-
-    return {"ddp": DDPSettings.for_epsilon(args.ddp_epsilon, args.delta, args.ddp_clip, args.ddp_sensitivity), "max_samples": 1}
 
 
 def _start_baselines(args: argparse.Namespace, workload, universe: int) -> dict:
@@ -262,7 +253,7 @@ def _compare_table(report: dict, rows: list[dict], baselines: dict) -> list[dict
             "test_auc": last["test_auc"],
             "upload_bytes_per_client": last["upload_bytes_per_client"],
             "download_bytes_per_client": last["download_bytes_per_client"],
-            "privacy": f"server sees U, each S'' (eps_1 {report['epsilon_1']:.2f}, eps_inf {report['epsilon_inf']:.2f}), per-row sums" + ("" if report.get('ddp') is None else f" under DDP (eps {report['ddp']['epsilon_per_round']:g} per round, delta {report['ddp']['delta']:g})"),
+            "privacy": f"server sees U, each S'' (eps_1 {report['epsilon_1']:.2f}, eps_inf {report['epsilon_inf']:.2f}), per-row sums" + ddp_options.privacy_note(report),
         },
         {
             "method": "plaintext submodel FL",
@@ -411,13 +402,7 @@ def _privacy(args: argparse.Namespace) -> int:
     result["epsilon_inf_replace_one"] = _finite(scale_for_relation(params.epsilon_inf, "replace-one-index"))
     if args.set_size is not None:
         result["epsilon_inf_whole_set"] = _finite(scale_for_relation(params.epsilon_inf, "whole-set", args.set_size))
-    if args.ddp_noise_multiplier is not None:  # the updates' distributed DP (protocols/ddp/spec.md)
-        from .ddp import reported_epsilon
-
-        rho = 1.0 / (2.0 * args.ddp_noise_multiplier**2)
-        rounds = args.reports or 1
-        result.update({"update_rho_per_round": rho, "update_delta": args.delta, "update_rounds": rounds,
-                       "update_epsilon": reported_epsilon(rho * rounds, args.delta)})
+    result.update(ddp_options.privacy_fields(args))
     if args.clients is not None:
         p7, p8 = theorem_5_5_probabilities(params, 1, args.clients - 1)
         result["p7_one_holder"] = float(p7)
@@ -460,8 +445,7 @@ def _audit(args: argparse.Namespace) -> int:
             print(
                 f"{client['client_id']}: spent {client['spent']} of {client['cap']} (remaining {client['remaining']}, "
                 f"rounds until exhaustion {client['rounds_until_exhaustion']}, {client['releases']} releases){flag}"
-                + (f"; updates: epsilon {client['update_epsilon']:.4f} at delta {client['update_delta']:g} "
-                   f"over {client['update_releases']} releases" if client["update_releases"] else "")
+                + ddp_options.audit_note(client)
             )
         print(f"population: {len(clients)} clients, spent {report['spent']}, {report['over_cap']} over cap")
     return 1 if broken or report["disagreements"] or report["over_cap"] else 0
@@ -475,9 +459,7 @@ def _bench_ldp(args: argparse.Namespace) -> int:
 
 
 def _bench_ddp(args: argparse.Namespace) -> int:
-    from .bench.ddp import run_ddp_bench
-
-    _emit(run_ddp_bench(args.scale, args.count, args.opendp_count, args.repeats), args.json)
+    _emit(ddp_options.run_bench(args), args.json)
     return 0
 
 
@@ -499,7 +481,7 @@ def _bench_round(args: argparse.Namespace) -> int:
 
     params = _rr_params(args) if (args.epsilon is not None or args.p1 is not None) else RRParameters.preset(args.cpp or 2)
     result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed,
-                             ddp=_ddp_options(args).get("ddp"))
+                             ddp=ddp_options.round_fields(args).get("ddp"))
     _emit(result, args.json)
     return 0 if result["correct"] in (True, None) else 1
 
@@ -534,11 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also run plaintext submodel FL and full-model FedAvg with secure aggregation")
     simulate.add_argument("--no-plots", action="store_true",
                           help="with --out: skip auc.png and epsilon.png (they need the plot extra: matplotlib)")
-    simulate.add_argument("--ddp-epsilon", type=float, default=None,
-                          help="distributed DP for the updates: (epsilon, --delta) per round for every row sum")
-    simulate.add_argument("--delta", type=float, default=1e-6, help="delta of --ddp-epsilon")
-    simulate.add_argument("--ddp-clip", type=float, default=8.0, help="L2 clip of a client's whole upload (with counts)")
-    simulate.add_argument("--ddp-sensitivity", type=int, default=1 << 12, help="the L2 clip in integer levels")
+    ddp_options.add_round_options(simulate)
     simulate.add_argument("--json", action="store_true", help="the report as one JSON object on stdout")
     simulate.add_argument("--quiet", action="store_true",
                           help="no progress or status lines on stderr (warnings and errors still go there)")
@@ -593,10 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     ldp.set_defaults(run=_bench_ldp)
 
     ddp = which.add_parser("ddp", help="exact discrete Gaussian samples per second, against OpenDP's")
-    ddp.add_argument("--scale", type=int, default=10, help="standard deviation (the variance is its square)")
-    ddp.add_argument("--count", type=int, default=1_000_000)
-    ddp.add_argument("--opendp-count", type=int, default=100_000)
-    ddp.add_argument("--repeats", type=int, default=5)
+    ddp_options.add_bench_options(ddp)
     ddp.add_argument("--json", action="store_true")
     ddp.set_defaults(run=_bench_ddp)
 
@@ -619,10 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     round_bench.add_argument("--dim", type=int, default=18)
     round_bench.add_argument("--dropout", type=float, default=0.1)
     round_bench.add_argument("--seed", type=int, default=0)
-    round_bench.add_argument("--ddp-epsilon", type=float, default=None, help="distributed DP: epsilon per round")
-    round_bench.add_argument("--delta", type=float, default=1e-6)
-    round_bench.add_argument("--ddp-clip", type=float, default=8.0)
-    round_bench.add_argument("--ddp-sensitivity", type=int, default=1 << 12)
+    ddp_options.add_round_options(round_bench)
     round_bench.add_argument("--json", action="store_true")
     _add_rr_arguments(round_bench)
     round_bench.set_defaults(run=_bench_round)
@@ -632,9 +604,7 @@ def build_parser() -> argparse.ArgumentParser:
     privacy.add_argument("--reports", type=int, default=None, help="also: epsilon after this many reports")
     privacy.add_argument("--set-size", type=int, default=None, help="public bound m for the whole-set relation")
     privacy.add_argument("--clients", type=int, default=None, help="also: Theorem 5.5's p7, p8 for n clients")
-    privacy.add_argument("--ddp-noise-multiplier", type=float, default=None,
-                         help="also: the update epsilon of distributed DP at this noise multiplier (--reports rounds)")
-    privacy.add_argument("--delta", type=float, default=1e-6, help="delta of the update epsilon")
+    ddp_options.add_privacy_options(privacy)
     privacy.add_argument("--json", action="store_true")
     privacy.set_defaults(run=_privacy)
 

@@ -460,3 +460,22 @@ def test_the_guide_lookup_equals_a_full_binary_search(variance):
     ties = np.isin(words, hi)
     expected = np.searchsorted(hi, words, side="left").astype(np.int64) - limit
     assert np.array_equal(samples[~ties], expected[~ties])
+
+
+def test_command_line_ddp_options(tmp_path, capsys):
+    from fedprivacy.cli import main
+
+    assert main(["privacy", "--cpp", "2", "--ddp-noise-multiplier", "2", "--reports", "4", "--delta", "1e-5", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["update_epsilon"] == reported_epsilon(4 / 8, 1e-5) and shown["update_rounds"] == 4
+    out = tmp_path / "run"
+    assert main(["simulate", "--clients", "6", "--items", "10", "--universe", "300", "--rounds", "1", "--quiet",
+                 "--ddp-epsilon", "3", "--delta", "1e-5", "--out", str(out), "--no-plots", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ddp"]["epsilon_per_round"] == 3 and report["rounds"][-1]["update_epsilon_max"] <= 3.0
+    assert main(["audit", str(out), "--json"]) == 0
+    audited = json.loads(capsys.readouterr().out)
+    assert all(c["update_releases"] == 1 and 0 < c["update_epsilon"] <= 3.0 for c in audited["per_client"])
+    assert main(["bench", "ddp", "--count", "20000", "--opendp-count", "2000", "--repeats", "1", "--json"]) == 0
+    bench = json.loads(capsys.readouterr().out)
+    assert bench["samples_per_second"] > 0 and bench["count"] == 20000

@@ -1,5 +1,10 @@
 """Exact discrete Gaussian sampling N_Z(0, S) with integer variance parameter S, vectorised.
 
+Two samplers: :func:`discrete_gaussian` (rejection, exact, the reference) and
+:func:`discrete_gaussian_table` (inversion with a certified table, within total variation 2^-107 per
+sample, about 15x faster; the production noise). Both read the random source as described below and
+in ``protocols/ddp/spec.md`` §3.
+
 P[X = x] = exp(-x^2 / (2 S)) / sum_y exp(-y^2 / (2 S)) for every integer x. The algorithm is
 Canonne, Kamath and Steinke ("The Discrete Gaussian for Differential Privacy", NeurIPS 2020,
 Algorithms 1-3) with every acceptance decision made on integers: a coin Bernoulli(n/d) is one
@@ -17,8 +22,11 @@ Building blocks (``t = isqrt(S) + 1``):
 * the Gaussian step (CKS Algorithm 3): a Laplace proposal Y is accepted with
   Bern(exp(-(|Y| t - S)^2 / (2 S t^2))). With |a| = ||Y| t - S| = c t + e (0 <= e < t), the exponent
   is c^2/(2S) + c e/(S t) + e^2/(2 S t^2), and the coin is three Bern(exp(-.)) coins in that order,
-  all of which must succeed. With S <= 2^30 every numerator and denominator stays below 2^63 (c is
-  below 2^31 unless a geometric loop ran about 2^16 passes, which is also guarded).
+  all of which must succeed. With S <= 2^30 every numerator and denominator stays below 2^63 (the
+  geometric V is below 88, so c < 89 t < 2^22).
+
+* the geometric V with P[V >= k] = exp(-k): a uniform real read lazily against exact 128-bit
+  expansions of exp(-k) (a 128-bit tie, or V >= 88, raises: probability below 2^-120).
 
 Randomness layout (relied on by the vectors): every coin and every uniform integer consumes one
 64-bit little-endian word of the random source. A pass draws one word for every still-active

@@ -36,6 +36,7 @@ vectors: $(VENV)/installed
 	$(PY) protocols/secagg/generate_vectors.py
 	$(PY) protocols/ldp/generate_vectors.py
 	$(PY) protocols/psu/generate_vectors.py
+	$(PY) protocols/ddp/generate_vectors.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

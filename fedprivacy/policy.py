@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .ddp.params import DDPPolicy
 from .errors import InvalidParameters, PolicyViolation
 from .ldp.params import RRParameters
 from .secagg.params import MAX_CLIENTS, Adversary, minimum_threshold
@@ -84,6 +85,10 @@ class ClientPolicy:
     allow_insecure : bool
         Accept randomized-response parameters with infinite epsilon (CPP1: the report is the real set).
         and ``min_choosers = 1``. Default False; never set it for real users.
+    ddp : DDPPolicy
+        The client's distributed-DP requirements for its updates (protocols/ddp/spec.md): its minimum
+        noise multiplier (it adds at least that much noise whatever the server proposes), the clients
+        it assumes collude, its update delta and epsilon cap, and whether a round without DDP is refused.
     """
 
     adversary: Adversary = Adversary.SEMI_MALICIOUS
@@ -96,6 +101,7 @@ class ClientPolicy:
     rr_parameters: RRParameters = field(default_factory=_default_rr)
     epsilon_cap: float = math.inf
     allow_insecure: bool = False
+    ddp: DDPPolicy = field(default_factory=DDPPolicy)
 
     def __post_init__(self) -> None:
         try:
@@ -247,6 +253,7 @@ def _validators() -> dict[str, Callable[[object], str | None]]:
         "rr_parameters": _rr,
         "epsilon_cap": _cap,
         "allow_insecure": _flag,
+        "ddp": lambda value: None if isinstance(value, DDPPolicy) else "must be a DDPPolicy",
     }
 
 

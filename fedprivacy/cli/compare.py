@@ -6,6 +6,7 @@ import argparse
 
 import numpy as np
 
+from .ddp import privacy_note
 from .evaluate import _evaluate
 
 
@@ -51,7 +52,8 @@ def _compare_table(report: dict, rows: list[dict], baselines: dict) -> list[dict
             "test_auc": last["test_auc"],
             "upload_bytes_per_client": last["upload_bytes_per_client"],
             "download_bytes_per_client": last["download_bytes_per_client"],
-            "privacy": f"server sees U, each S'' (eps_1 {report['epsilon_1']:.2f}, eps_inf {report['epsilon_inf']:.2f}), per-row sums",
+            "privacy": f"server sees U, each S'' (eps_1 {report['epsilon_1']:.2f}, eps_inf {report['epsilon_inf']:.2f}), per-row sums"
+                       + privacy_note(report),
         },
         {
             "method": "plaintext submodel FL",

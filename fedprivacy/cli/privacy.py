@@ -6,6 +6,7 @@ import argparse
 import math
 
 from .checks import integer
+from .ddp import add_privacy_options, privacy_fields
 from .output import _emit
 from .rr import _add_rr_arguments, _rr_params
 
@@ -39,6 +40,7 @@ def _privacy(args: argparse.Namespace) -> int:
     result["epsilon_inf_replace_one"] = _finite(scale_for_relation(params.epsilon_inf, "replace-one-index"))
     if args.set_size is not None:
         result["epsilon_inf_whole_set"] = _finite(scale_for_relation(params.epsilon_inf, "whole-set", args.set_size))
+    result.update(privacy_fields(args))
     if args.clients is not None:
         p7, p8 = theorem_5_5_probabilities(params, 1, args.clients - 1)
         result["p7_one_holder"] = float(p7)
@@ -61,5 +63,6 @@ def register(commands) -> None:
                          help="also: epsilon for whole index sets of at most M ids (2 M epsilon_inf)")
     privacy.add_argument("--clients", type=integer(1, 1 << 32), default=None, metavar="N",
                          help="also: Theorem 5.5's p7, p8 (an id held by one of N clients)")
+    add_privacy_options(privacy)
     privacy.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     privacy.set_defaults(run=_privacy)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..secagg.params import MAX_CLIENTS, MAX_DIM
+from . import ddp as ddp_options
 from .checks import UsageError, check, fits_in_memory, fraction, integer, number, readable_file, refuse_ignored, writable_out_dir
 from .rr import _add_rr_arguments, _rr_given
 from .secagg_demo import _simulate_secagg, secagg_demo_memory
@@ -35,13 +36,14 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _check_secagg_mode(args: argparse.Namespace) -> None:
     refuse_ignored(args, ["items", "universe", "rounds", "dropout", "dataset", "data_path", "out", "compare",
-                          "no_plots", "epsilon_cap", *_rr_given(args)],
+                          "no_plots", "epsilon_cap", *ddp_options.ROUND_OPTIONS, *_rr_given(args)],
                    "to --mode secagg (one secure-aggregation round of synthetic float updates)")
     check(args.dim < MAX_DIM, f"--dim must be an integer in [1, {MAX_DIM - 1}] with --mode secagg, got {args.dim}")
     fits_in_memory(secagg_demo_memory(args.clients, args.dim), "this secure-aggregation round")
 
 
 def _check_submodel_mode(args: argparse.Namespace) -> None:
+    ddp_options.round_fields(args)  # the distributed-DP options, checked before anything runs
     for name, value in SUBMODEL.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -113,6 +115,7 @@ def register(commands) -> None:
                           help="also run plaintext submodel FL and full-model FedAvg with secure aggregation")
     simulate.add_argument("--no-plots", action="store_true",
                           help="with --out: skip auc.png and epsilon.png (they need the plot extra: matplotlib)")
+    ddp_options.add_round_options(simulate)
     simulate.add_argument("--json", action="store_true", help="the report as one JSON object on stdout")
     simulate.add_argument("--quiet", action="store_true",
                           help="no progress or status lines on stderr (warnings and errors still go there)")

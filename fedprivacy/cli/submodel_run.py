@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InvalidParameters, RoundAborted
+from . import ddp as ddp_options
 from . import interrupt
 from .compare import _advance_baselines, _baseline_aucs, _compare_table, _start_baselines
 from .evaluate import _evaluate
@@ -159,7 +160,7 @@ def _open_states(args: argparse.Namespace, workload, params, out_dir: Path | Non
     from ..submodel.reference import ReferenceClient
     from ..submodel.secure import ClientState
 
-    policy = ClientPolicy(rr_parameters=params, allow_insecure=args.allow_insecure)
+    policy = ddp_options.with_client_ddp(args, ClientPolicy(rr_parameters=params, allow_insecure=args.allow_insecure))
     cap = float("inf") if args.epsilon_cap is None else args.epsilon_cap
     return {
         c.client_id: ClientState.new(
@@ -201,7 +202,8 @@ def _set_up(args: argparse.Namespace, progress) -> _Simulation:
     # The aggregation threshold must tolerate the scripted drops even for a handful of clients (a
     # semi-malicious threshold needs corrupt_fraction + 2 * dropout_fraction <= 0.9).
     tolerance = min(0.42, max(0.1, args.dropout) + 1.0 / len(workload.clients))
-    settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=largest)
+    settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=largest,
+                             **ddp_options.round_fields(args))
     rng = np.random.default_rng(args.seed + 1)  # which synthetic clients drop: public simulation choice
     return _Simulation(args, progress, params, workload, states, server, settings, rng, out_dir, training)
 
@@ -316,6 +318,7 @@ def _round_row(sim: _Simulation, round_index: int, outcome) -> dict:
         "epsilon_spent_max": outcome.epsilon_spent_max,
         "epsilon_spent_median": float(np.median(spent)),
         "epsilon_spent_min": float(spent.min()),
+        "update_epsilon_max": max(replay(state.ledger).update_epsilon() for state in sim.states.values()),
     }
 
 
@@ -336,6 +339,7 @@ def _build_report(sim: _Simulation) -> dict:
         "epsilon_cap": args.epsilon_cap,
         "rounds": sim.rows,
         "final_test_auc": sim.rows[-1]["test_auc"],
+        **ddp_options.report_fields(args, sim.settings.ddp),
     }
     if sim.baselines is not None:
         report["comparison"] = _compare_table(report, sim.rows, sim.baselines)

@@ -45,7 +45,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..accounting import Ledger, cap_event, participate, psu_attempt_event, refusal_event, replay
+from ..accounting import Ledger, UpdateEvent, cap_event, participate, psu_attempt_event, refusal_event, replay
+from ..ddp import NoisePlan, check_overflow, client_variance, noise_floor, privatize, release_rho, to_modulus
 from ..adapters.interfaces import SubmodelClient
 from ..errors import (
     BudgetExceeded,
@@ -191,7 +192,7 @@ class SubmodelRoundClient:
         self.party_id = int(state.client.client_id)
         self.stage = RoundClientStage.CREATED
         self.error: FedPrivacyError | None = None
-        self.sat_out_reason: str | None = None  # "oversized" | "budget" (kept on the device)
+        self.sat_out_reason: str | None = None  # "oversized" | "budget" | "update-budget" (kept on the device)
         self.training_seconds = 0.0
         self.chosen: np.ndarray | None = None  # S''_i once reported
         self._random_bytes = random_bytes
@@ -391,7 +392,8 @@ class SubmodelRoundClient:
         if real_count and int(partners[:real_count].min()) < settings.min_choosers - 1:
             raise RemoteProtocolError(f"the plan has rows with fewer than {settings.min_choosers} choosers")
         width = plan.width - 1
-        quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
+        if settings.ddp is None:
+            quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
         assert self._real_ids is not None
         held = np.flatnonzero(np.isin(rows, self._real_ids, assume_unique=True))  # rows it really holds
         started = time.perf_counter()
@@ -407,7 +409,16 @@ class SubmodelRoundClient:
         dense_delta[: message.dense.shape[0]] = result.dense_delta
         values = np.vstack([deltas, dense_delta.reshape(message.dense_rows, width)])
         weights = np.concatenate([counts, np.full(message.dense_rows, float(min(result.samples, settings.max_samples)))])
-        encoded = quantizer.encode_rows(values, weights, random_bytes=self._random_bytes).reshape(-1)
+        if settings.ddp is None:
+            if self.state.policy.ddp.required:
+                raise RemoteProtocolError("this client requires distributed DP for its updates; the round has none")
+            encoded = quantizer.encode_rows(values, weights, random_bytes=self._random_bytes).reshape(-1)
+        else:
+            encoded = self._privatize(values, weights / settings.max_samples, message.dense_rows, config)
+            if encoded is None:  # refused by its update budget: it does not upload (a dropout)
+                self.sat_out_reason = "update-budget"
+                self.stage = RoundClientStage.SAT_OUT
+                return []
         self._rows = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, row_plan=plan,
                                   policy=self.state.policy, min_choosers=settings.min_choosers,
                                   identity=self.state.identity, trust=self.state.trust)
@@ -415,6 +426,45 @@ class SubmodelRoundClient:
         self._rows.submit_input(encoded)
         self.stage = RoundClientStage.UPLOADING
         return [PhaseMessage(Phase.ROWS, 0, m) for m in out]
+
+    def _privatize(self, values: np.ndarray, weights: np.ndarray, dense_rows: int, config) -> np.ndarray | None:
+        """Clip, quantize and noise the upload (``protocols/ddp/spec.md``); the update event is stored first.
+
+        Noise per row is sized for the fewest contributors the client can count on: the plan's
+        ``min_choosers`` less the dropouts the secure sum tolerates and the colluders it assumes;
+        the dense rows for the secure sum's threshold less the colluders. None when the update
+        budget filter refuses (a refusal line is stored).
+        """
+        settings, policy = self._settings, self.state.policy.ddp
+        assert settings is not None and settings.ddp is not None and self._round_index is not None
+        ddp = settings.ddp
+        row_floor = noise_floor(settings.min_choosers, config.clients, config.threshold, policy.colluders)
+        dense_floor = max(1, config.threshold - policy.colluders)
+        noise = NoisePlan(client_variance(ddp, row_floor, policy.minimum_noise_multiplier),
+                          client_variance(ddp, dense_floor, policy.minimum_noise_multiplier))
+        width = values.shape[1] + 1
+        row_coordinates, dense_coordinates = (values.shape[0] - dense_rows) * width, dense_rows * width
+        check_overflow(settings.modulus, config.clients, ddp.sensitivity, max(noise.row_variance, noise.dense_variance),
+                       row_coordinates + dense_coordinates)
+        rho = release_rho(ddp.sensitivity, [(noise.row_variance, row_floor, row_coordinates),
+                                            (noise.dense_variance, dense_floor, dense_coordinates)])
+        ledger, client_id = self.state.ledger, self.state.ledger.client_id
+        try:
+            replay(ledger).check_update(rho, policy.delta, policy.epsilon_cap, row_coordinates + dense_coordinates)
+        except BudgetExceeded:
+            line = ledger.append(UpdateEvent(client_id, self._round_index, "update-refusal"))
+            if self.state.store is not None:
+                self.state.store.append_ledger_line(line)
+            return None
+        signed = privatize(values, weights, dense_rows, settings.clip, ddp, noise, random_bytes=self._random_bytes)
+        event = UpdateEvent(client_id, self._round_index, "update-release", sensitivity=ddp.sensitivity,
+                            row_variance=noise.row_variance, dense_variance=noise.dense_variance, row_floor=row_floor,
+                            dense_floor=dense_floor, row_coordinates=row_coordinates,
+                            dense_coordinates=dense_coordinates, rho=rho, delta=float(policy.delta))
+        line = ledger.append(event)
+        if self.state.store is not None:  # durable before anything of the update leaves
+            self.state.store.append_ledger_line(line)
+        return to_modulus(signed, settings.modulus).reshape(-1)
 
     def _on_rows_message(self, message: SubmodelMessage) -> list[SubmodelMessage]:
         assert isinstance(message, PhaseMessage) and self._rows is not None

@@ -277,7 +277,10 @@ class SubmodelRoundServer:
             )
         except InvalidParameters as exc:
             raise RoundAborted("reports", f"no secure sum fits {len(planned)} parties: {exc}") from exc
-        self._quantizer = Quantizer(settings.modulus, settings.clip, len(planned), max_weight=float(settings.max_samples))
+        if settings.ddp is None:
+            self._quantizer = Quantizer(settings.modulus, settings.clip, len(planned), max_weight=float(settings.max_samples))
+        else:  # weights are count / max_samples, everything at the DDP scale (protocols/ddp/spec.md)
+            self._quantizer = Quantizer(settings.modulus, settings.clip, len(planned), max_weight=1.0, scale=settings.ddp.scale)
         self._rows = SecAggServer(config, row_plan=plan, trust=self._trust)
         self._kept_rows = kept
         self._thin_rows = int((choosers < settings.min_choosers).sum())
@@ -303,9 +306,12 @@ class SubmodelRoundServer:
         sums, counts = self._quantizer.decode_rows(inner.result.reshape(-1, width + 1))
         kept = self._kept_rows
         row_sums, row_counts = sums[: kept.shape[0]], counts[: kept.shape[0]]
-        trained = row_counts > 0
+        # Under distributed DP the weight sums are noisy: a row is applied only when its noisy weight
+        # exceeds twice the target noise's standard deviation (post-processing; no privacy cost).
+        floor = 0.0 if self.settings.ddp is None else 2.0 * self.settings.ddp.noise_multiplier * self.settings.ddp.l2_clip
+        trained = row_counts > floor
         self.model.apply_row_updates(kept[trained], row_sums[trained] / row_counts[trained][:, None])
-        if self._dense_rows and counts[-1] > 0:
+        if self._dense_rows and counts[-1] > floor:
             dense_sum = sums[kept.shape[0]:].reshape(-1)[: self._dense_size]
             self.model.apply_dense_update(dense_sum / counts[-1])
         self.result = RoundResult(

@@ -29,6 +29,7 @@ from pathlib import Path
 from flwr.app import ConfigRecord, RecordDict
 
 from ...accounting.ledger import Ledger, parse_ledger
+from ...ddp.params import DDPPolicy
 from ...errors import DecodeError, InvalidParameters, PolicyViolation
 from ...hazmat.prg import DeterministicRandomness
 from ...ldp.memo import PermanentMemo
@@ -77,6 +78,15 @@ POLICY_KEYS: dict[str, tuple[str, type]] = {
     "fedprivacy-allow-insecure": ("allow_insecure", bool),
 }
 
+# Node-config keys of the policy's distributed-DP requirements (fedprivacy.ddp.DDPPolicy).
+DDP_POLICY_KEYS: dict[str, tuple[str, type]] = {
+    "fedprivacy-ddp-min-noise-multiplier": ("minimum_noise_multiplier", float),
+    "fedprivacy-ddp-colluders": ("colluders", int),
+    "fedprivacy-ddp-delta": ("delta", float),
+    "fedprivacy-ddp-epsilon-cap": ("epsilon_cap", float),
+    "fedprivacy-ddp-required": ("required", bool),
+}
+
 LEDGER_RECORD = "fedprivacy.submodel.ledger"
 ROUND_RECORD = "fedprivacy.submodel.round"
 
@@ -86,10 +96,26 @@ ROUND_RECORD = "fedprivacy.submodel.round"
 
 def policy_from_config(node_config: Mapping[str, object]) -> ClientPolicy:
     """The node's :class:`~fedprivacy.policy.ClientPolicy`, from its node config only: the keys of
-    :data:`POLICY_KEYS`, plus its own randomized-response parameters and cap (the keys of
-    :func:`rr_parameters_from_config`, read from the node config). Unset knobs keep the safe defaults."""
+    :data:`POLICY_KEYS` and :data:`DDP_POLICY_KEYS`, plus its own randomized-response parameters and
+    cap (the keys of :func:`rr_parameters_from_config`, read from the node config). Unset knobs keep
+    the safe defaults."""
     changes: dict[str, object] = {}
-    for key, (name, kind) in POLICY_KEYS.items():
+    ddp = _read_keys(node_config, DDP_POLICY_KEYS)
+    if ddp:
+        changes["ddp"] = DDPPolicy(**ddp)  # type: ignore[arg-type]
+    changes.update(_read_keys(node_config, POLICY_KEYS))
+    allow_insecure = bool(changes.get("allow_insecure", False))
+    own = _rr_from(node_config, allow_insecure)
+    if own is not None:
+        changes["rr_parameters"] = own
+    if EPSILON_CAP_KEY in node_config:
+        changes["epsilon_cap"] = _cap_from(node_config)
+    return ClientPolicy(**changes)  # type: ignore[arg-type]
+
+
+def _read_keys(node_config: Mapping[str, object], keys: dict[str, tuple[str, type]]) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    for key, (name, kind) in keys.items():
         if key not in node_config:
             continue
         value = node_config[key]
@@ -104,13 +130,7 @@ def policy_from_config(node_config: Mapping[str, object]) -> ClientPolicy:
         else:
             value = str(value)
         changes[name] = value
-    allow_insecure = bool(changes.get("allow_insecure", False))
-    own = _rr_from(node_config, allow_insecure)
-    if own is not None:
-        changes["rr_parameters"] = own
-    if EPSILON_CAP_KEY in node_config:
-        changes["epsilon_cap"] = _cap_from(node_config)
-    return ClientPolicy(**changes)  # type: ignore[arg-type]
+    return changes
 
 
 def rr_parameters_from_config(

@@ -300,3 +300,25 @@ def test_format_1_crash_between_line_and_memo_is_recovered_and_charged(tmp_path,
 def test_head_record_decoding_raises_only_decode_error(data):
     with pytest.raises(DecodeError):
         HeadRecord.decode(data)
+
+
+def test_stored_format_1_memo_and_ledger_are_read_and_continued(tmp_path):
+    from pathlib import Path
+
+    stored = json.loads((Path(__file__).parent / "data" / "memo-format-1.json").read_text())
+    memo = PermanentMemo.decode(bytes.fromhex(stored["memo_format_1"]))
+    assert memo.version == 1 and memo.ledger_line == "" and not memo.fresh
+    assert PermanentMemo.decode(memo.encode()).ledger_seq == memo.ledger_seq  # re-encoded as format 2
+    directory = tmp_path / "old"
+    directory.mkdir()
+    (directory / "ledger.jsonl").write_text("\n".join(stored["ledger"]) + "\n")
+    (directory / "memo.bin").write_bytes(bytes.fromhex(stored["memo_format_1"]))
+    store = ClientStore(directory, stored["name"])
+    ledger = store.open_ledger(math.inf)
+    assert store.head_path.exists() and len(ledger.events) == len(stored["ledger"]) - 1
+    params = memo.params
+    part = participate(ledger, store.load_memo(params, ledger), params, [1, 2, 3], [2], 9,
+                       random_bytes=DeterministicRandomness("next"))
+    store.save_memo(part.memo)
+    store.append_ledger_line(part.ledger_line)
+    assert ClientStore(directory, stored["name"]).open_ledger(math.inf).head == part.memo.ledger_head.hex()

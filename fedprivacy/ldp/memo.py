@@ -169,7 +169,7 @@ class PermanentMemo:
             if size > _MAX_LINE:
                 raise DecodeError("memo ledger line too long")
             ledger_line = bytes(take(size)).decode("utf-8")
-            if (ledger_head == bytes(32)) != (ledger_line == "") or "\n" in ledger_line:
+            if (ledger_line and ledger_head == bytes(32)) or "\n" in ledger_line:
                 raise DecodeError("memo anchor and anchor line disagree")
         probabilities = []
         for _ in range(4):

@@ -65,10 +65,20 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
     from .progress import Progress
 
     progress = Progress(args.rounds, "simulate", enabled=not args.quiet, width=20, show_count=False, plain_marks=2)
+    lock = None
+    if args.out:  # one run at a time per --out (fedprivacy.adapters.lock)
+        from .adapters.lock import lock_directory
+
+        lock = lock_directory(args.out)
+        if lock.stale is not None:
+            print(f"fedprivacy: warning: {args.out} was left locked by {lock.stale.description}, which is no longer "
+                  "running; the interrupted run's ledgers and memos are checked as they load", file=sys.stderr)
     try:
         return _run_submodel_simulation(args, progress)
     finally:
         progress.close()  # an error message must not land on the progress line
+        if lock is not None:
+            lock.release()
 
 
 def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
@@ -110,6 +120,9 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
         )
         for c in workload.clients
     }
+    for state in states.values():  # what loading rolled forward after an interrupted run
+        for note in getattr(state.store, "recovered", []):
+            progress.log(f"fedprivacy: recovered: {note}")
     universe = workload.universe
     server = ReferenceServer(*init_model(np.arange(universe, dtype=np.uint64), args.dim, seed=args.seed))
     largest = args.items if args.dataset == "synthetic" else 1000  # a public cap per client
@@ -407,42 +420,14 @@ def _privacy(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .adapters.audit import audit_directory, render_text
 
-    from .accounting import LedgerIntegrityError, replay
-    from .errors import FedPrivacyError
-    from .accounting.report import client_report, population_report
-    from .adapters.storage import read_ledger_file
-
-    root = Path(args.ledger_dir)
-    if not root.is_dir():
-        print(f"fedprivacy: error: {root} is not a directory", file=sys.stderr)
-        return 2
-    clients, broken = [], []
-    files = sorted(root.rglob("*.jsonl"))
-    for path in files:
-        print(f"auditing {path}", file=sys.stderr)
-        try:
-            ledger = read_ledger_file(path)
-            clients.append(client_report(str(path), replay(ledger)))
-        except LedgerIntegrityError as exc:
-            broken.append(exc)
-        except (FedPrivacyError, OSError) as exc:
-            broken.append(LedgerIntegrityError(str(path), 0, f"cannot be audited: {exc}"))
-    report = population_report(clients, broken)
+    result = audit_directory(args.ledger_dir)  # reads only; every problem as a finding with file and line
     if args.json:
-        print(json.dumps(report, sort_keys=True))
+        print(json.dumps(result.to_json(), sort_keys=True, allow_nan=False))
     else:
-        for error in broken:
-            print(f"BROKEN {error.source}:{error.line}: {error.reason}")
-        for client in clients:
-            flag = " DISAGREEMENT" if client["disagreement"] else ""
-            print(
-                f"{client['client_id']}: spent {client['spent']} of {client['cap']} (remaining {client['remaining']}, "
-                f"rounds until exhaustion {client['rounds_until_exhaustion']}, {client['releases']} releases){flag}"
-            )
-        print(f"population: {len(clients)} clients, spent {report['spent']}, {report['over_cap']} over cap")
-    return 1 if broken or report["disagreements"] or report["over_cap"] else 0
+        print(render_text(result))
+    return 0 if result.ok else 1
 
 
 def _bench_ldp(args: argparse.Namespace) -> int:
@@ -590,8 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser(
         "audit",
-        help="verify and summarise the privacy ledgers in a directory "
-        "(exit 1 on a broken ledger, an accountant disagreement, or a client over its cap)",
+        help="verify and summarise the privacy ledgers and memos in a directory: every problem with its file and line "
+        "(exit 1 on a broken, cut or missing ledger, a damaged or rolled-back memo, an accountant disagreement, "
+        "or a client over its cap)",
     )
     audit.add_argument("ledger_dir")
     audit.add_argument("--json", action="store_true")

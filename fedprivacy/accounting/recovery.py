@@ -120,6 +120,8 @@ class Repair:
     note: str
     data: bytes = b""
     size: int = 0
+    file: str = ""
+    line: int = 0  # 1-based; 0: the whole file
 
 
 @dataclass
@@ -204,7 +206,7 @@ def reconcile(
             "truncate_ledger",
             f"{ledger_name}:{complete + 1}: an incomplete last line (the process stopped while writing it) was "
             + ("completed from the memo" if completes else "removed; the record it began was never completed"),
-            size=len(ledger_raw) - len(torn),
+            size=len(ledger_raw) - len(torn), file=ledger_name, line=complete + 1,
         ))
     if not lines:
         if memo is not None or head is not None:
@@ -226,7 +228,7 @@ def reconcile(
             if extended is not None and extended.hashes[-1] == memo.ledger_head.hex():
                 repairs.append(Repair("append_ledger", f"{ledger_name}:{length + 1}: the release the memo was saved for "
                                       "was not yet on the ledger (a crash between the two writes); it is appended "
-                                      "and charged", (memo.ledger_line + "\n").encode()))
+                                      "and charged", (memo.ledger_line + "\n").encode(), file=ledger_name, line=length + 1))
                 ledger, lines, length = extended, lines + [memo.ledger_line], length + 1
         if memo.ledger_seq >= length:
             raise StateDamaged(
@@ -251,8 +253,10 @@ def reconcile(
     memo = _check_memo(memo, ledger, lines, head, repairs, ledger_name, memo_name, head_name)
 
     if head is None or head.seq != length - 1:
-        repairs.append(Repair("write_head", f"{head_name}: brought up to line {length}",
-                              HeadRecord(client_id, length - 1, ledger.hashes[-1]).encode()))
+        why = "it was missing (written by an older version, or deleted)" if head is None else \
+            f"it lagged at line {head.seq + 1} (a crash after an append)"
+        repairs.append(Repair("write_head", f"{head_name}: brought up to line {length}; {why}",
+                              HeadRecord(client_id, length - 1, ledger.hashes[-1]).encode(), file=head_name))
     return Reconciled(ledger, memo, repairs, warnings)
 
 
@@ -275,7 +279,7 @@ def _check_memo(
             fresh = PermanentMemo.empty(ledger.client_id, event.params(), epoch=event.epoch + 1)
             repairs.append(Repair("write_memo", f"{memo_name}: the ledger's only release (line {last + 2}) has no "
                                   f"memo (a crash before it was saved); it stays charged and the client moves to memo "
-                                  f"epoch {event.epoch + 1}", fresh.encode()))
+                                  f"epoch {event.epoch + 1}", fresh.encode(), file=memo_name))
             return fresh
         if memo is None:
             raise StateDamaged(memo_name, 0, f"the memo is missing but {ledger_name} records releases",
@@ -301,7 +305,7 @@ def _check_memo(
             recovered = recovered.with_anchor(len(ledger.events), ledger.hashes[-1], lines[-1])
             repairs.append(Repair("write_memo", f"{memo_name}: the release on line {len(lines)} has no saved memo (a "
                                   "crash between the two writes); it stays charged and the memo's report counts are "
-                                  f"raised by {raise_by} to match", recovered.encode()))
+                                  f"raised by {raise_by} to match", recovered.encode(), file=memo_name))
             return recovered
         raise StateDamaged(memo_name, 0, f"{ledger_name} records a release on line {later[0] + 2}, after the line "
                            f"{seq + 1} this memo was saved after: the memo was rolled back", _restore(memo_name))

@@ -120,9 +120,9 @@ def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
         )
         for c in workload.clients
     }
-    for state in states.values():  # what loading rolled forward after an interrupted run
+    for state in states.values():  # what loading rolled forward after an interrupted run (shown even with --quiet)
         for note in getattr(state.store, "recovered", []):
-            progress.log(f"fedprivacy: recovered: {note}")
+            (progress.log if progress.enabled else lambda text: print(text, file=sys.stderr))(f"fedprivacy: recovered: {note}")
     universe = workload.universe
     server = ReferenceServer(*init_model(np.arange(universe, dtype=np.uint64), args.dim, seed=args.seed))
     largest = args.items if args.dataset == "synthetic" else 1000  # a public cap per client

@@ -178,7 +178,8 @@ def reconcile(
         kind = "missing" if ledger_raw is None else "empty"
         others = [name for name, raw in ((memo_name, memo_raw), (head_name, head_raw)) if raw is not None]
         if others:
-            raise StateDamaged(ledger_name, 0, f"the ledger is {kind} but {' and '.join(others)} exist(s)",
+            raise StateDamaged(ledger_name, 0, f"the ledger is {kind} but {' and '.join(others)} "
+                               f"{'exists' if len(others) == 1 else 'exist'}",
                                _restore(ledger_name))
         result = Reconciled(None, None)
         if ledger_raw is not None:

@@ -241,7 +241,8 @@ def _table(titles: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def render_text(result: AuditResult) -> str:
-    """The audit as readable tables: the clients' spend, then every finding with file:line and action."""
+    """The audit as text: a table of the clients' spend, then every finding (errors first) with its
+    file:line, the problem and what to do."""
     out: list[str] = []
     if result.clients:
         rows = [[c["client_id"], _cell(c["spent"]), _cell(c["cap"]), _cell(c["remaining"]), str(c["releases"]),
@@ -250,10 +251,13 @@ def render_text(result: AuditResult) -> str:
         spent = result.to_json()["spent"]
         out.append(f"{len(result.clients)} clients; spent min {_cell(spent.get('min'))}, median {_cell(spent.get('p50'))}, "
                    f"max {_cell(spent.get('max'))} (per-index epsilon, add/remove one index)")
-    if result.findings:
+    if result.findings:  # one block per finding: the table's columns would be too wide to read
         out.append("")
-        rows = [[f.severity.upper(), f.file + (f":{f.line}" if f.line else ""), f.problem, f.action] for f in result.findings]
-        out += _table(["", "file:line", "problem", "what to do"], rows)
+        for f in sorted(result.findings, key=lambda f: (f.severity != "error", f.file, f.line or 0)):
+            out.append(f"{f.severity.upper():<7} {f.file}{f':{f.line}' if f.line else ''}")
+            out.append(f"{'':<7} {f.problem}")
+            if f.action:
+                out.append(f"{'':<7} what to do: {f.action}")
     errors, warnings = len(result.errors), len(result.findings) - len(result.errors)
     out.append("")
     out.append(f"audit {'FAILED' if errors else 'passed'}: {errors} error(s), {warnings} warning(s) under {result.root}")

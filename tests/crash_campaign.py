@@ -68,6 +68,20 @@ def check_state(out: Path, completed_runs: int) -> list[str]:
     return problems
 
 
+_CATEGORIES = {
+    "was not yet on the ledger": "memo one line ahead of its ledger (line appended from the memo)",
+    "incomplete last line": "incomplete last ledger line (removed or completed)",
+    "it lagged": "head record one line behind",
+    "it was missing": "head record missing (crash while creating a client)",
+    "temporary file": "temporary file of an interrupted atomic write",
+    "killed": "lock file of a killed run",
+}
+
+
+def _category(problem: str) -> str:
+    return next((name for key, name in _CATEGORIES.items() if key in problem), problem)
+
+
 def run_campaign(kills: int, seed: int, workdir: Path, log=print) -> Counter:
     """Kill ``kills`` runs; returns the count of each outcome. Raises AssertionError on a violation."""
     rng = random.Random(seed)
@@ -92,6 +106,8 @@ def run_campaign(kills: int, seed: int, workdir: Path, log=print) -> Counter:
             completed += 1
         else:
             outcomes[f"killed by {signal.Signals(sig).name}"] += 1
+            if sig == signal.SIGINT and (out / ".fedprivacy.lock").exists():
+                outcomes["  SIGINT left a lock file (interrupted while taking it)"] += 1
             assert "Traceback" not in err or sig == signal.SIGINT, err  # SIGINT's message is the CLI's business
         from fedprivacy.adapters.audit import audit_directory
 
@@ -101,6 +117,8 @@ def run_campaign(kills: int, seed: int, workdir: Path, log=print) -> Counter:
             raise AssertionError(f"kill {kill} ({sig.name} after {delay:.3f} s) left damage: {audit.errors}")
         recovered = [f for f in audit.findings if f.severity == "warning" and "header only" not in f.problem]
         outcomes["audit clean" if not recovered else "audit: recoverable leftovers (warnings)"] += 1
+        for finding in recovered:
+            outcomes[f"  warning: {_category(finding.problem)}"] += 1
         again = subprocess.run(_command(out), env=_env(), capture_output=True, text=True)
         assert again.returncode == 0, f"re-run after kill {kill} failed: {again.stderr}"
         if "no longer running" in again.stderr:

@@ -216,3 +216,11 @@ def test_lock_on_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(LockError, match="cannot use"):
         lock_directory(tmp_path / "f")
+
+
+def test_a_missing_ledger_is_named_whatever_the_directory_is_called(tmp_path):
+    store = _client(tmp_path, "node-state-7")  # the client id differs from nothing: rename the folder
+    os.rename(store.directory, tmp_path / "renamed")
+    (tmp_path / "renamed" / "ledger.jsonl").unlink()
+    errors, _ = _errors(tmp_path)
+    assert len(errors) == 1 and errors[0][0].endswith("renamed/ledger.jsonl") and "missing" in errors[0][2]

@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..accounting import LedgerIntegrityError, replay
-from ..accounting.recovery import StateDamaged
+from ..accounting.recovery import HeadRecord, StateDamaged
 from ..accounting.report import client_report, population_report
-from ..errors import FedPrivacyError
+from ..errors import DecodeError, FedPrivacyError
+from ..ldp.memo import PermanentMemo
 from .lock import LOCK_FILE
 from .storage import HEAD_FILE, LEDGER_FILE, MEMO_FILE, read_client_files, read_ledger_file
 
@@ -74,7 +75,8 @@ class AuditResult:
 
 
 def _hint(directory: Path) -> str:
-    """The client id the files claim (the ledger header's, else the directory's name)."""
+    """The client id the files claim (the ledger header's, else the head record's or the memo's,
+    else the directory's name)."""
     try:
         with open(directory / LEDGER_FILE, "rb") as handle:
             first = json.loads(handle.readline(1 << 16).decode("utf-8"))
@@ -82,6 +84,11 @@ def _hint(directory: Path) -> str:
             return first["client_id"]
     except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         pass
+    for name, decode in ((HEAD_FILE, HeadRecord.decode), (MEMO_FILE, PermanentMemo.decode)):
+        try:
+            return decode((directory / name).read_bytes()).client_id
+        except (OSError, DecodeError):
+            pass
     return directory.name
 
 

@@ -3,8 +3,8 @@
 ``participate`` draws the randomized set, checks the budget filter with the resulting (public)
 report counts, and only then returns the set together with the ledger line and the next memo. The
 caller must persist both *before* anything leaves the device, the memo first (saved atomically; it
-carries the ledger line) and then the ledger line; if the filter says no, :class:`BudgetExceeded` is raised, nothing is returned, and the drawn
-coins are discarded unseen (no report depends on them).
+carries the ledger line) and then the ledger line; if the filter says no, :class:`BudgetExceeded` is
+raised, nothing is returned, and the drawn coins are discarded unseen (no report depends on them).
 """
 
 from __future__ import annotations

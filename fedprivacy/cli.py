@@ -71,8 +71,12 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
 
         lock = lock_directory(args.out)
         if lock.stale is not None:
+            from .adapters.storage import remove_interrupted_writes
+
+            removed = remove_interrupted_writes(args.out)
             print(f"fedprivacy: warning: {args.out} was left locked by {lock.stale.description}, which is no longer "
-                  "running; the interrupted run's ledgers and memos are checked as they load", file=sys.stderr)
+                  "running; the interrupted run's ledgers and memos are checked as they load"
+                  + (f" ({len(removed)} temporary files of its unfinished writes removed)" if removed else ""), file=sys.stderr)
     try:
         return _run_submodel_simulation(args, progress)
     finally:

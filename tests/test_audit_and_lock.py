@@ -224,3 +224,15 @@ def test_a_missing_ledger_is_named_whatever_the_directory_is_called(tmp_path):
     (tmp_path / "renamed" / "ledger.jsonl").unlink()
     errors, _ = _errors(tmp_path)
     assert len(errors) == 1 and errors[0][0].endswith("renamed/ledger.jsonl") and "missing" in errors[0][2]
+
+
+def test_temporary_files_of_a_killed_run_are_removed_when_its_lock_is_taken_over(tmp_path):
+    from fedprivacy.adapters.storage import remove_interrupted_writes
+
+    store = _client(tmp_path / "out" / "clients", "a")
+    leftover = store.directory / ".memo.bin.x1y2"
+    leftover.write_bytes(b"half a memo")
+    keep = store.directory / "notes.txt"
+    keep.write_text("mine")
+    assert remove_interrupted_writes(tmp_path / "out") == [leftover]
+    assert not leftover.exists() and keep.exists() and audit_directory(tmp_path / "out").findings == []

@@ -28,7 +28,10 @@ from ..accounting.recovery import HeadRecord, Reconciled, StateDamaged, reconcil
 from ..ldp.memo import PermanentMemo
 from ..ldp.params import RRParameters
 
-__all__ = ["ClientStore", "read_ledger_file", "write_atomic", "read_client_files", "MEMO_FILE", "LEDGER_FILE", "HEAD_FILE"]
+__all__ = [
+    "ClientStore", "read_ledger_file", "write_atomic", "read_client_files", "remove_interrupted_writes",
+    "MEMO_FILE", "LEDGER_FILE", "HEAD_FILE",
+]
 
 MEMO_FILE = "memo.bin"
 LEDGER_FILE = "ledger.jsonl"
@@ -84,6 +87,24 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(directory_fd)
     finally:
         os.close(directory_fd)
+
+
+def remove_interrupted_writes(root: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that atomic writes killed before their rename left under ``root``
+    (``.memo.bin.*``, ``.ledger.head.*``, ``.ledger.jsonl.*``); returns them. The files they were
+    replacing are intact. Call it only while holding the directory's lock (no writer is running)."""
+    prefixes = tuple(f".{name}." for name in (MEMO_FILE, HEAD_FILE, LEDGER_FILE))
+    removed = []
+    for current, _, files in os.walk(root):
+        for name in files:
+            if name.startswith(prefixes):
+                path = Path(current) / name
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except OSError:
+                    pass
+    return removed
 
 
 def read_ledger_file(path: Path) -> Ledger:

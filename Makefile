@@ -36,7 +36,7 @@ bench: $(VENV)/installed-dev
 fuzz: $(VENV)/installed-dev
 	$(PY) -m fuzz.run --inputs $(or $(INPUTS),1000000)
 
-# simulate --out killed at random points, audited and re-run after each kill (make test runs 10).
+# simulate --out killed at random points, audited and re-run after each kill (make test runs 8).
 crash-campaign: $(VENV)/installed-dev
 	PYTHONPATH=. $(PY) tests/crash_campaign.py --kills $(or $(KILLS),500)
 

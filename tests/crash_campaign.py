@@ -40,7 +40,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def check_state(out: Path, completed_runs: int) -> list[str]:
+def check_state(out: Path, completed_runs: int, rounds: int = ROUNDS) -> list[str]:
     """Problems with the state under ``out`` after a finished run (empty: all good)."""
     from fedprivacy.accounting import replay
     from fedprivacy.adapters.audit import audit_directory
@@ -60,9 +60,9 @@ def check_state(out: Path, completed_runs: int) -> list[str]:
             continue
         budget = replay(ledger)
         exact = math.fsum(epsilon_after_reports(params, reports) for params, reports in budget.epochs.values())
-        if abs(budget.spent() - exact) > 1e-12 or memo.max_reports < completed_runs * ROUNDS:
+        if abs(budget.spent() - exact) > 1e-12 or memo.max_reports < completed_runs * rounds:
             problems.append(f"{directory}: spend {budget.spent()} or report count {memo.max_reports} below "
-                            f"{completed_runs} finished runs of {ROUNDS} rounds")
+                            f"{completed_runs} finished runs of {rounds} rounds")
         if budget.refusals:
             problems.append(f"{directory}: {budget.refusals} refusals with no cap")
     return problems

@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("fedprivacy: error: out of memory; choose smaller sizes", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (``| head``): nothing more to say
+        sys.stderr.close()
+        return 1
     except OSError as exc:
         print(f"fedprivacy: error: {exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
         return 1

@@ -86,11 +86,29 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
     from .progress import Progress
 
     progress = Progress(args.rounds, "simulate", enabled=not args.quiet, width=20, show_count=False, plain_marks=2)
+    lock = _lock_out_dir(args.out) if args.out else None  # one run at a time per --out
     try:
         with interrupt.deferred():
             return _run_submodel_simulation(args, progress)
     finally:
         progress.close()  # an error message must not land on the progress line
+        if lock is not None:
+            lock.release()
+
+
+def _lock_out_dir(out: str):  # noqa: ANN202 -- fedprivacy.adapters.lock.OutputLock
+    """Lock ``--out`` (a second run refuses); a lock left by a killed run is taken over, with a warning."""
+    from ..adapters.lock import lock_directory
+    from ..adapters.storage import remove_interrupted_writes
+
+    lock = lock_directory(out)
+    if lock.stale is not None:
+        removed = remove_interrupted_writes(out)
+        print(f"fedprivacy: warning: {out} was left locked by {lock.stale.description}, which is no longer "
+              "running; the interrupted run's ledgers and memos are checked as they load"
+              + (f" ({len(removed)} temporary files of its unfinished writes removed)" if removed else ""),
+              file=sys.stderr)
+    return lock
 
 
 def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
@@ -196,6 +214,9 @@ def _set_up(args: argparse.Namespace, progress) -> _Simulation:
         progress.update(stage=training["stage"], sub=(training["done"], training["expected"], "clients"))
 
     states = _open_states(args, workload, params, out_dir, trained)
+    for state in states.values():  # what loading rolled forward after an interrupted run (shown even with --quiet)
+        for note in getattr(state.store, "recovered", []):
+            (progress.log if progress.enabled else lambda text: print(text, file=sys.stderr))(f"fedprivacy: recovered: {note}")
     universe = workload.universe
     server = ReferenceServer(*init_model(np.arange(universe, dtype=np.uint64), args.dim, seed=args.seed))
     largest = args.items if args.dataset == "synthetic" else 1000  # a public cap per client

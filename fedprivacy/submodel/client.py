@@ -351,9 +351,9 @@ class SubmodelRoundClient:
             self.sat_out_reason = "budget"
             self.stage = RoundClientStage.SAT_OUT
             return [SitOut(self.party_id, self._round_index)]
-        if state.store is not None:  # the ledger line and the memo are durable before S''_i leaves
-            state.store.append_ledger_line(part.ledger_line)
+        if state.store is not None:  # the memo (carrying the ledger line), then the line, before S''_i leaves
             state.store.save_memo(part.memo)
+            state.store.append_ledger_line(part.ledger_line)
         state.memo = part.memo
         self.chosen = np.asarray(part.randomized.chosen_ids, dtype=np.uint64)
         self.stage = RoundClientStage.REPORT_SENT

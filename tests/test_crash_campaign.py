@@ -66,7 +66,9 @@ def append(store, data):
 
 storage.write_atomic, storage.ClientStore._append = write_atomic, append
 from fedprivacy.cli import main
-sys.exit(main(sys.argv[2:]))
+status = main(sys.argv[2:])
+print(f"writes: {count[0]}", file=sys.stderr)
+sys.exit(status)
 """
 
 
@@ -81,7 +83,13 @@ def test_sigkill_after_every_write_of_a_run(tmp_path, capsys):
 
     args = ["simulate", "--clients", "3", "--items", "15", "--universe", "200", "--dim", "2", "--rounds", "1",
             "--dropout", "0", "--no-plots", "--quiet", "--json"]
-    writes = 3 * 2 + 3 * 3  # each client: ledger and head record created; per release: memo, line, head
+    # How many writes a whole run makes (each client: ledger and head record created; per PSU attempt: a
+    # line and its head; per release: memo, line, head; the report), counted by a run that is not killed.
+    counting = subprocess.run([sys.executable, "-c", _KILL_AT_WRITE, "0", *args, "--out", str(tmp_path / "count")],
+                              env=_env(), capture_output=True, text=True)
+    assert counting.returncode == 0, counting.stderr
+    writes = int(counting.stderr.rsplit("writes: ", 1)[1])
+    assert writes >= 3 * 2 + 3 * 3
     for target in range(1, writes + 2):
         out = tmp_path / f"kill-{target}"
         child = subprocess.run([sys.executable, "-c", _KILL_AT_WRITE, str(target), *args, "--out", str(out)],

@@ -7,7 +7,12 @@ import json
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..adapters.audit import audit_directory, render_text
+    from .checks import check
+
+    check(Path(args.ledger_dir).is_dir(), f"LEDGER_DIR {args.ledger_dir} is not a directory")
 
     result = audit_directory(args.ledger_dir)  # reads only; every problem as a finding with file and line
     if args.json:

@@ -80,6 +80,15 @@ class _Simulation:
     training: dict = field(default_factory=lambda: {"stage": "", "done": 0, "expected": 1})
     baselines: dict | None = None
     rows: list[dict] = field(default_factory=list)
+    round_offset: int = 0  # protocol round indices continue after the last one the clients' ledgers hold
+
+
+def _last_round_index(states: dict) -> int:
+    """The highest protocol round index any client's ledger records (0: fresh ledgers).
+
+    Round indices are part of the accounting (a client counts its PSU attempts per round index and
+    refuses a fourth), so a run continuing earlier ledgers numbers its rounds after theirs."""
+    return max((event.round_index for state in states.values() for event in state.ledger.events), default=0)
 
 
 def _simulate_submodel(args: argparse.Namespace) -> int:
@@ -226,7 +235,12 @@ def _set_up(args: argparse.Namespace, progress) -> _Simulation:
     settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=largest,
                              **ddp_options.round_fields(args))
     rng = np.random.default_rng(args.seed + 1)  # which synthetic clients drop: public simulation choice
-    return _Simulation(args, progress, params, workload, states, server, settings, rng, out_dir, training)
+    sim = _Simulation(args, progress, params, workload, states, server, settings, rng, out_dir, training)
+    sim.round_offset = _last_round_index(states)
+    if sim.round_offset:
+        progress.log(f"the clients' ledgers end at round {sim.round_offset}: this run's rounds are "
+                     f"{sim.round_offset + 1}..{sim.round_offset + args.rounds} to them")
+    return sim
 
 
 def _evaluate_initial_model(sim: _Simulation) -> None:
@@ -265,8 +279,8 @@ def _play_round(sim: _Simulation, round_index: int) -> None:
     # PSU drops do not train.
     sim.training.update(stage=f"{stage}: training, upload", done=0, expected=len(sim.states) - len(drops.psu))
     try:
-        outcome = secure_round(sim.states, sim.server, sim.settings, round_index, drops,
-                               random_source=_round_randomness(args.seed, round_index),
+        outcome = secure_round(sim.states, sim.server, sim.settings, sim.round_offset + round_index, drops,
+                               random_source=_round_randomness(args.seed, sim.round_offset + round_index),
                                progress=lambda *_: interrupt.checkpoint())
     except RoundAborted as exc:
         why = " (clients whose --epsilon-cap is spent refuse rounds)" if args.epsilon_cap is not None else ""
@@ -327,6 +341,7 @@ def _round_row(sim: _Simulation, round_index: int, outcome) -> dict:
     spent = np.array([replay(state.ledger).spent() for state in sim.states.values()])
     return {
         "round": round_index,
+        "protocol_round": sim.round_offset + round_index,
         **_evaluate(sim.workload.clients, sim.server.table, sim.server.head),
         "union_size": outcome.union_size,
         "participants": outcome.participants,

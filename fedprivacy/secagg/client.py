@@ -359,21 +359,25 @@ class SecAggClient:
         mask_private = _read_optional_fixed(reader, KEY_BYTES)
         own = (reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES)) if _read_flag(reader) else (b"", b"")
         peer_keys = {}
-        for _ in range(reader.count(MAX_CLIENTS, 4 + 2 * KEY_BYTES)):
+        peer_keys_count = reader.count(MAX_CLIENTS, 4 + 2 * KEY_BYTES)
+        for _ in range(peer_keys_count):
             peer = reader.u32()  # (read the id first: a subscript target is evaluated after its value)
             peer_keys[peer] = (reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES))
         own_seed = _read_optional_fixed(reader, 32)
         own_seed_share = _read_limbs(reader) if _read_flag(reader) else None
         held = {}
-        for _ in range(reader.count(MAX_CLIENTS, 4 + 16 * SECRET_LIMBS)):
+        held_count = reader.count(MAX_CLIENTS, 4 + 16 * SECRET_LIMBS)
+        for _ in range(held_count):
             owner = reader.u32()
             held[owner] = (_read_limbs(reader), _read_limbs(reader))
         pair_keys = {}
-        for _ in range(reader.count(MAX_CLIENTS, 4 + MASK_KEY_BYTES)):
+        pair_keys_count = reader.count(MAX_CLIENTS, 4 + MASK_KEY_BYTES)
+        for _ in range(pair_keys_count):
             peer = reader.u32()
             pair_keys[peer] = reader.fixed(MASK_KEY_BYTES)
         channel_secrets = {}
-        for _ in range(reader.count(MAX_CLIENTS, 4 + KEY_BYTES)):
+        channel_secrets_count = reader.count(MAX_CLIENTS, 4 + KEY_BYTES)
+        for _ in range(channel_secrets_count):
             peer = reader.u32()
             channel_secrets[peer] = reader.fixed(KEY_BYTES)
         vector = None
@@ -403,7 +407,10 @@ class SecAggClient:
             raise DecodeError("the signed survivor set does not match the stage")
         if config.malicious and (identity is None or identity.party_id != party_id):
             raise LocalProtocolError("restoring a malicious-mode client needs its identity and trust store")
-        for ids in (peer_keys, held, pair_keys, channel_secrets):
+        for ids, count in ((peer_keys, peer_keys_count), (held, held_count), (pair_keys, pair_keys_count),
+                           (channel_secrets, channel_secrets_count)):
+            if len(ids) != count:  # a party listed twice: not a snapshot this class writes
+                raise DecodeError("client state lists a party twice")
             check_strictly_increasing(list(ids))
         client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan, identity=identity, trust=trust,
                      policy=policy, min_choosers=min_choosers)

@@ -160,8 +160,12 @@ def test_nothing_to_audit_is_an_error(tmp_path, capsys, what):
         root.write_text("hi")
     errors, _ = _errors(root)
     assert len(errors) == 1 and errors[0][0] == str(root)
-    assert main(["audit", str(root)]) == 1
-    assert str(root) in capsys.readouterr().out
+    if what == "empty":  # a directory with nothing in it: a finding (exit 1)
+        assert main(["audit", str(root)]) == 1
+        assert str(root) in capsys.readouterr().out
+    else:  # not a directory at all: a bad argument (exit 2), one line on stderr
+        assert main(["audit", str(root)]) == 2
+        assert f"{root} is not a directory" in capsys.readouterr().err
 
 
 def test_over_cap_is_an_error(tmp_path):

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo test bench vectors clean
+.PHONY: demo test bench vectors fuzz crash-campaign clean
 
 $(VENV)/created:
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,19 @@ bench: $(VENV)/installed-dev
 	$(VENV)/bin/fedprivacy bench flower --clients 100 --dim 100000 --dropout 0.1 --neighbours 20
 	$(VENV)/bin/fedprivacy bench ldp --union 1000000 --real 300 --cpp 2
 
+# Every decoder and on-disk format, 1,000,000 mutated inputs each (make test runs 2,000 each).
+fuzz: $(VENV)/installed-dev
+	$(PY) -m fuzz.run --inputs $(or $(INPUTS),1000000)
+
+# simulate --out killed at random points, audited and re-run after each kill (make test runs 8).
+crash-campaign: $(VENV)/installed-dev
+	PYTHONPATH=. $(PY) tests/crash_campaign.py --kills $(or $(KILLS),500)
+
 vectors: $(VENV)/installed
 	$(PY) protocols/secagg/generate_vectors.py
 	$(PY) protocols/ldp/generate_vectors.py
 	$(PY) protocols/psu/generate_vectors.py
+	$(PY) protocols/ddp/generate_vectors.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

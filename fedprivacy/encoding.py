@@ -98,7 +98,7 @@ class Writer:
         if any(a == b for a, b in zip(ordered, ordered[1:])):
             raise ValueError("id lists must not contain duplicates")
         self._parts.append(_U32.pack(len(ordered)))
-        self._parts.append(b"".join(_U32.pack(i) for i in ordered))
+        self._parts.append(struct.pack(f">{len(ordered)}I", *ordered))
         return self
 
     def finish(self) -> bytes:

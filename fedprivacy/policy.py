@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .ddp.params import DDPPolicy
 from .errors import InvalidParameters, PolicyViolation
 from .ldp.params import RRParameters
 from .secagg.params import MAX_CLIENTS, Adversary, minimum_threshold
@@ -50,6 +51,9 @@ class ClientPolicy:
         The server the client defends against when it checks a secure sum's threshold (default
         semi-malicious: it may lie about who dropped). Every value other than ``CURIOUS`` uses the
         semi-malicious bound of :func:`fedprivacy.secagg.params.minimum_threshold` or a stronger one.
+        ``MALICIOUS`` (set instead of the default for a client with an identity key) also requires the config's
+        malicious mode: signed keys and the consistency check (``protocols/secagg/spec.md`` §14); its
+        threshold bound is the same formula (§14.2).
     corrupt_fraction : float
         The fraction of the parties the client assumes may collude with the server (default 0.05).
     min_parties : int
@@ -81,6 +85,10 @@ class ClientPolicy:
     allow_insecure : bool
         Accept randomized-response parameters with infinite epsilon (CPP1: the report is the real set).
         and ``min_choosers = 1``. Default False; never set it for real users.
+    ddp : DDPPolicy
+        The client's distributed-DP requirements for its updates (protocols/ddp/spec.md): its minimum
+        noise multiplier (it adds at least that much noise whatever the server proposes), the clients
+        it assumes collude, its update delta and epsilon cap, and whether a round without DDP is refused.
     """
 
     adversary: Adversary = Adversary.SEMI_MALICIOUS
@@ -93,6 +101,7 @@ class ClientPolicy:
     rr_parameters: RRParameters = field(default_factory=_default_rr)
     epsilon_cap: float = math.inf
     allow_insecure: bool = False
+    ddp: DDPPolicy = field(default_factory=DDPPolicy)
 
     def __post_init__(self) -> None:
         try:
@@ -128,6 +137,10 @@ class ClientPolicy:
 
     def check_secagg_config(self, config: SecAggConfig, what: str = "secure sum") -> None:
         """:class:`PolicyViolation` unless the config's party count and threshold meet the policy."""
+        if self.adversary is Adversary.MALICIOUS and not config.malicious:
+            raise PolicyViolation(
+                "adversary", f"the {what} is not in malicious mode (signed keys, consistency check), which this client requires"
+            )
         if config.clients < self.min_parties:
             raise PolicyViolation("min_parties", f"the {what} has {config.clients} parties, the client needs >= {self.min_parties}")
         floor = self.minimum_threshold(config.clients, config.neighbours)
@@ -240,6 +253,7 @@ def _validators() -> dict[str, Callable[[object], str | None]]:
         "rr_parameters": _rr,
         "epsilon_cap": _cap,
         "allow_insecure": _flag,
+        "ddp": lambda value: None if isinstance(value, DDPPolicy) else "must be a DDPPolicy",
     }
 
 

@@ -160,7 +160,7 @@ def test_audit_command(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["broken_ledgers"] == [{"file": str(ledger_path), "line": 2, "reason": "hash mismatch: the line was edited"}]
     assert main(["audit", str(tmp_path)]) == 1
-    assert f"BROKEN {ledger_path}:2" in capsys.readouterr().out
+    assert f"ERROR   {ledger_path}:2\n" in capsys.readouterr().out
 
 
 def test_reset_or_rolled_back_memo_and_truncated_ledger_are_refused(tmp_path):

@@ -550,3 +550,19 @@ def test_fedprivacy_imports_without_flwr():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "pip install 'fedprivacy[flower]'" in result.stdout
+
+
+def test_distributed_dp_as_an_option_of_the_workflow_and_the_mod():
+    """With ``ddp`` the nodes clip and add exact noise before masking: negligible noise gives the plain
+    mean (up to the DDP scale's rounding); the noise's spread matches its calibration for t survivors."""
+    from fedprivacy.ddp import DDPSettings
+
+    tiny = DDPSettings(l2_clip=100.0, noise_multiplier=1e-6, sensitivity=1 << 24)
+    workflow, context, _, nodes = _run(5, num_shares=5, reconstruction_threshold=4, max_weight=100.0, ddp=tiny,
+                                       modulus_range=1 << 64)
+    assert workflow.last_round.error is None
+    assert np.abs(_parameters(context) - weighted_mean(list(range(5)), DIM)).max() < 1e-3
+    loud = DDPSettings(l2_clip=1.0, noise_multiplier=0.5, sensitivity=1 << 10)
+    workflow, context, _, _ = _run(5, num_shares=5, reconstruction_threshold=4, max_weight=100.0, ddp=loud)
+    assert workflow.last_round.error is None
+    assert np.abs(_parameters(context) - weighted_mean(list(range(5)), DIM)).max() > 0.01  # the noise is there

@@ -361,3 +361,31 @@ def test_readme_flower_example_runs_on_a_loopback_grid(task_identity, monkeypatc
     server_ns["main"](grid, Context(run_id=7, node_id=0, node_config={}, state=RecordDict(), run_config={}))
     (workflow, result), = captured
     assert result.contributors == frozenset(range(1, 9)) and round(float(workflow.model.bias[0]), 6) == 0.1
+
+
+def test_a_ddp_round_through_flower_charges_update_events_and_obeys_each_nodes_own_noise(task_identity):
+    from fedprivacy.accounting import UpdateEvent
+    from fedprivacy.ddp import DDPSettings
+
+    settings = RoundSettings(universe=UNIVERSE, max_set_size=ITEMS, dropout_fraction=0.34, min_choosers=2, max_samples=4,
+                             ddp=DDPSettings(4.0, 0.5, 1 << 12))
+    configs = _configs(4, {1: {"fedprivacy-ddp-min-noise-multiplier": 2.0, "fedprivacy-ddp-delta": 1e-7}})
+    grid, model = _loopback(configs)
+    workflow = SecureSubmodelWorkflow(model, settings, num_rounds=1, min_nodes=4)
+    workflow(grid, Context(run_id=7, node_id=0, node_config={}, state=RecordDict(), run_config={}))
+    assert len(workflow.results[0].contributors) == 4
+    variances = {}
+    for node, context in grid.contexts.items():
+        ledger = parse_ledger(list(context.state[LEDGER_RECORD]["lines"]))
+        updates = [e for e in ledger.events if isinstance(e, UpdateEvent)]
+        assert [e.kind for e in updates] == ["update-release"]
+        variances[configs[node]["partition-id"]] = (updates[0].row_variance, updates[0].delta)
+    assert variances[1][0] >= 15 * variances[0][0] and variances[1][1] == 1e-7  # (2 / 0.5)^2 = 16, rounded up
+    assert variances[0][1] == 1e-6
+
+
+def test_a_node_that_requires_ddp_refuses_a_round_without_it(task_identity):
+    configs = _configs(4, {2: {"fedprivacy-ddp-required": True}})
+    grid, model = _loopback(configs)
+    result = SecureSubmodelWorkflow(model, SETTINGS, min_nodes=4).run_round(grid, 1)
+    assert 3 not in result.contributors and len(result.contributors) == 3

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from fedprivacy.progress import Progress
-from fedprivacy.report_plots import PLOT_HINT, PlotsUnavailable, write_plots
+from fedprivacy.cli.progress import Progress
+from fedprivacy.cli.plots import PLOT_HINT, PlotsUnavailable, write_plots
 
 
 class Terminal(io.StringIO):

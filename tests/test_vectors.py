@@ -39,3 +39,8 @@ def test_negative_vectors_cover_the_required_failures():
     assert by_name["negative-overlapping-alive-dropped"]["client_errors"] == {"1": "RemoteProtocolError"}
     assert by_name["negative-too-few-survivors"]["result"] is None
     assert by_name["negative-too-few-survivors"]["aborted_stage"] == "masked-input"
+    for name in ("forged-advertisement", "unknown-identity", "forged-signature", "split-set", "too-few-signatures"):
+        expected = by_name[f"negative-malicious-{name}"]
+        assert expected["client_errors"] == {"1": "RemoteProtocolError"} and expected["result"] is not None
+    assert by_name["malicious-full-graph-dropouts"]["signed_ids"] == [1, 2, 3, 4]
+    assert by_name["malicious-harary-dropouts"]["result"] is not None

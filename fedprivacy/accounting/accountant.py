@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from ..errors import BudgetExceeded
 from ..ldp.params import RRParameters, epsilon_after_reports, epsilon_after_reports_by_enumeration
+from .events import UpdateEvent
 from .ledger import Ledger
 
 __all__ = ["ClientBudget", "replay", "ACCOUNTANT", "CROSS_CHECK", "DISAGREEMENT_TOLERANCE"]
@@ -48,6 +49,44 @@ class ClientBudget:
     refusals: int = 0
     psu_attempts: dict[int, int] = field(default_factory=dict)  # round index -> PSU attempts joined
     naive_sum: float = 0.0
+
+    # Updates (distributed discrete Gaussian): zCDP, added over rounds; reported at the smallest delta used.
+    update_rho: float = 0.0
+    update_releases: int = 0
+    update_refusals: int = 0
+    update_delta: float | None = None
+    update_total_variation: float = 0.0  # the table sampler's distance from exact noise, summed
+
+    def record_update(self, event: UpdateEvent) -> None:
+        if event.kind == "update-refusal":
+            self.update_refusals += 1
+            return
+        self.update_rho += event.rho
+        self.update_releases += 1
+        self.update_total_variation += _sampler_distance(event.row_coordinates + event.dense_coordinates)
+        self.update_delta = event.delta if self.update_delta is None else min(self.update_delta, event.delta)
+
+    def update_epsilon(self, delta: float | None = None) -> float:
+        """(epsilon, delta) of every update release so far (:func:`fedprivacy.ddp.params.reported_epsilon`)."""
+        from ..ddp.params import reported_epsilon
+
+        delta = self.update_delta if delta is None else delta
+        if delta is None:
+            return 0.0
+        return reported_epsilon(self.update_rho, delta, self.update_total_variation)
+
+    def check_update(self, rho: float, delta: float, epsilon_cap: float, coordinates: int = 0) -> None:
+        """:class:`BudgetExceeded` if one more update release of ``rho`` takes epsilon (at ``delta``) past the cap."""
+        from ..ddp.params import reported_epsilon
+
+        smallest = delta if self.update_delta is None else min(delta, self.update_delta)
+        projected = reported_epsilon(self.update_rho + rho, smallest,
+                                     self.update_total_variation + _sampler_distance(coordinates))
+        if projected > epsilon_cap:
+            raise BudgetExceeded(
+                f"client {self.client_id!r}: this round's update would bring the update epsilon to {projected:.4f} "
+                f"(delta {smallest:g}), above its cap {epsilon_cap:.4f}; the client sits this round out"
+            )
 
     def spent(self) -> float:
         return math.fsum(epsilon_after_reports(params, reports) for params, reports in self.epochs.values())
@@ -116,6 +155,12 @@ class ClientBudget:
         return low
 
 
+def _sampler_distance(coordinates: int) -> float:
+    from ..hazmat.discrete_gaussian import TABLE_TOTAL_VARIATION_LOG2
+
+    return coordinates * 2.0**TABLE_TOTAL_VARIATION_LOG2
+
+
 def _key(epoch: int, params: RRParameters) -> tuple[int, tuple]:
     return epoch, (params.p1, params.p2, params.p3, params.p4)
 
@@ -124,6 +169,9 @@ def replay(ledger: Ledger) -> ClientBudget:
     """Rebuild a client's budget state from its verified ledger."""
     budget = ClientBudget(ledger.client_id, ledger.epsilon_cap)
     for event in ledger.events:
+        if isinstance(event, UpdateEvent):
+            budget.record_update(event)
+            continue
         if event.kind == "refusal":
             budget.refusals += 1
             continue

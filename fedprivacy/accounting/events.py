@@ -24,7 +24,7 @@ from fractions import Fraction
 from ..errors import DecodeError
 from ..ldp.params import NeighbourRelation, RRParameters
 
-__all__ = ["PrivacyEvent", "MECHANISM_DOUBLE_RR", "EVENT_KINDS", "library_version"]
+__all__ = ["PrivacyEvent", "UpdateEvent", "MECHANISM_DOUBLE_RR", "MECHANISM_DDG", "EVENT_KINDS", "library_version"]
 
 MECHANISM_DOUBLE_RR = "double-randomized-response"
 EVENT_KINDS = ("release", "refusal", "cap", "psu-attempt")
@@ -102,3 +102,71 @@ class PrivacyEvent:
         ):
             raise DecodeError("a psu-attempt line needs parameters.attempt")
         return event
+
+
+MECHANISM_DDG = "distributed-discrete-gaussian"
+
+
+@dataclass(frozen=True)
+class UpdateEvent:
+    """One round's update release under distributed DP (kind ``update-release``), or a round the
+    update filter refused (kind ``update-refusal``, costs nothing).
+
+    The client added N_Z(0, ``row_variance``) to each of ``row_coordinates`` coordinates and
+    N_Z(0, ``dense_variance``) to each of ``dense_coordinates``, after clipping its whole upload to
+    integer L2 norm ``sensitivity``; it counted on at least ``row_floor`` / ``dense_floor`` noise
+    contributors per row / dense row. ``rho`` (zCDP, rounded up) is what it was charged, under the
+    relation "one client's whole upload in one round replaced"; ``delta`` is the delta its reports use.
+    """
+
+    client_id: str
+    round_index: int
+    kind: str  # "update-release" | "update-refusal"
+    mechanism: str = MECHANISM_DDG
+    sensitivity: int = 0
+    row_variance: int = 0
+    dense_variance: int = 0
+    row_floor: int = 0
+    dense_floor: int = 0
+    row_coordinates: int = 0
+    dense_coordinates: int = 0
+    rho: float = 0.0
+    delta: float = 0.0
+    library_version: str = field(default_factory=library_version)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> UpdateEvent:
+        if not isinstance(data, dict):
+            raise DecodeError("an event must be a JSON object")
+        expected = set(cls.__dataclass_fields__)
+        if set(data) != expected:
+            raise DecodeError(f"update event fields differ from the schema: {sorted(set(data) ^ expected)}")
+        for name in expected:
+            kind = {"client_id": str, "kind": str, "mechanism": str, "library_version": str,
+                    "rho": (int, float), "delta": (int, float)}.get(name, int)
+            if not isinstance(data[name], kind) or isinstance(data[name], bool):
+                raise DecodeError(f"update event field {name} has the wrong type")
+        if data["mechanism"] != MECHANISM_DDG or data["kind"] not in ("update-release", "update-refusal"):
+            raise DecodeError("unknown update event mechanism or kind")
+        event = cls(**data)
+        counts = (event.round_index, event.sensitivity, event.row_variance, event.dense_variance, event.row_floor,
+                  event.dense_floor, event.row_coordinates, event.dense_coordinates)
+        if min(counts) < 0 or not (event.rho >= 0 and 0 <= event.delta < 1):
+            raise DecodeError("negative or out-of-range values in update event")
+        if event.kind == "update-release":
+            if min(event.sensitivity, event.row_variance, event.dense_variance, event.row_floor, event.dense_floor) < 1:
+                raise DecodeError("an update release has positive sensitivity, variances and floors")
+            # Never below what its own parameters give (a relative 1e-9 allows another platform's libm).
+            if not (0 < event.delta < 1) or event.rho < event.charged() * (1 - 1e-9):
+                raise DecodeError("an update release's rho is below what its parameters give")
+        return event
+
+    def charged(self) -> float:
+        """rho recomputed from the recorded parameters (:func:`fedprivacy.ddp.params.release_rho`)."""
+        from ..ddp.params import release_rho
+
+        return release_rho(self.sensitivity, [(self.row_variance, self.row_floor, self.row_coordinates),
+                                              (self.dense_variance, self.dense_floor, self.dense_coordinates)])

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from ..encoding import domain_tag
 from ..errors import DecodeError, InvalidParameters
-from .events import PrivacyEvent, library_version
+from .events import MECHANISM_DDG, PrivacyEvent, UpdateEvent, library_version
 
 __all__ = ["Ledger", "LedgerIntegrityError", "parse_ledger", "canonical_json", "GENESIS"]
 
@@ -60,7 +60,7 @@ class Ledger:
 
     client_id: str
     epsilon_cap: float
-    events: list[PrivacyEvent] = field(default_factory=list)
+    events: list[PrivacyEvent | UpdateEvent] = field(default_factory=list)
     head: str = GENESIS
     source: str = "<memory>"
     hashes: list[str] = field(default_factory=list)  # hashes[n] is line n+1's hash (n = seq)
@@ -80,7 +80,7 @@ class Ledger:
         head = json.loads(line)["hash"]
         return cls(client_id, float(epsilon_cap), [], head, hashes=[head]), line
 
-    def append(self, event: PrivacyEvent) -> str:
+    def append(self, event: PrivacyEvent | UpdateEvent) -> str:
         """Record ``event``; returns the line to append to the file (the caller persists it)."""
         if event.client_id != self.client_id:
             raise InvalidParameters(f"event for client {event.client_id!r} in the ledger of {self.client_id!r}")
@@ -104,8 +104,10 @@ def _decode_float(value: object) -> float:
     raise DecodeError("not a number")
 
 
-def _encode_event(event: PrivacyEvent) -> dict:
+def _encode_event(event: PrivacyEvent | UpdateEvent) -> dict:
     data = event.to_dict()
+    if isinstance(event, UpdateEvent):
+        return data
     data["epsilon_report"] = _encode_float(event.epsilon_report)
     data["epsilon_inf"] = _encode_float(event.epsilon_inf)
     return data
@@ -145,9 +147,13 @@ def parse_ledger(lines: Iterable[str], source: str = "<ledger>") -> Ledger:
                 if not isinstance(entry.get("event"), dict):
                     raise DecodeError("event line without an event object")
                 data = dict(entry["event"])
-                data["epsilon_report"] = _decode_float(data.get("epsilon_report"))
-                data["epsilon_inf"] = _decode_float(data.get("epsilon_inf"))
-                event = PrivacyEvent.from_dict(data)
+                event: PrivacyEvent | UpdateEvent
+                if data.get("mechanism") == MECHANISM_DDG:
+                    event = UpdateEvent.from_dict(data)
+                else:
+                    data["epsilon_report"] = _decode_float(data.get("epsilon_report"))
+                    data["epsilon_inf"] = _decode_float(data.get("epsilon_inf"))
+                    event = PrivacyEvent.from_dict(data)
                 assert ledger is not None
                 if event.client_id != ledger.client_id:
                     raise DecodeError("event of another client")

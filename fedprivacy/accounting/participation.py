@@ -2,9 +2,9 @@
 
 ``participate`` draws the randomized set, checks the budget filter with the resulting (public)
 report counts, and only then returns the set together with the ledger line and the next memo. The
-caller must persist both (ledger line appended, memo saved atomically) *before* anything leaves the
-device; if the filter says no, :class:`BudgetExceeded` is raised, nothing is returned, and the drawn
-coins are discarded unseen (no report depends on them).
+caller must persist both *before* anything leaves the device, the memo first (saved atomically; it
+carries the ledger line) and then the ledger line; if the filter says no, :class:`BudgetExceeded` is
+raised, nothing is returned, and the drawn coins are discarded unseen (no report depends on them).
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ def participate(
         epsilon_inf=params.epsilon_inf,
     )
     line = ledger.append(event)
-    return Participation(result, event, line, result.memo.with_anchor(len(ledger.events), ledger.head))
+    # The memo carries its anchor line: it is saved first, and the line rolled forward from it if a
+    # crash stops the process before the ledger append (see protocols/ldp/storage.md).
+    return Participation(result, event, line, result.memo.with_anchor(len(ledger.events), ledger.head, line))
 
 
 def check_memo_matches_ledger(memo: PermanentMemo, ledger: Ledger, recorded_reports: int) -> None:

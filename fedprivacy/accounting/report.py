@@ -34,6 +34,12 @@ def client_report(source: str, budget: ClientBudget) -> dict:
         "disagreement": budget.disagreement(),
         "naive_sum_not_a_bound": _finite(budget.naive_sum),
         "relation": "add-remove-one-index",
+        "update_releases": budget.update_releases,
+        "update_refusals": budget.update_refusals,
+        "update_rho": budget.update_rho,
+        "update_delta": budget.update_delta,
+        "update_epsilon": _finite(budget.update_epsilon()),
+        "update_relation": "replace-one-client-upload-per-round",
     }
 
 

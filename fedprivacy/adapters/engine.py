@@ -26,7 +26,7 @@ import numpy as np
 from ..accounting import replay
 from ..errors import FedPrivacyError
 from ..hazmat.prg import RandomSource, system_random_bytes
-from ..secagg import DropStage
+from ..secagg import DropStage, TrustStore
 from ..secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 from ..submodel.client import ClientState, SubmodelRoundClient
 from ..submodel.messages import (
@@ -174,6 +174,7 @@ def run_round(
     random_source: Callable[[int], RandomSource] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     executor: ClientHostFactory | None = None,
+    trust: TrustStore | None = None,
 ) -> RoundOutcome:
     """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
 
@@ -183,10 +184,12 @@ def run_round(
     sources make a simulated round reproducible. ``progress(stage, done, total)`` is called as the
     clients answer each stage. ``executor(states, drops, random_source)`` makes the host the clients
     run in (default: this process; :class:`fedprivacy.adapters.ray_executor.RayExecutor` runs them on
-    a Ray cluster; the server stays here and the round is the same). Raises
-    :class:`~fedprivacy.errors.RoundAborted` when the round cannot complete (the model is then untouched)."""
+    a Ray cluster; the server stays here and the round is the same). ``trust`` is the deployment's
+    trust store, for a server whose settings ask for malicious mode (the clients carry their
+    identities in their states). Raises :class:`~fedprivacy.errors.RoundAborted` when the round
+    cannot complete (the model is then untouched)."""
     drops = drops or RoundDrops()
-    party = SubmodelRoundServer(server, settings, sorted(states), round_index)
+    party = SubmodelRoundServer(server, settings, sorted(states), round_index, trust=trust)
     host = (InProcessClients if executor is None else executor)(states, drops, random_source)
     gone: set[int] = set()
     errors: dict[int, FedPrivacyError] = {}

@@ -1,14 +1,19 @@
 """Client-side persistence: the permanent-response memo and the privacy ledger, on disk.
 
-Layout of a client's directory: ``memo.bin`` (the format of :mod:`fedprivacy.ldp.memo`) and
-``ledger.jsonl`` (the format of :mod:`fedprivacy.accounting.ledger`).
+Layout of a client's directory: ``memo.bin`` (the format of :mod:`fedprivacy.ldp.memo`),
+``ledger.jsonl`` (the format of :mod:`fedprivacy.accounting.ledger`) and ``ledger.head`` (the head
+record of :mod:`fedprivacy.accounting.recovery`). ``protocols/ldp/storage.md`` states the formats,
+the write order and the recovery rules.
 
-* The memo is written atomically: a temporary file in the same directory, flushed and fsynced, then
-  ``os.replace`` and an fsync of the directory. A reader sees the old or the new memo, never half.
-* Ledger lines are appended, flushed and fsynced one at a time.
-* A missing memo is only accepted for a client whose ledger records no release; otherwise loading
-  fails (a silent reset would draw fresh permanent answers and spend the budget again). A damaged or
-  foreign memo is an error too.
+* The memo and the head record are written atomically: a temporary file in the same directory,
+  flushed and fsynced, then ``os.replace`` and an fsync of the directory. A reader sees the old or
+  the new file, never half. A new ledger (its header line) is written the same way.
+* Ledger lines are appended, flushed and fsynced one at a time, each followed by the head record.
+* :meth:`ClientStore.open_ledger` checks the three files against each other and rolls a crash's
+  leftovers forward (:func:`~fedprivacy.accounting.recovery.reconcile`); damage raises
+  :class:`~fedprivacy.accounting.recovery.StateDamaged` naming the file, the line and what to do.
+  A missing ledger next to a memo or head record is damage, never a fresh ledger; a missing memo is
+  only accepted for a client whose ledger records no release.
 """
 
 from __future__ import annotations
@@ -19,13 +24,49 @@ from pathlib import Path
 
 from ..errors import DecodeError, InvalidParameters
 from ..accounting.ledger import Ledger, LedgerIntegrityError, parse_ledger
+from ..accounting.recovery import HeadRecord, Reconciled, StateDamaged, reconcile
 from ..ldp.memo import PermanentMemo
 from ..ldp.params import RRParameters
 
-__all__ = ["ClientStore", "read_ledger_file", "write_atomic"]
+__all__ = [
+    "ClientStore", "read_ledger_file", "write_atomic", "read_client_files", "remove_interrupted_writes",
+    "MEMO_FILE", "LEDGER_FILE", "HEAD_FILE",
+]
 
 MEMO_FILE = "memo.bin"
 LEDGER_FILE = "ledger.jsonl"
+HEAD_FILE = "ledger.head"
+_MAX_FILE = 1 << 34  # refuse to read anything larger into memory
+
+
+def _read_optional(path: Path) -> bytes | None:
+    """The file's bytes, or None if it does not exist; an unreadable path is :class:`StateDamaged`."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > _MAX_FILE:
+                raise StateDamaged(str(path), 0, f"the file is too large ({size} bytes)", "check the directory")
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise StateDamaged(str(path), 0, "a directory where a file was expected", f"move {path} away") from None
+    except OSError as exc:
+        raise StateDamaged(str(path), 0, f"cannot be read ({exc.strerror or exc})",
+                           "check the file's permissions and the disk") from None
+
+
+def read_client_files(directory: Path, client_id: str) -> Reconciled:
+    """Reconcile the ledger, head record and memo in ``directory`` without writing anything."""
+    return reconcile(
+        client_id,
+        _read_optional(directory / LEDGER_FILE),
+        _read_optional(directory / HEAD_FILE),
+        _read_optional(directory / MEMO_FILE),
+        ledger_name=str(directory / LEDGER_FILE),
+        head_name=str(directory / HEAD_FILE),
+        memo_name=str(directory / MEMO_FILE),
+    )
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -48,6 +89,24 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(directory_fd)
 
 
+def remove_interrupted_writes(root: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that atomic writes killed before their rename left under ``root``
+    (``.memo.bin.*``, ``.ledger.head.*``, ``.ledger.jsonl.*``); returns them. The files they were
+    replacing are intact. Call it only while holding the directory's lock (no writer is running)."""
+    prefixes = tuple(f".{name}." for name in (MEMO_FILE, HEAD_FILE, LEDGER_FILE))
+    removed = []
+    for current, _, files in os.walk(root):
+        for name in files:
+            if name.startswith(prefixes):
+                path = Path(current) / name
+                try:
+                    path.unlink()
+                    removed.append(path)
+                except OSError:
+                    pass
+    return removed
+
+
 def read_ledger_file(path: Path) -> Ledger:
     """Parse and verify a ledger file; any damage (encoding included) is a LedgerIntegrityError."""
     lines = []
@@ -67,6 +126,7 @@ class ClientStore:
         self.directory = Path(directory)
         self.client_id = client_id
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.recovered: list[str] = []  # what open_ledger rolled forward or noticed (for the user)
 
     @property
     def memo_path(self) -> Path:
@@ -76,22 +136,53 @@ class ClientStore:
     def ledger_path(self) -> Path:
         return self.directory / LEDGER_FILE
 
+    @property
+    def head_path(self) -> Path:
+        return self.directory / HEAD_FILE
+
     def open_ledger(self, epsilon_cap: float) -> Ledger:
-        """The verified ledger, created with ``epsilon_cap`` if it does not exist yet."""
-        if self.ledger_path.exists():
-            ledger = read_ledger_file(self.ledger_path)
-            if ledger.client_id != self.client_id:
-                raise InvalidParameters(f"{self.ledger_path} belongs to client {ledger.client_id!r}")
-            return ledger
+        """The verified ledger, created with ``epsilon_cap`` if this client has no state yet.
+
+        The three files are checked against each other first and a crash's leftovers rolled forward
+        (:attr:`recovered` lists what was done); damage raises ``StateDamaged`` or
+        ``LedgerIntegrityError`` naming the file and line.
+        """
+        state = read_client_files(self.directory, self.client_id)
+        self.recovered = [repair.note for repair in state.repairs if repair.note] + state.warnings
+        for repair in state.repairs:
+            if repair.kind == "truncate_ledger":
+                with open(self.ledger_path, "r+b") as handle:
+                    handle.truncate(repair.size)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            elif repair.kind == "append_ledger":
+                self._append(repair.data)
+            elif repair.kind == "write_head":
+                write_atomic(self.head_path, repair.data)
+            elif repair.kind == "write_memo":
+                write_atomic(self.memo_path, repair.data)
+            else:  # pragma: no cover -- reconcile only returns the kinds above
+                raise AssertionError(repair.kind)
+        if state.ledger is not None:
+            return state.ledger
         ledger, header = Ledger.create(self.client_id, epsilon_cap)
-        self.append_ledger_line(header)
+        write_atomic(self.ledger_path, (header + "\n").encode())
+        write_atomic(self.head_path, HeadRecord(self.client_id, 0, ledger.head).encode())
         return ledger
 
-    def append_ledger_line(self, line: str) -> None:
-        with open(self.ledger_path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+    def _append(self, data: bytes) -> None:
+        with open(self.ledger_path, "ab") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+
+    def append_ledger_line(self, line: str) -> None:
+        """Append one line made by :class:`Ledger` (durable), then move the head record to it."""
+        import json
+
+        entry = json.loads(line)
+        self._append((line + "\n").encode())
+        write_atomic(self.head_path, HeadRecord(self.client_id, entry["seq"], entry["hash"]).encode())
 
     def load_memo(self, params: RRParameters, ledger: Ledger) -> PermanentMemo:
         if not self.memo_path.exists():

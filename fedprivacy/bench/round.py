@@ -18,13 +18,18 @@ from ..ldp import RRParameters
 from ..secagg import DropStage
 from ..submodel import DenseHead, init_model, local_update, synthetic_workload
 from ..submodel.reference import ReferenceClient, ReferenceServer
+from ..ddp.params import DDPSettings
 from ..submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
 
 __all__ = ["run_round_bench"]
 
 
 def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
-                    seed: int = 0, executor=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+                    seed: int = 0, ddp: DDPSettings | None = None,
+                    executor=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """One round, timed. With ``ddp`` the clients clip and add exact noise (weights 0/1: max_samples 1);
+    the plaintext comparison is then reported but not a correctness check (``correct`` is None).
+    ``executor``: the engine's client host (default: this process)."""
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
     states = {c.client_id: ClientState.new(ReferenceClient(c), params) for c in workload.clients}
     table, head = init_model(np.arange(universe, dtype=np.uint64), dim, seed=seed)
@@ -34,7 +39,8 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     half = len(dropped) // 2
     drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
     tolerance = min(0.42, max(0.1, dropout) + 1.0 / clients)  # tolerate the scripted drops at small n (semi-malicious: 0.05 + 2 x 0.42 <= 0.9)
-    settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items)
+    extra = {} if ddp is None else {"ddp": ddp, "max_samples": 1}
+    settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items, **extra)
     server = ReferenceServer(table, head)
     started = time.perf_counter()
     outcome = secure_round(states, server, settings, 0, drops, executor=executor)
@@ -46,7 +52,9 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     sizes = [rows.shape[0] for rows in outcome.chosen.values()]
     planned = outcome.planned_rows.shape[0]
     return {
-        "correct": worst < 1e-6,
+        "correct": worst < 1e-6 if ddp is None else None,
+        "ddp": None if ddp is None else {"l2_clip": ddp.l2_clip, "noise_multiplier": ddp.noise_multiplier,
+                                         "sensitivity": ddp.sensitivity},
         "max_abs_difference_vs_plaintext": worst,
         "clients": clients,
         "items": items,

@@ -3,10 +3,20 @@
 The inputs are public test data (``numpy.random`` is fine here: nothing secret is drawn from it).
 ``limit_seconds`` is measured in the same run: the time to generate (k + 1) * D mask words with the
 same AES-CTR keystream into a reused buffer and add each once -- the floor for one client's masking.
+
+``adversary="malicious"`` runs the malicious-mode round (spec §14) and, interleaved with it in the
+same process, the semi-malicious round with the same (k, t), inputs and dropouts, ``repeats`` times
+each; it reports the extra time of malicious mode next to its floor -- signatures made x the time to
+sign plus signatures checked x the time to verify, both measured in the same run -- and the ratios
+of the whole runs, for the clients (median over parties) and for the server. That comparison is
+timed in process CPU time (``time.process_time``, rounds and signatures alike), so other processes
+on a shared machine do not enter the ratios; the wall-clock totals are reported beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import resource
 import statistics
 import sys
@@ -17,9 +27,11 @@ import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..hazmat.field import Modulus, dtype_of, modulus_value, word_bytes
-from ..secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
+from ..hazmat.identity import Signer, Verifier
+from ..secagg import Adversary, DropoutSchedule, DropStage, SecAggConfig, make_identities, run_secagg_round
+from ..secagg.messages import MessageType, decode_message
 
-__all__ = ["SecAggBenchOptions", "run_secagg_bench", "masking_limit_seconds"]
+__all__ = ["SecAggBenchOptions", "run_secagg_bench", "masking_limit_seconds", "signature_seconds"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,8 @@ class SecAggBenchOptions:
     corrupt: float = 0.05
     modulus: Modulus = Modulus.U32
     seed: int = 0
+    adversary: Adversary = Adversary.SEMI_MALICIOUS  # curious: the clients' policy is set to accept it
+    repeats: int = 5  # malicious mode: rounds per mode, interleaved (medians reported)
 
 
 def masking_limit_seconds(words_per_mask: int, masks: int, modulus: Modulus, repeats: int = 7) -> float:
@@ -54,6 +68,27 @@ def masking_limit_seconds(words_per_mask: int, masks: int, modulus: Modulus, rep
     return statistics.median(timings)
 
 
+def signature_seconds(samples: int = 300, clock=time.perf_counter) -> tuple[float, float]:
+    """(sign, verify) seconds per Ed25519 operation on statements of the size the protocol signs
+    (about 150 bytes), cycling over 32 keys as a round does; each the median of 5 batches of ``samples``."""
+    signers = [Signer(bytes([i]) * 32) for i in range(1, 33)]
+    verifiers = [Verifier(signer.verify_key) for signer in signers]
+    statements = [bytes([i]) * 150 for i in range(len(signers))]
+    signatures = [signer.sign(statement) for signer, statement in zip(signers, statements)]
+    jobs = [(i % len(signers)) for i in range(samples)]
+    sign, verify = [], []
+    for _ in range(5):
+        started = clock()
+        for i in jobs:
+            signers[i].sign(statements[i])
+        sign.append((clock() - started) / samples)
+        started = clock()
+        for i in jobs:
+            verifiers[i].verify(signatures[i], statements[i])
+        verify.append((clock() - started) / samples)
+    return statistics.median(sign), statistics.median(verify)
+
+
 def _plain_sum(vectors: list[np.ndarray], modulus: Modulus) -> np.ndarray:
     """The reference sum, computed independently of the protocol's field code, one vector at a time."""
     if modulus is Modulus.P61:
@@ -68,6 +103,12 @@ def _plain_sum(vectors: list[np.ndarray], modulus: Modulus) -> np.ndarray:
 
 
 def run_secagg_bench(options: SecAggBenchOptions, progress: bool = True) -> dict[str, object]:
+    if Adversary(options.adversary) is Adversary.MALICIOUS:
+        return _run_malicious_comparison(options, progress)
+    return _run_one(options, progress)
+
+
+def _run_one(options: SecAggBenchOptions, progress: bool = True) -> dict[str, object]:
     party_ids = list(range(1, options.clients + 1))
     config = SecAggConfig.create(
         party_ids,
@@ -78,6 +119,7 @@ def run_secagg_bench(options: SecAggBenchOptions, progress: bool = True) -> dict
         neighbours=options.neighbours,
         threshold=options.threshold,
         full_graph=options.full_graph,
+        adversary=options.adversary,
     )
     rng = np.random.default_rng(options.seed)  # public benchmark data only
     high = modulus_value(options.modulus)
@@ -94,8 +136,13 @@ def run_secagg_bench(options: SecAggBenchOptions, progress: bool = True) -> dict
             f"{dropped_count} dropping before {options.drop_stage.value}",
             file=sys.stderr,
         )
+    policy = None
+    if Adversary(options.adversary) is Adversary.CURIOUS:  # a client's default policy refuses curious thresholds
+        from ..policy import ClientPolicy
+
+        policy = ClientPolicy(adversary=Adversary.CURIOUS, corrupt_fraction=options.corrupt)
     started = time.perf_counter()
-    report = run_secagg_round(config, inputs, schedule)
+    report = run_secagg_round(config, inputs, schedule, policy=policy)
     total = time.perf_counter() - started
     correct = False
     if report.result is not None:
@@ -111,6 +158,7 @@ def run_secagg_bench(options: SecAggBenchOptions, progress: bool = True) -> dict
         "dropout": options.dropout,
         "drop_stage": options.drop_stage.value,
         "modulus": options.modulus.name.lower(),
+        "adversary": Adversary(options.adversary).value,
         "neighbours": config.neighbours,
         "threshold": config.threshold,
         "client_seconds_median": statistics.median(report.client_seconds[p] for p in survivors),
@@ -120,5 +168,137 @@ def run_secagg_bench(options: SecAggBenchOptions, progress: bool = True) -> dict
         "upload_bytes_per_client": statistics.median(report.upload_bytes[p] for p in survivors),
         "limit_seconds": limit,
         "masking_over_limit": (statistics.median(masking) / limit) if masking else None,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+class _SignatureCounter:
+    """Counts, from the delivered bytes, the signatures each client checks and the server checks."""
+
+    def __init__(self) -> None:
+        self.client_checks: dict[int, int] = {}
+        self.server_checks = 0
+
+    def __call__(self, sender: int, recipient: int, data: bytes) -> None:
+        kind = data[6]
+        if sender == 0 and kind in (MessageType.SIGNED_KEY_BROADCAST, MessageType.SIGNED_UNMASK_REQUEST):
+            message = decode_message(data)
+            count = len(message.peers) if kind == MessageType.SIGNED_KEY_BROADCAST else len(message.signatures)
+            self.client_checks[recipient] = self.client_checks.get(recipient, 0) + count
+        elif recipient == 0 and kind in (MessageType.SIGNED_ADVERTISE_KEYS, MessageType.CONSISTENCY_RESPONSE):
+            self.server_checks += 1
+
+
+def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> dict[str, object]:
+    party_ids = list(range(1, options.clients + 1))
+    config = SecAggConfig.create(
+        party_ids,
+        options.dim,
+        options.modulus,
+        corrupt_fraction=options.corrupt,
+        dropout_fraction=options.dropout,
+        adversary=Adversary.MALICIOUS,
+        neighbours=options.neighbours,
+        threshold=options.threshold,
+        full_graph=options.full_graph,
+    )
+    baseline = dataclasses.replace(config, malicious=False)  # same (k, t): the semi-malicious round
+    identities, trust = make_identities(party_ids)
+    rng = np.random.default_rng(options.seed)  # public benchmark data only
+    high = modulus_value(options.modulus)
+    inputs = {
+        p: rng.integers(0, min(high, 1 << 63), options.dim, dtype=np.uint64).astype(dtype_of(options.modulus))
+        for p in party_ids
+    }
+    dropped_count = int(round(options.dropout * options.clients))
+    dropped = rng.choice(party_ids, size=dropped_count, replace=False)
+    schedule = DropoutSchedule({int(p): options.drop_stage for p in dropped})
+    survivors = [p for p in party_ids if p not in schedule.drops]
+    if progress:
+        print(
+            f"secagg bench (malicious vs semi-malicious, {options.repeats} rounds each): n={options.clients} "
+            f"D={options.dim} k={config.neighbours} t={config.threshold} {dropped_count} dropping before "
+            f"{options.drop_stage.value}",
+            file=sys.stderr,
+        )
+    runs: dict[bool, list] = {True: [], False: []}
+    counter = _SignatureCounter()
+    correct = True
+    clock = time.process_time
+    timings = [signature_seconds(300, clock)]  # sign / verify timed between the rounds, medians used
+    wall: dict[bool, list[float]] = {True: [], False: []}
+    for repeat in range(max(1, options.repeats)):
+        for malicious in (False, True) if repeat % 2 == 0 else (True, False):
+            observer = counter if malicious and repeat == 0 else None
+            gc.collect()
+            gc.disable()  # as timeit does: a collection landing in one mode's round is noise
+            started = time.perf_counter()
+            report = run_secagg_round(
+                config if malicious else baseline,
+                inputs,
+                schedule,
+                identities=identities if malicious else None,
+                trust=trust if malicious else None,
+                observer=observer,
+                clock=clock,
+            )
+            wall[malicious].append(time.perf_counter() - started)
+            gc.enable()
+            runs[malicious].append(report)
+            correct = correct and report.result is not None and bool(
+                np.array_equal(report.result, _plain_sum([inputs[p] for p in report.input_ids], options.modulus))
+            )
+            timings.append(signature_seconds(300, clock))
+    sign_seconds = statistics.median(sign for sign, _ in timings)
+    verify_seconds = statistics.median(verify for _, verify in timings)
+
+    def client_median(reports, party):
+        return statistics.median(r.client_seconds[party] for r in reports)
+
+    client_mal = {p: client_median(runs[True], p) for p in survivors}
+    client_semi = {p: client_median(runs[False], p) for p in survivors}
+    server_mal = statistics.median(r.server_seconds for r in runs[True])
+    server_semi = statistics.median(r.server_seconds for r in runs[False])
+    client_floor = {p: 2 * sign_seconds + counter.client_checks.get(p, 0) * verify_seconds for p in survivors}
+    client_extra = statistics.median(client_mal[p] - client_semi[p] for p in survivors)
+    floor_median = statistics.median(client_floor.values())
+    server_floor = counter.server_checks * verify_seconds
+    upload_mal = statistics.median(runs[True][0].upload_bytes[p] for p in survivors)
+    upload_semi = statistics.median(runs[False][0].upload_bytes[p] for p in survivors)
+    return {
+        "correct": correct,
+        "aborted": None if runs[True][0].aborted is None else str(runs[True][0].aborted),
+        "clients": options.clients,
+        "dim": options.dim,
+        "dropout": options.dropout,
+        "drop_stage": options.drop_stage.value,
+        "modulus": options.modulus.name.lower(),
+        "adversary": "malicious",
+        "baseline_adversary": "semi-malicious",
+        "neighbours": config.neighbours,
+        "threshold": config.threshold,
+        "repeats": max(1, options.repeats),
+        "clock": "process CPU time",
+        "wall_seconds_median": statistics.median(wall[True]),
+        "baseline_wall_seconds_median": statistics.median(wall[False]),
+        "sign_seconds": sign_seconds,
+        "verify_seconds": verify_seconds,
+        "signatures_made_per_client": 2,
+        "signatures_checked_per_client_median": statistics.median(counter.client_checks.get(p, 0) for p in survivors),
+        "server_signatures_checked": counter.server_checks,
+        "client_seconds_median": statistics.median(client_mal.values()),
+        "baseline_client_seconds_median": statistics.median(client_semi.values()),
+        "client_ratio": statistics.median(client_mal.values()) / statistics.median(client_semi.values()),
+        "client_extra_seconds_median": client_extra,
+        "client_extra_floor_seconds_median": floor_median,
+        "client_extra_over_floor": client_extra / floor_median,
+        "server_seconds": server_mal,
+        "baseline_server_seconds": server_semi,
+        "server_ratio": server_mal / server_semi,
+        "server_extra_seconds": server_mal - server_semi,
+        "server_extra_floor_seconds": server_floor,
+        "server_extra_over_floor": (server_mal - server_semi) / server_floor if server_floor else None,
+        "upload_bytes_per_client": upload_mal,
+        "extra_upload_bytes_per_client": upload_mal - upload_semi,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }

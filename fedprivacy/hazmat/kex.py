@@ -14,9 +14,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import InvalidParameters
 
-__all__ = ["KEY_BYTES", "generate_keypair", "public_key", "agree", "KeyAgreement", "hkdf"]
+__all__ = ["KEY_BYTES", "generate_keypair", "public_key", "canonical_public_key", "agree", "KeyAgreement", "hkdf"]
 
 KEY_BYTES = 32
+_FIELD_PRIME = (1 << 255) - 19
+_LOW_255_BITS = (1 << 255) - 1
 RandomSource = Callable[[int], bytes]
 
 
@@ -30,6 +32,18 @@ def public_key(private_raw: bytes) -> bytes:
     if len(private_raw) != KEY_BYTES:
         raise InvalidParameters("an X25519 private key is 32 bytes")
     return X25519PrivateKey.from_private_bytes(private_raw).public_key().public_bytes_raw()
+
+
+def canonical_public_key(raw: bytes) -> bytes:
+    """The one encoding of the X25519 public key ``raw`` stands for (RFC 7748, section 5).
+
+    X25519 ignores the top bit of the last byte and reduces the u-coordinate mod 2^255 - 19, so up
+    to four 32-byte strings name the same key. Compare keys (duplicate checks) only in this form.
+    """
+    if len(raw) != KEY_BYTES:
+        raise InvalidParameters("an X25519 public key is 32 bytes")
+    value = (int.from_bytes(raw, "little") & _LOW_255_BITS) % _FIELD_PRIME
+    return value.to_bytes(KEY_BYTES, "little")
 
 
 def agree(private_raw: bytes, peer_public_raw: bytes) -> bytes:

@@ -13,12 +13,14 @@ from .params import (
     scale_for_relation,
     theorem_5_5_probabilities,
 )
+from .settings import RRSettingNames, rr_parameters_from_settings
 
 __all__ = [
     "CPP_PRESETS",
     "NeighbourRelation",
     "PermanentMemo",
     "RRParameters",
+    "RRSettingNames",
     "RandomizedSet",
     "epsilon_after_reports",
     "epsilon_after_reports_by_enumeration",
@@ -26,6 +28,7 @@ __all__ = [
     "estimate_variance",
     "lifetime_variance_floor",
     "randomize",
+    "rr_parameters_from_settings",
     "scale_for_relation",
     "theorem_5_5_probabilities",
 ]

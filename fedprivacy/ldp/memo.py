@@ -5,10 +5,11 @@ and counts how many instantaneous reports were drawn from that answer. It is wha
 rounds within epsilon_inf: losing or resetting it would draw fresh permanent answers and spend the
 budget again, so decoding a damaged or foreign memo is an error, never a silent reset.
 
-Format (version 1, all integers little-endian):
+Format (version 2, all integers little-endian):
 
-    "FPMEMO" | version u8 = 1 | client_id (u16 length + UTF-8) | epoch u32 |
+    "FPMEMO" | version u8 = 2 | client_id (u16 length + UTF-8) | epoch u32 |
     ledger_seq u64 | ledger_head (32 bytes; zeros for a fresh memo) |
+    ledger_line (u32 length + UTF-8; empty for a fresh memo) |
     p1 p2 p3 p4 (each numerator u64, denominator u64) | count u64 |
     ids (count x u64, strictly increasing) | answers (ceil(count/8) bytes, bit i = LSB-first) |
     reports (count x u32) | SHA-256 of everything before (32 bytes)
@@ -18,6 +19,12 @@ The parameters are frozen with the memo: a memo answers only for the parameters 
 (ledger_seq, ledger_head) is the position and hash of the ledger line that recorded the release this
 memo was saved after: a ledger that no longer holds that line (truncated, replaced) or that records a
 later release (the memo was rolled back) does not match, and participation refuses.
+
+Version 2 also carries the anchor line itself (``ledger_line``): the memo is saved *before* the
+line is appended to the ledger, so a crash between the two writes leaves a memo one line ahead of
+its ledger, and the line is rolled forward from the memo (see ``protocols/ldp/storage.md``).
+Version 1 (no ``ledger_line``; saved after the line was appended) is still read: it decodes with an
+empty ``ledger_line`` and ``version == 1``. Encoding always writes version 2.
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ from .params import RRParameters
 __all__ = ["PermanentMemo", "MEMO_MAGIC"]
 
 MEMO_MAGIC = b"FPMEMO"
-MEMO_VERSION = 1
+MEMO_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+_MAX_LINE = 1 << 20  # a ledger line is a few hundred bytes
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -51,6 +60,8 @@ class PermanentMemo:
     reports: np.ndarray  # uint32: instantaneous reports drawn from this answer
     ledger_seq: int = 0
     ledger_head: bytes = bytes(32)  # zeros: a fresh memo, never saved after a release
+    ledger_line: str = ""  # the anchor line's text (version 2); "" for a fresh or a version-1 memo
+    version: int = MEMO_VERSION  # the format it was decoded from (encoding always writes MEMO_VERSION)
 
     @classmethod
     def empty(cls, client_id: str, params: RRParameters, epoch: int = 0) -> PermanentMemo:
@@ -64,10 +75,17 @@ class PermanentMemo:
     def fresh(self) -> bool:
         return self.ledger_head == bytes(32)
 
-    def with_anchor(self, ledger_seq: int, ledger_head_hex: str) -> PermanentMemo:
+    def with_anchor(self, ledger_seq: int, ledger_head_hex: str, ledger_line: str = "") -> PermanentMemo:
         return PermanentMemo(
             self.client_id, self.params, self.epoch, self.ids, self.answers, self.reports,
-            ledger_seq, bytes.fromhex(ledger_head_hex),
+            ledger_seq, bytes.fromhex(ledger_head_hex), ledger_line,
+        )
+
+    def with_reports(self, reports: np.ndarray) -> PermanentMemo:
+        """The same memo with other report counts (used to over-charge, never to under-charge)."""
+        return PermanentMemo(
+            self.client_id, self.params, self.epoch, self.ids, self.answers, np.asarray(reports, np.uint32),
+            self.ledger_seq, self.ledger_head, self.ledger_line, self.version,
         )
 
     def __post_init__(self) -> None:
@@ -94,7 +112,10 @@ class PermanentMemo:
     def encode(self) -> bytes:
         client = self.client_id.encode()
         parts = [MEMO_MAGIC, bytes([MEMO_VERSION]), _U16.pack(len(client)), client, _U32.pack(self.epoch)]
-        parts += [_U64.pack(self.ledger_seq), self.ledger_head]
+        line = self.ledger_line.encode("utf-8")
+        if len(line) > _MAX_LINE:
+            raise InvalidParameters("ledger line too long for a memo")
+        parts += [_U64.pack(self.ledger_seq), self.ledger_head, _U32.pack(len(line)), line]
         for p in (self.params.p1, self.params.p2, self.params.p3, self.params.p4):
             parts += [_U64.pack(p.numerator), _U64.pack(p.denominator)]
         parts += [
@@ -125,8 +146,9 @@ class PermanentMemo:
             raise DecodeError("memo checksum mismatch (damaged or edited)")
         view = memoryview(body)
         pos = len(MEMO_MAGIC)
-        if view[pos] != MEMO_VERSION:
-            raise DecodeError(f"unsupported memo version {view[pos]}")
+        version = int(view[pos])
+        if version not in _READABLE_VERSIONS:
+            raise DecodeError(f"unsupported memo version {version} (this library reads versions 1 and 2)")
         pos += 1
 
         def take(size: int) -> memoryview:
@@ -141,6 +163,14 @@ class PermanentMemo:
         epoch = _U32.unpack(take(4))[0]
         ledger_seq = _U64.unpack(take(8))[0]
         ledger_head = bytes(take(32))
+        ledger_line = ""
+        if version >= 2:
+            size = _U32.unpack(take(4))[0]
+            if size > _MAX_LINE:
+                raise DecodeError("memo ledger line too long")
+            ledger_line = bytes(take(size)).decode("utf-8")
+            if (ledger_line and ledger_head == bytes(32)) or "\n" in ledger_line:
+                raise DecodeError("memo anchor and anchor line disagree")
         probabilities = []
         for _ in range(4):
             numerator, denominator = _U64.unpack(take(8))[0], _U64.unpack(take(8))[0]
@@ -167,4 +197,4 @@ class PermanentMemo:
             raise DecodeError("trailing bytes in memo")
         if count > 1 and not bool(np.all(ids[1:] > ids[:-1])):
             raise DecodeError("memo ids are not strictly increasing")
-        return cls(client_id, params, epoch, ids, answers.astype(bool), reports, ledger_seq, ledger_head)
+        return cls(client_id, params, epoch, ids, answers.astype(bool), reports, ledger_seq, ledger_head, ledger_line, version)

@@ -2,6 +2,7 @@
 
 from .client import SecAggClient
 from .driver import DropoutSchedule, DropStage, RoundReport, run_secagg_round
+from .identity import Identity, TrustStore, make_identities
 from .messages import decode_message
 from .params import Adversary, GraphParameters, SecAggConfig, check_graph_parameters, find_graph_parameters, minimum_threshold
 from .quantize import Quantizer
@@ -18,6 +19,7 @@ __all__ = [
     "DropStage",
     "DropoutSchedule",
     "GraphParameters",
+    "Identity",
     "Modulus",
     "Outbound",
     "Quantizer",
@@ -26,9 +28,11 @@ __all__ = [
     "SecAggConfig",
     "SecAggServer",
     "ServerStage",
+    "TrustStore",
     "check_graph_parameters",
     "decode_message",
     "find_graph_parameters",
+    "make_identities",
     "minimum_threshold",
     "run_secagg_round",
 ]

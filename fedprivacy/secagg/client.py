@@ -11,6 +11,15 @@ overlap, name a party outside the neighbours it exchanged shares with, omit one 
 than t holders alive, or differ from a request it already answered. A share ciphertext that fails
 authentication, or any message that breaks the protocol, also aborts the client.
 
+In malicious mode (``config.malicious``; spec §14) the client also needs its :class:`Identity` and
+the deployment's :class:`TrustStore`: it signs its key advertisement, refuses a key broadcast with an
+unknown identity or a bad signature, signs the survivor set U3 the server presents (once), and
+answers the unmasking request only if it is exactly the split U3 implies and the server forwards
+valid signatures over that same U3 -- at least t of them from the share holders of every peer whose
+share it releases. It then leaks nothing beyond the semi-malicious case except the two signatures.
+A client with an identity requires malicious mode (a default, semi-malicious policy becomes
+``MALICIOUS``) and refuses a config that is not malicious with a
+:class:`~fedprivacy.errors.PolicyViolation` (a downgrade).
 Before anything is released (at construction) the client checks the config against its own
 :class:`~fedprivacy.policy.ClientPolicy`: enough parties, a threshold at least the one safe against
 the policy's adversary for this (n, k), and a vector it may allocate
@@ -19,7 +28,11 @@ the policy's adversary for this (n, k), and a vector it may allocate
 A host that cannot keep the object alive between two messages (one process per message, as a Flower
 SuperNode runs its ClientApp) saves it with :meth:`SecAggClient.snapshot` and brings it back with
 :meth:`SecAggClient.restore`. The snapshot holds the client's secrets: it belongs in the client's own
-storage, never on the wire.
+storage, never on the wire. The host must never restore a snapshot older than the last message the
+client sent (persist before sending; spec §14.6): an older one may answer a second, different split.
+In malicious mode a snapshot taken after signing binds the client to its signed U3, so a restored
+one can only ever repeat the same split (a different one is refused); a snapshot from before the
+signature cannot know it signed and relies on the host's guarantee.
 """
 
 from __future__ import annotations
@@ -37,13 +50,15 @@ from ..errors import (
     InvalidCiphertext,
     InvalidParameters,
     LocalProtocolError,
+    PolicyViolation,
     RemoteProtocolError,
 )
 from ..hazmat import shamir
 from ..hazmat.field import P61, Modulus, dtype_of, modulus_value
-from ..hazmat.kex import KEY_BYTES, KeyAgreement, generate_keypair
+from ..hazmat.kex import KEY_BYTES, KeyAgreement, canonical_public_key, generate_keypair
 from ..hazmat.prg import MaskExpander, RandomSource, system_random_bytes
-from .graph import neighbourhood
+from .graph import neighbourhood, ring_order
+from .identity import Identity, TrustStore, advertisement_statement, consistency_statement
 from .masking import (
     MASK_KEY_BYTES,
     decrypt_share,
@@ -56,6 +71,8 @@ from .masking import (
 from .messages import (
     SECRET_LIMBS,
     AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencyResponse,
     KeyBroadcast,
     MaskedInput,
     Message,
@@ -65,9 +82,9 @@ from .messages import (
     UnmaskResponse,
     decode_message,
 )
-from .params import MAX_CLIENTS, MAX_DIM, SecAggConfig
+from .params import MAX_CLIENTS, MAX_DIM, Adversary, SecAggConfig
 from .rows import ClientRowPlan
-from .stages import CLIENT_TRANSITIONS, ClientEvent, ClientStage
+from .stages import CLIENT_TRANSITIONS, MALICIOUS_CLIENT_TRANSITIONS, ClientEvent, ClientStage
 
 if TYPE_CHECKING:
     from ..policy import ClientPolicy
@@ -85,6 +102,7 @@ _EVENT_OF = {
     KeyBroadcast: ClientEvent.KEY_BROADCAST,
     RoutedShares: ClientEvent.ROUTED_SHARES,
     UnmaskRequest: ClientEvent.UNMASK_REQUEST,
+    ConsistencyRequest: ClientEvent.CONSISTENCY_REQUEST,
 }
 
 
@@ -114,6 +132,8 @@ class SecAggClient:
     With ``row_plan`` the client sums per row (:mod:`fedprivacy.secagg.rows`): its input is one block
     of ``row_plan.width`` words per chosen row, masked per row; this needs the full graph.
 
+    ``identity`` and ``trust`` are required in malicious mode; an identity with a config that is not
+    malicious is refused (``PolicyViolation``), so a server cannot downgrade such a client.
     ``policy`` (default: :class:`~fedprivacy.policy.ClientPolicy()`, semi-malicious) is checked here,
     before anything is released: :class:`~fedprivacy.errors.PolicyViolation` if the config is outside it.
     With a row plan, at masking time, a row that fewer than max(``min_choosers``, the policy's
@@ -129,6 +149,8 @@ class SecAggClient:
         *,
         random_bytes: RandomSource = system_random_bytes,
         row_plan: ClientRowPlan | None = None,
+        identity: Identity | None = None,
+        trust: TrustStore | None = None,
         policy: ClientPolicy | None = None,
         min_choosers: int = 1,
         per_row: bool = False,
@@ -144,7 +166,17 @@ class SecAggClient:
             from ..policy import ClientPolicy  # (late: the policy module imports this package's parameters)
 
             policy = ClientPolicy()
+        if identity is not None:  # identities configured: malicious mode required (a downgrade is refused)
+            if policy.adversary is Adversary.SEMI_MALICIOUS:
+                policy = policy.replace(adversary=Adversary.MALICIOUS)
+            if not config.malicious:
+                raise PolicyViolation("adversary", "this client has an identity key and requires malicious mode")
         policy.check_secagg_config(config)
+        if config.malicious:
+            if identity is None or trust is None:
+                raise InvalidParameters("a malicious-mode round needs this party's identity and the trust store")
+            if identity.party_id != party_id or trust.get(party_id) != identity.verify_key:
+                raise InvalidParameters("the trust store does not name this identity's key for this party")
         if row_plan is not None or not per_row:
             length = config.dim if row_plan is None else row_plan.input_length
             policy.check_allocation(length * dtype_of(config.modulus).itemsize, "the secure sum's input vector")
@@ -174,6 +206,10 @@ class SecAggClient:
         self._answered: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self._response: UnmaskResponse | None = None
         self._released: dict[int, str] = {}  # peer -> "seed" | "key": never both
+        self._identity = identity
+        self._trust = trust
+        self._transitions = MALICIOUS_CLIENT_TRANSITIONS if config.malicious else CLIENT_TRANSITIONS
+        self._signed_set: tuple[int, ...] | None = None  # malicious mode: the one U3 this client signed
 
     # -- public driving API -------------------------------------------------------------------
 
@@ -188,7 +224,10 @@ class SecAggClient:
         self._channel_private, channel_public = generate_keypair(self._random_bytes)
         self._mask_private, mask_public = generate_keypair(self._random_bytes)
         self._own_public_keys = (channel_public, mask_public)
-        return [AdvertiseKeys(self.party_id, channel_public, mask_public)]
+        signature = b""
+        if self._identity is not None:
+            signature = self._identity.sign(advertisement_statement(self.config, self.party_id, channel_public, mask_public))
+        return [AdvertiseKeys(self.party_id, channel_public, mask_public, signature)]
 
     def submit_input(self, vector: object, row_plan: ClientRowPlan | None = None) -> list[Message]:
         """Provide the input (integers in [0, modulus)); masked and sent once the shares are in.
@@ -226,6 +265,7 @@ class SecAggClient:
             ClientEvent.KEY_BROADCAST: self._on_key_broadcast,
             ClientEvent.ROUTED_SHARES: self._on_routed_shares,
             ClientEvent.UNMASK_REQUEST: self._on_unmask_request,
+            ClientEvent.CONSISTENCY_REQUEST: self._on_consistency_request,
         }[event]
         return self._guarded(self._dispatch, event, handler, message)
 
@@ -283,24 +323,50 @@ class SecAggClient:
         w.u8(1 if self.row_plan is not None else 2 if self.per_row else 0)
         if self.row_plan is not None:
             w.blob(self.row_plan.encode())
+        if self.config.malicious:  # (absent otherwise: earlier snapshots keep their bytes)
+            w.u8(self._signed_set is not None)
+            if self._signed_set is not None:
+                w.id_list(self._signed_set)
         return w.finish()
 
     @classmethod
-    def restore(cls, data: bytes | bytearray | memoryview, *, random_bytes: RandomSource = system_random_bytes,
-                policy: ClientPolicy | None = None, min_choosers: int = 1) -> SecAggClient:
-        """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not one.
-        The policy and ``min_choosers`` are the host's (they are not in the snapshot); the policy is
-        checked again (:class:`~fedprivacy.errors.PolicyViolation` if it refuses the stored config)."""
+    def restore(
+        cls,
+        data: bytes | bytearray | memoryview,
+        *,
+        random_bytes: RandomSource = system_random_bytes,
+        identity: Identity | None = None,
+        trust: TrustStore | None = None,
+        policy: ClientPolicy | None = None,
+        min_choosers: int = 1,
+    ) -> SecAggClient:
+        """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not
+        one. The policy, ``min_choosers`` and, in malicious mode, the identity and trust store are the
+        host's (they are not in the snapshot); the policy is checked again
+        (:class:`~fedprivacy.errors.PolicyViolation` if it refuses the stored config), and a missing or
+        mismatched identity is an :class:`InvalidParameters` (or :class:`LocalProtocolError` if the
+        snapshot needs one)."""
+        if identity is not None or trust is not None:
+            # Checked before decoding so a caller's mistake is not reported as bad bytes.
+            if identity is None or trust is None or trust.get(identity.party_id) != identity.verify_key:
+                raise InvalidParameters("restore needs this party's identity and a trust store naming its key")
         try:
-            return cls._restore(data, random_bytes, policy, min_choosers)
+            return cls._restore(data, random_bytes, identity, trust, policy, min_choosers)
         except DecodeError:
             raise
         except (struct.error, ValueError, TypeError, OverflowError) as exc:  # InvalidParameters is a ValueError
             raise DecodeError(f"malformed client state: {type(exc).__name__}: {exc}") from None
 
     @classmethod
-    def _restore(cls, data: bytes | bytearray | memoryview, random_bytes: RandomSource,
-                 policy: ClientPolicy | None, min_choosers: int) -> SecAggClient:
+    def _restore(
+        cls,
+        data: bytes | bytearray | memoryview,
+        random_bytes: RandomSource,
+        identity: Identity | None,
+        trust: TrustStore | None,
+        policy: ClientPolicy | None,
+        min_choosers: int,
+    ) -> SecAggClient:
         reader = Reader(data, ProtocolCode.SECAGG)
         if reader.u8() != _STATE_TYPE:
             raise DecodeError("not a secure-aggregation client state")
@@ -313,21 +379,25 @@ class SecAggClient:
         mask_private = _read_optional_fixed(reader, KEY_BYTES)
         own = (reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES)) if _read_flag(reader) else (b"", b"")
         peer_keys = {}
-        for _ in range(reader.count(MAX_CLIENTS, 4 + 2 * KEY_BYTES)):
+        peer_keys_count = reader.count(MAX_CLIENTS, 4 + 2 * KEY_BYTES)
+        for _ in range(peer_keys_count):
             peer = reader.u32()  # (read the id first: a subscript target is evaluated after its value)
             peer_keys[peer] = (reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES))
         own_seed = _read_optional_fixed(reader, 32)
         own_seed_share = _read_limbs(reader) if _read_flag(reader) else None
         held = {}
-        for _ in range(reader.count(MAX_CLIENTS, 4 + 16 * SECRET_LIMBS)):
+        held_count = reader.count(MAX_CLIENTS, 4 + 16 * SECRET_LIMBS)
+        for _ in range(held_count):
             owner = reader.u32()
             held[owner] = (_read_limbs(reader), _read_limbs(reader))
         pair_keys = {}
-        for _ in range(reader.count(MAX_CLIENTS, 4 + MASK_KEY_BYTES)):
+        pair_keys_count = reader.count(MAX_CLIENTS, 4 + MASK_KEY_BYTES)
+        for _ in range(pair_keys_count):
             peer = reader.u32()
             pair_keys[peer] = reader.fixed(MASK_KEY_BYTES)
         channel_secrets = {}
-        for _ in range(reader.count(MAX_CLIENTS, 4 + KEY_BYTES)):
+        channel_secrets_count = reader.count(MAX_CLIENTS, 4 + KEY_BYTES)
+        for _ in range(channel_secrets_count):
             peer = reader.u32()
             channel_secrets[peer] = reader.fixed(KEY_BYTES)
         vector = None
@@ -354,11 +424,19 @@ class SecAggClient:
         if plan_flag > 2:
             raise DecodeError("unknown row plan flag")
         row_plan = ClientRowPlan.decode(bytes(reader.blob(_MAX_BLOB))) if plan_flag == 1 else None
+        signed_set = reader.id_list(MAX_CLIENTS) if config.malicious and _read_flag(reader) else None
         reader.done()
-        for ids in (peer_keys, held, pair_keys, channel_secrets):
+        if (signed_set is not None) != (stage is ClientStage.SIGNED or (stage is ClientStage.COMPLETED and config.malicious)):
+            raise DecodeError("the signed survivor set does not match the stage")
+        if config.malicious and (identity is None or identity.party_id != party_id):
+            raise LocalProtocolError("restoring a malicious-mode client needs its identity and trust store")
+        for ids, count in ((peer_keys, peer_keys_count), (held, held_count), (pair_keys, pair_keys_count),
+                           (channel_secrets, channel_secrets_count)):
+            if len(ids) != count:  # a party listed twice: not a snapshot this class writes
+                raise DecodeError("client state lists a party twice")
             check_strictly_increasing(list(ids))
-        client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan, policy=policy,
-                     min_choosers=min_choosers, per_row=plan_flag == 2)
+        client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan, identity=identity, trust=trust,
+                     policy=policy, min_choosers=min_choosers, per_row=plan_flag == 2)
         if not (set(peer_keys) | set(held) | set(pair_keys) | set(channel_secrets) | set(released)) <= client.neighbours:
             raise DecodeError("client state names parties outside its neighbourhood")
         client.stage = stage
@@ -373,12 +451,13 @@ class SecAggClient:
         client._answered = answered
         client._response = response
         client._released = released
+        client._signed_set = signed_set
         return client
 
     # -- transitions ----------------------------------------------------------------------------
 
     def _next_stage(self, event: ClientEvent, *, local: bool) -> ClientStage:
-        target = CLIENT_TRANSITIONS.get((self.stage, event))
+        target = self._transitions.get((self.stage, event))
         if target is None:
             text = f"{event.value} is not allowed in stage {self.stage.value}"
             raise LocalProtocolError(text) if local else RemoteProtocolError(text)
@@ -435,7 +514,13 @@ class SecAggClient:
         if len(peers) + own < config.threshold:
             raise RemoteProtocolError(f"only {len(peers) + own} share holders left, threshold is {config.threshold}")
         assert self._channel_private is not None and self._mask_private is not None
-        all_keys = [key for pair in peers.values() for key in pair] + list(self._own_public_keys)
+        if message.signed != config.malicious:
+            raise RemoteProtocolError("key broadcast signed in a round that is not malicious, or unsigned in one that is")
+        if config.malicious:
+            self._check_advertisements(message)
+        # Compared canonically: X25519 ignores the top bit, so raw bytes would let one key pass twice.
+        all_keys = [canonical_public_key(key) for pair in peers.values() for key in pair]
+        all_keys += [canonical_public_key(key) for key in self._own_public_keys]
         if len(set(all_keys)) != len(all_keys):
             raise RemoteProtocolError("neighbours' public keys are not pairwise distinct")
         self._peer_keys = peers
@@ -455,6 +540,15 @@ class SecAggClient:
             channel_key = share_channel_key(config, self._channel_secrets[holder], self.party_id, holder)
             ciphertexts.append((holder, encrypt_share(config, channel_key, self.party_id, holder, key_limbs, seed_limbs)))
         return [ShareKeys(self.party_id, tuple(ciphertexts))]
+
+    def _check_advertisements(self, message: KeyBroadcast) -> None:
+        assert self._trust is not None
+        for peer in message.peers:
+            if peer.party_id not in self._trust:
+                raise RemoteProtocolError(f"party {peer.party_id} has no identity in the trust store")
+            statement = advertisement_statement(self.config, peer.party_id, peer.channel_public_key, peer.mask_public_key)
+            if not self._trust.verify(peer.party_id, peer.signature, statement):
+                raise RemoteProtocolError(f"party {peer.party_id}'s key advertisement signature does not verify")
 
     # -- round 2: masked input --------------------------------------------------------------------
 
@@ -522,6 +616,66 @@ class SecAggClient:
 
     # -- round 3: unmasking -------------------------------------------------------------------------
 
+    def _on_consistency_request(self, message: ConsistencyRequest) -> list[Message]:
+        """Malicious mode: sign U3 once (an identical repeat gets the same signature, Ed25519 being
+        deterministic); the split this client will answer is fixed from here on."""
+        survivors = tuple(message.survivors)
+        if self._signed_set is not None:
+            if survivors != self._signed_set:
+                raise RemoteProtocolError("a second consistency check with a different survivor set")
+        else:
+            survivor_set = set(survivors)
+            if self.party_id not in survivor_set:
+                raise RemoteProtocolError("the survivor set omits this client, whose masked input was sent")
+            if not survivor_set <= set(self.config.party_ids):
+                raise RemoteProtocolError("the survivor set names parties outside the round")
+            if not (survivor_set & self.neighbours) <= set(self._held_shares):
+                raise RemoteProtocolError("the survivor set names a neighbour that never shared keys with this client")
+            if len(survivors) < self.config.threshold:
+                raise RemoteProtocolError(f"only {len(survivors)} survivors, threshold is {self.config.threshold}")
+            own = 1 if self.config.full_graph else 0
+            alive = survivor_set & set(self._held_shares)
+            if len(alive) + own < self.config.threshold:
+                raise RemoteProtocolError(f"only {len(alive) + own} alive holders, threshold is {self.config.threshold}")
+            self._signed_set = survivors
+        assert self._identity is not None
+        signature = self._identity.sign(consistency_statement(self.config, survivors))
+        return [ConsistencyResponse(self.party_id, signature)]
+
+    def _check_consistency_signatures(self, message: UnmaskRequest, alive: tuple[int, ...], dropped: tuple[int, ...]) -> None:
+        """Malicious mode: the request is the split of the signed U3, and enough of every released
+        peer's share holders signed that same U3 (spec §14.4)."""
+        assert self._signed_set is not None and self._trust is not None
+        if message.signatures is None:
+            raise RemoteProtocolError("an unmasking request without the consistency signatures")
+        survivors = set(self._signed_set)
+        held = set(self._held_shares)
+        if set(alive) != held & survivors or set(dropped) != held - survivors:
+            raise RemoteProtocolError("the unmasking request is not the split of the survivor set this client signed")
+        threshold = self.config.threshold
+        if len(message.signatures) < threshold:
+            raise RemoteProtocolError(f"only {len(message.signatures)} consistency signatures, threshold is {threshold}")
+        statement = consistency_statement(self.config, self._signed_set)
+        signers = set()
+        for signer, signature in message.signatures:
+            if signer not in self._trust:
+                raise RemoteProtocolError(f"a consistency signature by party {signer}, which has no identity")
+            if signer not in survivors:
+                raise RemoteProtocolError(f"a consistency signature by party {signer}, outside the survivor set")
+            if not self._trust.verify(signer, signature, statement):
+                raise RemoteProtocolError(f"party {signer}'s consistency signature is not over the survivor set this client signed")
+            signers.add(signer)
+        if self.config.full_graph:  # every party holds shares of every other (and of itself)
+            return
+        ring = ring_order(self.config)
+        for peer in sorted(held):
+            holders = neighbourhood(self.config, peer, ring)
+            count = len(signers & holders)
+            if count < threshold:
+                raise RemoteProtocolError(
+                    f"only {count} of party {peer}'s share holders signed the survivor set, threshold is {threshold}"
+                )
+
     def _on_unmask_request(self, message: UnmaskRequest) -> list[Message]:
         alive, dropped = tuple(message.alive_ids), tuple(message.dropped_ids)
         if self._answered is not None:
@@ -529,6 +683,10 @@ class SecAggClient:
                 raise RemoteProtocolError("a second unmasking request with a different split")
             assert self._response is not None
             return [self._response]
+        if self.config.malicious:
+            self._check_consistency_signatures(message, alive, dropped)
+        elif message.signatures is not None:
+            raise RemoteProtocolError("consistency signatures in a round that is not malicious")
         alive_set, dropped_set = set(alive), set(dropped)
         if len(alive_set) != len(alive) or len(dropped_set) != len(dropped):
             raise RemoteProtocolError("unmasking request lists a party twice")

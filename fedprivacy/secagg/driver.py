@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import FedPrivacyError, RoundAborted
 from ..hazmat.prg import RandomSource, system_random_bytes
 from .client import SecAggClient
+from .identity import Identity, TrustStore
 from .messages import Message, decode_message
 from .params import SecAggConfig
 from .rows import RowPlan
@@ -47,6 +48,8 @@ _ORDER = [DropStage.ADVERTISE, DropStage.SHARE, DropStage.INPUT, DropStage.UNMAS
 class DropoutSchedule:
     drops: Mapping[int, DropStage] = field(default_factory=dict)
     late: frozenset[int] = frozenset()  # dropped parties whose skipped message arrives after the close
+    # Malicious mode: parties dropped at UNMASK that also never sign U3 (in U3 \ U4); others sign first.
+    unsigned: frozenset[int] = frozenset()
 
     def active(self, party: int, stage: DropStage) -> bool:
         dropped_at = self.drops.get(party)
@@ -61,6 +64,7 @@ class RoundReport:
     shared_ids: frozenset[int]
     input_ids: frozenset[int]
     unmask_ids: frozenset[int]
+    signed_ids: frozenset[int]
     client_errors: dict[int, FedPrivacyError]
     ignored: list[IgnoredMessage]
     client_seconds: dict[int, float]
@@ -79,6 +83,11 @@ def run_secagg_round(
     tamper: Callable[[int, bytes], bytes] | None = None,
     observer: Callable[[int, int, bytes], None] | None = None,
     row_plan: RowPlan | None = None,
+    identities: Mapping[int, Identity] | None = None,
+    trust: TrustStore | None = None,
+    server_trust: TrustStore | None | bool = True,
+    client_trust: Mapping[int, TrustStore] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
     policy: ClientPolicy | None = None,
 ) -> RoundReport:
     """Run one round. ``inputs`` maps a party to its vector (or is a function, called when the party
@@ -86,15 +95,23 @@ def run_secagg_round(
     CSPRNG); ``tamper(recipient, data)`` may rewrite server-to-client bytes (for negative tests);
     ``observer(sender, recipient, data)`` sees every delivered message (the server is party 0);
     ``row_plan`` switches to per-row aggregation (each party's input: its chosen rows' blocks);
-    ``policy`` is every client's :class:`~fedprivacy.policy.ClientPolicy` (default: the safe default)."""
+    ``policy`` is every client's :class:`~fedprivacy.policy.ClientPolicy` (default: the safe default).
+    A malicious-mode config needs ``identities`` (party -> its :class:`Identity`) and ``trust``; the
+    server checks signatures with ``trust`` unless ``server_trust`` is ``False`` or another store;
+    ``client_trust`` gives some parties a store of their own (negative tests). ``clock`` times the
+    parties (wall time by default; a benchmark on a shared machine may pass ``time.process_time``)."""
     schedule = schedule or DropoutSchedule()
-    server = SecAggServer(config, row_plan)
+    if server_trust is True:
+        server_trust = trust if config.malicious else None
+    server = SecAggServer(config, row_plan, server_trust or None)
     clients = {
         party: SecAggClient(
             config,
             party,
             random_bytes=system_random_bytes if random_source is None else random_source(party),
             row_plan=None if row_plan is None else row_plan.for_client(party),
+            identity=None if identities is None else identities[party],
+            trust=None if identities is None else (client_trust or {}).get(party, trust),
             policy=policy,
         )
         for party in config.party_ids
@@ -110,46 +127,46 @@ def run_secagg_round(
     def to_server(party: int, messages: list[Message]) -> None:
         nonlocal server_seconds
         for message in messages:
-            started = time.perf_counter()
+            started = clock()
             data = message.to_bytes()
-            client_seconds[party] += time.perf_counter() - started
+            client_seconds[party] += clock() - started
             upload[party] += len(data)
             if observer is not None:
                 observer(party, 0, data)
-            started = time.perf_counter()
+            started = clock()
             server.receive(decode_message(data))
-            server_seconds += time.perf_counter() - started
+            server_seconds += clock() - started
 
     def client_step(party: int, step: Callable[[], list[Message]], masking: bool = False) -> list[Message]:
-        started = time.perf_counter()
+        started = clock()
         try:
             return step()
         except FedPrivacyError as exc:  # the client aborted; from now on it is simply gone
             errors[party] = exc
             return []
         finally:
-            elapsed = time.perf_counter() - started
+            elapsed = clock() - started
             client_seconds[party] += elapsed
             if masking:
                 masking_seconds[party] = elapsed
 
     def close(stage: DropStage) -> list[tuple[int, Message]] | None:
         nonlocal server_seconds
-        started = time.perf_counter()
+        started = clock()
         try:
             outbound = server.close_stage()
         except RoundAborted:
             return None
         finally:
-            server_seconds += time.perf_counter() - started
+            server_seconds += clock() - started
         for party, data in pending_late:  # late arrivals: must be ignored, never merged
             server.receive(decode_message(data))
         pending_late.clear()
         delivered = []
         for item in outbound:
-            started = time.perf_counter()
+            started = clock()
             data = item.message.to_bytes()
-            server_seconds += time.perf_counter() - started
+            server_seconds += clock() - started
             if tamper is not None:
                 data = tamper(item.recipient, data)
             download[item.recipient] += len(data)
@@ -183,6 +200,11 @@ def run_secagg_round(
                 out = client_step(party, lambda c=client, v=vector: c.submit_input(v), masking=True)
                 participate(party, DropStage.INPUT, out)
     requests = close(DropStage.INPUT) if routed is not None else None
+    if config.malicious and requests is not None:  # the consistency check
+        for party, message in requests:
+            if party not in errors and schedule.active(party, DropStage.INPUT) and party not in schedule.unsigned:
+                to_server(party, client_step(party, lambda c=clients[party], m=message: c.receive(m)))
+        requests = close(DropStage.UNMASK)
     # Round 3: unmasking.
     for party, message in requests or []:
         if party not in errors and schedule.active(party, DropStage.INPUT):
@@ -196,6 +218,7 @@ def run_secagg_round(
         shared_ids=server.shared_ids,
         input_ids=server.input_ids,
         unmask_ids=server.unmask_ids,
+        signed_ids=server.signed_ids,
         client_errors=errors,
         ignored=list(server.ignored),
         client_seconds=client_seconds,

@@ -13,6 +13,18 @@ parties; a transport must check that a message claiming ``sender`` really comes 
 | 5    | MaskedInput     | client -> server| 2 masked input          |
 | 6    | UnmaskRequest   | server -> client| 2 -> 3                  |
 | 7    | UnmaskResponse  | client -> server| 3 unmasking             |
+
+Malicious mode (``SecAggConfig.malicious``; ``protocols/secagg/spec.md`` §14) signs and checks:
+
+| type | message                         | direction       | stage                   |
+|------|---------------------------------|-----------------|-------------------------|
+| 11   | AdvertiseKeys + signature       | client -> server| 0 advertise keys        |
+| 12   | KeyBroadcast, signed entries    | server -> client| 0 -> 1                  |
+| 13   | ConsistencyRequest              | server -> client| 2 -> consistency check  |
+| 14   | ConsistencyResponse             | client -> server| consistency check       |
+| 15   | UnmaskRequest + signatures      | server -> client| consistency check -> 3  |
+
+(Type 0 is the config, 10 the config in malicious mode, 8 a row plan, 9 a client's local state.)
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from ..encoding import ProtocolCode, Reader, Writer, check_strictly_increasing
 from ..errors import DecodeError
 from ..hazmat.aead import TAG_BYTES
 from ..hazmat.field import P61, Modulus, dtype_of, word_bytes
+from ..hazmat.identity import SIGNATURE_BYTES
 from ..hazmat.kex import KEY_BYTES
 from .params import MAX_CLIENTS, MAX_DIM
 
@@ -40,6 +53,8 @@ __all__ = [
     "MaskedInput",
     "UnmaskRequest",
     "UnmaskResponse",
+    "ConsistencyRequest",
+    "ConsistencyResponse",
     "Message",
     "decode_message",
     "SECRET_LIMBS",
@@ -52,6 +67,7 @@ SECRET_LIMBS = 5  # ceil(32 / 7) limbs of 56 bits
 SHARE_PLAINTEXT_BYTES = 4 + 4 + 2 * SECRET_LIMBS * 8  # owner, holder, key-share limbs, seed-share limbs
 CIPHERTEXT_BYTES = SHARE_PLAINTEXT_BYTES + TAG_BYTES
 _LIMBS = struct.Struct(f">{SECRET_LIMBS}Q")
+_U32 = struct.Struct(">I")
 _P61_U64 = np.uint64(P61)
 
 
@@ -63,6 +79,11 @@ class MessageType(IntEnum):
     MASKED_INPUT = 5
     UNMASK_REQUEST = 6
     UNMASK_RESPONSE = 7
+    SIGNED_ADVERTISE_KEYS = 11
+    SIGNED_KEY_BROADCAST = 12
+    CONSISTENCY_REQUEST = 13
+    CONSISTENCY_RESPONSE = 14
+    SIGNED_UNMASK_REQUEST = 15
 
 
 Limbs = tuple[int, ...]
@@ -79,6 +100,7 @@ class PeerKeys:
     party_id: int
     channel_public_key: bytes
     mask_public_key: bytes
+    signature: bytes = b""  # malicious mode: the party's Ed25519 signature over its advertisement
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,21 +108,32 @@ class AdvertiseKeys:
     sender: int
     channel_public_key: bytes
     mask_public_key: bytes
+    signature: bytes = b""  # malicious mode only (type 11); empty: type 1, unchanged bytes
 
     def to_bytes(self) -> bytes:
-        w = Writer(ProtocolCode.SECAGG, MessageType.ADVERTISE_KEYS).u32(self.sender)
-        return w.fixed(self.channel_public_key, KEY_BYTES).fixed(self.mask_public_key, KEY_BYTES).finish()
+        kind = MessageType.SIGNED_ADVERTISE_KEYS if self.signature else MessageType.ADVERTISE_KEYS
+        w = Writer(ProtocolCode.SECAGG, kind).u32(self.sender)
+        w.fixed(self.channel_public_key, KEY_BYTES).fixed(self.mask_public_key, KEY_BYTES)
+        if self.signature:
+            w.fixed(self.signature, SIGNATURE_BYTES)
+        return w.finish()
 
 
 @dataclass(frozen=True, slots=True)
 class KeyBroadcast:
     recipient: int
-    peers: tuple[PeerKeys, ...]  # sorted by party_id
+    peers: tuple[PeerKeys, ...]  # sorted by party_id; all signed (type 12) or none (type 2)
+    signed: bool = False
 
     def to_bytes(self) -> bytes:
-        w = Writer(ProtocolCode.SECAGG, MessageType.KEY_BROADCAST).u32(self.recipient).u32(len(self.peers))
+        kind = MessageType.SIGNED_KEY_BROADCAST if self.signed else MessageType.KEY_BROADCAST
+        w = Writer(ProtocolCode.SECAGG, kind).u32(self.recipient).u32(len(self.peers))
         for peer in sorted(self.peers, key=lambda p: p.party_id):
             w.u32(peer.party_id).fixed(peer.channel_public_key, KEY_BYTES).fixed(peer.mask_public_key, KEY_BYTES)
+            if self.signed:
+                w.fixed(peer.signature, SIGNATURE_BYTES)
+            elif peer.signature:
+                raise ValueError("an unsigned key broadcast carries no signatures")
         return w.finish()
 
 
@@ -136,14 +169,48 @@ class MaskedInput:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsistencyRequest:
+    """Malicious mode: U3, the parties whose masked input the server holds, for the recipient to sign."""
+
+    recipient: int
+    survivors: tuple[int, ...]
+
+    def to_bytes(self) -> bytes:
+        w = Writer(ProtocolCode.SECAGG, MessageType.CONSISTENCY_REQUEST).u32(self.recipient)
+        return w.id_list(self.survivors).finish()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyResponse:
+    """Malicious mode: the sender's Ed25519 signature over (config digest, U3)."""
+
+    sender: int
+    signature: bytes
+
+    def to_bytes(self) -> bytes:
+        w = Writer(ProtocolCode.SECAGG, MessageType.CONSISTENCY_RESPONSE).u32(self.sender)
+        return w.fixed(self.signature, SIGNATURE_BYTES).finish()
+
+
+@dataclass(frozen=True, slots=True)
 class UnmaskRequest:
     recipient: int
     alive_ids: tuple[int, ...]  # neighbours whose self-mask seed shares are requested
     dropped_ids: tuple[int, ...]  # neighbours whose mask-key shares are requested
+    # Malicious mode (type 15): the forwarded consistency signatures (signer, signature), by signer.
+    signatures: tuple[tuple[int, bytes], ...] | None = None
 
     def to_bytes(self) -> bytes:
-        w = Writer(ProtocolCode.SECAGG, MessageType.UNMASK_REQUEST).u32(self.recipient)
-        return w.id_list(self.alive_ids).id_list(self.dropped_ids).finish()
+        kind = MessageType.UNMASK_REQUEST if self.signatures is None else MessageType.SIGNED_UNMASK_REQUEST
+        w = Writer(ProtocolCode.SECAGG, kind).u32(self.recipient)
+        w.id_list(self.alive_ids).id_list(self.dropped_ids)
+        if self.signatures is not None:
+            entries = sorted(self.signatures)
+            if any(len(signature) != SIGNATURE_BYTES for _, signature in entries):
+                raise ValueError(f"signatures are {SIGNATURE_BYTES} bytes")
+            body = b"".join(_U32.pack(signer) + signature for signer, signature in entries)
+            w.u32(len(entries)).fixed(body, len(body))
+        return w.finish()
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +228,17 @@ class UnmaskResponse:
         return w.finish()
 
 
-Message = AdvertiseKeys | KeyBroadcast | ShareKeys | RoutedShares | MaskedInput | UnmaskRequest | UnmaskResponse
+Message = (
+    AdvertiseKeys
+    | KeyBroadcast
+    | ShareKeys
+    | RoutedShares
+    | MaskedInput
+    | UnmaskRequest
+    | UnmaskResponse
+    | ConsistencyRequest
+    | ConsistencyResponse
+)
 
 
 def _encode_routed(kind: MessageType, party: int, ciphertexts: tuple[tuple[int, bytes], ...]) -> bytes:
@@ -205,12 +282,23 @@ def _decode(data: bytes | bytearray | memoryview) -> Message:
     message: Message
     if kind == MessageType.ADVERTISE_KEYS:
         message = AdvertiseKeys(reader.u32(), reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES))
-    elif kind == MessageType.KEY_BROADCAST:
+    elif kind == MessageType.SIGNED_ADVERTISE_KEYS:
+        message = AdvertiseKeys(reader.u32(), reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES), reader.fixed(SIGNATURE_BYTES))
+    elif kind in (MessageType.KEY_BROADCAST, MessageType.SIGNED_KEY_BROADCAST):
+        signed = kind == MessageType.SIGNED_KEY_BROADCAST
         recipient = reader.u32()
-        count = reader.count(MAX_CLIENTS, 4 + 2 * KEY_BYTES)
-        peers = tuple(PeerKeys(reader.u32(), reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES)) for _ in range(count))
+        count = reader.count(MAX_CLIENTS, 4 + 2 * KEY_BYTES + (SIGNATURE_BYTES if signed else 0))
+        peers = tuple(
+            PeerKeys(
+                reader.u32(),
+                reader.fixed(KEY_BYTES),
+                reader.fixed(KEY_BYTES),
+                reader.fixed(SIGNATURE_BYTES) if signed else b"",
+            )
+            for _ in range(count)
+        )
         check_strictly_increasing([p.party_id for p in peers])
-        message = KeyBroadcast(recipient, peers)
+        message = KeyBroadcast(recipient, peers, signed)
     elif kind == MessageType.SHARE_KEYS:
         message = ShareKeys(*_decode_routed(reader))
     elif kind == MessageType.ROUTED_SHARES:
@@ -232,6 +320,16 @@ def _decode(data: bytes | bytearray | memoryview) -> Message:
         message = MaskedInput(sender, modulus, vector)
     elif kind == MessageType.UNMASK_REQUEST:
         message = UnmaskRequest(reader.u32(), reader.id_list(MAX_CLIENTS), reader.id_list(MAX_CLIENTS))
+    elif kind == MessageType.SIGNED_UNMASK_REQUEST:
+        recipient, alive, dropped = reader.u32(), reader.id_list(MAX_CLIENTS), reader.id_list(MAX_CLIENTS)
+        count = reader.count(MAX_CLIENTS, 4 + SIGNATURE_BYTES)
+        signatures = tuple((reader.u32(), reader.fixed(SIGNATURE_BYTES)) for _ in range(count))
+        check_strictly_increasing([signer for signer, _ in signatures])
+        message = UnmaskRequest(recipient, alive, dropped, signatures)
+    elif kind == MessageType.CONSISTENCY_REQUEST:
+        message = ConsistencyRequest(reader.u32(), reader.id_list(MAX_CLIENTS))
+    elif kind == MessageType.CONSISTENCY_RESPONSE:
+        message = ConsistencyResponse(reader.u32(), reader.fixed(SIGNATURE_BYTES))
     elif kind == MessageType.UNMASK_RESPONSE:
         sender = reader.u32()
         message = UnmaskResponse(sender, _decode_share_list(reader), _decode_share_list(reader))

@@ -14,8 +14,17 @@ is corrupt (colluding with the server) and at most a fraction ``delta`` drops ou
 both share kinds of one peer, so with t > (k + #corrupt neighbours) / 2 no lie can gather t shares
 of both kinds of an honest client's secrets; the search moves t up accordingly.
 
+``malicious``: the server may also forge or replace messages and run a split (different survivor
+sets for different holders). Identity keys stop it from inventing parties or swapping keys, and the
+consistency check makes a holder release shares of a peer v only for a survivor set that t of v's
+share holders signed. An honest holder signs one set, so two sets each carrying t signatures of v's
+holders need 2 (t - c_v) <= h_v, i.e. 2t <= h_v + 2 c_v (h_v honest, c_v corrupt holders); safe
+iff t > (k + c_v) / 2 with k holders (k + 1 with the owner in the full graph, where h + c = n).
+That is the semi-malicious formula, so the same (k, t) search applies; what changes is that c_v
+really counts corrupt clients (no Sybils, no key substitution). See protocols/secagg/spec.md §14.
+
 The full graph (classic SecAgg, k = n - 1) needs t >= ceil((1 - delta) n) and t > ceil(gamma n)
-(curious) or t > (n + ceil(gamma n)) / 2 (semi-malicious).
+(curious) or t > (n + ceil(gamma n)) / 2 (semi-malicious, malicious).
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ _NUDGE = 1e-14  # keeps float rounding from ever erring on the unsafe side
 class Adversary(str, Enum):
     CURIOUS = "curious"
     SEMI_MALICIOUS = "semi-malicious"
+    MALICIOUS = "malicious"  # needs identity keys and the consistency check (SecAggConfig.malicious)
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,8 @@ def _validate_rates(clients: int, corrupt_fraction: float, dropout_fraction: flo
             raise InvalidParameters(f"{name} must be in [0, 1), got {value!r}")
     if adversary is Adversary.CURIOUS and corrupt_fraction + dropout_fraction > 0.9:
         raise InvalidParameters("a curious-server setting needs corrupt_fraction + dropout_fraction <= 0.9")
-    if adversary is Adversary.SEMI_MALICIOUS and corrupt_fraction + 2 * dropout_fraction > 0.9:
-        raise InvalidParameters("a semi-malicious setting needs corrupt_fraction + 2 * dropout_fraction <= 0.9")
+    if adversary is not Adversary.CURIOUS and corrupt_fraction + 2 * dropout_fraction > 0.9:
+        raise InvalidParameters(f"a {adversary.value} setting needs corrupt_fraction + 2 * dropout_fraction <= 0.9")
 
 
 def _hypergeometric_pmf(population: int, marked: int, draws: int) -> list[float]:
@@ -180,7 +190,7 @@ def _threshold_window(
         return None
     correctness_tail = 2.0**-CORRECTNESS_BITS / clients
     t_low = _corrupt_neighbour_bound(clients, neighbours, corrupt)
-    if adversary is Adversary.SEMI_MALICIOUS:
+    if adversary is not Adversary.CURIOUS:  # semi-malicious and malicious: t > (k + c) / 2
         t_low = math.ceil((t_low + neighbours - 1.25) / 2)
     # t_high: smallest s with P[#surviving neighbours <= s] >= correctness_tail.
     survivor_pmf = _hypergeometric_pmf(clients, surviving, neighbours)
@@ -280,6 +290,7 @@ def check_graph_parameters(
 
 
 _CONFIG_MESSAGE_TYPE = 0
+_MALICIOUS_CONFIG_MESSAGE_TYPE = 10  # the same fields; selects signed keys and the consistency check
 
 
 @dataclass(frozen=True)
@@ -288,6 +299,10 @@ class SecAggConfig:
 
     ``digest`` (SHA-256 of the canonical encoding) salts every key derivation and is bound into
     every ciphertext, so parties holding different configs cannot interoperate silently.
+
+    ``malicious`` selects the active-adversary variant (signed key advertisements and the
+    consistency check, spec §14); it changes the config's message type (10 instead of 0), hence the
+    digest, so a server cannot run one party in each mode.
     """
 
     party_ids: tuple[int, ...]
@@ -297,6 +312,7 @@ class SecAggConfig:
     threshold: int
     session_id: bytes
     round_index: int = 0
+    malicious: bool = False
     digest: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -324,6 +340,8 @@ class SecAggConfig:
             raise InvalidParameters("session_id must be 16..64 bytes")
         if not isinstance(self.round_index, int) or not (0 <= self.round_index < 1 << 64):
             raise InvalidParameters("round_index must be in [0, 2^64)")
+        if not isinstance(self.malicious, bool):
+            raise InvalidParameters("malicious must be a bool")
         object.__setattr__(self, "digest", hashlib.sha256(self.encode()).digest())
 
     @classmethod
@@ -345,7 +363,8 @@ class SecAggConfig:
         """A validated config: (k, t) searched from the rates, or the caller's k / t checked against them.
 
         The default adversary is semi-malicious: what a client's default
-        :class:`~fedprivacy.policy.ClientPolicy` accepts (a curious-server threshold is refused by it)."""
+        :class:`~fedprivacy.policy.ClientPolicy` accepts (a curious-server threshold is refused by it).
+        ``adversary=Adversary.MALICIOUS`` also sets ``malicious`` (every party then needs identities)."""
         ids = tuple(sorted(party_ids))
         n = len(ids)
         if full_graph:
@@ -366,6 +385,7 @@ class SecAggConfig:
             threshold=graph.threshold,
             session_id=os.urandom(32) if session_id is None else session_id,
             round_index=round_index,
+            malicious=Adversary(adversary) is Adversary.MALICIOUS,
         )
 
     @property
@@ -377,7 +397,7 @@ class SecAggConfig:
         return self.neighbours == len(self.party_ids) - 1
 
     def encode(self) -> bytes:
-        writer = Writer(ProtocolCode.SECAGG, _CONFIG_MESSAGE_TYPE)
+        writer = Writer(ProtocolCode.SECAGG, _MALICIOUS_CONFIG_MESSAGE_TYPE if self.malicious else _CONFIG_MESSAGE_TYPE)
         writer.blob(self.session_id).u64(self.round_index).u8(self.modulus).u32(self.dim)
         writer.u32(self.neighbours).u32(self.threshold).id_list(self.party_ids)
         return writer.finish()
@@ -385,7 +405,8 @@ class SecAggConfig:
     @classmethod
     def decode(cls, data: bytes) -> SecAggConfig:
         reader = Reader(data, ProtocolCode.SECAGG)
-        if reader.u8() != _CONFIG_MESSAGE_TYPE:
+        kind = reader.u8()
+        if kind not in (_CONFIG_MESSAGE_TYPE, _MALICIOUS_CONFIG_MESSAGE_TYPE):
             raise DecodeError("not a secure-aggregation config")
         session_id = bytes(reader.blob(64))
         round_index = reader.u64()
@@ -396,6 +417,9 @@ class SecAggConfig:
         party_ids = reader.id_list(MAX_CLIENTS)
         reader.done()
         try:
-            return cls(party_ids, dim, Modulus(modulus), neighbours, threshold, session_id, round_index)
+            return cls(
+                party_ids, dim, Modulus(modulus), neighbours, threshold, session_id, round_index,
+                malicious=kind == _MALICIOUS_CONFIG_MESSAGE_TYPE,
+            )
         except (InvalidParameters, ValueError) as exc:
             raise DecodeError(f"invalid config: {exc}") from None

@@ -15,6 +15,13 @@ ids), with Lagrange coefficients cached per holder set and reconstructions batch
 Below t at any step the round aborts with :class:`RoundAborted` and no output. The server learns
 the sum over U3 and the sets U1..U5, nothing else while fewer than t share holders of any client
 collude with it. Memory beyond the received share material is O(D): uploads are added in place.
+
+Malicious mode (``config.malicious``, spec §14): with a :class:`TrustStore` the server checks every
+advertisement and consistency signature and ignores bad ones (a corrupt client then cannot make
+honest ones abort); after U3 it asks U3 to sign U3, and sends the unmasking request only to the
+signers U4, forwarding to each just enough signatures: t on the full graph; on a SecAgg+ graph the
+signers nearest to it on the ring that give t among the holders of each of its mask peers. Without
+a trust store it forwards signatures unchecked (clients check them anyway).
 """
 
 from __future__ import annotations
@@ -31,11 +38,15 @@ from ..hazmat import shamir
 from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, reduce_p61_inplace
 from ..hazmat.kex import KeyAgreement, public_key
 from ..hazmat.prg import MaskExpander
-from .graph import all_neighbourhoods
+from ..hazmat.kex import canonical_public_key
+from .graph import all_neighbourhoods, ring_order
+from .identity import TrustStore, advertisement_statement, consistency_statement
 from .masking import limbs_to_secret, pair_mask_key, self_mask_key
 from .messages import (
     SECRET_LIMBS,
     AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencyResponse,
     KeyBroadcast,
     MaskedInput,
     Message,
@@ -47,7 +58,7 @@ from .messages import (
 )
 from .params import SecAggConfig
 from .rows import RowPlan
-from .stages import SERVER_TRANSITIONS, ServerEvent, ServerStage
+from .stages import MALICIOUS_SERVER_TRANSITIONS, SERVER_TRANSITIONS, ServerEvent, ServerStage
 
 __all__ = ["SecAggServer", "Outbound", "IgnoredMessage"]
 
@@ -68,6 +79,7 @@ _EVENT_OF = {
     ShareKeys: ServerEvent.SHARE_KEYS,
     MaskedInput: ServerEvent.MASKED_INPUT,
     UnmaskResponse: ServerEvent.UNMASK_RESPONSE,
+    ConsistencyResponse: ServerEvent.CONSISTENCY_RESPONSE,
 }
 
 
@@ -97,27 +109,38 @@ class IgnoredMessage:
 class SecAggServer:
     """Server side of one round. See the module docstring for the contract."""
 
-    def __init__(self, config: SecAggConfig, row_plan: RowPlan | None = None, *, per_row: bool = False) -> None:
+    def __init__(self, config: SecAggConfig, row_plan: RowPlan | None = None, trust: TrustStore | None = None,
+                 *, per_row: bool = False) -> None:
         if (row_plan is not None or per_row) and not config.full_graph:
             raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
         if row_plan is not None:
             if config.dim != row_plan.dim or set(row_plan.chosen) != set(config.party_ids):
                 raise InvalidParameters("the row plan must cover every party and config.dim = rows x width")
+        if trust is not None and not config.malicious:
+            raise InvalidParameters("a trust store is for malicious-mode rounds")
         self.row_plan = row_plan
         # ``per_row`` without a plan: the keys and shares are exchanged first, config.dim is the rows'
         # block width, and the plan is fixed by :meth:`set_row_plan` before any masked input.
         self.per_row = per_row and row_plan is None
         self.config = config
+        self.trust = trust
+        self._transitions = MALICIOUS_SERVER_TRANSITIONS if config.malicious else SERVER_TRANSITIONS
         self.stage = ServerStage.COLLECTING_KEYS
         self.neighbours = all_neighbourhoods(config)
+        # Malicious mode on a sparse graph: ring positions, to pick the signatures each party needs.
+        self._ring = ring_order(config) if config.malicious and not config.full_graph else None
+        self._position = None if self._ring is None else {party: index for index, party in enumerate(self._ring)}
         self.ignored: list[IgnoredMessage] = []
         self.abort_error: RoundAborted | None = None
         self._keys: dict[int, tuple[bytes, bytes]] = {}  # U1: party -> (channel pk, mask pk)
-        self._seen_keys: set[bytes] = set()
+        self._seen_keys: set[bytes] = set()  # canonical X25519 encodings
+        self._signatures_of_keys: dict[int, bytes] = {}  # malicious mode: advertisement signatures
         self._shares: dict[int, ShareKeys] = {}  # U2
         self._input_ids: set[int] = set()  # U3
         self._sum = np.zeros(0 if self.per_row else config.dim, dtype=dtype_of(config.modulus))
         self._unreduced = 0  # mod p: uploads added since the last fold (at most 7 fit in 64 bits)
+        self._survivor_statement = b""
+        self._signatures: dict[int, bytes] = {}  # U4 (malicious mode): party -> consistency signature
         self._requests: dict[int, UnmaskRequest] = {}
         self._responses: dict[int, UnmaskResponse] = {}  # U5
         self._result: np.ndarray | None = None
@@ -140,6 +163,11 @@ class SecAggServer:
         return frozenset(self._input_ids)
 
     @property
+    def signed_ids(self) -> frozenset[int]:
+        """U4 (malicious mode): parties whose consistency signature was accepted."""
+        return frozenset(self._signatures)
+
+    @property
     def unmask_ids(self) -> frozenset[int]:
         """U5: parties that answered the unmasking request."""
         return frozenset(self._responses)
@@ -153,6 +181,8 @@ class SecAggServer:
             return self.advertised_ids - self.shared_ids
         if self.stage is ServerStage.COLLECTING_INPUTS:
             return self.shared_ids - self.input_ids
+        if self.stage is ServerStage.COLLECTING_SIGNATURES:
+            return self.input_ids - self.signed_ids
         if self.stage is ServerStage.COLLECTING_UNMASKING:
             return frozenset(self._requests) - self.unmask_ids
         return frozenset()
@@ -189,7 +219,7 @@ class SecAggServer:
         if event is None:
             self._ignore(sender, message, IgnoredReason.INVALID, "not a client message")
             return []
-        if (self.stage, event) not in SERVER_TRANSITIONS:
+        if (self.stage, event) not in self._transitions:
             self._ignore(sender, message, IgnoredReason.LATE, f"arrived in stage {self.stage.value}")
             return []
         handler = {
@@ -197,6 +227,7 @@ class SecAggServer:
             ServerEvent.SHARE_KEYS: self._on_share_keys,
             ServerEvent.MASKED_INPUT: self._on_masked_input,
             ServerEvent.UNMASK_RESPONSE: self._on_unmask_response,
+            ServerEvent.CONSISTENCY_RESPONSE: self._on_consistency_response,
         }[event]
         handler(message)
         return []
@@ -211,12 +242,20 @@ class SecAggServer:
         if sender in self._keys:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
         keys = (message.channel_public_key, message.mask_public_key)
-        if keys[0] == keys[1] or keys[0] in self._seen_keys or keys[1] in self._seen_keys:
-            return self._ignore(sender, message, IgnoredReason.INVALID, "public key reused")
+        if bool(message.signature) != self.config.malicious:
+            return self._ignore(sender, message, IgnoredReason.INVALID, "signed iff the round is malicious")
         if not all(_valid_public_key(key) for key in keys):
             return self._ignore(sender, message, IgnoredReason.INVALID, "not a usable X25519 public key")
+        canonical = (canonical_public_key(keys[0]), canonical_public_key(keys[1]))  # the top bit is ignored
+        if canonical[0] == canonical[1] or canonical[0] in self._seen_keys or canonical[1] in self._seen_keys:
+            return self._ignore(sender, message, IgnoredReason.INVALID, "public key reused")
+        if self.trust is not None and not self.trust.verify(
+            sender, message.signature, advertisement_statement(self.config, sender, *keys)
+        ):
+            return self._ignore(sender, message, IgnoredReason.INVALID, "advertisement signature does not verify")
         self._keys[sender] = keys
-        self._seen_keys.update(keys)
+        self._signatures_of_keys[sender] = message.signature
+        self._seen_keys.update(canonical)
 
     def _on_share_keys(self, message: ShareKeys) -> None:
         sender = message.sender
@@ -257,6 +296,16 @@ class SecAggServer:
             add_inplace(self._sum, message.vector, self.config.modulus)
         self._input_ids.add(sender)
 
+    def _on_consistency_response(self, message: ConsistencyResponse) -> None:
+        sender = message.sender
+        if sender not in self._input_ids:
+            return self._ignore(sender, message, IgnoredReason.LATE if sender in self.neighbours else IgnoredReason.UNKNOWN_PARTY)
+        if sender in self._signatures:
+            return self._ignore(sender, message, IgnoredReason.DUPLICATE)
+        if self.trust is not None and not self.trust.verify(sender, message.signature, self._survivor_statement):
+            return self._ignore(sender, message, IgnoredReason.INVALID, "consistency signature does not verify")
+        self._signatures[sender] = message.signature
+
     def _on_unmask_response(self, message: UnmaskResponse) -> None:
         sender = message.sender
         request = self._requests.get(sender)
@@ -279,13 +328,14 @@ class SecAggServer:
         Raises :class:`RoundAborted` (and stays aborted) when fewer than t parties remain or a secret
         cannot be rebuilt.
         """
-        target = SERVER_TRANSITIONS.get((self.stage, ServerEvent.CLOSE_STAGE))
+        target = self._transitions.get((self.stage, ServerEvent.CLOSE_STAGE))
         if target is None:
             raise LocalProtocolError(f"nothing to close in stage {self.stage.value}")
         closer = {
             ServerStage.COLLECTING_KEYS: self._close_keys,
             ServerStage.COLLECTING_SHARES: self._close_shares,
             ServerStage.COLLECTING_INPUTS: self._close_inputs,
+            ServerStage.COLLECTING_SIGNATURES: self._close_signatures,
             ServerStage.COLLECTING_UNMASKING: self._close_unmasking,
         }[self.stage]
         try:
@@ -315,9 +365,10 @@ class SecAggServer:
         out = []
         for party in sorted(self._keys):
             peers = tuple(
-                PeerKeys(peer, *self._keys[peer]) for peer in sorted(self.neighbours[party] & self._keys.keys())
+                PeerKeys(peer, *self._keys[peer], self._signatures_of_keys[peer])
+                for peer in sorted(self.neighbours[party] & self._keys.keys())
             )
-            out.append(Outbound(party, KeyBroadcast(party, peers)))
+            out.append(Outbound(party, KeyBroadcast(party, peers, self.config.malicious)))
         return out
 
     def _holders_in(self, owner: int, present: frozenset[int] | set[int]) -> int:
@@ -352,6 +403,10 @@ class SecAggServer:
         self._require("masked-input", len(alive), "masked inputs arrived")
         for owner in sorted(self.shared_ids):
             self._require("masked-input", self._holders_in(owner, alive), f"share holders of party {owner} remain")
+        if self.config.malicious:
+            survivors = tuple(sorted(alive))
+            self._survivor_statement = consistency_statement(self.config, survivors)
+            return [Outbound(party, ConsistencyRequest(party, survivors)) for party in survivors]
         out = []
         for party in sorted(alive):
             peers = self.mask_peers(party)
@@ -359,6 +414,64 @@ class SecAggServer:
             self._requests[party] = request
             out.append(Outbound(party, request))
         return out
+
+    def _close_signatures(self) -> list[Outbound]:
+        """U4 frozen: every party of U2 must keep t signers among its share holders (else no client
+        would answer); each signer gets its split and the signatures of its peers' holders."""
+        signers = self.signed_ids
+        self._require("consistency-check", len(signers), "consistency signatures arrived")
+        for owner in sorted(self.shared_ids):
+            self._require("consistency-check", self._holders_in(owner, signers), f"signers among party {owner}'s holders")
+        alive = self.input_ids
+        entries = {signer: (signer, self._signatures[signer]) for signer in signers}
+        enough = tuple(entries[signer] for signer in sorted(signers)[: self.config.threshold])  # full graph: any t
+        ring, position = self._ring, self._position
+        out = []
+        for party in sorted(signers):
+            peers = self.mask_peers(party)
+            if ring is None:
+                signatures = enough
+            else:
+                signatures = self._signatures_near(party, peers, ring, position, entries)
+            request = UnmaskRequest(party, tuple(sorted(peers & alive)), tuple(sorted(peers - alive)), signatures)
+            self._requests[party] = request
+            out.append(Outbound(party, request))
+        return out
+
+    def _signatures_near(self, party, peers, ring, position, entries) -> tuple[tuple[int, bytes], ...]:
+        """Enough signatures for ``party``: t signers among the neighbours of each of its peers.
+
+        Neighbourhoods are ring windows of radius h = k/2, so every signer that can count lies within
+        k of ``party``; take those within the smallest radius R that gives each peer t (prefix sums
+        over ring offsets). On a ring too small for that geometry, all signers of the peers'
+        neighbourhoods."""
+        n, half, t = len(ring), self.config.neighbours // 2, self.config.threshold
+        base = position[party]
+        offsets = [((position[peer] - base + half) % n) - half for peer in peers]
+        if not offsets:
+            return ()
+        if 4 * half + 1 > n:  # windows wrap around the ring
+            window = set().union(*(self.neighbours[peer] for peer in peers))
+            return tuple(map(entries.__getitem__, sorted(entries.keys() & window)))
+        reach = 2 * half
+        signed = [ring[(base + offset) % n] in entries for offset in range(-reach, reach + 1)]
+        prefix = [0]
+        for flag in signed:
+            prefix.append(prefix[-1] + flag)
+
+        offsets.sort(key=abs, reverse=True)  # the farthest peers bind first: a failing radius fails fast
+        radius = reach
+        for candidate in range(max(t - 1, 0), reach + 1):
+            for offset in offsets:  # signers in N(peer) within the candidate radius (the peer itself excluded)
+                low, high = max(offset - half, -candidate), min(offset + half, candidate)
+                count = prefix[high + reach + 1] - prefix[low + reach] - (signed[offset + reach] if low <= offset <= high else 0)
+                if count < t:
+                    break
+            else:
+                radius = candidate
+                break
+        chosen = [ring[(base + offset) % n] for offset in range(-radius, radius + 1) if signed[offset + reach]]
+        return tuple(map(entries.__getitem__, sorted(chosen)))
 
     def _close_unmasking(self) -> list[Outbound]:
         config = self.config

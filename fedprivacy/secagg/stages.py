@@ -6,14 +6,25 @@ current stage: a local call raises :class:`LocalProtocolError` and changes nothi
 the other side is a :class:`RemoteProtocolError` for a client (which aborts), and is counted and
 ignored by the server (a client cannot break the server's round by sending junk).
 
-``ABORTED`` and ``COMPLETED`` are sticky.
+``ABORTED`` and ``COMPLETED`` are sticky. A malicious-mode round (``SecAggConfig.malicious``) uses
+``MALICIOUS_CLIENT_TRANSITIONS`` / ``MALICIOUS_SERVER_TRANSITIONS``: the consistency check sits between
+the masked input and the unmasking, and an unmasking request before it is a protocol error.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["ClientStage", "ServerStage", "ClientEvent", "ServerEvent", "CLIENT_TRANSITIONS", "SERVER_TRANSITIONS"]
+__all__ = [
+    "ClientStage",
+    "ServerStage",
+    "ClientEvent",
+    "ServerEvent",
+    "CLIENT_TRANSITIONS",
+    "SERVER_TRANSITIONS",
+    "MALICIOUS_CLIENT_TRANSITIONS",
+    "MALICIOUS_SERVER_TRANSITIONS",
+]
 
 
 class ClientStage(Enum):
@@ -22,6 +33,7 @@ class ClientStage(Enum):
     SHARES_SENT = "shares-sent"  # round 1 sent, waiting for the shares routed to it
     AWAITING_INPUT = "awaiting-input"  # shares received; masks as soon as the input is submitted
     INPUT_SENT = "input-sent"  # round 2 sent, waiting for the unmasking request
+    SIGNED = "signed"  # malicious mode: signed the survivor set, waiting for the unmasking request
     COMPLETED = "completed"  # round 3 answered (an identical repeated request gets the same answer)
     ABORTED = "aborted"
 
@@ -32,12 +44,14 @@ class ClientEvent(Enum):
     ROUTED_SHARES = "routed-shares"
     SUBMIT_INPUT = "submit-input"
     UNMASK_REQUEST = "unmask-request"
+    CONSISTENCY_REQUEST = "consistency-request"
 
 
 class ServerStage(Enum):
     COLLECTING_KEYS = "collecting-keys"  # U1
     COLLECTING_SHARES = "collecting-shares"  # U2
     COLLECTING_INPUTS = "collecting-inputs"  # U3
+    COLLECTING_SIGNATURES = "collecting-signatures"  # U4 (malicious mode)
     COLLECTING_UNMASKING = "collecting-unmasking"  # U5
     COMPLETED = "completed"
     ABORTED = "aborted"
@@ -48,6 +62,7 @@ class ServerEvent(Enum):
     SHARE_KEYS = "share-keys"
     MASKED_INPUT = "masked-input"
     UNMASK_RESPONSE = "unmask-response"
+    CONSISTENCY_RESPONSE = "consistency-response"
     CLOSE_STAGE = "close-stage"
 
 
@@ -75,5 +90,17 @@ SERVER_TRANSITIONS: dict[tuple[ServerStage, ServerEvent], ServerStage] = {
     (S.COLLECTING_INPUTS, SE.CLOSE_STAGE): S.COLLECTING_UNMASKING,
     (S.COLLECTING_UNMASKING, SE.UNMASK_RESPONSE): S.COLLECTING_UNMASKING,
     (S.COLLECTING_UNMASKING, SE.CLOSE_STAGE): S.COMPLETED,
+}
+MALICIOUS_CLIENT_TRANSITIONS: dict[tuple[ClientStage, ClientEvent], ClientStage] = {
+    **{key: value for key, value in CLIENT_TRANSITIONS.items() if key != (C.INPUT_SENT, CE.UNMASK_REQUEST)},
+    (C.INPUT_SENT, CE.CONSISTENCY_REQUEST): C.SIGNED,
+    (C.SIGNED, CE.CONSISTENCY_REQUEST): C.SIGNED,  # only an identical repeat is answered
+    (C.SIGNED, CE.UNMASK_REQUEST): C.COMPLETED,
+}
+MALICIOUS_SERVER_TRANSITIONS: dict[tuple[ServerStage, ServerEvent], ServerStage] = {
+    **SERVER_TRANSITIONS,
+    (S.COLLECTING_INPUTS, SE.CLOSE_STAGE): S.COLLECTING_SIGNATURES,
+    (S.COLLECTING_SIGNATURES, SE.CONSISTENCY_RESPONSE): S.COLLECTING_SIGNATURES,
+    (S.COLLECTING_SIGNATURES, SE.CLOSE_STAGE): S.COLLECTING_UNMASKING,
 }
 del C, CE, S, SE

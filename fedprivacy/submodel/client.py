@@ -48,7 +48,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..accounting import Ledger, cap_event, participate, psu_attempt_event, refusal_event, replay
+from ..accounting import Ledger, UpdateEvent, cap_event, participate, psu_attempt_event, refusal_event, replay
+from ..ddp import NoisePlan, check_overflow, client_variance, noise_floor, privatize, release_rho, to_modulus
 from ..adapters.interfaces import SubmodelClient
 from ..errors import (
     BudgetExceeded,
@@ -64,7 +65,7 @@ from ..ldp import PermanentMemo, RRParameters
 from ..policy import ClientPolicy
 from ..psu.iblt import encode_set, validate_ids
 from ..psu.params import PSUParameters
-from ..secagg import Quantizer, SecAggClient
+from ..secagg import Adversary, Identity, Quantizer, SecAggClient, TrustStore
 from ..secagg.stages import ClientStage
 from .messages import (
     Phase,
@@ -102,11 +103,24 @@ class ClientState:
     memo: PermanentMemo
     store: StateStore | None = None  # where the ledger and memo persist (None: in memory only)
     policy: ClientPolicy = field(default_factory=ClientPolicy)
+    # Identity key and trust store (device configuration): with them every secure sum of the round
+    # must be in malicious mode (protocols/secagg/spec.md §14); the policy's adversary becomes malicious.
+    identity: Identity | None = None
+    trust: TrustStore | None = None
+
+    def __post_init__(self) -> None:
+        if (self.identity is None) != (self.trust is None):
+            raise InvalidParameters("an identity key needs the trust store, and a trust store an identity key")
+        if self.identity is not None:
+            if self.trust.get(self.identity.party_id) != self.identity.verify_key:
+                raise InvalidParameters("the trust store does not name this client's identity key")
+            if self.policy.adversary is not Adversary.MALICIOUS:
+                self.policy = self.policy.replace(adversary=Adversary.MALICIOUS)
 
     @classmethod
     def new(
         cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf"), directory: str | None = None,
-        *, policy: ClientPolicy | None = None,
+        *, policy: ClientPolicy | None = None, identity: Identity | None = None, trust: TrustStore | None = None,
     ) -> ClientState:
         """Fresh state; with ``directory`` the ledger and memo live on disk there (and are reloaded).
 
@@ -117,13 +131,14 @@ class ClientState:
         client_id = f"client-{client.client_id}"
         if directory is None:
             ledger, _ = Ledger.create(client_id, epsilon_cap)
-            return cls(client, params, ledger, PermanentMemo.empty(client_id, params), policy=policy)
+            return cls(client, params, ledger, PermanentMemo.empty(client_id, params), policy=policy,
+                       identity=identity, trust=trust)
         from ..adapters.storage import ClientStore
 
         store = ClientStore(directory, client_id)
         ledger = store.open_ledger(epsilon_cap)
         lower_cap(ledger, store, epsilon_cap)
-        return cls(client, params, ledger, store.load_memo(params, ledger), store, policy)
+        return cls(client, params, ledger, store.load_memo(params, ledger), store, policy, identity, trust)
 
 
 def lower_cap(ledger: Ledger, store: StateStore | None, epsilon_cap: float) -> None:
@@ -180,7 +195,7 @@ class SubmodelRoundClient:
         self.party_id = int(state.client.client_id)
         self.stage = RoundClientStage.CREATED
         self.error: FedPrivacyError | None = None
-        self.sat_out_reason: str | None = None  # "oversized" | "budget" (kept on the device)
+        self.sat_out_reason: str | None = None  # "oversized" | "budget" | "update-budget" (kept on the device)
         self.training_seconds = 0.0
         self.chosen: np.ndarray | None = None  # S''_i once reported
         self._random_bytes = random_bytes
@@ -298,11 +313,13 @@ class SubmodelRoundClient:
             self._real_ids = real
         assert self._real_ids is not None
         self._psu_params = params
-        psu = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, policy=policy)
+        identity, trust = self.state.identity, self.state.trust
+        psu = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, policy=policy,
+                           identity=identity, trust=trust)
         rows = None
-        if self.stage is RoundClientStage.CREATED:
+        if self.stage is RoundClientStage.CREATED:  # malicious too when identities are configured
             rows = SecAggClient(rows_config, self.party_id, random_bytes=self._random_bytes, policy=policy,
-                                min_choosers=settings.min_choosers, per_row=True)
+                                min_choosers=settings.min_choosers, per_row=True, identity=identity, trust=trust)
         self._psu = psu
         self._store_line(psu_attempt_event(self.state.ledger, message.round_index, params.attempt))
         # The sketch is encoded when its shares are in (``_on_psu_message``): a table-sized vector per
@@ -341,7 +358,7 @@ class SubmodelRoundClient:
         assert isinstance(message, UnionBroadcast) and self._psu is not None and self._settings is not None
         if message.round_index != self._round_index:
             raise RemoteProtocolError("the union belongs to another round")
-        if self._psu.stage not in (ClientStage.INPUT_SENT, ClientStage.COMPLETED):
+        if self._psu.stage not in (ClientStage.INPUT_SENT, ClientStage.SIGNED, ClientStage.COMPLETED):
             raise RemoteProtocolError("the union arrived before this client's sketch was summed")
         union = message.ids
         if union.size and int(union[-1]) >= self._settings.universe:
@@ -366,9 +383,9 @@ class SubmodelRoundClient:
             self._rows = None
             self.stage = RoundClientStage.SAT_OUT
             return [SitOut(self.party_id, self._round_index)]
-        if state.store is not None:  # the ledger line and the memo are durable before S''_i leaves
-            state.store.append_ledger_line(part.ledger_line)
+        if state.store is not None:  # the memo (carrying the ledger line), then the line, before S''_i leaves
             state.store.save_memo(part.memo)
+            state.store.append_ledger_line(part.ledger_line)
         state.memo = part.memo
         self.chosen = np.asarray(part.randomized.chosen_ids, dtype=np.uint64)
         self.stage = RoundClientStage.REPORT_SENT
@@ -415,7 +432,8 @@ class SubmodelRoundClient:
         if real_count and int(partners[:real_count].min()) < settings.min_choosers - 1:
             raise RemoteProtocolError(f"the plan has rows with fewer than {settings.min_choosers} choosers")
         width = plan.width - 1
-        quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
+        if settings.ddp is None:
+            quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
         assert self._real_ids is not None
         held = np.flatnonzero(np.isin(rows, self._real_ids, assume_unique=True))  # rows it really holds
         started = time.perf_counter()
@@ -431,10 +449,59 @@ class SubmodelRoundClient:
         dense_delta[: message.dense.shape[0]] = result.dense_delta
         values = np.vstack([deltas, dense_delta.reshape(message.dense_rows, width)])
         weights = np.concatenate([counts, np.full(message.dense_rows, float(min(result.samples, settings.max_samples)))])
-        encoded = quantizer.encode_rows(values, weights, random_bytes=self._random_bytes).reshape(-1)
+        if settings.ddp is None:
+            if self.state.policy.ddp.required:
+                raise RemoteProtocolError("this client requires distributed DP for its updates; the round has none")
+            encoded = quantizer.encode_rows(values, weights, random_bytes=self._random_bytes).reshape(-1)
+        else:  # noised before the rows' sum masks it (protocols/ddp/spec.md)
+            encoded = self._privatize(values, weights / settings.max_samples, message.dense_rows, config)
+            if encoded is None:  # refused by its update budget: it does not upload (a dropout of the rows' sum)
+                self.sat_out_reason = "update-budget"
+                self._rows = None
+                self.stage = RoundClientStage.SAT_OUT
+                return []
         out = rows_sum.submit_input(encoded, row_plan=plan)  # masked at once: the shares are in
         self.stage = RoundClientStage.UPLOADING
         return [PhaseMessage(Phase.ROWS, 0, m) for m in out]
+
+    def _privatize(self, values: np.ndarray, weights: np.ndarray, dense_rows: int, config) -> np.ndarray | None:
+        """Clip, quantize and noise the upload (``protocols/ddp/spec.md``); the update event is stored first.
+
+        Noise per row is sized for the fewest contributors the client can count on: the plan's
+        ``min_choosers`` less the dropouts the secure sum tolerates and the colluders it assumes;
+        the dense rows for the secure sum's threshold less the colluders. None when the update
+        budget filter refuses (a refusal line is stored).
+        """
+        settings, policy = self._settings, self.state.policy.ddp
+        assert settings is not None and settings.ddp is not None and self._round_index is not None
+        ddp = settings.ddp
+        row_floor = noise_floor(settings.min_choosers, config.clients, config.threshold, policy.colluders)
+        dense_floor = max(1, config.threshold - policy.colluders)
+        noise = NoisePlan(client_variance(ddp, row_floor, policy.minimum_noise_multiplier),
+                          client_variance(ddp, dense_floor, policy.minimum_noise_multiplier))
+        width = values.shape[1] + 1
+        row_coordinates, dense_coordinates = (values.shape[0] - dense_rows) * width, dense_rows * width
+        check_overflow(settings.modulus, config.clients, ddp.sensitivity, max(noise.row_variance, noise.dense_variance),
+                       row_coordinates + dense_coordinates)
+        rho = release_rho(ddp.sensitivity, [(noise.row_variance, row_floor, row_coordinates),
+                                            (noise.dense_variance, dense_floor, dense_coordinates)])
+        ledger, client_id = self.state.ledger, self.state.ledger.client_id
+        try:
+            replay(ledger).check_update(rho, policy.delta, policy.epsilon_cap, row_coordinates + dense_coordinates)
+        except BudgetExceeded:
+            line = ledger.append(UpdateEvent(client_id, self._round_index, "update-refusal"))
+            if self.state.store is not None:
+                self.state.store.append_ledger_line(line)
+            return None
+        signed = privatize(values, weights, dense_rows, settings.clip, ddp, noise, random_bytes=self._random_bytes)
+        event = UpdateEvent(client_id, self._round_index, "update-release", sensitivity=ddp.sensitivity,
+                            row_variance=noise.row_variance, dense_variance=noise.dense_variance, row_floor=row_floor,
+                            dense_floor=dense_floor, row_coordinates=row_coordinates,
+                            dense_coordinates=dense_coordinates, rho=rho, delta=float(policy.delta))
+        line = ledger.append(event)
+        if self.state.store is not None:  # durable before anything of the update leaves
+            self.state.store.append_ledger_line(line)
+        return to_modulus(signed, settings.modulus).reshape(-1)
 
     def _on_rows_message(self, message: SubmodelMessage) -> list[SubmodelMessage]:
         assert isinstance(message, PhaseMessage) and self._rows is not None

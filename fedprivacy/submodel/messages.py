@@ -30,6 +30,7 @@ from enum import IntEnum
 
 import numpy as np
 
+from ..ddp.params import DDPSettings
 from ..encoding import ProtocolCode, Reader, Writer
 from ..errors import DecodeError, InvalidParameters
 from ..hazmat.field import Modulus
@@ -87,8 +88,11 @@ class PublicSettings:
     modulus: Modulus  # of the rows' secure sum
     min_choosers: int = 2  # a client uploads no row with fewer choosers (itself included)
     max_psu_attempts: int = 3  # a client takes part in at most this many PSU attempts
+    ddp: DDPSettings | None = None  # distributed DP for the rows' secure sum (protocols/ddp/spec.md)
 
     def __post_init__(self) -> None:
+        if self.ddp is not None and not isinstance(self.ddp, DDPSettings):
+            raise InvalidParameters("ddp must be DDPSettings or None")
         if not isinstance(self.min_choosers, int) or not 1 <= self.min_choosers < 1 << 32:
             raise InvalidParameters("min_choosers must be an integer in [1, 2^32)")
         if not isinstance(self.max_psu_attempts, int) or not 1 <= self.max_psu_attempts <= 64:
@@ -108,7 +112,12 @@ class PublicSettings:
 
     def _write(self, writer: Writer) -> Writer:
         writer.u64(self.universe).u32(self.max_set_size).fixed(_F64.pack(float(self.clip)), 8)
-        return writer.u32(self.max_samples).u8(self.modulus).u32(self.min_choosers).u8(self.max_psu_attempts)
+        writer.u32(self.max_samples).u8(self.modulus).u32(self.min_choosers).u8(self.max_psu_attempts)
+        if self.ddp is None:
+            return writer.u8(0)
+        ddp = self.ddp
+        writer.u8(1).fixed(_F64.pack(float(ddp.l2_clip)), 8).fixed(_F64.pack(float(ddp.noise_multiplier)), 8)
+        return writer.u32(ddp.sensitivity)
 
     @classmethod
     def _read(cls, reader: Reader) -> PublicSettings:
@@ -116,8 +125,15 @@ class PublicSettings:
         clip = _F64.unpack(reader.fixed(8))[0]
         max_samples, modulus = reader.u32(), reader.u8()
         min_choosers, max_psu_attempts = reader.u32(), reader.u8()
+        flag = reader.u8()
         try:
-            return cls(universe, max_set_size, clip, max_samples, Modulus(modulus), min_choosers, max_psu_attempts)
+            ddp = None
+            if flag == 1:
+                l2_clip, multiplier = _F64.unpack(reader.fixed(8))[0], _F64.unpack(reader.fixed(8))[0]
+                ddp = DDPSettings(l2_clip, multiplier, reader.u32())
+            elif flag != 0:
+                raise InvalidParameters("the ddp flag must be 0 or 1")
+            return cls(universe, max_set_size, clip, max_samples, Modulus(modulus), min_choosers, max_psu_attempts, ddp)
         except (InvalidParameters, ValueError) as exc:
             raise DecodeError(f"invalid round settings: {exc}") from None
 

@@ -37,7 +37,7 @@ from ..errors import FedPrivacyError, InvalidParameters, LocalProtocolError, Rou
 from ..hazmat.field import Modulus
 from ..psu.params import PSUParameters
 from ..psu.protocol import PSUServer, UnionDecodeFailure
-from ..secagg import Quantizer, RowPlan, SecAggConfig, SecAggServer
+from ..secagg import Adversary, Quantizer, RowPlan, SecAggConfig, SecAggServer, TrustStore
 from ..secagg.server import IgnoredMessage, IgnoredReason
 from ..secagg.stages import ServerStage
 from .messages import Phase, PhaseMessage, RandomizedSetReport, RoundStart, RowDownload, SitOut, SubmodelMessage, UnionBroadcast
@@ -115,7 +115,10 @@ class SubmodelRoundServer:
         round_index: int,
         *,
         session_id: bytes | None = None,
+        trust: TrustStore | None = None,
     ) -> None:
+        """``trust`` (malicious mode, ``settings.adversary``): the deployment's trust store, with which
+        the secure sums check the clients' signatures and ignore bad ones (clients check them anyway)."""
         parties = tuple(sorted(int(p) for p in party_ids))
         if len(parties) < 2 or len(set(parties)) != len(parties):
             raise InvalidParameters("a round needs at least two distinct parties")
@@ -133,6 +136,7 @@ class SubmodelRoundServer:
         self.abort_error: RoundAborted | None = None
         self.result: RoundResult | None = None
         self._session_id = os.urandom(32) if session_id is None else session_id
+        self._trust = trust if settings.adversary is Adversary.MALICIOUS else None
         self._width = model.row_width
         self._dense_size = int(model.dense_size)
         self._dense_rows = -(-self._dense_size // self._width)
@@ -193,7 +197,7 @@ class SubmodelRoundServer:
             )
         except InvalidParameters as exc:
             raise self._abort(RoundAborted("psu", f"no secure sum fits {len(self.party_ids)} parties: {exc}")) from exc
-        self._rows = SecAggServer(self._rows_config, per_row=True)
+        self._rows = SecAggServer(self._rows_config, trust=self._trust, per_row=True)
         self.stage = RoundServerStage.PSU
         return self._start_psu(self.party_ids)
 
@@ -207,7 +211,7 @@ class SubmodelRoundServer:
             )
         except InvalidParameters as exc:
             raise self._abort(RoundAborted("psu", f"no secure sum fits {len(parties)} parties: {exc}")) from exc
-        self._psu = SecAggServer(config)
+        self._psu = SecAggServer(config, trust=self._trust)
         self._psu_attempts += 1
         public = self.settings.public()
         assert self._rows_config is not None
@@ -336,7 +340,10 @@ class SubmodelRoundServer:
         plan = RowPlan(np.concatenate([kept, dense_ids]), width + 1, planned)
         config = self._rows_config
         # Sized for the rows' sum's parties (an upper bound on the uploads), as the clients size it.
-        self._quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
+        if settings.ddp is None:
+            self._quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
+        else:  # weights are count / max_samples, everything at the DDP scale (protocols/ddp/spec.md)
+            self._quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=1.0, scale=settings.ddp.scale)
         self._rows.set_row_plan(plan)
         self._kept_rows = kept
         self._thin_rows = int((choosers < settings.min_choosers).sum())
@@ -364,9 +371,12 @@ class SubmodelRoundServer:
         sums, counts = self._quantizer.decode_rows(inner.result.reshape(-1, width + 1))
         kept = self._kept_rows
         row_sums, row_counts = sums[: kept.shape[0]], counts[: kept.shape[0]]
-        trained = row_counts > 0
+        # Under distributed DP the weight sums are noisy: a row is applied only when its noisy weight
+        # exceeds twice the target noise's standard deviation (post-processing; no privacy cost).
+        floor = 0.0 if self.settings.ddp is None else 2.0 * self.settings.ddp.noise_multiplier * self.settings.ddp.l2_clip
+        trained = row_counts > floor
         self.model.apply_row_updates(kept[trained], row_sums[trained] / row_counts[trained][:, None])
-        if self._dense_rows and counts[-1] > 0:
+        if self._dense_rows and counts[-1] > floor:
             dense_sum = sums[kept.shape[0]:].reshape(-1)[: self._dense_size]
             self.model.apply_dense_update(dense_sum / counts[-1])
         self.result = RoundResult(

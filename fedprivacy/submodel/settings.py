@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ddp.params import DDPSettings
 from ..errors import InvalidParameters
 from ..hazmat.field import Modulus
 from ..secagg.params import Adversary
@@ -24,6 +25,7 @@ class RoundSettings:
     modulus: Modulus = Modulus.U64  # of the rows' secure sum
     max_psu_attempts: int = 3  # PSU reruns (fresh hash keys) when the union does not decode
     adversary: Adversary = Adversary.SEMI_MALICIOUS  # the secure sums' thresholds (clients refuse weaker ones)
+    ddp: DDPSettings | None = None  # distributed DP for the updates (None: secure aggregation only)
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_choosers, int) or self.min_choosers < 1:
@@ -36,7 +38,7 @@ class RoundSettings:
 
     def public(self) -> PublicSettings:
         return PublicSettings(self.universe, self.max_set_size, self.clip, self.max_samples, self.modulus,
-                              self.min_choosers, self.max_psu_attempts)
+                              self.min_choosers, self.max_psu_attempts, self.ddp)
 
     def psu_bound(self, parties: int) -> int:
         """The PSU table's union bound: the most ids n clients can hold (public numbers only)."""

@@ -64,7 +64,7 @@ ROUND_CLIENT_TRANSITIONS: dict[tuple[RoundClientStage, RoundClientEvent], frozen
     (C.SKETCH_SENT, CE.PSU_MESSAGE): frozenset({C.SKETCH_SENT}),
     (C.SKETCH_SENT, CE.ROWS_MESSAGE): frozenset({C.SKETCH_SENT}),  # the rows' keys and shares, with the PSU's
     (C.SKETCH_SENT, CE.UNION): frozenset({C.REPORT_SENT, C.SAT_OUT}),
-    (C.REPORT_SENT, CE.DOWNLOAD): frozenset({C.UPLOADING}),
+    (C.REPORT_SENT, CE.DOWNLOAD): frozenset({C.UPLOADING, C.SAT_OUT}),  # SAT_OUT: refused by its update budget
     (C.UPLOADING, CE.ROWS_MESSAGE): frozenset({C.UPLOADING, C.COMPLETED}),
     (C.COMPLETED, CE.ROWS_MESSAGE): frozenset({C.COMPLETED}),  # an identical repeated unmasking request
 }

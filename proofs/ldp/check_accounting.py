@@ -53,3 +53,39 @@ def test_filter_refuses_before_returning_anything():
         participate(ledger, memo, ASYMMETRIC, [10, 11, 12], [10], 1, random_bytes=DeterministicRandomness("x"))
     assert (ledger.head, len(ledger.events)) == (head, count)
     assert replay(parse_ledger(lines)).spent() <= cap
+
+
+def _states_after_each_write(params, rounds):
+    """The bytes of (ledger, head, memo) after every write of ``rounds`` releases, in the storage
+    adapter's order (memo, line, head), with the ledger line also cut in half; and the rounds whose
+    reports had left the device (all writes of the round done) at that point."""
+    from fedprivacy.accounting.recovery import HeadRecord
+
+    ledger, header = Ledger.create("proof", math.inf)
+    files = {"ledger": (header + "\n").encode(), "head": HeadRecord("proof", 0, ledger.head).encode(), "memo": None}
+    memo = PermanentMemo.empty("proof", params)
+    yield dict(files), 0
+    for r in range(rounds):
+        part = participate(ledger, memo, params, [10, 11, 12], [10], r, random_bytes=DeterministicRandomness(f"crash{r}"))
+        memo = part.memo
+        files["memo"] = memo.encode()
+        yield dict(files), r
+        line = (part.ledger_line + "\n").encode()
+        yield {**files, "ledger": files["ledger"] + line[: len(line) // 2]}, r
+        files["ledger"] += line
+        yield dict(files), r
+        files["head"] = HeadRecord("proof", len(ledger.events), ledger.head).encode()
+        yield dict(files), r + 1
+
+
+def test_recovery_after_any_crash_never_charges_less_than_was_sent():
+    """Claim ldp/3, crash clause: every state a crash can leave is recovered, and its spend lies
+    between the exact cost of the reports sent and that plus the one round under way."""
+    from fedprivacy.accounting.recovery import reconcile
+
+    params = ASYMMETRIC
+    for files, sent in _states_after_each_write(params, 3):
+        state = reconcile("proof", files["ledger"], files["head"], files["memo"])
+        spent = replay(state.ledger).spent()
+        assert spent >= params.epsilon_after(sent) - 1e-12 if sent else spent >= 0
+        assert spent <= params.epsilon_after(sent + 1) + 1e-12

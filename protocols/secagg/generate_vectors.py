@@ -2,7 +2,8 @@
 """Generate the secure-aggregation test vectors (protocols/secagg/vectors/*.json).
 
 Each vector is one whole round run with fixed per-party randomness (DeterministicRandomness seeded
-with "<vector name>/party-<id>") through the in-memory driver: the config, the inputs, the dropout
+with "<vector name>/party-<id>"; identities in malicious mode from "<vector name>/identities") through
+the in-memory driver: the config, the inputs, the dropout
 schedule, an optional declarative tampering of server-to-client bytes, every message's bytes in
 delivery order, and the expected outcome. ``tests/test_vectors.py`` replays them byte for byte.
 
@@ -18,8 +19,8 @@ import numpy as np
 
 from fedprivacy.hazmat.field import Modulus, dtype_of
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
-from fedprivacy.secagg.messages import MessageType, UnmaskRequest, decode_message
+from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, TrustStore, make_identities, run_secagg_round
+from fedprivacy.secagg.messages import ConsistencyRequest, MessageType, UnmaskRequest, decode_message
 from fedprivacy.policy import weakened_policy
 
 VECTOR_DIR = Path(__file__).resolve().parent / "vectors"
@@ -71,6 +72,70 @@ CASES = [
         "config": {"party_ids": [1, 2, 3, 4, 5], "dim": 3, "modulus": "U32", "neighbours": 4, "threshold": 4},
         "drops": {"2": "input", "5": "input"},
     },
+    # Malicious mode (spec §14): signed keys, the consistency check, and its negatives.
+    {
+        "name": "malicious-full-graph-dropouts",
+        "description": "Malicious mode, full graph of 6, t = 4: party 5 drops before masked input (its "
+        "mask key is rebuilt), party 6 sends its input but never signs U3 (it gets no unmasking request).",
+        "config": {"party_ids": [1, 2, 3, 4, 5, 6], "dim": 3, "modulus": "U32", "neighbours": 5, "threshold": 4,
+                   "malicious": True},
+        "drops": {"5": "input", "6": "unmask"},
+        "unsigned": [6],
+    },
+    {
+        "name": "malicious-harary-dropouts",
+        "description": "Malicious mode on H(9, 6), t = 4 (> (k + c) / 2), mod p: one party drops before masked input, one "
+        "after signing U3 (before unmasking); each client checks t signers among the holders of each peer it answers for.",
+        "config": {"party_ids": [2, 3, 5, 7, 11, 13, 17, 19, 23], "dim": 3, "modulus": "P61", "neighbours": 6,
+                   "threshold": 4, "malicious": True},
+        "drops": {"5": "unmask", "13": "input"},
+    },
+    {
+        "name": "negative-malicious-forged-advertisement",
+        "description": "The server flips a bit of one signature in party 1's key broadcast: party 1 aborts "
+        "(RemoteProtocolError) before sharing; the others finish.",
+        "config": {"party_ids": [1, 2, 3, 4, 5, 6], "dim": 3, "modulus": "U32", "neighbours": 5, "threshold": 4,
+                   "malicious": True},
+        "drops": {},
+        "tamper": {"kind": "flip-last-byte", "recipient": 1, "message_type": int(MessageType.SIGNED_KEY_BROADCAST)},
+    },
+    {
+        "name": "negative-malicious-unknown-identity",
+        "description": "Party 1's trust store has no key for party 4: party 1 refuses the key broadcast "
+        "(RemoteProtocolError); the others finish.",
+        "config": {"party_ids": [1, 2, 3, 4, 5, 6], "dim": 3, "modulus": "U32", "neighbours": 5, "threshold": 4,
+                   "malicious": True},
+        "drops": {},
+        "trust_omits": {"1": [4]},
+    },
+    {
+        "name": "negative-malicious-forged-signature",
+        "description": "The server flips a bit of the last consistency signature it forwards to party 1: "
+        "party 1 releases nothing (RemoteProtocolError); the others finish.",
+        "config": {"party_ids": [1, 2, 3, 4, 5, 6], "dim": 3, "modulus": "U32", "neighbours": 5, "threshold": 4,
+                   "malicious": True},
+        "drops": {},
+        "tamper": {"kind": "flip-last-byte", "recipient": 1, "message_type": int(MessageType.SIGNED_UNMASK_REQUEST)},
+    },
+    {
+        "name": "negative-malicious-split-set",
+        "description": "The server shows party 2 a survivor set without party 6 (party 2 signs it; the "
+        "server's own check ignores that signature) and forwards party 2's signature to party 1 with the "
+        "true set's: party 1 sees a split and releases nothing; the others finish without party 2.",
+        "config": {"party_ids": [1, 2, 3, 4, 5, 6], "dim": 3, "modulus": "U32", "neighbours": 5, "threshold": 4,
+                   "malicious": True},
+        "drops": {},
+        "tamper": {"kind": "split-set", "shown_to": 2, "without": 6, "recipient": 1},
+    },
+    {
+        "name": "negative-malicious-too-few-signatures",
+        "description": "The server forwards only t - 1 = 3 consistency signatures to party 1: party 1 "
+        "releases nothing (RemoteProtocolError); the others finish.",
+        "config": {"party_ids": [1, 2, 3, 4, 5, 6], "dim": 3, "modulus": "U32", "neighbours": 5, "threshold": 4,
+                   "malicious": True},
+        "drops": {},
+        "tamper": {"kind": "too-few-signatures", "recipient": 1},
+    },
 ]
 
 
@@ -83,6 +148,7 @@ def make_config(spec: dict) -> SecAggConfig:
         threshold=spec["threshold"],
         session_id=b"fedprivacy secagg test vectors!!",
         round_index=7,
+        malicious=spec.get("malicious", False),
     )
 
 
@@ -97,13 +163,28 @@ def make_inputs(config: SecAggConfig) -> dict[int, np.ndarray]:
     return out
 
 
-def make_tamper(spec: dict | None):
+def make_tamper(spec: dict | None, seen: dict[int, list[bytes]], threshold: int):
+    """``seen`` collects what each party sent (the server's view), for the split-set attack."""
     if spec is None:
         return None
 
     def tamper(recipient: int, data: bytes) -> bytes:
+        if spec["kind"] == "split-set" and recipient == spec["shown_to"] and data[6] == MessageType.CONSISTENCY_REQUEST:
+            request = decode_message(data)
+            assert isinstance(request, ConsistencyRequest)
+            return ConsistencyRequest(recipient, tuple(p for p in request.survivors if p != spec["without"])).to_bytes()
         if recipient != spec["recipient"]:
             return data
+        if spec["kind"] == "split-set" and data[6] == MessageType.SIGNED_UNMASK_REQUEST:
+            request = decode_message(data)
+            other = decode_message(seen[spec["shown_to"]][-1])  # its signature over the other set
+            signatures = dict(request.signatures)
+            signatures[other.sender] = other.signature
+            return UnmaskRequest(recipient, request.alive_ids, request.dropped_ids, tuple(sorted(signatures.items()))).to_bytes()
+        if spec["kind"] == "too-few-signatures" and data[6] == MessageType.SIGNED_UNMASK_REQUEST:
+            request = decode_message(data)
+            kept = request.signatures[: threshold - 1]
+            return UnmaskRequest(recipient, request.alive_ids, request.dropped_ids, kept).to_bytes()
         if spec["kind"] == "flip-last-byte" and data[6] == spec["message_type"]:
             return data[:-1] + bytes([data[-1] ^ 1])
         if spec["kind"] == "overlap-unmask" and data[6] == MessageType.UNMASK_REQUEST:
@@ -120,21 +201,44 @@ def run_case(case: dict) -> dict:
     config = make_config(case["config"])
     inputs = make_inputs(config)
     schedule = DropoutSchedule(
-        {int(p): DropStage(s) for p, s in case["drops"].items()}, frozenset(case.get("late", []))
+        {int(p): DropStage(s) for p, s in case["drops"].items()},
+        frozenset(case.get("late", [])),
+        unsigned=frozenset(case.get("unsigned", [])),
     )
     transcript: list[dict] = []
+    seen: dict[int, list[bytes]] = {}
+
+    def observe(sender: int, recipient: int, data: bytes) -> None:
+        transcript.append({"from": sender, "to": recipient, "type": data[6], "hex": data.hex()})
+        seen.setdefault(sender, []).append(data)
+
+    identities = trust = None
+    client_trust = {}
+    if config.malicious:
+        identities, trust = make_identities(config.party_ids, DeterministicRandomness(f"{case['name']}/identities"))
+        for party, omitted in case.get("trust_omits", {}).items():
+            client_trust[int(party)] = TrustStore({p: k for p, k in trust.items() if p not in omitted})
     report = run_secagg_round(
         config,
         inputs,
         schedule,
         random_source=lambda party: DeterministicRandomness(f"{case['name']}/party-{party}"),
-        tamper=make_tamper(case.get("tamper")),
-        observer=lambda sender, recipient, data: transcript.append(
-            {"from": sender, "to": recipient, "type": data[6], "hex": data.hex()}
-        ),
+        tamper=make_tamper(case.get("tamper"), seen, config.threshold),
+        observer=observe,
+        identities=identities,
+        trust=trust,
+        client_trust=client_trust,
         policy=weakened_policy(),  # small hand-picked thresholds: the vectors pin the wire, not the policy
     )
-    return {
+    extra = {}
+    if config.malicious:
+        extra = {
+            "identities": {str(p): trust[p].hex() for p in config.party_ids},
+            "unsigned": case.get("unsigned", []),
+            "trust_omits": case.get("trust_omits", {}),
+        }
+    vector = {
+        **extra,
         "name": case["name"],
         "description": case["description"],
         "config": {**case["config"], "session_id": config.session_id.hex(), "round_index": config.round_index,
@@ -152,6 +256,9 @@ def run_case(case: dict) -> dict:
             "ignored": [[m.party_id, m.message_type, m.reason.value] for m in report.ignored],
         },
     }
+    if config.malicious:
+        vector["expected"]["signed_ids"] = sorted(report.signed_ids)
+    return vector
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,11 +62,28 @@ class AdversaryMode:
     adversary: Adversary
     real_client_defeats_equivocation: bool  # with the threshold of this mode, the attack must fail
     client_policy: ClientPolicy = field(default_factory=ClientPolicy)
+    # Builds the real clients of a round (party -> client); None: SecAggClient(config, p, policy=...).
+    make_clients: Callable[[SecAggConfig, ClientPolicy], dict[int, SecAggClient]] | None = None
+
+
+def _malicious_clients(config: SecAggConfig, policy: ClientPolicy) -> dict[int, SecAggClient]:
+    """Malicious mode: every client with its identity key and the deployment's trust store."""
+    from fedprivacy.hazmat.prg import DeterministicRandomness
+    from fedprivacy.secagg import make_identities
+
+    identities, trust = make_identities(config.party_ids, DeterministicRandomness("attack-suite/identities"))
+    return {
+        p: SecAggClient(config, p, random_bytes=DeterministicRandomness(f"eq{p}"), policy=policy,
+                        identity=identities[p], trust=trust)
+        for p in config.party_ids
+    }
 
 
 ADVERSARY_MODES: dict[str, AdversaryMode] = {
     "curious": AdversaryMode(Adversary.CURIOUS, real_client_defeats_equivocation=False),
     "semi-malicious": AdversaryMode(Adversary.SEMI_MALICIOUS, real_client_defeats_equivocation=True),
+    "malicious": AdversaryMode(Adversary.MALICIOUS, real_client_defeats_equivocation=True,
+                               client_policy=ClientPolicy(adversary=Adversary.MALICIOUS), make_clients=_malicious_clients),
 }
 
 
@@ -133,7 +150,7 @@ def equivocate(victim: int, told_alive: set[int]) -> Tamper:
         alive.discard(victim)
         dropped.discard(victim)
         (alive if recipient in told_alive else dropped).add(victim)
-        return [UnmaskRequest(recipient, tuple(sorted(alive)), tuple(sorted(dropped)))]
+        return [UnmaskRequest(recipient, tuple(sorted(alive)), tuple(sorted(dropped)), message.signatures)]
 
     return tamper
 

@@ -110,7 +110,7 @@ def test_run_config_suggestions_are_taken_only_if_at_least_as_private():
             rr_parameters_from_config({}, downgrade)
     # Only the node itself can opt in to CPP1 (the weakened client of the issue), in its node config.
     assert rr_parameters_from_config({"fedprivacy-allow-insecure": True, "fedprivacy-cpp": 1}, {}).p1 == 1
-    with pytest.raises(Exception, match="allow_insecure"):
+    with pytest.raises(Exception, match="allow.insecure"):
         rr_parameters_from_config({"fedprivacy-cpp": 1}, {})
     assert epsilon_cap_from_config({"fedprivacy-epsilon-cap": 2.0}, {"fedprivacy-epsilon-cap": 100.0}) == 2.0
     assert epsilon_cap_from_config({"fedprivacy-epsilon-cap": 2.0}, {"fedprivacy-epsilon-cap": 1.0}) == 1.0

@@ -40,9 +40,11 @@ def _inputs(config: SecAggConfig) -> dict[int, np.ndarray]:
     return {p: np.arange(config.dim, dtype=np.uint64) * np.uint64(1000) + np.uint64(p) for p in config.party_ids}
 
 
-def _run(config: SecAggConfig, policy: ClientPolicy, told_alive_count: int):
-    clients = {p: SecAggClient(config, p, random_bytes=DeterministicRandomness(f"eq{p}"), policy=policy)
-               for p in config.party_ids}
+def _run(config: SecAggConfig, policy: ClientPolicy, told_alive_count: int, make_clients=None):
+    clients = (
+        make_clients(config, policy) if make_clients is not None else
+        {p: SecAggClient(config, p, random_bytes=DeterministicRandomness(f"eq{p}"), policy=policy) for p in config.party_ids}
+    )
     holders = sorted(clients[VICTIM].neighbours)
     attack = SecureSumAttack(config, clients, equivocate(VICTIM, set(holders[:told_alive_count])))
     attack.run(_inputs(config))
@@ -87,7 +89,7 @@ def test_equivocation_under_each_mode(mode):
             SecAggClient(config, VICTIM, policy=ClientPolicy())
         return
     for alive in range(0, 5):
-        attack, holders = _run(config, spec.client_policy, alive)
+        attack, holders = _run(config, spec.client_policy, alive, spec.make_clients)
         assert strip_victim(config, attack.sent, VICTIM, set(holders)) is None
 
 

@@ -29,10 +29,12 @@ from pathlib import Path
 from flwr.app import ConfigRecord, RecordDict
 
 from ...accounting.ledger import Ledger, parse_ledger
+from ...ddp.params import DDPPolicy
 from ...errors import DecodeError, InvalidParameters, PolicyViolation
 from ...hazmat.prg import DeterministicRandomness
 from ...ldp.memo import PermanentMemo
 from ...ldp.params import RRParameters
+from ...ldp.settings import RRSettingNames, rr_parameters_from_settings
 from ...policy import ClientPolicy
 from ...submodel.client import SubmodelRoundClient
 
@@ -63,6 +65,7 @@ EPSILON_KEY = "fedprivacy-epsilon"
 EPSILON_1_KEY = "fedprivacy-epsilon-1"
 EPSILON_CAP_KEY = "fedprivacy-epsilon-cap"
 _RR_KEYS = (CPP_KEY, *P_KEYS, EPSILON_KEY, EPSILON_1_KEY)
+_RR_NAMES = RRSettingNames(CPP_KEY, EPSILON_KEY, EPSILON_1_KEY, P_KEYS, "fedprivacy-allow-insecure")
 # Node-config keys of the client policy's knobs (fedprivacy.policy.ClientPolicy), with their types.
 POLICY_KEYS: dict[str, tuple[str, type]] = {
     "fedprivacy-adversary": ("adversary", str),
@@ -75,6 +78,15 @@ POLICY_KEYS: dict[str, tuple[str, type]] = {
     "fedprivacy-allow-insecure": ("allow_insecure", bool),
 }
 
+# Node-config keys of the policy's distributed-DP requirements (fedprivacy.ddp.DDPPolicy).
+DDP_POLICY_KEYS: dict[str, tuple[str, type]] = {
+    "fedprivacy-ddp-min-noise-multiplier": ("minimum_noise_multiplier", float),
+    "fedprivacy-ddp-colluders": ("colluders", int),
+    "fedprivacy-ddp-delta": ("delta", float),
+    "fedprivacy-ddp-epsilon-cap": ("epsilon_cap", float),
+    "fedprivacy-ddp-required": ("required", bool),
+}
+
 LEDGER_RECORD = "fedprivacy.submodel.ledger"
 ROUND_RECORD = "fedprivacy.submodel.round"
 
@@ -84,10 +96,26 @@ ROUND_RECORD = "fedprivacy.submodel.round"
 
 def policy_from_config(node_config: Mapping[str, object]) -> ClientPolicy:
     """The node's :class:`~fedprivacy.policy.ClientPolicy`, from its node config only: the keys of
-    :data:`POLICY_KEYS`, plus its own randomized-response parameters and cap (the keys of
-    :func:`rr_parameters_from_config`, read from the node config). Unset knobs keep the safe defaults."""
+    :data:`POLICY_KEYS` and :data:`DDP_POLICY_KEYS`, plus its own randomized-response parameters and
+    cap (the keys of :func:`rr_parameters_from_config`, read from the node config). Unset knobs keep
+    the safe defaults."""
     changes: dict[str, object] = {}
-    for key, (name, kind) in POLICY_KEYS.items():
+    ddp = _read_keys(node_config, DDP_POLICY_KEYS)
+    if ddp:
+        changes["ddp"] = DDPPolicy(**ddp)  # type: ignore[arg-type]
+    changes.update(_read_keys(node_config, POLICY_KEYS))
+    allow_insecure = bool(changes.get("allow_insecure", False))
+    own = _rr_from(node_config, allow_insecure)
+    if own is not None:
+        changes["rr_parameters"] = own
+    if EPSILON_CAP_KEY in node_config:
+        changes["epsilon_cap"] = _cap_from(node_config)
+    return ClientPolicy(**changes)  # type: ignore[arg-type]
+
+
+def _read_keys(node_config: Mapping[str, object], keys: dict[str, tuple[str, type]]) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    for key, (name, kind) in keys.items():
         if key not in node_config:
             continue
         value = node_config[key]
@@ -102,13 +130,7 @@ def policy_from_config(node_config: Mapping[str, object]) -> ClientPolicy:
         else:
             value = str(value)
         changes[name] = value
-    allow_insecure = bool(changes.get("allow_insecure", False))
-    own = _rr_from(node_config, allow_insecure)
-    if own is not None:
-        changes["rr_parameters"] = own
-    if EPSILON_CAP_KEY in node_config:
-        changes["epsilon_cap"] = _cap_from(node_config)
-    return ClientPolicy(**changes)  # type: ignore[arg-type]
+    return changes
 
 
 def rr_parameters_from_config(
@@ -135,23 +157,14 @@ def rr_parameters_from_config(
 
 
 def _rr_from(config: Mapping[str, object], allow_insecure: bool) -> RRParameters | None:
-    """The randomized-response parameters ``config`` sets (None if it sets none)."""
-    given = [CPP_KEY in config, EPSILON_KEY in config or EPSILON_1_KEY in config, any(k in config for k in P_KEYS)]
-    if sum(given) == 0:
+    """The randomized-response parameters ``config`` sets (None if it sets none), parsed as the command
+    line parses its options (:func:`fedprivacy.ldp.rr_parameters_from_settings`)."""
+    if not any(k in config for k in _RR_KEYS):
         return None
-    if sum(given) != 1:
-        raise InvalidParameters(f"give one of {CPP_KEY}, {EPSILON_KEY} [{EPSILON_1_KEY}] or {', '.join(P_KEYS)}")
-    if given[0]:
-        return RRParameters.preset(str(config[CPP_KEY]))
-    if given[1]:
-        if EPSILON_KEY not in config:
-            raise InvalidParameters(f"{EPSILON_1_KEY} needs {EPSILON_KEY}")
-        epsilon_1 = config.get(EPSILON_1_KEY)
-        return RRParameters.from_epsilons(_number(config[EPSILON_KEY], EPSILON_KEY),
-                                          None if epsilon_1 is None else _number(epsilon_1, EPSILON_1_KEY))
-    if not all(k in config for k in P_KEYS):
-        raise InvalidParameters(f"{', '.join(P_KEYS)} go together")
-    return RRParameters(*(config[k] for k in P_KEYS), allow_insecure=allow_insecure)  # type: ignore[arg-type]
+    return rr_parameters_from_settings(
+        cpp=config.get(CPP_KEY), epsilon=config.get(EPSILON_KEY), epsilon_1=config.get(EPSILON_1_KEY),
+        probabilities=[config.get(k) for k in P_KEYS], allow_insecure=allow_insecure, names=_RR_NAMES,
+    )
 
 
 def epsilon_cap_from_config(

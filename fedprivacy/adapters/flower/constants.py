@@ -43,6 +43,9 @@ class Key:
     CLIPPING_RANGE = "clipping_range"  # setup only: the quantizer's parameters
     MAX_WEIGHT = "max_weight"
     SCALE = "scale"
+    DDP_L2_CLIP = "ddp_l2_clip"  # setup, optional: distributed DP (protocols/ddp/spec.md) -- all three or none
+    DDP_NOISE_MULTIPLIER = "ddp_noise_multiplier"
+    DDP_SENSITIVITY = "ddp_sensitivity"
     CLIENT = "client"  # state only: SecAggClient.snapshot()
     LAST_REQUEST = "last_request"  # state only: fingerprint of the last request answered
     LAST_REPLY = "last_reply"  # state only: the protocol message sent in answer

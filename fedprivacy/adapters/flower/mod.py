@@ -27,6 +27,14 @@ the node's :class:`~fedprivacy.secagg.SecAggClient` and replies with the client'
 ``protocols/secagg/spec.md``, "Client policy"): too few parties, a threshold below the bound for the
 policy's adversary, or a vector above the byte budget is refused before any key leaves the node.
 
+**Distributed DP (optional).** When the setup record carries ``ddp_l2_clip``,
+``ddp_noise_multiplier`` and ``ddp_sensitivity`` (the workflow's ``ddp``), the mod clips the whole
+weighted vector (weight ``num_examples / max_weight``) in L2 and adds exact discrete Gaussian noise
+sized for the threshold's survivors (less the colluders of the node's ``ClientPolicy.ddp``, never
+below its minimum multiplier) before masking (``protocols/ddp/spec.md``). A node whose policy
+requires DDP refuses a round without it. The mod keeps no ledger: the node's update epsilon is
+that of the settings, composed over the rounds it joins.
+
 **Where the client lives between two messages.** A SuperNode runs its ClientApp in a fresh process
 for every message (and a simulation in whichever worker is free), so nothing kept in this module or
 in the mod object survives from one stage to the next: only ``context.state`` does. The client is
@@ -55,7 +63,9 @@ from flwr.common.constant import ErrorCode
 from flwr.common.logger import log
 from flwr.compat.common import recorddict_compat as compat
 
-from ...errors import DecodeError, FedPrivacyError, InvalidParameters, PolicyViolation
+from ...ddp import DDPSettings, NoisePlan, check_overflow, client_variance, privatize, to_modulus
+from ...errors import DecodeError, FedPrivacyError, InvalidParameters, LocalProtocolError, PolicyViolation
+from ...policy import ClientPolicy
 from ...secagg import Quantizer, SecAggClient, SecAggConfig
 from ...secagg.messages import KeyBroadcast, Message as SecAggMessage, RoutedShares, UnmaskRequest, decode_message
 from ...secagg.stages import ClientStage
@@ -69,6 +79,7 @@ _STEP_OF_STAGE = {
     ClientStage.INPUT_SENT: 3,
     ClientStage.COMPLETED: 3,
 }
+from ..identity import identity_from_config
 from ._submodel_state import policy_from_config
 from .constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
 
@@ -176,15 +187,41 @@ def _reply_record_from(stage: str, session: bytes, data: bytes) -> ConfigRecord:
 # -- the node's state --------------------------------------------------------------------------------
 
 
+def _ddp_from(record: ConfigRecord) -> DDPSettings | None:
+    """The round's distributed-DP settings from a setup (or state) record: all three keys or none."""
+    keys = (Key.DDP_L2_CLIP, Key.DDP_NOISE_MULTIPLIER, Key.DDP_SENSITIVITY)
+    present = [k in record for k in keys]
+    if not any(present):
+        return None
+    if not all(present) or type(record[Key.DDP_SENSITIVITY]) is not int:  # noqa: E721 -- bool is not an int here
+        raise _Refused("setup: distributed DP needs ddp_l2_clip, ddp_noise_multiplier (floats), ddp_sensitivity (int)")
+    try:
+        return DDPSettings(float(record[Key.DDP_L2_CLIP]), float(record[Key.DDP_NOISE_MULTIPLIER]), record[Key.DDP_SENSITIVITY])
+    except (InvalidParameters, TypeError, ValueError) as exc:
+        raise _Refused(f"setup: invalid distributed-DP settings: {exc}") from None
+
+
+def _ddp_noise(config: SecAggConfig, ddp: DDPSettings, policy: ClientPolicy) -> NoisePlan:
+    """The node's noise: sized for the threshold's survivors less the colluders its policy assumes,
+    never below its own minimum multiplier; settings whose noisy sum could wrap are refused."""
+    floor = max(1, config.threshold - policy.ddp.colluders)
+    variance = client_variance(ddp, floor, policy.ddp.minimum_noise_multiplier)
+    check_overflow(config.modulus, config.clients, ddp.sensitivity, variance, config.dim)
+    return NoisePlan(variance, variance)
+
+
 def _save(ctxt: Context, client: SecAggClient, quantizer: Quantizer, request: ConfigRecord | None = None,
-          reply: bytes | None = None) -> None:
+          reply: bytes | None = None, ddp: DDPSettings | None = None, max_weight: float | None = None) -> None:
     state = {
         Key.CLIENT: client.snapshot(),
         Key.SESSION: client.config.digest,
         Key.CLIPPING_RANGE: float(quantizer.clip),
-        Key.MAX_WEIGHT: float(quantizer.max_weight),
+        Key.MAX_WEIGHT: float(quantizer.max_weight if max_weight is None else max_weight),
         Key.SCALE: float(quantizer.scale or 0.0),
     }
+    if ddp is not None:
+        state.update({Key.DDP_L2_CLIP: float(ddp.l2_clip), Key.DDP_NOISE_MULTIPLIER: float(ddp.noise_multiplier),
+                      Key.DDP_SENSITIVITY: int(ddp.sensitivity)})
     if request is not None and reply is not None:
         state[Key.LAST_REQUEST] = _fingerprint(request)
         state[Key.LAST_REPLY] = reply
@@ -196,23 +233,27 @@ def _forget(ctxt: Context) -> None:
         del ctxt.state.config_records[RECORD_KEY_STATE]
 
 
-def _load(ctxt: Context, session: bytes) -> tuple[SecAggClient, Quantizer]:
+def _load(ctxt: Context, session: bytes) -> tuple[SecAggClient, Quantizer, DDPSettings | None, float]:
     stored = ctxt.state.config_records.get(RECORD_KEY_STATE)
     if stored is None:
         raise _Refused("no secure-aggregation round in progress on this node (setup missing)")
     if stored.get(Key.SESSION) != session:
         raise _Refused("the message belongs to another round than the one in progress")
     try:
-        client = SecAggClient.restore(stored[Key.CLIENT], policy=policy_from_config(ctxt.node_config))
+        identity, trust = identity_from_config(ctxt.node_config)
+        client = SecAggClient.restore(stored[Key.CLIENT], policy=policy_from_config(ctxt.node_config),
+                                      identity=identity, trust=trust)
         config = client.config
+        ddp = _ddp_from(stored)
+        max_weight = float(stored[Key.MAX_WEIGHT])
         quantizer = Quantizer(
-            config.modulus, float(stored[Key.CLIPPING_RANGE]), config.clients, float(stored[Key.MAX_WEIGHT]),
+            config.modulus, float(stored[Key.CLIPPING_RANGE]), config.clients, 1.0 if ddp else max_weight,
             float(stored[Key.SCALE]),
         )
-    except (DecodeError, InvalidParameters, PolicyViolation, KeyError, TypeError) as exc:
+    except (DecodeError, InvalidParameters, PolicyViolation, LocalProtocolError, KeyError, TypeError, _Refused) as exc:
         _forget(ctxt)
         raise _Refused(f"the stored round state is unusable: {exc}") from None
-    return client, quantizer
+    return client, quantizer, ddp, max_weight
 
 
 # -- stages ------------------------------------------------------------------------------------------
@@ -227,22 +268,32 @@ def _setup(msg: Message, ctxt: Context, record: ConfigRecord) -> Message:
     if config.digest != record[Key.SESSION]:
         raise _Refused("setup: the session does not match the config")
     party_id = int(record[Key.PARTY_ID])
+    ddp = _ddp_from(record)
+    max_weight = float(record[Key.MAX_WEIGHT])
     try:
+        policy = policy_from_config(ctxt.node_config)  # the node's policy
+        if ddp is None and policy.ddp.required:
+            raise PolicyViolation("ddp", "this node requires distributed DP for its update; the round has none")
         quantizer = Quantizer(
-            config.modulus, float(record[Key.CLIPPING_RANGE]), config.clients, float(record[Key.MAX_WEIGHT]),
+            config.modulus, float(record[Key.CLIPPING_RANGE]), config.clients, 1.0 if ddp else max_weight,
             float(record[Key.SCALE]),
         )
-        client = SecAggClient(config, party_id, policy=policy_from_config(ctxt.node_config))  # the node's policy
+        if ddp is not None:
+            if float(record[Key.SCALE]) != ddp.scale:
+                raise InvalidParameters("the quantizer's scale must be the distributed-DP scale")
+            _ddp_noise(config, ddp, policy)  # refuse settings that could wrap before any key leaves
+        identity, trust = identity_from_config(ctxt.node_config)  # with both: malicious mode required
+        client = SecAggClient(config, party_id, policy=policy, identity=identity, trust=trust)
     except (InvalidParameters, PolicyViolation) as exc:
         raise _Refused(f"setup: {exc}") from None
     reply = client.start()[0].to_bytes()
-    _save(ctxt, client, quantizer, record, reply)
+    _save(ctxt, client, quantizer, record, reply, ddp, max_weight)
     return Message(_content(_reply_record_from(Stage.SETUP, config.digest, reply)), reply_to=msg)
 
 
 def _step(msg: Message, ctxt: Context, call_next: ClientAppCallable, stage: str, record: ConfigRecord) -> Message:
     session = record[Key.SESSION]
-    client, quantizer = _load(ctxt, session)
+    client, quantizer, ddp, max_weight = _load(ctxt, session)
     try:
         incoming = decode_message(record[Key.MESSAGE])
     except DecodeError as exc:
@@ -259,7 +310,7 @@ def _step(msg: Message, ctxt: Context, call_next: ClientAppCallable, stage: str,
         raise _Refused(f"stage {stage}: {type(exc).__name__}: {exc}") from None
     if stage != Stage.COLLECT_MASKED_VECTORS:
         reply = sent[0].to_bytes()
-        _save(ctxt, client, quantizer, record, reply)
+        _save(ctxt, client, quantizer, record, reply, ddp, max_weight)
         return Message(_content(_reply_record_from(stage, session, reply)), reply_to=msg)
     try:
         out_msg = call_next(msg, ctxt)  # train
@@ -279,11 +330,16 @@ def _step(msg: Message, ctxt: Context, call_next: ClientAppCallable, stage: str,
                 f"the app returned {flat.shape[0]} parameters, the round aggregates {client.config.dim - 1}"
             )
         weight = float(fitres.num_examples)
-        if weight > quantizer.max_weight:  # Flower's mod warns and risks overflow; this one caps the weight
+        if weight > max_weight:  # Flower's mod warns and risks overflow; this one caps the weight
             log(WARNING, "secaggplus_mod: num_examples %d above max_weight %g: weighted as %g",
-                fitres.num_examples, quantizer.max_weight, quantizer.max_weight)
-            weight = quantizer.max_weight
-        vector = quantizer.encode(flat, weight)
+                fitres.num_examples, max_weight, max_weight)
+            weight = max_weight
+        if ddp is None:
+            vector = quantizer.encode(flat, weight)
+        else:  # clip the whole weighted vector, add the node's exact noise, then mask
+            noise = _ddp_noise(client.config, ddp, policy_from_config(ctxt.node_config))
+            signed = privatize(flat[None, :], np.array([weight / max_weight]), 1, quantizer.clip, ddp, noise)
+            vector = to_modulus(signed, client.config.modulus).reshape(-1)
         sent = client.submit_input(vector)
     except (FedPrivacyError, KeyError, TypeError, ValueError) as exc:
         _forget(ctxt)
@@ -291,6 +347,6 @@ def _step(msg: Message, ctxt: Context, call_next: ClientAppCallable, stage: str,
     for array_record in content.array_records.values():
         array_record.clear()  # the plaintext parameters never leave the node
     content.config_records[RECORD_KEY_CONFIGS] = _reply_record(stage, session, sent[0])
-    _save(ctxt, client, quantizer)
+    _save(ctxt, client, quantizer, ddp=ddp, max_weight=max_weight)
     return Message(content, reply_to=msg)
 

@@ -62,6 +62,7 @@ from ...submodel.settings import RoundSettings
 from ...submodel.stages import RoundClientStage, RoundServerStage
 from ..interfaces import SubmodelClient, SubmodelServer, TrainingResult
 from ..storage import ClientStore
+from ..identity import identity_from_config
 from ._submodel_state import (
     ContextStore,
     RoundSlot,
@@ -494,7 +495,8 @@ class SecureSubmodelClient:
         ledger = store.open_ledger(cap)
         lower_cap(ledger, store, cap)  # a cap only goes down, and the ledger says when
         memo = store.load_memo(params, ledger)
-        return ClientState(_AsParty(trainer, party), params, ledger, memo, store, policy)
+        identity, trust = identity_from_config(context.node_config)  # malicious mode when set (spec §14)
+        return ClientState(_AsParty(trainer, party), params, ledger, memo, store, policy, identity, trust)
 
 
 class _NotInRound(Exception):

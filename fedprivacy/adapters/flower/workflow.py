@@ -51,6 +51,7 @@ from flwr.serverapp import Grid
 
 from ...errors import DecodeError, FedPrivacyError, InvalidParameters, RoundAborted
 from ...hazmat.field import Modulus
+from ...ddp.params import DDPSettings
 from ...secagg import Adversary, Quantizer, SecAggConfig, SecAggServer, check_graph_parameters, minimum_threshold
 from ...secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse, decode_message
 from ...secagg.server import Outbound
@@ -125,6 +126,11 @@ class SecAggPlusWorkflow:
     corrupt_fraction, dropout_fraction : float (default: 0.05, 0.1)
         Used only to check ``(k, t)`` against fedprivacy's security (2^-40) and correctness (2^-20)
         bounds for the sampled ``n``; a pair outside them is logged as a warning, not refused.
+    ddp : DDPSettings | None (default: None)
+        Distributed DP for the updates, as an option (like Flower's DP wrappers, but the noise is
+        exact, added by each node before masking and sized for the threshold t; protocols/ddp/spec.md):
+        each node clips its whole weighted vector (weight ``num_examples / max_weight``) to
+        ``ddp.l2_clip`` in L2 and adds discrete Gaussian noise; nodes running fedprivacy's mod do it.
 
     Notes
     -----
@@ -144,6 +150,7 @@ class SecAggPlusWorkflow:
         timeout: float | None = None,
         corrupt_fraction: float = 0.05,
         dropout_fraction: float = 0.1,
+        ddp: DDPSettings | None = None,
     ) -> None:
         _check_number("num_shares", num_shares)
         if isinstance(num_shares, int) and num_shares <= 2:
@@ -181,6 +188,9 @@ class SecAggPlusWorkflow:
         self.timeout = timeout
         self.corrupt_fraction = corrupt_fraction
         self.dropout_fraction = dropout_fraction
+        if ddp is not None and not isinstance(ddp, DDPSettings):
+            raise InvalidParameters("`ddp` must be None or fedprivacy.ddp.DDPSettings.")
+        self.ddp = ddp
         self.last_round: RoundOutcome | None = None
 
     # -- parameters of one round ---------------------------------------------------------------------
@@ -222,8 +232,12 @@ class SecAggPlusWorkflow:
         return neighbours, threshold
 
     def quantizer(self, clients: int) -> Quantizer:
-        """The quantizer of a round with ``clients`` sampled nodes (``InvalidParameters`` if it could overflow)."""
+        """The quantizer of a round with ``clients`` sampled nodes (``InvalidParameters`` if it could overflow).
+
+        Under distributed DP: weights num_examples / max_weight in [0, 1], at the DDP scale."""
         modulus = _MODULI[self.modulus_range]
+        if self.ddp is not None:
+            return Quantizer(modulus, self.clipping_range, clients, 1.0, self.ddp.scale)
         scale = None
         if self.quantization_range is not None:
             scale = self.quantization_range / (2.0 * self.clipping_range * self.max_weight)
@@ -327,8 +341,9 @@ class _Round:
                     Key.CONFIG: config.encode(),
                     Key.PARTY_ID: self.node_to_party[node],
                     Key.CLIPPING_RANGE: float(quantizer.clip),
-                    Key.MAX_WEIGHT: float(quantizer.max_weight),
+                    Key.MAX_WEIGHT: float(quantizer.max_weight if workflow.ddp is None else workflow.max_weight),
                     Key.SCALE: float(quantizer.scale or 0.0),
+                    **_ddp_keys(workflow.ddp),
                 }
             )
             for node in nodes
@@ -455,3 +470,10 @@ class _Round:
             context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(parameters_aggregated, True)
             context.history.add_metrics_distributed_fit(server_round=self.current_round, metrics=metrics_aggregated)
 
+
+def _ddp_keys(ddp: DDPSettings | None) -> dict[str, object]:
+    """The setup record's distributed-DP keys (none without DDP)."""
+    if ddp is None:
+        return {}
+    return {Key.DDP_L2_CLIP: float(ddp.l2_clip), Key.DDP_NOISE_MULTIPLIER: float(ddp.noise_multiplier),
+            Key.DDP_SENSITIVITY: int(ddp.sensitivity)}

@@ -1,0 +1,75 @@
+"""Malicious mode inside a submodel round (protocols/secagg/spec.md §14, protocols/submodel/spec.md):
+the PSU's sum and the per-row sums both run signed, with the consistency check, when the settings ask
+for it; a client with an identity key refuses a round whose sums are not in malicious mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedprivacy.errors import PolicyViolation, RoundAborted
+from fedprivacy.hazmat.prg import DeterministicRandomness
+from fedprivacy.ldp import RRParameters
+from fedprivacy.secagg import Adversary, DropStage, make_identities
+from fedprivacy.submodel import init_model, synthetic_workload
+from fedprivacy.secagg.messages import MessageType
+from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
+
+
+def _states(workload, identities=None, trust=None):
+    return {
+        c.client_id: ClientState.new(
+            ReferenceClient(c), RRParameters.preset(2),
+            identity=None if identities is None else identities[c.client_id], trust=trust,
+        )
+        for c in workload.clients
+    }
+
+
+def _round(adversary, with_identities, drops=None, clients=12):
+    workload = synthetic_workload(clients=clients, universe=3000, items_per_user=80, seed=3)
+    identities, trust = make_identities([c.client_id for c in workload.clients], DeterministicRandomness("sub-mal/ids"))
+    states = _states(workload, identities if with_identities else None, trust if with_identities else None)
+    table, head = init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)
+    server = ReferenceServer(table, head)
+    settings = RoundSettings(universe=3000, adversary=adversary, dropout_fraction=0.25)
+    types: dict[str, set[int]] = {"psu": set(), "rows": set()}
+
+    def observer(session, sender, recipient, data):
+        if session in types:  # a PhaseMessage: header (7), phase, attempt, u32 length, then the secagg message
+            types[session].add(data[13 + 6])
+
+    outcome = secure_round(states, server, settings, 0, drops, observer=observer,
+                           random_source=lambda p: DeterministicRandomness(f"sub-mal/{p}"), trust=trust)
+    return outcome, states, types
+
+
+def test_a_malicious_mode_round_completes_with_signed_sums():
+    drops = RoundDrops(psu={1: DropStage.UNMASK}, upload={3: DropStage.INPUT})
+    outcome, states, types = _round(Adversary.MALICIOUS, with_identities=True, drops=drops)
+    assert outcome.participants == 10 and not {1, 3} & outcome.contributors  # 1 vanished in the PSU, 3 before uploading
+    assert all(s.policy.adversary is Adversary.MALICIOUS for s in states.values())
+    for session in ("psu", "rows"):  # signed advertisements, the consistency check, signed unmasking requests
+        assert {MessageType.SIGNED_ADVERTISE_KEYS, MessageType.CONSISTENCY_RESPONSE,
+                MessageType.SIGNED_UNMASK_REQUEST} <= types[session]
+        assert MessageType.ADVERTISE_KEYS not in types[session]
+
+
+def test_a_client_with_an_identity_refuses_a_round_that_is_not_malicious():
+    with pytest.raises(RoundAborted):  # every client refuses the PSU's config before releasing anything
+        _round(Adversary.SEMI_MALICIOUS, with_identities=True)
+    workload = synthetic_workload(clients=4, universe=3000, items_per_user=80, seed=3)
+    identities, trust = make_identities([c.client_id for c in workload.clients])
+    state = _states(workload, identities, trust)[workload.clients[0].client_id]
+    from fedprivacy.secagg import SecAggClient, SecAggConfig
+
+    config = SecAggConfig.create([c.client_id for c in workload.clients], 8, full_graph=True)
+    with pytest.raises(PolicyViolation, match="malicious"):
+        SecAggClient(config, workload.clients[0].client_id, policy=state.policy)
+
+
+def test_without_identities_the_default_round_is_unchanged():
+    outcome, states, _ = _round(Adversary.SEMI_MALICIOUS, with_identities=False)
+    assert outcome.participants == 12
+    assert all(s.policy.adversary is Adversary.SEMI_MALICIOUS for s in states.values())

@@ -184,7 +184,8 @@ class SecAggClient:
         self.row_plan = row_plan
         self.config = config
         self.party_id = party_id
-        self.neighbours: frozenset[int] = neighbourhood(config, party_id)
+        self._ring = ring_order(config)  # public: derived from the config digest
+        self.neighbours: frozenset[int] = neighbourhood(config, party_id, self._ring)
         self.stage = ClientStage.CREATED
         self.error: FedPrivacyError | None = None
         self._random_bytes = random_bytes
@@ -635,9 +636,8 @@ class SecAggClient:
             signers.add(signer)
         if self.config.full_graph:  # every party holds shares of every other (and of itself)
             return
-        ring = ring_order(self.config)
         for peer in sorted(held):
-            holders = neighbourhood(self.config, peer, ring)
+            holders = neighbourhood(self.config, peer, self._ring)
             count = len(signers & holders)
             if count < threshold:
                 raise RemoteProtocolError(

@@ -91,6 +91,8 @@ BAD = [
     (["bench", "round", "--items", "50", "--universe", "20"], ["--items", "got 50"]),
     (["bench", "round", "--dropout", "0.9"], ["--dropout", "got 0.9"]),
     (["bench", "round", "--epsilon", "inf"], ["--epsilon", "got inf"]),
+    (["bench", "round", "--adversary", "curious"], ["--adversary", "curious"]),
+    (["bench", "round", "--repeats", "0"], ["--repeats", "got 0"]),
     (["bench", "flower", "--clients", "10", "--dim", "10", "--threshold", "3"], ["--threshold needs --neighbours"]),
     # privacy
     (["privacy", "--epsilon", "30"], ["--epsilon", "got 30"]),

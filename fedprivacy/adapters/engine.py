@@ -107,6 +107,7 @@ def run_round(
     random_source: Callable[[int], RandomSource] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     trust: TrustStore | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> RoundOutcome:
     """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
 
@@ -115,12 +116,15 @@ def run_round(
     ``random_source(party)`` gives each client its randomness (default: the OS CSPRNG); seeded
     sources make a simulated round reproducible. ``progress(stage, done, total)`` is called as the
     clients answer each stage. ``trust`` is the deployment's trust store, for a server whose settings
-    ask for malicious mode (the clients carry their identities in their states). Raises :class:`~fedprivacy.errors.RoundAborted` when the round cannot
+    ask for malicious mode (the clients carry their identities in their states). ``clock`` times the
+    parties (wall time by default; a benchmark on a shared machine may pass ``time.process_time``). Raises :class:`~fedprivacy.errors.RoundAborted` when the round cannot
     complete (the model is then untouched)."""
     drops = drops or RoundDrops()
     party = SubmodelRoundServer(server, settings, sorted(states), round_index, trust=trust)
     clients = {p: SubmodelRoundClient(s, random_bytes=system_random_bytes if random_source is None else random_source(p))
                for p, s in states.items()}
+    for client in clients.values():
+        client.clock = clock
     gone: set[int] = set()
     errors: dict[int, FedPrivacyError] = {}
     sent = dict.fromkeys(states, 0)
@@ -137,11 +141,11 @@ def run_round(
         where = bucket()
         if function == party.close_stage and party.stage is RoundServerStage.COLLECTING_REPORTS:
             where = "aggregation"  # planning and the row downloads
-        started = time.perf_counter()
+        started = clock()
         try:
             return function(*args)
         finally:
-            elapsed = time.perf_counter() - started
+            elapsed = clock() - started
             timing["server"] += elapsed
             timing[where] += elapsed
 
@@ -150,18 +154,18 @@ def run_round(
         if recipient in gone:
             return
         where = bucket()
-        started = time.perf_counter()
+        started = clock()
         data = encoded.get(id(item.message))
         if data is None:
             data = item.message.to_bytes()
             if isinstance(item.message, UnionBroadcast):  # the same object for every recipient
                 encoded[id(item.message)] = data
-        timing["server"] += time.perf_counter() - started
+        timing["server"] += clock() - started
         received[recipient] += len(data)
         if observer is not None:
             observer(_session_of(item.message), 0, recipient, data)
         client = clients[recipient]
-        started = time.perf_counter()
+        started = clock()
         training_before = client.training_seconds
         try:
             replies = client.receive(decode_submodel_message(data))
@@ -169,14 +173,14 @@ def run_round(
             errors[recipient] = exc
             gone.add(recipient)
             replies = []
-        elapsed = time.perf_counter() - started - (client.training_seconds - training_before)
+        elapsed = clock() - started - (client.training_seconds - training_before)
         for reply in replies:
             if drops.vanishes_before(recipient, reply):
                 gone.add(recipient)
                 break
-            started = time.perf_counter()
+            started = clock()
             data = reply.to_bytes()
-            elapsed += time.perf_counter() - started
+            elapsed += clock() - started
             sent[recipient] += len(data)
             if observer is not None:
                 observer(_session_of(reply), recipient, 0, data)

@@ -117,7 +117,8 @@ def _bench_round(args: argparse.Namespace) -> int:
     sizes = argparse.Namespace(dataset="synthetic", universe=args.universe, items=args.items, compare=True,
                                dim=args.dim, clients=args.clients)  # the bench keeps a copy of the model: as --compare
     fits_in_memory(submodel_memory(sizes), "this benchmark")
-    result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed)
+    result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed,
+                             adversary=args.adversary, repeats=args.repeats)
     _emit(result, args.json)
     return 0 if result["correct"] else 1
 
@@ -230,6 +231,11 @@ def _register_round(which) -> None:
                              "before the upload")
     round_bench.add_argument("--seed", type=integer(0, MAX_SEED), default=0,
                              help="seeds the workload, the model and who drops (protocol randomness: OS CSPRNG)")
+    round_bench.add_argument("--adversary", choices=["semi-malicious", "malicious"], default="semi-malicious",
+                             help="the secure sums' mode; malicious gives every client an identity and the server the "
+                             "trust store (signed sums, spec §14), and times semi-malicious rounds beside it")
+    round_bench.add_argument("--repeats", type=integer(1, 100), default=3,
+                             help="with --adversary malicious: rounds per mode, interleaved (medians reported)")
     round_bench.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     _add_rr_arguments(round_bench, default="--cpp 2")
     round_bench.set_defaults(run=_bench_round)

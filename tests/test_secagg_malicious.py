@@ -534,3 +534,22 @@ def test_identity_and_trust_store_files_round_trip_and_refuse_bad_input(tmp_path
             load_trust_store(tmp_path / "bad.json")
     with pytest.raises(InvalidParameters):
         load_identity(tmp_path / "missing.json")
+
+
+def test_a_pickled_client_leaves_its_identity_behind_and_takes_back_only_its_own():
+    import pickle
+
+    ids = list(range(1, 6))
+    config = SecAggConfig(tuple(ids), 4, 1, 4, 4, SESSION, malicious=True)
+    identities, trust = make_identities(ids, DeterministicRandomness("pickle-identity"))
+    client = SecAggClient(config, 1, identity=identities[1], trust=trust)
+    client.start()
+    data = pickle.dumps(client)
+    assert identities[1].signing_key not in data  # the long-lived key is not copied into round state
+    copy = pickle.loads(data)
+    with pytest.raises(InvalidParameters):
+        copy.attach_identity(identities[2], trust)  # another party's identity
+    with pytest.raises(InvalidParameters):
+        copy.attach_identity(identities[1], None)
+    copy.attach_identity(identities[1], trust)
+    assert copy._identity is identities[1] and copy._trust is trust

@@ -253,6 +253,23 @@ class SecAggClient:
 
     # -- persistence ------------------------------------------------------------------------------
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (a host keeping the object between two messages): without the identity key and the
+        trust store, which the host gives back with :meth:`attach_identity` (the long-lived key is
+        never copied into round state)."""
+        state = self.__dict__.copy()
+        state["_identity"] = state["_trust"] = None
+        return state
+
+    def attach_identity(self, identity: Identity | None, trust: TrustStore | None) -> None:
+        """Give an unpickled malicious-mode client its identity and trust store again (checked:
+        ``InvalidParameters`` unless the identity is this party's and the store names its key)."""
+        if not self.config.malicious:
+            return
+        if identity is None or trust is None or identity.party_id != self.party_id or trust.get(self.party_id) != identity.verify_key:
+            raise InvalidParameters("a malicious-mode client needs its own identity and a trust store naming it")
+        self._identity, self._trust = identity, trust
+
     def snapshot(self) -> bytes:
         """Everything this client needs to go on later, as canonical bytes (secrets included).
 

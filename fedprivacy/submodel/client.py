@@ -206,6 +206,15 @@ class SubmodelRoundClient:
 
     # -- driving ------------------------------------------------------------------------------
 
+
+    def resume(self, state: ClientState) -> None:
+        """Give a client kept between two messages (pickled without its state) its state again: the
+        trainer, ledger and memo, and to its secure sums the identity key and trust store."""
+        self.state = state
+        for client in (self._psu, self._rows):
+            if client is not None:
+                client.attach_identity(state.identity, state.trust)
+
     def receive(self, message: SubmodelMessage) -> list[SubmodelMessage]:
         """Consume one server message; returns the messages to send (in order)."""
         if isinstance(message, PhaseMessage):

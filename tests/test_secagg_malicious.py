@@ -553,3 +553,32 @@ def test_a_pickled_client_leaves_its_identity_behind_and_takes_back_only_its_own
         copy.attach_identity(identities[1], None)
     copy.attach_identity(identities[1], trust)
     assert copy._identity is identities[1] and copy._trust is trust
+
+
+def test_the_fixed_size_fast_decoder_accepts_exactly_what_the_general_reader_accepts(monkeypatch):
+    import random
+
+    from fedprivacy.secagg import messages as wire
+    from fedprivacy.secagg.messages import decode_message
+
+    samples = [ConsistencyResponse(9, bytes(range(64))).to_bytes(),
+               AdvertiseKeys(3, bytes(range(32)), bytes(range(32, 64)), bytes(range(64, 128))).to_bytes()]
+    rng = random.Random(5)
+    variants = []
+    for data in samples:
+        variants += [data, data[:-1], data + b"\0", bytearray(data), memoryview(data)]
+        for _ in range(200):  # single-byte changes anywhere, header included
+            changed = bytearray(data)
+            changed[rng.randrange(len(data))] = rng.randrange(256)
+            variants.append(bytes(changed))
+
+    def outcome(data):
+        try:
+            return decode_message(data)
+        except DecodeError:
+            return "refused"
+
+    fast = [outcome(v) for v in variants]
+    monkeypatch.setattr(wire, "_FIXED_LAYOUTS", {})
+    assert fast == [outcome(v) for v in variants]
+    assert fast[0] == ConsistencyResponse(9, bytes(range(64)))

@@ -294,7 +294,25 @@ def decode_message(data: bytes | bytearray | memoryview) -> Message:
         raise DecodeError(f"malformed message: {type(exc).__name__}") from None
 
 
+def _fixed_header(kind: MessageType) -> bytes:
+    return Writer(ProtocolCode.SECAGG, kind).finish()
+
+
+# The two fixed-size messages every party sends in malicious mode, read in one step (the general
+# reader below accepts exactly the same bytes; anything else goes there and gets its precise error).
+_FIXED_LAYOUTS = {
+    _fixed_header(MessageType.CONSISTENCY_RESPONSE): (struct.Struct(f">I{SIGNATURE_BYTES}s"), ConsistencyResponse),
+    _fixed_header(MessageType.SIGNED_ADVERTISE_KEYS): (
+        struct.Struct(f">I{KEY_BYTES}s{KEY_BYTES}s{SIGNATURE_BYTES}s"), AdvertiseKeys),
+}
+_HEADER_BYTES = len(_fixed_header(MessageType.ADVERTISE_KEYS))
+
+
 def _decode(data: bytes | bytearray | memoryview) -> Message:
+    if type(data) is bytes:
+        fixed = _FIXED_LAYOUTS.get(data[:_HEADER_BYTES])
+        if fixed is not None and len(data) == _HEADER_BYTES + fixed[0].size:
+            return fixed[1](*fixed[0].unpack_from(data, _HEADER_BYTES))
     reader = Reader(data, ProtocolCode.SECAGG)
     kind = reader.u8()
     message: Message

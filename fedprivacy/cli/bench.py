@@ -53,6 +53,7 @@ def _bench_secagg(args: argparse.Namespace) -> int:
         modulus=_MODULI[args.modulus],
         seed=args.seed,
         adversary=args.adversary,
+        repeats=args.repeats,
     )
     result = run_secagg_bench(options)
     _emit(result, args.json)
@@ -168,6 +169,8 @@ def _register_secagg(which) -> None:
     secagg.add_argument("--adversary", choices=["curious", "semi-malicious", "malicious"], default="semi-malicious",
                         help="the threshold model the clients' policy requires; malicious (signed advertisements and "
                              "a consistency check, spec §14) also times the semi-malicious round beside it")
+    secagg.add_argument("--repeats", type=integer(1, 1000), default=5,
+                        help="with --adversary malicious: rounds per mode, interleaved (medians reported)")
     secagg.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     secagg.set_defaults(run=_bench_secagg)
 

@@ -536,7 +536,7 @@ def test_identity_and_trust_store_files_round_trip_and_refuse_bad_input(tmp_path
         load_identity(tmp_path / "missing.json")
 
 
-def test_a_pickled_client_leaves_its_identity_behind_and_takes_back_only_its_own():
+def test_a_detached_client_pickles_without_its_identity_and_takes_back_only_its_own():
     import pickle
 
     ids = list(range(1, 6))
@@ -544,6 +544,9 @@ def test_a_pickled_client_leaves_its_identity_behind_and_takes_back_only_its_own
     identities, trust = make_identities(ids, DeterministicRandomness("pickle-identity"))
     client = SecAggClient(config, 1, identity=identities[1], trust=trust)
     client.start()
+    with pytest.raises(TypeError):  # attached, the key object refuses to be pickled
+        pickle.dumps(client)
+    client.detach_identity()
     data = pickle.dumps(client)
     assert identities[1].signing_key not in data  # the long-lived key is not copied into round state
     copy = pickle.loads(data)

@@ -253,17 +253,14 @@ class SecAggClient:
 
     # -- persistence ------------------------------------------------------------------------------
 
-    def __getstate__(self) -> dict[str, object]:
-        """Pickled (a host keeping the object between two messages): without the identity key and the
-        trust store, which the host gives back with :meth:`attach_identity` (the long-lived key is
-        never copied into round state)."""
-        state = self.__dict__.copy()
-        state["_identity"] = state["_trust"] = None
-        return state
+    def detach_identity(self) -> None:
+        """Forget the identity key and trust store (a host about to keep this object in round state,
+        pickled, never copies the long-lived key there); :meth:`attach_identity` gives them back."""
+        self._identity = self._trust = None
 
     def attach_identity(self, identity: Identity | None, trust: TrustStore | None) -> None:
-        """Give an unpickled malicious-mode client its identity and trust store again (checked:
-        ``InvalidParameters`` unless the identity is this party's and the store names its key)."""
+        """Give a detached (or unpickled) malicious-mode client its identity and trust store again
+        (checked: ``InvalidParameters`` unless the identity is this party's and the store names its key)."""
         if not self.config.malicious:
             return
         if identity is None or trust is None or identity.party_id != self.party_id or trust.get(self.party_id) != identity.verify_key:

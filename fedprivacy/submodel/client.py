@@ -207,8 +207,18 @@ class SubmodelRoundClient:
     # -- driving ------------------------------------------------------------------------------
 
 
+    def suspend(self) -> ClientState:
+        """Detach what a host must not keep with the client between two messages (it pickles the rest):
+        the state (trainer, ledger, memo) and the identity key its secure sums hold. Returns the state;
+        :meth:`resume` gives everything back."""
+        state, self.state = self.state, None  # type: ignore[assignment]
+        for client in (self._psu, self._rows):
+            if client is not None:
+                client.detach_identity()
+        return state
+
     def resume(self, state: ClientState) -> None:
-        """Give a client kept between two messages (pickled without its state) its state again: the
+        """Give a client kept between two messages (suspended, then pickled) its state again: the
         trainer, ledger and memo, and to its secure sums the identity key and trust store."""
         self.state = state
         for client in (self._psu, self._rows):

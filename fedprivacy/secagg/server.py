@@ -455,11 +455,12 @@ class SecAggServer:
         enough = ((counts >= t) | ~is_peer[:, :, None]).all(axis=1)  # (m, radii)
         chosen_radius = np.where(enough.any(axis=1), radii[np.argmax(enough, axis=1)], reach)
         take = signed.astype(bool) & (np.abs(span)[None, :] <= chosen_radius[:, None]) & is_peer.any(axis=1)[:, None]
-        chosen_ids = ring_ids[window]
+        beyond = np.int64(1) << 62  # sorts after every party id: the chosen signers come first, by id
+        chosen = np.sort(np.where(take, ring_ids[window], beyond), axis=1).tolist()
         lookup = entries.__getitem__
         return {
-            party: tuple(map(lookup, sorted(chosen_ids[row][take[row]].tolist())))
-            for row, party in enumerate(parties)
+            party: tuple(map(lookup, ids[:count]))
+            for party, ids, count in zip(parties, chosen, take.sum(axis=1).tolist())
         }
 
     def _close_unmasking(self) -> list[Outbound]:

@@ -206,7 +206,6 @@ class SecAggClient:
         self._trust = trust
         self._transitions = MALICIOUS_CLIENT_TRANSITIONS if config.malicious else CLIENT_TRANSITIONS
         self._signed_set: tuple[int, ...] | None = None  # malicious mode: the one U3 this client signed
-        self._signed_statement = b""  # its statement's bytes (a cache: not in the snapshot)
 
     # -- public driving API -------------------------------------------------------------------
 
@@ -623,8 +622,7 @@ class SecAggClient:
                 raise RemoteProtocolError(f"only {len(alive) + own} alive holders, threshold is {self.config.threshold}")
             self._signed_set = survivors
         assert self._identity is not None
-        self._signed_statement = consistency_statement(self.config, survivors)  # checked again at unmasking
-        signature = self._identity.sign(self._signed_statement)
+        signature = self._identity.sign(consistency_statement(self.config, survivors))
         return [ConsistencyResponse(self.party_id, signature)]
 
     def _check_consistency_signatures(self, message: UnmaskRequest, alive: tuple[int, ...], dropped: tuple[int, ...]) -> None:
@@ -640,7 +638,7 @@ class SecAggClient:
         threshold = self.config.threshold
         if len(message.signatures) < threshold:
             raise RemoteProtocolError(f"only {len(message.signatures)} consistency signatures, threshold is {threshold}")
-        statement = self._signed_statement or consistency_statement(self.config, self._signed_set)
+        statement = consistency_statement(self.config, self._signed_set)
         signers = set()
         for signer, signature in message.signatures:
             if signer not in self._trust:

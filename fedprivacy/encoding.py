@@ -95,7 +95,7 @@ class Writer:
 
     def id_list(self, ids: Iterable[int]) -> Writer:
         ordered = sorted(ids)
-        if any(a == b for a, b in zip(ordered, ordered[1:])):
+        if len(set(ordered)) != len(ordered):
             raise ValueError("id lists must not contain duplicates")
         self._parts.append(_U32.pack(len(ordered)))
         self._parts.append(struct.pack(f">{len(ordered)}I", *ordered))

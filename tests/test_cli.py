@@ -52,6 +52,21 @@ def test_bench_round_checks_against_plaintext(capsys):
         assert field in result
 
 
+def test_bench_round_malicious_times_both_modes_and_the_signature_floor(capsys):
+    args = ["bench", "round", "--clients", "12", "--items", "60", "--universe", "2000", "--dim", "4",
+            "--adversary", "malicious", "--repeats", "1", "--json"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["correct"] is True and result["adversary"] == "malicious"
+    assert result["baseline_adversary"] == "semi-malicious" and result["clock"] == "process CPU time"
+    # Both secure sums (PSU, rows) signed: 2 signatures made per sum by each client that took part.
+    assert result["signatures_made_per_client_median"] == 4
+    assert result["signatures_checked_per_client_median"] > 0 and result["server_signatures_checked"] > 0
+    for field in ("protocol_ratio", "protocol_extra_over_floor", "baseline_protocol_seconds", "protocol_extra_floor_seconds",
+                  "server_ratio", "client_ratio", "sign_seconds", "verify_seconds"):
+        assert result[field] is not None and result[field] > 0
+
+
 def test_simulate_out_dir_keeps_ledgers_that_audit_clean(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["simulate", "--clients", "10", "--items", "50", "--universe", "1500", "--dim", "4", "--rounds", "2",

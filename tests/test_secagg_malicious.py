@@ -534,3 +534,54 @@ def test_identity_and_trust_store_files_round_trip_and_refuse_bad_input(tmp_path
             load_trust_store(tmp_path / "bad.json")
     with pytest.raises(InvalidParameters):
         load_identity(tmp_path / "missing.json")
+
+
+def test_a_detached_client_pickles_without_its_identity_and_takes_back_only_its_own():
+    import pickle
+
+    ids = list(range(1, 6))
+    config = SecAggConfig(tuple(ids), 4, 1, 4, 4, SESSION, malicious=True)
+    identities, trust = make_identities(ids, DeterministicRandomness("pickle-identity"))
+    client = SecAggClient(config, 1, identity=identities[1], trust=trust)
+    client.start()
+    with pytest.raises(TypeError):  # attached, the key object refuses to be pickled
+        pickle.dumps(client)
+    client.detach_identity()
+    data = pickle.dumps(client)
+    assert identities[1].signing_key not in data  # the long-lived key is not copied into round state
+    copy = pickle.loads(data)
+    with pytest.raises(InvalidParameters):
+        copy.attach_identity(identities[2], trust)  # another party's identity
+    with pytest.raises(InvalidParameters):
+        copy.attach_identity(identities[1], None)
+    copy.attach_identity(identities[1], trust)
+    assert copy._identity is identities[1] and copy._trust is trust
+
+
+def test_the_fixed_size_fast_decoder_accepts_exactly_what_the_general_reader_accepts(monkeypatch):
+    import random
+
+    from fedprivacy.secagg import messages as wire
+    from fedprivacy.secagg.messages import decode_message
+
+    samples = [ConsistencyResponse(9, bytes(range(64))).to_bytes(),
+               AdvertiseKeys(3, bytes(range(32)), bytes(range(32, 64)), bytes(range(64, 128))).to_bytes()]
+    rng = random.Random(5)
+    variants = []
+    for data in samples:
+        variants += [data, data[:-1], data + b"\0", bytearray(data), memoryview(data)]
+        for _ in range(200):  # single-byte changes anywhere, header included
+            changed = bytearray(data)
+            changed[rng.randrange(len(data))] = rng.randrange(256)
+            variants.append(bytes(changed))
+
+    def outcome(data):
+        try:
+            return decode_message(data)
+        except DecodeError:
+            return "refused"
+
+    fast = [outcome(v) for v in variants]
+    monkeypatch.setattr(wire, "_FIXED_LAYOUTS", {})
+    assert fast == [outcome(v) for v in variants]
+    assert fast[0] == ConsistencyResponse(9, bytes(range(64)))

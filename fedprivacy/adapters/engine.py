@@ -125,13 +125,14 @@ def handle(client: SubmodelRoundClient, drops: RoundDrops, data: bytes, gone: se
     A client in ``gone`` gets nothing; one that vanishes or aborts is added to it."""
     if client.party_id in gone:
         return Delivery([], True, 0.0, delivered=False)
-    started = time.perf_counter()
+    clock = client.clock
+    started = clock()
     training_before = client.training_seconds
     try:
         replies = client.receive(decode_submodel_message(data))
     except FedPrivacyError as exc:  # the client aborted; from now on it is simply gone
         gone.add(client.party_id)
-        return Delivery([], True, time.perf_counter() - started - (client.training_seconds - training_before), exc)
+        return Delivery([], True, clock() - started - (client.training_seconds - training_before), exc)
     out, vanished = [], False
     for reply in replies:
         if drops.vanishes_before(client.party_id, reply):
@@ -139,18 +140,21 @@ def handle(client: SubmodelRoundClient, drops: RoundDrops, data: bytes, gone: se
             gone.add(client.party_id)
             break
         out.append(reply.to_bytes())
-    return Delivery(out, vanished, time.perf_counter() - started - (client.training_seconds - training_before))
+    return Delivery(out, vanished, clock() - started - (client.training_seconds - training_before))
 
 
 class InProcessClients:
     """The clients of a round in this process (the engine's default host)."""
 
     def __init__(self, states: Mapping[int, ClientState], drops: RoundDrops,
-                 random_source: Callable[[int], RandomSource] | None) -> None:
+                 random_source: Callable[[int], RandomSource] | None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self._drops = drops
         self._gone: set[int] = set()
         self._clients = {p: SubmodelRoundClient(s, random_bytes=system_random_bytes if random_source is None
                                                 else random_source(p)) for p, s in states.items()}
+        for client in self._clients.values():
+            client.clock = clock  # times the protocol and the training (both excluded alike)
 
     batch = 1  # messages handed over at a time: one (only one client's plan and rows exist at once)
 
@@ -175,6 +179,7 @@ def run_round(
     progress: Callable[[str, int, int], None] | None = None,
     executor: ClientHostFactory | None = None,
     trust: TrustStore | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> RoundOutcome:
     """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
 
@@ -186,11 +191,16 @@ def run_round(
     run in (default: this process; :class:`fedprivacy.adapters.ray_executor.RayExecutor` runs them on
     a Ray cluster; the server stays here and the round is the same). ``trust`` is the deployment's
     trust store, for a server whose settings ask for malicious mode (the clients carry their
-    identities in their states). Raises :class:`~fedprivacy.errors.RoundAborted` when the round
-    cannot complete (the model is then untouched)."""
+    identities in their states). ``clock`` times the parties (wall time by default; a benchmark on a
+    shared machine may pass ``time.process_time``; clients on another host use their own wall time).
+    Raises :class:`~fedprivacy.errors.RoundAborted` when the round cannot complete (the model is
+    then untouched)."""
     drops = drops or RoundDrops()
     party = SubmodelRoundServer(server, settings, sorted(states), round_index, trust=trust)
-    host = (InProcessClients if executor is None else executor)(states, drops, random_source)
+    if executor is None:
+        host = InProcessClients(states, drops, random_source, clock=clock)
+    else:
+        host = executor(states, drops, random_source)
     gone: set[int] = set()
     errors: dict[int, FedPrivacyError] = {}
     sent = dict.fromkeys(states, 0)
@@ -207,11 +217,11 @@ def run_round(
         where = bucket()
         if function == party.close_stage and party.stage is RoundServerStage.COLLECTING_REPORTS:
             where = "aggregation"  # planning and the row downloads
-        started = time.perf_counter()
+        started = clock()
         try:
             return function(*args)
         finally:
-            elapsed = time.perf_counter() - started
+            elapsed = clock() - started
             timing["server"] += elapsed
             timing[where] += elapsed
 
@@ -222,13 +232,13 @@ def run_round(
             recipient = item.recipient
             if recipient in gone:
                 continue
-            started = time.perf_counter()
+            started = clock()
             data = encoded.get(id(item.message))
             if data is None:
                 data = item.message.to_bytes()
                 if isinstance(item.message, UnionBroadcast):  # the same object for every recipient
                     encoded[id(item.message)] = data
-            timing["server"] += time.perf_counter() - started
+            timing["server"] += clock() - started
             items.append((recipient, data, _session_of(item.message)))
         deliveries = host.deliver([(recipient, data) for recipient, data, _ in items])
         for (recipient, data, session), delivery in zip(items, deliveries):

@@ -1,6 +1,7 @@
 """``fedprivacy bench round``: one secure submodel round in process, checked against plaintext.
 
-``correct`` recomputes, outside the protocol, the plaintext submodel round on the *same* randomized
+``--adversary malicious`` times malicious-mode rounds against semi-malicious ones (see
+:func:`run_round_bench`). ``correct`` recomputes, outside the protocol, the plaintext submodel round on the *same* randomized
 sets (every surviving client's local update on S_i ∩ S''_i from the same starting model; training is
 deterministic) and compares the per-row averages with what the secure round applied, within the
 quantization error. The workload is the seeded synthetic one (public data).
@@ -8,14 +9,19 @@ quantization error. The workload is the seeded synthetic one (public data).
 
 from __future__ import annotations
 
+import gc
 import resource
+import statistics
 import sys
 import time
 
 import numpy as np
 
 from ..ldp import RRParameters
-from ..secagg import DropStage
+from ..secagg import Adversary, DropStage, make_identities
+from ..secagg.messages import AdvertiseKeys, ConsistencyResponse, KeyBroadcast, UnmaskRequest
+from ..submodel.messages import decode_submodel_message
+from .secagg import signature_seconds
 from ..submodel import DenseHead, init_model, local_update, synthetic_workload
 from ..submodel.reference import ReferenceClient, ReferenceServer
 from ..ddp.params import DDPSettings
@@ -25,13 +31,30 @@ __all__ = ["run_round_bench"]
 
 
 def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
-                    seed: int = 0, ddp: DDPSettings | None = None,
-                    executor=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    """One round, timed. With ``ddp`` the clients clip and add exact noise (weights 0/1: max_samples 1);
-    the plaintext comparison is then reported but not a correctness check (``correct`` is None).
-    ``executor``: the engine's client host (default: this process)."""
+                    seed: int = 0, ddp: DDPSettings | None = None, executor=None,  # type: ignore[no-untyped-def]
+                    adversary: Adversary = Adversary.SEMI_MALICIOUS, repeats: int = 3) -> dict[str, object]:
+    """One round (``adversary`` semi-malicious), or -- ``adversary`` malicious -- ``repeats`` malicious-mode
+    rounds (every client with an identity, the server with the trust store; spec §14 of
+    ``protocols/secagg/spec.md``) interleaved with as many semi-malicious rounds on the same workload,
+    timed in process CPU time; the medians and their ratios are reported. With ``ddp`` the clients clip
+    and add exact noise (weights 0/1: max_samples 1); the plaintext comparison is then reported but not
+    a correctness check (``correct`` is None). ``executor``: the engine's client host (default: this
+    process)."""
+    if Adversary(adversary) is Adversary.MALICIOUS:
+        return _malicious_comparison(clients, items, universe, dim, dropout, params, seed, repeats, ddp, executor)
+    return _one_round(clients, items, universe, dim, dropout, params, seed, ddp=ddp, executor=executor)
+
+
+def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
+               seed: int = 0, adversary: Adversary = Adversary.SEMI_MALICIOUS, identities=None, trust=None,
+               clock=time.perf_counter, observer=None, ddp: DDPSettings | None = None,
+               executor=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), params) for c in workload.clients}
+    states = {
+        c.client_id: ClientState.new(ReferenceClient(c), params,
+                                     identity=None if identities is None else identities[c.client_id], trust=trust)
+        for c in workload.clients
+    }
     table, head = init_model(np.arange(universe, dtype=np.uint64), dim, seed=seed)
     before = np.stack([table[r] for r in range(universe)])  # the starting rows (one array, not n dicts)
     rng = np.random.default_rng(seed + 1)
@@ -40,10 +63,12 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
     tolerance = min(0.42, max(0.1, dropout) + 1.0 / clients)  # tolerate the scripted drops at small n (semi-malicious: 0.05 + 2 x 0.42 <= 0.9)
     extra = {} if ddp is None else {"ddp": ddp, "max_samples": 1}
-    settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items, **extra)
+    settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items, adversary=adversary,
+                             **extra)
     server = ReferenceServer(table, head)
     started = time.perf_counter()
-    outcome = secure_round(states, server, settings, 0, drops, executor=executor)
+    outcome = secure_round(states, server, settings, 0, drops, observer=observer, trust=trust, clock=clock,
+                           executor=executor)
     new_head = server.head
     total = time.perf_counter() - started
 
@@ -165,6 +190,81 @@ def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, object
     }
     return {"seconds": sum(parts.values()), "parts_seconds": parts, "keystream_bytes": keystream,
             "key_agreements": agreements, "secrets_rebuilt": secrets_psu + secrets_rows, **speeds}
+
+
+def _malicious_comparison(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
+                          seed: int, repeats: int, ddp: DDPSettings | None = None,
+                          executor=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    identities, trust = make_identities(range(1, clients + 1))  # synthetic client ids are 1..clients
+    runs: dict[bool, list[dict[str, object]]] = {True: [], False: []}
+    counter = _SignatureCounter()
+    timings = [signature_seconds(300, time.process_time)]
+    for repeat in range(max(1, repeats)):
+        for malicious in (False, True) if repeat % 2 == 0 else (True, False):
+            gc.collect()
+            runs[malicious].append(_one_round(
+                clients, items, universe, dim, dropout, params, seed,
+                Adversary.MALICIOUS if malicious else Adversary.SEMI_MALICIOUS,
+                identities if malicious else None, trust if malicious else None, clock=time.process_time,
+                observer=counter if malicious and repeat == 0 else None, ddp=ddp, executor=executor,
+            ))
+            timings.append(signature_seconds(300, time.process_time))
+    sign = statistics.median(t for t, _ in timings)
+    verify = statistics.median(v for _, v in timings)
+    result = dict(runs[True][0])
+    result["correct"] = None if ddp is not None else all(run["correct"] for mode in runs.values() for run in mode)
+    result["max_abs_difference_vs_plaintext"] = max(run["max_abs_difference_vs_plaintext"] for mode in runs.values() for run in mode)
+    result.update({"adversary": "malicious", "baseline_adversary": "semi-malicious", "repeats": max(1, repeats),
+                   "clock": "process CPU time"})
+    for key in ("psu_seconds", "ldp_seconds", "aggregation_seconds", "protocol_seconds", "server_seconds",
+                "client_seconds_median", "total_seconds"):
+        mine = statistics.median(run[key] for run in runs[True])
+        base = statistics.median(run[key] for run in runs[False])
+        result[key], result["baseline_" + key] = mine, base
+    for key in ("protocol_seconds", "server_seconds", "client_seconds_median"):
+        result[key.replace("_seconds", "").replace("_median", "") + "_ratio"] = result[key] / result["baseline_" + key] if result["baseline_" + key] else None
+    # The floor: every signature made and checked in the round (both secure sums), timed in this run.
+    floor = sum(counter.signed.get(p, 0) * sign + counter.checked.get(p, 0) * verify for p in counter.signed)
+    floor += counter.server_checked * verify
+    parties = sorted(counter.signed)
+    result.update({
+        "sign_seconds": sign,
+        "verify_seconds": verify,
+        "signatures_made_per_client_median": statistics.median(counter.signed[p] for p in parties) if parties else 0,
+        "signatures_checked_per_client_median": statistics.median(counter.checked.get(p, 0) for p in parties) if parties else 0,
+        "server_signatures_checked": counter.server_checked,
+        "protocol_extra_seconds": result["protocol_seconds"] - result["baseline_protocol_seconds"],
+        "protocol_extra_floor_seconds": floor,
+        "protocol_extra_over_floor": (result["protocol_seconds"] - result["baseline_protocol_seconds"]) / floor if floor else None,
+        "baseline_plus_floor_ratio": (result["baseline_protocol_seconds"] + floor) / result["baseline_protocol_seconds"],
+    })
+    result["baseline_upload_bytes_per_client"] = runs[False][0]["upload_bytes_per_client"]
+    result["extra_upload_bytes_per_client"] = result["upload_bytes_per_client"] - result["baseline_upload_bytes_per_client"]
+    result["peak_rss_bytes"] = peak_rss_bytes()
+    return result
+
+
+class _SignatureCounter:
+    """Counts, from the delivered bytes of both secure sums, the signatures each client makes and checks
+    and those the server checks (called outside the timed parts of the round)."""
+
+    def __init__(self) -> None:
+        self.signed: dict[int, int] = {}
+        self.checked: dict[int, int] = {}
+        self.server_checked = 0
+
+    def __call__(self, session: str, sender: int, recipient: int, data: bytes) -> None:
+        if session not in ("psu", "rows"):
+            return
+        payload = decode_submodel_message(data).payload
+        if sender == 0:
+            if isinstance(payload, KeyBroadcast) and payload.signed:
+                self.checked[recipient] = self.checked.get(recipient, 0) + len(payload.peers)
+            elif isinstance(payload, UnmaskRequest) and payload.signatures is not None:
+                self.checked[recipient] = self.checked.get(recipient, 0) + len(payload.signatures)
+        elif isinstance(payload, ConsistencyResponse) or (isinstance(payload, AdvertiseKeys) and payload.signature):
+            self.signed[sender] = self.signed.get(sender, 0) + 1
+            self.server_checked += 1
 
 
 def peak_rss_bytes() -> int:

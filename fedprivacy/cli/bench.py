@@ -54,6 +54,7 @@ def _bench_secagg(args: argparse.Namespace) -> int:
         modulus=_MODULI[args.modulus],
         seed=args.seed,
         adversary=args.adversary,
+        repeats=args.repeats,
     )
     result = run_secagg_bench(options)
     _emit(result, args.json)
@@ -121,7 +122,8 @@ def _bench_round(args: argparse.Namespace) -> int:
                                dim=args.dim, clients=args.clients)  # the bench keeps a copy of the model: as --compare
     fits_in_memory(submodel_memory(sizes), "this benchmark")
     result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed,
-                             ddp=ddp_options.round_fields(args).get("ddp"), executor=executor_of(args))
+                             ddp=ddp_options.round_fields(args).get("ddp"), executor=executor_of(args),
+                             adversary=args.adversary, repeats=args.repeats)
     _emit(result, args.json)
     return 0 if result["correct"] in (True, None) else 1  # None: no exact reference under DP noise
 
@@ -171,6 +173,8 @@ def _register_secagg(which) -> None:
     secagg.add_argument("--adversary", choices=["curious", "semi-malicious", "malicious"], default="semi-malicious",
                         help="the threshold model the clients' policy requires; malicious (signed advertisements and "
                              "a consistency check, spec §14) also times the semi-malicious round beside it")
+    secagg.add_argument("--repeats", type=integer(1, 1000), default=5,
+                        help="with --adversary malicious: rounds per mode, interleaved (medians reported)")
     secagg.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     secagg.set_defaults(run=_bench_secagg)
 
@@ -246,6 +250,11 @@ def _register_round(which) -> None:
                              "before the upload")
     round_bench.add_argument("--seed", type=integer(0, MAX_SEED), default=0,
                              help="seeds the workload, the model and who drops (protocol randomness: OS CSPRNG)")
+    round_bench.add_argument("--adversary", choices=["semi-malicious", "malicious"], default="semi-malicious",
+                             help="the secure sums' mode; malicious gives every client an identity and the server the "
+                             "trust store (signed sums, spec §14), and times semi-malicious rounds beside it")
+    round_bench.add_argument("--repeats", type=integer(1, 100), default=3,
+                             help="with --adversary malicious: rounds per mode, interleaved (medians reported)")
     ddp_options.add_round_options(round_bench)
     add_executor_arguments(round_bench)
     round_bench.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")

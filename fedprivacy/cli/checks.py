@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..errors import InvalidParameters
 
-__all__ = ["UsageError", "integer", "number", "fraction", "address", "check", "refuse_ignored", "writable_out_dir",
+__all__ = ["UsageError", "integer", "number", "fraction", "address", "party_ranges", "check", "refuse_ignored",
+           "writable_out_dir",
            "readable_file", "fits_in_memory", "available_memory", "in_user_terms"]
 
 
@@ -73,6 +74,31 @@ def number(low: float | None = None, high: float | None = None, *, low_open: boo
         return value
 
     convert.__name__ = "number"
+    return convert
+
+
+def party_ranges(limit: int = 1 << 20):
+    """An argparse ``type``: party ids as ``1-10,12,20-25`` (each in [1, 2^32 - 1], at most ``limit``
+    of them, no id twice), returned sorted."""
+
+    def convert(text: str) -> list[int]:
+        wanted = "party ids like 1-10,12 (integers in [1, 4294967295], no id twice)"
+        ids: list[int] = []
+        for part in text.split(","):
+            low_text, _, high_text = part.strip().partition("-")
+            try:
+                low = int(low_text, 10)
+                high = int(high_text, 10) if high_text else low
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}") from None
+            if not 1 <= low <= high <= (1 << 32) - 1 or len(ids) + high - low + 1 > limit:
+                raise argparse.ArgumentTypeError(f"must be {wanted}, at most {limit} of them, got {text!r}")
+            ids.extend(range(low, high + 1))
+        if len(set(ids)) != len(ids):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return sorted(ids)
+
+    convert.__name__ = "party ids"
     return convert
 
 

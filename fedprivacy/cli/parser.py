@@ -13,7 +13,8 @@ import sys
 from .. import __version__
 
 DESCRIPTION = """Privacy protocols for federated submodel learning: simulate a run, benchmark the protocols,
-compute the epsilons of randomized-response parameters, audit privacy ledgers. --json puts one JSON
+compute the epsilons of randomized-response parameters, audit privacy ledgers, write identities for
+malicious mode. --json puts one JSON
 object on stdout; progress and messages go to stderr."""
 
 
@@ -44,12 +45,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import audit, bench, privacy, simulate
+    from . import audit, bench, identities, privacy, simulate
 
     parser = Parser(prog="fedprivacy", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"fedprivacy {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=Parser)
-    for verb in (simulate, bench, privacy, audit):
+    for verb in (simulate, bench, privacy, audit, identities):
         verb.register(commands)
     return parser

@@ -189,7 +189,8 @@ class SecAggClient:
         self.row_plan = row_plan
         self.config = config
         self.party_id = party_id
-        self.neighbours: frozenset[int] = neighbourhood(config, party_id)
+        self._ring = ring_order(config)  # public: derived from the config digest
+        self.neighbours: frozenset[int] = neighbourhood(config, party_id, self._ring)
         self.stage = ClientStage.CREATED
         self.error: FedPrivacyError | None = None
         self._random_bytes = random_bytes
@@ -270,6 +271,20 @@ class SecAggClient:
         return self._guarded(self._dispatch, event, handler, message)
 
     # -- persistence ------------------------------------------------------------------------------
+
+    def detach_identity(self) -> None:
+        """Forget the identity key and trust store (a host about to keep this object in round state,
+        pickled, never copies the long-lived key there); :meth:`attach_identity` gives them back."""
+        self._identity = self._trust = None
+
+    def attach_identity(self, identity: Identity | None, trust: TrustStore | None) -> None:
+        """Give a detached (or unpickled) malicious-mode client its identity and trust store again
+        (checked: ``InvalidParameters`` unless the identity is this party's and the store names its key)."""
+        if not self.config.malicious:
+            return
+        if identity is None or trust is None or identity.party_id != self.party_id or trust.get(self.party_id) != identity.verify_key:
+            raise InvalidParameters("a malicious-mode client needs its own identity and a trust store naming it")
+        self._identity, self._trust = identity, trust
 
     def snapshot(self) -> bytes:
         """Everything this client needs to go on later, as canonical bytes (secrets included).
@@ -667,9 +682,8 @@ class SecAggClient:
             signers.add(signer)
         if self.config.full_graph:  # every party holds shares of every other (and of itself)
             return
-        ring = ring_order(self.config)
         for peer in sorted(held):
-            holders = neighbourhood(self.config, peer, ring)
+            holders = neighbourhood(self.config, peer, self._ring)
             count = len(signers & holders)
             if count < threshold:
                 raise RemoteProtocolError(

@@ -29,6 +29,7 @@ Malicious mode (``SecAggConfig.malicious``; ``protocols/secagg/spec.md`` §14) s
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -127,14 +128,17 @@ class KeyBroadcast:
 
     def to_bytes(self) -> bytes:
         kind = MessageType.SIGNED_KEY_BROADCAST if self.signed else MessageType.KEY_BROADCAST
-        w = Writer(ProtocolCode.SECAGG, kind).u32(self.recipient).u32(len(self.peers))
-        for peer in sorted(self.peers, key=lambda p: p.party_id):
-            w.u32(peer.party_id).fixed(peer.channel_public_key, KEY_BYTES).fixed(peer.mask_public_key, KEY_BYTES)
-            if self.signed:
-                w.fixed(peer.signature, SIGNATURE_BYTES)
-            elif peer.signature:
+        peers = sorted(self.peers, key=_party_id_of)
+        expected = (KEY_BYTES, KEY_BYTES, SIGNATURE_BYTES if self.signed else 0)
+        sizes = {(len(p.channel_public_key), len(p.mask_public_key), len(p.signature)) for p in peers}
+        if sizes - {expected}:
+            if not self.signed and any(p.signature for p in peers):
                 raise ValueError("an unsigned key broadcast carries no signatures")
-        return w.finish()
+            raise ValueError(f"key broadcast entries are {KEY_BYTES}-byte keys and {expected[2]}-byte signatures")
+        pack = _U32.pack  # one join over the entries: u32 id, C, S (, signature)
+        body = b"".join([pack(p.party_id) + p.channel_public_key + p.mask_public_key + p.signature for p in peers])
+        w = Writer(ProtocolCode.SECAGG, kind).u32(self.recipient).u32(len(peers))
+        return w.fixed(body, len(body)).finish()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +180,8 @@ class ConsistencyRequest:
     survivors: tuple[int, ...]
 
     def to_bytes(self) -> bytes:
-        w = Writer(ProtocolCode.SECAGG, MessageType.CONSISTENCY_REQUEST).u32(self.recipient)
-        return w.id_list(self.survivors).finish()
+        # Every survivor gets the same list: its encoding is computed once and shared.
+        return _CONSISTENCY_HEADER + _U32.pack(self.recipient) + _encoded_id_list(tuple(self.survivors))
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +210,10 @@ class UnmaskRequest:
         w.id_list(self.alive_ids).id_list(self.dropped_ids)
         if self.signatures is not None:
             entries = sorted(self.signatures)
-            if any(len(signature) != SIGNATURE_BYTES for _, signature in entries):
+            if entries and {len(signature) for _, signature in entries} != {SIGNATURE_BYTES}:
                 raise ValueError(f"signatures are {SIGNATURE_BYTES} bytes")
-            body = b"".join(_U32.pack(signer) + signature for signer, signature in entries)
+            pack = _U32.pack
+            body = b"".join([pack(signer) + signature for signer, signature in entries])
             w.u32(len(entries)).fixed(body, len(body))
         return w.finish()
 
@@ -226,6 +231,19 @@ class UnmaskResponse:
             for owner, limbs in sorted(shares):
                 w.u32(owner).fixed(_LIMBS.pack(*limbs), _LIMBS.size)
         return w.finish()
+
+
+def _party_id_of(peer: PeerKeys) -> int:
+    return peer.party_id
+
+
+_CONSISTENCY_HEADER = Writer(ProtocolCode.SECAGG, MessageType.CONSISTENCY_REQUEST).finish()
+
+
+@functools.lru_cache(maxsize=4)
+def _encoded_id_list(ids: tuple[int, ...]) -> bytes:
+    """The canonical encoding of an id list (public ids only: safe to cache)."""
+    return Writer(ProtocolCode.SECAGG, 0).id_list(ids).finish()[len(_CONSISTENCY_HEADER) :]
 
 
 Message = (
@@ -276,7 +294,25 @@ def decode_message(data: bytes | bytearray | memoryview) -> Message:
         raise DecodeError(f"malformed message: {type(exc).__name__}") from None
 
 
+def _fixed_header(kind: MessageType) -> bytes:
+    return Writer(ProtocolCode.SECAGG, kind).finish()
+
+
+# The two fixed-size messages every party sends in malicious mode, read in one step (the general
+# reader below accepts exactly the same bytes; anything else goes there and gets its precise error).
+_FIXED_LAYOUTS = {
+    _fixed_header(MessageType.CONSISTENCY_RESPONSE): (struct.Struct(f">I{SIGNATURE_BYTES}s"), ConsistencyResponse),
+    _fixed_header(MessageType.SIGNED_ADVERTISE_KEYS): (
+        struct.Struct(f">I{KEY_BYTES}s{KEY_BYTES}s{SIGNATURE_BYTES}s"), AdvertiseKeys),
+}
+_HEADER_BYTES = len(_fixed_header(MessageType.ADVERTISE_KEYS))
+
+
 def _decode(data: bytes | bytearray | memoryview) -> Message:
+    if type(data) is bytes:
+        fixed = _FIXED_LAYOUTS.get(data[:_HEADER_BYTES])
+        if fixed is not None and len(data) == _HEADER_BYTES + fixed[0].size:
+            return fixed[1](*fixed[0].unpack_from(data, _HEADER_BYTES))
     reader = Reader(data, ProtocolCode.SECAGG)
     kind = reader.u8()
     message: Message

@@ -374,10 +374,9 @@ class SecAggServer:
     def _holders_in(self, owner: int, present: frozenset[int] | set[int]) -> int:
         """How many of ``owner``'s share holders (its neighbours that got shares, and itself in the full
         graph) are present."""
-        holders = self.neighbours[owner] & self._keys.keys()
-        if self.config.full_graph:
-            holders = holders | {owner}
-        return len(holders & present)
+        # ``present`` is always a subset of U1 (U2, U3 or U4), so no intersection with U1 is needed.
+        count = len(self.neighbours[owner] & present)
+        return count + 1 if self.config.full_graph and owner in present else count
 
     def _close_shares(self) -> list[Outbound]:
         shared = self.shared_ids
@@ -420,58 +419,70 @@ class SecAggServer:
         would answer); each signer gets its split and the signatures of its peers' holders."""
         signers = self.signed_ids
         self._require("consistency-check", len(signers), "consistency signatures arrived")
-        for owner in sorted(self.shared_ids):
-            self._require("consistency-check", self._holders_in(owner, signers), f"signers among party {owner}'s holders")
+        shared = self.shared_ids
+        for owner in sorted(shared):
+            present = self._holders_in(owner, signers)
+            if present < self.config.threshold:
+                self._require("consistency-check", present, f"signers among party {owner}'s holders")
         alive = self.input_ids
         entries = {signer: (signer, self._signatures[signer]) for signer in signers}
-        enough = tuple(entries[signer] for signer in sorted(signers)[: self.config.threshold])  # full graph: any t
-        ring, position = self._ring, self._position
+        parties = sorted(signers)
+        enough = tuple(map(entries.__getitem__, parties[: self.config.threshold]))  # full graph: any t
+        near = None if self._ring is None else self._signatures_near_all(parties, self._ring, self._position, entries)
         out = []
-        for party in sorted(signers):
-            peers = self.mask_peers(party)
-            if ring is None:
-                signatures = enough
-            else:
-                signatures = self._signatures_near(party, peers, ring, position, entries)
+        for party in parties:
+            peers = self.neighbours[party] & shared  # its mask peers
+            signatures = enough if near is None else near[party]
             request = UnmaskRequest(party, tuple(sorted(peers & alive)), tuple(sorted(peers - alive)), signatures)
             self._requests[party] = request
             out.append(Outbound(party, request))
         return out
 
-    def _signatures_near(self, party, peers, ring, position, entries) -> tuple[tuple[int, bytes], ...]:
-        """Enough signatures for ``party``: t signers among the neighbours of each of its peers.
+    def _signatures_near_all(self, parties, ring, position, entries) -> dict[int, tuple[tuple[int, bytes], ...]]:
+        """Enough signatures for each of ``parties``: t signers among the neighbours of each of its peers.
 
         Neighbourhoods are ring windows of radius h = k/2, so every signer that can count lies within
-        k of ``party``; take those within the smallest radius R that gives each peer t (prefix sums
-        over ring offsets). On a ring too small for that geometry, all signers of the peers'
-        neighbourhoods."""
+        2h of a party; each party gets the signers within the smallest radius R that gives each of its
+        peers (its neighbours in U2) t signers in the peer's neighbourhood. All parties at once: the
+        signer flags of each party's ring window (n x (4h + 1)), their prefix sums, and the count of
+        every (peer offset, radius) pair read from them. On a ring too small for that geometry (the
+        windows wrap), all signers of the peers' neighbourhoods."""
         n, half, t = len(ring), self.config.neighbours // 2, self.config.threshold
-        base = position[party]
-        offsets = [((position[peer] - base + half) % n) - half for peer in peers]
-        if not offsets:
-            return ()
+        shared = self._shares
         if 4 * half + 1 > n:  # windows wrap around the ring
-            window = set().union(*(self.neighbours[peer] for peer in peers))
-            return tuple(map(entries.__getitem__, sorted(entries.keys() & window)))
+            out = {}
+            for party in parties:
+                peers = self.mask_peers(party)
+                window = set().union(*(self.neighbours[peer] for peer in peers)) if peers else set()
+                out[party] = tuple(map(entries.__getitem__, sorted(entries.keys() & window)))
+            return out
         reach = 2 * half
-        signed = [ring[(base + offset) % n] in entries for offset in range(-reach, reach + 1)]
-        prefix = [0]
-        for flag in signed:
-            prefix.append(prefix[-1] + flag)
-
-        offsets.sort(key=abs, reverse=True)  # the farthest peers bind first: a failing radius fails fast
-        radius = reach
-        for candidate in range(max(t - 1, 0), reach + 1):
-            for offset in offsets:  # signers in N(peer) within the candidate radius (the peer itself excluded)
-                low, high = max(offset - half, -candidate), min(offset + half, candidate)
-                count = prefix[high + reach + 1] - prefix[low + reach] - (signed[offset + reach] if low <= offset <= high else 0)
-                if count < t:
-                    break
-            else:
-                radius = candidate
-                break
-        chosen = [ring[(base + offset) % n] for offset in range(-radius, radius + 1) if signed[offset + reach]]
-        return tuple(map(entries.__getitem__, sorted(chosen)))
+        ring_ids = np.asarray(ring, dtype=np.int64)
+        signed_at = np.fromiter((party in entries for party in ring), dtype=bool, count=n)
+        shared_at = np.fromiter((party in shared for party in ring), dtype=bool, count=n)
+        bases = np.fromiter((position[party] for party in parties), dtype=np.int64, count=len(parties))
+        span = np.arange(-reach, reach + 1)
+        window = (bases[:, None] + span[None, :]) % n  # ring positions of each party's window
+        signed = signed_at[window].astype(np.int32)  # (m, 4h + 1)
+        prefix = np.zeros((len(parties), 2 * reach + 2), dtype=np.int32)
+        np.cumsum(signed, axis=1, out=prefix[:, 1:])
+        offsets = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)])  # a party's possible peers
+        is_peer = shared_at[(bases[:, None] + offsets[None, :]) % n]  # (m, 2h): the neighbour is in U2
+        radii = np.arange(max(t - 1, 0), reach + 1)
+        low = np.maximum(offsets[:, None] - half, -radii[None, :])  # (2h, radii): N(peer) within radius
+        high = np.minimum(offsets[:, None] + half, radii[None, :])
+        inside = (np.abs(offsets)[:, None] <= radii[None, :]).astype(np.int32)  # the peer itself is no holder
+        counts = prefix[:, high + reach + 1] - prefix[:, low + reach] - signed[:, offsets + reach][:, :, None] * inside[None]
+        enough = ((counts >= t) | ~is_peer[:, :, None]).all(axis=1)  # (m, radii)
+        chosen_radius = np.where(enough.any(axis=1), radii[np.argmax(enough, axis=1)], reach)
+        take = signed.astype(bool) & (np.abs(span)[None, :] <= chosen_radius[:, None]) & is_peer.any(axis=1)[:, None]
+        beyond = np.int64(1) << 62  # sorts after every party id: the chosen signers come first, by id
+        chosen = np.sort(np.where(take, ring_ids[window], beyond), axis=1).tolist()
+        lookup = entries.__getitem__
+        return {
+            party: tuple(map(lookup, ids[:count]))
+            for party, ids, count in zip(parties, chosen, take.sum(axis=1).tolist())
+        }
 
     def _close_unmasking(self) -> list[Outbound]:
         config = self.config

@@ -197,6 +197,7 @@ class SubmodelRoundClient:
         self.error: FedPrivacyError | None = None
         self.sat_out_reason: str | None = None  # "oversized" | "budget" | "update-budget" (kept on the device)
         self.training_seconds = 0.0
+        self.clock = time.perf_counter  # times the training (a benchmark may pass time.process_time)
         self.chosen: np.ndarray | None = None  # S''_i once reported
         self._random_bytes = random_bytes
         self._round_index: int | None = None
@@ -208,6 +209,25 @@ class SubmodelRoundClient:
         self._rows: SecAggClient | None = None
 
     # -- driving ------------------------------------------------------------------------------
+
+
+    def suspend(self) -> ClientState:
+        """Detach what a host must not keep with the client between two messages (it pickles the rest):
+        the state (trainer, ledger, memo) and the identity key its secure sums hold. Returns the state;
+        :meth:`resume` gives everything back."""
+        state, self.state = self.state, None  # type: ignore[assignment]
+        for client in (self._psu, self._rows):
+            if client is not None:
+                client.detach_identity()
+        return state
+
+    def resume(self, state: ClientState) -> None:
+        """Give a client kept between two messages (suspended, then pickled) its state again: the
+        trainer, ledger and memo, and to its secure sums the identity key and trust store."""
+        self.state = state
+        for client in (self._psu, self._rows):
+            if client is not None:
+                client.attach_identity(state.identity, state.trust)
 
     def receive(self, message: SubmodelMessage) -> list[SubmodelMessage]:
         """Consume one server message; returns the messages to send (in order)."""
@@ -436,9 +456,9 @@ class SubmodelRoundClient:
             quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
         assert self._real_ids is not None
         held = np.flatnonzero(np.isin(rows, self._real_ids, assume_unique=True))  # rows it really holds
-        started = time.perf_counter()
+        started = self.clock()
         result = self.state.client.train(rows[held], message.rows[held], message.dense.copy())
-        self.training_seconds += time.perf_counter() - started
+        self.training_seconds += self.clock() - started
         check_training_result(self.party_id, result, rows[held], width, message.dense.shape[0])
         deltas = np.zeros((real_count, width))
         counts = np.zeros(real_count)

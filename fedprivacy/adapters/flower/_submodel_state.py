@@ -290,16 +290,17 @@ def save_round(state: RecordDict, slot: RoundSlot) -> None:
     message in deployment, a freshly unpickled copy in a Ray actor in simulation), so ``context.state``
     is the only memory of a node that lasts from one message to the next. The client is pickled without
     its :class:`~fedprivacy.submodel.client.ClientState` (the trainer, ledger and memo are rebuilt for
-    every message); what is kept are its secrets for this round only (key pairs, the self-mask seed,
+    every message) and without the identity key of malicious mode (given back from the node config by
+    :meth:`~fedprivacy.submodel.client.SubmodelRoundClient.resume`); what is kept are its secrets for this round only (key pairs, the self-mask seed,
     shares held for peers, its real set and sketch), dropped by :func:`clear_round` when the round ends
     for it. The bytes are only ever read back by this node (``context.state`` never leaves it).
     """
     client = slot.client
-    held, client.state = client.state, None  # type: ignore[assignment]
+    held = client.suspend()  # no state, and no identity key in the secure sums (spec §14.6)
     try:
         data = pickle.dumps(client, protocol=pickle.HIGHEST_PROTOCOL)
     finally:
-        client.state = held
+        client.resume(held)
     state[ROUND_RECORD] = ConfigRecord(
         {"run-id": int(slot.run_id), "round": int(slot.round_index), "party": int(slot.party), "client": data}
     )

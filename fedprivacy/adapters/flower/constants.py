@@ -17,11 +17,16 @@ RECORD_KEY_STATE = "fedprivacy_secaggplus_state"
 
 
 class Stage:
-    """The four stages, in order; each is one ``send_and_receive`` of the Grid."""
+    """The four stages, in order; each is one ``send_and_receive`` of the Grid. Malicious mode (a trust
+    store on the server, identities on the nodes; ``protocols/secagg/spec.md`` §14) adds two:
+    ``identify`` before ``setup`` (each node names the party id of its identity) and
+    ``consistency_check`` between ``collect_masked_vectors`` and ``unmask``."""
 
+    IDENTIFY = "identify"
     SETUP = "setup"
     SHARE_KEYS = "share_keys"
     COLLECT_MASKED_VECTORS = "collect_masked_vectors"
+    CONSISTENCY_CHECK = "consistency_check"
     UNMASK = "unmask"
 
     def __new__(cls) -> Stage:
@@ -30,6 +35,11 @@ class Stage:
     @classmethod
     def all(cls) -> tuple[str, str, str, str]:
         return (cls.SETUP, cls.SHARE_KEYS, cls.COLLECT_MASKED_VECTORS, cls.UNMASK)
+
+    @classmethod
+    def every(cls) -> tuple[str, ...]:
+        """All six stages, in the order of a malicious-mode round."""
+        return (cls.IDENTIFY, cls.SETUP, cls.SHARE_KEYS, cls.COLLECT_MASKED_VECTORS, cls.CONSISTENCY_CHECK, cls.UNMASK)
 
 
 class Key:

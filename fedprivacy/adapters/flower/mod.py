@@ -21,6 +21,14 @@ the node's :class:`~fedprivacy.secagg.SecAggClient` and replies with the client'
   client refuses a split that overlaps, names a party it never exchanged shares with, or contradicts
   one it already answered: it never releases both secrets of one peer.
 
+**Malicious mode.** A node whose node config names an identity and a trust store
+(``fedprivacy-identity-key``, ``fedprivacy-trust-store``; :mod:`fedprivacy.adapters.identity`)
+requires it (``protocols/secagg/spec.md`` §14): it answers ``identify`` with its identity's party id,
+refuses a ``setup`` that names it otherwise or is not malicious, signs its keys, checks its
+neighbours' signatures, signs the survivor set in ``consistency_check`` and releases shares in
+``unmask`` only with enough valid signatures over that same set. A node without an identity refuses
+``identify``.
+
 **The node's policy.** At ``setup`` the node checks the round's config against its own
 :class:`~fedprivacy.policy.ClientPolicy`, read from the *node* config only (``fedprivacy-adversary``,
 ``fedprivacy-corrupt-fraction``, ``fedprivacy-min-parties``, ``fedprivacy-max-allocation-bytes``; see
@@ -67,17 +75,25 @@ from ...ddp import DDPSettings, NoisePlan, check_overflow, client_variance, priv
 from ...errors import DecodeError, FedPrivacyError, InvalidParameters, LocalProtocolError, PolicyViolation
 from ...policy import ClientPolicy
 from ...secagg import Quantizer, SecAggClient, SecAggConfig
-from ...secagg.messages import KeyBroadcast, Message as SecAggMessage, RoutedShares, UnmaskRequest, decode_message
+from ...secagg.messages import (
+    ConsistencyRequest,
+    KeyBroadcast,
+    Message as SecAggMessage,
+    RoutedShares,
+    UnmaskRequest,
+    decode_message,
+)
 from ...secagg.stages import ClientStage
 
 # The order of the server's requests, and which one each client stage waits for (or answered last).
-_STEP_OF = {KeyBroadcast: 1, RoutedShares: 2, UnmaskRequest: 3}
+_STEP_OF = {KeyBroadcast: 1, RoutedShares: 2, ConsistencyRequest: 3, UnmaskRequest: 4}
 _STEP_OF_STAGE = {
     ClientStage.KEYS_ADVERTISED: 1,
     ClientStage.SHARES_SENT: 2,
     ClientStage.AWAITING_INPUT: 3,
     ClientStage.INPUT_SENT: 3,
-    ClientStage.COMPLETED: 3,
+    ClientStage.SIGNED: 4,
+    ClientStage.COMPLETED: 4,
 }
 from ..identity import identity_from_config
 from ._submodel_state import policy_from_config
@@ -85,7 +101,8 @@ from .constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
 
 __all__ = ["secaggplus_mod"]
 
-_EXPECTED = {Stage.SHARE_KEYS: KeyBroadcast, Stage.COLLECT_MASKED_VECTORS: RoutedShares, Stage.UNMASK: UnmaskRequest}
+_EXPECTED = {Stage.SHARE_KEYS: KeyBroadcast, Stage.COLLECT_MASKED_VECTORS: RoutedShares,
+             Stage.CONSISTENCY_CHECK: ConsistencyRequest, Stage.UNMASK: UnmaskRequest}
 _SETUP_TYPES = {
     Key.SESSION: bytes,
     Key.CONFIG: bytes,
@@ -124,6 +141,8 @@ def secaggplus_mod(msg: Message, ctxt: Context, call_next: ClientAppCallable) ->
         repeat = _repeated_reply(ctxt, stage, record)
         if repeat is not None:  # the same request again (a transport retry): the same answer, nothing redone
             return Message(_content(repeat), reply_to=msg)
+        if stage == Stage.IDENTIFY:
+            return _identify(msg, ctxt)
         if stage == Stage.SETUP:
             return _setup(msg, ctxt, record)
         return _step(msg, ctxt, call_next, stage, record)
@@ -141,8 +160,10 @@ def _read_request(msg: Message) -> tuple[str, ConfigRecord]:
     if record is None:
         raise _Refused(f"the train message has no '{RECORD_KEY_CONFIGS}' record (is the server running fedprivacy's workflow?)")
     stage = record.get(Key.STAGE)
-    if not isinstance(stage, str) or stage not in Stage.all():
+    if not isinstance(stage, str) or stage not in Stage.every():
         raise _Refused(f"unknown stage {stage!r}")
+    if stage == Stage.IDENTIFY:
+        return stage, record
     required = _SETUP_TYPES if stage == Stage.SETUP else {Key.SESSION: bytes, Key.MESSAGE: bytes}
     for key, kind in required.items():
         value = record.get(key)
@@ -174,7 +195,7 @@ def _repeated_reply(ctxt: Context, stage: str, record: ConfigRecord) -> ConfigRe
     result); it meets a client that has moved on, which refuses it.
     """
     stored = ctxt.state.config_records.get(RECORD_KEY_STATE)
-    if stored is None or stored.get(Key.LAST_REQUEST) != _fingerprint(record):
+    if stage == Stage.IDENTIFY or stored is None or stored.get(Key.LAST_REQUEST) != _fingerprint(record):
         return None
     reply = stored.get(Key.LAST_REPLY)
     return _reply_record_from(stage, record[Key.SESSION], reply) if isinstance(reply, bytes) else None
@@ -259,6 +280,18 @@ def _load(ctxt: Context, session: bytes) -> tuple[SecAggClient, Quantizer, DDPSe
 # -- stages ------------------------------------------------------------------------------------------
 
 
+def _identify(msg: Message, ctxt: Context) -> Message:
+    """Malicious mode: the party id of this node's identity (public; the server maps the node to it)."""
+    try:
+        identity, _ = identity_from_config(ctxt.node_config)
+    except InvalidParameters as exc:
+        raise _Refused(f"identify: {exc}") from None
+    if identity is None:
+        raise _Refused("identify: this node has no identity (set fedprivacy-identity-key and fedprivacy-trust-store "
+                       "in its node config)")
+    return Message(_content(ConfigRecord({Key.STAGE: Stage.IDENTIFY, Key.PARTY_ID: identity.party_id})), reply_to=msg)
+
+
 def _setup(msg: Message, ctxt: Context, record: ConfigRecord) -> Message:
     _forget(ctxt)  # a new round replaces whatever an unfinished one left behind
     try:
@@ -283,6 +316,9 @@ def _setup(msg: Message, ctxt: Context, record: ConfigRecord) -> Message:
                 raise InvalidParameters("the quantizer's scale must be the distributed-DP scale")
             _ddp_noise(config, ddp, policy)  # refuse settings that could wrap before any key leaves
         identity, trust = identity_from_config(ctxt.node_config)  # with both: malicious mode required
+        if identity is not None and identity.party_id != party_id:
+            raise InvalidParameters(f"the server names this node party {party_id}, its identity is party "
+                                    f"{identity.party_id}")
         client = SecAggClient(config, party_id, policy=policy, identity=identity, trust=trust)
     except (InvalidParameters, PolicyViolation) as exc:
         raise _Refused(f"setup: {exc}") from None

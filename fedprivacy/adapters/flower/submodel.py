@@ -23,6 +23,14 @@ party ``i + 1`` where ``i`` is its position in the sorted list of node ids; the 
 every message, and accepts a reply only from the node the message went to, with that party id in it,
 and only fedprivacy messages whose sender is that party.
 
+Malicious mode (``protocols/secagg/spec.md`` §14): with a trust store (the workflow's ``trust_store``
+argument, or the path in the run config key ``fedprivacy-trust-store``) the round's secure sums run
+signed, with the consistency check. Party ids are then the deployment's, not positions: before each
+round the server asks every node for the party id its identity file names (a message with an
+``"fedprivacy.identify"`` record; nodes naming an id outside the trust store, or one another node also
+names, are left out of the round, with a warning), and a node refuses a round message that calls it
+by another party id than its identity's.
+
 What the server (and anyone reading the SuperLink's messages) learns is what it learns in process
 (``protocols/submodel/spec.md``, "What the server learns"): which node is which party; the union U of
 the real index sets (not who holds an id, nor how many do); every client's randomized set S''_i
@@ -40,6 +48,7 @@ plus one. Message sizes and timing are visible too.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import defaultdict
@@ -54,6 +63,8 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 
 from ...errors import DecodeError, FedPrivacyError, InvalidParameters, RoundAborted
+from ...secagg import Adversary
+from ...secagg.identity import TrustStore
 from ...hazmat.prg import RandomSource, system_random_bytes
 from ...submodel.client import ClientState, SubmodelRoundClient, lower_cap
 from ...submodel.messages import RoundStart, SubmodelMessage, decode_submodel_message
@@ -62,7 +73,7 @@ from ...submodel.settings import RoundSettings
 from ...submodel.stages import RoundClientStage, RoundServerStage
 from ..interfaces import SubmodelClient, SubmodelServer, TrainingResult
 from ..storage import ClientStore
-from ..identity import identity_from_config
+from ..identity import TRUST_STORE_KEY, identity_from_config, load_trust_store
 from ._submodel_state import (
     ContextStore,
     RoundSlot,
@@ -79,6 +90,7 @@ __all__ = [
     "SUBMODEL_ACTION",
     "SUBMODEL_MESSAGE_TYPE",
     "SUBMODEL_RECORD",
+    "IDENTIFY_RECORD",
     "SecureSubmodelWorkflow",
     "SecureSubmodelClient",
     "SubmodelRoundFailed",
@@ -88,6 +100,7 @@ __all__ = [
 SUBMODEL_ACTION = "fedprivacy_submodel"
 SUBMODEL_MESSAGE_TYPE = f"train.{SUBMODEL_ACTION}"
 SUBMODEL_RECORD = "fedprivacy.submodel"
+IDENTIFY_RECORD = "fedprivacy.identify"  # malicious mode: "which party does your identity name?"
 _MAX_PARTY = (1 << 32) - 1
 _TERMINAL = (RoundClientStage.COMPLETED, RoundClientStage.SAT_OUT, RoundClientStage.ABORTED)
 
@@ -145,6 +158,11 @@ class SecureSubmodelWorkflow:
         A node that has not answered by then has dropped out of the round. None waits for every reply.
     on_round : Callable[[int, RoundResult], None] | None
         Called after each completed round (evaluation, checkpoints, logging).
+    trust_store : TrustStore | str | os.PathLike | None (default: None)
+        The deployment's trust store (party id -> Ed25519 key) or its JSON file: the rounds run in
+        malicious mode (``settings.adversary`` becomes ``MALICIOUS``) over the party ids the nodes'
+        identities name. ``None`` reads the path from the run config key ``fedprivacy-trust-store``
+        when :meth:`__call__` runs, if set.
 
     Every connected node takes part in every round (sample nodes by running one workflow per cohort
     with :meth:`run_round` and ``node_ids``). Replies that carry an error, arrive after the timeout,
@@ -178,6 +196,7 @@ class SecureSubmodelWorkflow:
         node_wait_timeout: float = 60.0,
         timeout: float | None = None,
         on_round: Callable[[int, RoundResult], None] | None = None,
+        trust_store: TrustStore | str | os.PathLike[str] | None = None,
     ) -> None:
         if not isinstance(settings, RoundSettings):
             raise InvalidParameters("settings must be a RoundSettings")
@@ -202,8 +221,13 @@ class SecureSubmodelWorkflow:
         self.results: list[RoundResult] = []
         self.parties: dict[int, int] = {}  # node id -> party id, of the last round started
         self.exchanges: list[int] = []  # exchanges (messages to the nodes, each answered) of each completed round
+        if trust_store is not None and not isinstance(trust_store, TrustStore):
+            trust_store = load_trust_store(trust_store)
+        self.trust_store: TrustStore | None = trust_store
 
     def __call__(self, grid: Grid, context: Context) -> None:
+        if self.trust_store is None and TRUST_STORE_KEY in context.run_config:
+            self.trust_store = load_trust_store(str(context.run_config[TRUST_STORE_KEY]))
         rounds = self.num_rounds
         if rounds is None:
             rounds = int(context.run_config.get("num-server-rounds", 1))  # type: ignore[call-overload]
@@ -215,13 +239,22 @@ class SecureSubmodelWorkflow:
         nodes = sorted(set(int(n) for n in node_ids)) if node_ids is not None else self.wait_for_nodes(grid)
         if len(nodes) < 2 or len(nodes) > _MAX_PARTY:
             raise self._fail(round_index, RoundAborted("start", f"{len(nodes)} nodes; a round needs 2 to 2^32 - 1"))
-        parties = {node: index for index, node in enumerate(nodes, start=1)}
+        trust, settings = self.trust_store, self.settings
+        if trust is None:
+            parties = {node: index for index, node in enumerate(nodes, start=1)}
+        else:
+            if settings.adversary is not Adversary.MALICIOUS:
+                settings = dataclasses.replace(settings, adversary=Adversary.MALICIOUS)
+            parties = self._identify(grid, round_index, nodes, trust)
+            if len(parties) < 2:
+                raise self._fail(round_index, RoundAborted("start", f"{len(parties)} nodes with a usable identity"))
+            nodes = sorted(parties)
         node_of = {party: node for node, party in parties.items()}
         self.parties = parties
         started = time.perf_counter()
         log(INFO, "[submodel round %d] %d nodes, universe %d", round_index, len(nodes), self.settings.universe)
         try:
-            server = SubmodelRoundServer(self.model, self.settings, list(node_of), round_index)
+            server = SubmodelRoundServer(self.model, settings, list(node_of), round_index, trust=trust)
             outbound = server.start()
         except RoundAborted as exc:
             raise self._fail(round_index, exc) from exc
@@ -330,6 +363,42 @@ class SecureSubmodelWorkflow:
         log(INFO, "[submodel round %d] %s: %d nodes, %d replies, %d errors, %d missing",
             round_index, label, len(sent), len(answered) - failures, failures, missing)
 
+    def _identify(self, grid: Grid, round_index: int, nodes: list[int], trust: TrustStore) -> dict[int, int]:
+        """Malicious mode: node -> the party id its identity names, for the nodes whose id is in the
+        trust store and named by no other node."""
+        messages = [Message(RecordDict({IDENTIFY_RECORD: ConfigRecord({"round": round_index})}), node,
+                            SUBMODEL_MESSAGE_TYPE, ttl=self.timeout, group_id=str(round_index)) for node in nodes]
+        pushed = {message_id for message_id in grid.push_messages(messages) if message_id}
+        sent = {m.metadata.message_id: m.metadata.dst_node_id for m in messages if m.metadata.message_id in pushed}
+        claimed: dict[int, int] = {}
+        for reply in self._collect(grid, set(sent)):
+            meta = reply.metadata
+            node = sent.get(meta.reply_to_message_id)
+            if node is None or meta.src_node_id != node or node in claimed:
+                continue
+            if reply.has_error():
+                log(WARNING, "[submodel round %d] identify: node %d has no usable identity: %s", round_index, node,
+                    reply.error.reason)
+                continue
+            record = reply.content.config_records.get(IDENTIFY_RECORD) if reply.has_content() else None
+            party = None if record is None else record.get("party")
+            if type(party) is not int or not 1 <= party <= _MAX_PARTY:  # noqa: E721 -- not a bool
+                log(WARNING, "[submodel round %d] identify: node %d sent a malformed reply", round_index, node)
+                continue
+            if party not in trust:
+                log(WARNING, "[submodel round %d] identify: node %d names party %d, which the trust store does not "
+                    "know: left out", round_index, node, party)
+                continue
+            claimed[node] = party
+        owners: dict[int, list[int]] = defaultdict(list)
+        for node, party in claimed.items():
+            owners[party].append(node)
+        for party, named_by in owners.items():
+            if len(named_by) > 1:
+                log(WARNING, "[submodel round %d] identify: nodes %s all name party %d: all left out", round_index,
+                    sorted(named_by), party)
+        return {node: party for node, party in claimed.items() if len(owners[party]) == 1}
+
     def _collect(self, grid: Grid, message_ids: set[str]) -> list[Message]:
         """Pull replies until all arrived or the stage's timeout passed (as ``send_and_receive``)."""
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
@@ -437,6 +506,8 @@ class SecureSubmodelClient:
     def __call__(self, message: Message, context: Context) -> Message:
         if message.metadata.message_type != SUBMODEL_MESSAGE_TYPE:
             return _error_reply(message, ErrorCode.MOD_FAILED_PRECONDITION, "not a secure submodel message")
+        if message.has_content() and IDENTIFY_RECORD in message.content.config_records:
+            return self._identify(message, context)
         try:
             round_index, party, payloads = _read_record(message.content)
             decoded = [decode_submodel_message(data) for data in payloads]
@@ -469,6 +540,18 @@ class SecureSubmodelClient:
             save_round(context.state, slot)
         return Message(_record(round_index, party, [reply.to_bytes() for reply in replies]), reply_to=message)
 
+    @staticmethod
+    def _identify(message: Message, context: Context) -> Message:
+        """Malicious mode: the party id this node's identity names (public)."""
+        try:
+            identity, _ = identity_from_config(context.node_config)
+        except InvalidParameters as exc:
+            return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"identify: {exc}")
+        if identity is None:
+            return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, "identify: this node has no identity "
+                                "(set fedprivacy-identity-key and fedprivacy-trust-store in its node config)")
+        return Message(RecordDict({IDENTIFY_RECORD: ConfigRecord({"party": identity.party_id})}), reply_to=message)
+
     def _slot(self, context: Context, round_index: int, party: int, decoded: list[SubmodelMessage],
               state: ClientState) -> RoundSlot:
         first = decoded[0] if decoded else None
@@ -480,7 +563,7 @@ class SecureSubmodelClient:
         if slot is None or (slot.run_id, slot.round_index, slot.party) != (context.run_id, round_index, party):
             raise _NotInRound(f"no round {round_index} in progress on this node as party {party} "
                               "(a node restarted mid-round has dropped out of it)")
-        slot.client.state = state
+        slot.client.resume(state)
         return slot
 
     def _client_state(self, context: Context, party: int) -> ClientState:
@@ -496,6 +579,8 @@ class SecureSubmodelClient:
         lower_cap(ledger, store, cap)  # a cap only goes down, and the ledger says when
         memo = store.load_memo(params, ledger)
         identity, trust = identity_from_config(context.node_config)  # malicious mode when set (spec §14)
+        if identity is not None and identity.party_id != party:
+            raise InvalidParameters(f"the server calls this node party {party}, its identity is party {identity.party_id}")
         return ClientState(_AsParty(trainer, party), params, ledger, memo, store, policy, identity, trust)
 
 

@@ -18,6 +18,17 @@ protocol's spec. Compared with Flower's SecAgg+ the masks are AES-CTR keystreams
 clients refuse an unmasking request that would reveal both secrets of one peer, and a node that drops
 before uploading its masked input at *any* stage (also at setup or share_keys) is handled.
 
+**Malicious mode** (``protocols/secagg/spec.md`` §14). With a trust store -- the ``trust_store``
+argument, or the path in the run config key ``fedprivacy-trust-store`` -- the round runs the active-
+adversary variant, for nodes whose node config names their identity and the same trust store (see
+:func:`~fedprivacy.adapters.flower.secaggplus_mod`): an ``identify`` stage first asks every sampled
+node for the party id of its identity (a node id is Flower's, a party id the deployment's; nodes that
+name an id outside the trust store, or the same id as another node, are left out, with a warning),
+the config is built over those party ids, advertisements are signed and checked, and a
+``consistency_check`` stage before ``unmask`` has every survivor sign the survivor set. The nodes
+check the signatures themselves; the server's checks only keep one bad node from making the others
+abort.
+
 **Dropouts and bad replies.** A reply that is missing (``timeout`` expired), an ``Error`` reply, one
 from a node not asked in this stage, one for another stage or round, a duplicate, or one that does not
 decode to the expected message of that node is ignored: the node counts as dropped from that stage on.
@@ -53,8 +64,10 @@ from ...errors import DecodeError, FedPrivacyError, InvalidParameters, RoundAbor
 from ...hazmat.field import Modulus
 from ...ddp.params import DDPSettings
 from ...secagg import Adversary, Quantizer, SecAggConfig, SecAggServer, check_graph_parameters, minimum_threshold
-from ...secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse, decode_message
+from ...secagg.identity import TrustStore
+from ...secagg.messages import AdvertiseKeys, ConsistencyResponse, MaskedInput, ShareKeys, UnmaskResponse, decode_message
 from ...secagg.server import Outbound
+from ..identity import TRUST_STORE_KEY, load_trust_store
 from .constants import RECORD_KEY_CONFIGS, Key, Stage
 
 __all__ = ["SecAggPlusWorkflow", "RoundOutcome"]
@@ -64,6 +77,7 @@ _EXPECTED = {
     Stage.SETUP: AdvertiseKeys,
     Stage.SHARE_KEYS: ShareKeys,
     Stage.COLLECT_MASKED_VECTORS: MaskedInput,
+    Stage.CONSISTENCY_CHECK: ConsistencyResponse,
     Stage.UNMASK: UnmaskResponse,
 }
 
@@ -79,7 +93,9 @@ class RoundOutcome:
     advertised: frozenset[int] = frozenset()  # U1: nodes whose keys were accepted
     shared: frozenset[int] = frozenset()  # U2: nodes that sent their shares
     uploaded: frozenset[int] = frozenset()  # U3: nodes whose masked input is in the sum
+    signed: frozenset[int] = frozenset()  # U4 (malicious mode): nodes whose consistency signature was accepted
     unmasked: frozenset[int] = frozenset()  # U5: nodes that answered the unmasking request
+    malicious: bool = False  # the round ran in malicious mode (a trust store was given)
     aggregate: list[np.ndarray] | None = None  # the weighted mean, shaped like the global parameters
     total_weight: float | None = None  # the sum of the accepted nodes' num_examples
     error: str | None = None  # why the round halted (None: it completed)
@@ -131,6 +147,10 @@ class SecAggPlusWorkflow:
         exact, added by each node before masking and sized for the threshold t; protocols/ddp/spec.md):
         each node clips its whole weighted vector (weight ``num_examples / max_weight``) to
         ``ddp.l2_clip`` in L2 and adds discrete Gaussian noise; nodes running fedprivacy's mod do it.
+    trust_store : TrustStore | str | os.PathLike | None (default: None)
+        The deployment's trust store (party id -> Ed25519 key), or the path of its JSON file: runs
+        malicious mode. ``None`` reads the path from the run config key ``fedprivacy-trust-store``
+        if set, and otherwise runs the semi-malicious protocol.
 
     Notes
     -----
@@ -151,6 +171,7 @@ class SecAggPlusWorkflow:
         corrupt_fraction: float = 0.05,
         dropout_fraction: float = 0.1,
         ddp: DDPSettings | None = None,
+        trust_store: TrustStore | str | os.PathLike[str] | None = None,
     ) -> None:
         _check_number("num_shares", num_shares)
         if isinstance(num_shares, int) and num_shares <= 2:
@@ -191,6 +212,9 @@ class SecAggPlusWorkflow:
         if ddp is not None and not isinstance(ddp, DDPSettings):
             raise InvalidParameters("`ddp` must be None or fedprivacy.ddp.DDPSettings.")
         self.ddp = ddp
+        if trust_store is not None and not isinstance(trust_store, TrustStore):
+            trust_store = load_trust_store(trust_store)
+        self.trust_store: TrustStore | None = trust_store
         self.last_round: RoundOutcome | None = None
 
     # -- parameters of one round ---------------------------------------------------------------------
@@ -294,6 +318,7 @@ class _Round:
                 self.outcome.advertised = frozenset(to_nodes[p] for p in server.advertised_ids)
                 self.outcome.shared = frozenset(to_nodes[p] for p in server.shared_ids)
                 self.outcome.uploaded = frozenset(to_nodes[p] for p in server.input_ids)
+                self.outcome.signed = frozenset(to_nodes[p] for p in server.signed_ids)
                 self.outcome.unmasked = frozenset(to_nodes[p] for p in server.unmask_ids)
             self.outcome.failures = len(self.failures)
         return self.outcome
@@ -314,23 +339,30 @@ class _Round:
         self.fitins = {proxy.node_id: compat.fitins_to_recorddict(fitins, True) for proxy, fitins in instructions}
         self.proxies: dict[int, ClientProxy] = {proxy.node_id: proxy for proxy, _ in instructions}
         nodes = sorted(self.fitins)
+        trust = self._trust_store()
+        self.outcome.malicious = trust is not None
+        if trust is not None:
+            self.node_to_party = self._identify(nodes, trust)
+            nodes = sorted(self.node_to_party)
+        else:
+            self.node_to_party = {node: index + 1 for index, node in enumerate(nodes)}
+        self.party_to_node = {party: node for node, party in self.node_to_party.items()}
+        party_ids = tuple(sorted(self.party_to_node))
         n = len(nodes)
         self.template = parameters_to_ndarrays(parameters)  # shapes and dtypes of the global parameters
         dim = int(sum(a.size for a in self.template))
         try:
             neighbours, threshold = workflow.graph(n)
             quantizer = workflow.quantizer(n)
-            config = SecAggConfig(tuple(range(1, n + 1)), dim + 1, quantizer.modulus, neighbours, threshold,
-                                  os.urandom(32), self.current_round)
+            config = SecAggConfig(party_ids, dim + 1, quantizer.modulus, neighbours, threshold,
+                                  os.urandom(32), self.current_round, malicious=trust is not None)
         except InvalidParameters as exc:
             raise _Halt(str(exc)) from None
         self._warn_if_outside_bounds(n, neighbours, threshold)
-        self.node_to_party = {node: index + 1 for index, node in enumerate(nodes)}
-        self.party_to_node = {party: node for node, party in self.node_to_party.items()}
         self.outcome.node_to_party = dict(self.node_to_party)
         self.outcome.neighbours, self.outcome.threshold = neighbours, threshold
         self.config, self.quantizer = config, quantizer
-        self.server = SecAggServer(config)
+        self.server = SecAggServer(config, trust=trust)
         log(DEBUG, "SecAgg+ round %s: n=%s, k=%s, t=%s, D=%s", self.current_round, n, neighbours, threshold, dim)
 
         setup = {
@@ -351,8 +383,56 @@ class _Round:
         outbound = self._stage(Stage.SETUP, setup)
         outbound = self._stage(Stage.SHARE_KEYS, self._records(Stage.SHARE_KEYS, outbound))
         outbound = self._stage(Stage.COLLECT_MASKED_VECTORS, self._records(Stage.COLLECT_MASKED_VECTORS, outbound))
+        if config.malicious:
+            outbound = self._stage(Stage.CONSISTENCY_CHECK, self._records(Stage.CONSISTENCY_CHECK, outbound))
         self._stage(Stage.UNMASK, self._records(Stage.UNMASK, outbound))
         self._hand_to_strategy(self.server.result)
+
+    def _trust_store(self) -> TrustStore | None:
+        if self.workflow.trust_store is not None:
+            return self.workflow.trust_store
+        path = self.context.run_config.get(TRUST_STORE_KEY)
+        if path is None:
+            return None
+        try:
+            return load_trust_store(str(path))
+        except InvalidParameters as exc:
+            raise _Halt(f"run config {TRUST_STORE_KEY}: {exc}") from None
+
+    def _identify(self, nodes: list[int], trust: TrustStore) -> dict[int, int]:
+        """Malicious mode: each node names the party id of its identity; keep the nodes whose id is in
+        the trust store and named by no other node (node -> party id)."""
+        messages = [
+            Message(content=RecordDict({RECORD_KEY_CONFIGS: ConfigRecord({Key.STAGE: Stage.IDENTIFY})}), dst_node_id=node,
+                    message_type=MessageType.TRAIN, group_id=str(self.current_round))
+            for node in nodes
+        ]
+        claimed: dict[int, int] = {}
+        for reply in self.grid.send_and_receive(messages, timeout=self.workflow.timeout):
+            node = reply.metadata.src_node_id
+            if node not in self.fitins or node in claimed:
+                self.outcome.ignored_replies += 1
+                continue
+            if reply.has_error():
+                self.failures.append(Exception(reply.error))
+                log(WARNING, "[identify] node %s has no usable identity: %s", node, reply.error.reason)
+                continue
+            record = reply.content.config_records.get(RECORD_KEY_CONFIGS) if reply.has_content() else None
+            party = None if record is None or record.get(Key.STAGE) != Stage.IDENTIFY else record.get(Key.PARTY_ID)
+            if type(party) is not int:  # noqa: E721 -- bool is an int, and must not pass for one
+                self.outcome.ignored_replies += 1
+                continue
+            if party not in trust:
+                log(WARNING, "[identify] node %s names party %s, which the trust store does not know: left out", node, party)
+                continue
+            claimed[node] = party
+        owners: dict[int, list[int]] = {}
+        for node, party in claimed.items():
+            owners.setdefault(party, []).append(node)
+        for party, named_by in owners.items():
+            if len(named_by) > 1:
+                log(WARNING, "[identify] nodes %s all name party %s: all left out", sorted(named_by), party)
+        return {node: party for node, party in claimed.items() if len(owners[party]) == 1}
 
     def _warn_if_outside_bounds(self, n: int, neighbours: int, threshold: int) -> None:
         workflow = self.workflow

@@ -59,3 +59,19 @@ def test_a_round_on_a_two_node_ray_cluster_equals_the_in_process_engine(two_node
         assert replay(ray_states[party].ledger).spent() == replay(state.ledger).spent()
         assert len(ray_states[party].ledger.events) == len(state.ledger.events) > 0
         assert (replay(state.ledger).spent() > 0) == (party != 2)  # 2 vanished in the PSU, before reporting
+
+
+def test_simulate_with_executor_ray_reports_what_the_in_process_run_reports(two_node_cluster, capsys):
+    import json
+
+    from fedprivacy.cli import main
+
+    argv = ["simulate", "--clients", "8", "--items", "20", "--universe", "300", "--rounds", "2", "--quiet", "--json"]
+    reports = []
+    for extra in (["--executor", "ray"], []):
+        assert main(argv + extra) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    timeless = [[{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in report["rounds"]]
+                for report in reports]
+    assert timeless[0] == timeless[1] and len(timeless[1]) == 3  # the initial model, then 2 rounds
+    assert timeless[1][2]["test_auc"] != timeless[1][0]["test_auc"]  # the model was trained

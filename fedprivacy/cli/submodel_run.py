@@ -190,9 +190,11 @@ def _open_states(args: argparse.Namespace, workload, params, out_dir: Path | Non
 
     policy = ddp_options.with_client_ddp(args, ClientPolicy(rr_parameters=params, allow_insecure=args.allow_insecure))
     cap = float("inf") if args.epsilon_cap is None else args.epsilon_cap
+    # The training-progress hook reports to this process's terminal: clients on Ray run without it.
+    local = getattr(args, "executor", None) != "ray"
     return {
         c.client_id: ClientState.new(
-            _ReportingClient(ReferenceClient(c), trained), params, epsilon_cap=cap,
+            _ReportingClient(ReferenceClient(c), trained) if local else ReferenceClient(c), params, epsilon_cap=cap,
             directory=None if out_dir is None else str(out_dir / "clients" / f"client-{c.client_id}"),
             policy=policy,
         )

@@ -97,6 +97,7 @@ BAD = [
     (["bench", "round", "--ray-address", "auto"], ["--ray-address", "without --executor ray"]),
     (["bench", "round", "--executor", "ray", "--ray-address", "a b"], ["--ray-address", "'a b'"]),
     (["bench", "round", "--executor", "threads"], ["--executor", "threads"]),
+    (["bench", "round", "--adversary", "malicious", "--executor", "ray"], ["--executor ray", "--adversary malicious"]),
     (["bench", "round", "--adversary", "curious"], ["--adversary", "curious"]),
     (["bench", "round", "--repeats", "0"], ["--repeats", "got 0"]),
     (["bench", "flower", "--clients", "10", "--dim", "10", "--threshold", "3"], ["--threshold needs --neighbours"]),

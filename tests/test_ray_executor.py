@@ -75,3 +75,17 @@ def test_simulate_with_executor_ray_reports_what_the_in_process_run_reports(two_
                 for report in reports]
     assert timeless[0] == timeless[1] and len(timeless[1]) == 3  # the initial model, then 2 rounds
     assert timeless[1][2]["test_auc"] != timeless[1][0]["test_auc"]  # the model was trained
+
+
+def test_clients_with_identity_keys_are_not_sent_to_ray():
+    from fedprivacy.adapters.engine import RoundDrops
+    from fedprivacy.adapters.ray_executor import RayExecutor
+    from fedprivacy.errors import InvalidParameters
+    from fedprivacy.secagg import make_identities
+
+    workload = synthetic_workload(clients=4, universe=UNIVERSE, items_per_user=ITEMS, seed=3)
+    identities, trust = make_identities([c.client_id for c in workload.clients])
+    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2), identity=identities[c.client_id],
+                                           trust=trust) for c in workload.clients}
+    with pytest.raises(InvalidParameters, match="identity keys"):
+        RayExecutor()(states, RoundDrops(), None)  # refused before Ray is even started

@@ -13,7 +13,8 @@ memos replace the caller's (``ClientState.store`` is used where the client runs:
 Cluster: with Ray already initialised (``ray.init(address=...)``) the executor uses that cluster;
 otherwise it calls ``ray.init(address=address)`` itself -- ``address=None`` starts a local Ray,
 ``"auto"`` joins the cluster this machine belongs to, ``"ray://host:10001"`` a remote one.
-Ray is imported only here (an optional dependency that ``flwr[simulation]`` brings).
+Ray is imported only here (an optional dependency that ``flwr[simulation]`` brings). Clients with
+identity keys (malicious mode) are refused: their keys are not shipped through Ray's object store.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..errors import InvalidParameters
 from ..hazmat.prg import RandomSource, system_random_bytes
 from ..submodel.client import ClientState, SubmodelRoundClient
 from .engine import ClientSummary, Delivery, RoundDrops, handle
@@ -58,9 +60,9 @@ class RayExecutor:
     def __init__(self, address: str | None = None, actors: int | None = None, batch: int = 16,
                  actor_options: Mapping[str, Any] | None = None) -> None:
         if actors is not None and actors < 1:
-            raise ValueError("actors must be positive")
+            raise InvalidParameters("actors must be positive")
         if batch < 1:
-            raise ValueError("batch must be positive")
+            raise InvalidParameters("batch must be positive")
         self.address = address
         self.actors = actors
         self.batch = batch
@@ -69,6 +71,9 @@ class RayExecutor:
 
     def __call__(self, states: Mapping[int, ClientState], drops: RoundDrops,
                  random_source: Callable[[int], RandomSource] | None) -> _RayClients:
+        if any(state.identity is not None for state in states.values()):
+            # An identity key is the device's own: it is not shipped through Ray's object store.
+            raise InvalidParameters("clients with identity keys (malicious mode) run in process, not on Ray")
         import ray
 
         if not ray.is_initialized():

@@ -117,6 +117,8 @@ def _bench_round(args: argparse.Namespace) -> int:
 
     check(args.items <= args.universe, f"--items must be at most --universe ({args.universe}), got {args.items}")
     check_executor(args)
+    check(not (args.adversary == "malicious" and args.executor == "ray"),
+          "--executor ray does not apply to --adversary malicious (identity keys stay in this process)")
     params = _rr_params_or_default(args)
     sizes = argparse.Namespace(dataset="synthetic", universe=args.universe, items=args.items, compare=True,
                                dim=args.dim, clients=args.clients)  # the bench keeps a copy of the model: as --compare

@@ -53,6 +53,7 @@ def test_a_malicious_round_runs_over_the_identities_party_ids(task_identity, tmp
     assert workflow.parties == {node: parties[config["partition-id"]] for node, config in configs.items()}
     assert result.contributors == frozenset(parties)
     assert {"ConsistencyRequest", "UnmaskRequest+signed"} <= seen  # both sums ran the consistency check
+    assert workflow.exchanges == [10]  # identify, then 7 with one consistency check per secure sum
 
 
 def test_the_trust_store_can_come_from_the_run_config(task_identity, tmp_path):

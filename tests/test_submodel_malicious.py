@@ -49,6 +49,9 @@ def test_a_malicious_mode_round_completes_with_signed_sums():
     drops = RoundDrops(psu={1: DropStage.UNMASK}, upload={3: DropStage.INPUT})
     outcome, states, types = _round(Adversary.MALICIOUS, with_identities=True, drops=drops)
     assert outcome.participants == 10 and not {1, 3} & outcome.contributors  # 1 vanished in the PSU, 3 before uploading
+    # The rows' sum is set up with the PSU's first attempt, in malicious mode too; each sum's
+    # consistency check adds its exchange to the 7 of a semi-malicious round.
+    assert outcome.exchanges == 9
     assert all(s.policy.adversary is Adversary.MALICIOUS for s in states.values())
     for session in ("psu", "rows"):  # signed advertisements, the consistency check, signed unmasking requests
         assert {MessageType.SIGNED_ADVERTISE_KEYS, MessageType.CONSISTENCY_RESPONSE,
@@ -72,4 +75,5 @@ def test_a_client_with_an_identity_refuses_a_round_that_is_not_malicious():
 def test_without_identities_the_default_round_is_unchanged():
     outcome, states, _ = _round(Adversary.SEMI_MALICIOUS, with_identities=False)
     assert outcome.participants == 12
+    assert outcome.exchanges == 7
     assert all(s.policy.adversary is Adversary.SEMI_MALICIOUS for s in states.values())

@@ -240,12 +240,14 @@ class SecureSubmodelWorkflow:
         if len(nodes) < 2 or len(nodes) > _MAX_PARTY:
             raise self._fail(round_index, RoundAborted("start", f"{len(nodes)} nodes; a round needs 2 to 2^32 - 1"))
         trust, settings = self.trust_store, self.settings
+        exchanges = 0  # the identify exchange (malicious mode) counts too
         if trust is None:
             parties = {node: index for index, node in enumerate(nodes, start=1)}
         else:
             if settings.adversary is not Adversary.MALICIOUS:
                 settings = dataclasses.replace(settings, adversary=Adversary.MALICIOUS)
             parties = self._identify(grid, round_index, nodes, trust)
+            exchanges += 1
             if len(parties) < 2:
                 raise self._fail(round_index, RoundAborted("start", f"{len(parties)} nodes with a usable identity"))
             nodes = sorted(parties)
@@ -258,7 +260,6 @@ class SecureSubmodelWorkflow:
             outbound = server.start()
         except RoundAborted as exc:
             raise self._fail(round_index, exc) from exc
-        exchanges = 0
         while server.stage is not RoundServerStage.COMPLETED:
             label = server.stage.value if server.phase_stage is None else f"{server.stage.value}:{server.phase_stage.value}"
             by_party: dict[int, list[bytes]] = defaultdict(list)
@@ -453,7 +454,8 @@ class SecureSubmodelClient:
 
     Why a handler and not a mod: in Flower 1.42 a ClientApp routes each message to the function
     registered for its type before any mod runs, and a mod can only wrap that function's reply. The
-    secure round is not a transformation of one training reply: it is 7 exchanges per round, and
+    secure round is not a transformation of one training reply: it is 7 exchanges per round (10 in
+    malicious mode: the identify exchange and each secure sum's consistency check), and
     training happens in the middle of it, when the row download arrives. So it is a function
     registered under its own action (``app.train(SUBMODEL_ACTION)``), and your other functions and
     mods (``app.evaluate()``, ``message_size_mod``, ...) sit next to it or around it as usual.

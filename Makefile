@@ -28,8 +28,8 @@ test: $(VENV)/installed-dev
 
 bench: $(VENV)/installed-dev
 	$(PY) -m pytest -q bench --benchmark-enable
-	$(VENV)/bin/fedprivacy bench secagg --clients 100 --dim 100000 --dropout 0.1 --neighbours 20
-	$(VENV)/bin/fedprivacy bench flower --clients 100 --dim 100000 --dropout 0.1 --neighbours 20
+	$(VENV)/bin/fedprivacy bench secagg --clients 100 --dim 100000 --dropout 0.1
+	$(VENV)/bin/fedprivacy bench flower --clients 100 --dim 100000 --dropout 0.1
 	$(VENV)/bin/fedprivacy bench ldp --union 1000000 --real 300 --cpp 2
 
 # Every decoder and on-disk format, 1,000,000 mutated inputs each (make test runs 2,000 each).

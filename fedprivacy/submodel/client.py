@@ -383,6 +383,10 @@ class SubmodelRoundClient:
         union = message.ids
         if union.size and int(union[-1]) >= self._settings.universe:
             raise RemoteProtocolError("the union holds ids outside the universe")
+        assert self._psu_params is not None
+        if union.size > self._psu_params.union_bound:  # no table of that bound decodes more ids
+            raise RemoteProtocolError(f"the union holds {union.size} ids, above the PSU table's bound "
+                                      f"{self._psu_params.union_bound}")
         if self._rows is None or self._rows.stage is not ClientStage.AWAITING_INPUT:
             raise RemoteProtocolError("the union arrived before the rows' secure sum was set up")
         self._psu = None  # its keys and shares are no longer needed
@@ -449,6 +453,7 @@ class SubmodelRoundClient:
         if message.dense_rows and (int(partners[real_count:].min()) != peers
                                    or peers + 1 < self.state.policy.min_parties):
             raise RemoteProtocolError("the dense pseudo-rows must be shared with every other party of the plan")
+        self._check_dense_partners(plan, real_count, message.dense_rows, rows_sum.mask_peers)
         if real_count and int(partners[:real_count].min()) < settings.min_choosers - 1:
             raise RemoteProtocolError(f"the plan has rows with fewer than {settings.min_choosers} choosers")
         width = plan.width - 1
@@ -522,6 +527,22 @@ class SubmodelRoundClient:
         if self.state.store is not None:  # durable before anything of the update leaves
             self.state.store.append_ledger_line(line)
         return to_modulus(signed, settings.modulus).reshape(-1)
+
+    @staticmethod
+    def _check_dense_partners(plan, real_count: int, dense_rows: int, holders: frozenset[int]) -> None:  # noqa: ANN001
+        """Every party whose rows' shares this client holds must share the dense pseudo-rows with it.
+
+        A plan naming only a few of them (who then drop, their mask keys recovered at unmasking) would
+        leave the dense block -- and, through the counts, which reported rows the client really holds
+        -- under masks the server can remove; the DDP dense floor (t - colluders) rests on it too.
+        Parties that did not report are planned for the dense rows as well, and are dropouts."""
+        if not dense_rows:
+            return
+        dense_partners = {peer for peer, positions in plan.sharing()
+                          if np.count_nonzero(positions >= real_count) == dense_rows}
+        if not holders <= dense_partners:
+            raise RemoteProtocolError("the dense pseudo-rows must be shared with every party of the rows' sum "
+                                      "whose shares this client holds")
 
     def _on_rows_message(self, message: SubmodelMessage) -> list[SubmodelMessage]:
         assert isinstance(message, PhaseMessage) and self._rows is not None

@@ -337,6 +337,8 @@ class SubmodelRoundServer:
         kept = all_rows[choosers >= settings.min_choosers]
         dense_ids = np.arange(settings.universe, settings.universe + self._dense_rows, dtype=np.uint64)
         planned = {p: np.concatenate([np.intersect1d(rows, kept, assume_unique=True), dense_ids]) for p, rows in chosen.items()}
+        if self._dense_rows:  # every party of the rows' sum masks the dense rows; those without a download drop
+            planned.update({p: dense_ids for p in sorted(sharers) if p not in planned})
         plan = RowPlan(np.concatenate([kept, dense_ids]), width + 1, planned)
         config = self._rows_config
         # Sized for the rows' sum's parties (an upper bound on the uploads), as the clients size it.
@@ -359,7 +361,7 @@ class SubmodelRoundServer:
             return Outbound(party, RowDownload(party, round_index, config, plan.for_client(party), dense_rows, values, dense))
 
         self.stage = RoundServerStage.AGGREGATING
-        return LazyOutbound(sorted(planned), download)
+        return LazyOutbound(sorted(chosen), download)
 
     def _close_rows(self) -> list[Outbound]:
         assert self._rows is not None and self._quantizer is not None

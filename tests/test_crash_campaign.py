@@ -90,17 +90,21 @@ def test_sigkill_after_every_write_of_a_run(tmp_path, capsys):
     assert counting.returncode == 0, counting.stderr
     writes = int(counting.stderr.rsplit("writes: ", 1)[1])
     assert writes >= 3 * 2 + 3 * 3
+    killed = 0
     for target in range(1, writes + 2):
         out = tmp_path / f"kill-{target}"
         child = subprocess.run([sys.executable, "-c", _KILL_AT_WRITE, str(target), *args, "--out", str(out)],
                                env=_env(), capture_output=True, text=True)
-        if target <= writes:
-            assert child.returncode == -signal.SIGKILL, (target, child.stderr)
+        if child.returncode == 0:  # the run had fewer writes than `target` (a PSU rerun adds some: its
+            # hash keys come from the OS, so the count can differ from the counting run's)
+            assert int(child.stderr.rsplit("writes: ", 1)[1]) < target, (target, child.stderr)
         else:
-            assert child.returncode == 0  # the run has no write number `writes + 1`
+            assert child.returncode == -signal.SIGKILL, (target, child.stderr)
+            killed += 1
         assert audit_directory(out).ok, (target, audit_directory(out).errors)
         capsys.readouterr()
         assert main([*args, "--out", str(out)]) == 0
         report = json.loads(capsys.readouterr().out)
         assert all(r.get("participants", 3) == 3 for r in report["rounds"])
         assert check_state(out, 1, rounds=1) == []
+    assert killed >= writes // 2  # the runs really died at their writes

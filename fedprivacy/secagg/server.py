@@ -362,12 +362,11 @@ class SecAggServer:
 
     def _close_keys(self) -> list[Outbound]:
         self._require("advertise-keys", len(self._keys), "parties advertised keys")
+        entries = {peer: PeerKeys(peer, *keys, self._signatures_of_keys[peer]) for peer, keys in self._keys.items()}
+        entry = entries.__getitem__  # one PeerKeys per party, shared by every broadcast that lists it
         out = []
         for party in sorted(self._keys):
-            peers = tuple(
-                PeerKeys(peer, *self._keys[peer], self._signatures_of_keys[peer])
-                for peer in sorted(self.neighbours[party] & self._keys.keys())
-            )
+            peers = tuple(map(entry, sorted(self.neighbours[party] & self._keys.keys())))
             out.append(Outbound(party, KeyBroadcast(party, peers, self.config.malicious)))
         return out
 

@@ -322,3 +322,17 @@ def test_server_rejects_direct_objects_with_bad_words():
     server.receive(MaskedInput(2, Modulus.P61, np.full(cfg.dim, 0.5)))
     assert [m.reason for m in server.ignored[-2:]] == [IgnoredReason.INVALID, IgnoredReason.INVALID]
     assert server.input_ids == frozenset()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sparse_graph_unmasking_where_each_owner_has_its_own_holder_set(seed):
+    """On a Harary graph every owner's t chosen holders differ (its own neighbourhood): the server's
+    batched reconstruction must pick, per owner, the t smallest holders that answered for it."""
+    cfg = config(range(1, 31), dim=6, neighbours=10, threshold=4)
+    inputs = random_inputs(cfg, seed=seed)
+    picked = [int(p) for p in np.random.default_rng(seed).choice(np.arange(1, 31), size=6, replace=False)]
+    drops = {p: DropStage.INPUT for p in picked[:3]} | {p: DropStage.UNMASK for p in picked[3:]}
+    report = run_secagg_round(cfg, inputs, DropoutSchedule(drops), policy=PROTOCOL_POLICY)
+    assert report.aborted is None
+    assert report.input_ids == set(cfg.party_ids) - set(picked[:3])
+    assert [int(v) for v in report.result] == plain_sum(inputs, report.input_ids, Modulus.U32)

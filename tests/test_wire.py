@@ -150,3 +150,34 @@ def test_domain_tags_are_unambiguous():
 def test_reader_rejects_wrong_magic():
     with pytest.raises(DecodeError, match="magic"):
         Reader(b"XXXX\x01\x01\x01", ProtocolCode.SECAGG)
+
+
+@given(st.integers(0, 2**32 - 1), st.lists(st.tuples(st.integers(0, 2**32 - 1), ciphertext), max_size=5, unique_by=lambda e: e[0]),
+       st.lists(st.tuples(st.integers(0, 2**32 - 1), limbs), max_size=5, unique_by=lambda e: e[0]))
+def test_share_lists_keep_the_entry_by_entry_layout(party, routed, shares):
+    """Routed shares and unmasking responses are encoded and read in one step per list; the bytes
+    are exactly the entry-by-entry layout of the spec (u32 id then the fixed-size entry, by id)."""
+    routed, shares = tuple(sorted(routed)), tuple(sorted(shares))
+    expected = Writer(ProtocolCode.SECAGG, 4).u32(party).u32(len(routed))
+    for other, entry in routed:
+        expected.u32(other).fixed(entry, CIPHERTEXT_BYTES)
+    assert RoutedShares(party, routed).to_bytes() == expected.finish()
+    assert decode_message(expected.finish()) == RoutedShares(party, routed)
+    expected = Writer(ProtocolCode.SECAGG, 7).u32(party)
+    for entries in (shares, shares[:1]):
+        expected.u32(len(entries))
+        for owner, values in entries:
+            expected.u32(owner)
+            for value in values:
+                expected.u64(value)
+    response = UnmaskResponse(party, shares, shares[:1])
+    assert response.to_bytes() == expected.finish()
+    assert decode_message(expected.finish()) == response
+
+
+def test_share_limbs_at_or_above_the_prime_are_rejected():
+    good = UnmaskResponse(1, ((2, (1, 2, 3, 4, P61 - 1)),), ()).to_bytes()
+    bad = good.replace((P61 - 1).to_bytes(8, "big"), P61.to_bytes(8, "big"))
+    assert bad != good
+    with pytest.raises(DecodeError, match="out of range"):
+        decode_message(bad)

@@ -90,12 +90,6 @@ class MessageType(IntEnum):
 Limbs = tuple[int, ...]
 
 
-def _check_limbs(limbs: Limbs) -> Limbs:
-    if len(limbs) != SECRET_LIMBS or any(not (0 <= v < P61) for v in limbs):
-        raise DecodeError("share limbs out of range")
-    return limbs
-
-
 @dataclass(frozen=True, slots=True)
 class PeerKeys:
     party_id: int
@@ -259,26 +253,36 @@ Message = (
 )
 
 
+_ROUTED_ENTRY = struct.Struct(f">I{CIPHERTEXT_BYTES}s")  # u32 party id, ciphertext
+_SHARE_ENTRY = np.dtype([("owner", ">u4"), ("limbs", ">u8", (SECRET_LIMBS,))])  # u32 owner, limbs
+
+
 def _encode_routed(kind: MessageType, party: int, ciphertexts: tuple[tuple[int, bytes], ...]) -> bytes:
-    w = Writer(ProtocolCode.SECAGG, kind).u32(party).u32(len(ciphertexts))
-    for other, ciphertext in sorted(ciphertexts):
-        w.u32(other).fixed(ciphertext, CIPHERTEXT_BYTES)
-    return w.finish()
+    entries = sorted(ciphertexts)
+    if any(len(ciphertext) != CIPHERTEXT_BYTES for _, ciphertext in entries):
+        raise ValueError(f"share ciphertexts are {CIPHERTEXT_BYTES} bytes")
+    pack = _ROUTED_ENTRY.pack  # one join over the entries: u32 id, ciphertext
+    body = b"".join([pack(other, ciphertext) for other, ciphertext in entries])
+    w = Writer(ProtocolCode.SECAGG, kind).u32(party).u32(len(entries))
+    return w.fixed(body, len(body)).finish()
 
 
 def _decode_routed(reader: Reader) -> tuple[int, tuple[tuple[int, bytes], ...]]:
     party = reader.u32()
-    count = reader.count(MAX_CLIENTS, 4 + CIPHERTEXT_BYTES)
-    entries = tuple((reader.u32(), reader.fixed(CIPHERTEXT_BYTES)) for _ in range(count))
+    count = reader.count(MAX_CLIENTS, _ROUTED_ENTRY.size)
+    entries = tuple(_ROUTED_ENTRY.iter_unpack(reader.view(count * _ROUTED_ENTRY.size)))
     check_strictly_increasing([other for other, _ in entries])
     return party, entries
 
 
 def _decode_share_list(reader: Reader) -> tuple[tuple[int, Limbs], ...]:
-    count = reader.count(MAX_CLIENTS, 4 + _LIMBS.size)
-    entries = tuple((reader.u32(), _check_limbs(_LIMBS.unpack(reader.fixed(_LIMBS.size)))) for _ in range(count))
-    check_strictly_increasing([owner for owner, _ in entries])
-    return entries
+    count = reader.count(MAX_CLIENTS, _SHARE_ENTRY.itemsize)
+    table = np.frombuffer(reader.view(count * _SHARE_ENTRY.itemsize), dtype=_SHARE_ENTRY, count=count)
+    if (table["limbs"] >= _P61_U64).any():
+        raise DecodeError("share limbs out of range")
+    owners = table["owner"].tolist()
+    check_strictly_increasing(owners)
+    return tuple(zip(owners, map(tuple, table["limbs"].tolist())))
 
 
 def decode_message(data: bytes | bytearray | memoryview) -> Message:

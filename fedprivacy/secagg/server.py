@@ -135,7 +135,7 @@ class SecAggServer:
         self._keys: dict[int, tuple[bytes, bytes]] = {}  # U1: party -> (channel pk, mask pk)
         self._seen_keys: set[bytes] = set()  # canonical X25519 encodings
         self._signatures_of_keys: dict[int, bytes] = {}  # malicious mode: advertisement signatures
-        self._shares: dict[int, ShareKeys] = {}  # U2
+        self._shares: dict[int, ShareKeys | None] = {}  # U2 (the messages are dropped once routed)
         self._input_ids: set[int] = set()  # U3
         self._sum = np.zeros(0 if self.per_row else config.dim, dtype=dtype_of(config.modulus))
         self._unreduced = 0  # mod p: uploads added since the last fold (at most 7 fit in 64 bits)
@@ -362,12 +362,11 @@ class SecAggServer:
 
     def _close_keys(self) -> list[Outbound]:
         self._require("advertise-keys", len(self._keys), "parties advertised keys")
+        entries = {peer: PeerKeys(peer, *keys, self._signatures_of_keys[peer]) for peer, keys in self._keys.items()}
+        entry = entries.__getitem__  # one PeerKeys per party, shared by every broadcast that lists it
         out = []
         for party in sorted(self._keys):
-            peers = tuple(
-                PeerKeys(peer, *self._keys[peer], self._signatures_of_keys[peer])
-                for peer in sorted(self.neighbours[party] & self._keys.keys())
-            )
+            peers = tuple(map(entry, sorted(self.neighbours[party] & self._keys.keys())))
             out.append(Outbound(party, KeyBroadcast(party, peers, self.config.malicious)))
         return out
 
@@ -385,9 +384,12 @@ class SecAggServer:
             self._require("share-keys", self._holders_in(owner, shared), f"share holders of party {owner} remain")
         routed: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
         for sender in sorted(shared):
-            for recipient, ciphertext in self._shares[sender].ciphertexts:
+            message = self._shares[sender]
+            assert message is not None  # the messages are dropped only below, once
+            for recipient, ciphertext in message.ciphertexts:
                 if recipient in shared:
                     routed[recipient].append((sender, ciphertext))
+        self._shares = dict.fromkeys(self._shares)  # routed: the server keeps only who shared
         return [Outbound(party, RoutedShares(party, tuple(routed[party]))) for party in sorted(shared)]
 
     def mask_peers(self, party: int) -> frozenset[int]:
@@ -522,29 +524,53 @@ class SecAggServer:
         return []
 
     def _reconstruct(self, kind: str, owners: list[int]) -> dict[int, bytes]:
-        """Rebuild each owner's seed or mask key from exactly t shares, batched per holder set."""
+        """Rebuild each owner's seed or mask key from exactly t shares (the t smallest holder ids that
+        answered for it), batched per holder set.
+
+        Each response's shares are packed once into an (owners, limbs) array; which holders answered
+        for which owner is a (holders, owners) table, and the t chosen holders of every owner are read
+        from its running count -- no per-share Python objects beyond the decoded messages."""
         threshold = self.config.threshold
-        available: dict[int, list[tuple[int, tuple[int, ...]]]] = defaultdict(list)
-        for holder in sorted(self._responses):
+        if not owners:
+            return {}
+        holders = sorted(self._responses)
+        wanted = np.asarray(owners, dtype=np.int64)
+        present = np.zeros((len(holders), wanted.shape[0]), dtype=bool)
+        where = np.zeros((len(holders), wanted.shape[0]), dtype=np.int64)
+        tables = []
+        for row, holder in enumerate(holders):
             response = self._responses[holder]
-            for owner, limbs in response.seed_shares if kind == "seed" else response.key_shares:
-                available[owner].append((holder, limbs))
-        groups: dict[tuple[int, ...], list[tuple[int, list[tuple[int, ...]]]]] = defaultdict(list)
-        for owner in owners:
-            shares = available.get(owner, [])
-            if len(shares) < threshold:
-                raise RoundAborted("unmasking", f"{len(shares)} shares of party {owner}'s {kind}, threshold is {threshold}")
-            chosen = shares[:threshold]
-            groups[tuple(h for h, _ in chosen)].append((owner, [limbs for _, limbs in chosen]))
+            pairs = response.seed_shares if kind == "seed" else response.key_shares
+            ids = np.fromiter((owner for owner, _ in pairs), dtype=np.int64, count=len(pairs))
+            limbs = np.array([limbs for _, limbs in pairs], dtype=np.uint64).reshape(len(pairs), SECRET_LIMBS)
+            tables.append(limbs)
+            if not len(pairs):
+                continue
+            order = np.argsort(ids, kind="stable")  # owners are sorted in a valid response; cheap if so
+            at = np.minimum(np.searchsorted(ids, wanted, sorter=order), len(pairs) - 1)
+            where[row] = order[at]
+            present[row] = ids[order[at]] == wanted
+        counts = present.sum(axis=0)
+        short = np.flatnonzero(counts < threshold)
+        if short.shape[0]:
+            first = int(short[0])
+            raise RoundAborted("unmasking", f"{int(counts[first])} shares of party {owners[first]}'s {kind}, threshold is {threshold}")
+        chosen = present & (np.cumsum(present, axis=0) <= threshold)  # each owner's t smallest holders
+        patterns = np.packbits(chosen, axis=0).T  # one byte string per owner: its holder set
+        groups: dict[bytes, list[int]] = defaultdict(list)  # holder set -> column indices, in owner order
+        for column, pattern in enumerate(patterns):
+            groups[pattern.tobytes()].append(column)
         secrets: dict[int, bytes] = {}
-        for xs, members in groups.items():
-            matrix = np.array([[limb for _, rows in members for limb in rows[i]] for i in range(threshold)], dtype=np.uint64)
+        for members in groups.values():
+            columns = np.asarray(members, dtype=np.int64)
+            rows = np.flatnonzero(chosen[:, members[0]])
+            xs = tuple(holders[row] for row in rows.tolist())
+            matrix = np.stack([tables[row][where[row, columns]].reshape(-1) for row in rows.tolist()])
             values = shamir.reconstruct(matrix, xs).reshape(len(members), SECRET_LIMBS)
-            for (owner, _), limbs in zip(members, values):
+            for column, limbs in zip(members, values):
+                owner = owners[column]
                 try:
                     secrets[owner] = limbs_to_secret(limbs)
                 except ValueError:
                     raise RoundAborted("unmasking", f"shares of party {owner}'s {kind} are inconsistent") from None
         return secrets
-
-

@@ -108,19 +108,15 @@ def run_secagg_bench(options: SecAggBenchOptions, progress: bool = True) -> dict
     return _run_one(options, progress)
 
 
+def _config(options: SecAggBenchOptions, party_ids: list[int], adversary: Adversary | str) -> SecAggConfig:
+    return SecAggConfig.create(party_ids, options.dim, options.modulus, corrupt_fraction=options.corrupt,
+                               dropout_fraction=options.dropout, neighbours=options.neighbours,
+                               threshold=options.threshold, full_graph=options.full_graph, adversary=adversary)
+
+
 def _run_one(options: SecAggBenchOptions, progress: bool = True) -> dict[str, object]:
     party_ids = list(range(1, options.clients + 1))
-    config = SecAggConfig.create(
-        party_ids,
-        options.dim,
-        options.modulus,
-        corrupt_fraction=options.corrupt,
-        dropout_fraction=options.dropout,
-        neighbours=options.neighbours,
-        threshold=options.threshold,
-        full_graph=options.full_graph,
-        adversary=options.adversary,
-    )
+    config = _config(options, party_ids, options.adversary)
     rng = np.random.default_rng(options.seed)  # public benchmark data only
     high = modulus_value(options.modulus)
     inputs = {
@@ -191,17 +187,7 @@ class _SignatureCounter:
 
 def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> dict[str, object]:
     party_ids = list(range(1, options.clients + 1))
-    config = SecAggConfig.create(
-        party_ids,
-        options.dim,
-        options.modulus,
-        corrupt_fraction=options.corrupt,
-        dropout_fraction=options.dropout,
-        adversary=Adversary.MALICIOUS,
-        neighbours=options.neighbours,
-        threshold=options.threshold,
-        full_graph=options.full_graph,
-    )
+    config = _config(options, party_ids, Adversary.MALICIOUS)
     baseline = dataclasses.replace(config, malicious=False)  # same (k, t): the semi-malicious round
     identities, trust = make_identities(party_ids)
     rng = np.random.default_rng(options.seed)  # public benchmark data only

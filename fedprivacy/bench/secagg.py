@@ -114,22 +114,26 @@ def _config(options: SecAggBenchOptions, party_ids: list[int], adversary: Advers
                                threshold=options.threshold, full_graph=options.full_graph, adversary=adversary)
 
 
-def _run_one(options: SecAggBenchOptions, progress: bool = True) -> dict[str, object]:
-    party_ids = list(range(1, options.clients + 1))
-    config = _config(options, party_ids, options.adversary)
+def _workload(options: SecAggBenchOptions, party_ids: list[int]) -> tuple[dict[int, np.ndarray], DropoutSchedule]:
+    """The public test inputs and who drops, from ``options.seed``."""
     rng = np.random.default_rng(options.seed)  # public benchmark data only
     high = modulus_value(options.modulus)
     inputs = {
         p: rng.integers(0, min(high, 1 << 63), options.dim, dtype=np.uint64).astype(dtype_of(options.modulus))
         for p in party_ids
     }
-    dropped_count = int(round(options.dropout * options.clients))
-    dropped = rng.choice(party_ids, size=dropped_count, replace=False)
-    schedule = DropoutSchedule({int(p): options.drop_stage for p in dropped})
+    dropped = rng.choice(party_ids, size=int(round(options.dropout * options.clients)), replace=False)
+    return inputs, DropoutSchedule({int(p): options.drop_stage for p in dropped})
+
+
+def _run_one(options: SecAggBenchOptions, progress: bool = True) -> dict[str, object]:
+    party_ids = list(range(1, options.clients + 1))
+    config = _config(options, party_ids, options.adversary)
+    inputs, schedule = _workload(options, party_ids)
     if progress:
         print(
             f"secagg bench: n={options.clients} D={options.dim} k={config.neighbours} t={config.threshold} "
-            f"{dropped_count} dropping before {options.drop_stage.value}",
+            f"{len(schedule.drops)} dropping before {options.drop_stage.value}",
             file=sys.stderr,
         )
     policy = None
@@ -190,20 +194,12 @@ def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> di
     config = _config(options, party_ids, Adversary.MALICIOUS)
     baseline = dataclasses.replace(config, malicious=False)  # same (k, t): the semi-malicious round
     identities, trust = make_identities(party_ids)
-    rng = np.random.default_rng(options.seed)  # public benchmark data only
-    high = modulus_value(options.modulus)
-    inputs = {
-        p: rng.integers(0, min(high, 1 << 63), options.dim, dtype=np.uint64).astype(dtype_of(options.modulus))
-        for p in party_ids
-    }
-    dropped_count = int(round(options.dropout * options.clients))
-    dropped = rng.choice(party_ids, size=dropped_count, replace=False)
-    schedule = DropoutSchedule({int(p): options.drop_stage for p in dropped})
+    inputs, schedule = _workload(options, party_ids)
     survivors = [p for p in party_ids if p not in schedule.drops]
     if progress:
         print(
             f"secagg bench (malicious vs semi-malicious, {options.repeats} rounds each): n={options.clients} "
-            f"D={options.dim} k={config.neighbours} t={config.threshold} {dropped_count} dropping before "
+            f"D={options.dim} k={config.neighbours} t={config.threshold} {len(schedule.drops)} dropping before "
             f"{options.drop_stage.value}",
             file=sys.stderr,
         )

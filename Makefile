@@ -23,7 +23,10 @@ $(VENV)/installed-dev: $(VENV)/created pyproject.toml
 demo: $(VENV)/installed
 	$(VENV)/bin/fedprivacy simulate
 
+# The linter and the type checker run over the package first; a finding fails the target.
 test: $(VENV)/installed-dev
+	$(PY) -m ruff check fedprivacy
+	$(PY) -m mypy fedprivacy
 	$(PY) -m pytest -q
 
 bench: $(VENV)/installed-dev

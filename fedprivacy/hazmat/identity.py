@@ -9,12 +9,11 @@ of the underlying library; a malformed key or signature verifies as ``False``, n
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ..errors import InvalidParameters
+from .randomness import RandomSource
 
 __all__ = [
     "SIGNING_KEY_BYTES",
@@ -29,7 +28,6 @@ __all__ = [
 SIGNING_KEY_BYTES = 32
 VERIFY_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
-RandomSource = Callable[[int], bytes]
 
 
 def generate_signing_key(random_bytes: RandomSource) -> bytes:

@@ -6,20 +6,27 @@ given randomness source (the OS CSPRNG by default) so that test vectors can repl
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import InvalidParameters
+from .randomness import RandomSource
 
-__all__ = ["KEY_BYTES", "generate_keypair", "public_key", "canonical_public_key", "agree", "KeyAgreement", "hkdf"]
+__all__ = [
+    "KEY_BYTES",
+    "generate_keypair",
+    "public_key",
+    "canonical_public_key",
+    "is_usable_public_key",
+    "agree",
+    "KeyAgreement",
+    "hkdf",
+]
 
 KEY_BYTES = 32
 _FIELD_PRIME = (1 << 255) - 19
 _LOW_255_BITS = (1 << 255) - 1
-RandomSource = Callable[[int], bytes]
 
 
 def generate_keypair(random_bytes: RandomSource) -> tuple[bytes, bytes]:
@@ -44,6 +51,21 @@ def canonical_public_key(raw: bytes) -> bytes:
         raise InvalidParameters("an X25519 public key is 32 bytes")
     value = (int.from_bytes(raw, "little") & _LOW_255_BITS) % _FIELD_PRIME
     return value.to_bytes(KEY_BYTES, "little")
+
+
+# A fixed private key: its clamped scalar is a multiple of the cofactor 8, so the exchange with a
+# point gives the all-zero secret exactly when the point's order divides 8 (a low-order point).
+_PROBE_KEY = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+
+
+def is_usable_public_key(raw: bytes) -> bool:
+    """Whether ``raw`` is a 32-byte X25519 public key not of low order (an exchange with it yields a
+    non-zero secret). Every encoding of the low-order points (RFC 7748, section 6.1) answers False."""
+    try:
+        _PROBE_KEY.exchange(X25519PublicKey.from_public_bytes(raw))
+    except ValueError:
+        return False
+    return True
 
 
 def agree(private_raw: bytes, peer_public_raw: bytes) -> bytes:

@@ -9,47 +9,34 @@ Words mod 2^32 / 2^64 are uniform. Words mod p = 2^61 - 1 are the keystream's 64
 61 bits, i.e. uniform over [0, 2^61 - 1] where the value p stands for 0: each word is at statistical
 distance 2^-61 from uniform over Z_p (2^-61 * D for a vector of D words).
 
-``SystemRandomness`` (``os.urandom``) is the default everywhere; ``DeterministicRandomness`` (an
-AES-CTR stream under a seed) exists so test vectors can replay a run byte for byte. It is not for
-production use.
+``system_random_bytes`` (the OS CSPRNG; it and the ``RandomSource`` type live in
+:mod:`fedprivacy.hazmat.randomness` and are re-exported here) is the default everywhere;
+``DeterministicRandomness`` (an AES-CTR stream under a seed) exists so test vectors can replay a run
+byte for byte. It is not for production use.
 """
 
 from __future__ import annotations
-
-import os
-from collections.abc import Callable
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .field import P61, Modulus, add_inplace, dtype_of, reduce_p61_inplace, sub_inplace, word_bytes
 from .kex import hkdf
+from .randomness import RandomSource, system_random_bytes
 
 __all__ = [
     "RandomSource",
     "system_random_bytes",
     "DeterministicRandomness",
     "MaskExpander",
+    "ctr_into",
     "keystream_words",
     "random_field_elements",
     "random_permutation",
 ]
 
-RandomSource = Callable[[int], bytes]
 _ZERO_COUNTER = bytes(16)
 _P61_U64 = np.uint64(P61)
-
-
-_BULK_THRESHOLD = 4096
-
-
-def system_random_bytes(size: int) -> bytes:
-    """Cryptographically secure random bytes: the OS CSPRNG, or for bulk requests (above 4 KiB) the
-    AES-128-CTR keystream under a fresh key from the OS CSPRNG (about 10x faster for megabytes)."""
-    if size <= _BULK_THRESHOLD:
-        return os.urandom(size)
-    encryptor = Cipher(algorithms.AES(os.urandom(16)), modes.CTR(_ZERO_COUNTER)).encryptor()
-    return encryptor.update(bytes(size))
 
 
 class DeterministicRandomness:
@@ -157,6 +144,12 @@ def _fold_p61_inplace(values: np.ndarray, scratch: np.ndarray) -> None:
     np.bitwise_and(values, _P61_U64, out=scratch)
     np.right_shift(values, np.uint64(61), out=values)
     np.add(values, scratch, out=values)
+
+
+def ctr_into(key: bytes, data: bytes | memoryview, out: memoryview | np.ndarray) -> None:
+    """out[:len(data)] = data XOR the AES-128-CTR keystream of ``key`` from the all-zero counter block:
+    the keystream itself when ``data`` is zeros. One call, into a reused buffer (no mask array made)."""
+    Cipher(algorithms.AES(key), modes.CTR(_ZERO_COUNTER)).encryptor().update_into(data, out)
 
 
 def keystream_words(key: bytes, count: int, modulus: Modulus) -> np.ndarray:

@@ -22,8 +22,9 @@ import numpy as np
 from ..encoding import domain_tag
 from ..errors import InvalidParameters
 from ..hazmat.kex import hkdf
+from ..hazmat.prf import prf_u64
 from ..hazmat.prg import RandomSource, system_random_bytes
-from .iblt import _aes_words, nonzero_weights, validate_ids
+from .iblt import nonzero_weights, validate_ids
 
 __all__ = ["BloomParameters", "encode_bloom", "decode_bloom"]
 
@@ -63,7 +64,7 @@ class BloomParameters:
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
         bits = np.uint64(self.bits)
-        return np.stack([(_aes_words(self.key, ids, j) % bits).astype(np.int64) for j in range(self.hashes)])
+        return np.stack([(prf_u64(self.key, ids, j) % bits).astype(np.int64) for j in range(self.hashes)])
 
 
 def _randomize_cells(vector: np.ndarray, cells: np.ndarray, random_bytes: RandomSource) -> None:
@@ -110,7 +111,7 @@ def decode_bloom(
                 idx = np.flatnonzero(keep)
                 if idx.size == 0:
                     break
-                positions = (_aes_words(params.key, ids[idx], j) % np.uint64(params.bits)).astype(np.int64)
+                positions = (prf_u64(params.key, ids[idx], j) % np.uint64(params.bits)).astype(np.int64)
                 keep[idx[~occupied[positions]]] = False
             members.append(ids[keep])
     return np.concatenate(members) if members else np.zeros(0, dtype=np.uint64)

@@ -11,7 +11,7 @@ batched with a product tree (one modular exponentiation per round).
 
 Hashing: positions pos_j(x) = j * (cells/k) + (AES_K1(x || j) mod cells/k) and checksum h(x) = AES_K2(x)
 masked to 61 bits, keys derived per session and attempt (:class:`PSUParameters`); one AES-ECB call
-hashes a whole batch of ids. A reference encoder over any prime (pure Python) serves the proofs.
+(:func:`fedprivacy.hazmat.prf.prf_u64`) hashes a whole batch of ids. A reference encoder over any prime (pure Python) serves the proofs.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..errors import InvalidParameters
 from ..hazmat.field import P61, add_p61, mul_p61, reduce_p61_inplace
+from ..hazmat.prf import prf_u64
 from ..hazmat.prg import RandomSource, system_random_bytes
 from .params import PSUParameters
 
@@ -41,22 +41,13 @@ __all__ = [
 _P = np.uint64(P61)
 
 
-def _aes_words(key: bytes, ids: np.ndarray, usage: int) -> np.ndarray:
-    """AES-128 of the blocks (id as u64 LE || usage as u64 LE), first 64 bits of each output."""
-    blocks = np.empty((ids.shape[0], 2), dtype="<u8")
-    blocks[:, 0] = ids
-    blocks[:, 1] = usage
-    out = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(blocks.tobytes())
-    return np.frombuffer(out, dtype="<u8").reshape(-1, 2)[:, 0].astype(np.uint64)
-
-
 def hash_ids(params: PSUParameters, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(positions of shape (k, n), checksums in [0, p)) for uint64 ids."""
     sub = np.uint64(params.sub_table)
     positions = np.empty((params.hashes, ids.shape[0]), dtype=np.int64)
     for j in range(params.hashes):
-        positions[j] = (_aes_words(params.position_key, ids, j) % sub).astype(np.int64) + j * params.sub_table
-    checksums = _aes_words(params.checksum_key, ids, 0) & _P
+        positions[j] = (prf_u64(params.position_key, ids, j) % sub).astype(np.int64) + j * params.sub_table
+    checksums = prf_u64(params.checksum_key, ids, 0) & _P
     checksums[checksums == _P] = 0
     return positions, checksums
 

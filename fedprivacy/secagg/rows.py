@@ -41,11 +41,11 @@ import sys
 from collections.abc import Iterator, Mapping
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..encoding import ProtocolCode, Reader, Writer
 from ..errors import DecodeError, InvalidParameters
 from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, sub_inplace, word_bytes
+from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into
 from .params import MAX_CLIENTS
 
 __all__ = ["RowPlan", "ClientRowPlan", "row_keystream"]
@@ -55,7 +55,6 @@ _PLAN_TYPE = 8  # per peer, the positions of the rows both chose
 _PLAN_BITMAP_TYPE = 10  # per row, a bitmap over the parties that chose it (whichever form is shorter)
 MAX_ROWS = 1 << 28
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
-_AES_SLACK = 15  # update_into wants len(data) + block size - 1 bytes of room
 
 
 class _RowMasks:
@@ -99,8 +98,7 @@ class _RowMasks:
             size = positions.shape[0]
             self._input[:size, :, 0] = np.take(self._row_ids, positions)[:, None]
         nbytes = size * self.blocks * 16
-        encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-        encryptor.update_into(self._input_bytes[:nbytes], self._stream_bytes[: nbytes + _AES_SLACK])
+        aes_blocks_into(key, self._input_bytes[:nbytes], self._stream_bytes[: nbytes + OUTPUT_SLACK])
         words = self._stream[:size]
         if sys.byteorder == "big":  # the keystream is read as little-endian words
             words.byteswap(inplace=True)

@@ -31,14 +31,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from ..errors import InvalidParameters, LocalProtocolError, RoundAborted
 from ..hazmat import shamir
 from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, reduce_p61_inplace
-from ..hazmat.kex import KeyAgreement, public_key
+from ..hazmat.kex import KeyAgreement, canonical_public_key, is_usable_public_key, public_key
 from ..hazmat.prg import MaskExpander
-from ..hazmat.kex import canonical_public_key
 from .graph import all_neighbourhoods, ring_order
 from .identity import TrustStore, advertisement_statement, consistency_statement
 from .masking import limbs_to_secret, pair_mask_key, self_mask_key
@@ -61,18 +59,6 @@ from .rows import RowPlan
 from .stages import MALICIOUS_SERVER_TRANSITIONS, SERVER_TRANSITIONS, ServerEvent, ServerStage
 
 __all__ = ["SecAggServer", "Outbound", "IgnoredMessage"]
-
-_PROBE_KEY = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
-
-
-def _valid_public_key(raw: bytes) -> bool:
-    """A 32-byte X25519 key that is not of low order (an exchange with it yields a non-zero secret)."""
-    try:
-        _PROBE_KEY.exchange(X25519PublicKey.from_public_bytes(raw))
-    except ValueError:
-        return False
-    return True
-
 
 _EVENT_OF = {
     AdvertiseKeys: ServerEvent.ADVERTISE_KEYS,
@@ -244,7 +230,7 @@ class SecAggServer:
         keys = (message.channel_public_key, message.mask_public_key)
         if bool(message.signature) != self.config.malicious:
             return self._ignore(sender, message, IgnoredReason.INVALID, "signed iff the round is malicious")
-        if not all(_valid_public_key(key) for key in keys):
+        if not all(is_usable_public_key(key) for key in keys):
             return self._ignore(sender, message, IgnoredReason.INVALID, "not a usable X25519 public key")
         canonical = (canonical_public_key(keys[0]), canonical_public_key(keys[1]))  # the top bit is ignored
         if canonical[0] == canonical[1] or canonical[0] in self._seen_keys or canonical[1] in self._seen_keys:

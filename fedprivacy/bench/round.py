@@ -127,18 +127,18 @@ def primitive_speeds() -> dict[str, float]:
     """This machine's speeds, now: AES-128 keystream bytes per second (64 MiB at a time), one X25519
     agreement, one Shamir reconstruction per secret (t = 500, batches of 200 secrets) and uint64
     adds per second (the uploads summed)."""
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
     from ..hazmat import shamir
+    from ..hazmat.kex import KeyAgreement, public_key
+    from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into
+    from ..hazmat.prg import system_random_bytes
     from ..secagg.messages import SECRET_LIMBS
 
     block = np.zeros(1 << 26, dtype=np.uint8)
-    out = np.empty(block.shape[0] + 15, dtype=np.uint8)
-    aes = _median_seconds(lambda: Cipher(algorithms.AES(bytes(16)), modes.ECB()).encryptor().update_into(block, out), 3)
-    keys = [X25519PrivateKey.generate() for _ in range(2)]
-    peer = keys[1].public_key()
-    agree = _median_seconds(lambda: [keys[0].exchange(peer) for _ in range(200)]) / 200
+    out = np.empty(block.shape[0] + OUTPUT_SLACK, dtype=np.uint8)
+    aes = _median_seconds(lambda: aes_blocks_into(bytes(16), block, out), 3)
+    agreement = KeyAgreement(system_random_bytes(32))
+    peer = public_key(system_random_bytes(32))
+    agree = _median_seconds(lambda: [agreement.agree(peer) for _ in range(200)]) / 200
     t, secrets = 500, 200
     shares = np.ones((t, secrets * SECRET_LIMBS), dtype=np.uint64)
     xs = tuple(range(1, t + 1))

@@ -170,7 +170,7 @@ def _bernoulli_exp_minus_one(count: int, random_bytes: RandomSource) -> np.ndarr
     return geometric_exp_minus_one(count, random_bytes) >= 1
 
 
-def bernoulli_exp(numerators: np.ndarray, denominators: np.ndarray | int, random_bytes: RandomSource) -> np.ndarray:
+def bernoulli_exp(numerators: np.ndarray, denominators: np.ndarray | int | np.integer, random_bytes: RandomSource) -> np.ndarray:
     """Bern(exp(-n_i / d_i)) per element, exactly; n_i >= 0, 1 <= d_i <= 2^63 (integers)."""
     n = np.asarray(numerators, dtype=np.uint64)
     d = np.broadcast_to(np.asarray(denominators, dtype=np.uint64), n.shape).copy()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = ["BLOCK_BYTES", "OUTPUT_SLACK", "aes_blocks", "aes_blocks_into", "prf_u64"]
+__all__ = ["BLOCK_BYTES", "OUTPUT_SLACK", "aes_blocks", "aes_blocks_into", "as_buffer", "prf_u64"]
 
 BLOCK_BYTES = 16
 OUTPUT_SLACK = BLOCK_BYTES - 1
@@ -29,7 +29,12 @@ def aes_blocks(key: bytes, data: bytes) -> bytes:
 def aes_blocks_into(key: bytes, data: memoryview | np.ndarray, out: memoryview | np.ndarray) -> None:
     """Write AES-128 under ``key`` of each 16-byte block of ``data`` into the first ``len(data)`` bytes
     of ``out``, which must hold at least ``len(data) + OUTPUT_SLACK`` bytes (reused buffers, no copy)."""
-    Cipher(algorithms.AES(key), modes.ECB()).encryptor().update_into(data, out)
+    Cipher(algorithms.AES(key), modes.ECB()).encryptor().update_into(as_buffer(data), as_buffer(out))
+
+
+def as_buffer(value: memoryview | np.ndarray) -> memoryview:
+    """A (contiguous) numpy array's memory as a memoryview, without copying; a memoryview as is."""
+    return value if isinstance(value, memoryview) else value.data
 
 
 def prf_u64(key: bytes, values: np.ndarray, usage: int) -> np.ndarray:

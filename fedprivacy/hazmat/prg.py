@@ -18,10 +18,11 @@ byte for byte. It is not for production use.
 from __future__ import annotations
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from .field import P61, Modulus, add_inplace, dtype_of, reduce_p61_inplace, sub_inplace, word_bytes
 from .kex import hkdf
+from .prf import as_buffer
 from .randomness import RandomSource, system_random_bytes
 
 __all__ = [
@@ -64,7 +65,7 @@ class MaskExpander:
         self._word = word_bytes(modulus)
         self._zeros = bytes(chunk_words * self._word)
         self._keystream = np.empty(chunk_words, dtype=self._dtype)
-        self._keystream_bytes = memoryview(self._keystream).cast("B")
+        self._keystream_bytes = self._keystream.data.cast("B")
         self._scratch = np.empty(chunk_words, dtype=np.uint64) if modulus is Modulus.P61 else None
 
     def apply(self, target: np.ndarray, key: bytes, subtract: bool = False) -> None:
@@ -101,12 +102,12 @@ class MaskExpander:
             else:
                 self._apply_many_wrapping(target, encryptors, [subtract for _, subtract in group])
 
-    def _next_words(self, encryptor: object, count: int) -> np.ndarray:
+    def _next_words(self, encryptor: CipherContext, count: int) -> np.ndarray:
         nbytes = count * self._word
-        encryptor.update_into(self._zeros[:nbytes], self._keystream_bytes[:nbytes])  # type: ignore[attr-defined]
+        encryptor.update_into(self._zeros[:nbytes], self._keystream_bytes[:nbytes])
         return self._keystream[:count]
 
-    def _apply_many_wrapping(self, target: np.ndarray, encryptors: list, subtracts: list[bool]) -> None:
+    def _apply_many_wrapping(self, target: np.ndarray, encryptors: list[CipherContext], subtracts: list[bool]) -> None:
         for start in range(0, target.shape[0], self.chunk_words):
             count = min(self.chunk_words, target.shape[0] - start)
             chunk = target[start : start + count]
@@ -114,7 +115,7 @@ class MaskExpander:
                 words = self._next_words(encryptor, count)
                 (np.subtract if subtract else np.add)(chunk, words, out=chunk)
 
-    def _apply_many_p61(self, target: np.ndarray, encryptors: list, subtracts: list[bool]) -> None:
+    def _apply_many_p61(self, target: np.ndarray, encryptors: list[CipherContext], subtracts: list[bool]) -> None:
         plus = np.empty(self.chunk_words, dtype=np.uint64)
         minus = np.empty(self.chunk_words, dtype=np.uint64)
         assert self._scratch is not None
@@ -149,7 +150,7 @@ def _fold_p61_inplace(values: np.ndarray, scratch: np.ndarray) -> None:
 def ctr_into(key: bytes, data: bytes | memoryview, out: memoryview | np.ndarray) -> None:
     """out[:len(data)] = data XOR the AES-128-CTR keystream of ``key`` from the all-zero counter block:
     the keystream itself when ``data`` is zeros. One call, into a reused buffer (no mask array made)."""
-    Cipher(algorithms.AES(key), modes.CTR(_ZERO_COUNTER)).encryptor().update_into(data, out)
+    Cipher(algorithms.AES(key), modes.CTR(_ZERO_COUNTER)).encryptor().update_into(data, as_buffer(out))
 
 
 def keystream_words(key: bytes, count: int, modulus: Modulus) -> np.ndarray:

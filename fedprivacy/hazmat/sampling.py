@@ -17,8 +17,10 @@ how a vector of per-element probabilities (p1 for members, p2 for the others) is
 
 from __future__ import annotations
 
+from decimal import Decimal
 from fractions import Fraction
 from math import gcd
+from numbers import Rational
 
 import numpy as np
 
@@ -35,7 +37,12 @@ def as_probability(value: object, name: str = "probability") -> Fraction:
     if isinstance(value, bool):
         raise InvalidParameters(f"{name} must be a number, got {value!r}")
     try:
-        fraction = Fraction(value) if not isinstance(value, str) else Fraction(value.strip())
+        if isinstance(value, str):
+            fraction = Fraction(value.strip())
+        elif isinstance(value, (Rational, float, Decimal)):
+            fraction = Fraction(value)
+        else:
+            raise TypeError(value)
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):
         raise InvalidParameters(f"{name} must be a rational number in [0, 1], got {value!r}") from None
     if not 0 <= fraction <= 1:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import ClassVar
 
 import numpy as np
 
@@ -113,7 +114,7 @@ class _PowerTable:
     """x^1..x^degree mod p for a tuple of points, as float64 limb matrices (cached: the full graph
     shares to the same points for every owner)."""
 
-    _cache: dict[tuple[tuple[int, ...], int], _PowerTable] = {}
+    _cache: ClassVar[dict[tuple[tuple[int, ...], int], _PowerTable]] = {}
     _CACHE_SIZE = 2
 
     def __init__(self, xs: tuple[int, ...], degree: int) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from enum import IntEnum
+from itertools import pairwise
 
 from .errors import DecodeError
 
@@ -180,7 +181,7 @@ class Reader:
 
 def check_strictly_increasing(ids: Sequence[int]) -> None:
     """Canonical id order: strictly increasing (so also duplicate free)."""
-    for a, b in zip(ids, ids[1:]):
+    for a, b in pairwise(ids):
         if a >= b:
             raise DecodeError("ids must be strictly increasing")
 

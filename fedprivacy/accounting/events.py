@@ -66,7 +66,7 @@ class PrivacyEvent:
         expected = {f for f in cls.__dataclass_fields__}
         if set(data) != expected:
             raise DecodeError(f"event fields differ from the schema: {sorted(set(data) ^ expected)}")
-        types = {
+        types: dict[str, type | tuple[type, ...]] = {
             "client_id": str, "round_index": int, "kind": str, "mechanism": str, "parameters": dict,
             "relation": str, "epoch": int, "indices_reported": int, "indices_new": int, "max_reports": int,
             "epsilon_report": (int, float), "epsilon_inf": (int, float), "library_version": str,
@@ -144,9 +144,10 @@ class UpdateEvent:
         expected = set(cls.__dataclass_fields__)
         if set(data) != expected:
             raise DecodeError(f"update event fields differ from the schema: {sorted(set(data) ^ expected)}")
+        kinds: dict[str, type | tuple[type, ...]] = {"client_id": str, "kind": str, "mechanism": str,
+                                                     "library_version": str, "rho": (int, float), "delta": (int, float)}
         for name in expected:
-            kind = {"client_id": str, "kind": str, "mechanism": str, "library_version": str,
-                    "rho": (int, float), "delta": (int, float)}.get(name, int)
+            kind = kinds.get(name, int)
             if not isinstance(data[name], kind) or isinstance(data[name], bool):
                 raise DecodeError(f"update event field {name} has the wrong type")
         if data["mechanism"] != MECHANISM_DDG or data["kind"] not in ("update-release", "update-refusal"):

@@ -44,6 +44,7 @@ import numpy as np
 
 from ..errors import DecodeError
 from ..ldp.memo import PermanentMemo
+from .events import PrivacyEvent
 from .ledger import Ledger, LedgerIntegrityError, canonical_json, parse_ledger
 
 __all__ = ["StateDamaged", "HeadRecord", "Repair", "Reconciled", "reconcile", "HEAD_FORMAT"]
@@ -265,18 +266,19 @@ def _check_memo(
     memo: PermanentMemo | None, ledger: Ledger, lines: list[str], head: HeadRecord | None,
     repairs: list[Repair], ledger_name: str, memo_name: str, head_name: str,
 ) -> PermanentMemo | None:
-    releases = [i for i, event in enumerate(ledger.events) if event.kind == "release"]  # event i has seq i + 1
+    released = {i: event for i, event in enumerate(ledger.events) if isinstance(event, PrivacyEvent) and event.kind == "release"}
+    releases = list(released)  # event i has seq i + 1
     legacy = head is None  # written by a version that kept no head record (memo saved after the line)
     if memo is None or memo.fresh:
         epoch = memo.epoch if memo is not None else 0
-        in_epoch = [i for i in releases if ledger.events[i].epoch == epoch]
+        in_epoch = [i for i in releases if released[i].epoch == epoch]
         if not in_epoch:
             return memo
         last = releases[-1]
         if legacy and (memo is None or memo.version == 1) and len(releases) == 1 and last == len(ledger.events) - 1:
             # Format 1's crash window: the first release appended, its memo never saved. Its answers
             # are lost (and were never sent); the next release uses a new epoch, so both are charged.
-            event = ledger.events[last]
+            event = released[last]
             fresh = PermanentMemo.empty(ledger.client_id, event.params(), epoch=event.epoch + 1)
             repairs.append(Repair("write_memo", f"{memo_name}: the ledger's only release (line {last + 2}) has no "
                                   f"memo (a crash before it was saved); it stays charged and the client moves to memo "
@@ -296,7 +298,7 @@ def _check_memo(
                            _restore(memo_name))
     later = [i for i in releases if i >= seq]
     if later:
-        orphan = ledger.events[later[0]]
+        orphan = released[later[0]]
         if (legacy and memo.version == 1 and len(later) == 1 and later[0] == len(ledger.events) - 1
                 and orphan.epoch == memo.epoch and _key(orphan.params()) == _key(memo.params)):
             # Format 1's crash window: the release appended, its memo never saved (nothing was sent).
@@ -310,8 +312,8 @@ def _check_memo(
             return recovered
         raise StateDamaged(memo_name, 0, f"{ledger_name} records a release on line {later[0] + 2}, after the line "
                            f"{seq + 1} this memo was saved after: the memo was rolled back", _restore(memo_name))
-    recorded = max((ledger.events[i].max_reports for i in releases
-                    if (ledger.events[i].epoch, _key(ledger.events[i].params())) == (memo.epoch, _key(memo.params))), default=0)
+    recorded = max((released[i].max_reports for i in releases
+                    if (released[i].epoch, _key(released[i].params())) == (memo.epoch, _key(memo.params))), default=0)
     if memo.max_reports != recorded:
         raise StateDamaged(memo_name, 0, f"the memo's report counts ({memo.max_reports}) disagree with "
                            f"{ledger_name} ({recorded})", _restore(memo_name))

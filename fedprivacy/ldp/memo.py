@@ -181,7 +181,8 @@ class PermanentMemo:
                 raise DecodeError("probabilities must be in lowest terms")
             probabilities.append(fraction)
         try:
-            params = RRParameters(*probabilities, allow_insecure=True)
+            p1, p2, p3, p4 = probabilities
+            params = RRParameters(p1, p2, p3, p4, allow_insecure=True)
         except InvalidParameters as exc:
             raise DecodeError(f"invalid parameters in memo: {exc}") from None
         count = _U64.unpack(take(8))[0]

@@ -15,6 +15,7 @@ cost is linear in the number of candidates -- the reason the masked IBLT is the 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,7 +93,7 @@ def decode_bloom(
         raise InvalidParameters(f"a summed filter has {params.vector_length} words")
     occupied = summed[: params.bits] != 0
     if candidates is not None:
-        ranges = [validate_ids(candidates, params.universe)]
+        ranges: Iterable[np.ndarray] = [validate_ids(candidates, params.universe)]
     elif params.partitions:
         live = np.flatnonzero(summed[params.bits :])
         size = params.partition_size

@@ -44,8 +44,8 @@ _P = np.uint64(P61)
 def hash_ids(params: PSUParameters, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(positions of shape (k, n), checksums in [0, p)) for uint64 ids."""
     sub = np.uint64(params.sub_table)
-    positions = np.empty((params.hashes, ids.shape[0]), dtype=np.int64)
-    for j in range(params.hashes):
+    positions = np.empty((params.hash_count, ids.shape[0]), dtype=np.int64)
+    for j in range(params.hash_count):
         positions[j] = (prf_u64(params.position_key, ids, j) % sub).astype(np.int64) + j * params.sub_table
     checksums = prf_u64(params.checksum_key, ids, 0) & _P
     checksums[checksums == _P] = 0
@@ -130,7 +130,7 @@ def encode_set(
         fields.append(mul_p61(weights, checksums))
     for f, values in enumerate(fields):
         segment = table[f * params.cells : (f + 1) * params.cells]
-        _scatter_add(segment, positions.ravel(), np.tile(values, params.hashes))
+        _scatter_add(segment, positions.ravel(), np.tile(values, params.hash_count))
     return table
 
 
@@ -138,14 +138,14 @@ def encode_reference(
     params: PSUParameters, ids: Sequence[int], weights: Sequence[int], prime: int
 ) -> tuple[int, ...]:
     """The same sketch in pure Python over any prime, with the weights given (proofs and tests)."""
-    distinct = sorted(set(int(i) for i in ids))
+    distinct = sorted({int(i) for i in ids})
     if len(weights) != len(distinct):
         raise InvalidParameters("one weight per distinct id")
     positions, checksums = hash_ids(params, np.array(distinct, dtype=np.uint64))
     table = [0] * params.vector_length
     for column, (x, r) in enumerate(zip(distinct, weights)):
         values = [r, r * x, r * int(checksums[column])][: params.fields]
-        for j in range(params.hashes):
+        for j in range(params.hash_count):
             cell = int(positions[j, column])
             for f, value in enumerate(values):
                 table[f * params.cells + cell] = (table[f * params.cells + cell] + value) % prime
@@ -234,11 +234,11 @@ def peel(params: PSUParameters, summed: np.ndarray) -> PeelResult:
         seen = np.insert(seen, where, x)
         found.append(x)
         touched = positions.ravel()
-        minus_c = np.tile(_P - c, params.hashes)
+        minus_c = np.tile(_P - c, params.hash_count)
         _scatter_add(weight, touched, minus_c)
-        _scatter_add(idsum, touched, np.tile(_P - mul_p61(c, x), params.hashes))
+        _scatter_add(idsum, touched, np.tile(_P - mul_p61(c, x), params.hash_count))
         if checksum is not None:
-            _scatter_add(checksum, touched, np.tile(_P - mul_p61(c, sums), params.hashes))
+            _scatter_add(checksum, touched, np.tile(_P - mul_p61(c, sums), params.hash_count))
         candidates = np.unique(touched)
     ids = np.sort(np.concatenate(found)) if found else np.zeros(0, dtype=np.uint64)
     residual = int(np.count_nonzero(weight) + np.count_nonzero(idsum))

@@ -39,6 +39,7 @@ class PSUParameters:
     hashes: int | None = None
     cells_per_id: float | None = None
     cells: int = field(init=False)
+    hash_count: int = field(init=False, repr=False, compare=False)  # ``hashes`` once resolved
     position_key: bytes = field(init=False, repr=False)
     checksum_key: bytes = field(init=False, repr=False)
 
@@ -60,6 +61,7 @@ class PSUParameters:
         if not (isinstance(density, (int, float)) and math.isfinite(density) and 1.0 <= density <= 64):
             raise InvalidParameters("cells_per_id must be in [1, 64]")
         object.__setattr__(self, "hashes", hashes)
+        object.__setattr__(self, "hash_count", hashes)
         object.__setattr__(self, "cells_per_id", float(density))
         cells = math.ceil(density * self.union_bound)
         cells += (-cells) % hashes
@@ -82,7 +84,7 @@ class PSUParameters:
 
     @property
     def sub_table(self) -> int:
-        return self.cells // self.hashes
+        return self.cells // self.hash_count
 
     @property
     def vector_length(self) -> int:
@@ -98,13 +100,13 @@ class PSUParameters:
     def digest_without_keys(self) -> bytes:
         return hashlib.sha256(
             Writer(ProtocolCode.PSU, _CONFIG_TYPE).u64(self.universe).u64(self.union_bound).blob(self.session_id)
-            .u8(self.attempt).u8(self.hashes or 0).u64(int(round((self.cells_per_id or 0) * 1_000_000))).finish()
+            .u8(self.attempt).u8(self.hashes or 0).u64(round((self.cells_per_id or 0) * 1_000_000)).finish()
         ).digest()
 
     def encode(self) -> bytes:
         writer = Writer(ProtocolCode.PSU, _CONFIG_TYPE)
         writer.u64(self.universe).u64(self.union_bound).blob(self.session_id).u8(self.attempt)
-        writer.u8(self.hashes or 0).u64(int(round((self.cells_per_id or 0) * 1_000_000)))
+        writer.u8(self.hashes or 0).u64(round((self.cells_per_id or 0) * 1_000_000))
         return writer.finish()
 
     @classmethod

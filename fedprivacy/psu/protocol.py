@@ -102,7 +102,6 @@ def run_psu_round(
     client of that attempt sends anything."""
     import time
 
-
     from ..policy import ClientPolicy
 
     policy = ClientPolicy() if policy is None else policy
@@ -124,10 +123,10 @@ def run_psu_round(
         policy.check_psu_cohort(config.clients)
         policy.check_allocation(params.vector_length * 8, "the PSU table")
 
-        def sketch(party: int, p: PSUParameters = params) -> np.ndarray:
+        def sketch(party: int, p: PSUParameters = params, members: dict[int, PSUClient] = clients) -> np.ndarray:
             started = time.perf_counter()
             source = system_random_bytes if random_source is None else random_source(party)
-            vector = encode_set(p, clients[party].ids, random_bytes=source)
+            vector = encode_set(p, members[party].ids, random_bytes=source)
             encode_seconds[party] = time.perf_counter() - started
             return vector
 

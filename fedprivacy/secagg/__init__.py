@@ -1,15 +1,22 @@
 """Secure aggregation (Bonawitz et al. CCS'17; SecAgg+ of Bell et al. CCS'20), sans-I/O."""
 
+from ..hazmat.field import Modulus
 from .client import SecAggClient
 from .driver import DropoutSchedule, DropStage, RoundReport, run_secagg_round
 from .identity import Identity, TrustStore, make_identities
 from .messages import decode_message
-from .params import Adversary, GraphParameters, SecAggConfig, check_graph_parameters, find_graph_parameters, minimum_threshold
+from .params import (
+    Adversary,
+    GraphParameters,
+    SecAggConfig,
+    check_graph_parameters,
+    find_graph_parameters,
+    minimum_threshold,
+)
 from .quantize import Quantizer
 from .rows import ClientRowPlan, RowPlan
 from .server import Outbound, SecAggServer
 from .stages import ClientStage, ServerStage
-from ..hazmat.field import Modulus
 
 __all__ = [
     "Adversary",

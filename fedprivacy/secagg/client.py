@@ -262,13 +262,13 @@ class SecAggClient:
             return self._guarded(self._raise, RemoteProtocolError(f"a client does not accept {type(message).__name__}"))
         if getattr(message, "recipient", None) != self.party_id:
             return self._guarded(self._raise, RemoteProtocolError("message addressed to another party"))
-        handler: Callable[[Message], list[Message]] = {
+        handlers: dict[ClientEvent, Callable[..., list[Message]]] = {
             ClientEvent.KEY_BROADCAST: self._on_key_broadcast,
             ClientEvent.ROUTED_SHARES: self._on_routed_shares,
             ClientEvent.UNMASK_REQUEST: self._on_unmask_request,
             ClientEvent.CONSISTENCY_REQUEST: self._on_consistency_request,
-        }[event]
-        return self._guarded(self._dispatch, event, handler, message)
+        }
+        return self._guarded(self._dispatch, event, handlers[event], message)
 
     # -- persistence ------------------------------------------------------------------------------
 
@@ -481,7 +481,7 @@ class SecAggClient:
     def _transition(self, event: ClientEvent, *, local: bool) -> None:
         self.stage = self._next_stage(event, local=local)
 
-    def _dispatch(self, event: ClientEvent, handler: Callable[[Message], list[Message]], message: Message) -> list[Message]:
+    def _dispatch(self, event: ClientEvent, handler: Callable[..., list[Message]], message: Message) -> list[Message]:
         target = self._next_stage(event, local=False)
         before = self.stage
         out = handler(message)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -201,27 +202,27 @@ def run_secagg_round(
     # Round 1: share keys.
     for party, message in broadcasts or []:
         if party not in errors and schedule.active(party, DropStage.ADVERTISE):
-            participate(party, DropStage.SHARE, client_step(party, lambda c=clients[party], m=message: c.receive(m)))
+            participate(party, DropStage.SHARE, client_step(party, partial(clients[party].receive, message)))
     routed = close(DropStage.SHARE) if broadcasts is not None else None
     # Round 2: masked input.
     for party, message in routed or []:
         if party not in errors and schedule.active(party, DropStage.SHARE):
             client = clients[party]
-            client_step(party, lambda c=client, m=message: c.receive(m))
+            client_step(party, partial(client.receive, message))
             if party not in errors:
                 vector = inputs(party) if callable(inputs) else inputs[party]
-                out = client_step(party, lambda c=client, v=vector: c.submit_input(v), masking=True)
+                out = client_step(party, partial(client.submit_input, vector), masking=True)
                 participate(party, DropStage.INPUT, out)
     requests = close(DropStage.INPUT) if routed is not None else None
     if config.malicious and requests is not None:  # the consistency check
         for party, message in requests:
             if party not in errors and schedule.active(party, DropStage.INPUT) and party not in schedule.unsigned:
-                to_server(party, client_step(party, lambda c=clients[party], m=message: c.receive(m)))
+                to_server(party, client_step(party, partial(clients[party].receive, message)))
         requests = close(DropStage.UNMASK)
     # Round 3: unmasking.
     for party, message in requests or []:
         if party not in errors and schedule.active(party, DropStage.INPUT):
-            participate(party, DropStage.UNMASK, client_step(party, lambda c=clients[party], m=message: c.receive(m)))
+            participate(party, DropStage.UNMASK, client_step(party, partial(clients[party].receive, message)))
     if requests is not None:
         close(DropStage.UNMASK)
     return RoundReport(

@@ -21,7 +21,7 @@ from ..encoding import domain_tag
 from ..errors import DecodeError
 from ..hazmat import aead, shamir
 from ..hazmat.field import P61
-from ..hazmat.kex import agree, hkdf
+from ..hazmat.kex import hkdf
 from .messages import SECRET_BYTES, SECRET_LIMBS, SHARE_PLAINTEXT_BYTES
 from .params import SecAggConfig
 

@@ -294,7 +294,7 @@ def decode_message(data: bytes | bytearray | memoryview) -> Message:
         return _decode(data)
     except DecodeError:
         raise
-    except Exception as exc:  # defensive: no other exception type may escape a decoder
+    except Exception as exc:  # noqa: BLE001 -- defensive: no other exception type may escape a decoder
         raise DecodeError(f"malformed message: {type(exc).__name__}") from None
 
 

@@ -34,6 +34,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import pairwise
 
 from ..encoding import ProtocolCode, Reader, Writer
 from ..errors import DecodeError, InvalidParameters
@@ -322,7 +323,7 @@ class SecAggConfig:
             raise InvalidParameters(f"a round needs 2..{MAX_CLIENTS} parties, got {len(ids)}")
         if any(not isinstance(i, int) or isinstance(i, bool) or not (1 <= i <= MAX_PARTY_ID) for i in ids):
             raise InvalidParameters("party ids must be integers in [1, 2^32 - 1]")
-        if any(a >= b for a, b in zip(ids, ids[1:])):
+        if any(a >= b for a, b in pairwise(ids)):
             raise InvalidParameters("party ids must be sorted and distinct")
         if not isinstance(self.dim, int) or not (1 <= self.dim <= MAX_DIM):
             raise InvalidParameters(f"dim must be an integer in [1, {MAX_DIM}], got {self.dim!r}")

@@ -55,16 +55,18 @@ class Quantizer:
         largest = min((half - 1) // self.num_clients - 1, int(_MAX_EXACT))
         if largest < 1:
             raise InvalidParameters(f"{self.num_clients} clients cannot be summed in this modulus")
-        if self.scale is None:
-            scale = math.floor(largest / magnitude * (1 - 1e-12))
-            if scale < 1:
+        scale = self.scale
+        if scale is None:
+            whole = math.floor(largest / magnitude * (1 - 1e-12))
+            if whole < 1:
                 raise InvalidParameters(
                     f"no integer scale fits: {self.num_clients} clients x max_weight {self.max_weight} x clip {self.clip}"
                 )
-            object.__setattr__(self, "scale", float(scale))
-        elif not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale) and self.scale > 0):
+            scale = float(whole)
+            object.__setattr__(self, "scale", scale)
+        elif not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
             raise InvalidParameters(f"scale must be a positive finite number, got {self.scale!r}")
-        bound = math.ceil(magnitude * self.scale) + 1
+        bound = math.ceil(magnitude * scale) + 1
         if bound > largest + 1 or bound * self.num_clients >= half:
             raise InvalidParameters(
                 f"scale {self.scale} could overflow: {self.num_clients} clients x {bound} >= {half} "

@@ -54,7 +54,7 @@ _P61 = np.uint64(P61)
 _PLAN_TYPE = 8  # per peer, the positions of the rows both chose
 _PLAN_BITMAP_TYPE = 10  # per row, a bitmap over the parties that chose it (whichever form is shorter)
 MAX_ROWS = 1 << 28
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+_POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.int64)
 
 
 class _RowMasks:
@@ -194,8 +194,7 @@ class ClientRowPlan:
     def _from_plan(cls, plan: RowPlan, party: int) -> ClientRowPlan:
         self = cls.__new__(cls)
         self._init(party, plan.width, plan.chosen[party], (plan, party))
-        self._peers = self._offsets = self._positions = None
-        return self
+        return self  # no positions form (_peers, _offsets, _positions): the rows are read from the plan
 
     @property
     def input_length(self) -> int:
@@ -341,7 +340,7 @@ def _decode_bitmap_form(reader: Reader, party: int, count: int) -> tuple[list[in
     if count and not bool(member[:, own].all()):
         raise DecodeError("every row of a plan must have its own party's bit set")
     member[:, own] = 0
-    if columns_count > 1 and count and not bool(member.any(axis=0)[np.arange(columns_count) != own].all()):
+    if columns_count > 1 and count and not bool(np.asarray(member.any(axis=0))[np.arange(columns_count) != own].all()):
         raise DecodeError("every other column of a plan must share a row")
     if not count and columns_count != 1:
         raise DecodeError("a plan without rows lists no other party")

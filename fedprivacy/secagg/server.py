@@ -27,6 +27,7 @@ a trust store it forwards signatures unchecked (clients check them anyway).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -208,14 +209,14 @@ class SecAggServer:
         if (self.stage, event) not in self._transitions:
             self._ignore(sender, message, IgnoredReason.LATE, f"arrived in stage {self.stage.value}")
             return []
-        handler = {
+        handlers: dict[ServerEvent, Callable[..., None]] = {
             ServerEvent.ADVERTISE_KEYS: self._on_advertise,
             ServerEvent.SHARE_KEYS: self._on_share_keys,
             ServerEvent.MASKED_INPUT: self._on_masked_input,
             ServerEvent.UNMASK_RESPONSE: self._on_unmask_response,
             ServerEvent.CONSISTENCY_RESPONSE: self._on_consistency_response,
-        }[event]
-        handler(message)
+        }
+        handlers[event](message)
         return []
 
     def _ignore(self, sender: int, message: Message, reason: IgnoredReason, detail: str = "") -> None:
@@ -441,8 +442,8 @@ class SecAggServer:
             out = {}
             for party in parties:
                 peers = self.mask_peers(party)
-                window = set().union(*(self.neighbours[peer] for peer in peers)) if peers else set()
-                out[party] = tuple(map(entries.__getitem__, sorted(entries.keys() & window)))
+                near = set().union(*(self.neighbours[peer] for peer in peers)) if peers else set()
+                out[party] = tuple(map(entries.__getitem__, sorted(entries.keys() & near)))
             return out
         reach = 2 * half
         ring_ids = np.asarray(ring, dtype=np.int64)

@@ -49,8 +49,8 @@ from typing import Protocol
 import numpy as np
 
 from ..accounting import Ledger, UpdateEvent, cap_event, participate, psu_attempt_event, refusal_event, replay
-from ..ddp import NoisePlan, check_overflow, client_variance, noise_floor, privatize, release_rho, to_modulus
 from ..adapters.interfaces import SubmodelClient
+from ..ddp import NoisePlan, check_overflow, client_variance, noise_floor, privatize, release_rho, to_modulus
 from ..errors import (
     BudgetExceeded,
     FedPrivacyError,
@@ -66,6 +66,7 @@ from ..policy import ClientPolicy
 from ..psu.iblt import encode_set, validate_ids
 from ..psu.params import PSUParameters
 from ..secagg import Adversary, Identity, Quantizer, SecAggClient, TrustStore
+from ..secagg.rows import ClientRowPlan
 from ..secagg.stages import ClientStage
 from .messages import (
     Phase,
@@ -111,7 +112,7 @@ class ClientState:
     def __post_init__(self) -> None:
         if (self.identity is None) != (self.trust is None):
             raise InvalidParameters("an identity key needs the trust store, and a trust store an identity key")
-        if self.identity is not None:
+        if self.identity is not None and self.trust is not None:
             if self.trust.get(self.identity.party_id) != self.identity.verify_key:
                 raise InvalidParameters("the trust store does not name this client's identity key")
             if self.policy.adversary is not Adversary.MALICIOUS:
@@ -344,7 +345,7 @@ class SubmodelRoundClient:
         self._store_line(psu_attempt_event(self.state.ledger, message.round_index, params.attempt))
         # The sketch is encoded when its shares are in (``_on_psu_message``): a table-sized vector per
         # client exists only while it masks, never for all clients of a simulation at once.
-        out = [PhaseMessage(Phase.PSU, params.attempt, m) for m in psu.start()]
+        out: list[SubmodelMessage] = [PhaseMessage(Phase.PSU, params.attempt, m) for m in psu.start()]
         if rows is not None:  # its keys go out with the PSU's
             self._rows = rows
             out += [PhaseMessage(Phase.ROWS, 0, m) for m in rows.start()]
@@ -477,7 +478,7 @@ class SubmodelRoundClient:
         if settings.ddp is None:
             if self.state.policy.ddp.required:
                 raise RemoteProtocolError("this client requires distributed DP for its updates; the round has none")
-            encoded = quantizer.encode_rows(values, weights, random_bytes=self._random_bytes).reshape(-1)
+            encoded: np.ndarray | None = quantizer.encode_rows(values, weights, random_bytes=self._random_bytes).reshape(-1)
         else:  # noised before the rows' sum masks it (protocols/ddp/spec.md)
             encoded = self._privatize(values, weights / settings.max_samples, message.dense_rows, config)
             if encoded is None:  # refused by its update budget: it does not upload (a dropout of the rows' sum)
@@ -529,7 +530,7 @@ class SubmodelRoundClient:
         return to_modulus(signed, settings.modulus).reshape(-1)
 
     @staticmethod
-    def _check_dense_partners(plan, real_count: int, dense_rows: int, holders: frozenset[int]) -> None:  # noqa: ANN001
+    def _check_dense_partners(plan: ClientRowPlan, real_count: int, dense_rows: int, holders: frozenset[int]) -> None:
         """Every party whose rows' shares this client holds must share the dense pseudo-rows with it.
 
         A plan naming only a few of them (who then drop, their mask keys recovered at unmasking) would
@@ -551,7 +552,7 @@ class SubmodelRoundClient:
         if self.stage is RoundClientStage.SKETCH_SENT and self._rows.stage not in (
                 ClientStage.KEYS_ADVERTISED, ClientStage.SHARES_SENT):
             raise RemoteProtocolError("the rows' secure sum is past its setup before the union")
-        out = [PhaseMessage(Phase.ROWS, 0, m) for m in self._rows.receive(message.payload)]
+        out: list[SubmodelMessage] = [PhaseMessage(Phase.ROWS, 0, m) for m in self._rows.receive(message.payload)]
         if self._rows.stage is ClientStage.COMPLETED:
             self.stage = RoundClientStage.COMPLETED
         return out

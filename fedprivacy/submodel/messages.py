@@ -35,8 +35,7 @@ from ..encoding import ProtocolCode, Reader, Writer
 from ..errors import DecodeError, InvalidParameters
 from ..hazmat.field import Modulus
 from ..psu.params import PSUParameters
-from ..secagg.messages import Message as SecAggMessage
-from ..secagg.messages import decode_message
+from ..secagg.messages import Message as SecAggMessage, decode_message
 from ..secagg.params import SecAggConfig
 from ..secagg.rows import ClientRowPlan
 

@@ -40,7 +40,16 @@ from ..psu.protocol import PSUServer, UnionDecodeFailure
 from ..secagg import Adversary, Quantizer, RowPlan, SecAggConfig, SecAggServer, TrustStore
 from ..secagg.server import IgnoredMessage, IgnoredReason
 from ..secagg.stages import ServerStage
-from .messages import Phase, PhaseMessage, RandomizedSetReport, RoundStart, RowDownload, SitOut, SubmodelMessage, UnionBroadcast
+from .messages import (
+    Phase,
+    PhaseMessage,
+    RandomizedSetReport,
+    RoundStart,
+    RowDownload,
+    SitOut,
+    SubmodelMessage,
+    UnionBroadcast,
+)
 from .settings import RoundSettings
 from .stages import ROUND_SERVER_TRANSITIONS, RoundServerEvent, RoundServerStage
 
@@ -166,7 +175,7 @@ class SubmodelRoundServer:
     def expected_ids(self) -> frozenset[int]:
         """Who the current stage still waits for (a transport may close it early when empty)."""
         if self.stage is RoundServerStage.PSU and self._psu is not None:
-            rows = self._rows.expected_ids if self._rows_in_setup() else frozenset()
+            rows = self._rows.expected_ids if self._rows is not None and self._rows_in_setup() else frozenset()
             return (self._psu.expected_ids | rows) - self._sat_out
         if self.stage is RoundServerStage.COLLECTING_REPORTS:
             return self._contributors - self._reports.keys() - self._sat_out

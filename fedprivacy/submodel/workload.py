@@ -71,7 +71,7 @@ def synthetic_workload(
         logits = sharpness * item_latent[items] @ taste / np.sqrt(latent_dim) + item_bias[items]
         clicks = rng.random(items_per_user) < 1.0 / (1.0 + np.exp(-logits))
         order = rng.permutation(items_per_user)
-        cut = max(1, int(round(items_per_user * (1 - test_fraction))))
+        cut = max(1, round(items_per_user * (1 - test_fraction)))
         train, test = order[:cut], order[cut:]
         data.append(
             ClientData(

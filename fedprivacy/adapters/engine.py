@@ -20,6 +20,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -165,7 +166,17 @@ class InProcessClients:
         return {p: ClientSummary(c.state, c.sat_out_reason, c.training_seconds) for p, c in self._clients.items()}
 
 
-ClientHostFactory = Callable[[Mapping[int, ClientState], RoundDrops, "Callable[[int], RandomSource] | None"], object]
+class ClientHost(Protocol):
+    """Where a round's clients run: hands them messages in batches and reports how they ended."""
+
+    batch: int
+
+    def deliver(self, items: list[tuple[int, bytes]]) -> list[Delivery]: ...
+
+    def finish(self) -> dict[int, ClientSummary]: ...
+
+
+ClientHostFactory = Callable[[Mapping[int, ClientState], RoundDrops, "Callable[[int], RandomSource] | None"], ClientHost]
 
 
 def run_round(
@@ -197,6 +208,7 @@ def run_round(
     then untouched)."""
     drops = drops or RoundDrops()
     party = SubmodelRoundServer(server, settings, sorted(states), round_index, trust=trust)
+    host: ClientHost
     if executor is None:
         host = InProcessClients(states, drops, random_source, clock=clock)
     else:

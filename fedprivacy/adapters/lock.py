@@ -23,8 +23,12 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import FedPrivacyError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["LOCK_FILE", "LockError", "DirectoryLocked", "OutputLock", "StaleOwner", "lock_directory"]
 
@@ -73,7 +77,7 @@ class OutputLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> OutputLock:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

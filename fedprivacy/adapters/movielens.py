@@ -43,7 +43,7 @@ def load_movielens_100k(data_path: str | Path, test_fraction: float = 0.2, seed:
         items = rows[:, 1].astype(np.uint64)
         labels = (rows[:, 2] >= 4).astype(np.float64)
         order = rng.permutation(items.shape[0])
-        cut = max(1, int(round(items.shape[0] * (1 - test_fraction))))
+        cut = max(1, round(items.shape[0] * (1 - test_fraction)))
         train, test = order[:cut], order[cut:]
         clients.append(ClientData(int(user), items[train], labels[train], items[test], labels[test]))
     return Workload(int(raw[:, 1].max()) + 1, clients)

@@ -91,7 +91,7 @@ class _RayClients:
         actor = ray.remote(_Shard).options(**executor.actor_options)
         size = -(-len(parties) // count)
         self._shard_of: dict[int, int] = {}
-        self._actors = []
+        self._actors: list[Any] = []  # Ray actor handles
         for index in range(count):
             mine = parties[index * size:(index + 1) * size]
             if not mine:

@@ -22,9 +22,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import DecodeError, InvalidParameters
 from ..accounting.ledger import Ledger, LedgerIntegrityError, parse_ledger
 from ..accounting.recovery import HeadRecord, Reconciled, StateDamaged, reconcile
+from ..errors import DecodeError, InvalidParameters
 from ..ldp.memo import PermanentMemo
 from ..ldp.params import RRParameters
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flwr.app import ConfigRecord, RecordDict
+from flwr.app.typing import ConfigRecordValues
 
 from ...accounting.ledger import Ledger, parse_ledger
 from ...ddp.params import DDPPolicy
@@ -56,6 +57,9 @@ __all__ = [
     "load_round",
     "save_round",
     "clear_round",
+    "record_bytes",
+    "record_int",
+    "record_float",
 ]
 
 STATE_DIR_KEY = "fedprivacy-state-dir"
@@ -243,7 +247,7 @@ class ContextStore:
 
     def open_ledger(self, epsilon_cap: float) -> Ledger:
         record = self._record()
-        lines = list(record["lines"])  # type: ignore[arg-type]
+        lines = _ledger_lines(record)
         if lines:
             return parse_ledger(lines, "context.state")
         ledger, header = Ledger.create(self.client_id, epsilon_cap)
@@ -252,7 +256,7 @@ class ContextStore:
 
     def append_ledger_line(self, line: str) -> None:
         record = self._record()
-        record["lines"] = [*record["lines"], line]  # type: ignore[misc]
+        record["lines"] = [*_ledger_lines(record), line]
 
     def load_memo(self, params: RRParameters, ledger: Ledger) -> PermanentMemo:
         data = self._record().get("memo")
@@ -306,13 +310,42 @@ def save_round(state: RecordDict, slot: RoundSlot) -> None:
     )
 
 
+def record_bytes(value: ConfigRecordValues) -> bytes:
+    """A config-record value known to be bytes (checked on arrival, or written by this node)."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"expected bytes, got {type(value).__name__}")
+    return value
+
+
+def record_int(value: ConfigRecordValues) -> int:
+    """``int(value)`` for a scalar config-record value; a list is a ``TypeError``, as ``int`` makes it."""
+    if isinstance(value, list):
+        raise TypeError(f"int() argument must be a string, a bytes-like object or a real number, not '{type(value).__name__}'")
+    return int(value)
+
+
+def record_float(value: ConfigRecordValues) -> float:
+    """``float(value)`` for a scalar config-record value; a list is a ``TypeError``, as ``float`` makes it."""
+    if isinstance(value, list):
+        raise TypeError(f"float() argument must be a string or a real number, not '{type(value).__name__}'")
+    return float(value)
+
+
+def _ledger_lines(record: ConfigRecord) -> list[str]:
+    lines = record["lines"]
+    strings = [line for line in lines if isinstance(line, str)] if isinstance(lines, list) else []
+    if not isinstance(lines, list) or len(strings) != len(lines):
+        raise DecodeError("context.state: the node's ledger lines are not a list of strings")
+    return strings
+
+
 def load_round(state: RecordDict) -> RoundSlot | None:
     """The round saved by :func:`save_round` (its client has no ``state`` until the caller sets one)."""
     record = state.config_records.get(ROUND_RECORD)
     if record is None:
         return None
-    client = pickle.loads(bytes(record["client"]))  # type: ignore[arg-type]  # written by this node only
-    return RoundSlot(int(record["run-id"]), int(record["round"]), int(record["party"]), client)  # type: ignore[call-overload]
+    client = pickle.loads(record_bytes(record["client"]))  # written by this node only
+    return RoundSlot(record_int(record["run-id"]), record_int(record["round"]), record_int(record["party"]), client)
 
 
 def clear_round(state: RecordDict) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from flwr.app import Context, Message, RecordDict
@@ -24,9 +25,9 @@ from flwr.compat.common.recorddict_compat import arrayrecord_to_parameters
 from flwr.server import ServerConfig
 from flwr.server.compat import LegacyContext
 from flwr.server.strategy import FedAvg
-from flwr.server.workflow import DefaultWorkflow
-from flwr.server.workflow import SecAggPlusWorkflow as FlowerWorkflow
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow as FlowerWorkflow
 from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
+from flwr.serverapp import Grid
 
 from .constants import RECORD_KEY_CONFIGS, Key, Stage
 from .grid import InProcessGrid
@@ -65,10 +66,10 @@ def _stage_of(message: Message) -> str | None:
     records = message.content.config_records
     record = records.get(RECORD_KEY_CONFIGS) or records.get(FLOWER_RECORD_KEY)
     stage = None if record is None else record.get(Key.STAGE)
-    return stage if stage in Stage.all() else None
+    return stage if isinstance(stage, str) and stage in Stage.all() else None
 
 
-def run_secure_round(  # noqa: PLR0913
+def run_secure_round(
     implementation: str,
     updates: Mapping[int, np.ndarray],
     weights: Mapping[int, int],
@@ -77,7 +78,7 @@ def run_secure_round(  # noqa: PLR0913
     threshold: int,
     dropped: frozenset[int] = frozenset(),
     drop_stage: str = Stage.UNMASK,
-    workflow_options: Mapping[str, object] | None = None,
+    workflow_options: Mapping[str, Any] | None = None,  # keyword arguments of our SecAggPlusWorkflow
 ) -> SecureRoundRun:
     """One round over the nodes ``updates`` maps (node id -> that node's float32 update vector).
 
@@ -100,12 +101,13 @@ def run_secure_round(  # noqa: PLR0913
         def __init__(self, node: int) -> None:
             self.node = node
 
-        def fit(self, parameters, config):  # noqa: ANN001, ANN201 -- NumPyClient's signature
+        def fit(self, parameters, config):  # NumPyClient's signature
             return [updates[self.node]], int(weights[self.node]), {}
 
-    def client_fn(context: Context):  # noqa: ANN202
+    def client_fn(context: Context):
         return FixedClient(int(context.node_config["node"])).to_client()
 
+    workflow: Callable[[Grid, Context], None]
     if implementation == "flower":
         workflow = FlowerWorkflow(num_shares=num_shares, reconstruction_threshold=threshold)
         mod = flower_mod
@@ -125,7 +127,7 @@ def run_secure_round(  # noqa: PLR0913
     context = LegacyContext(context=server_context, config=ServerConfig(num_rounds=1), strategy=strategy)
     wall: list[float] = []
 
-    def timed_fit(grid_: InProcessGrid, context_: LegacyContext) -> None:
+    def timed_fit(grid_: Grid, context_: Context) -> None:
         grid.client_seconds = dict.fromkeys(grid.client_seconds, 0.0)
         grid.transport_seconds = 0.0
         started = time.perf_counter()

@@ -7,6 +7,11 @@ other way round): the mod answers it with an error.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 __all__ = ["RECORD_KEY_CONFIGS", "RECORD_KEY_STATE", "Stage", "Key"]
 
 RECORD_KEY_CONFIGS = "fedprivacy_secaggplus_configs"
@@ -29,7 +34,7 @@ class Stage:
     CONSISTENCY_CHECK = "consistency_check"
     UNMASK = "unmask"
 
-    def __new__(cls) -> Stage:
+    def __new__(cls) -> Self:
         raise TypeError(f"{cls.__name__} cannot be instantiated.")
 
     @classmethod
@@ -60,5 +65,5 @@ class Key:
     LAST_REQUEST = "last_request"  # state only: fingerprint of the last request answered
     LAST_REPLY = "last_reply"  # state only: the protocol message sent in answer
 
-    def __new__(cls) -> Key:
+    def __new__(cls) -> Self:
         raise TypeError(f"{cls.__name__} cannot be instantiated.")

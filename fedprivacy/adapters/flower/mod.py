@@ -65,6 +65,7 @@ from logging import WARNING
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, MessageType, RecordDict
+from flwr.app.typing import ConfigRecordValues
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common import parameters_to_ndarrays
 from flwr.common.constant import ErrorCode
@@ -96,7 +97,7 @@ _STEP_OF_STAGE = {
     ClientStage.COMPLETED: 4,
 }
 from ..identity import identity_from_config
-from ._submodel_state import policy_from_config
+from ._submodel_state import policy_from_config, record_bytes, record_float, record_int
 from .constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
 
 __all__ = ["secaggplus_mod"]
@@ -167,7 +168,7 @@ def _read_request(msg: Message) -> tuple[str, ConfigRecord]:
     required = _SETUP_TYPES if stage == Stage.SETUP else {Key.SESSION: bytes, Key.MESSAGE: bytes}
     for key, kind in required.items():
         value = record.get(key)
-        if type(value) is not kind:  # noqa: E721 -- bool is an int, and must not pass for one
+        if type(value) is not kind:  # bool is an int, and must not pass for one
             raise _Refused(f"stage {stage}: '{key}' must be {kind.__name__}, got {type(value).__name__}")
     return stage, record
 
@@ -198,7 +199,7 @@ def _repeated_reply(ctxt: Context, stage: str, record: ConfigRecord) -> ConfigRe
     if stage == Stage.IDENTIFY or stored is None or stored.get(Key.LAST_REQUEST) != _fingerprint(record):
         return None
     reply = stored.get(Key.LAST_REPLY)
-    return _reply_record_from(stage, record[Key.SESSION], reply) if isinstance(reply, bytes) else None
+    return _reply_record_from(stage, record_bytes(record[Key.SESSION]), reply) if isinstance(reply, bytes) else None
 
 
 def _reply_record_from(stage: str, session: bytes, data: bytes) -> ConfigRecord:
@@ -214,10 +215,11 @@ def _ddp_from(record: ConfigRecord) -> DDPSettings | None:
     present = [k in record for k in keys]
     if not any(present):
         return None
-    if not all(present) or type(record[Key.DDP_SENSITIVITY]) is not int:  # noqa: E721 -- bool is not an int here
+    if not all(present) or type(record[Key.DDP_SENSITIVITY]) is not int:  # bool is not an int here
         raise _Refused("setup: distributed DP needs ddp_l2_clip, ddp_noise_multiplier (floats), ddp_sensitivity (int)")
     try:
-        return DDPSettings(float(record[Key.DDP_L2_CLIP]), float(record[Key.DDP_NOISE_MULTIPLIER]), record[Key.DDP_SENSITIVITY])
+        return DDPSettings(record_float(record[Key.DDP_L2_CLIP]), record_float(record[Key.DDP_NOISE_MULTIPLIER]),
+                           record_int(record[Key.DDP_SENSITIVITY]))
     except (InvalidParameters, TypeError, ValueError) as exc:
         raise _Refused(f"setup: invalid distributed-DP settings: {exc}") from None
 
@@ -233,7 +235,7 @@ def _ddp_noise(config: SecAggConfig, ddp: DDPSettings, policy: ClientPolicy) -> 
 
 def _save(ctxt: Context, client: SecAggClient, quantizer: Quantizer, request: ConfigRecord | None = None,
           reply: bytes | None = None, ddp: DDPSettings | None = None, max_weight: float | None = None) -> None:
-    state = {
+    state: dict[str, ConfigRecordValues] = {
         Key.CLIENT: client.snapshot(),
         Key.SESSION: client.config.digest,
         Key.CLIPPING_RANGE: float(quantizer.clip),
@@ -262,14 +264,14 @@ def _load(ctxt: Context, session: bytes) -> tuple[SecAggClient, Quantizer, DDPSe
         raise _Refused("the message belongs to another round than the one in progress")
     try:
         identity, trust = identity_from_config(ctxt.node_config)
-        client = SecAggClient.restore(stored[Key.CLIENT], policy=policy_from_config(ctxt.node_config),
+        client = SecAggClient.restore(record_bytes(stored[Key.CLIENT]), policy=policy_from_config(ctxt.node_config),
                                       identity=identity, trust=trust)
         config = client.config
         ddp = _ddp_from(stored)
-        max_weight = float(stored[Key.MAX_WEIGHT])
+        max_weight = record_float(stored[Key.MAX_WEIGHT])
         quantizer = Quantizer(
-            config.modulus, float(stored[Key.CLIPPING_RANGE]), config.clients, 1.0 if ddp else max_weight,
-            float(stored[Key.SCALE]),
+            config.modulus, record_float(stored[Key.CLIPPING_RANGE]), config.clients, 1.0 if ddp else max_weight,
+            record_float(stored[Key.SCALE]),
         )
     except (DecodeError, InvalidParameters, PolicyViolation, LocalProtocolError, KeyError, TypeError, _Refused) as exc:
         _forget(ctxt)
@@ -295,24 +297,24 @@ def _identify(msg: Message, ctxt: Context) -> Message:
 def _setup(msg: Message, ctxt: Context, record: ConfigRecord) -> Message:
     _forget(ctxt)  # a new round replaces whatever an unfinished one left behind
     try:
-        config = SecAggConfig.decode(record[Key.CONFIG])
+        config = SecAggConfig.decode(record_bytes(record[Key.CONFIG]))
     except DecodeError as exc:
         raise _Refused(f"setup: invalid config: {exc}") from None
     if config.digest != record[Key.SESSION]:
         raise _Refused("setup: the session does not match the config")
-    party_id = int(record[Key.PARTY_ID])
+    party_id = record_int(record[Key.PARTY_ID])
     ddp = _ddp_from(record)
-    max_weight = float(record[Key.MAX_WEIGHT])
+    max_weight = record_float(record[Key.MAX_WEIGHT])
     try:
         policy = policy_from_config(ctxt.node_config)  # the node's policy
         if ddp is None and policy.ddp.required:
             raise PolicyViolation("ddp", "this node requires distributed DP for its update; the round has none")
         quantizer = Quantizer(
-            config.modulus, float(record[Key.CLIPPING_RANGE]), config.clients, 1.0 if ddp else max_weight,
-            float(record[Key.SCALE]),
+            config.modulus, record_float(record[Key.CLIPPING_RANGE]), config.clients, 1.0 if ddp else max_weight,
+            record_float(record[Key.SCALE]),
         )
         if ddp is not None:
-            if float(record[Key.SCALE]) != ddp.scale:
+            if record_float(record[Key.SCALE]) != ddp.scale:
                 raise InvalidParameters("the quantizer's scale must be the distributed-DP scale")
             _ddp_noise(config, ddp, policy)  # refuse settings that could wrap before any key leaves
         identity, trust = identity_from_config(ctxt.node_config)  # with both: malicious mode required
@@ -328,10 +330,10 @@ def _setup(msg: Message, ctxt: Context, record: ConfigRecord) -> Message:
 
 
 def _step(msg: Message, ctxt: Context, call_next: ClientAppCallable, stage: str, record: ConfigRecord) -> Message:
-    session = record[Key.SESSION]
+    session = record_bytes(record[Key.SESSION])
     client, quantizer, ddp, max_weight = _load(ctxt, session)
     try:
-        incoming = decode_message(record[Key.MESSAGE])
+        incoming = decode_message(record_bytes(record[Key.MESSAGE]))
     except DecodeError as exc:
         raise _Refused(f"stage {stage}: {exc}") from None
     if not isinstance(incoming, _EXPECTED[stage]):

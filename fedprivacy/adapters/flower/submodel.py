@@ -55,6 +55,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from logging import DEBUG, ERROR, INFO, WARNING
 
+import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
@@ -63,17 +64,17 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 
 from ...errors import DecodeError, FedPrivacyError, InvalidParameters, RoundAborted
+from ...hazmat.prg import RandomSource, system_random_bytes
 from ...secagg import Adversary
 from ...secagg.identity import TrustStore
-from ...hazmat.prg import RandomSource, system_random_bytes
 from ...submodel.client import ClientState, SubmodelRoundClient, lower_cap
 from ...submodel.messages import RoundStart, SubmodelMessage, decode_submodel_message
-from ...submodel.server import RoundResult, SubmodelRoundServer
+from ...submodel.server import Outbound, RoundResult, SubmodelRoundServer
 from ...submodel.settings import RoundSettings
 from ...submodel.stages import RoundClientStage, RoundServerStage
+from ..identity import TRUST_STORE_KEY, identity_from_config, load_trust_store
 from ..interfaces import SubmodelClient, SubmodelServer, TrainingResult
 from ..storage import ClientStore
-from ..identity import TRUST_STORE_KEY, identity_from_config, load_trust_store
 from ._submodel_state import (
     ContextStore,
     RoundSlot,
@@ -125,9 +126,10 @@ def _read_record(content: RecordDict) -> tuple[int, int, list[bytes]]:
         raise ValueError("round must be an integer >= 0")
     if not isinstance(party, int) or isinstance(party, bool) or not 1 <= party <= _MAX_PARTY:
         raise ValueError("party must be an integer in [1, 2^32 - 1]")
-    if not isinstance(messages, list) or not all(isinstance(m, bytes) for m in messages):
+    payloads: list[bytes] = [m for m in messages if isinstance(m, bytes)] if isinstance(messages, list) else []
+    if not isinstance(messages, list) or len(payloads) != len(messages):
         raise ValueError("messages must be a list of bytes")
-    return round_index, party, messages
+    return round_index, party, payloads
 
 
 # -- ServerApp side -------------------------------------------------------------------------------
@@ -230,13 +232,13 @@ class SecureSubmodelWorkflow:
             self.trust_store = load_trust_store(str(context.run_config[TRUST_STORE_KEY]))
         rounds = self.num_rounds
         if rounds is None:
-            rounds = int(context.run_config.get("num-server-rounds", 1))  # type: ignore[call-overload]
+            rounds = int(context.run_config.get("num-server-rounds", 1))
         for round_index in range(self.first_round, self.first_round + rounds):
             self.run_round(grid, round_index)
 
     def run_round(self, grid: Grid, round_index: int, node_ids: Sequence[int] | None = None) -> RoundResult:
         """One round with ``node_ids`` (default: every connected node, after waiting for ``min_nodes``)."""
-        nodes = sorted(set(int(n) for n in node_ids)) if node_ids is not None else self.wait_for_nodes(grid)
+        nodes = sorted({int(n) for n in node_ids}) if node_ids is not None else self.wait_for_nodes(grid)
         if len(nodes) < 2 or len(nodes) > _MAX_PARTY:
             raise self._fail(round_index, RoundAborted("start", f"{len(nodes)} nodes; a round needs 2 to 2^32 - 1"))
         trust, settings = self.trust_store, self.settings
@@ -257,7 +259,7 @@ class SecureSubmodelWorkflow:
         log(INFO, "[submodel round %d] %d nodes, universe %d", round_index, len(nodes), self.settings.universe)
         try:
             server = SubmodelRoundServer(self.model, settings, list(node_of), round_index, trust=trust)
-            outbound = server.start()
+            outbound: Sequence[Outbound] = server.start()
         except RoundAborted as exc:
             raise self._fail(round_index, exc) from exc
         while server.stage is not RoundServerStage.COMPLETED:
@@ -352,14 +354,14 @@ class SecureSubmodelWorkflow:
                 continue
             for data in payloads:
                 try:
-                    message = decode_submodel_message(data)
+                    decoded = decode_submodel_message(data)
                 except DecodeError as exc:
                     log(WARNING, "[submodel round %d] %s: node %d sent undecodable bytes: %s", round_index, label, node, exc)
                     continue
-                if getattr(message, "sender", None) != party:  # only what the node says as itself
+                if getattr(decoded, "sender", None) != party:  # only what the node says as itself
                     log(WARNING, "[submodel round %d] %s: node %d sent a message as another party", round_index, label, node)
                     continue
-                server.receive(message)
+                server.receive(decoded)
         missing = len(sent) - len(answered)
         log(INFO, "[submodel round %d] %s: %d nodes, %d replies, %d errors, %d missing",
             round_index, label, len(sent), len(answered) - failures, failures, missing)
@@ -383,7 +385,7 @@ class SecureSubmodelWorkflow:
                 continue
             record = reply.content.config_records.get(IDENTIFY_RECORD) if reply.has_content() else None
             party = None if record is None else record.get("party")
-            if type(party) is not int or not 1 <= party <= _MAX_PARTY:  # noqa: E721 -- not a bool
+            if type(party) is not int or not 1 <= party <= _MAX_PARTY:  # not a bool
                 log(WARNING, "[submodel round %d] identify: node %d sent a malformed reply", round_index, node)
                 continue
             if party not in trust:
@@ -428,10 +430,10 @@ class _AsParty:
         self.trainer = trainer
         self.client_id = party
 
-    def index_set(self):  # type: ignore[no-untyped-def]
+    def index_set(self) -> np.ndarray:
         return self.trainer.index_set()
 
-    def train(self, row_ids, rows, dense) -> TrainingResult:  # type: ignore[no-untyped-def]
+    def train(self, row_ids: np.ndarray, rows: np.ndarray, dense: np.ndarray) -> TrainingResult:
         return self.trainer.train(row_ids, rows, dense)
 
 
@@ -522,7 +524,7 @@ class SecureSubmodelClient:
         except _NotInRound as exc:  # the round in progress (if any) is not this message's: keep it
             log(WARNING, "secure submodel round %d: %s", round_index, exc)
             return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, str(exc))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- a node answers with an Error reply, it never raises into Flower
             clear_round(context.state)
             log(ERROR, "secure submodel round %d: cannot take part: %r", round_index, exc)
             return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")
@@ -532,7 +534,7 @@ class SecureSubmodelClient:
             clear_round(context.state)
             log(WARNING, "secure submodel round %d: this node is out of the round: %s", round_index, exc)
             return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # the trainer's own failure: the node is out of the round
+        except Exception as exc:  # noqa: BLE001 -- the trainer's own failure: the node is out of the round
             clear_round(context.state)
             log(ERROR, "secure submodel round %d: training or storage failed: %r", round_index, exc, exc_info=True)
             return _error_reply(message, ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc).__name__}: {exc}")

@@ -52,20 +52,28 @@ from typing import cast
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app.typing import ConfigRecordValues
 from flwr.common import FitRes, log, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.compat.legacy_context import LegacyContext
-from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
-from flwr.server.workflow.constant import Key as WorkflowKey
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key as WorkflowKey
 from flwr.serverapp import Grid
 
+from ...ddp.params import DDPSettings
 from ...errors import DecodeError, FedPrivacyError, InvalidParameters, RoundAborted
 from ...hazmat.field import Modulus
-from ...ddp.params import DDPSettings
 from ...secagg import Adversary, Quantizer, SecAggConfig, SecAggServer, check_graph_parameters, minimum_threshold
 from ...secagg.identity import TrustStore
-from ...secagg.messages import AdvertiseKeys, ConsistencyResponse, MaskedInput, ShareKeys, UnmaskResponse, decode_message
+from ...secagg.messages import (
+    AdvertiseKeys,
+    ConsistencyResponse,
+    MaskedInput,
+    Message as SecAggMessage,
+    ShareKeys,
+    UnmaskResponse,
+    decode_message,
+)
 from ...secagg.server import Outbound
 from ..identity import TRUST_STORE_KEY, load_trust_store
 from .constants import RECORD_KEY_CONFIGS, Key, Stage
@@ -158,10 +166,10 @@ class SecAggPlusWorkflow:
     ``ValueError``), as Flower's workflow raises ``ValueError``.
     """
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
-        num_shares: int | float,
-        reconstruction_threshold: int | float,
+        num_shares: int | float,  # noqa: PYI041 -- an int is a count, a float a fraction (as in Flower)
+        reconstruction_threshold: int | float,  # noqa: PYI041 -- likewise
         *,
         max_weight: float = 1000.0,
         clipping_range: float = 8.0,
@@ -233,8 +241,7 @@ class SecAggPlusWorkflow:
         else:
             shares = self.num_shares
         neighbours = shares - 1 if shares % 2 else shares  # an even share count goes up to the next odd one
-        if neighbours >= clients - 1:
-            neighbours = clients - 1
+        neighbours = min(neighbours, clients - 1)
         if isinstance(self.reconstruction_threshold, float):
             threshold = max(round(self.reconstruction_threshold * (neighbours + 1)), 2)
         else:
@@ -419,7 +426,7 @@ class _Round:
                 continue
             record = reply.content.config_records.get(RECORD_KEY_CONFIGS) if reply.has_content() else None
             party = None if record is None or record.get(Key.STAGE) != Stage.IDENTIFY else record.get(Key.PARTY_ID)
-            if type(party) is not int:  # noqa: E721 -- bool is an int, and must not pass for one
+            if type(party) is not int:  # bool is an int, and must not pass for one
                 self.outcome.ignored_replies += 1
                 continue
             if party not in trust:
@@ -483,7 +490,7 @@ class _Round:
                 log(DEBUG, "[%s] node %s answered with an error: %s", stage, node, reply.error.reason)
                 continue
             message = self._decode(stage, reply)
-            if message is None or not isinstance(message, expected) or message.sender != party:
+            if message is None or not isinstance(message, expected) or getattr(message, "sender", None) != party:
                 self.outcome.ignored_replies += 1
                 continue
             if stage == Stage.COLLECT_MASKED_VECTORS:
@@ -505,7 +512,7 @@ class _Round:
             accepted += 1
         return accepted
 
-    def _decode(self, stage: str, reply: Message):
+    def _decode(self, stage: str, reply: Message) -> SecAggMessage | None:
         if not reply.has_content():
             return None
         record = reply.content.config_records.get(RECORD_KEY_CONFIGS)
@@ -551,7 +558,7 @@ class _Round:
             context.history.add_metrics_distributed_fit(server_round=self.current_round, metrics=metrics_aggregated)
 
 
-def _ddp_keys(ddp: DDPSettings | None) -> dict[str, object]:
+def _ddp_keys(ddp: DDPSettings | None) -> dict[str, ConfigRecordValues]:
     """The setup record's distributed-DP keys (none without DDP)."""
     if ddp is None:
         return {}

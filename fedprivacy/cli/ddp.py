@@ -12,10 +12,16 @@ T] [--delta]``. ``add_bench_options`` / ``run_bench``: ``fedprivacy bench ddp``.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, TypeVar
 
 from ..ddp.params import DDPSettings, reported_epsilon
 from ..errors import InvalidParameters
 from .checks import UsageError, check, integer, number
+
+if TYPE_CHECKING:
+    from ..policy import ClientPolicy
+
+_T = TypeVar("_T")
 
 __all__ = [
     "add_round_options",
@@ -69,7 +75,7 @@ def round_fields(args: argparse.Namespace) -> dict:
     return {"ddp": ddp, "max_samples": 1}
 
 
-def _or(value, default):  # noqa: ANN001, ANN202
+def _or(value: _T | None, default: _T) -> _T:
     return default if value is None else value
 
 
@@ -135,14 +141,14 @@ def audit_note(client: dict) -> str:
             f"over {client['update_releases']} releases")
 
 
-def with_client_ddp(args: argparse.Namespace, policy=None):  # noqa: ANN001, ANN201 -- ClientPolicy | None
+def with_client_ddp(args: argparse.Namespace, policy: ClientPolicy | None = None) -> ClientPolicy | None:
     """The simulated clients' policy with their own DDP requirements: reports at ``--delta``.
 
     None (the default policy) stays None without ``--ddp-epsilon``."""
     if getattr(args, "ddp_epsilon", None) is None:
         return policy
-    from ..policy import ClientPolicy
     from ..ddp.params import DDPPolicy
+    from ..policy import ClientPolicy
 
     base = ClientPolicy() if policy is None else policy
     return base.replace(ddp=DDPPolicy(delta=_delta(args)))

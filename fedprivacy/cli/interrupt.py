@@ -13,8 +13,16 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from typing import TypedDict
 
-_state = {"requested": False, "held": False, "note": "nothing was written"}
+
+class _State(TypedDict):
+    requested: bool
+    held: bool
+    note: str
+
+
+_state: _State = {"requested": False, "held": False, "note": "nothing was written"}
 
 
 def note(text: str) -> None:

@@ -25,6 +25,7 @@ def _finite(value: float) -> float | str:
 
 def _privacy(args: argparse.Namespace) -> int:
     from ..ldp import scale_for_relation, theorem_5_5_probabilities
+    from ..ldp.params import NeighbourRelation
 
     params = _rr_params(args)
     result: dict[str, object] = {name: str(getattr(params, name)) for name in ("p1", "p2", "p3", "p4", "p5", "p6")}
@@ -37,9 +38,9 @@ def _privacy(args: argparse.Namespace) -> int:
         result["reports"] = args.reports
         result["epsilon_after_reports"] = _finite(params.epsilon_after(args.reports))
     result["relation"] = "add-remove-one-index (per index; replace-one doubles it)"
-    result["epsilon_inf_replace_one"] = _finite(scale_for_relation(params.epsilon_inf, "replace-one-index"))
+    result["epsilon_inf_replace_one"] = _finite(scale_for_relation(params.epsilon_inf, NeighbourRelation.REPLACE_ONE))
     if args.set_size is not None:
-        result["epsilon_inf_whole_set"] = _finite(scale_for_relation(params.epsilon_inf, "whole-set", args.set_size))
+        result["epsilon_inf_whole_set"] = _finite(scale_for_relation(params.epsilon_inf, NeighbourRelation.WHOLE_SET, args.set_size))
     result.update(privacy_fields(args))
     if args.clients is not None:
         p7, p8 = theorem_5_5_probabilities(params, 1, args.clients - 1)

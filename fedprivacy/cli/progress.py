@@ -11,7 +11,10 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["Progress"]
 
@@ -76,7 +79,7 @@ class Progress:
             self.stage, self.sub, moved = stage, None, True
         if sub is not None:
             k, n = max(0, int(sub[0])), max(int(sub[1]), int(sub[0]), 1)
-            self.sub = (k, n, sub[2] if len(sub) > 2 else "")  # type: ignore[misc]
+            self.sub = (k, n, sub[2] if len(sub) > 2 else "")
             self._within = max(self._within, k / n)  # the bar never moves back within a step
         if not self.enabled:
             return
@@ -111,7 +114,7 @@ class Progress:
             self._write("\r" + " " * self._drawn + "\r")
             self._drawn = 0
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -130,7 +133,7 @@ class Progress:
         the stage is shortened, never the counts."""
         parts = [self.label] if self.label else []
         if bar:
-            filled = int(round(self.fraction() * self.width))
+            filled = round(self.fraction() * self.width)
             parts.append("[" + "#" * filled + "." * (self.width - filled) + "]")
         if self.show_count:
             parts.append(f"{self.done}/{self.total}")

@@ -11,8 +11,18 @@ import argparse
 
 from ..secagg.params import MAX_CLIENTS, MAX_DIM
 from . import ddp as ddp_options
-from .checks import (UsageError, address, check, fits_in_memory, fraction, integer, number, readable_file, refuse_ignored,
-                     writable_out_dir)
+from .checks import (
+    UsageError,
+    address,
+    check,
+    fits_in_memory,
+    fraction,
+    integer,
+    number,
+    readable_file,
+    refuse_ignored,
+    writable_out_dir,
+)
 from .rr import _add_rr_arguments, _rr_given
 from .secagg_demo import _simulate_secagg, secagg_demo_memory
 

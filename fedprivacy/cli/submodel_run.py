@@ -13,24 +13,33 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
 from ..errors import InvalidParameters, RoundAborted
-from . import ddp as ddp_options
-from . import interrupt
+from . import ddp as ddp_options, interrupt
 from .compare import _advance_baselines, _baseline_aucs, _compare_table, _start_baselines
 from .evaluate import _evaluate
 from .output import dumps
 from .rr import _rr_params_or_default
 
 if TYPE_CHECKING:
+    from ..adapters.lock import OutputLock
+    from ..adapters.ray_executor import RayExecutor
     from ..ldp import RRParameters
     from ..submodel.reference import ReferenceServer
     from ..submodel.secure import ClientState, RoundSettings
     from ..submodel.workload import Workload
     from .progress import Progress
+
+
+class _Training(TypedDict):
+    """Local trainings finished in the round under way (the progress line's sub-count)."""
+
+    stage: str
+    done: int
+    expected: int
 
 
 def submodel_memory(args: argparse.Namespace) -> float:
@@ -77,11 +86,11 @@ class _Simulation:
     settings: RoundSettings
     rng: np.random.Generator
     out_dir: Path | None
-    training: dict = field(default_factory=lambda: {"stage": "", "done": 0, "expected": 1})
+    training: _Training = field(default_factory=lambda: _Training(stage="", done=0, expected=1))
     baselines: dict | None = None
     rows: list[dict] = field(default_factory=list)
     round_offset: int = 0  # protocol round indices continue after the last one the clients' ledgers hold
-    executor: object = None  # the clients' host (--executor): None, this process
+    executor: RayExecutor | None = None  # the clients' host (--executor): None, this process
 
 
 def _last_round_index(states: dict) -> int:
@@ -106,7 +115,7 @@ def _simulate_submodel(args: argparse.Namespace) -> int:
             lock.release()
 
 
-def _lock_out_dir(out: str):  # noqa: ANN202 -- fedprivacy.adapters.lock.OutputLock
+def _lock_out_dir(out: str) -> OutputLock:
     """Lock ``--out`` (a second run refuses); a lock left by a killed run is taken over, with a warning."""
     from ..adapters.lock import lock_directory
     from ..adapters.storage import remove_interrupted_writes
@@ -219,7 +228,7 @@ def _set_up(args: argparse.Namespace, progress) -> _Simulation:
         if note is not None:  # shown even with --quiet: the budgets carry over
             print(note, file=sys.stderr)
         out_dir.mkdir(parents=True, exist_ok=True)
-    training = {"stage": "", "done": 0, "expected": 1}  # local trainings finished in the round under way
+    training = _Training(stage="", done=0, expected=1)  # local trainings finished in the round under way
 
     def trained() -> None:
         training["done"] += 1
@@ -260,7 +269,7 @@ def _scripted_drops(sim: _Simulation):
     from ..secagg import DropStage
     from ..submodel.secure import RoundDrops
 
-    count = int(round(sim.args.dropout * len(sim.states)))
+    count = round(sim.args.dropout * len(sim.states))
     dropped = [int(p) for p in sim.rng.choice(sorted(sim.states), size=count, replace=False)]
     half = len(dropped) // 2
     return RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
@@ -273,7 +282,7 @@ def _round_randomness(seed: int, round_index: int):
     return lambda party: DeterministicRandomness(f"fedprivacy simulate/seed {seed}/round {round_index}/client {party}")
 
 
-def executor_of(args: argparse.Namespace):  # noqa: ANN201 -- None or a fedprivacy.adapters.ray_executor.RayExecutor
+def executor_of(args: argparse.Namespace) -> RayExecutor | None:
     """The clients' host: None (this process) or a Ray executor (``--executor ray [--ray-address A]``)."""
     if getattr(args, "executor", None) != "ray":
         return None
@@ -290,7 +299,7 @@ def _play_round(sim: _Simulation, round_index: int) -> None:
     progress.update(round_index - 1, stage=f"{stage}: set union, randomized response")
     drops = _scripted_drops(sim)
     # PSU drops do not train.
-    sim.training.update(stage=f"{stage}: training, upload", done=0, expected=len(sim.states) - len(drops.psu))
+    sim.training.update({"stage": f"{stage}: training, upload", "done": 0, "expected": len(sim.states) - len(drops.psu)})
     try:
         outcome = secure_round(sim.states, sim.server, sim.settings, sim.round_offset + round_index, drops,
                                random_source=_round_randomness(args.seed, sim.round_offset + round_index),

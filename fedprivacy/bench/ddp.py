@@ -48,7 +48,7 @@ def run_ddp_bench(scale: int = 10, count: int = 1_000_000, opendp_count: int = 1
     discrete_gaussian(variance, 10_000)  # warm up
     ours = _median_seconds(lambda: discrete_gaussian_table(variance, count), repeats)
     rejection = _median_seconds(lambda: discrete_gaussian(variance, count), repeats)
-    result = {
+    result: dict[str, object] = {
         "variance": variance,
         "scale": scale,
         "count": count,

@@ -70,7 +70,7 @@ def _graph(options: FlowerBenchOptions) -> tuple[int, int]:
     return graph.neighbours, graph.threshold
 
 
-def _summary(run, expected: np.ndarray, survivors: list[int]) -> dict[str, object]:  # noqa: ANN001
+def _summary(run, expected: np.ndarray, survivors: list[int]) -> dict[str, object]:
     result = run.parameters
     error = None
     if len(result) == 1 and result[0].shape == expected.shape:
@@ -110,10 +110,10 @@ def run_flower_bench(options: FlowerBenchOptions, progress: bool = True) -> dict
             node_ids.append(node)
     updates = {node: rng.uniform(-1.0, 1.0, options.dim).astype(np.float32) for node in node_ids}
     weights = {node: int(rng.integers(1, 101)) for node in node_ids}
-    dropped = frozenset(int(v) for v in rng.choice(node_ids, size=int(round(options.dropout * n)), replace=False))
+    dropped = frozenset(int(v) for v in rng.choice(node_ids, size=round(options.dropout * n), replace=False))
     stage = DROP_STAGES[options.drop_stage]
     in_sum = [node for node in node_ids if node not in dropped or options.drop_stage == "unmask"]
-    expected = sum(weights[node] * updates[node].astype(np.float64) for node in in_sum) / sum(weights[node] for node in in_sum)
+    expected = np.asarray(sum(weights[node] * updates[node].astype(np.float64) for node in in_sum) / sum(weights[node] for node in in_sum))
     survivors = [node for node in node_ids if node not in dropped]
     if progress:
         print(

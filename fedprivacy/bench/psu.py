@@ -12,12 +12,13 @@ import resource
 import statistics
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
 from ..hazmat.field import Modulus
-from ..secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
 from ..psu import BloomParameters, PSUParameters, decode_bloom, encode_bloom, run_psu_round
+from ..secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
 
 __all__ = ["run_psu_bench"]
 
@@ -27,7 +28,7 @@ def _sets(rng: np.random.Generator, clients: int, items: int, universe: int) -> 
 
 
 def _schedule(rng: np.random.Generator, clients: int, dropout: float, stage: DropStage) -> DropoutSchedule:
-    dropped = rng.choice(np.arange(1, clients + 1), size=int(round(dropout * clients)), replace=False)
+    dropped = rng.choice(np.arange(1, clients + 1), size=round(dropout * clients), replace=False)
     return DropoutSchedule({int(p): stage for p in dropped})
 
 
@@ -55,7 +56,7 @@ def run_psu_bench(
     truth = np.unique(np.concatenate([sets[p] for p in result.contributors]))
     survivors = [p for p in party_ids if p not in schedule.drops]
     # The server's share: secure aggregation (receive, sum, unmask) plus decoding.
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "correct": bool(np.array_equal(truth, result.union)),
         "union_size": int(result.union.shape[0]),
         "clients": clients,
@@ -77,6 +78,7 @@ def run_psu_bench(
     peel_started = time.perf_counter()
     from ..psu import PSUServer
 
+    assert report.result is not None  # run_psu_round raises when its last attempt aborts
     PSUServer(result.params).decode(report.result)
     peel_seconds = time.perf_counter() - peel_started
     out["decode_seconds"] = peel_seconds
@@ -96,6 +98,9 @@ def _bloom_comparison(rng, clients, items, universe, schedule, party_ids, progre
     config = SecAggConfig.create(party_ids, params.vector_length, Modulus.P61, dropout_fraction=0.2)
     report = run_secagg_round(config, lambda p: encode_bloom(params, sets[p]), schedule)
     started = time.perf_counter()
+    if report.result is None:
+        assert report.aborted is not None
+        raise report.aborted
     members = decode_bloom(params, report.result)
     scan = time.perf_counter() - started
     truth = np.unique(np.concatenate([sets[p] for p in report.input_ids]))

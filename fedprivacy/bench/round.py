@@ -14,24 +14,25 @@ import resource
 import statistics
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
+from ..ddp.params import DDPSettings
 from ..ldp import RRParameters
 from ..secagg import Adversary, DropStage, make_identities
 from ..secagg.messages import AdvertiseKeys, ConsistencyResponse, KeyBroadcast, UnmaskRequest
-from ..submodel.messages import decode_submodel_message
-from .secagg import signature_seconds
 from ..submodel import DenseHead, init_model, local_update, synthetic_workload
+from ..submodel.messages import PhaseMessage, decode_submodel_message
 from ..submodel.reference import ReferenceClient, ReferenceServer
-from ..ddp.params import DDPSettings
 from ..submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
+from .secagg import signature_seconds
 
 __all__ = ["run_round_bench"]
 
 
 def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
-                    seed: int = 0, ddp: DDPSettings | None = None, executor=None,  # type: ignore[no-untyped-def]
+                    seed: int = 0, ddp: DDPSettings | None = None, executor=None,
                     adversary: Adversary = Adversary.SEMI_MALICIOUS, repeats: int = 3) -> dict[str, object]:
     """One round (``adversary`` semi-malicious), or -- ``adversary`` malicious -- ``repeats`` malicious-mode
     rounds (every client with an identity, the server with the trust store; spec §14 of
@@ -48,7 +49,7 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
 def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                seed: int = 0, adversary: Adversary = Adversary.SEMI_MALICIOUS, identities=None, trust=None,
                clock=time.perf_counter, observer=None, ddp: DDPSettings | None = None,
-               executor=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+               executor=None) -> dict[str, object]:
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
     states = {
         c.client_id: ClientState.new(ReferenceClient(c), params,
@@ -58,11 +59,11 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     table, head = init_model(np.arange(universe, dtype=np.uint64), dim, seed=seed)
     before = np.stack([table[r] for r in range(universe)])  # the starting rows (one array, not n dicts)
     rng = np.random.default_rng(seed + 1)
-    dropped = [int(p) for p in rng.choice(sorted(states), size=int(round(dropout * clients)), replace=False)]
+    dropped = [int(p) for p in rng.choice(sorted(states), size=round(dropout * clients), replace=False)]
     half = len(dropped) // 2
     drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
     tolerance = min(0.42, max(0.1, dropout) + 1.0 / clients)  # tolerate the scripted drops at small n (semi-malicious: 0.05 + 2 x 0.42 <= 0.9)
-    extra = {} if ddp is None else {"ddp": ddp, "max_samples": 1}
+    extra: dict[str, Any] = {} if ddp is None else {"ddp": ddp, "max_samples": 1}
     settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items, adversary=adversary,
                              **extra)
     server = ReferenceServer(table, head)
@@ -114,7 +115,7 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     }
 
 
-def _median_seconds(function, repeats: int = 5) -> float:  # type: ignore[no-untyped-def]
+def _median_seconds(function, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -150,7 +151,7 @@ def primitive_speeds() -> dict[str, float]:
             "shamir_seconds_per_secret_and_share": reconstruct, "add_words_per_second": words.shape[0] / adds}
 
 
-def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
     """The server's unavoidable work in this round, in seconds at :func:`primitive_speeds`: the keystream
     it must expand (the PSU's self masks of the survivors and pair masks of its dropouts over the whole
     table; the rows' self masks over each survivor's rows and, for each party dropped after the plan,
@@ -194,9 +195,9 @@ def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, object
 
 def _malicious_comparison(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                           seed: int, repeats: int, ddp: DDPSettings | None = None,
-                          executor=None) -> dict[str, object]:  # type: ignore[no-untyped-def]
+                          executor=None) -> dict[str, object]:
     identities, trust = make_identities(range(1, clients + 1))  # synthetic client ids are 1..clients
-    runs: dict[bool, list[dict[str, object]]] = {True: [], False: []}
+    runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     counter = _SignatureCounter()
     timings = [signature_seconds(300, time.process_time)]
     for repeat in range(max(1, repeats)):
@@ -211,7 +212,7 @@ def _malicious_comparison(clients: int, items: int, universe: int, dim: int, dro
             timings.append(signature_seconds(300, time.process_time))
     sign = statistics.median(t for t, _ in timings)
     verify = statistics.median(v for _, v in timings)
-    result = dict(runs[True][0])
+    result: dict[str, Any] = dict(runs[True][0])
     result["correct"] = None if ddp is not None else all(run["correct"] for mode in runs.values() for run in mode)
     result["max_abs_difference_vs_plaintext"] = max(run["max_abs_difference_vs_plaintext"] for mode in runs.values() for run in mode)
     result.update({"adversary": "malicious", "baseline_adversary": "semi-malicious", "repeats": max(1, repeats),
@@ -256,7 +257,9 @@ class _SignatureCounter:
     def __call__(self, session: str, sender: int, recipient: int, data: bytes) -> None:
         if session not in ("psu", "rows"):
             return
-        payload = decode_submodel_message(data).payload
+        message = decode_submodel_message(data)
+        assert isinstance(message, PhaseMessage)  # the secure sums' messages travel as phase messages
+        payload = message.payload
         if sender == 0:
             if isinstance(payload, KeyBroadcast) and payload.signed:
                 self.checked[recipient] = self.checked.get(recipient, 0) + len(payload.peers)

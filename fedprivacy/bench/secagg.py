@@ -29,7 +29,7 @@ from ..hazmat.field import Modulus, dtype_of, modulus_value, word_bytes
 from ..hazmat.identity import Signer, Verifier
 from ..hazmat.prg import ctr_into
 from ..secagg import Adversary, DropoutSchedule, DropStage, SecAggConfig, make_identities, run_secagg_round
-from ..secagg.messages import MessageType, decode_message
+from ..secagg.messages import KeyBroadcast, MessageType, decode_message
 
 __all__ = ["SecAggBenchOptions", "run_secagg_bench", "masking_limit_seconds", "signature_seconds"]
 
@@ -55,7 +55,7 @@ def masking_limit_seconds(words_per_mask: int, masks: int, modulus: Modulus, rep
     dtype = dtype_of(modulus)
     accumulator = np.zeros(words_per_mask, dtype=dtype)
     keystream = np.empty(words_per_mask, dtype=dtype)
-    out = memoryview(keystream).cast("B")
+    out = keystream.data.cast("B")
     zeros = bytes(words_per_mask * word_bytes(modulus))
     timings = []
     for _ in range(repeats):
@@ -122,7 +122,7 @@ def _workload(options: SecAggBenchOptions, party_ids: list[int]) -> tuple[dict[i
         p: rng.integers(0, min(high, 1 << 63), options.dim, dtype=np.uint64).astype(dtype_of(options.modulus))
         for p in party_ids
     }
-    dropped = rng.choice(party_ids, size=int(round(options.dropout * options.clients)), replace=False)
+    dropped = rng.choice(party_ids, size=round(options.dropout * options.clients), replace=False)
     return inputs, DropoutSchedule({int(p): options.drop_stage for p in dropped})
 
 
@@ -183,7 +183,7 @@ class _SignatureCounter:
         kind = data[6]
         if sender == 0 and kind in (MessageType.SIGNED_KEY_BROADCAST, MessageType.SIGNED_UNMASK_REQUEST):
             message = decode_message(data)
-            count = len(message.peers) if kind == MessageType.SIGNED_KEY_BROADCAST else len(message.signatures)
+            count = len(message.peers) if isinstance(message, KeyBroadcast) else len(getattr(message, "signatures", None) or ())
             self.client_checks[recipient] = self.client_checks.get(recipient, 0) + count
         elif recipient == 0 and kind in (MessageType.SIGNED_ADVERTISE_KEYS, MessageType.CONSISTENCY_RESPONSE):
             self.server_checks += 1

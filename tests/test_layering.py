@@ -83,7 +83,7 @@ def test_hazmat_imports_nothing_above_it():
     assert offenders == []
 
 
-# The CLI's modules still share private helpers among themselves; nowhere else may a module reach
+# The CLI's modules still share private functions among themselves; nowhere else may a module reach
 # into another module's private names.
 _PRIVATE_IMPORTS_ALLOWED_WITHIN = ("fedprivacy.cli",)
 

@@ -63,13 +63,68 @@ def identities_for(cfg, name="malicious-tests"):
 def test_malicious_mode_is_part_of_the_config_and_its_digest():
     plain = SecAggConfig(tuple(range(1, 8)), 4, 1, 6, 5, SESSION)
     mal = dataclasses.replace(plain, malicious=True)
-    assert plain.encode()[6] == 0 and mal.encode()[6] == 10
+    assert plain.encode()[6] == 0 and mal.encode()[6] == 16
     assert plain.digest != mal.digest
     assert SecAggConfig.decode(mal.encode()) == mal and SecAggConfig.decode(mal.encode()).malicious
     assert not SecAggConfig.decode(plain.encode()).malicious
     created = SecAggConfig.create(range(1, 41), 4, adversary=Adversary.MALICIOUS)
     assert created.malicious
     assert not SecAggConfig.create(range(1, 41), 4, adversary="semi-malicious").malicious
+
+
+def test_the_consistency_quorum_is_part_of_a_malicious_full_graph_config():
+    """Spec §14.2: a malicious full-graph config carries its quorum (type 16), a majority; 0 elsewhere."""
+    full = malicious_config(7, threshold=6)
+    assert full.quorum == 6  # left 0: t, the count required before the quorum existed
+    lower = dataclasses.replace(full, quorum=4)
+    assert lower.encode()[6] == 16 and lower.encode()[-4:] == (4).to_bytes(4, "big") and lower.digest != full.digest
+    assert SecAggConfig.decode(lower.encode()) == lower
+    for bad in (3, 8, -1):  # not a majority of 7 parties, or more than there are
+        with pytest.raises(InvalidParameters, match="quorum"):
+            dataclasses.replace(full, quorum=bad)
+    sparse = malicious_config(16, threshold=5, neighbours=8)
+    assert sparse.quorum == 0 and dataclasses.replace(sparse, quorum=9).quorum == 0
+    assert dataclasses.replace(lower, malicious=False).quorum == 0
+    # canonical bytes only: a full graph with quorum 0, a sparse one with a quorum, the retired type 10
+    with pytest.raises(DecodeError, match="quorum"):
+        SecAggConfig.decode(lower.encode()[:-4] + bytes(4))
+    with pytest.raises(DecodeError, match="quorum"):
+        SecAggConfig.decode(sparse.encode()[:-4] + (9).to_bytes(4, "big"))
+    with pytest.raises(DecodeError, match="retired"):
+        SecAggConfig.decode(lower.encode()[:6] + bytes([10]) + lower.encode()[7:-4])
+    # the search sets the majority over ceil(gamma n) corrupt parties: n = 100, gamma = 0.05 -> 53 (t = 90)
+    created = SecAggConfig.create(range(1, 101), 4, full_graph=True, adversary=Adversary.MALICIOUS)
+    assert (created.threshold, created.quorum) == (90, 53)
+    assert SecAggConfig.create(range(1, 101), 4, adversary=Adversary.MALICIOUS).quorum == 0  # sparse
+
+
+def test_a_client_refuses_a_quorum_below_its_own_majority():
+    """The quorum is checked against the client's own corrupt fraction, never the server's."""
+    cfg = dataclasses.replace(malicious_config(10, threshold=9), quorum=6)  # a majority for c <= 1
+    identities, trust = identities_for(cfg)
+    lenient = ClientPolicy(corrupt_fraction=0.1)  # c = 1: majority 6
+    SecAggClient(cfg, 1, identity=identities[1], trust=trust, policy=lenient)
+    strict = ClientPolicy(corrupt_fraction=0.2)  # c = 2: majority 7 (t = 9 still passes the threshold check)
+    with pytest.raises(PolicyViolation, match="quorum 6"):
+        SecAggClient(cfg, 1, identity=identities[1], trust=trust, policy=strict)
+
+
+def test_full_graph_round_with_a_quorum_below_t_forwards_and_checks_the_quorum():
+    """n = 10, t = 9, quorum 6: each party gets exactly 6 signatures (not t) and the sum is exact;
+    a request with 5 is refused before any signature is verified."""
+    cfg = dataclasses.replace(malicious_config(10, threshold=9), quorum=6)
+    r = Round(cfg=cfg)
+    requests = r.to_unmasking()
+    assert {len(request.signatures) for request in requests.values()} == {6}
+    short = dataclasses.replace(requests[1], signatures=requests[1].signatures[:5])
+    with pytest.raises(RemoteProtocolError, match="the quorum is 6"):
+        r.clients[1].receive(short)
+    identities, trust = identities_for(cfg)
+    inputs = random_inputs(cfg, 3)
+    report = run_secagg_round(cfg, inputs, DropoutSchedule({3: DropStage.UNMASK}), identities=identities, trust=trust,
+                              policy=ClientPolicy(corrupt_fraction=0.1))
+    assert report.aborted is None and not report.client_errors
+    assert [int(v) for v in report.result] == plain_sum(inputs, set(cfg.party_ids), cfg.modulus)
 
 
 @pytest.mark.parametrize("n", [5, 10, 40, 100, 1000])
@@ -85,7 +140,8 @@ def test_malicious_threshold_is_the_semi_malicious_bound(n):
 @pytest.mark.parametrize("n,neighbours,drops,unsigned", [
     (7, None, {}, set()),
     (7, None, {3: DropStage.UNMASK}, set()),
-    (16, 8, {2: DropStage.SHARE, 5: DropStage.INPUT, 7: DropStage.UNMASK, 9: DropStage.UNMASK}, {9}),
+    # (dropouts chosen so that every party keeps t holders on this config's relabelled ring)
+    (16, 8, {2: DropStage.SHARE, 1: DropStage.INPUT, 3: DropStage.UNMASK, 4: DropStage.UNMASK}, {4}),
     # n > 2k: the server forwards only the signers nearest each party on the ring (server.py)
     (40, 8, {2: DropStage.SHARE, 5: DropStage.INPUT, 9: DropStage.UNMASK}, {9}),
 ])
@@ -175,8 +231,8 @@ def test_new_messages_round_trip_and_reject_truncation():
 class Round:
     """Production clients and server of one malicious-mode round, driven by hand."""
 
-    def __init__(self, n=7, threshold=5, neighbours=None, name="malicious-tests"):
-        self.cfg = malicious_config(n, threshold, neighbours)
+    def __init__(self, n=7, threshold=5, neighbours=None, name="malicious-tests", cfg=None):
+        self.cfg = malicious_config(n, threshold, neighbours) if cfg is None else cfg
         self.identities, self.trust = identities_for(self.cfg, name)
         self.server = SecAggServer(self.cfg, trust=self.trust)
         self.clients = {
@@ -274,7 +330,7 @@ def test_client_refuses_an_unmasking_request_without_consistent_signatures(attac
     r = Round()
     requests = r.to_unmasking()
     request = requests[1]
-    assert len(request.signatures) == r.cfg.threshold  # the full graph needs any t
+    assert len(request.signatures) == r.cfg.quorum == r.cfg.threshold  # the full graph: any quorum (t by default)
     signatures = list(request.signatures)
     alive, dropped = request.alive_ids, request.dropped_ids
     if attack == "forged":

@@ -4,7 +4,16 @@ from .client import SecAggClient
 from .driver import DropoutSchedule, DropStage, RoundReport, run_secagg_round
 from .identity import Identity, TrustStore, make_identities
 from .messages import decode_message
-from .params import Adversary, GraphParameters, SecAggConfig, check_graph_parameters, find_graph_parameters, minimum_threshold
+from .params import (
+    Adversary,
+    GraphParameters,
+    SecAggConfig,
+    check_graph_parameters,
+    consistency_quorum,
+    find_graph_parameters,
+    majority_quorum,
+    minimum_threshold,
+)
 from .quantize import Quantizer
 from .rows import ClientRowPlan, RowPlan
 from .server import Outbound, SecAggServer
@@ -30,8 +39,10 @@ __all__ = [
     "ServerStage",
     "TrustStore",
     "check_graph_parameters",
+    "consistency_quorum",
     "decode_message",
     "find_graph_parameters",
+    "majority_quorum",
     "make_identities",
     "minimum_threshold",
     "run_secagg_round",

@@ -211,6 +211,7 @@ class SecAggClient:
         self._trust = trust
         self._transitions = MALICIOUS_CLIENT_TRANSITIONS if config.malicious else CLIENT_TRANSITIONS
         self._signed_set: tuple[int, ...] | None = None  # malicious mode: the one U3 this client signed
+        self._quorum = config.quorum  # malicious full graph: consistency signers required (spec §14.4)
 
     # -- public driving API -------------------------------------------------------------------
 
@@ -667,11 +668,27 @@ class SecAggClient:
         held = set(self._held_shares)
         if set(alive) != held & survivors or set(dropped) != held - survivors:
             raise RemoteProtocolError("the unmasking request is not the split of the survivor set this client signed")
-        threshold = self.config.threshold
-        if len(message.signatures) < threshold:
-            raise RemoteProtocolError(f"only {len(message.signatures)} consistency signatures, threshold is {threshold}")
+        # Counted before any signature is verified: a request that cannot satisfy the condition costs
+        # no verification. Full graph: a quorum (a majority over the corrupt parties the policy assumes,
+        # checked at construction) of signers over U3; only one set can have one. SecAgg+ graph: for
+        # every held peer, t signers among its share holders.
+        signers = {signer for signer, _ in message.signatures}
+        if self.config.full_graph:
+            if len(signers) < self._quorum:
+                raise RemoteProtocolError(
+                    f"only {len(signers)} consistency signatures, the quorum is {self._quorum}"
+                )
+        else:
+            threshold = self.config.threshold
+            if len(signers) < threshold:
+                raise RemoteProtocolError(f"only {len(signers)} consistency signatures, threshold is {threshold}")
+            for peer in sorted(held):
+                count = len(signers & neighbourhood(self.config, peer, self._ring))
+                if count < threshold:
+                    raise RemoteProtocolError(
+                        f"only {count} of party {peer}'s share holders signed the survivor set, threshold is {threshold}"
+                    )
         statement = consistency_statement(self.config, self._signed_set)
-        signers = set()
         for signer, signature in message.signatures:
             if signer not in self._trust:
                 raise RemoteProtocolError(f"a consistency signature by party {signer}, which has no identity")
@@ -679,16 +696,6 @@ class SecAggClient:
                 raise RemoteProtocolError(f"a consistency signature by party {signer}, outside the survivor set")
             if not self._trust.verify(signer, signature, statement):
                 raise RemoteProtocolError(f"party {signer}'s consistency signature is not over the survivor set this client signed")
-            signers.add(signer)
-        if self.config.full_graph:  # every party holds shares of every other (and of itself)
-            return
-        for peer in sorted(held):
-            holders = neighbourhood(self.config, peer, self._ring)
-            count = len(signers & holders)
-            if count < threshold:
-                raise RemoteProtocolError(
-                    f"only {count} of party {peer}'s share holders signed the survivor set, threshold is {threshold}"
-                )
 
     def _on_unmask_request(self, message: UnmaskRequest) -> list[Message]:
         alive, dropped = tuple(message.alive_ids), tuple(message.dropped_ids)

@@ -19,8 +19,9 @@ collude with it. Memory beyond the received share material is O(D): uploads are 
 Malicious mode (``config.malicious``, spec §14): with a :class:`TrustStore` the server checks every
 advertisement and consistency signature and ignores bad ones (a corrupt client then cannot make
 honest ones abort); after U3 it asks U3 to sign U3, and sends the unmasking request only to the
-signers U4, forwarding to each just enough signatures: t on the full graph; on a SecAgg+ graph the
-signers nearest to it on the ring that give t among the holders of each of its mask peers. Without
+signers U4, forwarding to each just enough signatures: the config's quorum (a majority) on the full
+graph; on a SecAgg+ graph the signers nearest to it on the ring that give t among the holders of
+each of its mask peers. Without
 a trust store it forwards signatures unchecked (clients check them anyway).
 """
 
@@ -421,6 +422,8 @@ class SecAggServer:
         would answer); each signer gets its split and the signatures of its peers' holders."""
         signers = self.signed_ids
         self._require("consistency-check", len(signers), "consistency signatures arrived")
+        if len(signers) < self.config.quorum:  # full graph: no client would answer
+            raise RoundAborted("consistency-check", f"{len(signers)} consistency signatures, the quorum is {self.config.quorum}")
         shared = self.shared_ids
         for owner in sorted(shared):
             present = self._holders_in(owner, signers)
@@ -429,7 +432,7 @@ class SecAggServer:
         alive = self.input_ids
         entries = {signer: (signer, self._signatures[signer]) for signer in signers}
         parties = sorted(signers)
-        enough = tuple(map(entries.__getitem__, parties[: self.config.threshold]))  # full graph: any t
+        enough = tuple(map(entries.__getitem__, parties[: self.config.quorum]))  # full graph: any quorum
         near = None if self._ring is None else self._signatures_near_all(parties, self._ring, self._position, entries)
         out = []
         for party in parties:

@@ -151,7 +151,9 @@ class ClientPolicy:
                 f"{floor}, the smallest safe against a {self.adversary.value} server with "
                 f"corrupt_fraction={self.corrupt_fraction}",
             )
-        if config.malicious and config.full_graph:  # the consistency quorum: a majority over our own c
+        # The consistency quorum: a majority over our own c (a curious server does not split, so a
+        # curious policy, like its threshold floor, does not ask for one).
+        if config.malicious and config.full_graph and self.adversary is not Adversary.CURIOUS:
             quorum = consistency_quorum(config.clients, self.corrupt_fraction)
             if config.quorum < quorum:
                 raise PolicyViolation(

@@ -15,8 +15,9 @@ In malicious mode (``config.malicious``; spec §14) the client also needs its :c
 the deployment's :class:`TrustStore`: it signs its key advertisement, refuses a key broadcast with an
 unknown identity or a bad signature, signs the survivor set U3 the server presents (once), and
 answers the unmasking request only if it is exactly the split U3 implies and the server forwards
-valid signatures over that same U3 -- at least t of them from the share holders of every peer whose
-share it releases. It then leaks nothing beyond the semi-malicious case except the two signatures.
+valid signatures over that same U3 -- on the full graph at least the config's quorum (a majority
+over the corrupt parties its policy assumes, checked at construction), on a SecAgg+ graph at least t
+from the share holders of every peer whose share it releases. It then leaks nothing beyond the semi-malicious case except the two signatures.
 A client with an identity requires malicious mode (a default, semi-malicious policy becomes
 ``MALICIOUS``) and refuses a config that is not malicious with a
 :class:`~fedprivacy.errors.PolicyViolation` (a downgrade).

@@ -21,7 +21,9 @@ share holders signed. An honest holder signs one set, so two sets each carrying 
 holders need 2 (t - c_v) <= h_v, i.e. 2t <= h_v + 2 c_v (h_v honest, c_v corrupt holders); safe
 iff t > (k + c_v) / 2 with k holders (k + 1 with the owner in the full graph, where h + c = n).
 That is the semi-malicious formula, so the same (k, t) search applies; what changes is that c_v
-really counts corrupt clients (no Sybils, no key substitution). See protocols/secagg/spec.md §14.
+really counts corrupt clients (no Sybils, no key substitution). On the full graph a client needs only
+a *quorum* of signers, q > (n + c) / 2 (``SecAggConfig.quorum``, :func:`consistency_quorum`): no two
+sets can both collect one. See protocols/secagg/spec.md §14.2.
 
 The full graph (classic SecAgg, k = n - 1) needs t >= ceil((1 - delta) n) and t > ceil(gamma n)
 (curious) or t > (n + ceil(gamma n)) / 2 (semi-malicious, malicious).

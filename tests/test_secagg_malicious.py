@@ -15,7 +15,7 @@ from fedprivacy.errors import DecodeError, InvalidParameters, LocalProtocolError
 from fedprivacy.hazmat.identity import Signer, Verifier
 from fedprivacy.hazmat.kex import canonical_public_key, public_key
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.policy import ClientPolicy
+from fedprivacy.policy import ClientPolicy, weakened_policy
 from fedprivacy.secagg import (
     Adversary,
     ClientStage,
@@ -30,6 +30,7 @@ from fedprivacy.secagg import (
     make_identities,
     run_secagg_round,
 )
+from fedprivacy.secagg.client import start_jointly
 from fedprivacy.secagg.identity import advertisement_statement, consistency_statement
 from fedprivacy.secagg.messages import (
     AdvertiseKeys,
@@ -641,3 +642,132 @@ def test_the_fixed_size_fast_decoder_accepts_exactly_what_the_general_reader_acc
     monkeypatch.setattr(wire, "_FIXED_LAYOUTS", {})
     assert fast == [outcome(v) for v in variants]
     assert fast[0] == ConsistencyResponse(9, bytes(range(64)))
+
+
+# -- one advertisement signature for two sums (spec §14.8) ------------------------------------------
+
+
+class JointRound:
+    """Two malicious sums over parties 1..16 advertised jointly: a SecAgg+ one (covered) and a full
+    graph (verifying), as a submodel round's first PSU attempt and its rows' sum."""
+
+    def __init__(self, n=16):
+        ids = tuple(range(1, n + 1))
+        self.covered_cfg = SecAggConfig(ids, 3, 3, 8, 5, SESSION, malicious=True)
+        self.verifying_cfg = SecAggConfig(ids, 2, 1, n - 1, 12, b"joint advertisement: rows' sum!!", malicious=True)
+        self.identities, self.trust = identities_for(self.covered_cfg, "joint")
+        policy = weakened_policy()
+
+        def clients(cfg, tag):
+            return {p: SecAggClient(cfg, p, random_bytes=DeterministicRandomness(f"joint/{tag}/{p}"), identity=self.identities[p],
+                                    trust=self.trust, policy=policy) for p in ids}
+
+        self.covered, self.verifying = clients(self.covered_cfg, "covered"), clients(self.verifying_cfg, "verifying")
+        self.covered_server = SecAggServer(self.covered_cfg, trust=self.trust, joint="covered")
+        self.verifying_server = SecAggServer(self.verifying_cfg, trust=self.trust, joint="verifying")
+        for p in ids:
+            (first,), (second,) = start_jointly(self.covered[p], self.verifying[p])
+            assert first.signature == second.signature  # one signature, carried by both advertisements
+            self.covered_server.receive(decode_message(first.to_bytes()))
+            self.verifying_server.receive(decode_message(second.to_bytes()))
+        assert not self.covered_server.ignored and not self.verifying_server.ignored  # not checked there
+        ads = self.covered_server.advertisements
+        self.verifying_server.set_partner_keys({p: ads[p][:2] for p in ads})
+        self.verifying_out = {o.recipient: o.message for o in self.verifying_server.close_stage()}
+        self.covered_out = {o.recipient: o.message for o in self.covered_server.close_stage()}
+
+
+def test_joint_advertisement_runs_both_sums_with_one_signature_per_peer():
+    r = JointRound()
+    inputs = random_inputs(r.covered_cfg, 5)
+    shares = []
+    for p, client in r.verifying.items():
+        broadcast = r.verifying_out[p]
+        assert broadcast.to_bytes()[6] == MessageType.JOINT_KEY_BROADCAST and len(broadcast.peers) == 15
+        assert decode_message(broadcast.to_bytes()) == broadcast
+        client.receive(decode_message(broadcast.to_bytes()))
+        covered_broadcast = r.covered_out[p]
+        assert covered_broadcast.to_bytes()[6] == MessageType.KEY_BROADCAST and len(covered_broadcast.peers) == 8
+        r.covered[p].accept_partner_keys(client.partner_keys)
+        shares += r.covered[p].receive(decode_message(covered_broadcast.to_bytes()))
+    for message in shares:
+        r.covered_server.receive(message)
+    for out in r.covered_server.close_stage():
+        r.covered[out.recipient].receive(out.message)
+        r.covered_server.receive(r.covered[out.recipient].submit_input(inputs[out.recipient])[0])
+    for out in r.covered_server.close_stage():
+        r.covered_server.receive(r.covered[out.recipient].receive(out.message)[0])
+    for out in r.covered_server.close_stage():
+        r.covered_server.receive(r.covered[out.recipient].receive(out.message)[0])
+    r.covered_server.close_stage()
+    assert [int(v) for v in r.covered_server.result] == plain_sum(inputs, set(r.covered_cfg.party_ids), r.covered_cfg.modulus)
+
+
+@pytest.mark.parametrize("attack", ["covered-first", "substituted", "covered-signed", "forged", "partner-changed",
+                                    "singly-signed"])
+def test_joint_advertisement_refusals(attack):
+    r = JointRound()
+    verifying, covered = r.verifying[1], r.covered[1]
+    broadcast, covered_broadcast = r.verifying_out[1], r.covered_out[1]
+    if attack == "covered-first":  # the PSU broadcast before the rows' one authenticated its keys
+        with pytest.raises(RemoteProtocolError, match="before the partner sum authenticated"):
+            covered.receive(covered_broadcast)
+        return
+    if attack in ("forged", "partner-changed", "singly-signed"):
+        peers = list(broadcast.peers)
+        if attack == "forged":
+            peers[2] = dataclasses.replace(peers[2], signature=peers[2].signature[:-1] + bytes([peers[2].signature[-1] ^ 1]))
+            match = "joint key advertisement signature does not verify"
+        elif attack == "partner-changed":  # another party's PSU keys under this one's joint signature
+            peers[2] = dataclasses.replace(peers[2], partner_mask_public_key=peers[3].partner_mask_public_key)
+            match = "joint key advertisement signature does not verify"
+        else:  # the same entries as a singly signed broadcast (type 12)
+            peers = [dataclasses.replace(p, partner_channel_public_key=b"", partner_mask_public_key=b"") for p in peers]
+            match = "must be jointly signed"
+        joint = attack != "singly-signed"
+        with pytest.raises(RemoteProtocolError, match=match):
+            verifying.receive(decode_message(KeyBroadcast(1, tuple(peers), True, joint).to_bytes()))
+        return
+    verifying.receive(broadcast)
+    covered.accept_partner_keys(verifying.partner_keys)
+    peers = list(covered_broadcast.peers)
+    if attack == "substituted":
+        peers[0] = dataclasses.replace(peers[0], mask_public_key=public_key(bytes(range(1, 33))))
+        tampered, match = KeyBroadcast(1, tuple(peers)), "not the ones its joint advertisement signed"
+    else:  # signed with the joint signatures: not the covered form
+        signatures = {p.party_id: p.signature for p in broadcast.peers}
+        tampered = KeyBroadcast(1, tuple(dataclasses.replace(p, signature=signatures[p.party_id]) for p in peers), True)
+        match = "is unsigned"
+    with pytest.raises(RemoteProtocolError, match=match):
+        covered.receive(decode_message(tampered.to_bytes()))
+    assert covered.stage is ClientStage.ABORTED
+
+
+def test_a_joint_signature_is_no_single_advertisement_and_start_jointly_checks_its_pair():
+    r = JointRound()
+    # domain separation: a server checking single advertisements ignores a jointly signed one
+    alone = SecAggServer(r.covered_cfg, trust=r.trust)
+    fresh = SecAggClient(r.covered_cfg, 1, identity=r.identities[1], trust=r.trust, policy=weakened_policy())
+    partner = SecAggClient(r.verifying_cfg, 1, identity=r.identities[1], trust=r.trust, policy=weakened_policy())
+    (advert,), _ = start_jointly(fresh, partner)
+    alone.receive(advert)
+    assert [(m.party_id, m.reason) for m in alone.ignored] == [(1, IgnoredReason.INVALID)]
+    with pytest.raises(LocalProtocolError):
+        fresh.snapshot()  # a jointly advertised sum is kept by its round
+    with pytest.raises(LocalProtocolError):
+        partner.accept_partner_keys({})  # the verifying sum hands keys on; it takes none
+    fresh.accept_partner_keys({})
+    with pytest.raises(LocalProtocolError):
+        fresh.accept_partner_keys({})  # once
+    ids = r.covered_cfg.party_ids
+
+    def pair(covered_cfg, verifying_cfg, party=2, other=2):
+        return (SecAggClient(covered_cfg, party, identity=r.identities[party], trust=r.trust, policy=weakened_policy()),
+                SecAggClient(verifying_cfg, other, identity=r.identities[other], trust=r.trust, policy=weakened_policy()))
+
+    sparse_verifier = SecAggConfig(ids, 2, 1, 8, 5, b"joint advertisement: not full!!!", malicious=True)
+    for first, second in (pair(r.covered_cfg, sparse_verifier), pair(r.covered_cfg, r.verifying_cfg, 2, 3),
+                          pair(r.covered_cfg, r.covered_cfg)):
+        with pytest.raises(LocalProtocolError):
+            start_jointly(first, second)
+        assert first.stage is ClientStage.CREATED and second.stage is ClientStage.CREATED  # nothing moved

@@ -111,7 +111,7 @@ class SecAggServer:
     """Server side of one round. See the module docstring for the contract."""
 
     def __init__(self, config: SecAggConfig, row_plan: RowPlan | None = None, trust: TrustStore | None = None,
-                 *, per_row: bool = False) -> None:
+                 *, per_row: bool = False, joint: str | None = None) -> None:
         if (row_plan is not None or per_row) and not config.full_graph:
             raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
         if row_plan is not None:
@@ -119,6 +119,15 @@ class SecAggServer:
                 raise InvalidParameters("the row plan must cover every party and config.dim = rows x width")
         if trust is not None and not config.malicious:
             raise InvalidParameters("a trust store is for malicious-mode rounds")
+        if joint not in (None, "covered", "verifying") or (joint is not None and not config.malicious):
+            raise InvalidParameters("a joint advertisement is 'covered' or 'verifying', in malicious mode")
+        if joint == "verifying" and not config.full_graph:
+            raise InvalidParameters("the verifying sum of a joint advertisement is a full graph")
+        # Two sums advertised with one signature (spec §14.8): their advertisement signatures are
+        # checked by whoever runs both (reject_advertisement), not here; "covered" broadcasts its keys
+        # unsigned, "verifying" with the joint signature and the partner keys (set_partner_keys).
+        self.joint = joint
+        self._partner_keys: dict[int, tuple[bytes, bytes]] | None = None
         self.row_plan = row_plan
         # ``per_row`` without a plan: the keys and shares are exchanged first, config.dim is the rows'
         # block width, and the plan is fixed by :meth:`set_row_plan` before any masked input.
@@ -250,7 +259,7 @@ class SecAggServer:
         canonical = (canonical_public_key(keys[0]), canonical_public_key(keys[1]))  # the top bit is ignored
         if canonical[0] == canonical[1] or canonical[0] in self._seen_keys or canonical[1] in self._seen_keys:
             return self._ignore(sender, message, IgnoredReason.INVALID, "public key reused")
-        if self.trust is not None and not self.trust.verify(
+        if self.trust is not None and self.joint is None and not self.trust.verify(
             sender, message.signature, advertisement_statement(self.config, sender, *keys)
         ):
             return self._ignore(sender, message, IgnoredReason.INVALID, "advertisement signature does not verify")
@@ -363,13 +372,46 @@ class SecAggServer:
 
     def _close_keys(self) -> list[Outbound]:
         self._require("advertise-keys", len(self._keys), "parties advertised keys")
-        entries = {peer: PeerKeys(peer, *keys, self._signatures_of_keys[peer]) for peer, keys in self._keys.items()}
+        signed = self.config.malicious and self.joint != "covered"
+        if self.joint == "verifying":
+            partner = self._partner_keys
+            if partner is None or not self._keys.keys() <= partner.keys():
+                raise LocalProtocolError("a verifying sum needs every advertiser's partner keys (set_partner_keys)")
+            entries = {peer: PeerKeys(peer, *keys, self._signatures_of_keys[peer], *partner[peer])
+                       for peer, keys in self._keys.items()}
+        else:
+            entries = {peer: PeerKeys(peer, *keys, self._signatures_of_keys[peer] if signed else b"")
+                       for peer, keys in self._keys.items()}
         entry = entries.__getitem__  # one PeerKeys per party, shared by every broadcast that lists it
+        joint = self.joint == "verifying"
         out = []
         for party in sorted(self._keys):
             peers = tuple(map(entry, sorted(self.neighbours[party] & self._keys.keys())))
-            out.append(Outbound(party, KeyBroadcast(party, peers, self.config.malicious)))
+            out.append(Outbound(party, KeyBroadcast(party, peers, signed, joint)))
         return out
+
+    # -- joint advertisements (spec §14.8) ---------------------------------------------------------
+
+    @property
+    def advertisements(self) -> dict[int, tuple[bytes, bytes, bytes]]:
+        """U1 so far: party -> (channel pk, mask pk, advertisement signature)."""
+        return {party: (*keys, self._signatures_of_keys[party]) for party, keys in self._keys.items()}
+
+    def reject_advertisement(self, party: int, detail: str) -> None:
+        """Drop an accepted advertisement before the key stage closes (its joint signature failed, or its
+        partner advertisement is missing); recorded as an invalid message."""
+        if self.stage is not ServerStage.COLLECTING_KEYS or party not in self._keys:
+            raise LocalProtocolError("only an advertisement of the open key stage can be rejected")
+        keys = self._keys.pop(party)
+        del self._signatures_of_keys[party]
+        self._seen_keys.difference_update(canonical_public_key(key) for key in keys)
+        self.ignored.append(IgnoredMessage(party, "AdvertiseKeys", IgnoredReason.INVALID, detail))
+
+    def set_partner_keys(self, keys: dict[int, tuple[bytes, bytes]]) -> None:
+        """Verifying sum: each advertiser's keys of the covered sum, sent with its joint signature."""
+        if self.joint != "verifying" or self.stage is not ServerStage.COLLECTING_KEYS:
+            raise LocalProtocolError("partner keys go to a verifying sum before its key stage closes")
+        self._partner_keys = dict(keys)
 
     def _holders_in(self, owner: int, present: frozenset[int] | set[int]) -> int:
         """How many of ``owner``'s share holders (its neighbours that got shares, and itself in the full

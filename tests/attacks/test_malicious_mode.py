@@ -127,3 +127,19 @@ def test_split_against_a_quorum_that_ignores_a_corrupt_party():
     for told in range(len(honest) + 1):
         outcome = run_equivocation(real, victim, set(honest[:told]), corrupt)
         assert not outcome.succeeded and min(outcome.seed_shares, outcome.key_shares) < real.threshold
+
+
+def test_key_substitution_in_a_jointly_covered_sum():
+    """A submodel round's PSU sum is advertised jointly with its rows' sum (spec §14.8): its own key
+    broadcast is unsigned, and the PSU client compares it with the keys the rows' sum authenticated.
+    A server that substitutes keys there recovers the victim's input from a client that skips the
+    comparison, and is refused by the real one (no share leaves it)."""
+    parties = tuple(range(1, N + 1))
+    covered = SecAggConfig(parties, 4, 3, 4, 3, b"attack: joint advertisement (PSU)", malicious=True)
+    verifying = SecAggConfig(parties, 4, 1, N - 1, 9, b"attack: joint advertisement (rows)", malicious=True)
+    weakened = run_key_substitution(covered, victim=3, policy=weakened_policy(), covered_by=verifying,
+                                    weaken_partner_check=True)
+    assert weakened.succeeded
+    real = run_key_substitution(covered, victim=3, policy=weakened_policy(), covered_by=verifying)
+    assert not real.succeeded and real.seed_shares == real.key_shares == 0
+    assert "not the ones its joint advertisement signed" in real.refusals[3]

@@ -11,11 +11,16 @@ from fedprivacy.errors import PolicyViolation, RoundAborted
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import Adversary, DropStage, consistency_quorum, make_identities
-from fedprivacy.submodel import init_model, synthetic_workload
 from fedprivacy.secagg.messages import KeyBroadcast, MessageType, UnmaskRequest
+from fedprivacy.submodel import init_model, synthetic_workload
 from fedprivacy.submodel.messages import decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-from fedprivacy.submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
+from fedprivacy.submodel.secure import (
+    ClientState,
+    RoundDrops,
+    RoundSettings,
+    secure_round,
+)
 
 
 def _states(workload, identities=None, trust=None):
@@ -74,7 +79,6 @@ def test_each_client_checks_one_advertisement_signature_per_peer():
     states = _states(workload, identities, trust)
     table, head = init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)
     settings = RoundSettings(universe=3000, adversary=Adversary.MALICIOUS, dropout_fraction=0.25)
-    quorum = {}
 
     def observer(session, sender, recipient, data):
         if session not in ("psu", "rows") or sender != 0:

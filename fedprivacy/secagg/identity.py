@@ -29,8 +29,8 @@ __all__ = [
     "Identity",
     "TrustStore",
     "advertisement_statement",
-    "joint_advertisement_statement",
     "consistency_statement",
+    "joint_advertisement_statement",
     "make_identities",
 ]
 

@@ -245,7 +245,7 @@ def run_key_substitution(
         assert authenticated is not None
         client.accept_partner_keys(authenticated)
         if weaken_partner_check:
-            client._check_partner_authenticated = lambda message: None  # noqa: SLF001 -- weakened on purpose
+            client._check_partner_authenticated = lambda message: None  # weakened on purpose
     fake_keys = {p: (generate_keypair(fake), generate_keypair(fake)) for p in peers}  # (channel, mask) pairs
     # The server cannot sign for the peers; in malicious mode it forwards the best it has: nothing
     # (or, for a covered sum, an unsigned broadcast as the protocol has it).

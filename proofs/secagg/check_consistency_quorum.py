@@ -8,9 +8,15 @@ import math
 import pytest
 
 from fedprivacy.errors import InvalidParameters, PolicyViolation
-from fedprivacy.policy import ClientPolicy, weakened_policy
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.secagg import SecAggClient, SecAggConfig, consistency_quorum, majority_quorum, make_identities
+from fedprivacy.policy import ClientPolicy, weakened_policy
+from fedprivacy.secagg import (
+    SecAggClient,
+    SecAggConfig,
+    consistency_quorum,
+    majority_quorum,
+    make_identities,
+)
 
 from .attacks import run_equivocation
 

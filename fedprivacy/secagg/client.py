@@ -17,7 +17,9 @@ unknown identity or a bad signature, signs the survivor set U3 the server presen
 answers the unmasking request only if it is exactly the split U3 implies and the server forwards
 valid signatures over that same U3 -- on the full graph at least the config's quorum (a majority
 over the corrupt parties its policy assumes, checked at construction), on a SecAgg+ graph at least t
-from the share holders of every peer whose share it releases. It then leaks nothing beyond the semi-malicious case except the two signatures.
+from the share holders of every peer whose share it releases. Two sums of one party that advertise
+together (:func:`start_jointly`, spec §14.8) sign once: the full-graph one checks each peer's joint
+signature over both key pairs, the other compares its peers' keys with those. It then leaks nothing beyond the semi-malicious case except the two signatures.
 A client with an identity requires malicious mode (a default, semi-malicious policy becomes
 ``MALICIOUS``) and refuses a config that is not malicious with a
 :class:`~fedprivacy.errors.PolicyViolation` (a downgrade).

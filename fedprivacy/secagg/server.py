@@ -22,7 +22,10 @@ honest ones abort); after U3 it asks U3 to sign U3, and sends the unmasking requ
 signers U4, forwarding to each just enough signatures: the config's quorum (a majority) on the full
 graph; on a SecAgg+ graph the signers nearest to it on the ring that give t among the holders of
 each of its mask peers. Without
-a trust store it forwards signatures unchecked (clients check them anyway).
+a trust store it forwards signatures unchecked (clients check them anyway). Two sums advertised with
+one signature (``joint``, spec §14.8) leave the advertisement check to whoever runs both
+(:meth:`SecAggServer.reject_advertisement`); the verifying one broadcasts the joint signatures with
+the partner keys (:meth:`SecAggServer.set_partner_keys`), the covered one its keys unsigned.
 """
 
 from __future__ import annotations

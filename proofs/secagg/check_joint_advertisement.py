@@ -11,7 +11,10 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.policy import weakened_policy
 from fedprivacy.secagg import SecAggClient, SecAggConfig, SecAggServer, make_identities
 from fedprivacy.secagg.client import start_jointly
-from fedprivacy.secagg.identity import advertisement_statement, joint_advertisement_statement
+from fedprivacy.secagg.identity import (
+    advertisement_statement,
+    joint_advertisement_statement,
+)
 from fedprivacy.secagg.messages import KeyBroadcast, decode_message
 
 from .attacks import run_key_substitution

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .ddp.params import DDPPolicy
 from .errors import InvalidParameters, PolicyViolation
 from .ldp.params import RRParameters
-from .secagg.params import MAX_CLIENTS, Adversary, minimum_threshold
+from .secagg.params import MAX_CLIENTS, Adversary, consistency_quorum, minimum_threshold
 
 if TYPE_CHECKING:
     from .secagg.params import SecAggConfig
@@ -151,6 +151,16 @@ class ClientPolicy:
                 f"{floor}, the smallest safe against a {self.adversary.value} server with "
                 f"corrupt_fraction={self.corrupt_fraction}",
             )
+        # The consistency quorum: a majority over our own c (a curious server does not split, so a
+        # curious policy, like its threshold floor, does not ask for one).
+        if config.malicious and config.full_graph and self.adversary is not Adversary.CURIOUS:
+            quorum = consistency_quorum(config.clients, self.corrupt_fraction)
+            if config.quorum < quorum:
+                raise PolicyViolation(
+                    "adversary",
+                    f"the {what}'s consistency quorum {config.quorum} (n={config.clients}) is below {quorum}, a "
+                    f"majority over the corrupt parties of corrupt_fraction={self.corrupt_fraction}",
+                )
 
     def check_allocation(self, nbytes: int, what: str) -> None:
         """:class:`PolicyViolation` if a server message asks the client to allocate more than the budget."""

@@ -134,7 +134,7 @@ class SignatureTamperingGrid(InProcessGrid):
 
 
 @pytest.mark.parametrize("mode, reason", [("forge", "does not verify|is not over the survivor set"),
-                                          ("omit", "consistency signatures, threshold")])
+                                          ("omit", "consistency signatures, (threshold|the quorum)")])
 def test_nodes_refuse_forged_or_omitted_consistency_signatures(tmp_path, monkeypatch, mode, reason):
     SignatureTamperingGrid.mode, SignatureTamperingGrid.target = mode, min(_node_ids(5))
     # Weakened node first: a client that skips the signature check releases its shares to this server.

@@ -15,7 +15,7 @@ from fedprivacy.errors import DecodeError, InvalidParameters, LocalProtocolError
 from fedprivacy.hazmat.identity import Signer, Verifier
 from fedprivacy.hazmat.kex import canonical_public_key, public_key
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.policy import ClientPolicy
+from fedprivacy.policy import ClientPolicy, weakened_policy
 from fedprivacy.secagg import (
     Adversary,
     ClientStage,
@@ -30,6 +30,7 @@ from fedprivacy.secagg import (
     make_identities,
     run_secagg_round,
 )
+from fedprivacy.secagg.client import start_jointly
 from fedprivacy.secagg.identity import advertisement_statement, consistency_statement
 from fedprivacy.secagg.messages import (
     AdvertiseKeys,
@@ -63,13 +64,68 @@ def identities_for(cfg, name="malicious-tests"):
 def test_malicious_mode_is_part_of_the_config_and_its_digest():
     plain = SecAggConfig(tuple(range(1, 8)), 4, 1, 6, 5, SESSION)
     mal = dataclasses.replace(plain, malicious=True)
-    assert plain.encode()[6] == 0 and mal.encode()[6] == 10
+    assert plain.encode()[6] == 0 and mal.encode()[6] == 16
     assert plain.digest != mal.digest
     assert SecAggConfig.decode(mal.encode()) == mal and SecAggConfig.decode(mal.encode()).malicious
     assert not SecAggConfig.decode(plain.encode()).malicious
     created = SecAggConfig.create(range(1, 41), 4, adversary=Adversary.MALICIOUS)
     assert created.malicious
     assert not SecAggConfig.create(range(1, 41), 4, adversary="semi-malicious").malicious
+
+
+def test_the_consistency_quorum_is_part_of_a_malicious_full_graph_config():
+    """Spec §14.2: a malicious full-graph config carries its quorum (type 16), a majority; 0 elsewhere."""
+    full = malicious_config(7, threshold=6)
+    assert full.quorum == 6  # left 0: t, the count required before the quorum existed
+    lower = dataclasses.replace(full, quorum=4)
+    assert lower.encode()[6] == 16 and lower.encode()[-4:] == (4).to_bytes(4, "big") and lower.digest != full.digest
+    assert SecAggConfig.decode(lower.encode()) == lower
+    for bad in (3, 8, -1):  # not a majority of 7 parties, or more than there are
+        with pytest.raises(InvalidParameters, match="quorum"):
+            dataclasses.replace(full, quorum=bad)
+    sparse = malicious_config(16, threshold=5, neighbours=8)
+    assert sparse.quorum == 0 and dataclasses.replace(sparse, quorum=9).quorum == 0
+    assert dataclasses.replace(lower, malicious=False).quorum == 0
+    # canonical bytes only: a full graph with quorum 0, a sparse one with a quorum, the retired type 10
+    with pytest.raises(DecodeError, match="quorum"):
+        SecAggConfig.decode(lower.encode()[:-4] + bytes(4))
+    with pytest.raises(DecodeError, match="quorum"):
+        SecAggConfig.decode(sparse.encode()[:-4] + (9).to_bytes(4, "big"))
+    with pytest.raises(DecodeError, match="retired"):
+        SecAggConfig.decode(lower.encode()[:6] + bytes([10]) + lower.encode()[7:-4])
+    # the search sets the majority over ceil(gamma n) corrupt parties: n = 100, gamma = 0.05 -> 53 (t = 90)
+    created = SecAggConfig.create(range(1, 101), 4, full_graph=True, adversary=Adversary.MALICIOUS)
+    assert (created.threshold, created.quorum) == (90, 53)
+    assert SecAggConfig.create(range(1, 101), 4, adversary=Adversary.MALICIOUS).quorum == 0  # sparse
+
+
+def test_a_client_refuses_a_quorum_below_its_own_majority():
+    """The quorum is checked against the client's own corrupt fraction, never the server's."""
+    cfg = dataclasses.replace(malicious_config(10, threshold=9), quorum=6)  # a majority for c <= 1
+    identities, trust = identities_for(cfg)
+    lenient = ClientPolicy(corrupt_fraction=0.1)  # c = 1: majority 6
+    SecAggClient(cfg, 1, identity=identities[1], trust=trust, policy=lenient)
+    strict = ClientPolicy(corrupt_fraction=0.2)  # c = 2: majority 7 (t = 9 still passes the threshold check)
+    with pytest.raises(PolicyViolation, match="quorum 6"):
+        SecAggClient(cfg, 1, identity=identities[1], trust=trust, policy=strict)
+
+
+def test_full_graph_round_with_a_quorum_below_t_forwards_and_checks_the_quorum():
+    """n = 10, t = 9, quorum 6: each party gets exactly 6 signatures (not t) and the sum is exact;
+    a request with 5 is refused before any signature is verified."""
+    cfg = dataclasses.replace(malicious_config(10, threshold=9), quorum=6)
+    r = Round(cfg=cfg)
+    requests = r.to_unmasking()
+    assert {len(request.signatures) for request in requests.values()} == {6}
+    short = dataclasses.replace(requests[1], signatures=requests[1].signatures[:5])
+    with pytest.raises(RemoteProtocolError, match="the quorum is 6"):
+        r.clients[1].receive(short)
+    identities, trust = identities_for(cfg)
+    inputs = random_inputs(cfg, 3)
+    report = run_secagg_round(cfg, inputs, DropoutSchedule({3: DropStage.UNMASK}), identities=identities, trust=trust,
+                              policy=ClientPolicy(corrupt_fraction=0.1))
+    assert report.aborted is None and not report.client_errors
+    assert [int(v) for v in report.result] == plain_sum(inputs, set(cfg.party_ids), cfg.modulus)
 
 
 @pytest.mark.parametrize("n", [5, 10, 40, 100, 1000])
@@ -85,7 +141,8 @@ def test_malicious_threshold_is_the_semi_malicious_bound(n):
 @pytest.mark.parametrize("n,neighbours,drops,unsigned", [
     (7, None, {}, set()),
     (7, None, {3: DropStage.UNMASK}, set()),
-    (16, 8, {2: DropStage.SHARE, 5: DropStage.INPUT, 7: DropStage.UNMASK, 9: DropStage.UNMASK}, {9}),
+    # (dropouts chosen so that every party keeps t holders on this config's relabelled ring)
+    (16, 8, {2: DropStage.SHARE, 1: DropStage.INPUT, 3: DropStage.UNMASK, 4: DropStage.UNMASK}, {4}),
     # n > 2k: the server forwards only the signers nearest each party on the ring (server.py)
     (40, 8, {2: DropStage.SHARE, 5: DropStage.INPUT, 9: DropStage.UNMASK}, {9}),
 ])
@@ -175,8 +232,8 @@ def test_new_messages_round_trip_and_reject_truncation():
 class Round:
     """Production clients and server of one malicious-mode round, driven by hand."""
 
-    def __init__(self, n=7, threshold=5, neighbours=None, name="malicious-tests"):
-        self.cfg = malicious_config(n, threshold, neighbours)
+    def __init__(self, n=7, threshold=5, neighbours=None, name="malicious-tests", cfg=None):
+        self.cfg = malicious_config(n, threshold, neighbours) if cfg is None else cfg
         self.identities, self.trust = identities_for(self.cfg, name)
         self.server = SecAggServer(self.cfg, trust=self.trust)
         self.clients = {
@@ -274,7 +331,7 @@ def test_client_refuses_an_unmasking_request_without_consistent_signatures(attac
     r = Round()
     requests = r.to_unmasking()
     request = requests[1]
-    assert len(request.signatures) == r.cfg.threshold  # the full graph needs any t
+    assert len(request.signatures) == r.cfg.quorum == r.cfg.threshold  # the full graph: any quorum (t by default)
     signatures = list(request.signatures)
     alive, dropped = request.alive_ids, request.dropped_ids
     if attack == "forged":
@@ -585,3 +642,132 @@ def test_the_fixed_size_fast_decoder_accepts_exactly_what_the_general_reader_acc
     monkeypatch.setattr(wire, "_FIXED_LAYOUTS", {})
     assert fast == [outcome(v) for v in variants]
     assert fast[0] == ConsistencyResponse(9, bytes(range(64)))
+
+
+# -- one advertisement signature for two sums (spec §14.8) ------------------------------------------
+
+
+class JointRound:
+    """Two malicious sums over parties 1..16 advertised jointly: a SecAgg+ one (covered) and a full
+    graph (verifying), as a submodel round's first PSU attempt and its rows' sum."""
+
+    def __init__(self, n=16):
+        ids = tuple(range(1, n + 1))
+        self.covered_cfg = SecAggConfig(ids, 3, 3, 8, 5, SESSION, malicious=True)
+        self.verifying_cfg = SecAggConfig(ids, 2, 1, n - 1, 12, b"joint advertisement: rows' sum!!", malicious=True)
+        self.identities, self.trust = identities_for(self.covered_cfg, "joint")
+        policy = weakened_policy()
+
+        def clients(cfg, tag):
+            return {p: SecAggClient(cfg, p, random_bytes=DeterministicRandomness(f"joint/{tag}/{p}"), identity=self.identities[p],
+                                    trust=self.trust, policy=policy) for p in ids}
+
+        self.covered, self.verifying = clients(self.covered_cfg, "covered"), clients(self.verifying_cfg, "verifying")
+        self.covered_server = SecAggServer(self.covered_cfg, trust=self.trust, joint="covered")
+        self.verifying_server = SecAggServer(self.verifying_cfg, trust=self.trust, joint="verifying")
+        for p in ids:
+            (first,), (second,) = start_jointly(self.covered[p], self.verifying[p])
+            assert first.signature == second.signature  # one signature, carried by both advertisements
+            self.covered_server.receive(decode_message(first.to_bytes()))
+            self.verifying_server.receive(decode_message(second.to_bytes()))
+        assert not self.covered_server.ignored and not self.verifying_server.ignored  # not checked there
+        ads = self.covered_server.advertisements
+        self.verifying_server.set_partner_keys({p: ads[p][:2] for p in ads})
+        self.verifying_out = {o.recipient: o.message for o in self.verifying_server.close_stage()}
+        self.covered_out = {o.recipient: o.message for o in self.covered_server.close_stage()}
+
+
+def test_joint_advertisement_runs_both_sums_with_one_signature_per_peer():
+    r = JointRound()
+    inputs = random_inputs(r.covered_cfg, 5)
+    shares = []
+    for p, client in r.verifying.items():
+        broadcast = r.verifying_out[p]
+        assert broadcast.to_bytes()[6] == MessageType.JOINT_KEY_BROADCAST and len(broadcast.peers) == 15
+        assert decode_message(broadcast.to_bytes()) == broadcast
+        client.receive(decode_message(broadcast.to_bytes()))
+        covered_broadcast = r.covered_out[p]
+        assert covered_broadcast.to_bytes()[6] == MessageType.KEY_BROADCAST and len(covered_broadcast.peers) == 8
+        r.covered[p].accept_partner_keys(client.partner_keys)
+        shares += r.covered[p].receive(decode_message(covered_broadcast.to_bytes()))
+    for message in shares:
+        r.covered_server.receive(message)
+    for out in r.covered_server.close_stage():
+        r.covered[out.recipient].receive(out.message)
+        r.covered_server.receive(r.covered[out.recipient].submit_input(inputs[out.recipient])[0])
+    for out in r.covered_server.close_stage():
+        r.covered_server.receive(r.covered[out.recipient].receive(out.message)[0])
+    for out in r.covered_server.close_stage():
+        r.covered_server.receive(r.covered[out.recipient].receive(out.message)[0])
+    r.covered_server.close_stage()
+    assert [int(v) for v in r.covered_server.result] == plain_sum(inputs, set(r.covered_cfg.party_ids), r.covered_cfg.modulus)
+
+
+@pytest.mark.parametrize("attack", ["covered-first", "substituted", "covered-signed", "forged", "partner-changed",
+                                    "singly-signed"])
+def test_joint_advertisement_refusals(attack):
+    r = JointRound()
+    verifying, covered = r.verifying[1], r.covered[1]
+    broadcast, covered_broadcast = r.verifying_out[1], r.covered_out[1]
+    if attack == "covered-first":  # the PSU broadcast before the rows' one authenticated its keys
+        with pytest.raises(RemoteProtocolError, match="before the partner sum authenticated"):
+            covered.receive(covered_broadcast)
+        return
+    if attack in ("forged", "partner-changed", "singly-signed"):
+        peers = list(broadcast.peers)
+        if attack == "forged":
+            peers[2] = dataclasses.replace(peers[2], signature=peers[2].signature[:-1] + bytes([peers[2].signature[-1] ^ 1]))
+            match = "joint key advertisement signature does not verify"
+        elif attack == "partner-changed":  # another party's PSU keys under this one's joint signature
+            peers[2] = dataclasses.replace(peers[2], partner_mask_public_key=peers[3].partner_mask_public_key)
+            match = "joint key advertisement signature does not verify"
+        else:  # the same entries as a singly signed broadcast (type 12)
+            peers = [dataclasses.replace(p, partner_channel_public_key=b"", partner_mask_public_key=b"") for p in peers]
+            match = "must be jointly signed"
+        joint = attack != "singly-signed"
+        with pytest.raises(RemoteProtocolError, match=match):
+            verifying.receive(decode_message(KeyBroadcast(1, tuple(peers), True, joint).to_bytes()))
+        return
+    verifying.receive(broadcast)
+    covered.accept_partner_keys(verifying.partner_keys)
+    peers = list(covered_broadcast.peers)
+    if attack == "substituted":
+        peers[0] = dataclasses.replace(peers[0], mask_public_key=public_key(bytes(range(1, 33))))
+        tampered, match = KeyBroadcast(1, tuple(peers)), "not the ones its joint advertisement signed"
+    else:  # signed with the joint signatures: not the covered form
+        signatures = {p.party_id: p.signature for p in broadcast.peers}
+        tampered = KeyBroadcast(1, tuple(dataclasses.replace(p, signature=signatures[p.party_id]) for p in peers), True)
+        match = "is unsigned"
+    with pytest.raises(RemoteProtocolError, match=match):
+        covered.receive(decode_message(tampered.to_bytes()))
+    assert covered.stage is ClientStage.ABORTED
+
+
+def test_a_joint_signature_is_no_single_advertisement_and_start_jointly_checks_its_pair():
+    r = JointRound()
+    # domain separation: a server checking single advertisements ignores a jointly signed one
+    alone = SecAggServer(r.covered_cfg, trust=r.trust)
+    fresh = SecAggClient(r.covered_cfg, 1, identity=r.identities[1], trust=r.trust, policy=weakened_policy())
+    partner = SecAggClient(r.verifying_cfg, 1, identity=r.identities[1], trust=r.trust, policy=weakened_policy())
+    (advert,), _ = start_jointly(fresh, partner)
+    alone.receive(advert)
+    assert [(m.party_id, m.reason) for m in alone.ignored] == [(1, IgnoredReason.INVALID)]
+    with pytest.raises(LocalProtocolError):
+        fresh.snapshot()  # a jointly advertised sum is kept by its round
+    with pytest.raises(LocalProtocolError):
+        partner.accept_partner_keys({})  # the verifying sum hands keys on; it takes none
+    fresh.accept_partner_keys({})
+    with pytest.raises(LocalProtocolError):
+        fresh.accept_partner_keys({})  # once
+    ids = r.covered_cfg.party_ids
+
+    def pair(covered_cfg, verifying_cfg, party=2, other=2):
+        return (SecAggClient(covered_cfg, party, identity=r.identities[party], trust=r.trust, policy=weakened_policy()),
+                SecAggClient(verifying_cfg, other, identity=r.identities[other], trust=r.trust, policy=weakened_policy()))
+
+    sparse_verifier = SecAggConfig(ids, 2, 1, 8, 5, b"joint advertisement: not full!!!", malicious=True)
+    for first, second in (pair(r.covered_cfg, sparse_verifier), pair(r.covered_cfg, r.verifying_cfg, 2, 3),
+                          pair(r.covered_cfg, r.covered_cfg)):
+        with pytest.raises(LocalProtocolError):
+            start_jointly(first, second)
+        assert first.stage is ClientStage.CREATED and second.stage is ClientStage.CREATED  # nothing moved

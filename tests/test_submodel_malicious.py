@@ -10,11 +10,17 @@ import pytest
 from fedprivacy.errors import PolicyViolation, RoundAborted
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
-from fedprivacy.secagg import Adversary, DropStage, make_identities
+from fedprivacy.secagg import Adversary, DropStage, consistency_quorum, make_identities
+from fedprivacy.secagg.messages import KeyBroadcast, MessageType, UnmaskRequest
 from fedprivacy.submodel import init_model, synthetic_workload
-from fedprivacy.secagg.messages import MessageType
+from fedprivacy.submodel.messages import decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-from fedprivacy.submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
+from fedprivacy.submodel.secure import (
+    ClientState,
+    RoundDrops,
+    RoundSettings,
+    secure_round,
+)
 
 
 def _states(workload, identities=None, trust=None):
@@ -57,6 +63,39 @@ def test_a_malicious_mode_round_completes_with_signed_sums():
         assert {MessageType.SIGNED_ADVERTISE_KEYS, MessageType.CONSISTENCY_RESPONSE,
                 MessageType.SIGNED_UNMASK_REQUEST} <= types[session]
         assert MessageType.ADVERTISE_KEYS not in types[session]
+    # One signature over both sums' keys (secagg spec §14.8): the rows' key broadcast carries it with
+    # the PSU keys, the PSU's first broadcast is unsigned (no PSU attempt was rerun here).
+    assert MessageType.JOINT_KEY_BROADCAST in types["rows"] and MessageType.KEY_BROADCAST in types["psu"]
+    assert not {MessageType.SIGNED_KEY_BROADCAST, MessageType.KEY_BROADCAST} & types["rows"]
+    assert MessageType.SIGNED_KEY_BROADCAST not in types["psu"]
+
+
+def test_each_client_checks_one_advertisement_signature_per_peer():
+    """n = 12: every client checks 11 advertisement signatures (the rows' full graph, covering the PSU
+    keys too), and on the rows' full graph exactly the quorum of consistency signatures."""
+    checked: dict[tuple[str, int], list[int]] = {}
+    workload = synthetic_workload(clients=12, universe=3000, items_per_user=80, seed=3)
+    identities, trust = make_identities([c.client_id for c in workload.clients], DeterministicRandomness("sub-mal/ids"))
+    states = _states(workload, identities, trust)
+    table, head = init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)
+    settings = RoundSettings(universe=3000, adversary=Adversary.MALICIOUS, dropout_fraction=0.25)
+
+    def observer(session, sender, recipient, data):
+        if session not in ("psu", "rows") or sender != 0:
+            return
+        payload = decode_submodel_message(data).payload
+        if isinstance(payload, KeyBroadcast) and payload.signed:
+            checked.setdefault(("adverts", recipient), []).append(len(payload.peers))
+        elif isinstance(payload, UnmaskRequest) and payload.signatures is not None:
+            checked.setdefault((session, recipient), []).append(len(payload.signatures))
+
+    outcome = secure_round(states, ReferenceServer(table, head), settings, 0, None, observer=observer,
+                           random_source=lambda p: DeterministicRandomness(f"sub-mal/{p}"), trust=trust)
+    assert outcome.participants == 12
+    parties = [c.client_id for c in workload.clients]
+    assert all(checked[("adverts", p)] == [11] for p in parties)
+    rows_quorum = {tuple(checked[("rows", p)]) for p in parties}
+    assert rows_quorum == {(consistency_quorum(12, settings.corrupt_fraction),)}
 
 
 def test_a_client_with_an_identity_refuses_a_round_that_is_not_malicious():

@@ -39,8 +39,14 @@ def test_negative_vectors_cover_the_required_failures():
     assert by_name["negative-overlapping-alive-dropped"]["client_errors"] == {"1": "RemoteProtocolError"}
     assert by_name["negative-too-few-survivors"]["result"] is None
     assert by_name["negative-too-few-survivors"]["aborted_stage"] == "masked-input"
-    for name in ("forged-advertisement", "unknown-identity", "forged-signature", "split-set", "too-few-signatures"):
+    for name in ("forged-advertisement", "unknown-identity", "forged-signature", "split-set", "too-few-signatures",
+                 "below-quorum"):
         expected = by_name[f"negative-malicious-{name}"]
         assert expected["client_errors"] == {"1": "RemoteProtocolError"} and expected["result"] is not None
+    # a quorum of genuine signatures over another set convinces nobody: no output
+    other = by_name["negative-malicious-quorum-of-another-set"]
+    assert other["result"] is None and other["aborted_stage"] == "unmasking"
+    assert other["client_errors"] == {str(p): "RemoteProtocolError" for p in range(1, 7)}
+    assert by_name["malicious-full-graph-quorum"]["result"] is not None
     assert by_name["malicious-full-graph-dropouts"]["signed_ids"] == [1, 2, 3, 4]
     assert by_name["malicious-harary-dropouts"]["result"] is not None

@@ -34,8 +34,12 @@ limbs = st.tuples(*[st.integers(0, P61 - 1)] * 5)
 
 @st.composite
 def messages(draw):
-    kind = draw(st.integers(1, 7))
+    kind = draw(st.integers(1, 8))
     party = draw(st.integers(0, 2**32 - 1))
+    if kind == 8:  # a jointly signed key broadcast (type 17): partner keys and a signature per entry
+        signature = st.binary(min_size=64, max_size=64)
+        entries = tuple(PeerKeys(i, draw(key), draw(key), draw(signature), draw(key), draw(key)) for i in draw(ids))
+        return KeyBroadcast(party, entries, True, True)
     if kind == 1:
         return AdvertiseKeys(party, draw(key), draw(key))
     if kind == 2:

@@ -253,6 +253,7 @@ class _SignatureCounter:
         self.signed: dict[int, int] = {}
         self.checked: dict[int, int] = {}
         self.server_checked = 0
+        self._seen: set[bytes] = set()  # a joint advertisement's one signature travels in both sums' messages
 
     def __call__(self, session: str, sender: int, recipient: int, data: bytes) -> None:
         if session not in ("psu", "rows"):
@@ -266,6 +267,9 @@ class _SignatureCounter:
             elif isinstance(payload, UnmaskRequest) and payload.signatures is not None:
                 self.checked[recipient] = self.checked.get(recipient, 0) + len(payload.signatures)
         elif isinstance(payload, ConsistencyResponse) or (isinstance(payload, AdvertiseKeys) and payload.signature):
+            if payload.signature in self._seen:  # made and checked once (protocols/secagg/spec.md §14.8)
+                return
+            self._seen.add(payload.signature)
             self.signed[sender] = self.signed.get(sender, 0) + 1
             self.server_checked += 1
 

@@ -10,7 +10,9 @@ from .params import (
     GraphParameters,
     SecAggConfig,
     check_graph_parameters,
+    consistency_quorum,
     find_graph_parameters,
+    majority_quorum,
     minimum_threshold,
 )
 from .quantize import Quantizer
@@ -37,8 +39,10 @@ __all__ = [
     "ServerStage",
     "TrustStore",
     "check_graph_parameters",
+    "consistency_quorum",
     "decode_message",
     "find_graph_parameters",
+    "majority_quorum",
     "make_identities",
     "minimum_threshold",
     "run_secagg_round",

@@ -15,8 +15,11 @@ In malicious mode (``config.malicious``; spec §14) the client also needs its :c
 the deployment's :class:`TrustStore`: it signs its key advertisement, refuses a key broadcast with an
 unknown identity or a bad signature, signs the survivor set U3 the server presents (once), and
 answers the unmasking request only if it is exactly the split U3 implies and the server forwards
-valid signatures over that same U3 -- at least t of them from the share holders of every peer whose
-share it releases. It then leaks nothing beyond the semi-malicious case except the two signatures.
+valid signatures over that same U3 -- on the full graph at least the config's quorum (a majority
+over the corrupt parties its policy assumes, checked at construction), on a SecAgg+ graph at least t
+from the share holders of every peer whose share it releases. Two sums of one party that advertise
+together (:func:`start_jointly`, spec §14.8) sign once: the full-graph one checks each peer's joint
+signature over both key pairs, the other compares its peers' keys with those. It then leaks nothing beyond the semi-malicious case except the two signatures.
 A client with an identity requires malicious mode (a default, semi-malicious policy becomes
 ``MALICIOUS``) and refuses a config that is not malicious with a
 :class:`~fedprivacy.errors.PolicyViolation` (a downgrade).
@@ -58,7 +61,13 @@ from ..hazmat.field import P61, Modulus, dtype_of, modulus_value
 from ..hazmat.kex import KEY_BYTES, KeyAgreement, canonical_public_key, generate_keypair
 from ..hazmat.prg import MaskExpander, RandomSource, system_random_bytes
 from .graph import neighbourhood, ring_order
-from .identity import Identity, TrustStore, advertisement_statement, consistency_statement
+from .identity import (
+    Identity,
+    TrustStore,
+    advertisement_statement,
+    consistency_statement,
+    joint_advertisement_statement,
+)
 from .masking import (
     MASK_KEY_BYTES,
     decrypt_share,
@@ -89,7 +98,7 @@ from .stages import CLIENT_TRANSITIONS, MALICIOUS_CLIENT_TRANSITIONS, ClientEven
 if TYPE_CHECKING:
     from ..policy import ClientPolicy
 
-__all__ = ["SecAggClient", "coerce_input"]
+__all__ = ["SecAggClient", "coerce_input", "start_jointly"]
 
 _STATE_TYPE = 9  # local persistence of a client (never sent): see SecAggClient.snapshot
 _STAGE_CODES = {stage: code for code, stage in enumerate(ClientStage)}
@@ -211,6 +220,12 @@ class SecAggClient:
         self._trust = trust
         self._transitions = MALICIOUS_CLIENT_TRANSITIONS if config.malicious else CLIENT_TRANSITIONS
         self._signed_set: tuple[int, ...] | None = None  # malicious mode: the one U3 this client signed
+        self._quorum = config.quorum  # malicious full graph: consistency signers required (spec §14.4)
+        # Two sums advertised with one signature (start_jointly, spec §14.8): "verifying" checks the
+        # joint signatures, "covered" checks its peers' keys against what the verifying sum authenticated.
+        self._joint: str | None = None
+        self._joint_partner: SecAggConfig | None = None
+        self._partner_keys: dict[int, tuple[bytes, bytes]] | None = None
 
     # -- public driving API -------------------------------------------------------------------
 
@@ -222,13 +237,30 @@ class SecAggClient:
     def start(self) -> list[Message]:
         """Round 0: generate the channel and mask key pairs and advertise their public halves."""
         self._transition(ClientEvent.START, local=True)
-        self._channel_private, channel_public = generate_keypair(self._random_bytes)
-        self._mask_private, mask_public = generate_keypair(self._random_bytes)
-        self._own_public_keys = (channel_public, mask_public)
+        channel_public, mask_public = self._generate_keys()
         signature = b""
         if self._identity is not None:
             signature = self._identity.sign(advertisement_statement(self.config, self.party_id, channel_public, mask_public))
         return [AdvertiseKeys(self.party_id, channel_public, mask_public, signature)]
+
+    def _generate_keys(self) -> tuple[bytes, bytes]:
+        self._channel_private, channel_public = generate_keypair(self._random_bytes)
+        self._mask_private, mask_public = generate_keypair(self._random_bytes)
+        self._own_public_keys = (channel_public, mask_public)
+        return channel_public, mask_public
+
+    @property
+    def partner_keys(self) -> dict[int, tuple[bytes, bytes]] | None:
+        """Jointly advertised, verifying side (spec §14.8): once its key broadcast is in, each listed
+        party's keys of the partner (covered) sum, authenticated by that party's joint signature."""
+        return None if self._joint != "verifying" or self._partner_keys is None else dict(self._partner_keys)
+
+    def accept_partner_keys(self, keys: dict[int, tuple[bytes, bytes]]) -> None:
+        """Jointly advertised, covered side: the peers' keys of this sum that the verifying partner sum
+        authenticated (its :attr:`partner_keys`); given before this sum's (unsigned) key broadcast."""
+        if self._joint != "covered" or self.stage is not ClientStage.KEYS_ADVERTISED or self._partner_keys is not None:
+            raise LocalProtocolError("partner keys are given once, to a covered sum waiting for its key broadcast")
+        self._partner_keys = dict(keys)
 
     def submit_input(self, vector: object, row_plan: ClientRowPlan | None = None) -> list[Message]:
         """Provide the input (integers in [0, modulus)); masked and sent once the shares are in.
@@ -294,6 +326,8 @@ class SecAggClient:
         """
         if self.stage is ClientStage.ABORTED:
             raise LocalProtocolError("an aborted client has no state to keep")
+        if self._joint is not None:
+            raise LocalProtocolError("a jointly advertised sum is kept by its round (pickled with it), not snapshotted")
         w = Writer(ProtocolCode.SECAGG, _STATE_TYPE).blob(self.config.encode()).u32(self.party_id)
         w.u8(_STAGE_CODES[self.stage])
         for secret in (self._channel_private, self._mask_private):
@@ -529,10 +563,19 @@ class SecAggClient:
         if len(peers) + own < config.threshold:
             raise RemoteProtocolError(f"only {len(peers) + own} share holders left, threshold is {config.threshold}")
         assert self._channel_private is not None and self._mask_private is not None
-        if message.signed != config.malicious:
-            raise RemoteProtocolError("key broadcast signed in a round that is not malicious, or unsigned in one that is")
-        if config.malicious:
-            self._check_advertisements(message)
+        if self._joint == "verifying":
+            if not message.joint:
+                raise RemoteProtocolError("a jointly advertised sum's key broadcast must be jointly signed")
+            self._check_joint_advertisements(message)
+        elif self._joint == "covered":
+            if message.signed:
+                raise RemoteProtocolError("a covered sum's key broadcast is unsigned (its keys are authenticated jointly)")
+            self._check_partner_authenticated(message)
+        else:
+            if message.joint or message.signed != config.malicious:
+                raise RemoteProtocolError("key broadcast signed in a round that is not malicious, or unsigned in one that is")
+            if config.malicious:
+                self._check_advertisements(message)
         # Compared canonically: X25519 ignores the top bit, so raw bytes would let one key pass twice.
         all_keys = [canonical_public_key(key) for pair in peers.values() for key in pair]
         all_keys += [canonical_public_key(key) for key in self._own_public_keys]
@@ -564,6 +607,29 @@ class SecAggClient:
             statement = advertisement_statement(self.config, peer.party_id, peer.channel_public_key, peer.mask_public_key)
             if not self._trust.verify(peer.party_id, peer.signature, statement):
                 raise RemoteProtocolError(f"party {peer.party_id}'s key advertisement signature does not verify")
+
+    def _check_joint_advertisements(self, message: KeyBroadcast) -> None:
+        """Verifying side of a joint advertisement: one signature per peer over both sums' keys."""
+        assert self._trust is not None and self._joint_partner is not None
+        partner = {}
+        for peer in message.peers:
+            if peer.party_id not in self._trust:
+                raise RemoteProtocolError(f"party {peer.party_id} has no identity in the trust store")
+            covered_keys = (peer.partner_channel_public_key, peer.partner_mask_public_key)
+            statement = joint_advertisement_statement(self._joint_partner, self.config, peer.party_id, covered_keys,
+                                                      (peer.channel_public_key, peer.mask_public_key))
+            if not self._trust.verify(peer.party_id, peer.signature, statement):
+                raise RemoteProtocolError(f"party {peer.party_id}'s joint key advertisement signature does not verify")
+            partner[peer.party_id] = covered_keys
+        self._partner_keys = partner
+
+    def _check_partner_authenticated(self, message: KeyBroadcast) -> None:
+        """Covered side: every listed peer's keys are exactly those its joint signature covered."""
+        if self._partner_keys is None:
+            raise RemoteProtocolError("a covered sum's key broadcast before the partner sum authenticated the keys")
+        for peer in message.peers:
+            if self._partner_keys.get(peer.party_id) != (peer.channel_public_key, peer.mask_public_key):
+                raise RemoteProtocolError(f"party {peer.party_id}'s keys are not the ones its joint advertisement signed")
 
     # -- round 2: masked input --------------------------------------------------------------------
 
@@ -667,11 +733,27 @@ class SecAggClient:
         held = set(self._held_shares)
         if set(alive) != held & survivors or set(dropped) != held - survivors:
             raise RemoteProtocolError("the unmasking request is not the split of the survivor set this client signed")
-        threshold = self.config.threshold
-        if len(message.signatures) < threshold:
-            raise RemoteProtocolError(f"only {len(message.signatures)} consistency signatures, threshold is {threshold}")
+        # Counted before any signature is verified: a request that cannot satisfy the condition costs
+        # no verification. Full graph: a quorum (a majority over the corrupt parties the policy assumes,
+        # checked at construction) of signers over U3; only one set can have one. SecAgg+ graph: for
+        # every held peer, t signers among its share holders.
+        signers = {signer for signer, _ in message.signatures}
+        if self.config.full_graph:
+            if len(signers) < self._quorum:
+                raise RemoteProtocolError(
+                    f"only {len(signers)} consistency signatures, the quorum is {self._quorum}"
+                )
+        else:
+            threshold = self.config.threshold
+            if len(signers) < threshold:
+                raise RemoteProtocolError(f"only {len(signers)} consistency signatures, threshold is {threshold}")
+            for peer in sorted(held):
+                count = len(signers & neighbourhood(self.config, peer, self._ring))
+                if count < threshold:
+                    raise RemoteProtocolError(
+                        f"only {count} of party {peer}'s share holders signed the survivor set, threshold is {threshold}"
+                    )
         statement = consistency_statement(self.config, self._signed_set)
-        signers = set()
         for signer, signature in message.signatures:
             if signer not in self._trust:
                 raise RemoteProtocolError(f"a consistency signature by party {signer}, which has no identity")
@@ -679,16 +761,6 @@ class SecAggClient:
                 raise RemoteProtocolError(f"a consistency signature by party {signer}, outside the survivor set")
             if not self._trust.verify(signer, signature, statement):
                 raise RemoteProtocolError(f"party {signer}'s consistency signature is not over the survivor set this client signed")
-            signers.add(signer)
-        if self.config.full_graph:  # every party holds shares of every other (and of itself)
-            return
-        for peer in sorted(held):
-            holders = neighbourhood(self.config, peer, self._ring)
-            count = len(signers & holders)
-            if count < threshold:
-                raise RemoteProtocolError(
-                    f"only {count} of party {peer}'s share holders signed the survivor set, threshold is {threshold}"
-                )
 
     def _on_unmask_request(self, message: UnmaskRequest) -> list[Message]:
         alive, dropped = tuple(message.alive_ids), tuple(message.dropped_ids)
@@ -737,6 +809,38 @@ class SecAggClient:
         self._held_shares = {}
         return [self._response]
 
+
+
+def start_jointly(covered: SecAggClient, verifying: SecAggClient) -> tuple[list[Message], list[Message]]:
+    """Start two malicious-mode sums of one party that advertise their keys in the same exchange,
+    with **one** signature over both key pairs (spec §14.8): ``verifying`` (a full graph over the
+    same parties, so every peer of ``covered`` is one of its peers) gets every peer's signature with
+    both of that peer's key pairs and checks it once; ``covered`` then takes its peers' keys from
+    what ``verifying`` authenticated (:meth:`SecAggClient.accept_partner_keys`) and checks no
+    signature. Returns the two advertisements (each carries the joint signature).
+
+    Refused (``LocalProtocolError``, nothing changed) unless both are malicious-mode clients of the same
+    party and identity, not yet started, over the same parties, ``verifying`` on the full graph."""
+    if covered is verifying or covered.party_id != verifying.party_id or covered._identity is None:
+        raise LocalProtocolError("a joint advertisement needs two sums of one party with its identity")
+    if verifying._identity is not covered._identity or not (covered.config.malicious and verifying.config.malicious):
+        raise LocalProtocolError("a joint advertisement needs two malicious-mode sums with the same identity")
+    if covered.config.party_ids != verifying.config.party_ids or not verifying.config.full_graph:
+        raise LocalProtocolError("the verifying sum must be a full graph over the covered sum's parties")
+    if covered.config.digest == verifying.config.digest:
+        raise LocalProtocolError("a joint advertisement covers two different sums")
+    for client in (covered, verifying):
+        client._next_stage(ClientEvent.START, local=True)  # checks both before either moves
+    identity = covered._identity
+    covered._transition(ClientEvent.START, local=True)
+    verifying._transition(ClientEvent.START, local=True)
+    covered_keys, verifying_keys = covered._generate_keys(), verifying._generate_keys()
+    signature = identity.sign(joint_advertisement_statement(covered.config, verifying.config, covered.party_id,
+                                                            covered_keys, verifying_keys))
+    covered._joint, covered._joint_partner = "covered", verifying.config
+    verifying._joint, verifying._joint_partner = "verifying", covered.config
+    return ([AdvertiseKeys(covered.party_id, *covered_keys, signature)],
+            [AdvertiseKeys(verifying.party_id, *verifying_keys, signature)])
 
 
 def _optional_fixed(writer: Writer, value: bytes | None, size: int) -> None:

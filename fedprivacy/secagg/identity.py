@@ -25,7 +25,14 @@ from ..hazmat.identity import Signer, Verifier, generate_signing_key
 from ..hazmat.prg import RandomSource, system_random_bytes
 from .params import MAX_PARTY_ID, SecAggConfig
 
-__all__ = ["Identity", "TrustStore", "advertisement_statement", "consistency_statement", "make_identities"]
+__all__ = [
+    "Identity",
+    "TrustStore",
+    "advertisement_statement",
+    "consistency_statement",
+    "joint_advertisement_statement",
+    "make_identities",
+]
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,19 @@ _INTEGER_PART = b"i" + (8).to_bytes(4, "big")  # how domain_tag encodes an integ
 @functools.lru_cache(maxsize=64)
 def _advertisement_prefix(digest: bytes, round_index: int) -> bytes:
     return domain_tag("secagg", "advertise-keys", digest, round_index)
+
+
+def joint_advertisement_statement(
+    covered: SecAggConfig, verifying: SecAggConfig, party: int,
+    covered_keys: tuple[bytes, bytes], verifying_keys: tuple[bytes, bytes],
+) -> bytes:
+    """What a party signs once for two sums advertised together (spec §14.8): both configs' digests
+    (hence both rounds, party sets and modes), its id, and its two key pairs:
+    tag("secagg", "joint-advertise-keys", digest_covered, digest_verifying, party) ‖ C ‖ S (covered
+    sum) ‖ C ‖ S (verifying sum). The verifying sum's broadcast carries it with both key pairs; the
+    covered sum's keys are then checked against it, not verified again."""
+    return (domain_tag("secagg", "joint-advertise-keys", covered.digest, verifying.digest, party)
+            + covered_keys[0] + covered_keys[1] + verifying_keys[0] + verifying_keys[1])
 
 
 def consistency_statement(config: SecAggConfig, survivors: Iterable[int]) -> bytes:

@@ -23,8 +23,14 @@ Malicious mode (``SecAggConfig.malicious``; ``protocols/secagg/spec.md`` §14) s
 | 13   | ConsistencyRequest              | server -> client| 2 -> consistency check  |
 | 14   | ConsistencyResponse             | client -> server| consistency check       |
 | 15   | UnmaskRequest + signatures      | server -> client| consistency check -> 3  |
+| 17   | KeyBroadcast, jointly signed    | server -> client| 0 -> 1 (two sums, §14.8)|
 
-(Type 0 is the config, 10 the config in malicious mode, 8 a row plan, 9 a client's local state.)
+Type 17 serves two sums advertised together (a submodel round's first PSU attempt and its rows'
+sum): each entry also carries the party's keys of the partner sum, and the signature is over both
+(``joint_advertisement_statement``); the partner sum's own broadcast is then unsigned (type 2).
+
+(Type 0 is the config, 16 the config in malicious mode (10 its retired form), 8 and 10 a row plan,
+9 a client's local state.)
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ class MessageType(IntEnum):
     CONSISTENCY_REQUEST = 13
     CONSISTENCY_RESPONSE = 14
     SIGNED_UNMASK_REQUEST = 15
+    JOINT_KEY_BROADCAST = 17  # (16 is the malicious config)
 
 
 Limbs = tuple[int, ...]
@@ -96,6 +103,9 @@ class PeerKeys:
     channel_public_key: bytes
     mask_public_key: bytes
     signature: bytes = b""  # malicious mode: the party's Ed25519 signature over its advertisement
+    # A jointly signed broadcast (type 17): the party's keys of the partner sum, covered by the signature.
+    partner_channel_public_key: bytes = b""
+    partner_mask_public_key: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,18 +129,26 @@ class KeyBroadcast:
     recipient: int
     peers: tuple[PeerKeys, ...]  # sorted by party_id; all signed (type 12) or none (type 2)
     signed: bool = False
+    joint: bool = False  # type 17: signed over this sum's and the partner sum's keys (signed is True)
 
     def to_bytes(self) -> bytes:
-        kind = MessageType.SIGNED_KEY_BROADCAST if self.signed else MessageType.KEY_BROADCAST
+        if self.joint and not self.signed:
+            raise ValueError("a jointly signed key broadcast is signed")
+        kind = (MessageType.JOINT_KEY_BROADCAST if self.joint else
+                MessageType.SIGNED_KEY_BROADCAST if self.signed else MessageType.KEY_BROADCAST)
         peers = sorted(self.peers, key=_party_id_of)
-        expected = (KEY_BYTES, KEY_BYTES, SIGNATURE_BYTES if self.signed else 0)
-        sizes = {(len(p.channel_public_key), len(p.mask_public_key), len(p.signature)) for p in peers}
+        partner = KEY_BYTES if self.joint else 0
+        expected = (KEY_BYTES, KEY_BYTES, SIGNATURE_BYTES if self.signed else 0, partner, partner)
+        sizes = {(len(p.channel_public_key), len(p.mask_public_key), len(p.signature), len(p.partner_channel_public_key),
+                  len(p.partner_mask_public_key)) for p in peers}
         if sizes - {expected}:
             if not self.signed and any(p.signature for p in peers):
                 raise ValueError("an unsigned key broadcast carries no signatures")
-            raise ValueError(f"key broadcast entries are {KEY_BYTES}-byte keys and {expected[2]}-byte signatures")
-        pack = _U32.pack  # one join over the entries: u32 id, C, S (, signature)
-        body = b"".join([pack(p.party_id) + p.channel_public_key + p.mask_public_key + p.signature for p in peers])
+            raise ValueError(f"key broadcast entries are {KEY_BYTES}-byte keys, {expected[2]}-byte signatures and "
+                             f"{partner}-byte partner keys")
+        pack = _U32.pack  # one join over the entries: u32 id, C, S (, partner C, partner S) (, signature)
+        body = b"".join([pack(p.party_id) + p.channel_public_key + p.mask_public_key + p.partner_channel_public_key
+                         + p.partner_mask_public_key + p.signature for p in peers])
         w = Writer(ProtocolCode.SECAGG, kind).u32(self.recipient).u32(len(peers))
         return w.fixed(body, len(body)).finish()
 
@@ -339,6 +357,16 @@ def _decode(data: bytes | bytearray | memoryview) -> Message:
         )
         check_strictly_increasing([p.party_id for p in peers])
         message = KeyBroadcast(recipient, peers, signed)
+    elif kind == MessageType.JOINT_KEY_BROADCAST:
+        recipient = reader.u32()
+        count = reader.count(MAX_CLIENTS, 4 + 4 * KEY_BYTES + SIGNATURE_BYTES)
+        entries = []
+        for _ in range(count):
+            party, channel, mask = reader.u32(), reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES)
+            partner_channel, partner_mask = reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES)
+            entries.append(PeerKeys(party, channel, mask, reader.fixed(SIGNATURE_BYTES), partner_channel, partner_mask))
+        check_strictly_increasing([p.party_id for p in entries])
+        message = KeyBroadcast(recipient, tuple(entries), True, True)
     elif kind == MessageType.SHARE_KEYS:
         message = ShareKeys(*_decode_routed(reader))
     elif kind == MessageType.ROUTED_SHARES:

@@ -21,7 +21,9 @@ share holders signed. An honest holder signs one set, so two sets each carrying 
 holders need 2 (t - c_v) <= h_v, i.e. 2t <= h_v + 2 c_v (h_v honest, c_v corrupt holders); safe
 iff t > (k + c_v) / 2 with k holders (k + 1 with the owner in the full graph, where h + c = n).
 That is the semi-malicious formula, so the same (k, t) search applies; what changes is that c_v
-really counts corrupt clients (no Sybils, no key substitution). See protocols/secagg/spec.md §14.
+really counts corrupt clients (no Sybils, no key substitution). On the full graph a client needs only
+a *quorum* of signers, q > (n + c) / 2 (``SecAggConfig.quorum``, :func:`consistency_quorum`): no two
+sets can both collect one. See protocols/secagg/spec.md §14.2.
 
 The full graph (classic SecAgg, k = n - 1) needs t >= ceil((1 - delta) n) and t > ceil(gamma n)
 (curious) or t > (n + ceil(gamma n)) / 2 (semi-malicious, malicious).
@@ -47,6 +49,8 @@ __all__ = [
     "find_graph_parameters",
     "check_graph_parameters",
     "minimum_threshold",
+    "majority_quorum",
+    "consistency_quorum",
     "MAX_CLIENTS",
     "MAX_DIM",
 ]
@@ -291,7 +295,23 @@ def check_graph_parameters(
 
 
 _CONFIG_MESSAGE_TYPE = 0
-_MALICIOUS_CONFIG_MESSAGE_TYPE = 10  # the same fields; selects signed keys and the consistency check
+# Malicious mode: the same fields plus the consistency quorum (u32); selects signed keys and the
+# consistency check. Type 10 (the same without the quorum) is retired and refused.
+_MALICIOUS_CONFIG_MESSAGE_TYPE = 16
+_RETIRED_MALICIOUS_CONFIG_MESSAGE_TYPE = 10
+
+
+def majority_quorum(clients: int, corrupt: int) -> int:
+    """The fewest signers of one survivor set such that no two different sets can both have that many
+    when at most ``corrupt`` parties sign twice: floor((n + c) / 2) + 1 (two such signer sets among n
+    parties share more than c members, so an honest one would have signed both). Spec §14.2."""
+    return (clients + corrupt) // 2 + 1
+
+
+def consistency_quorum(clients: int, corrupt_fraction: float = 0.05) -> int:
+    """The quorum of a malicious full-graph round for a corrupt fraction gamma: a majority over
+    c = ceil(gamma n) corrupt parties (the full-graph corrupt count of :func:`minimum_threshold`)."""
+    return majority_quorum(clients, math.ceil(corrupt_fraction * clients - _NUDGE))
 
 
 @dataclass(frozen=True)
@@ -302,8 +322,14 @@ class SecAggConfig:
     every ciphertext, so parties holding different configs cannot interoperate silently.
 
     ``malicious`` selects the active-adversary variant (signed key advertisements and the
-    consistency check, spec §14); it changes the config's message type (10 instead of 0), hence the
+    consistency check, spec §14); it changes the config's message type (16 instead of 0), hence the
     digest, so a server cannot run one party in each mode.
+
+    ``quorum`` (malicious mode on the full graph only; 0 elsewhere): how many valid consistency
+    signatures over its survivor set a client requires before it releases shares, at least
+    floor(n / 2) + 1 (a majority: no two sets can both collect one). Each client checks it against its
+    own policy (``ClientPolicy.check_secagg_config``: a majority over the corrupt parties it assumes).
+    Left 0 on a malicious full graph it becomes t, the count required before it existed.
     """
 
     party_ids: tuple[int, ...]
@@ -314,6 +340,7 @@ class SecAggConfig:
     session_id: bytes
     round_index: int = 0
     malicious: bool = False
+    quorum: int = 0
     digest: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -343,6 +370,14 @@ class SecAggConfig:
             raise InvalidParameters("round_index must be in [0, 2^64)")
         if not isinstance(self.malicious, bool):
             raise InvalidParameters("malicious must be a bool")
+        if not isinstance(self.quorum, int) or isinstance(self.quorum, bool):
+            raise InvalidParameters(f"quorum must be an integer, got {self.quorum!r}")
+        if not (self.malicious and k == n - 1):
+            object.__setattr__(self, "quorum", 0)  # only a malicious full graph has one
+        elif self.quorum == 0:
+            object.__setattr__(self, "quorum", self.threshold)
+        elif not (n // 2 + 1 <= self.quorum <= n):
+            raise InvalidParameters(f"quorum must be a majority of the {n} parties, in [{n // 2 + 1}, {n}], got {self.quorum}")
         object.__setattr__(self, "digest", hashlib.sha256(self.encode()).digest())
 
     @classmethod
@@ -360,12 +395,15 @@ class SecAggConfig:
         full_graph: bool = False,
         session_id: bytes | None = None,
         round_index: int = 0,
+        quorum: int | None = None,
     ) -> SecAggConfig:
         """A validated config: (k, t) searched from the rates, or the caller's k / t checked against them.
 
         The default adversary is semi-malicious: what a client's default
         :class:`~fedprivacy.policy.ClientPolicy` accepts (a curious-server threshold is refused by it).
-        ``adversary=Adversary.MALICIOUS`` also sets ``malicious`` (every party then needs identities)."""
+        ``adversary=Adversary.MALICIOUS`` also sets ``malicious`` (every party then needs identities);
+        on the full graph the consistency ``quorum`` is then the majority over ``corrupt_fraction``
+        (:func:`consistency_quorum`) unless given."""
         ids = tuple(sorted(party_ids))
         n = len(ids)
         if full_graph:
@@ -387,6 +425,7 @@ class SecAggConfig:
             session_id=os.urandom(32) if session_id is None else session_id,
             round_index=round_index,
             malicious=Adversary(adversary) is Adversary.MALICIOUS,
+            quorum=consistency_quorum(n, corrupt_fraction) if quorum is None else quorum,
         )
 
     @property
@@ -401,12 +440,16 @@ class SecAggConfig:
         writer = Writer(ProtocolCode.SECAGG, _MALICIOUS_CONFIG_MESSAGE_TYPE if self.malicious else _CONFIG_MESSAGE_TYPE)
         writer.blob(self.session_id).u64(self.round_index).u8(self.modulus).u32(self.dim)
         writer.u32(self.neighbours).u32(self.threshold).id_list(self.party_ids)
+        if self.malicious:
+            writer.u32(self.quorum)
         return writer.finish()
 
     @classmethod
     def decode(cls, data: bytes) -> SecAggConfig:
         reader = Reader(data, ProtocolCode.SECAGG)
         kind = reader.u8()
+        if kind == _RETIRED_MALICIOUS_CONFIG_MESSAGE_TYPE:
+            raise DecodeError("a malicious-mode config without its consistency quorum (type 10) is retired")
         if kind not in (_CONFIG_MESSAGE_TYPE, _MALICIOUS_CONFIG_MESSAGE_TYPE):
             raise DecodeError("not a secure-aggregation config")
         session_id = bytes(reader.blob(64))
@@ -416,11 +459,16 @@ class SecAggConfig:
         neighbours = reader.u32()
         threshold = reader.u32()
         party_ids = reader.id_list(MAX_CLIENTS)
+        malicious = kind == _MALICIOUS_CONFIG_MESSAGE_TYPE
+        quorum = reader.u32() if malicious else 0
         reader.done()
         try:
-            return cls(
+            config = cls(
                 party_ids, dim, Modulus(modulus), neighbours, threshold, session_id, round_index,
-                malicious=kind == _MALICIOUS_CONFIG_MESSAGE_TYPE,
+                malicious=malicious, quorum=quorum,
             )
         except (InvalidParameters, ValueError) as exc:
             raise DecodeError(f"invalid config: {exc}") from None
+        if config.quorum != quorum:  # canonical: 0 only off the full graph, never a default filled in
+            raise DecodeError("a malicious config's quorum is 0 exactly when the graph is not full")
+        return config

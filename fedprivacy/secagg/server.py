@@ -19,9 +19,13 @@ collude with it. Memory beyond the received share material is O(D): uploads are 
 Malicious mode (``config.malicious``, spec §14): with a :class:`TrustStore` the server checks every
 advertisement and consistency signature and ignores bad ones (a corrupt client then cannot make
 honest ones abort); after U3 it asks U3 to sign U3, and sends the unmasking request only to the
-signers U4, forwarding to each just enough signatures: t on the full graph; on a SecAgg+ graph the
-signers nearest to it on the ring that give t among the holders of each of its mask peers. Without
-a trust store it forwards signatures unchecked (clients check them anyway).
+signers U4, forwarding to each just enough signatures: the config's quorum (a majority) on the full
+graph; on a SecAgg+ graph the signers nearest to it on the ring that give t among the holders of
+each of its mask peers. Without
+a trust store it forwards signatures unchecked (clients check them anyway). Two sums advertised with
+one signature (``joint``, spec §14.8) leave the advertisement check to whoever runs both
+(:meth:`SecAggServer.reject_advertisement`); the verifying one broadcasts the joint signatures with
+the partner keys (:meth:`SecAggServer.set_partner_keys`), the covered one its keys unsigned.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ class SecAggServer:
     """Server side of one round. See the module docstring for the contract."""
 
     def __init__(self, config: SecAggConfig, row_plan: RowPlan | None = None, trust: TrustStore | None = None,
-                 *, per_row: bool = False) -> None:
+                 *, per_row: bool = False, joint: str | None = None) -> None:
         if (row_plan is not None or per_row) and not config.full_graph:
             raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
         if row_plan is not None:
@@ -105,6 +109,15 @@ class SecAggServer:
                 raise InvalidParameters("the row plan must cover every party and config.dim = rows x width")
         if trust is not None and not config.malicious:
             raise InvalidParameters("a trust store is for malicious-mode rounds")
+        if joint not in (None, "covered", "verifying") or (joint is not None and not config.malicious):
+            raise InvalidParameters("a joint advertisement is 'covered' or 'verifying', in malicious mode")
+        if joint == "verifying" and not config.full_graph:
+            raise InvalidParameters("the verifying sum of a joint advertisement is a full graph")
+        # Two sums advertised with one signature (spec §14.8): their advertisement signatures are
+        # checked by whoever runs both (reject_advertisement), not here; "covered" broadcasts its keys
+        # unsigned, "verifying" with the joint signature and the partner keys (set_partner_keys).
+        self.joint = joint
+        self._partner_keys: dict[int, tuple[bytes, bytes]] | None = None
         self.row_plan = row_plan
         # ``per_row`` without a plan: the keys and shares are exchanged first, config.dim is the rows'
         # block width, and the plan is fixed by :meth:`set_row_plan` before any masked input.
@@ -236,7 +249,7 @@ class SecAggServer:
         canonical = (canonical_public_key(keys[0]), canonical_public_key(keys[1]))  # the top bit is ignored
         if canonical[0] == canonical[1] or canonical[0] in self._seen_keys or canonical[1] in self._seen_keys:
             return self._ignore(sender, message, IgnoredReason.INVALID, "public key reused")
-        if self.trust is not None and not self.trust.verify(
+        if self.trust is not None and self.joint is None and not self.trust.verify(
             sender, message.signature, advertisement_statement(self.config, sender, *keys)
         ):
             return self._ignore(sender, message, IgnoredReason.INVALID, "advertisement signature does not verify")
@@ -349,13 +362,46 @@ class SecAggServer:
 
     def _close_keys(self) -> list[Outbound]:
         self._require("advertise-keys", len(self._keys), "parties advertised keys")
-        entries = {peer: PeerKeys(peer, *keys, self._signatures_of_keys[peer]) for peer, keys in self._keys.items()}
+        signed = self.config.malicious and self.joint != "covered"
+        if self.joint == "verifying":
+            partner = self._partner_keys
+            if partner is None or not self._keys.keys() <= partner.keys():
+                raise LocalProtocolError("a verifying sum needs every advertiser's partner keys (set_partner_keys)")
+            entries = {peer: PeerKeys(peer, *keys, self._signatures_of_keys[peer], *partner[peer])
+                       for peer, keys in self._keys.items()}
+        else:
+            entries = {peer: PeerKeys(peer, *keys, self._signatures_of_keys[peer] if signed else b"")
+                       for peer, keys in self._keys.items()}
         entry = entries.__getitem__  # one PeerKeys per party, shared by every broadcast that lists it
+        joint = self.joint == "verifying"
         out = []
         for party in sorted(self._keys):
             peers = tuple(map(entry, sorted(self.neighbours[party] & self._keys.keys())))
-            out.append(Outbound(party, KeyBroadcast(party, peers, self.config.malicious)))
+            out.append(Outbound(party, KeyBroadcast(party, peers, signed, joint)))
         return out
+
+    # -- joint advertisements (spec §14.8) ---------------------------------------------------------
+
+    @property
+    def advertisements(self) -> dict[int, tuple[bytes, bytes, bytes]]:
+        """U1 so far: party -> (channel pk, mask pk, advertisement signature)."""
+        return {party: (*keys, self._signatures_of_keys[party]) for party, keys in self._keys.items()}
+
+    def reject_advertisement(self, party: int, detail: str) -> None:
+        """Drop an accepted advertisement before the key stage closes (its joint signature failed, or its
+        partner advertisement is missing); recorded as an invalid message."""
+        if self.stage is not ServerStage.COLLECTING_KEYS or party not in self._keys:
+            raise LocalProtocolError("only an advertisement of the open key stage can be rejected")
+        keys = self._keys.pop(party)
+        del self._signatures_of_keys[party]
+        self._seen_keys.difference_update(canonical_public_key(key) for key in keys)
+        self.ignored.append(IgnoredMessage(party, "AdvertiseKeys", IgnoredReason.INVALID, detail))
+
+    def set_partner_keys(self, keys: dict[int, tuple[bytes, bytes]]) -> None:
+        """Verifying sum: each advertiser's keys of the covered sum, sent with its joint signature."""
+        if self.joint != "verifying" or self.stage is not ServerStage.COLLECTING_KEYS:
+            raise LocalProtocolError("partner keys go to a verifying sum before its key stage closes")
+        self._partner_keys = dict(keys)
 
     def _holders_in(self, owner: int, present: frozenset[int] | set[int]) -> int:
         """How many of ``owner``'s share holders (its neighbours that got shares, and itself in the full
@@ -408,6 +454,8 @@ class SecAggServer:
         would answer); each signer gets its split and the signatures of its peers' holders."""
         signers = self.signed_ids
         self._require("consistency-check", len(signers), "consistency signatures arrived")
+        if len(signers) < self.config.quorum:  # full graph: no client would answer
+            raise RoundAborted("consistency-check", f"{len(signers)} consistency signatures, the quorum is {self.config.quorum}")
         shared = self.shared_ids
         for owner in sorted(shared):
             present = self._holders_in(owner, signers)
@@ -416,7 +464,7 @@ class SecAggServer:
         alive = self.input_ids
         entries = {signer: (signer, self._signatures[signer]) for signer in signers}
         parties = sorted(signers)
-        enough = tuple(map(entries.__getitem__, parties[: self.config.threshold]))  # full graph: any t
+        enough = tuple(map(entries.__getitem__, parties[: self.config.quorum]))  # full graph: any quorum
         near = None if self._ring is None else self._signatures_near_all(parties, self._ring, self._position, entries)
         out = []
         for party in parties:

@@ -66,6 +66,7 @@ from ..policy import ClientPolicy
 from ..psu.iblt import encode_set, validate_ids
 from ..psu.params import PSUParameters
 from ..secagg import Adversary, Identity, Quantizer, SecAggClient, TrustStore
+from ..secagg.client import start_jointly
 from ..secagg.rows import ClientRowPlan
 from ..secagg.stages import ClientStage
 from .messages import (
@@ -345,10 +346,17 @@ class SubmodelRoundClient:
         self._store_line(psu_attempt_event(self.state.ledger, message.round_index, params.attempt))
         # The sketch is encoded when its shares are in (``_on_psu_message``): a table-sized vector per
         # client exists only while it masks, never for all clients of a simulation at once.
-        out: list[SubmodelMessage] = [PhaseMessage(Phase.PSU, params.attempt, m) for m in psu.start()]
+        if rows is not None and identity is not None:
+            # Malicious mode, first attempt: one signature over both sums' keys (secagg spec §14.8);
+            # the rows' sum (full graph, same parties) checks the peers' joint signatures, the PSU's
+            # takes its peers' keys from that check.
+            psu_out, rows_out = start_jointly(psu, rows)
+        else:
+            psu_out, rows_out = psu.start(), (rows.start() if rows is not None else [])
+        out: list[SubmodelMessage] = [PhaseMessage(Phase.PSU, params.attempt, m) for m in psu_out]
         if rows is not None:  # its keys go out with the PSU's
             self._rows = rows
-            out += [PhaseMessage(Phase.ROWS, 0, m) for m in rows.start()]
+            out += [PhaseMessage(Phase.ROWS, 0, m) for m in rows_out]
         self.stage = RoundClientStage.SKETCH_SENT
         return out
 
@@ -552,7 +560,12 @@ class SubmodelRoundClient:
         if self.stage is RoundClientStage.SKETCH_SENT and self._rows.stage not in (
                 ClientStage.KEYS_ADVERTISED, ClientStage.SHARES_SENT):
             raise RemoteProtocolError("the rows' secure sum is past its setup before the union")
+        before = self._rows.stage
         out: list[SubmodelMessage] = [PhaseMessage(Phase.ROWS, 0, m) for m in self._rows.receive(message.payload)]
+        partner = self._rows.partner_keys
+        if before is ClientStage.KEYS_ADVERTISED and partner is not None:  # jointly advertised: hand on the keys
+            assert self._psu is not None
+            self._psu.accept_partner_keys(partner)
         if self._rows.stage is ClientStage.COMPLETED:
             self.stage = RoundClientStage.COMPLETED
         return out

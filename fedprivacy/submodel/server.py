@@ -38,6 +38,7 @@ from ..hazmat.field import Modulus
 from ..psu.params import PSUParameters
 from ..psu.protocol import PSUServer, UnionDecodeFailure
 from ..secagg import Adversary, Quantizer, RowPlan, SecAggConfig, SecAggServer, TrustStore
+from ..secagg.identity import joint_advertisement_statement
 from ..secagg.server import IgnoredMessage, IgnoredReason
 from ..secagg.stages import ServerStage
 from .messages import (
@@ -206,7 +207,10 @@ class SubmodelRoundServer:
             )
         except InvalidParameters as exc:
             raise self._abort(RoundAborted("psu", f"no secure sum fits {len(self.party_ids)} parties: {exc}")) from exc
-        self._rows = SecAggServer(self._rows_config, trust=self._trust, per_row=True)
+        # Malicious mode: its advertisements and the PSU's first ones carry one joint signature
+        # (protocols/secagg/spec.md §14.8), checked here when both are in (_pair_advertisements).
+        joint = "verifying" if settings.adversary is Adversary.MALICIOUS else None
+        self._rows = SecAggServer(self._rows_config, trust=self._trust, per_row=True, joint=joint)
         self.stage = RoundServerStage.PSU
         return self._start_psu(self.party_ids)
 
@@ -220,7 +224,8 @@ class SubmodelRoundServer:
             )
         except InvalidParameters as exc:
             raise self._abort(RoundAborted("psu", f"no secure sum fits {len(parties)} parties: {exc}")) from exc
-        self._psu = SecAggServer(config, trust=self._trust)
+        first = self._psu_attempts == 0 and self.settings.adversary is Adversary.MALICIOUS
+        self._psu = SecAggServer(config, trust=self._trust, joint="covered" if first else None)
         self._psu_attempts += 1
         public = self.settings.public()
         assert self._rows_config is not None
@@ -302,13 +307,19 @@ class SubmodelRoundServer:
         assert self._psu is not None and self._psu_params is not None and self._rows is not None
         inner, rows = self._psu, self._rows
         lockstep = self._rows_in_setup()  # the rows' setup closes with the PSU's first two stages
+        joint_keys = lockstep and inner.joint == "covered" and inner.stage is ServerStage.COLLECTING_KEYS
+        if joint_keys:
+            self._pair_advertisements(inner, rows)
         out = inner.close_stage()  # RoundAborted propagates
         attempt = self._psu_params.attempt
         if inner.stage is not ServerStage.COMPLETED:
             wrapped = [Outbound(o.recipient, PhaseMessage(Phase.PSU, attempt, o.message)) for o in out]
             if lockstep:
-                wrapped += [Outbound(o.recipient, PhaseMessage(Phase.ROWS, 0, o.message)) for o in rows.close_stage()]
-                wrapped.sort(key=lambda o: o.recipient)  # stable: each party's PSU message first
+                rows_out = [Outbound(o.recipient, PhaseMessage(Phase.ROWS, 0, o.message)) for o in rows.close_stage()]
+                # stable: each party's PSU message first -- but the rows' jointly signed key broadcast
+                # before the PSU's unsigned one, whose keys the client checks against it
+                wrapped = rows_out + wrapped if joint_keys else wrapped + rows_out
+                wrapped.sort(key=lambda o: o.recipient)
             return wrapped
         started = time.perf_counter()
         try:
@@ -412,6 +423,25 @@ class SubmodelRoundServer:
         return []
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _pair_advertisements(self, psu: SecAggServer, rows: SecAggServer) -> None:
+        """Malicious mode, first PSU attempt: each party's PSU and rows advertisements carry one joint
+        signature over both key pairs. A party with only one of the two, two different signatures, or
+        (with a trust store) a joint signature that does not verify is left out of both sums (so a
+        corrupt client cannot make honest ones abort); the rows' broadcast carries the PSU keys."""
+        psu_ads, rows_ads = psu.advertisements, rows.advertisements
+        for party in sorted(psu_ads.keys() | rows_ads.keys()):
+            first, second = psu_ads.get(party), rows_ads.get(party)
+            valid = first is not None and second is not None and first[2] == second[2]
+            if valid and self._trust is not None:
+                assert first is not None and second is not None
+                statement = joint_advertisement_statement(psu.config, rows.config, party, first[:2], second[:2])
+                valid = self._trust.verify(party, second[2], statement)
+            if not valid:
+                for inner, ads in ((psu, psu_ads), (rows, rows_ads)):
+                    if party in ads:
+                        inner.reject_advertisement(party, "no valid joint advertisement of both sums")
+        rows.set_partner_keys({party: psu_ads[party][:2] for party in rows.advertisements})
 
     def _rows_in_setup(self) -> bool:
         """Whether the rows' sum is at the same setup stage (keys or shares) as the PSU's sum."""

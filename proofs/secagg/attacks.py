@@ -15,7 +15,9 @@ follows each story, so a corrupt party signs both survivor sets and releases bot
 made itself and plays all of the victim's neighbours: the victim encrypts its shares (both kinds) to
 the server and masks with pair keys the server can compute, so its upload opens without any
 unmasking request. Identity keys (malicious mode) are what stops this: the substituted keys carry no
-valid signature.
+valid signature. For a sum whose keys are covered by a joint advertisement (spec §14.8) the
+broadcast is unsigned by design; the client's comparison with the keys its partner sum
+authenticated is what stops it there.
 
 Used by ``check_malicious_mode.py`` (claim secagg/7) and the attack tests.
 """
@@ -34,6 +36,7 @@ from fedprivacy.hazmat.kex import agree, generate_keypair
 from fedprivacy.hazmat.prg import DeterministicRandomness, MaskExpander
 from fedprivacy.policy import ClientPolicy
 from fedprivacy.secagg import SecAggClient, SecAggConfig, SecAggServer
+from fedprivacy.secagg.client import start_jointly
 from fedprivacy.secagg.graph import all_neighbourhoods
 from fedprivacy.secagg.identity import make_identities
 from fedprivacy.secagg.masking import (
@@ -201,28 +204,55 @@ def _strip_masks(config, victim, upload, adverts, peers, seeds, keys) -> np.ndar
 
 
 def run_key_substitution(
-    config: SecAggConfig, victim: int, name: str = "key-substitution", policy: ClientPolicy | None = None
+    config: SecAggConfig, victim: int, name: str = "key-substitution", policy: ClientPolicy | None = None,
+    covered_by: SecAggConfig | None = None, weaken_partner_check: bool = False,
 ) -> EquivocationOutcome:
-    """Substitute every key the victim sees; return what the server recovers of the victim's input."""
+    """Substitute every key the victim sees; return what the server recovers of the victim's input.
+
+    ``covered_by`` (a malicious full-graph config over the same parties): the victim's sum is the
+    covered half of a joint advertisement (spec §14.8). Every party starts both sums jointly, the
+    victim's verifying sum gets the honest jointly signed broadcast (so the real keys are
+    authenticated), and the server substitutes the keys in the covered sum's unsigned broadcast.
+    ``weaken_partner_check``: the victim's covered sum skips the comparison with the authenticated
+    keys (a deliberately weakened client)."""
     identities, trust = make_identities(config.party_ids, DeterministicRandomness(f"{name}/identities"))
-    client = SecAggClient(
-        config,
-        victim,
-        random_bytes=DeterministicRandomness(f"{name}/party-{victim}"),
-        identity=identities[victim] if config.malicious else None,
-        trust=trust if config.malicious else None,
-        policy=policy,
-    )
+
+    def client_of(cfg: SecAggConfig, party: int, tag: str) -> SecAggClient:
+        return SecAggClient(cfg, party, random_bytes=DeterministicRandomness(f"{name}/{tag}party-{party}"),
+                            identity=identities[party] if cfg.malicious else None,
+                            trust=trust if cfg.malicious else None, policy=policy)
+
+    client = client_of(config, victim, "")
     victim_input = inputs_for(config)[victim]
     fake = DeterministicRandomness(f"{name}/server")
-    (advert,) = client.start()
     peers = sorted(all_neighbourhoods(config)[victim])
-    fake_keys = {p: (generate_keypair(fake), generate_keypair(fake)) for p in peers}  # (channel, mask) pairs
-    # The server cannot sign for the peers; in malicious mode it forwards the best it has: nothing.
-    entries = tuple(PeerKeys(p, fake_keys[p][0][1], fake_keys[p][1][1], bytes(64) if config.malicious else b"") for p in peers)
     refusals: dict[int, str] = {}
+    if covered_by is None:
+        (advert,) = client.start()
+    else:
+        covered = {p: client if p == victim else client_of(config, p, "covered-") for p in config.party_ids}
+        verifying = {p: client_of(covered_by, p, "verifying-") for p in config.party_ids}
+        adverts = {}  # party -> (covered-sum advertisement, verifying-sum advertisement)
+        for p in config.party_ids:
+            (first,), (second,) = start_jointly(covered[p], verifying[p])
+            adverts[p] = (first, second)
+        advert = adverts[victim][0]
+        honest = tuple(PeerKeys(p, second.channel_public_key, second.mask_public_key, second.signature,
+                                first.channel_public_key, first.mask_public_key)
+                       for p, (first, second) in sorted(adverts.items()) if p != victim)
+        verifying[victim].receive(KeyBroadcast(victim, honest, True, True))  # the real keys, authenticated
+        authenticated = verifying[victim].partner_keys
+        assert authenticated is not None
+        client.accept_partner_keys(authenticated)
+        if weaken_partner_check:
+            client._check_partner_authenticated = lambda message: None  # weakened on purpose
+    fake_keys = {p: (generate_keypair(fake), generate_keypair(fake)) for p in peers}  # (channel, mask) pairs
+    # The server cannot sign for the peers; in malicious mode it forwards the best it has: nothing
+    # (or, for a covered sum, an unsigned broadcast as the protocol has it).
+    signed = config.malicious and covered_by is None
+    entries = tuple(PeerKeys(p, fake_keys[p][0][1], fake_keys[p][1][1], bytes(64) if signed else b"") for p in peers)
     try:
-        (shares,) = client.receive(KeyBroadcast(victim, entries, config.malicious))
+        (shares,) = client.receive(KeyBroadcast(victim, entries, signed))
     except FedPrivacyError as exc:
         refusals[victim] = str(exc)
         return EquivocationOutcome(config.threshold, 0, 0, None, victim_input, refusals)

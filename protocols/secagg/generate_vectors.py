@@ -136,6 +136,38 @@ CASES = [
         "drops": {},
         "tamper": {"kind": "too-few-signatures", "recipient": 1},
     },
+    # The consistency quorum (spec §14.2, §14.4): on the full graph a majority, here below t.
+    {
+        "name": "malicious-full-graph-quorum",
+        "description": "Malicious mode, full graph of 6, t = 5, consistency quorum 4 (a majority of 6): "
+        "party 6 drops after signing U3; each party is forwarded exactly 4 signatures (fewer than t) and "
+        "the sum is exact.",
+        "config": {"party_ids": [1, 2, 3, 4, 5, 6], "dim": 3, "modulus": "U32", "neighbours": 5, "threshold": 5,
+                   "quorum": 4, "malicious": True},
+        "drops": {"6": "unmask"},
+    },
+    {
+        "name": "negative-malicious-below-quorum",
+        "description": "Full graph of 6, t = 5, quorum 4: the server forwards only quorum - 1 = 3 valid "
+        "consistency signatures to party 1, which releases nothing (RemoteProtocolError); the others finish.",
+        "config": {"party_ids": [1, 2, 3, 4, 5, 6], "dim": 3, "modulus": "U32", "neighbours": 5, "threshold": 5,
+                   "quorum": 4, "malicious": True},
+        "drops": {},
+        "tamper": {"kind": "too-few-signatures", "recipient": 1},
+    },
+    {
+        "name": "negative-malicious-quorum-of-another-set",
+        "description": "Full graph of 6, t = 4, quorum 4, a server that does not check signatures: it shows "
+        "parties 2-5 a survivor set without party 6 (they sign it) and forwards to party 1 those four "
+        "genuine signatures, a quorum over the other set; party 1 refuses (RemoteProtocolError), and so "
+        "does everyone else (parties 2-5: the request is not the split of the set they signed; party 6: "
+        "three of its forwarded signatures are over the other set): the round aborts at unmasking.",
+        "config": {"party_ids": [1, 2, 3, 4, 5, 6], "dim": 3, "modulus": "U32", "neighbours": 5, "threshold": 4,
+                   "quorum": 4, "malicious": True},
+        "drops": {},
+        "server_trust": False,
+        "tamper": {"kind": "quorum-of-another-set", "shown_to": [2, 3, 4, 5], "without": 6, "recipient": 1},
+    },
 ]
 
 
@@ -149,6 +181,7 @@ def make_config(spec: dict) -> SecAggConfig:
         session_id=b"fedprivacy secagg test vectors!!",
         round_index=7,
         malicious=spec.get("malicious", False),
+        quorum=spec.get("quorum", 0),
     )
 
 
@@ -163,12 +196,23 @@ def make_inputs(config: SecAggConfig) -> dict[int, np.ndarray]:
     return out
 
 
-def make_tamper(spec: dict | None, seen: dict[int, list[bytes]], threshold: int):
-    """``seen`` collects what each party sent (the server's view), for the split-set attack."""
+def make_tamper(spec: dict | None, seen: dict[int, list[bytes]], required: int):
+    """``seen`` collects what each party sent (the server's view), for the split-set attacks;
+    ``required``: the signatures a client needs (the quorum on the full graph, t otherwise)."""
     if spec is None:
         return None
 
     def tamper(recipient: int, data: bytes) -> bytes:
+        if spec["kind"] == "quorum-of-another-set":
+            if recipient in spec["shown_to"] and data[6] == MessageType.CONSISTENCY_REQUEST:
+                request = decode_message(data)
+                return ConsistencyRequest(recipient, tuple(p for p in request.survivors if p != spec["without"])).to_bytes()
+            if recipient == spec["recipient"] and data[6] == MessageType.SIGNED_UNMASK_REQUEST:
+                request = decode_message(data)
+                others = [decode_message(seen[p][-1]) for p in spec["shown_to"]]  # their signatures over the other set
+                signatures = tuple(sorted((o.sender, o.signature) for o in others))
+                return UnmaskRequest(recipient, request.alive_ids, request.dropped_ids, signatures).to_bytes()
+            return data
         if spec["kind"] == "split-set" and recipient == spec["shown_to"] and data[6] == MessageType.CONSISTENCY_REQUEST:
             request = decode_message(data)
             assert isinstance(request, ConsistencyRequest)
@@ -183,7 +227,7 @@ def make_tamper(spec: dict | None, seen: dict[int, list[bytes]], threshold: int)
             return UnmaskRequest(recipient, request.alive_ids, request.dropped_ids, tuple(sorted(signatures.items()))).to_bytes()
         if spec["kind"] == "too-few-signatures" and data[6] == MessageType.SIGNED_UNMASK_REQUEST:
             request = decode_message(data)
-            kept = request.signatures[: threshold - 1]
+            kept = request.signatures[: required - 1]
             return UnmaskRequest(recipient, request.alive_ids, request.dropped_ids, kept).to_bytes()
         if spec["kind"] == "flip-last-byte" and data[6] == spec["message_type"]:
             return data[:-1] + bytes([data[-1] ^ 1])
@@ -223,7 +267,8 @@ def run_case(case: dict) -> dict:
         inputs,
         schedule,
         random_source=lambda party: DeterministicRandomness(f"{case['name']}/party-{party}"),
-        tamper=make_tamper(case.get("tamper"), seen, config.threshold),
+        tamper=make_tamper(case.get("tamper"), seen, config.quorum or config.threshold),
+        server_trust=case.get("server_trust", True),
         observer=observe,
         identities=identities,
         trust=trust,
@@ -236,12 +281,14 @@ def run_case(case: dict) -> dict:
             "identities": {str(p): trust[p].hex() for p in config.party_ids},
             "unsigned": case.get("unsigned", []),
             "trust_omits": case.get("trust_omits", {}),
+            "server_trust": case.get("server_trust", True),
         }
     vector = {
         **extra,
         "name": case["name"],
         "description": case["description"],
-        "config": {**case["config"], "session_id": config.session_id.hex(), "round_index": config.round_index,
+        "config": {**case["config"], **({"quorum": config.quorum} if config.malicious else {}),
+                   "session_id": config.session_id.hex(), "round_index": config.round_index,
                    "encoded": config.encode().hex()},
         "inputs": {str(p): [int(v) for v in inputs[p]] for p in config.party_ids},
         "drops": case["drops"],

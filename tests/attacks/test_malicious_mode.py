@@ -12,7 +12,7 @@ import dataclasses
 
 import pytest
 
-from fedprivacy.errors import RemoteProtocolError
+from fedprivacy.errors import PolicyViolation, RemoteProtocolError
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.policy import weakened_policy
 from fedprivacy.secagg import Adversary, SecAggClient, SecAggConfig, SecAggServer, check_graph_parameters, find_graph_parameters, make_identities
@@ -104,3 +104,42 @@ def test_replayed_consistency_signatures_from_another_round_are_refused():
     with pytest.raises(RemoteProtocolError, match="consistency signature"):
         clients[1].receive(dataclasses.replace(requests[1], signatures=replayed))
     assert clients[2].receive(requests[2])  # the genuine request is answered
+
+
+def test_split_against_a_quorum_that_ignores_a_corrupt_party():
+    """Full graph of 7 with one corrupt holder (party 6, which signs both stories). The server's config
+    asks for a consistency quorum of 4 -- a majority of 7 parties, but 2 x 4 <= n + c -- and t = 4:
+    against clients whose policy is off, a split gives each story 4 signatures and the victim's input.
+    The real client (default policy, gamma = 0.05: c = 1, quorum >= 5) refuses that config before
+    releasing anything; with the library's parameters (quorum 5) every split fails."""
+    n, victim, corrupt = 7, 7, frozenset({6})
+    session = b"attack: split under a lax quorum"
+    lax = SecAggConfig(tuple(range(1, n + 1)), 4, 1, n - 1, 4, session, malicious=True, quorum=4)
+    honest = [p for p in range(1, n) if p not in corrupt]
+    outcomes = [run_equivocation(lax, victim, set(honest[:told]), corrupt, policy=weakened_policy())
+                for told in range(len(honest) + 1)]
+    assert any(o.succeeded for o in outcomes)
+    identities, trust = make_identities(lax.party_ids, DeterministicRandomness("lax-quorum/identities"))
+    with pytest.raises(PolicyViolation, match="quorum 4"):
+        SecAggClient(dataclasses.replace(lax, threshold=6), 1, identity=identities[1], trust=trust)
+    real = SecAggConfig.create(range(1, n + 1), 4, full_graph=True, adversary=Adversary.MALICIOUS, session_id=session)
+    assert real.quorum == 5
+    for told in range(len(honest) + 1):
+        outcome = run_equivocation(real, victim, set(honest[:told]), corrupt)
+        assert not outcome.succeeded and min(outcome.seed_shares, outcome.key_shares) < real.threshold
+
+
+def test_key_substitution_in_a_jointly_covered_sum():
+    """A submodel round's PSU sum is advertised jointly with its rows' sum (spec §14.8): its own key
+    broadcast is unsigned, and the PSU client compares it with the keys the rows' sum authenticated.
+    A server that substitutes keys there recovers the victim's input from a client that skips the
+    comparison, and is refused by the real one (no share leaves it)."""
+    parties = tuple(range(1, N + 1))
+    covered = SecAggConfig(parties, 4, 3, 4, 3, b"attack: joint advertisement (PSU)", malicious=True)
+    verifying = SecAggConfig(parties, 4, 1, N - 1, 9, b"attack: joint advertisement (rows)", malicious=True)
+    weakened = run_key_substitution(covered, victim=3, policy=weakened_policy(), covered_by=verifying,
+                                    weaken_partner_check=True)
+    assert weakened.succeeded
+    real = run_key_substitution(covered, victim=3, policy=weakened_policy(), covered_by=verifying)
+    assert not real.succeeded and real.seed_shares == real.key_shares == 0
+    assert "not the ones its joint advertisement signed" in real.refusals[3]

@@ -31,10 +31,13 @@ class PackedTable(Mapping[int, V], Generic[V]):
         self._unpack = unpack
 
     def _index(self, key: object) -> int:
-        if not isinstance(key, (int, np.integer)) or isinstance(key, bool):
-            return -1
-        where = int(np.searchsorted(self._ids, int(key)))
-        return where if where < self._ids.shape[0] and int(self._ids[where]) == int(key) else -1
+        if type(key) is not int:  # noqa: E721 (the fast path below is for plain ints)
+            if not isinstance(key, (int, np.integer)) or isinstance(key, bool):
+                return -1
+            key = int(key)
+        ids = self._ids
+        where = int(ids.searchsorted(key))
+        return where if where < ids.shape[0] and ids[where] == key else -1
 
     def __getitem__(self, key: object) -> V:
         where = self._index(key)
@@ -42,8 +45,17 @@ class PackedTable(Mapping[int, V], Generic[V]):
             raise KeyError(key)
         return self._unpack(self._rows[where])
 
+    def get(self, key: object, default: object = None) -> V | object:  # type: ignore[override]
+        where = self._index(key)
+        return default if where < 0 else self._unpack(self._rows[where])
+
     def __contains__(self, key: object) -> bool:
         return self._index(key) >= 0
+
+    def items(self) -> Iterator[tuple[int, V]]:  # type: ignore[override]
+        """(id, record) in increasing id order, without a lookup per id."""
+        unpack = self._unpack
+        return ((key, unpack(row)) for key, row in zip(self._ids.tolist(), self._rows))
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._ids.tolist())

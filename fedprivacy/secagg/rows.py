@@ -250,7 +250,10 @@ class ClientRowPlan:
         without, the positions form (type 8) or the bitmap form (type 10), whichever is shorter (the
         positions form on a tie; decoding refuses the longer one)."""
         if parties is not None:
-            return self._encode_compact(np.asarray(sorted(int(p) for p in parties), dtype=np.int64))
+            members = np.asarray(parties, dtype=np.int64).reshape(-1)
+            if members.shape[0] > 1 and not bool(np.all(members[1:] > members[:-1])):
+                members = np.unique(members)
+            return self._encode_compact(members)
         columns, bits = self._columns_and_bits()
         count = self.rows.shape[0]
         entries = int(np.take(_POPCOUNT, bits).sum()) - count  # (peer, row) pairs, itself left out
@@ -301,7 +304,9 @@ class ClientRowPlan:
                     raise DecodeError("a compact row plan is read against the secure sum's parties")
                 party, width = reader.u32(), reader.u32()
                 _check_width(width)
-                members = np.asarray(sorted(int(p) for p in parties), dtype=np.int64)
+                members = np.asarray(parties, dtype=np.int64).reshape(-1)
+                if members.shape[0] > 1 and not bool(np.all(members[1:] > members[:-1])):
+                    members = np.unique(members)
                 rows, peers, offsets, positions = _decode_compact(reader, party, members)
                 reader.done()
                 plan = cls.__new__(cls)
@@ -706,30 +711,38 @@ def _decode_compact(reader: Reader, party: int, parties: np.ndarray) -> tuple[np
     quotients[starts[:-1]] = ones[starts[:-1]] - 8 * row_byte
     if quotients.min() < 0:
         raise DecodeError("each row's unary code must start on a byte of its own")
-    row_of = np.repeat(np.arange(count, dtype=np.int64), counts)
+    row_of = np.repeat(np.arange(count, dtype=np.int32), counts)
     remainders = np.zeros(entries, dtype=np.int64)
     if k:
         used = (counts * k) & 7  # the bits of a row's last remainder byte in use (0: all)
         tail = np.flatnonzero(used)
         if tail.size and np.any(raw[rem_off[1:][tail] - 1] & ((1 << (8 - used[tail])) - 1).astype(np.uint8)):
             raise DecodeError("row plan remainder padding must be zero")
-        first = 8 * rem_off[:-1][row_of] + (np.arange(entries, dtype=np.int64) - starts[:-1][row_of]) * k
+        # Field j of row r starts at bit 8 rem_off[r] + j k = entry * k + (8 rem_off[r] - starts[r] k).
+        first = np.arange(entries, dtype=np.int64) * k
+        first += (8 * rem_off[:-1] - starts[:-1] * k)[row_of]
         remainders = read_fields(raw, first, k).astype(np.int64)
     if (int(quotients.sum()) << k) + int(remainders.sum()) + entries > count * size:
         raise DecodeError("chooser gaps out of range")  # exact, before any int64 sum
+    quotients <<= k
+    quotients += remainders
+    quotients += 1
     steps = np.zeros(entries + 1, dtype=np.int64)
-    np.cumsum((quotients << k) + remainders + 1, out=steps[1:])
-    indices = steps[1:] - 1 - steps[starts[:-1]][row_of]
+    np.cumsum(quotients, out=steps[1:])
+    del quotients, remainders
+    base = steps[starts[:-1]] + 1
+    indices = steps[1:]
+    indices -= base[row_of]  # each chooser's index within its row's party list
     if int(indices[starts[1:] - 1].max()) >= size:  # each row's largest index
         raise DecodeError("a chooser index is outside the sum's parties")
-    hits = indices == own
-    if not np.array_equal(row_of[hits], np.arange(count, dtype=np.int64)):
+    small = indices.astype(np.uint16 if size <= 1 << 16 else np.int64)
+    hits = small == own
+    if not np.array_equal(row_of[hits], np.arange(count, dtype=np.int32)):
         raise DecodeError("every row of a plan must list its own party")
     keep = ~hits
-    peer_index, positions = indices[keep], row_of[keep]
-    key = peer_index.astype(np.uint16) if size <= 1 << 16 else peer_index
-    order = np.argsort(key, kind="stable")  # by peer, rows increasing within each (radix sort)
-    peer_index, positions = peer_index[order], positions[order].astype(np.int32)
+    key, positions = small[keep], row_of[keep]
+    order = np.argsort(key, kind="stable")  # by peer, rows increasing within each (radix sort for u16)
+    peer_index, positions = key[order].astype(np.int64), positions[order]
     cuts = np.flatnonzero(np.diff(peer_index)) + 1
     firsts = np.concatenate([[0], cuts]).astype(np.int64) if peer_index.size else np.zeros(0, dtype=np.int64)
     peers = parties[peer_index[firsts]].astype(np.int64)

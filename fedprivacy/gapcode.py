@@ -22,7 +22,7 @@ import numpy as np
 from .encoding import Reader, Writer
 from .errors import DecodeError
 
-__all__ = ["rice_parameter", "write_set", "read_set", "set_bytes", "pack_fields", "unpack_fields", "read_fields"]
+__all__ = ["rice_parameter", "write_set", "read_set", "pack_fields", "unpack_fields", "read_fields"]
 
 _U64 = np.uint64
 
@@ -33,13 +33,6 @@ def rice_parameter(count: int, last: int) -> int:
         return 0
     mean = (last + 1 - count) // count  # mean of the g_i
     return max(0, ((mean * 45) >> 6).bit_length() - 1)
-
-
-def set_bytes(count: int, last: int, unary_bits: int) -> int:
-    """Length of the field for ``count`` values (the largest ``last``) and a unary stream of that many bits."""
-    if count == 0:
-        return 4
-    return 9 + (unary_bits + 7) // 8 + (count * rice_parameter(count, last) + 7) // 8
 
 
 def write_set(writer: Writer, values: np.ndarray) -> Writer:

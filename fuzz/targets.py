@@ -69,7 +69,7 @@ def _canonical(decode: Callable[[bytes], object], encode: Callable[[object], byt
 
 
 @lru_cache(maxsize=1)
-def _submodel_transcript() -> tuple[list[bytes], list[bytes], list[bytes], list[bytes], list[bytes]]:
+def _submodel_transcript() -> tuple[list[bytes], list[bytes], list[bytes], list[bytes], list[bytes], list[bytes]]:
     """Every message of a small secure submodel round, as bytes; and the configs, PSU parameters and
     row plans inside them."""
     workload = synthetic_workload(clients=4, universe=300, items_per_user=20, seed=3)
@@ -77,7 +77,7 @@ def _submodel_transcript() -> tuple[list[bytes], list[bytes], list[bytes], list[
     model = ReferenceServer(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1))
     server = SubmodelRoundServer(model, RoundSettings(universe=300, max_set_size=20, dropout_fraction=0.2), sorted(states), 0)
     clients = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"fuzz-{p}")) for p, s in states.items()}
-    submodel, secagg, configs, psu, plans = [], [], [], [], []
+    submodel, secagg, configs, psu, plans, compact, sum_parties = [], [], [], [], [], [], []
     outbound = server.start()
     while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
         for item in outbound:
@@ -90,6 +90,8 @@ def _submodel_transcript() -> tuple[list[bytes], list[bytes], list[bytes], list[
             if isinstance(message, RowDownload):
                 configs.append(message.config.encode())
                 plans.append(message.plan.encode())
+                compact.append(message.plan.encode(message.config.party_ids))
+                sum_parties[:] = message.config.party_ids
             if isinstance(message, PhaseMessage):
                 secagg.append(message.payload.to_bytes())
             for reply in clients[item.recipient].receive(message):
@@ -102,7 +104,11 @@ def _submodel_transcript() -> tuple[list[bytes], list[bytes], list[bytes], list[
         outbound = server.close_stage()
     assert server.stage is RoundServerStage.COMPLETED
     unique = lambda items: sorted(set(items), key=items.index)  # noqa: E731
-    return unique(submodel), unique(secagg), unique(configs), unique(psu), unique(plans)
+    _COMPACT_PARTIES[:] = sum_parties
+    return unique(submodel), unique(secagg), unique(configs), unique(psu), unique(plans), unique(compact)
+
+
+_COMPACT_PARTIES: list[int] = []  # the rows' sum's parties of the transcript (the compact plans' context)
 
 
 @lru_cache(maxsize=1)
@@ -178,12 +184,15 @@ def _client_state(data: bytes) -> object:
 
 
 def targets() -> list[Target]:
-    submodel, secagg, configs, psu, plans = _submodel_transcript()
+    submodel, secagg, configs, psu, plans, compact = _submodel_transcript()
+    parties = tuple(_COMPACT_PARTIES)
     lines, ledger_file, head, memo = _client_files()
     return [
         Target("secagg-message", tuple(secagg), _canonical(decode_message, lambda m: m.to_bytes())),
         Target("secagg-config", tuple(configs), _canonical(SecAggConfig.decode, lambda c: c.encode())),
         Target("secagg-row-plan", tuple(plans), _canonical(ClientRowPlan.decode, lambda p: p.encode())),
+        Target("secagg-compact-row-plan", tuple(compact), _canonical(lambda d: ClientRowPlan.decode(d, parties),
+                                                                     lambda p: p.encode(parties))),
         Target("secagg-snapshot", tuple(_snapshots()), _canonical(_restore, _data_of)),
         Target("psu-parameters", tuple(psu), _canonical(PSUParameters.decode, lambda p: p.encode())),
         Target("submodel-message", tuple(submodel), _canonical(decode_submodel_message, lambda m: m.to_bytes())),

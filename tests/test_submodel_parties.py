@@ -99,8 +99,11 @@ def test_a_client_refuses_a_plan_that_leaves_rows_without_partners():
         victim = download.recipient
         plan = ClientRowPlan(victim, download.plan.width, download.plan.rows, forge(download.plan))
         forged = RowDownload(victim, 0, download.config, plan, download.dense_rows, download.rows, download.dense)
+        if index == 2:  # version 3: the wire names partners by their index in the sum, so it cannot say this
+            with pytest.raises(InvalidParameters, match="not a party of the sum"):
+                forged.to_bytes()
         with pytest.raises(RemoteProtocolError, match="partners|choosers|shared with every"):
-            clients[victim].receive(_wire(forged))
+            clients[victim].receive(forged if index == 2 else _wire(forged))
         assert clients[victim].stage is RoundClientStage.ABORTED
     # Itself as a partner: neither form of a plan can say it (a plan built so is refused).
     download = _wire(outbound[3].message)
@@ -247,23 +250,27 @@ def test_non_finite_parameters_are_rejected():
     assert Modulus(download.config.modulus) is Modulus.U64
 
 
-def test_the_union_takes_its_shorter_form_and_the_retired_types_are_refused():
-    from fedprivacy.submodel.messages import UnionBroadcast
+def test_id_sets_are_rice_coded_canonically_and_the_retired_types_are_refused():
+    from fedprivacy.submodel.messages import RandomizedSetReport, UnionBroadcast
 
-    dense = np.arange(0, 4000, 3, dtype=np.uint64)  # a third of [0, 4000): the bitmap
-    sparse = np.array([5, 10_000_000], dtype=np.uint64)  # the ids
-    for ids, form in ((dense, 1), (sparse, 0), (np.zeros(0, dtype=np.uint64), 0)):
-        data = UnionBroadcast(7, ids).to_bytes()
-        assert data[6] == 8 and data[15] == form
-        again = decode_submodel_message(data)
-        assert again.round_index == 7 and np.array_equal(again.ids, ids) and again.to_bytes() == data
-    longer = bytearray(UnionBroadcast(7, sparse).to_bytes()[:15]) + bytes([1])  # sparse ids as a bitmap
-    bits = np.zeros(10_000_001, dtype=bool)
-    bits[sparse.astype(np.int64)] = True
-    packed = np.packbits(bits).tobytes()
-    longer += len(packed).to_bytes(4, "big") + packed
-    with pytest.raises(DecodeError, match="shorter form"):
-        decode_submodel_message(bytes(longer))
-    for retired in (2, 4):  # version 1's RoundStart and UnionBroadcast
+    dense = np.arange(0, 4000, 3, dtype=np.uint64)  # a third of [0, 4000)
+    sparse = np.array([5, 10_000_000], dtype=np.uint64)
+    for ids in (dense, sparse, np.zeros(0, dtype=np.uint64), np.array([(1 << 63) - 1], dtype=np.uint64)):
+        for message in (UnionBroadcast(7, ids), RandomizedSetReport(3, ids, 7)):
+            data = message.to_bytes()
+            assert data[6] == (10 if isinstance(message, UnionBroadcast) else 9)
+            again = decode_submodel_message(data)
+            assert again.round_index == 7 and np.array_equal(again.ids, ids) and again.to_bytes() == data
+    # Every third id of [0, 4000): gaps of 2, k = 0, 3 bits an id (as many as a bitmap); every 16th:
+    # gaps of 15, k = 3, 5 bits an id (a bitmap takes 16, a u64 list 64).
+    assert len(UnionBroadcast(7, dense).to_bytes()) == 15 + 9 + (1 + 3 * (dense.shape[0] - 1) + 7) // 8
+    sixteenth = np.arange(0, 16_000, 16, dtype=np.uint64)
+    assert len(UnionBroadcast(7, sixteenth).to_bytes()) == 15 + 9 + (2 * 1000 + 7) // 8 + (3 * 1000 + 7) // 8
+    data = bytearray(UnionBroadcast(7, dense).to_bytes())
+    data[19] = 1  # another Rice parameter for the same ids: refused (one encoding per set)
+    with pytest.raises(DecodeError):
+        decode_submodel_message(bytes(data))
+    # Version 1's RoundStart and UnionBroadcast, version 2's report, download and union.
+    for retired in (1, 2, 4, 6, 8):
         with pytest.raises(DecodeError):
             decode_submodel_message(b"FPRV\x01\x03" + bytes([retired]) + bytes(40))

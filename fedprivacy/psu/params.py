@@ -4,7 +4,9 @@ Everything here is public and fixed before any client encodes. The table has ``c
 into ``hashes`` equal sub-tables (an id occupies one cell in each, so always ``hashes`` distinct
 cells). ``cells`` = ceil(cells_per_id * union_bound) rounded up to a multiple of ``hashes``; the
 defaults follow the 2-core thresholds of random hypergraphs (1.222 for 3 hashes, 1.295 for 4):
-4 hashes with 1.4 cells per id up to a bound of 10^5 ids, 3 hashes with 1.3 beyond.
+4 hashes with 1.4 cells per id up to a bound of 10^5 ids, 3 hashes with 1.25 beyond (1.3 before
+submodel version 3; above 10^5 ids the threshold's finite-size window is far narrower than the
+margin, see ``protocols/psu/spec.md`` §2).
 
 Each cell has two fields (weight, weight*id) when the universe is at most 2^32, or three (plus
 weight*checksum) above, so that an impure cell passes the purity test with probability at most
@@ -53,7 +55,7 @@ class PSUParameters:
         if not isinstance(self.attempt, int) or not 0 <= self.attempt < 64:
             raise InvalidParameters("attempt must be in [0, 64)")
         hashes = self.hashes if self.hashes is not None else (4 if self.union_bound <= 100_000 else 3)
-        density = self.cells_per_id if self.cells_per_id is not None else (1.4 if hashes >= 4 else 1.3)
+        density = self.cells_per_id if self.cells_per_id is not None else (1.4 if hashes >= 4 else 1.25)
         if isinstance(density, (int, float)) and math.isfinite(density):
             density = round(density * 1_000_000) / 1_000_000  # what the wire form carries, exactly
         if hashes not in (3, 4, 5):
@@ -93,7 +95,7 @@ class PSUParameters:
 
     def retry(self, growth: float = 1.5, minimum_bound: int = 0) -> PSUParameters:
         """The next attempt: a fresh key and a larger table (after a decode failure), with the default
-        shape for the new bound (4 hashes and 1.4 cells per id up to 10^5 ids, 3 and 1.3 beyond)."""
+        shape for the new bound (4 hashes and 1.4 cells per id up to 10^5 ids, 3 and 1.25 beyond)."""
         bound = max(math.ceil(self.union_bound * growth), minimum_bound)
         return PSUParameters(self.universe, bound, self.session_id, self.attempt + 1)
 

@@ -41,7 +41,7 @@ signature cannot know it signed and relies on the host's guarantee.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -91,6 +91,7 @@ from .messages import (
     UnmaskResponse,
     decode_message,
 )
+from .packed import pack_byte_pairs, pack_bytes, pack_limb_pairs
 from .params import MAX_CLIENTS, MAX_DIM, Adversary, SecAggConfig
 from .rows import ClientRowPlan
 from .stages import CLIENT_TRANSITIONS, MALICIOUS_CLIENT_TRANSITIONS, ClientEvent, ClientStage
@@ -206,12 +207,13 @@ class SecAggClient:
         self._channel_private: bytes | None = None
         self._mask_private: bytes | None = None
         self._own_public_keys: tuple[bytes, bytes] = (b"", b"")
-        self._peer_keys: dict[int, tuple[bytes, bytes]] = {}  # neighbour -> (channel pk, mask pk)
+        self._peer_keys: Mapping[int, tuple[bytes, bytes]] = {}  # neighbour -> (channel pk, mask pk)
         self._own_seed: bytes | None = None
         self._own_seed_share: tuple[int, ...] | None = None
-        self._held_shares: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}  # owner -> (key, seed)
-        self._pair_mask_keys: dict[int, bytes] = {}  # peer -> AES key of the pairwise mask
-        self._channel_secrets: dict[int, bytes] = {}  # peer -> X25519 secret of the share channel
+        # Per-peer records are kept packed (numpy rows, fedprivacy/secagg/packed.py) once filled.
+        self._held_shares: Mapping[int, tuple[tuple[int, ...], tuple[int, ...]]] = {}  # owner -> (key, seed)
+        self._pair_mask_keys: Mapping[int, bytes] = {}  # peer -> AES key of the pairwise mask
+        self._channel_secrets: Mapping[int, bytes] = {}  # peer -> X25519 secret of the share channel
         self._input: np.ndarray | None = None
         self._answered: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         self._response: UnmaskResponse | None = None
@@ -491,11 +493,11 @@ class SecAggClient:
         client.stage = stage
         client._channel_private, client._mask_private = channel_private, mask_private
         client._own_public_keys = own
-        client._peer_keys = peer_keys
+        client._peer_keys = pack_byte_pairs(peer_keys, KEY_BYTES)
         client._own_seed, client._own_seed_share = own_seed, own_seed_share
-        client._held_shares = held
-        client._pair_mask_keys = pair_keys
-        client._channel_secrets = channel_secrets
+        client._held_shares = pack_limb_pairs(held, SECRET_LIMBS)
+        client._pair_mask_keys = pack_bytes(pair_keys, MASK_KEY_BYTES)
+        client._channel_secrets = pack_bytes(channel_secrets, KEY_BYTES)
         client._input = vector
         client._answered = answered
         client._response = response
@@ -545,7 +547,7 @@ class SecAggClient:
         self.stage = ClientStage.ABORTED
         self.error = error
         self._channel_private = self._mask_private = self._own_seed = self._own_seed_share = None
-        self._held_shares.clear()
+        self._held_shares = {}
         self._pair_mask_keys = {}
         self._channel_secrets = {}
         self._input = None
@@ -581,9 +583,10 @@ class SecAggClient:
         all_keys += [canonical_public_key(key) for key in self._own_public_keys]
         if len(set(all_keys)) != len(all_keys):
             raise RemoteProtocolError("neighbours' public keys are not pairwise distinct")
-        self._peer_keys = peers
+        self._peer_keys = pack_byte_pairs(peers, KEY_BYTES)  # numpy rows, not a dict of bytes (packed.py)
         channel = KeyAgreement(self._channel_private)
-        self._channel_secrets = {peer: channel.agree(keys[0]) for peer, keys in peers.items()}
+        channel_secrets = {peer: channel.agree(keys[0]) for peer, keys in peers.items()}
+        self._channel_secrets = pack_bytes(channel_secrets, KEY_BYTES)
         self._own_seed = self._random_bytes(32)
         holders = sorted([self.party_id, *peers] if config.full_graph else peers)
         secrets = np.concatenate([secret_to_limbs(self._mask_private), secret_to_limbs(self._own_seed)])
@@ -595,7 +598,7 @@ class SecAggClient:
             if holder == self.party_id:
                 self._own_seed_share = tuple(int(v) for v in seed_limbs)
                 continue
-            channel_key = share_channel_key(config, self._channel_secrets[holder], self.party_id, holder)
+            channel_key = share_channel_key(config, channel_secrets[holder], self.party_id, holder)
             ciphertexts.append((holder, encrypt_share(config, channel_key, self.party_id, holder, key_limbs, seed_limbs)))
         return [ShareKeys(self.party_id, tuple(ciphertexts))]
 
@@ -649,12 +652,12 @@ class SecAggClient:
             held[sender] = decrypt_share(config, channel_key, sender, self.party_id, ciphertext)
         assert self._mask_private is not None
         mask = KeyAgreement(self._mask_private)
-        self._pair_mask_keys = {
+        self._pair_mask_keys = pack_bytes({
             peer: pair_mask_key(config, mask.agree(self._peer_keys[peer][1]), self.party_id, peer)
             for peer in sorted(held)
-        }
+        }, MASK_KEY_BYTES)
         self._channel_secrets = {}
-        self._held_shares = held
+        self._held_shares = pack_limb_pairs(held, SECRET_LIMBS)
         if self._input is not None:
             self.stage = ClientStage.AWAITING_INPUT
             return self._send_masked_input()

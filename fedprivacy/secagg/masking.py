@@ -14,6 +14,7 @@ parties, so no key is ever used for two purposes or two pairs:
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 
 import numpy as np
 
@@ -39,25 +40,41 @@ __all__ = [
 MASK_KEY_BYTES = 16
 _ZERO_NONCE = bytes(aead.NONCE_BYTES)
 _SHARE = struct.Struct(f">II{2 * SECRET_LIMBS}Q")
+# domain_tag is concatenative: tag(a, ..., i, j) = tag(a, ...) + the integer parts, each "i" | u32 8 | u64.
+# The fixed prefixes are built once; a client derives a few keys per peer (thousands per round).
+_INTS = struct.Struct(">cIQcIQ")
+_INT = struct.Struct(">cIQ")
+_PAIR_MASK = domain_tag("secagg", "pair-mask")
+_SELF_MASK = domain_tag("secagg", "self-mask")
+_SHARE_ENC = domain_tag("secagg", "share-enc")
+
+
+def _two(prefix: bytes, a: int, b: int) -> bytes:
+    return prefix + _INTS.pack(b"i", 8, a, b"i", 8, b)
+
+
+@lru_cache(maxsize=64)
+def _share_ad_prefix(digest: bytes, round_index: int) -> bytes:
+    return domain_tag("secagg", "share-ad", digest, round_index)
 
 
 def pair_mask_key(config: SecAggConfig, mask_secret: bytes, party_a: int, party_b: int) -> bytes:
     """AES key of the pairwise mask between two parties from their X25519 mask agreement."""
     low, high = (party_a, party_b) if party_a < party_b else (party_b, party_a)
-    return hkdf(mask_secret, config.digest, domain_tag("secagg", "pair-mask", low, high), MASK_KEY_BYTES)
+    return hkdf(mask_secret, config.digest, _two(_PAIR_MASK, low, high), MASK_KEY_BYTES)
 
 
 
 def self_mask_key(config: SecAggConfig, seed: bytes, owner: int) -> bytes:
-    return hkdf(seed, config.digest, domain_tag("secagg", "self-mask", owner), MASK_KEY_BYTES)
+    return hkdf(seed, config.digest, _SELF_MASK + _INT.pack(b"i", 8, owner), MASK_KEY_BYTES)
 
 
 def share_channel_key(config: SecAggConfig, channel_secret: bytes, sender: int, recipient: int) -> bytes:
-    return hkdf(channel_secret, config.digest, domain_tag("secagg", "share-enc", sender, recipient), MASK_KEY_BYTES)
+    return hkdf(channel_secret, config.digest, _two(_SHARE_ENC, sender, recipient), MASK_KEY_BYTES)
 
 
 def share_associated_data(config: SecAggConfig, sender: int, recipient: int) -> bytes:
-    return domain_tag("secagg", "share-ad", config.digest, config.round_index, sender, recipient)
+    return _two(_share_ad_prefix(config.digest, config.round_index), sender, recipient)
 
 
 def encrypt_share(

@@ -43,6 +43,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from ..encoding import ProtocolCode, Reader, Writer
+from ..gapcode import read_fields, read_set, rice_parameter, write_set
 from ..errors import DecodeError, InvalidParameters
 from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, sub_inplace, word_bytes
 from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into
@@ -53,6 +54,7 @@ __all__ = ["RowPlan", "ClientRowPlan", "row_keystream"]
 _P61 = np.uint64(P61)
 _PLAN_TYPE = 8  # per peer, the positions of the rows both chose
 _PLAN_BITMAP_TYPE = 10  # per row, a bitmap over the parties that chose it (whichever form is shorter)
+_PLAN_COMPACT_TYPE = 17  # per row, Rice-coded chooser indices into the sum's parties (the RowDownload's form)
 MAX_ROWS = 1 << 28
 _POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.int64)
 
@@ -240,9 +242,15 @@ class ClientRowPlan:
             member[positions, int(np.searchsorted(columns, peer))] = True
         return columns, np.packbits(member, axis=1)
 
-    def encode(self) -> bytes:
-        """Canonical bytes: the positions form (type 8) or the bitmap form (type 10), whichever is
-        shorter (the positions form on a tie); decoding refuses the longer one."""
+    def encode(self, parties: object = None) -> bytes:
+        """Canonical bytes: with ``parties`` (the secure sum's party ids) the compact form (type 17);
+        without, the positions form (type 8) or the bitmap form (type 10), whichever is shorter (the
+        positions form on a tie; decoding refuses the longer one)."""
+        if parties is not None:
+            members = np.asarray(parties, dtype=np.int64).reshape(-1)
+            if members.shape[0] > 1 and not bool(np.all(members[1:] > members[:-1])):
+                members = np.unique(members)
+            return self._encode_compact(members)
         columns, bits = self._columns_and_bits()
         count = self.rows.shape[0]
         entries = int(np.take(_POPCOUNT, bits).sum()) - count  # (peer, row) pairs, itself left out
@@ -259,11 +267,49 @@ class ClientRowPlan:
             writer.u32(peer).u32(positions.shape[0]).fixed(positions.astype(">u4").tobytes(), 4 * positions.shape[0])
         return writer.finish()
 
+    def _encode_compact(self, parties: np.ndarray) -> bytes:
+        own = int(np.searchsorted(parties, self.party_id))
+        if own >= parties.shape[0] or int(parties[own]) != self.party_id:
+            raise InvalidParameters("the plan's party is not a party of the sum")
+        writer = Writer(ProtocolCode.SECAGG, _PLAN_COMPACT_TYPE).u32(self.party_id).u32(self.width)
+        count = self.rows.shape[0]
+        if self._source is not None:
+            plan, party = self._source
+            counts, k, unary, remainders = plan._compact_client(party, parties)
+            return _write_compact(writer, self.rows, counts, k, unary, remainders)
+        row_parts, index_parts = [np.arange(count, dtype=np.int64)], [np.full(count, own, dtype=np.int64)]
+        for peer, positions in self.sharing():
+            where = int(np.searchsorted(parties, peer))
+            if where >= parties.shape[0] or int(parties[where]) != peer:
+                raise InvalidParameters(f"partner {peer} is not a party of the sum")
+            row_parts.append(np.asarray(positions, dtype=np.int64))
+            index_parts.append(np.full(positions.shape[0], where, dtype=np.int64))
+        keys = np.sort(np.concatenate(row_parts) * parties.shape[0] + np.concatenate(index_parts))
+        counts = np.bincount(keys // parties.shape[0], minlength=count).astype(np.int64)
+        k = _compact_k(count, parties.shape[0], keys.shape[0])
+        unary, _, remainders, _ = _aligned_codes(counts, _row_gaps(counts, keys % parties.shape[0]), k)
+        return _write_compact(writer, self.rows, counts, k, unary, remainders)
+
     @classmethod
-    def decode(cls, data: bytes) -> ClientRowPlan:
+    def decode(cls, data: bytes, parties: object = None) -> ClientRowPlan:
+        """Decode a plan; the compact form (type 17) needs ``parties``, the sum's party ids."""
         try:
             reader = Reader(data, ProtocolCode.SECAGG)
             kind = reader.u8()
+            if kind == _PLAN_COMPACT_TYPE:
+                if parties is None:
+                    raise DecodeError("a compact row plan is read against the secure sum's parties")
+                party, width = reader.u32(), reader.u32()
+                _check_width(width)
+                members = np.asarray(parties, dtype=np.int64).reshape(-1)
+                if members.shape[0] > 1 and not bool(np.all(members[1:] > members[:-1])):
+                    members = np.unique(members)
+                rows, peers, offsets, positions = _decode_compact(reader, party, members)
+                reader.done()
+                plan = cls.__new__(cls)
+                plan._init(party, width, rows)
+                plan._peers, plan._offsets, plan._positions = peers, offsets, positions
+                return plan
             if kind not in (_PLAN_TYPE, _PLAN_BITMAP_TYPE):
                 raise DecodeError("not a row plan")
             party, width = reader.u32(), reader.u32()
@@ -374,6 +420,7 @@ class RowPlan:
         self._positions: dict[int, np.ndarray] = positions
         self._parties = np.array(sorted(parties), dtype=np.int64)
         self._bits: np.ndarray | None = None  # per union row, a packed bitmap over _parties (built once)
+        self._compact: dict[bytes, object] = {}  # per party list (and Rice parameter): the union rows' codes
 
     @property
     def dim(self) -> int:
@@ -416,6 +463,55 @@ class RowPlan:
             return parties, bits
         member = np.unpackbits(bits, axis=1, count=parties.shape[0])[:, used]
         return parties[used], np.packbits(member, axis=1)
+
+    def _chooser_table(self, parties: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per union row, where its choosers start and (grouped by row) the within-row gaps of their
+        indices in ``parties`` (built once per party list; 2 or 4 bytes an entry)."""
+        key = parties.tobytes()
+        table = self._compact.get(key)
+        if table is None:
+            counts = self.choosers()
+            starts = _row_starts(counts)
+            cursor = starts[:-1].copy()
+            where = np.searchsorted(parties, self._parties)
+            if self._parties.size and (int(where.max()) >= parties.shape[0]
+                                       or not np.array_equal(parties[where], self._parties)):
+                raise InvalidParameters("every party of the plan must be a party of the sum")
+            small = np.uint16 if parties.shape[0] <= 1 << 16 else np.uint32
+            gaps = np.empty(int(starts[-1]), dtype=small)
+            last = np.full(counts.shape[0], -1, dtype=np.int64)
+            for column, party in zip(where.tolist(), self._parties.tolist()):  # parties in increasing order
+                rows = self._positions[party]
+                gaps[cursor[rows]] = column - last[rows] - 1
+                cursor[rows] += 1
+                last[rows] = column
+            table = (starts, gaps)
+            self._compact[key] = table
+        return table  # type: ignore[return-value]
+
+    def _compact_client(self, party: int, parties: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """A party's compact plan: per row the chooser counts, the Rice parameter, the unary codes and
+        the remainder fields -- byte ranges of the union rows' codes (encoded once per parameter, in
+        slices of rows so that no temporary holds every entry)."""
+        starts, table = self._chooser_table(parties)
+        rows = self._positions[party]
+        counts = starts[rows + 1] - starts[rows]
+        k = _compact_k(rows.shape[0], parties.shape[0], int(counts.sum()))
+        key = parties.tobytes() + bytes([k])
+        codes = self._compact.get(key)
+        if codes is None:
+            all_counts = np.diff(starts)
+            pieces, step = [], max(1, (1 << 20) // max(1, int(all_counts.mean()) if all_counts.size else 1))
+            for low in range(0, all_counts.shape[0], step):
+                high = min(all_counts.shape[0], low + step)
+                pieces.append(_aligned_codes(all_counts[low:high], table[starts[low]:starts[high]].astype(np.int64), k))
+            codes = (np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, np.uint8),
+                     _row_starts(np.concatenate([np.diff(p[1]) for p in pieces]) if pieces else np.zeros(0, np.int64)),
+                     np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.uint8),
+                     _row_starts(np.concatenate([np.diff(p[3]) for p in pieces]) if pieces else np.zeros(0, np.int64)))
+            self._compact[key] = codes
+        unary, unary_off, remainders, rem_off = codes  # type: ignore[misc]
+        return counts, k, _gather_ranges(unary, unary_off, rows), _gather_ranges(remainders, rem_off, rows)
 
     def partners(self, party: int) -> np.ndarray:
         """The other parties that share at least one row with ``party`` (increasing)."""
@@ -498,3 +594,154 @@ class RowUnmasker:
 
     def apply_to(self, total: np.ndarray) -> None:
         self._masks.apply_to(total.reshape(-1, self.plan.width))
+
+
+# -- the compact plan form (type 17) ----------------------------------------------------------------
+#
+# Per row of C_u, the indices of its choosers in the secure sum's party list (u itself included, so a
+# row's code is the same for every chooser and the server encodes each union row once per Rice
+# parameter), coded as within-row gaps split by one Rice parameter k: per row, the quotients in unary
+# (a one ends each) and the remainders as k-bit fields, each row's unary code and each row's fields
+# starting on a byte of their stream. The party list is not sent: it is the rows' secure-sum
+# config's (``protocols/secagg/spec.md`` §12).
+
+
+def _compact_k(rows: int, parties: int, entries: int) -> int:
+    """The canonical Rice parameter: that of ``entries`` ones spread over ``rows`` x ``parties`` cells."""
+    return rice_parameter(entries, rows * parties - 1)
+
+
+def _row_starts(counts: np.ndarray) -> np.ndarray:
+    """Where each row's entries start (entries grouped by row, ``counts`` per row), and the total."""
+    starts = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    return starts
+
+
+def _row_gaps(counts: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Within-row gaps of increasing indices (a row's first gap counts from 0)."""
+    gaps = np.empty(indices.shape[0], dtype=np.int64)
+    gaps[1:] = indices[1:] - indices[:-1] - 1
+    firsts = _row_starts(counts)[:-1][counts > 0]
+    gaps[firsts] = indices[firsts]
+    return gaps
+
+
+def _aligned_codes(counts: np.ndarray, gaps: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row (``counts`` gaps each), its unary code and its k-bit remainder fields, each padded to a
+    byte: (unary bytes, unary row offsets, remainder bytes, remainder row offsets)."""
+    starts = _row_starts(counts)
+    entries, count = gaps.shape[0], counts.shape[0]
+    row_of = np.repeat(np.arange(count, dtype=np.int64), counts)
+    steps = np.zeros(entries + 1, dtype=np.int64)
+    np.cumsum((gaps >> k) + 1, out=steps[1:])
+    relative = steps[1:] - 1 - steps[starts[:-1]][row_of]  # a one ends each gap's unary code
+    del steps
+    unary_len = np.zeros(count, dtype=np.int64)
+    chosen = counts > 0
+    unary_len[chosen] = (relative[starts[1:][chosen] - 1] >> 3) + 1
+    unary_off = _row_starts(unary_len)
+    bits = np.zeros(8 * int(unary_off[-1]), dtype=np.uint8)
+    bits[8 * unary_off[:-1][row_of] + relative] = 1
+    unary = np.packbits(bits)
+    del bits, relative
+    rem_off = _row_starts((counts * k + 7) >> 3)
+    bits = np.zeros(8 * int(rem_off[-1]), dtype=np.uint8)
+    if k:
+        first = 8 * rem_off[:-1][row_of] + (np.arange(entries, dtype=np.int64) - starts[:-1][row_of]) * k
+        for bit in range(k):
+            bits[first + bit] = (gaps >> (k - 1 - bit)) & 1
+    return unary, unary_off, np.packbits(bits), rem_off
+
+
+def _gather_ranges(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The concatenated byte ranges [offsets[r], offsets[r + 1]) of ``rows``, in order."""
+    lengths = offsets[rows + 1] - offsets[rows]
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, dtype=np.uint8)
+    shift = offsets[rows] - (np.cumsum(lengths) - lengths)
+    return np.take(data, np.repeat(shift, lengths) + np.arange(total, dtype=np.int64))
+
+
+def _write_compact(writer: Writer, rows: np.ndarray, counts: np.ndarray, k: int, unary: np.ndarray,
+                   remainders: np.ndarray) -> bytes:
+    write_set(writer, rows)
+    write_set(writer, np.cumsum(counts).astype(np.uint64))
+    writer.u8(k).u32(unary.shape[0]).fixed(unary.tobytes(), unary.shape[0])
+    return writer.fixed(remainders.tobytes(), remainders.shape[0]).finish()
+
+
+def _decode_compact(reader: Reader, party: int, parties: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, peers, offsets, positions) of a compact plan over the sum's ``parties`` (increasing)."""
+    rows = read_set(reader, 1 << 64, MAX_ROWS)
+    count, size = rows.shape[0], parties.shape[0]
+    own = int(np.searchsorted(parties, party))
+    if own >= size or int(parties[own]) != party:
+        raise DecodeError("the plan's party is not a party of the sum")
+    cumulative = read_set(reader, count * size + 1, MAX_ROWS).astype(np.int64)
+    if cumulative.shape[0] != count or (count and cumulative[0] < 1):
+        raise DecodeError("a compact plan needs one chooser count per row, each at least 1")
+    counts = np.diff(cumulative, prepend=0)
+    entries = int(cumulative[-1]) if count else 0
+    k = reader.u8()
+    if k != _compact_k(count, size, entries):
+        raise DecodeError("non-canonical Rice parameter in a row plan")
+    unary = np.frombuffer(reader.fixed(reader.count(1 << 31, 1)), dtype=np.uint8)
+    rem_off = _row_starts((counts * k + 7) >> 3)
+    raw = np.frombuffer(reader.fixed(int(rem_off[-1])), dtype=np.uint8)
+    if not count:
+        if unary.shape[0]:
+            raise DecodeError("a plan without rows has no chooser codes")
+        empty = np.zeros(0, dtype=np.int64)
+        return rows, empty, np.zeros(1, dtype=np.int64), empty
+    if counts.max() > size or k > 56:
+        raise DecodeError("a row has more choosers than the sum has parties")
+    ones = np.flatnonzero(np.unpackbits(unary))
+    if ones.shape[0] != entries or (int(ones[-1]) >> 3) != unary.shape[0] - 1:
+        raise DecodeError("the unary codes must hold one terminator per chooser and end with the last")
+    starts = _row_starts(counts)
+    row_byte = np.zeros(count, dtype=np.int64)
+    row_byte[1:] = (ones[starts[1:-1] - 1] >> 3) + 1  # a row's code starts on the byte after the last's
+    quotients = np.empty(entries, dtype=np.int64)
+    quotients[1:] = ones[1:] - ones[:-1] - 1
+    quotients[starts[:-1]] = ones[starts[:-1]] - 8 * row_byte
+    if quotients.min() < 0:
+        raise DecodeError("each row's unary code must start on a byte of its own")
+    row_of = np.repeat(np.arange(count, dtype=np.int32), counts)
+    remainders = np.zeros(entries, dtype=np.int64)
+    if k:
+        used = (counts * k) & 7  # the bits of a row's last remainder byte in use (0: all)
+        tail = np.flatnonzero(used)
+        if tail.size and np.any(raw[rem_off[1:][tail] - 1] & ((1 << (8 - used[tail])) - 1).astype(np.uint8)):
+            raise DecodeError("row plan remainder padding must be zero")
+        # Field j of row r starts at bit 8 rem_off[r] + j k = entry * k + (8 rem_off[r] - starts[r] k).
+        first = np.arange(entries, dtype=np.int64) * k
+        first += (8 * rem_off[:-1] - starts[:-1] * k)[row_of]
+        remainders = read_fields(raw, first, k).astype(np.int64)
+    if (int(quotients.sum()) << k) + int(remainders.sum()) + entries > count * size:
+        raise DecodeError("chooser gaps out of range")  # exact, before any int64 sum
+    quotients <<= k
+    quotients += remainders
+    quotients += 1
+    steps = np.zeros(entries + 1, dtype=np.int64)
+    np.cumsum(quotients, out=steps[1:])
+    del quotients, remainders
+    base = steps[starts[:-1]] + 1
+    indices = steps[1:]
+    indices -= base[row_of]  # each chooser's index within its row's party list
+    if int(indices[starts[1:] - 1].max()) >= size:  # each row's largest index
+        raise DecodeError("a chooser index is outside the sum's parties")
+    small = indices.astype(np.uint16 if size <= 1 << 16 else np.int64)
+    hits = small == own
+    if not np.array_equal(row_of[hits], np.arange(count, dtype=np.int32)):
+        raise DecodeError("every row of a plan must list its own party")
+    keep = ~hits
+    key, positions = small[keep], row_of[keep]
+    order = np.argsort(key, kind="stable")  # by peer, rows increasing within each (radix sort for u16)
+    peer_index, positions = key[order].astype(np.int64), positions[order]
+    cuts = np.flatnonzero(np.diff(peer_index)) + 1
+    firsts = np.concatenate([[0], cuts]).astype(np.int64) if peer_index.size else np.zeros(0, dtype=np.int64)
+    peers = parties[peer_index[firsts]].astype(np.int64)
+    offsets = np.concatenate([firsts, [peer_index.shape[0]]]).astype(np.int64)
+    return rows, peers, offsets, positions

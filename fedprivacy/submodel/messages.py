@@ -1,21 +1,24 @@
-"""Wire messages of the secure submodel round (format version 2, protocol code 3).
+"""Wire messages of the secure submodel round (format version 3, protocol code 3).
 
-Every message starts "FPRV" | 1 | 3 | type; integers are big-endian, floats IEEE-754 binary64
-big-endian, id lists strictly increasing u64. :func:`decode_submodel_message` turns untrusted bytes into
-a message or raises :class:`DecodeError` (and nothing else).
+Every message starts "FPRV" | 1 | 3 | type; integers are big-endian, floats IEEE-754 big-endian, id
+lists strictly increasing and Rice-coded (:mod:`fedprivacy.gapcode`). :func:`decode_submodel_message`
+turns untrusted bytes into a message or raises :class:`DecodeError` (and nothing else).
 
 | type | message              | direction        | when                                            |
 |------|----------------------|------------------|-------------------------------------------------|
-| 1    | RandomizedSetReport  | client -> server | after the union: S''_i (ledger line kept first) |
+| 9    | RandomizedSetReport  | client -> server | after the union: S''_i (ledger line kept first) |
 | 7    | RoundStart           | server -> client | opens the round / a PSU attempt                 |
 | 3    | PhaseMessage         | both             | a secure-aggregation message of the PSU or rows |
-| 8    | UnionBroadcast       | server -> client | the union U, to every PSU contributor           |
+| 10   | UnionBroadcast       | server -> client | the union U, to every PSU contributor           |
 | 5    | SitOut               | client -> server | the client takes no (further) part this round   |
-| 6    | RowDownload          | server -> client | the client's plan, its rows and the dense part  |
+| 11   | RowDownload          | server -> client | the client's plan, its rows and the dense part  |
 
-Version 2 (types 7 and 8 replace 2 and 4, which are refused): the rows' secure sum is set up with
-the PSU's first attempt (its config travels in ``RoundStart``; its keys and shares in ROWS phase
-messages of the same exchanges), and the union is a bitmap when that is shorter.
+Version 2 (types 7 and 8 replaced 2 and 4): the rows' secure sum is set up with the PSU's first
+attempt (its config travels in ``RoundStart``; its keys and shares in ROWS phase messages of the same
+exchanges). Version 3 (types 9, 10, 11 replace 1, 8, 6, which are refused): the randomized set and the
+union as Rice-coded id sets, the row plan in its compact form (chooser indices into the rows' sum's
+parties, ``protocols/secagg/spec.md`` §12, type 17) and the row values as float32 when every value is
+exactly a float32 (float64 otherwise): the same content in fewer bytes (``protocols/submodel/spec.md``).
 
 ``PhaseMessage`` wraps the bytes of a :mod:`fedprivacy.secagg.messages` message with the phase (PSU or
 ROWS) and the PSU attempt, so a message of one secure sum can never be taken for one of the other.
@@ -33,6 +36,7 @@ import numpy as np
 from ..ddp.params import DDPSettings
 from ..encoding import ProtocolCode, Reader, Writer
 from ..errors import DecodeError, InvalidParameters
+from ..gapcode import read_set, write_set
 from ..hazmat.field import Modulus
 from ..psu.params import PSUParameters
 from ..secagg.messages import Message as SecAggMessage, decode_message
@@ -53,20 +57,22 @@ __all__ = [
 ]
 
 MAX_IDS = 1 << 28
-MAX_UNION_BITMAP = 1 << 28  # bytes: ids below 2^31
 MAX_DENSE = 1 << 28
 _F64 = struct.Struct(">d")
 
 
 class _Type(IntEnum):
-    REPORT = 1
+    # 1: RandomizedSetReport of versions 1-2 (ids as u64), retired
     # 2: RoundStart of version 1 (without the rows' config), retired
     PHASE = 3
     # 4: UnionBroadcast of version 1 (ids only), retired
     SIT_OUT = 5
-    DOWNLOAD = 6
+    # 6: RowDownload of versions 1-2 (plan types 8/10, float64 values), retired
     ROUND_START = 7  # version 2: also the rows' secure-sum config
-    UNION = 8  # version 2: the ids, or a bitmap of them when shorter
+    # 8: UnionBroadcast of version 2 (ids or a bitmap), retired
+    REPORT = 9  # version 3: the ids Rice-coded
+    UNION = 10  # version 3: the ids Rice-coded
+    DOWNLOAD = 11  # version 3: the compact plan (type 17), values in their minimal lossless width
 
 
 class Phase(IntEnum):
@@ -144,9 +150,8 @@ class RandomizedSetReport:
     round_index: int = 0
 
     def to_bytes(self) -> bytes:
-        ids = np.asarray(self.ids, dtype=np.uint64)
-        writer = Writer(ProtocolCode.SUBMODEL, _Type.REPORT).u32(self.sender).u64(self.round_index).u32(ids.shape[0])
-        return writer.fixed(ids.astype(">u8").tobytes(), 8 * ids.shape[0]).finish()
+        writer = Writer(ProtocolCode.SUBMODEL, _Type.REPORT).u32(self.sender).u64(self.round_index)
+        return write_set(writer, np.asarray(self.ids, dtype=np.uint64)).finish()
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,21 +199,8 @@ class UnionBroadcast:
     ids: np.ndarray  # uint64, strictly increasing
 
     def to_bytes(self) -> bytes:
-        ids = np.asarray(self.ids, dtype=np.uint64)
         writer = Writer(ProtocolCode.SUBMODEL, _Type.UNION).u64(self.round_index)
-        if _union_bitmap_shorter(ids):
-            member = np.zeros(int(ids[-1]) + 1, dtype=bool)
-            member[ids.astype(np.int64)] = True
-            bits = np.packbits(member)
-            return writer.u8(1).u32(bits.shape[0]).fixed(bits.tobytes(), bits.shape[0]).finish()
-        writer.u8(0).u32(ids.shape[0])
-        return writer.fixed(ids.astype(">u8").tobytes(), 8 * ids.shape[0]).finish()
-
-
-def _union_bitmap_shorter(ids: np.ndarray) -> bool:
-    """The union travels as a bitmap of [0, max id] (numpy's bit order) iff that is strictly shorter
-    than its ids as u64."""
-    return bool(ids.shape[0]) and (int(ids[-1]) + 8) // 8 < 8 * ids.shape[0]
+        return write_set(writer, np.asarray(self.ids, dtype=np.uint64)).finish()
 
 
 @dataclass(frozen=True)
@@ -242,27 +234,33 @@ class RowDownload:
     dense: np.ndarray  # float64 (dense_size,)
 
     def to_bytes(self) -> bytes:
-        rows = np.ascontiguousarray(self.rows, dtype=">f8")
-        dense = np.ascontiguousarray(self.dense, dtype=">f8")
+        rows = np.ascontiguousarray(self.rows, dtype=np.float64)
+        dense = np.ascontiguousarray(self.dense, dtype=np.float64)
+        wire = ">f4" if _exact_in_float32(rows) and _exact_in_float32(dense) else ">f8"
         writer = Writer(ProtocolCode.SUBMODEL, _Type.DOWNLOAD).u32(self.recipient).u64(self.round_index)
-        writer.blob(self.config.encode()).blob(self.plan.encode()).u32(self.dense_rows)
-        writer.u32(rows.shape[0]).u32(rows.shape[1] if rows.ndim == 2 else 0).fixed(rows.tobytes(), rows.nbytes)
-        return writer.u32(dense.shape[0]).fixed(dense.tobytes(), dense.nbytes).finish()
+        writer.blob(self.config.encode()).blob(self.plan.encode(self.config.party_ids)).u32(self.dense_rows)
+        writer.u32(rows.shape[0]).u32(rows.shape[1] if rows.ndim == 2 else 0).u8(int(wire[-1]))
+        values = rows.astype(wire).tobytes()
+        writer.fixed(values, len(values))
+        values = dense.astype(wire).tobytes()
+        return writer.u32(dense.shape[0]).fixed(values, len(values)).finish()
+
+
+def _exact_in_float32(values: np.ndarray) -> bool:
+    """Whether every value survives a round trip through float32 (then the wire carries 4 bytes each)."""
+    with np.errstate(over="ignore"):
+        return bool(np.array_equal(values.astype(np.float32).astype(np.float64), values))
 
 
 SubmodelMessage = RandomizedSetReport | RoundStart | PhaseMessage | UnionBroadcast | SitOut | RowDownload
 
 
 def _ids(reader: Reader) -> np.ndarray:
-    count = reader.count(MAX_IDS, 8)
-    ids = np.frombuffer(reader.fixed(8 * count), dtype=">u8").astype(np.uint64)
-    if count > 1 and not bool(np.all(ids[1:] > ids[:-1])):
-        raise DecodeError("ids must be strictly increasing")
-    return ids
+    return read_set(reader, 1 << 64, MAX_IDS)
 
 
-def _floats(reader: Reader, count: int) -> np.ndarray:
-    values = np.frombuffer(reader.fixed(8 * count), dtype=">f8").astype(np.float64)
+def _floats(reader: Reader, count: int, size: int) -> np.ndarray:
+    values = np.frombuffer(reader.fixed(size * count), dtype=">f4" if size == 4 else ">f8").astype(np.float64)
     if not bool(np.isfinite(values).all()):
         raise DecodeError("parameters must be finite")
     return values
@@ -288,32 +286,23 @@ def _decode(reader: Reader) -> SubmodelMessage:
         attempt = reader.u8()
         return PhaseMessage(phase, attempt, decode_message(reader.blob(1 << 31)))
     if kind == _Type.UNION:
-        round_index, form = reader.u64(), reader.u8()
-        if form == 0:
-            ids = _ids(reader)
-        elif form == 1:
-            size = reader.count(MAX_UNION_BITMAP, 1)
-            bits = np.frombuffer(reader.fixed(size), dtype=np.uint8)
-            if not size or not bits[-1]:
-                raise DecodeError("a union bitmap ends with its largest id's byte")
-            ids = np.flatnonzero(np.unpackbits(bits)).astype(np.uint64)
-        else:
-            raise DecodeError("unknown union form")
-        if _union_bitmap_shorter(ids) != (form == 1):
-            raise DecodeError("the union must take its shorter form")
-        return UnionBroadcast(round_index, ids)
+        return UnionBroadcast(reader.u64(), _ids(reader))
     if kind == _Type.SIT_OUT:
         return SitOut(reader.u32(), reader.u64())
     if kind == _Type.DOWNLOAD:
         recipient, round_index = reader.u32(), reader.u64()
         config = SecAggConfig.decode(bytes(reader.blob(1 << 26)))
-        plan = ClientRowPlan.decode(bytes(reader.blob(1 << 31)))
+        plan = ClientRowPlan.decode(bytes(reader.blob(1 << 31)), config.party_ids)
         dense_rows = reader.u32()
-        count, width = reader.u32(), reader.u32()
+        count, width, size = reader.u32(), reader.u32(), reader.u8()
         if count > MAX_IDS or width > 1 << 16:
             raise DecodeError("row block too large")
-        rows = _floats(reader, count * width).reshape(count, width)
-        dense = _floats(reader, reader.count(MAX_DENSE, 8))
+        if size not in (4, 8):
+            raise DecodeError("row values are float32 or float64")
+        rows = _floats(reader, count * width, size).reshape(count, width)
+        dense = _floats(reader, reader.count(MAX_DENSE, size), size)
+        if size == 8 and _exact_in_float32(rows) and _exact_in_float32(dense):
+            raise DecodeError("values that are all exact in float32 travel as float32")
         if width + 1 != plan.width or count + dense_rows != plan.rows.shape[0]:
             raise DecodeError("row values do not match the plan")
         return RowDownload(recipient, round_index, config, plan, dense_rows, rows, dense)

@@ -1,4 +1,4 @@
-"""Rice-coded id sets (fedprivacy/gapcode.py) and the compact row plan (secagg type 17): round trips,
+"""Rice-coded id sets (fedprivacy/gapcode.py) and the compact row plan (secagg type 18): round trips,
 one encoding per value, and refusals that raise only DecodeError."""
 
 from __future__ import annotations

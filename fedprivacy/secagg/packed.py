@@ -56,7 +56,7 @@ class PackedTable(Mapping[int, Any]):
         return _UNPACK[self._kind](row, self._size)
 
     def _index(self, key: object) -> int:
-        if type(key) is not int:  # noqa: E721 (the fast path below is for plain ints)
+        if type(key) is not int:
             if not isinstance(key, (int, np.integer)) or isinstance(key, bool):
                 return -1
             key = int(key)
@@ -94,7 +94,7 @@ class PackedTable(Mapping[int, Any]):
 def _table(items: Mapping[int, Any], width: int, dtype: type, encode: Callable[[Any], np.ndarray], kind: str,
            size: int) -> PackedTable:
     ids = np.array(sorted(int(k) for k in items), dtype=np.int64)
-    rows = np.empty((ids.shape[0], width), dtype=dtype)
+    rows: np.ndarray = np.empty((ids.shape[0], width), dtype=dtype)
     for row, key in enumerate(ids.tolist()):
         rows[row] = encode(items[key])
     return PackedTable(ids, rows, kind, size)

@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
 from ..encoding import ProtocolCode, Reader, Writer
-from ..gapcode import read_fields, read_set, rice_parameter, write_set
 from ..errors import DecodeError, InvalidParameters
+from ..gapcode import read_fields, read_set, rice_parameter, write_set
 from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, sub_inplace, word_bytes
 from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into
 from .params import MAX_CLIENTS
@@ -54,7 +55,7 @@ __all__ = ["RowPlan", "ClientRowPlan", "row_keystream"]
 _P61 = np.uint64(P61)
 _PLAN_TYPE = 8  # per peer, the positions of the rows both chose
 _PLAN_BITMAP_TYPE = 10  # per row, a bitmap over the parties that chose it (whichever form is shorter)
-_PLAN_COMPACT_TYPE = 17  # per row, Rice-coded chooser indices into the sum's parties (the RowDownload's form)
+_PLAN_COMPACT_TYPE = 18  # per row, Rice-coded chooser indices into the sum's parties (the RowDownload's form)
 MAX_ROWS = 1 << 28
 _POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.int64)
 
@@ -243,7 +244,7 @@ class ClientRowPlan:
         return columns, np.packbits(member, axis=1)
 
     def encode(self, parties: object = None) -> bytes:
-        """Canonical bytes: with ``parties`` (the secure sum's party ids) the compact form (type 17);
+        """Canonical bytes: with ``parties`` (the secure sum's party ids) the compact form (type 18);
         without, the positions form (type 8) or the bitmap form (type 10), whichever is shorter (the
         positions form on a tie; decoding refuses the longer one)."""
         if parties is not None:
@@ -291,25 +292,30 @@ class ClientRowPlan:
         return _write_compact(writer, self.rows, counts, k, unary, remainders)
 
     @classmethod
+    def _decode_compact_plan(cls, reader: Reader, parties: object) -> ClientRowPlan:
+        """The compact form (type 18) after its type byte, read against the sum's party ids."""
+        if parties is None:
+            raise DecodeError("a compact row plan is read against the secure sum's parties")
+        party, width = reader.u32(), reader.u32()
+        _check_width(width)
+        members = np.asarray(parties, dtype=np.int64).reshape(-1)
+        if members.shape[0] > 1 and not bool(np.all(members[1:] > members[:-1])):
+            members = np.unique(members)
+        rows, peers, offsets, positions = _decode_compact(reader, party, members)
+        reader.done()
+        plan = cls.__new__(cls)
+        plan._init(party, width, rows)
+        plan._peers, plan._offsets, plan._positions = peers, offsets, positions
+        return plan
+
+    @classmethod
     def decode(cls, data: bytes, parties: object = None) -> ClientRowPlan:
-        """Decode a plan; the compact form (type 17) needs ``parties``, the sum's party ids."""
+        """Decode a plan; the compact form (type 18) needs ``parties``, the sum's party ids."""
         try:
             reader = Reader(data, ProtocolCode.SECAGG)
             kind = reader.u8()
             if kind == _PLAN_COMPACT_TYPE:
-                if parties is None:
-                    raise DecodeError("a compact row plan is read against the secure sum's parties")
-                party, width = reader.u32(), reader.u32()
-                _check_width(width)
-                members = np.asarray(parties, dtype=np.int64).reshape(-1)
-                if members.shape[0] > 1 and not bool(np.all(members[1:] > members[:-1])):
-                    members = np.unique(members)
-                rows, peers, offsets, positions = _decode_compact(reader, party, members)
-                reader.done()
-                plan = cls.__new__(cls)
-                plan._init(party, width, rows)
-                plan._peers, plan._offsets, plan._positions = peers, offsets, positions
-                return plan
+                return cls._decode_compact_plan(reader, parties)
             if kind not in (_PLAN_TYPE, _PLAN_BITMAP_TYPE):
                 raise DecodeError("not a row plan")
             party, width = reader.u32(), reader.u32()
@@ -420,7 +426,7 @@ class RowPlan:
         self._positions: dict[int, np.ndarray] = positions
         self._parties = np.array(sorted(parties), dtype=np.int64)
         self._bits: np.ndarray | None = None  # per union row, a packed bitmap over _parties (built once)
-        self._compact: dict[bytes, object] = {}  # per party list (and Rice parameter): the union rows' codes
+        self._compact: dict[bytes, Any] = {}  # per party list (and Rice parameter): the union rows' codes
 
     @property
     def dim(self) -> int:
@@ -487,7 +493,7 @@ class RowPlan:
                 last[rows] = column
             table = (starts, gaps)
             self._compact[key] = table
-        return table  # type: ignore[return-value]
+        return table
 
     def _compact_client(self, party: int, parties: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """A party's compact plan: per row the chooser counts, the Rice parameter, the unary codes and
@@ -510,7 +516,7 @@ class RowPlan:
                      np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0, np.uint8),
                      _row_starts(np.concatenate([np.diff(p[3]) for p in pieces]) if pieces else np.zeros(0, np.int64)))
             self._compact[key] = codes
-        unary, unary_off, remainders, rem_off = codes  # type: ignore[misc]
+        unary, unary_off, remainders, rem_off = codes
         return counts, k, _gather_ranges(unary, unary_off, rows), _gather_ranges(remainders, rem_off, rows)
 
     def partners(self, party: int) -> np.ndarray:
@@ -596,7 +602,7 @@ class RowUnmasker:
         self._masks.apply_to(total.reshape(-1, self.plan.width))
 
 
-# -- the compact plan form (type 17) ----------------------------------------------------------------
+# -- the compact plan form (type 18) ----------------------------------------------------------------
 #
 # Per row of C_u, the indices of its choosers in the secure sum's party list (u itself included, so a
 # row's code is the same for every chooser and the server encodes each union row once per Rice

@@ -17,7 +17,7 @@ Version 2 (types 7 and 8 replaced 2 and 4): the rows' secure sum is set up with 
 attempt (its config travels in ``RoundStart``; its keys and shares in ROWS phase messages of the same
 exchanges). Version 3 (types 9, 10, 11 replace 1, 8, 6, which are refused): the randomized set and the
 union as Rice-coded id sets, the row plan in its compact form (chooser indices into the rows' sum's
-parties, ``protocols/secagg/spec.md`` §12, type 17) and the row values as float32 when every value is
+parties, ``protocols/secagg/spec.md`` §12, type 18) and the row values as float32 when every value is
 exactly a float32 (float64 otherwise): the same content in fewer bytes (``protocols/submodel/spec.md``).
 
 ``PhaseMessage`` wraps the bytes of a :mod:`fedprivacy.secagg.messages` message with the phase (PSU or
@@ -72,7 +72,7 @@ class _Type(IntEnum):
     # 8: UnionBroadcast of version 2 (ids or a bitmap), retired
     REPORT = 9  # version 3: the ids Rice-coded
     UNION = 10  # version 3: the ids Rice-coded
-    DOWNLOAD = 11  # version 3: the compact plan (type 17), values in their minimal lossless width
+    DOWNLOAD = 11  # version 3: the compact plan (type 18), values in their minimal lossless width
 
 
 class Phase(IntEnum):

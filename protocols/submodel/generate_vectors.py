@@ -3,7 +3,7 @@
 
 Each case fixes the content of messages (id sets, a row plan over the rows' sum's parties, row values)
 and stores their bytes; the replay test (tests/test_submodel_vectors.py) re-encodes and decodes them
-through the production code. See spec.md, "Messages", and protocols/secagg/spec.md §12 (type 17).
+through the production code. See spec.md, "Messages", and protocols/secagg/spec.md §12 (type 18).
 
 Usage: python protocols/submodel/generate_vectors.py [--check]
 """

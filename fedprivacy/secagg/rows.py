@@ -398,12 +398,12 @@ class RowPlan:
 
     def _bitmap(self) -> np.ndarray:
         """Per union row, who chose it: a packed bitmap over the plan's parties (numpy's bit order)."""
-        if self._bits is None:
+        if self._bits is None:  # set bit by bit per party: no (rows x parties) boolean array
             parties = self._parties
-            member = np.zeros((self.union.shape[0], parties.shape[0]), dtype=bool)
+            bits = np.zeros((self.union.shape[0], (parties.shape[0] + 7) // 8), dtype=np.uint8)
             for column, party in enumerate(parties.tolist()):
-                member[self._positions[party], column] = True
-            self._bits = np.packbits(member, axis=1)
+                bits[self._positions[party], column >> 3] |= np.uint8(0x80 >> (column & 7))
+            self._bits = bits
         return self._bits
 
     def _client_bits(self, party: int) -> tuple[np.ndarray, np.ndarray]:

@@ -330,13 +330,16 @@ class SubmodelRoundServer:
         chosen = {p: ids for p, ids in sorted(self._reports.items()) if p not in self._sat_out and p in sharers}
         if len(chosen) < 2:
             raise RoundAborted("reports", f"{len(chosen)} randomized sets arrived, at least 2 are needed")
-        all_rows = np.unique(np.concatenate(list(chosen.values())))
-        choosers = np.zeros(all_rows.shape[0], dtype=np.int64)
-        for rows in chosen.values():
-            choosers[np.searchsorted(all_rows, rows)] += 1
+        # One sort of all reports: each row's chooser count, and per report which of its rows are kept
+        # (a report's ids are increasing, so its kept rows are too).
+        everything = np.concatenate(list(chosen.values()))
+        all_rows, inverse, choosers = np.unique(everything, return_inverse=True, return_counts=True)
+        kept_flags = (choosers >= settings.min_choosers)[inverse]
         kept = all_rows[choosers >= settings.min_choosers]
         dense_ids = np.arange(settings.universe, settings.universe + self._dense_rows, dtype=np.uint64)
-        planned = {p: np.concatenate([np.intersect1d(rows, kept, assume_unique=True), dense_ids]) for p, rows in chosen.items()}
+        cuts = np.cumsum([rows.shape[0] for rows in chosen.values()])[:-1]
+        planned = {p: np.concatenate([rows[flags], dense_ids])
+                   for (p, rows), flags in zip(chosen.items(), np.split(kept_flags, cuts))}
         if self._dense_rows:  # every party of the rows' sum masks the dense rows; those without a download drop
             planned.update({p: dense_ids for p in sorted(sharers) if p not in planned})
         plan = RowPlan(np.concatenate([kept, dense_ids]), width + 1, planned)

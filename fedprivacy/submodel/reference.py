@@ -30,9 +30,15 @@ class ReferenceServer:
         self._ids = ids[order]
         values = np.stack(list(table.values())).astype(np.float64) if table else np.zeros((0, self.row_width))
         self._values = values.reshape(len(table), self.row_width)[order]
+        # ids 0..m-1 (the usual table): a row's position is its id, no search needed
+        self._contiguous = bool(self._ids.shape[0] == 0 or int(self._ids[-1]) == self._ids.shape[0] - 1)
 
     def _positions(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.uint64).reshape(-1)
+        if self._contiguous:
+            if ids.size and int(ids.max()) >= self._ids.shape[0]:
+                raise KeyError("rows not in the table")
+            return ids.astype(np.intp)
         where = np.searchsorted(self._ids, ids)
         if ids.size and (int(where.max()) >= self._ids.shape[0] or not np.array_equal(self._ids[where], ids)):
             raise KeyError("rows not in the table")

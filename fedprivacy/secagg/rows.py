@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..encoding import ProtocolCode, Reader, Writer
 from ..errors import DecodeError, InvalidParameters
-from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, sub_inplace, word_bytes
+from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, mul_p61, reduce_p61_inplace, sub_inplace, word_bytes
 from .params import MAX_CLIENTS
 
 __all__ = ["RowPlan", "ClientRowPlan", "row_keystream"]
@@ -121,6 +121,56 @@ class _RowMasks:
             (np.subtract if subtract else np.add)(block, words, out=block)
         if positions is not None:
             np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
+
+    def add_many(self, masks: list[tuple[bytes, np.ndarray, bool]]) -> None:
+        """acc[positions] +=/-= stream(key) for every (key, positions, subtract) in ``masks``: one
+        counter build and one buffer for all of them, one AES-ECB call per key (the only per-mask
+        step), and the streams summed per row in one sort and segmented reduction."""
+        if not masks:
+            return
+        sizes = np.fromiter((positions.shape[0] for _, positions, _ in masks), dtype=np.int64, count=len(masks))
+        total = int(sizes.sum())
+        if total == 0:
+            return
+        where = np.concatenate([positions for _, positions, _ in masks]).astype(np.intp)
+        counters = np.empty((total, self.blocks, 2), dtype=">u8")
+        counters[:, :, 1] = np.arange(self.blocks, dtype=np.uint64)[None, :]
+        counters[:, :, 0] = np.take(self._row_ids, where)[:, None].view(">u8")
+        dtype = dtype_of(self.modulus)
+        stream = np.empty((total + 1, self.padded), dtype=dtype)  # one spare row: AES slack
+        source = counters.reshape(-1).view(np.uint8)
+        target = stream.reshape(-1).view(np.uint8)
+        row_bytes = self.blocks * 16
+        ends = np.cumsum(sizes) * row_bytes
+        start = 0
+        for (key, _, _), end in zip(masks, ends.tolist()):
+            if end > start:
+                encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+                encryptor.update_into(source[start:end], target[start : end + _AES_SLACK])
+            start = end
+        words = stream[:total]
+        if sys.byteorder == "big":  # the keystream is read as little-endian words
+            words.byteswap(inplace=True)
+        if self.modulus is Modulus.P61:
+            np.bitwise_and(words, _P61, out=words)  # in [0, p]: p stands for 0
+        subtract = np.repeat(np.fromiter((minus for _, _, minus in masks), dtype=bool, count=len(masks)), sizes)
+        if subtract.any():  # -w: p - w mod p (w <= p), 2^k - w wrapping
+            negated = words[subtract]
+            words[subtract] = (np.uint64(P61) - negated) if self.modulus is Modulus.P61 else (dtype.type(0) - negated)
+        order = np.argsort(where, kind="stable")
+        where = where[order]
+        starts = np.flatnonzero(np.concatenate(([True], where[1:] != where[:-1])))
+        rows = where[starts]
+        if self.modulus is Modulus.P61:  # at most 2^31 terms of 32-bit halves: exact in 64 bits
+            ordered = words[order]
+            low = np.add.reduceat(ordered & np.uint64(0xFFFFFFFF), starts, axis=0, dtype=np.uint64)
+            high = np.add.reduceat(ordered >> np.uint64(32), starts, axis=0, dtype=np.uint64)
+            reduce_p61_inplace(high)
+            sums = mul_p61(high, np.uint64(1 << 32))
+            add_inplace(sums, reduce_p61_inplace(low), self.modulus)
+        else:
+            sums = np.add.reduceat(words[order], starts, axis=0, dtype=dtype)  # wraps: the sum mod 2^k
+        self.add_rows(rows, sums)
 
     def add_rows(self, positions: np.ndarray, rows: np.ndarray) -> None:
         """acc[positions] += rows (another accumulator's, same padding), mod the modulus."""
@@ -493,10 +543,9 @@ class RowUnmasker:
         if dropped not in plan.chosen or not keys:  # not in the plan (or no survivor shares its rows)
             return
         masks = _RowMasks(plan.chosen[dropped], plan.width, self._masks.modulus)
-        for survivor, positions in plan._shared_positions(dropped):
-            key = keys.get(survivor)
-            if key is not None:  # survivor added +mask if survivor > dropped, -mask otherwise
-                masks.add(key, positions, subtract=survivor > dropped)
+        # survivor added +mask if survivor > dropped, -mask otherwise: all pairs expanded at once
+        masks.add_many([(keys[survivor], positions, survivor > dropped)
+                        for survivor, positions in plan._shared_positions(dropped) if survivor in keys])
         self._masks.add_rows(plan.positions(dropped), masks.acc)
 
     def apply_to(self, total: np.ndarray) -> None:

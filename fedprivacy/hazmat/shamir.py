@@ -271,11 +271,14 @@ def reconstruct_many(shares: np.ndarray, xs: np.ndarray) -> np.ndarray:
     count, t = xs.shape
     if shares.shape[:2] != (count, t) or shares.ndim != 3:
         raise ValueError("need t shares of every secret and one point per share")
-    if t > 1 and bool((np.diff(np.sort(xs, axis=1), axis=1) == 0).any()):
-        raise ValueError("need one distinct x-coordinate per share row")
     if count == 0:
         return np.zeros((0, shares.shape[2]), dtype=np.uint64)
-    sets, which = np.unique(xs, axis=0, return_inverse=True)
+    index: dict[bytes, int] = {}  # each distinct point set once (rows compared as bytes)
+    which = np.fromiter((index.setdefault(row.tobytes(), len(index)) for row in np.ascontiguousarray(xs)),
+                        dtype=np.intp, count=count)
+    sets = xs[np.unique(which, return_index=True)[1]]
+    if t > 1 and bool((np.diff(np.sort(sets, axis=1), axis=1) == 0).any()):
+        raise ValueError("need one distinct x-coordinate per share row")
     weights = lagrange_at_zero_many(sets)
     out = np.empty((count, shares.shape[2]), dtype=np.uint64)
     step = max(1, _BATCH_WORDS // max(1, t * shares.shape[2]))

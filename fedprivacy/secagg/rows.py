@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..encoding import ProtocolCode, Reader, Writer
 from ..errors import DecodeError, InvalidParameters
-from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, mul_p61, reduce_p61_inplace, sub_inplace, word_bytes
+from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, sub_inplace, word_bytes
 from .params import MAX_CLIENTS
 
 __all__ = ["RowPlan", "ClientRowPlan", "row_keystream"]
@@ -56,6 +56,8 @@ _PLAN_BITMAP_TYPE = 10  # per row, a bitmap over the parties that chose it (whic
 MAX_ROWS = 1 << 28
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
 _AES_SLACK = 15  # update_into wants len(data) + block size - 1 bytes of room
+_BATCH_ROWS = 4096  # rows of keystream a batch of small pair masks expands at once (reused buffers)
+_SMALL_MASK_ROWS = 16  # masks over fewer rows are batched (measured: batching loses above ~30 rows)
 
 
 class _RowMasks:
@@ -89,6 +91,7 @@ class _RowMasks:
         row_type = np.dtype((np.void, self.padded * dtype.itemsize))
         self._acc_rows = self.acc.view(row_type).reshape(count)
         self._gathered_rows = self._gathered.view(row_type).reshape(count)
+        self._batch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # add_many's buffers
 
     def stream(self, key: bytes, positions: np.ndarray | None) -> np.ndarray:
         """The mask words of ``key`` for the rows at ``positions`` (all rows if None): a reused buffer."""
@@ -123,54 +126,57 @@ class _RowMasks:
             np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
 
     def add_many(self, masks: list[tuple[bytes, np.ndarray, bool]]) -> None:
-        """acc[positions] +=/-= stream(key) for every (key, positions, subtract) in ``masks``: one
-        counter build and one buffer for all of them, one AES-ECB call per key (the only per-mask
-        step), and the streams summed per row in one sort and segmented reduction."""
-        if not masks:
+        """acc[positions] +=/-= stream(key) for every (key, positions, subtract) in ``masks``.
+
+        A mask over few rows (a pair sharing only the dense pseudo-rows, say) costs mostly its numpy
+        calls: mod 2^k those go through in batches of up to ``_BATCH_ROWS`` rows in reused buffers --
+        each key's counter blocks and keystream written side by side (one AES-ECB call per key, the
+        only per-mask step), the subtracted ones negated in one pass, the batch added into the
+        accumulator with one unbuffered scatter-add (rows repeat across keys). Larger masks (and every
+        mask mod p) go one at a time through :meth:`add`, which is faster for them."""
+        if self.modulus is Modulus.P61:
+            small = []
+            large = masks
+        else:
+            small = [mask for mask in masks if mask[1].shape[0] < _SMALL_MASK_ROWS]
+            large = [mask for mask in masks if mask[1].shape[0] >= _SMALL_MASK_ROWS]
+        for key, positions, subtract in large:
+            self.add(key, positions, subtract)
+        if not small:
             return
-        sizes = np.fromiter((positions.shape[0] for _, positions, _ in masks), dtype=np.int64, count=len(masks))
-        total = int(sizes.sum())
-        if total == 0:
-            return
-        where = np.concatenate([positions for _, positions, _ in masks]).astype(np.intp)
-        counters = np.empty((total, self.blocks, 2), dtype=">u8")
-        counters[:, :, 1] = np.arange(self.blocks, dtype=np.uint64)[None, :]
-        counters[:, :, 0] = np.take(self._row_ids, where)[:, None].view(">u8")
-        dtype = dtype_of(self.modulus)
-        stream = np.empty((total + 1, self.padded), dtype=dtype)  # one spare row: AES slack
-        source = counters.reshape(-1).view(np.uint8)
-        target = stream.reshape(-1).view(np.uint8)
+        masks = small
+        capacity = max(_BATCH_ROWS, self.count)
+        if self._batch is None:
+            counters = np.empty((capacity, self.blocks, 2), dtype=np.uint64)  # big-endian words, as raw
+            counters[:, :, 1] = np.arange(self.blocks, dtype=np.uint64).astype(">u8").view(np.uint64)[None, :]
+            stream = np.empty((capacity + 1, self.padded), dtype=self.acc.dtype)  # one spare row: AES slack
+            self._batch = (counters, stream, np.empty(capacity, dtype=np.intp), np.empty(capacity, dtype=bool))
+        counters, stream, where, negate = self._batch
+        source, target = counters.reshape(-1).view(np.uint8), stream.reshape(-1).view(np.uint8)
         row_bytes = self.blocks * 16
-        ends = np.cumsum(sizes) * row_bytes
-        start = 0
-        for (key, _, _), end in zip(masks, ends.tolist()):
-            if end > start:
-                encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-                encryptor.update_into(source[start:end], target[start : end + _AES_SLACK])
-            start = end
-        words = stream[:total]
+        fill = 0
+        for key, positions, subtract in masks:
+            size = positions.shape[0]
+            if not size:
+                continue
+            if fill + size > capacity:
+                self._scatter_add(stream[:fill], where[:fill], negate[:fill])
+                fill = 0
+            counters[fill : fill + size, :, 0] = np.take(self._row_ids, positions)[:, None]
+            encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+            encryptor.update_into(source[fill * row_bytes : (fill + size) * row_bytes],
+                                  target[fill * row_bytes : (fill + size) * row_bytes + _AES_SLACK])
+            where[fill : fill + size] = positions
+            negate[fill : fill + size] = subtract
+            fill += size
+        if fill:
+            self._scatter_add(stream[:fill], where[:fill], negate[:fill])
+
+    def _scatter_add(self, words: np.ndarray, where: np.ndarray, negate: np.ndarray) -> None:
         if sys.byteorder == "big":  # the keystream is read as little-endian words
             words.byteswap(inplace=True)
-        if self.modulus is Modulus.P61:
-            np.bitwise_and(words, _P61, out=words)  # in [0, p]: p stands for 0
-        subtract = np.repeat(np.fromiter((minus for _, _, minus in masks), dtype=bool, count=len(masks)), sizes)
-        if subtract.any():  # -w: p - w mod p (w <= p), 2^k - w wrapping
-            negated = words[subtract]
-            words[subtract] = (np.uint64(P61) - negated) if self.modulus is Modulus.P61 else (dtype.type(0) - negated)
-        order = np.argsort(where, kind="stable")
-        where = where[order]
-        starts = np.flatnonzero(np.concatenate(([True], where[1:] != where[:-1])))
-        rows = where[starts]
-        if self.modulus is Modulus.P61:  # at most 2^31 terms of 32-bit halves: exact in 64 bits
-            ordered = words[order]
-            low = np.add.reduceat(ordered & np.uint64(0xFFFFFFFF), starts, axis=0, dtype=np.uint64)
-            high = np.add.reduceat(ordered >> np.uint64(32), starts, axis=0, dtype=np.uint64)
-            reduce_p61_inplace(high)
-            sums = mul_p61(high, np.uint64(1 << 32))
-            add_inplace(sums, reduce_p61_inplace(low), self.modulus)
-        else:
-            sums = np.add.reduceat(words[order], starts, axis=0, dtype=dtype)  # wraps: the sum mod 2^k
-        self.add_rows(rows, sums)
+        np.subtract(words.dtype.type(0), words, out=words, where=negate[:, None])  # -w mod 2^k
+        np.add.at(self.acc, where, words)  # wraps: the sum mod 2^k
 
     def add_rows(self, positions: np.ndarray, rows: np.ndarray) -> None:
         """acc[positions] += rows (another accumulator's, same padding), mod the modulus."""

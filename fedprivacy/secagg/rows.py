@@ -117,7 +117,8 @@ class _RowMasks:
         if positions is None:
             block = self.acc
         else:
-            block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]])
+            # mode="clip": positions are valid, and "raise" with ``out`` copies through a buffer
+            block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]], mode="clip")
         if self.modulus is Modulus.P61:
             (sub_inplace if subtract else add_inplace)(block, words, self.modulus)
         else:
@@ -180,7 +181,7 @@ class _RowMasks:
 
     def add_rows(self, positions: np.ndarray, rows: np.ndarray) -> None:
         """acc[positions] += rows (another accumulator's, same padding), mod the modulus."""
-        block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]])
+        block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]], mode="clip")
         add_inplace(block, rows, self.modulus)
         np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
 
@@ -376,7 +377,9 @@ def _sharing_from_bits(party: int, columns: np.ndarray, bits: np.ndarray) -> lis
     """(peer, increasing positions of the rows it shares), by increasing peer, from the bitmap form."""
     member = np.unpackbits(bits, axis=1, count=columns.shape[0])
     member[:, int(np.searchsorted(columns, party))] = 0
-    cols, positions = np.nonzero(member.T)  # grouped by column, rows increasing within each
+    # grouped by column, rows increasing within each (the transpose made contiguous first: scanning
+    # a strided view is many times slower)
+    cols, positions = np.nonzero(np.ascontiguousarray(member.T))
     cuts = np.flatnonzero(np.diff(cols)) + 1
     return [(int(columns[group[0]]), chunk.astype(np.int32))
             for group, chunk in zip(np.split(cols, cuts), np.split(positions, cuts)) if group.size]

@@ -264,9 +264,11 @@ class SubmodelRoundServer:
             return self._ignore(sender, message, IgnoredReason.INVALID, "another round")
         if sender in self._reports or sender in self._sat_out:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
-        if not np.isin(message.ids, self._union, assume_unique=True).all():
+        ids = np.asarray(message.ids, dtype=np.uint64)  # increasing (decoded), as is the union
+        where = np.minimum(np.searchsorted(self._union, ids), max(self._union.shape[0] - 1, 0))
+        if ids.size and (self._union.shape[0] == 0 or not bool(np.array_equal(self._union[where], ids))):
             return self._ignore(sender, message, IgnoredReason.INVALID, "ids outside the union")
-        self._reports[sender] = np.asarray(message.ids, dtype=np.uint64)
+        self._reports[sender] = ids
         return None
 
     def close_stage(self) -> Sequence[Outbound]:

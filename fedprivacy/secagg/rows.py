@@ -543,18 +543,22 @@ class RowUnmasker:
     def remove_self_mask(self, party: int, key: bytes) -> None:
         self._masks.add(key, self.plan.positions(party), subtract=True)
 
-    def remove_pair_masks(self, dropped: int, keys: Mapping[int, bytes]) -> None:
+    def remove_pair_masks(self, dropped: int, keys: Mapping[int, bytes],
+                          sharing: list[tuple[int, np.ndarray]] | None = None) -> None:
         """For each survivor in ``keys``: take out what it added for the pair (survivor, dropped).
 
         All those rows are among ``dropped``'s rows: the masks are summed over them (an accumulator
-        the size of one party's rows, as a client masks) and added into the union's once."""
+        the size of one party's rows, as a client masks) and added into the union's once.
+        ``sharing``: ``dropped``'s (peer, positions) pairs when the caller has found them already."""
         plan = self.plan
         if dropped not in plan.chosen or not keys:  # not in the plan (or no survivor shares its rows)
             return
         masks = _RowMasks(plan.chosen[dropped], plan.width, self._masks.modulus)
-        # survivor added +mask if survivor > dropped, -mask otherwise: all pairs expanded at once
+        if sharing is None:
+            sharing = list(plan._shared_positions(dropped))
+        # survivor added +mask if survivor > dropped, -mask otherwise
         masks.add_many([(keys[survivor], positions, survivor > dropped)
-                        for survivor, positions in plan._shared_positions(dropped) if survivor in keys])
+                        for survivor, positions in sharing if survivor in keys])
         self._masks.add_rows(plan.positions(dropped), masks.acc)
 
     def apply_to(self, total: np.ndarray) -> None:

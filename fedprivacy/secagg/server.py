@@ -506,14 +506,16 @@ class SecAggServer:
                 raise RoundAborted("unmasking", f"shares of party {owner}'s mask key do not match its public key")
             agreement = KeyAgreement(private)
             peers = self.mask_peers(owner) & self._input_ids
+            sharing = None
             if plan is not None:  # only the peers that share a row with it added a pair mask
-                peers = peers & set(plan.partners(owner).tolist())
+                sharing = list(plan._shared_positions(owner)) if owner in plan.chosen else []
+                peers = peers & {peer for peer, _ in sharing}
             pair_keys = {
                 peer: pair_mask_key(config, agreement.agree(self._keys[peer][1]), owner, peer)
                 for peer in sorted(peers)
             }
             if unmasker is not None:
-                unmasker.remove_pair_masks(owner, pair_keys)
+                unmasker.remove_pair_masks(owner, pair_keys, sharing)
             else:  # ``peer`` added +mask if peer > owner and -mask otherwise; take it back out.
                 masks += [(key, peer > owner) for peer, key in pair_keys.items()]
         if unmasker is not None:

@@ -147,6 +147,7 @@ class SubmodelRoundServer:
         self._union = np.zeros(0, dtype=np.uint64)
         self._contributors: frozenset[int] = frozenset()
         self._reports: dict[int, np.ndarray] = {}
+        self._report_positions: dict[int, np.ndarray] = {}  # each report's ids as positions in the union
         self._rows: SecAggServer | None = None  # set up with the PSU's first attempt, its plan fixed later
         self._rows_config: SecAggConfig | None = None
         self._quantizer: Quantizer | None = None
@@ -269,6 +270,7 @@ class SubmodelRoundServer:
         if ids.size and (self._union.shape[0] == 0 or not bool(np.array_equal(self._union[where], ids))):
             return self._ignore(sender, message, IgnoredReason.INVALID, "ids outside the union")
         self._reports[sender] = ids
+        self._report_positions[sender] = where
         return None
 
     def close_stage(self) -> Sequence[Outbound]:
@@ -332,12 +334,13 @@ class SubmodelRoundServer:
         chosen = {p: ids for p, ids in sorted(self._reports.items()) if p not in self._sat_out and p in sharers}
         if len(chosen) < 2:
             raise RoundAborted("reports", f"{len(chosen)} randomized sets arrived, at least 2 are needed")
-        # One sort of all reports: each row's chooser count, and per report which of its rows are kept
-        # (a report's ids are increasing, so its kept rows are too).
-        everything = np.concatenate(list(chosen.values()))
-        all_rows, inverse, choosers = np.unique(everything, return_inverse=True, return_counts=True)
-        kept_flags = (choosers >= settings.min_choosers)[inverse]
-        kept = all_rows[choosers >= settings.min_choosers]
+        # Each union row's chooser count from the reports' positions in the union (found when they
+        # arrived), no sort; per report which of its rows are kept (its ids are increasing, so are those).
+        positions = np.concatenate([self._report_positions[p] for p in chosen])
+        choosers = np.bincount(positions, minlength=self._union.shape[0])
+        keep = choosers >= settings.min_choosers
+        kept_flags = keep[positions]
+        kept = self._union[keep]
         dense_ids = np.arange(settings.universe, settings.universe + self._dense_rows, dtype=np.uint64)
         cuts = np.cumsum([rows.shape[0] for rows in chosen.values()])[:-1]
         planned = {p: np.concatenate([rows[flags], dense_ids])
@@ -353,7 +356,8 @@ class SubmodelRoundServer:
             self._quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=1.0, scale=settings.ddp.scale)
         self._rows.set_row_plan(plan)
         self._kept_rows = kept
-        self._thin_rows = int((choosers < settings.min_choosers).sum())
+        self._thin_rows = int(((choosers > 0) & ~keep).sum())
+        self._report_positions.clear()
         self._reports = chosen
         dense = np.zeros(self._dense_size, dtype=np.float64)
         dense[:] = np.asarray(self.model.dense(), dtype=np.float64).reshape(-1)[: self._dense_size]
@@ -430,4 +434,5 @@ class SubmodelRoundServer:
         self.abort_error = error
         self._psu = self._rows = None
         self._reports.clear()
+        self._report_positions.clear()
         return error

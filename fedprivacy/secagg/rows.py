@@ -512,9 +512,10 @@ class RowPlan:
     def accumulate(self, total: np.ndarray, party: int, vector: np.ndarray, modulus: Modulus) -> None:
         blocks = total.reshape(-1, self.width)
         where = self._positions[party]
-        block = blocks[where]
+        block = np.take(blocks, where, axis=0, mode="clip")  # valid positions; gather and scatter whole rows
         add_inplace(block, vector.reshape(-1, self.width), modulus)
-        blocks[where] = block
+        row_type = np.dtype((np.void, self.width * blocks.itemsize))
+        np.put(blocks.view(row_type).reshape(-1), where, block.view(row_type).reshape(-1), mode="clip")
 
     def unmasker(self, modulus: Modulus) -> RowUnmasker:
         """Sums the masks the server takes out at unmasking, over the union, and applies them once."""

@@ -117,3 +117,12 @@ def test_server_time_counts_the_lazily_built_row_downloads():
     assert model.served >= 2
     assert outcome.server_seconds >= 100.0 * model.served
     assert outcome.client_seconds_median < 100.0
+
+
+def test_the_pair_mask_tag_is_the_domain_tag():
+    from fedprivacy.encoding import domain_tag
+    from fedprivacy.secagg import masking
+
+    for low, high in ((0, 1), (7, 9), (1, (1 << 32) - 1), ((1 << 64) - 2, (1 << 64) - 1)):
+        prefix = masking._PAIR_MASK_TAG + masking._TAG_INTEGERS.pack(b"i", 8, low, b"i", 8, high)
+        assert prefix == domain_tag("secagg", "pair-mask", low, high)

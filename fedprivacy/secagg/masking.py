@@ -41,10 +41,19 @@ _ZERO_NONCE = bytes(aead.NONCE_BYTES)
 _SHARE = struct.Struct(f">II{2 * SECRET_LIMBS}Q")
 
 
+_PAIR_MASK_TAG = domain_tag("secagg", "pair-mask")
+_TAG_INTEGERS = struct.Struct(">cIQcIQ")  # two integer parts of a domain tag: b"i", length 8, value
+
+
 def pair_mask_key(config: SecAggConfig, mask_secret: bytes, party_a: int, party_b: int) -> bytes:
     """AES key of the pairwise mask between two parties from their X25519 mask agreement."""
     low, high = (party_a, party_b) if party_a < party_b else (party_b, party_a)
-    return hkdf(mask_secret, config.digest, domain_tag("secagg", "pair-mask", low, high), MASK_KEY_BYTES)
+    if not 0 <= low <= high < 1 << 64:
+        raise ValueError("domain tag integers must fit in 64 bits")
+    # = domain_tag("secagg", "pair-mask", low, high), its constant prefix built once (a server
+    # derives one key per pair it unmasks)
+    info = _PAIR_MASK_TAG + _TAG_INTEGERS.pack(b"i", 8, low, b"i", 8, high)
+    return hkdf(mask_secret, config.digest, info, MASK_KEY_BYTES)
 
 
 

@@ -153,7 +153,7 @@ class _RowMasks:
             stream = np.empty((capacity + 1, self.padded), dtype=self.acc.dtype)  # one spare row: AES slack
             self._batch = (counters, stream, np.empty(capacity, dtype=np.intp), np.empty(capacity, dtype=bool))
         counters, stream, where, negate = self._batch
-        source, target = counters.reshape(-1).view(np.uint8), stream.reshape(-1).view(np.uint8)
+        source, target = memoryview(counters.reshape(-1).view(np.uint8)), memoryview(stream.reshape(-1).view(np.uint8))
         row_bytes = self.blocks * 16
         fill = 0
         for key, positions, subtract in masks:

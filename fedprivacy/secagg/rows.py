@@ -198,11 +198,11 @@ def row_keystream(key: bytes, rows: np.ndarray, width: int, modulus: Modulus) ->
     return _RowMasks(rows, width, modulus).stream(key, None)[:, :width].copy()
 
 
-def _sorted_rows(rows: object, name: str) -> np.ndarray:
+def _sorted_rows(rows: object, name: str, copy: bool = True) -> np.ndarray:
     array = np.asarray(rows)
     if array.ndim != 1 or (array.size and array.dtype.kind not in "ui"):
         raise InvalidParameters(f"{name} must be a vector of integer row ids")
-    array = array.astype(np.uint64)
+    array = array.astype(np.uint64, copy=copy)
     if array.shape[0] > 1 and not bool(np.all(array[1:] > array[:-1])):
         raise InvalidParameters(f"{name} must be sorted and distinct")
     return array
@@ -421,13 +421,15 @@ class RowPlan:
     """The whole plan (server side): the row universe and each party's chosen rows."""
 
     def __init__(self, union: object, width: int, chosen: Mapping[int, object]) -> None:
-        union = _sorted_rows(union, "union")
+        """``union`` and ``chosen``'s arrays are kept as given when already uint64 (a server's plan
+        holds every party's rows once): they must not be changed afterwards."""
+        union = _sorted_rows(union, "union", copy=False)
         _check_width(width)
         self.union = union
         self.width = width
         parties, positions = {}, {}
         for party, rows in sorted(chosen.items()):
-            rows = _sorted_rows(rows, f"rows of party {party}")
+            rows = _sorted_rows(rows, f"rows of party {party}", copy=False)
             where = np.searchsorted(union, rows)
             if rows.size and (int(where.max()) >= union.shape[0] or not np.array_equal(union[where], rows)):
                 raise InvalidParameters(f"party {party} chose rows outside the union")

@@ -53,3 +53,17 @@ def test_psu_sketch_masking_780k_words_39_masks(benchmark):
     vector = np.zeros(780_000, dtype=np.uint64)
     masks = [(bytes([i]) * 16, i % 2 == 0) for i in range(39)]
     benchmark(MaskExpander(Modulus.P61).apply_many, vector, masks)
+
+
+def test_shamir_reconstruct_1000_secrets_t899_one_holder_set(benchmark):
+    """The rows' sum at unmasking: every secret rebuilt from the same 899 holders."""
+    shares = RNG.integers(0, (1 << 61) - 1, size=(1000, 899, 5), dtype=np.uint64)
+    xs = np.broadcast_to(np.arange(1, 900, dtype=np.int64), (1000, 899))
+    benchmark.pedantic(shamir.reconstruct_many, (shares, xs), rounds=3, iterations=1)
+
+
+def test_shamir_reconstruct_1000_secrets_t52_distinct_holder_sets(benchmark):
+    """The PSU's sum at unmasking (SecAgg+ graph, k = 78): a holder set per secret."""
+    shares = RNG.integers(0, (1 << 61) - 1, size=(1000, 52, 5), dtype=np.uint64)
+    xs = np.sort(np.stack([RNG.choice(np.arange(1, 1001), 52, replace=False) for _ in range(1000)]), axis=1)
+    benchmark.pedantic(shamir.reconstruct_many, (shares, xs), rounds=3, iterations=1)

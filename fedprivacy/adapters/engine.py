@@ -80,7 +80,7 @@ class RoundOutcome:
     psu_seconds: float  # start to union (clients and server, in process)
     ldp_seconds: float  # union delivery, randomized response and the reports
     aggregation_seconds: float  # plan, row downloads and the rows' secure sum, local training excluded
-    server_seconds: float
+    server_seconds: float  # its calls, the encoding of its messages and the building of lazy ones (row downloads)
     client_seconds_median: float  # protocol work of a surviving client, local training excluded
     epsilon_spent_max: float
     contributors: frozenset[int]
@@ -280,7 +280,11 @@ def run_round(
         exchanges += 1 if len(outbound) else 0
         batch = max(1, int(getattr(host, "batch", 1)))
         for start in range(0, len(outbound), batch):
-            chunk = outbound[start:start + batch]
+            built = clock()
+            chunk = outbound[start:start + batch]  # a lazy stage (the row downloads) builds its messages here
+            elapsed = clock() - built
+            timing["server"] += elapsed
+            timing[bucket()] += elapsed
             deliver(chunk)
             if progress is not None:
                 progress(label, start + len(chunk), len(outbound))

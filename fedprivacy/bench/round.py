@@ -154,10 +154,12 @@ def primitive_speeds() -> dict[str, float]:
 def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
     """The server's unavoidable work in this round, in seconds at :func:`primitive_speeds`: the keystream
     it must expand (the PSU's self masks of the survivors and pair masks of its dropouts over the whole
-    table; the rows' self masks over each survivor's rows and, for each party dropped after the plan,
-    the pair masks of its surviving co-choosers over the rows they share), the key agreements for the
-    dropouts' pair masks, the Shamir reconstructions (t shares per secret), the uploads summed, and the
-    table peel (timed in the round)."""
+    table; the rows' self masks over each survivor's rows and, for each dropped party of the plan --
+    every party of the rows' sum is in it with the dense pseudo-rows, a PSU dropout too -- the pair
+    masks of its surviving co-choosers over the rows they share), the key agreements for the
+    dropouts' pair masks (in the rows' sum with every survivor: all share the dense rows), the Shamir
+    reconstructions (t shares per secret), the uploads summed, and the table peel (timed in the
+    round)."""
     result = outcome.result
     speeds = primitive_speeds()
     psu, rows = result.psu_config, result.rows_config
@@ -172,12 +174,18 @@ def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
     alive_choosers = np.zeros(planned.shape[0], dtype=np.int64)
     for p in alive:
         alive_choosers[np.searchsorted(planned, in_plan[p])] += 1
-    dropped_in_plan = [p for p in in_plan if p not in result.contributors]
+    # Every party of the rows' sum is in the plan with the dense pseudo-rows (a non-reporter, e.g. a
+    # PSU dropout, with those alone): each dropped one's pair masks with every survivor come out.
+    empty = np.zeros(0, dtype=np.uint64)
+    dropped_in_plan = sorted(result.row_sharers - result.contributors) if dense_rows else \
+        [p for p in in_plan if p not in result.contributors]
     row_self = sum(in_plan[p].shape[0] + dense_rows for p in alive)
-    row_pairs = sum(int(alive_choosers[np.searchsorted(planned, in_plan[d])].sum()) + dense_rows * len(alive)
+    row_pairs = sum(int(alive_choosers[np.searchsorted(planned, in_plan.get(d, empty))].sum()) + dense_rows * len(alive)
                     for d in dropped_in_plan)
     keystream = psu.dim * 8 * (psu_alive + psu_pairs) + row_bytes * (row_self + row_pairs)
-    agreements = psu_pairs + len(alive) * len(dropped_in_plan)
+    partners = [len(alive) if dense_rows else sum(1 for p in alive if np.intersect1d(in_plan[p], in_plan[d]).size)
+                for d in dropped_in_plan]
+    agreements = psu_pairs + sum(partners)
     secrets_psu = psu_alive + len(psu_dropped)
     secrets_rows = len(alive) + len(result.row_sharers - result.contributors)
     shamir_work = psu.threshold * secrets_psu + rows.threshold * secrets_rows

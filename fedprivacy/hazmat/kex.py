@@ -6,6 +6,8 @@ given randomness source (the OS CSPRNG by default) so that test vectors can repl
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -90,13 +92,20 @@ class KeyAgreement:
         self._private = X25519PrivateKey.from_private_bytes(private_raw)
 
     def agree(self, peer_public_raw: bytes) -> bytes:
-        """The shared secret with one peer; ``InvalidParameters`` for a malformed or low-order key."""
+        """The shared secret with one peer; ``InvalidParameters`` for a malformed or low-order key.
+        Peer keys are parsed once per process and kept (public values: a server that agrees with the
+        same survivors for every dropout parses each key once)."""
         if len(peer_public_raw) != KEY_BYTES:
             raise InvalidParameters("an X25519 public key is 32 bytes")
         try:
-            return self._private.exchange(X25519PublicKey.from_public_bytes(peer_public_raw))
+            return self._private.exchange(_parsed_public_key(bytes(peer_public_raw)))
         except ValueError as exc:
             raise InvalidParameters("invalid X25519 peer public key") from exc
+
+
+@lru_cache(maxsize=1 << 14)
+def _parsed_public_key(raw: bytes) -> X25519PublicKey:
+    return X25519PublicKey.from_public_bytes(raw)
 
 
 def hkdf(secret: bytes, salt: bytes, info: bytes, length: int) -> bytes:

@@ -116,28 +116,35 @@ class MaskExpander:
                 (np.subtract if subtract else np.add)(chunk, words, out=chunk)
 
     def _apply_many_p61(self, target: np.ndarray, encryptors: list[CipherContext], subtracts: list[bool]) -> None:
-        plus = np.empty(self.chunk_words, dtype=np.uint64)
-        minus = np.empty(self.chunk_words, dtype=np.uint64)
+        """Per chunk, the added masks summed lazily into one accumulator and applied, then the
+        subtracted ones likewise (the chunk's views made once, not per mask)."""
+        groups = [[e for e, minus in zip(encryptors, subtracts) if not minus],
+                  [e for e, minus in zip(encryptors, subtracts) if minus]]
+        accumulator = np.empty(self.chunk_words, dtype=np.uint64)
         assert self._scratch is not None
+        bitwise_and, add, fold = np.bitwise_and, np.add, _fold_p61_inplace
         for start in range(0, target.shape[0], self.chunk_words):
             count = min(self.chunk_words, target.shape[0] - start)
-            sums = {False: plus[:count], True: minus[:count]}
-            pending = {False: 0, True: 0}
-            for accumulator in sums.values():
-                accumulator.fill(0)
-            for encryptor, subtract in zip(encryptors, subtracts):
-                words = self._next_words(encryptor, count)
-                np.bitwise_and(words, _P61_U64, out=words)  # in [0, p]: p stands for 0
-                np.add(sums[subtract], words, out=sums[subtract])
-                pending[subtract] += 1
-                if pending[subtract] == 8:  # 8 values <= p stay below 2^64
-                    _fold_p61_inplace(sums[subtract], self._scratch[:count])
-                    pending[subtract] = 1  # now <= 2^61 + 6: 7 more values <= p stay below 2^64
+            nbytes = count * self._word
+            zeros = self._zeros[:nbytes]
+            stream = self._keystream_bytes[:nbytes]
+            words, total, scratch = self._keystream[:count], accumulator[:count], self._scratch[:count]
             chunk = target[start : start + count]
-            for subtract, accumulator in sums.items():
-                if pending[subtract]:
-                    reduce_p61_inplace(accumulator, self._scratch)
-                    (sub_inplace if subtract else add_inplace)(chunk, accumulator, self.modulus, self._scratch)
+            for subtract, group in enumerate(groups):
+                if not group:
+                    continue
+                total.fill(0)
+                pending = 0
+                for encryptor in group:
+                    encryptor.update_into(zeros, stream)
+                    bitwise_and(words, _P61_U64, out=words)  # in [0, p]: p stands for 0
+                    add(total, words, out=total)
+                    pending += 1
+                    if pending == 8:  # 8 values <= p stay below 2^64
+                        fold(total, scratch)
+                        pending = 1  # now <= 2^61 + 6: 7 more values <= p stay below 2^64
+                reduce_p61_inplace(total, scratch)
+                (sub_inplace if subtract else add_inplace)(chunk, total, self.modulus, scratch)
 
 
 def _fold_p61_inplace(values: np.ndarray, scratch: np.ndarray) -> None:

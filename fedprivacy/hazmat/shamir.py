@@ -37,7 +37,9 @@ __all__ = [
     "limbs_to_bytes",
     "share",
     "reconstruct",
+    "reconstruct_many",
     "lagrange_at_zero",
+    "lagrange_at_zero_many",
     "reference_share",
     "reference_reconstruct",
 ]
@@ -197,6 +199,95 @@ def reconstruct(shares: np.ndarray, xs: tuple[int, ...]) -> np.ndarray:
     for row, weight in zip(shares, weights):
         acc = add_p61(acc, mul_p61(row, weight))
     return acc
+
+
+_LOW_32 = np.uint64(0xFFFFFFFF)
+_TWO_32 = np.uint64(1 << 32)
+_BATCH_WORDS = 1 << 20  # bounds the temporaries of the batched paths (a few times this many words)
+
+
+def _sum_p61(values: np.ndarray, axis: int) -> np.ndarray:
+    """Sum of residues (below 2^61) along ``axis`` mod p: 32-bit halves summed exactly (fewer than
+    2^31 terms), recombined with 2^32 * high + low."""
+    values = np.asarray(values, dtype=np.uint64)
+    low = np.bitwise_and(values, _LOW_32).sum(axis=axis, dtype=np.uint64)
+    high = np.right_shift(values, np.uint64(32)).sum(axis=axis, dtype=np.uint64)
+    return add_p61(mul_p61(reduce_p61_inplace(high), _TWO_32), reduce_p61_inplace(low))
+
+
+def _product_p61(values: np.ndarray) -> np.ndarray:
+    """Product of residues along the last axis mod p (pairwise, log depth)."""
+    values = np.asarray(values, dtype=np.uint64)
+    while values.shape[-1] > 1:
+        if values.shape[-1] % 2:
+            values = np.concatenate([values, np.ones(values.shape[:-1] + (1,), dtype=np.uint64)], axis=-1)
+        values = mul_p61(values[..., 0::2], values[..., 1::2])
+    return values[..., 0]
+
+
+def _inverse_p61(values: np.ndarray) -> np.ndarray:
+    """values^(p - 2) mod p elementwise (Fermat; values non-zero), square and multiply."""
+    result = np.ones(values.shape, dtype=np.uint64)
+    base = np.asarray(values, dtype=np.uint64).copy()
+    exponent = P61 - 2
+    while exponent:
+        if exponent & 1:
+            result = mul_p61(result, base)
+        exponent >>= 1
+        if exponent:
+            base = mul_p61(base, base)
+    return result
+
+
+def lagrange_at_zero_many(xs: np.ndarray) -> np.ndarray:
+    """Lagrange coefficients at 0 for many point sets at once: ``xs`` (m, t) of distinct non-zero
+    points below p per row; row i of the result equals ``lagrange_at_zero(tuple(xs[i]))``.
+
+    w_i = prod_j x_j / (x_i * prod_{j != i} (x_j - x_i)): the differences as (m, t, t) residues, in
+    chunks of rows, and one batched inversion."""
+    xs = np.asarray(xs, dtype=np.uint64)
+    count, t = xs.shape
+    if t == 1:
+        return np.ones((count, 1), dtype=np.uint64)
+    out = np.empty((count, t), dtype=np.uint64)
+    step = max(1, _BATCH_WORDS // (t * t))
+    diagonal = np.eye(t, dtype=bool)
+    for first in range(0, count, step):
+        points = xs[first : first + step]
+        differences = points[:, None, :] + np.uint64(P61) - points[:, :, None]  # [i, j] = x_j - x_i + p
+        reduce_p61_inplace(differences)
+        differences[:, diagonal] = points  # the diagonal carries x_i: the product is x_i * prod (x_j - x_i)
+        denominators = _product_p61(differences)
+        numerator = _product_p61(points)
+        out[first : first + step] = mul_p61(_inverse_p61(denominators), numerator[:, None])
+    return out
+
+
+def reconstruct_many(shares: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Many secrets at once, each from exactly t shares: ``shares`` (m, t, L) residues, row i of
+    ``xs`` (m, t) the points of secret i's shares; returns (m, L), row i equal to
+    ``reconstruct(shares[i], tuple(xs[i]))``. Point sets that repeat are interpolated once."""
+    shares = np.asarray(shares, dtype=np.uint64)
+    xs = np.asarray(xs, dtype=np.uint64)
+    count, t = xs.shape
+    if shares.shape[:2] != (count, t) or shares.ndim != 3:
+        raise ValueError("need t shares of every secret and one point per share")
+    if count == 0:
+        return np.zeros((0, shares.shape[2]), dtype=np.uint64)
+    index: dict[bytes, int] = {}  # each distinct point set once (rows compared as bytes)
+    which = np.fromiter((index.setdefault(row.tobytes(), len(index)) for row in np.ascontiguousarray(xs)),
+                        dtype=np.intp, count=count)
+    sets = xs[np.unique(which, return_index=True)[1]]
+    if t > 1 and bool((np.diff(np.sort(sets, axis=1), axis=1) == 0).any()):
+        raise ValueError("need one distinct x-coordinate per share row")
+    weights = lagrange_at_zero_many(sets)
+    out = np.empty((count, shares.shape[2]), dtype=np.uint64)
+    step = max(1, _BATCH_WORDS // max(1, t * shares.shape[2]))
+    for first in range(0, count, step):
+        chosen = weights[which.reshape(-1)[first : first + step]]  # (m', t)
+        products = mul_p61(shares[first : first + step], chosen[:, :, None])
+        out[first : first + step] = _sum_p61(products, axis=1)
+    return out
 
 
 # Pure-integer reference over any prime field: the specification the numpy path must match,

@@ -47,7 +47,7 @@ from ..encoding import ProtocolCode, Reader, Writer
 from ..errors import DecodeError, InvalidParameters
 from ..gapcode import read_fields, read_set, rice_parameter, write_set
 from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, sub_inplace, word_bytes
-from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into
+from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into, as_buffer
 from .params import MAX_CLIENTS
 
 __all__ = ["RowPlan", "ClientRowPlan", "row_keystream"]
@@ -58,6 +58,8 @@ _PLAN_BITMAP_TYPE = 10  # per row, a bitmap over the parties that chose it (whic
 _PLAN_COMPACT_TYPE = 18  # per row, Rice-coded chooser indices into the sum's parties (the RowDownload's form)
 MAX_ROWS = 1 << 28
 _POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.int64)
+_BATCH_ROWS = 4096  # rows of keystream a batch of small pair masks expands at once (reused buffers)
+_SMALL_MASK_ROWS = 16  # masks over fewer rows are batched (measured: batching loses above ~30 rows)
 
 
 class _RowMasks:
@@ -91,6 +93,7 @@ class _RowMasks:
         row_type = np.dtype((np.void, self.padded * dtype.itemsize))
         self._acc_rows = self.acc.view(row_type).reshape(count)
         self._gathered_rows = self._gathered.view(row_type).reshape(count)
+        self._batch: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # add_many's buffers
 
     def stream(self, key: bytes, positions: np.ndarray | None) -> np.ndarray:
         """The mask words of ``key`` for the rows at ``positions`` (all rows if None): a reused buffer."""
@@ -115,7 +118,8 @@ class _RowMasks:
         if positions is None:
             block = self.acc
         else:
-            block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]])
+            # mode="clip": positions are valid, and "raise" with ``out`` copies through a buffer
+            block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]], mode="clip")
         if self.modulus is Modulus.P61:
             (sub_inplace if subtract else add_inplace)(block, words, self.modulus)
         else:
@@ -123,9 +127,61 @@ class _RowMasks:
         if positions is not None:
             np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
 
+    def add_many(self, masks: list[tuple[bytes, np.ndarray, bool]]) -> None:
+        """acc[positions] +=/-= stream(key) for every (key, positions, subtract) in ``masks``.
+
+        A mask over few rows (a pair sharing only the dense pseudo-rows, say) costs mostly its numpy
+        calls: mod 2^k those go through in batches of up to ``_BATCH_ROWS`` rows in reused buffers --
+        each key's counter blocks and keystream written side by side (one AES-ECB call per key, the
+        only per-mask step), the subtracted ones negated in one pass, the batch added into the
+        accumulator with one unbuffered scatter-add (rows repeat across keys). Larger masks (and every
+        mask mod p) go one at a time through :meth:`add`, which is faster for them."""
+        if self.modulus is Modulus.P61:
+            small = []
+            large = masks
+        else:
+            small = [mask for mask in masks if mask[1].shape[0] < _SMALL_MASK_ROWS]
+            large = [mask for mask in masks if mask[1].shape[0] >= _SMALL_MASK_ROWS]
+        for key, positions, subtract in large:
+            self.add(key, positions, subtract)
+        if not small:
+            return
+        masks = small
+        capacity = max(_BATCH_ROWS, self.count)
+        if self._batch is None:
+            counters = np.empty((capacity, self.blocks, 2), dtype=np.uint64)  # big-endian words, as raw
+            counters[:, :, 1] = np.arange(self.blocks, dtype=np.uint64).astype(">u8").view(np.uint64)[None, :]
+            stream = np.empty((capacity + 1, self.padded), dtype=self.acc.dtype)  # one spare row: AES slack
+            self._batch = (counters, stream, np.empty(capacity, dtype=np.intp), np.empty(capacity, dtype=bool))
+        counters, stream, where, negate = self._batch
+        source, target = as_buffer(counters.reshape(-1).view(np.uint8)), as_buffer(stream.reshape(-1).view(np.uint8))
+        row_bytes = self.blocks * 16
+        fill = 0
+        for key, positions, subtract in masks:
+            size = positions.shape[0]
+            if not size:
+                continue
+            if fill + size > capacity:
+                self._scatter_add(stream[:fill], where[:fill], negate[:fill])
+                fill = 0
+            counters[fill : fill + size, :, 0] = np.take(self._row_ids, positions)[:, None]
+            aes_blocks_into(key, source[fill * row_bytes : (fill + size) * row_bytes],
+                            target[fill * row_bytes : (fill + size) * row_bytes + OUTPUT_SLACK])
+            where[fill : fill + size] = positions
+            negate[fill : fill + size] = subtract
+            fill += size
+        if fill:
+            self._scatter_add(stream[:fill], where[:fill], negate[:fill])
+
+    def _scatter_add(self, words: np.ndarray, where: np.ndarray, negate: np.ndarray) -> None:
+        if sys.byteorder == "big":  # the keystream is read as little-endian words
+            words.byteswap(inplace=True)
+        np.subtract(words.dtype.type(0), words, out=words, where=negate[:, None])  # -w mod 2^k
+        np.add.at(self.acc, where, words)  # wraps: the sum mod 2^k
+
     def add_rows(self, positions: np.ndarray, rows: np.ndarray) -> None:
         """acc[positions] += rows (another accumulator's, same padding), mod the modulus."""
-        block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]])
+        block = np.take(self.acc, positions, axis=0, out=self._gathered[: positions.shape[0]], mode="clip")
         add_inplace(block, rows, self.modulus)
         np.put(self._acc_rows, positions, self._gathered_rows[: positions.shape[0]])
 
@@ -142,11 +198,11 @@ def row_keystream(key: bytes, rows: np.ndarray, width: int, modulus: Modulus) ->
     return _RowMasks(rows, width, modulus).stream(key, None)[:, :width].copy()
 
 
-def _sorted_rows(rows: object, name: str) -> np.ndarray:
+def _sorted_rows(rows: object, name: str, copy: bool = True) -> np.ndarray:
     array = np.asarray(rows)
     if array.ndim != 1 or (array.size and array.dtype.kind not in "ui"):
         raise InvalidParameters(f"{name} must be a vector of integer row ids")
-    array = array.astype(np.uint64)
+    array = array.astype(np.uint64, copy=copy)
     if array.shape[0] > 1 and not bool(np.all(array[1:] > array[:-1])):
         raise InvalidParameters(f"{name} must be sorted and distinct")
     return array
@@ -369,7 +425,9 @@ def _sharing_from_bits(party: int, columns: np.ndarray, bits: np.ndarray) -> lis
     """(peer, increasing positions of the rows it shares), by increasing peer, from the bitmap form."""
     member = np.unpackbits(bits, axis=1, count=columns.shape[0])
     member[:, int(np.searchsorted(columns, party))] = 0
-    cols, positions = np.nonzero(member.T)  # grouped by column, rows increasing within each
+    # grouped by column, rows increasing within each (the transpose made contiguous first: scanning
+    # a strided view is many times slower)
+    cols, positions = np.nonzero(np.ascontiguousarray(member.T))
     cuts = np.flatnonzero(np.diff(cols)) + 1
     return [(int(columns[group[0]]), chunk.astype(np.int32))
             for group, chunk in zip(np.split(cols, cuts), np.split(positions, cuts)) if group.size]
@@ -411,13 +469,15 @@ class RowPlan:
     """The whole plan (server side): the row universe and each party's chosen rows."""
 
     def __init__(self, union: object, width: int, chosen: Mapping[int, object]) -> None:
-        union = _sorted_rows(union, "union")
+        """``union`` and ``chosen``'s arrays are kept as given when already uint64 (a server's plan
+        holds every party's rows once): they must not be changed afterwards."""
+        union = _sorted_rows(union, "union", copy=False)
         _check_width(width)
         self.union = union
         self.width = width
         parties, positions = {}, {}
         for party, rows in sorted(chosen.items()):
-            rows = _sorted_rows(rows, f"rows of party {party}")
+            rows = _sorted_rows(rows, f"rows of party {party}", copy=False)
             where = np.searchsorted(union, rows)
             if rows.size and (int(where.max()) >= union.shape[0] or not np.array_equal(union[where], rows)):
                 raise InvalidParameters(f"party {party} chose rows outside the union")
@@ -448,12 +508,12 @@ class RowPlan:
 
     def _bitmap(self) -> np.ndarray:
         """Per union row, who chose it: a packed bitmap over the plan's parties (numpy's bit order)."""
-        if self._bits is None:
+        if self._bits is None:  # set bit by bit per party: no (rows x parties) boolean array
             parties = self._parties
-            member = np.zeros((self.union.shape[0], parties.shape[0]), dtype=bool)
+            bits = np.zeros((self.union.shape[0], (parties.shape[0] + 7) // 8), dtype=np.uint8)
             for column, party in enumerate(parties.tolist()):
-                member[self._positions[party], column] = True
-            self._bits = np.packbits(member, axis=1)
+                bits[self._positions[party], column >> 3] |= np.uint8(0x80 >> (column & 7))
+            self._bits = bits
         return self._bits
 
     def _client_bits(self, party: int) -> tuple[np.ndarray, np.ndarray]:
@@ -552,9 +612,10 @@ class RowPlan:
     def accumulate(self, total: np.ndarray, party: int, vector: np.ndarray, modulus: Modulus) -> None:
         blocks = total.reshape(-1, self.width)
         where = self._positions[party]
-        block = blocks[where]
+        block = np.take(blocks, where, axis=0, mode="clip")  # valid positions; gather and scatter whole rows
         add_inplace(block, vector.reshape(-1, self.width), modulus)
-        blocks[where] = block
+        row_type = np.dtype((np.void, self.width * blocks.itemsize))
+        np.put(blocks.view(row_type).reshape(-1), where, block.view(row_type).reshape(-1), mode="clip")
 
     def unmasker(self, modulus: Modulus) -> RowUnmasker:
         """Sums the masks the server takes out at unmasking, over the union, and applies them once."""
@@ -583,19 +644,22 @@ class RowUnmasker:
     def remove_self_mask(self, party: int, key: bytes) -> None:
         self._masks.add(key, self.plan.positions(party), subtract=True)
 
-    def remove_pair_masks(self, dropped: int, keys: Mapping[int, bytes]) -> None:
+    def remove_pair_masks(self, dropped: int, keys: Mapping[int, bytes],
+                          sharing: list[tuple[int, np.ndarray]] | None = None) -> None:
         """For each survivor in ``keys``: take out what it added for the pair (survivor, dropped).
 
         All those rows are among ``dropped``'s rows: the masks are summed over them (an accumulator
-        the size of one party's rows, as a client masks) and added into the union's once."""
+        the size of one party's rows, as a client masks) and added into the union's once.
+        ``sharing``: ``dropped``'s (peer, positions) pairs when the caller has found them already."""
         plan = self.plan
         if dropped not in plan.chosen or not keys:  # not in the plan (or no survivor shares its rows)
             return
         masks = _RowMasks(plan.chosen[dropped], plan.width, self._masks.modulus)
-        for survivor, positions in plan._shared_positions(dropped):
-            key = keys.get(survivor)
-            if key is not None:  # survivor added +mask if survivor > dropped, -mask otherwise
-                masks.add(key, positions, subtract=survivor > dropped)
+        if sharing is None:
+            sharing = list(plan._shared_positions(dropped))
+        # survivor added +mask if survivor > dropped, -mask otherwise
+        masks.add_many([(keys[survivor], positions, survivor > dropped)
+                        for survivor, positions in sharing if survivor in keys])
         self._masks.add_rows(plan.positions(dropped), masks.acc)
 
     def apply_to(self, total: np.ndarray) -> None:

@@ -10,7 +10,7 @@ Dropouts are handled at every stage: parties that never shared keys are not in U
 asked for their shares; parties in U2 that sent no masked input have their pairwise masks with their
 surviving neighbours removed through their reconstructed mask key; the self masks of U3 are removed
 through reconstructed seeds. Each secret is rebuilt from exactly t shares (the t smallest holder
-ids), with Lagrange coefficients cached per holder set and reconstructions batched per set.
+ids), all secrets in one batch (Lagrange coefficients computed once per distinct holder set).
 
 Below t at any step the round aborts with :class:`RoundAborted` and no output. The server learns
 the sum over U3 and the sets U1..U5, nothing else while fewer than t share holders of any client
@@ -541,14 +541,16 @@ class SecAggServer:
                 raise RoundAborted("unmasking", f"shares of party {owner}'s mask key do not match its public key")
             agreement = KeyAgreement(private)
             peers = self.mask_peers(owner) & self._input_ids
+            sharing = None
             if plan is not None:  # only the peers that share a row with it added a pair mask
-                peers = peers & set(plan.partners(owner).tolist())
+                sharing = list(plan._shared_positions(owner)) if owner in plan.chosen else []
+                peers = peers & {peer for peer, _ in sharing}
             pair_keys = {
                 peer: pair_mask_key(config, agreement.agree(self._keys[peer][1]), owner, peer)
                 for peer in sorted(peers)
             }
             if unmasker is not None:
-                unmasker.remove_pair_masks(owner, pair_keys)
+                unmasker.remove_pair_masks(owner, pair_keys, sharing)
             else:  # ``peer`` added +mask if peer > owner and -mask otherwise; take it back out.
                 masks += [(key, peer > owner) for peer, key in pair_keys.items()]
         if unmasker is not None:
@@ -560,7 +562,7 @@ class SecAggServer:
 
     def _reconstruct(self, kind: str, owners: list[int]) -> dict[int, bytes]:
         """Rebuild each owner's seed or mask key from exactly t shares (the t smallest holder ids that
-        answered for it), batched per holder set.
+        answered for it), all in one batch (Lagrange weights once per distinct holder set).
 
         Each response's shares are packed once into an (owners, limbs) array; which holders answered
         for which owner is a (holders, owners) table, and the t chosen holders of every owner are read
@@ -591,21 +593,18 @@ class SecAggServer:
             first = int(short[0])
             raise RoundAborted("unmasking", f"{int(counts[first])} shares of party {owners[first]}'s {kind}, threshold is {threshold}")
         chosen = present & (np.cumsum(present, axis=0) <= threshold)  # each owner's t smallest holders
-        patterns = np.packbits(chosen, axis=0).T  # one byte string per owner: its holder set
-        groups: dict[bytes, list[int]] = defaultdict(list)  # holder set -> column indices, in owner order
-        for column, pattern in enumerate(patterns):
-            groups[pattern.tobytes()].append(column)
+        # All owners at once: (owners, t) holder rows, their x-coordinates (holder ids) and shares.
+        _, holder_rows = np.nonzero(chosen.T)  # by owner, then by holder
+        rows: np.ndarray = holder_rows.reshape(wanted.shape[0], threshold)
+        offsets = np.cumsum([0] + [table.shape[0] for table in tables])[:-1]
+        flat = np.concatenate(tables) if tables else np.zeros((0, SECRET_LIMBS), dtype=np.uint64)
+        shares = flat[offsets[rows] + np.take_along_axis(where.T, rows, axis=1)]  # (owners, t, limbs)
+        xs = np.asarray(holders, dtype=np.int64)[rows]
+        values = shamir.reconstruct_many(shares, xs)
         secrets: dict[int, bytes] = {}
-        for members in groups.values():
-            columns = np.asarray(members, dtype=np.int64)
-            rows = np.flatnonzero(chosen[:, members[0]])
-            xs = tuple(holders[row] for row in rows.tolist())
-            matrix = np.stack([tables[row][where[row, columns]].reshape(-1) for row in rows.tolist()])
-            values = shamir.reconstruct(matrix, xs).reshape(len(members), SECRET_LIMBS)
-            for column, limbs in zip(members, values):
-                owner = owners[column]
-                try:
-                    secrets[owner] = limbs_to_secret(limbs)
-                except ValueError:
-                    raise RoundAborted("unmasking", f"shares of party {owner}'s {kind} are inconsistent") from None
+        for owner, limbs in zip(owners, values):
+            try:
+                secrets[owner] = limbs_to_secret(limbs)
+            except ValueError:
+                raise RoundAborted("unmasking", f"shares of party {owner}'s {kind} are inconsistent") from None
         return secrets

@@ -12,23 +12,49 @@ __all__ = ["ReferenceServer", "ReferenceClient"]
 
 
 class ReferenceServer:
-    """Rows in a dict (any id space), dense head (w, b)."""
+    """Rows in a dict (any id space), dense head (w, b).
+
+    The rows are also held packed -- sorted ids and one float64 array, read from ``table`` once, here
+    -- so serving or updating m rows is a search and a gather, not m dict lookups. ``table`` is kept
+    equal to them: :meth:`apply_row_updates` rebinds each updated row to a new array, as before.
+    Change rows through this object: a row rebound in ``table`` behind its back is not served.
+    """
 
     def __init__(self, table: dict[int, np.ndarray], head: DenseHead) -> None:
         self.table = table
         self.head = head
         self.row_width = int(next(iter(table.values())).shape[0]) if table else head.weights.shape[0] + 1
         self.dense_size = head.weights.shape[0] + 1
+        ids = np.fromiter(table.keys(), dtype=np.uint64, count=len(table))
+        order = np.argsort(ids, kind="stable")
+        self._ids = ids[order]
+        values = np.stack(list(table.values())).astype(np.float64) if table else np.zeros((0, self.row_width))
+        self._values = values.reshape(len(table), self.row_width)[order]
+        # ids 0..m-1 (the usual table): a row's position is its id, no search needed
+        self._contiguous = bool(self._ids.shape[0] == 0 or int(self._ids[-1]) == self._ids.shape[0] - 1)
+
+    def _positions(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.uint64).reshape(-1)
+        if self._contiguous:
+            if ids.size and int(ids.max()) >= self._ids.shape[0]:
+                raise KeyError("rows not in the table")
+            return ids.astype(np.intp)
+        where = np.searchsorted(self._ids, ids)
+        if ids.size and (int(where.max()) >= self._ids.shape[0] or not np.array_equal(self._ids[where], ids)):
+            raise KeyError("rows not in the table")
+        return where
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        return np.array([self.table[int(i)] for i in ids], dtype=np.float64).reshape(-1, self.row_width)
+        return self._values[self._positions(ids)]
 
     def dense(self) -> np.ndarray:
         return self.head.flat()
 
     def apply_row_updates(self, ids: np.ndarray, mean_deltas: np.ndarray) -> None:
-        for row, delta in zip(ids, mean_deltas):
-            self.table[int(row)] = self.table[int(row)] + delta
+        where = self._positions(ids)
+        updated = self._values[where] + np.asarray(mean_deltas, dtype=np.float64).reshape(where.shape[0], self.row_width)
+        self._values[where] = updated
+        self.table.update(zip(np.asarray(ids, dtype=np.uint64).reshape(-1).tolist(), updated))  # rows as new arrays
 
     def apply_dense_update(self, mean_delta: np.ndarray) -> None:
         self.head = DenseHead.from_flat(self.head.flat() + mean_delta)

@@ -157,6 +157,7 @@ class SubmodelRoundServer:
         self._union = np.zeros(0, dtype=np.uint64)
         self._contributors: frozenset[int] = frozenset()
         self._reports: dict[int, np.ndarray] = {}
+        self._report_positions: dict[int, np.ndarray] = {}  # each report's ids as positions in the union
         self._rows: SecAggServer | None = None  # set up with the PSU's first attempt, its plan fixed later
         self._rows_config: SecAggConfig | None = None
         self._quantizer: Quantizer | None = None
@@ -278,9 +279,12 @@ class SubmodelRoundServer:
             return self._ignore(sender, message, IgnoredReason.INVALID, "another round")
         if sender in self._reports or sender in self._sat_out:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
-        if not np.isin(message.ids, self._union, assume_unique=True).all():
+        ids = np.asarray(message.ids, dtype=np.uint64)  # increasing (decoded), as is the union
+        where = np.minimum(np.searchsorted(self._union, ids), max(self._union.shape[0] - 1, 0))
+        if ids.size and (self._union.shape[0] == 0 or not bool(np.array_equal(self._union[where], ids))):
             return self._ignore(sender, message, IgnoredReason.INVALID, "ids outside the union")
-        self._reports[sender] = np.asarray(message.ids, dtype=np.uint64)
+        self._reports[sender] = ids
+        self._report_positions[sender] = where
         return None
 
     def close_stage(self) -> Sequence[Outbound]:
@@ -350,13 +354,17 @@ class SubmodelRoundServer:
         chosen = {p: ids for p, ids in sorted(self._reports.items()) if p not in self._sat_out and p in sharers}
         if len(chosen) < 2:
             raise RoundAborted("reports", f"{len(chosen)} randomized sets arrived, at least 2 are needed")
-        all_rows = np.unique(np.concatenate(list(chosen.values())))
-        choosers = np.zeros(all_rows.shape[0], dtype=np.int64)
-        for rows in chosen.values():
-            choosers[np.searchsorted(all_rows, rows)] += 1
-        kept = all_rows[choosers >= settings.min_choosers]
+        # Each union row's chooser count from the reports' positions in the union (found when they
+        # arrived), no sort; per report which of its rows are kept (its ids are increasing, so are those).
+        positions = np.concatenate([self._report_positions[p] for p in chosen])
+        choosers = np.bincount(positions, minlength=self._union.shape[0])
+        keep = choosers >= settings.min_choosers
+        kept_flags = keep[positions]
+        kept = self._union[keep]
         dense_ids = np.arange(settings.universe, settings.universe + self._dense_rows, dtype=np.uint64)
-        planned = {p: np.concatenate([np.intersect1d(rows, kept, assume_unique=True), dense_ids]) for p, rows in chosen.items()}
+        cuts = np.cumsum([rows.shape[0] for rows in chosen.values()])[:-1]
+        planned = {p: np.concatenate([rows[flags], dense_ids])
+                   for (p, rows), flags in zip(chosen.items(), np.split(kept_flags, cuts))}
         if self._dense_rows:  # every party of the rows' sum masks the dense rows; those without a download drop
             planned.update({p: dense_ids for p in sorted(sharers) if p not in planned})
         plan = RowPlan(np.concatenate([kept, dense_ids]), width + 1, planned)
@@ -368,7 +376,8 @@ class SubmodelRoundServer:
             self._quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=1.0, scale=settings.ddp.scale)
         self._rows.set_row_plan(plan)
         self._kept_rows = kept
-        self._thin_rows = int((choosers < settings.min_choosers).sum())
+        self._thin_rows = int(((choosers > 0) & ~keep).sum())
+        self._report_positions.clear()
         self._reports = chosen
         dense = np.zeros(self._dense_size, dtype=np.float64)
         dense[:] = np.asarray(self.model.dense(), dtype=np.float64).reshape(-1)[: self._dense_size]
@@ -464,4 +473,5 @@ class SubmodelRoundServer:
         self.abort_error = error
         self._psu = self._rows = None
         self._reports.clear()
+        self._report_positions.clear()
         return error

@@ -1,0 +1,128 @@
+"""The server's fast paths equal the straightforward ones they replace, and its time is counted whole.
+
+Batched Shamir reconstruction against per-secret reconstruction, batched pair-mask removal against
+one mask at a time, the packed reference model against its dict, and the engine's server time
+including the lazily built row downloads. Seeded inputs (public), no Hypothesis.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from fedprivacy.hazmat import shamir
+from fedprivacy.hazmat.field import P61, Modulus
+from fedprivacy.ldp import RRParameters
+from fedprivacy.secagg import RowPlan
+from fedprivacy.secagg.rows import _RowMasks
+from fedprivacy.submodel import DenseHead, init_model, synthetic_workload
+from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.submodel.secure import ClientState, RoundSettings, secure_round
+
+
+def test_batched_reconstruction_equals_one_secret_at_a_time():
+    rng = np.random.default_rng(11)
+    for count, t in ((9, 1), (9, 2), (40, 7), (12, 60), (3, 300)):
+        xs = np.stack([np.sort(rng.choice(np.arange(1, 4000), t, replace=False)) for _ in range(count)])
+        xs[1] = xs[0]  # a repeated holder set is interpolated once
+        shares = rng.integers(0, P61, size=(count, t, 5), dtype=np.uint64)
+        batched = shamir.reconstruct_many(shares, xs)
+        one_by_one = np.stack([shamir.reconstruct(shares[i], tuple(int(x) for x in xs[i])) for i in range(count)])
+        assert np.array_equal(batched, one_by_one)
+        weights = shamir.lagrange_at_zero_many(xs[:2])
+        assert np.array_equal(weights[0], shamir.lagrange_at_zero(tuple(int(x) for x in xs[0])))
+
+
+def test_batched_reconstruction_recovers_shared_secrets_and_refuses_repeated_points():
+    secrets = np.array([5, P61 - 1, 0, 123456789], dtype=np.uint64)
+    holders = list(range(1, 11))
+    shares = shamir.share(secrets, holders, 4, os.urandom)  # (holders, secrets)
+    picks = np.array([[1, 3, 5, 7], [2, 4, 6, 8], [7, 8, 9, 10], [1, 2, 3, 4]])
+    stacked = np.stack([shares[picks[i] - 1, i][:, None] for i in range(4)])  # (secrets, t, 1)
+    assert shamir.reconstruct_many(stacked, picks)[:, 0].tolist() == secrets.tolist()
+    with pytest.raises(ValueError):
+        shamir.reconstruct_many(stacked, np.array([[1, 1, 5, 7]] * 4))
+
+
+@pytest.mark.parametrize("modulus", list(Modulus))
+def test_batched_pair_masks_equal_one_mask_at_a_time(modulus):
+    rng = np.random.default_rng(int(modulus))
+    rows = np.sort(rng.choice(10**6, 700, replace=False)).astype(np.uint64)
+    masks = []
+    for index in range(300):  # mostly tiny masks (batched) and some large ones (one at a time)
+        size = int(rng.integers(1, 6)) if index % 5 else int(rng.integers(16, 200))
+        masks.append((os.urandom(16), np.sort(rng.choice(700, size, replace=False)).astype(np.int64), bool(index % 3)))
+    for width in (1, 19):
+        one, many = _RowMasks(rows, width, modulus), _RowMasks(rows, width, modulus)
+        start = rng.integers(0, P61, size=one.acc.shape, dtype=np.uint64).astype(one.acc.dtype)
+        one.acc[:], many.acc[:] = start, start
+        for key, positions, subtract in masks:
+            one.add(key, positions, subtract)
+        many.add_many(masks)
+        assert np.array_equal(one.acc[:, :width], many.acc[:, :width])
+
+
+def test_pair_mask_removal_with_and_without_the_callers_sharing_list():
+    rng = np.random.default_rng(5)
+    union = np.sort(rng.choice(10**5, 400, replace=False)).astype(np.uint64)
+    plan = RowPlan(union, 3, {p: union[rng.random(400) < 0.3] for p in range(1, 30)})
+    keys = {p: os.urandom(16) for p in range(2, 30)}
+    given, found = np.zeros(plan.dim, dtype=np.uint64), np.zeros(plan.dim, dtype=np.uint64)
+    unmasker = plan.unmasker(Modulus.U64)
+    unmasker.remove_pair_masks(1, keys, list(plan._shared_positions(1)))
+    unmasker.apply_to(given)
+    unmasker = plan.unmasker(Modulus.U64)
+    unmasker.remove_pair_masks(1, keys)
+    unmasker.apply_to(found)
+    assert given.any() and np.array_equal(given, found)
+
+
+def test_the_packed_reference_model_serves_and_updates_like_its_dict():
+    head = DenseHead(np.ones(2), 0.0)
+    for ids in ([0, 1, 2, 3, 4], [3, 10, 7, 1 << 40]):  # positions are ids, or found by search
+        table = {i: np.full(3, float(i % 97)) for i in ids}
+        server = ReferenceServer(table, head)
+        wanted = np.array(sorted(ids)[1:3], dtype=np.uint64)
+        assert np.array_equal(server.rows(wanted), np.stack([table[int(i)] for i in wanted]))
+        old = table[int(wanted[0])]
+        server.apply_row_updates(wanted, np.ones((2, 3)))
+        assert np.array_equal(old, np.full(3, float(int(wanted[0]) % 97)))  # rebound, never written in place
+        assert np.array_equal(table[int(wanted[0])], old + 1) and np.array_equal(server.rows(wanted[:1])[0], old + 1)
+        with pytest.raises(KeyError):
+            server.rows(np.array([5, 1 << 41], dtype=np.uint64))
+
+
+class _ClockedModel(ReferenceServer):
+    """Serving rows advances a fake clock by 100 s: only the server's time may take it in."""
+
+    def __init__(self, table, head, now) -> None:
+        super().__init__(table, head)
+        self.now = now
+        self.served = 0
+
+    def rows(self, ids):
+        self.now[0] += 100.0
+        self.served += 1
+        return super().rows(ids)
+
+
+def test_server_time_counts_the_lazily_built_row_downloads():
+    workload = synthetic_workload(clients=20, universe=3000, items_per_user=80, seed=3)
+    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
+    now = [0.0]
+    model = _ClockedModel(*init_model(np.arange(3000, dtype=np.uint64), 6, seed=1), now)
+    outcome = secure_round(states, model, RoundSettings(universe=3000, dropout_fraction=0.25), 0, clock=lambda: now[0])
+    assert model.served >= 2
+    assert outcome.server_seconds >= 100.0 * model.served
+    assert outcome.client_seconds_median < 100.0
+
+
+def test_the_pair_mask_tag_is_the_domain_tag():
+    from fedprivacy.encoding import domain_tag
+    from fedprivacy.secagg import masking
+
+    for low, high in ((0, 1), (7, 9), (1, (1 << 32) - 1), ((1 << 64) - 2, (1 << 64) - 1)):
+        prefix = masking._two(masking._PAIR_MASK, low, high)
+        assert prefix == domain_tag("secagg", "pair-mask", low, high)

@@ -132,3 +132,64 @@ def test_the_connectivity_bound_is_exact_on_small_rings_and_picks_the_smallest_d
     k = row_graph_degree(2000, row_graph_survivors(2000, 0.05))
     assert log_disconnection_bound(2000, k, 100) < -40 * math.log(2) <= log_disconnection_bound(2000, k - 2, 100)
     assert row_graph_degree(30, 2) == 29  # two survivors: no sparse degree qualifies, the full graph
+
+
+def _sparse_round(policy, params, settings, drops=None, clients=20):
+    from fedprivacy.hazmat.prg import DeterministicRandomness
+    from fedprivacy.submodel import init_model, synthetic_workload
+    from fedprivacy.submodel.messages import RoundStart, decode_submodel_message
+    from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+    from fedprivacy.submodel.secure import ClientState, secure_round
+
+    workload = synthetic_workload(clients=clients, universe=3000, items_per_user=80, seed=3)
+    states = {c.client_id: ClientState.new(ReferenceClient(c), params, policy=policy) for c in workload.clients}
+    table, head = init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)
+    configs = []
+
+    def observe(session, sender, recipient, data):
+        if session == "round" and sender == 0:
+            message = decode_submodel_message(data)
+            if isinstance(message, RoundStart):
+                configs.append(message.rows_config)
+
+    server = ReferenceServer(table, head)
+    outcome = secure_round(states, server, settings, 0, drops, observer=observe,
+                           random_source=lambda p: DeterministicRandomness(f"sparse-{p}"))
+    return workload, table, head, server, outcome, configs
+
+
+def test_a_sparse_round_without_randomization_equals_plaintext_fedsubavg():
+    from fedprivacy.ldp import RRParameters
+    from fedprivacy.policy import weakened_policy
+    from fedprivacy.submodel import init_model, plaintext_round
+    from fedprivacy.submodel.secure import RoundSettings
+
+    exact = RRParameters("1", "0", "1", "0", allow_insecure=True)
+    settings = RoundSettings(universe=3000, min_choosers=1, sparse_rows_above=10, row_survivor_fraction=0.8)
+    workload, table, head, server, outcome, configs = _sparse_round(weakened_policy(), exact, settings)
+    assert configs and all(0 < c.neighbours < c.clients - 1 for c in configs)  # sparse: k = 6 of 19
+    plain_table, plain_head = init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)
+    plain_head = plaintext_round(workload.clients, plain_table, plain_head)
+    assert outcome.participants == 20 and outcome.thin_rows == 0 and not outcome.client_errors
+    assert max(float(np.max(np.abs(table[r] - plain_table[r]))) for r in table) < 1e-9
+    assert np.allclose(server.head.flat(), plain_head.flat(), atol=1e-9)
+
+
+def test_a_sparse_cpp2_round_with_dropouts_completes_under_a_policy_that_accepts_its_degree():
+    from fedprivacy.ldp import RRParameters
+    from fedprivacy.policy import ClientPolicy
+    from fedprivacy.secagg import DropStage
+    from fedprivacy.submodel.secure import RoundDrops, RoundSettings
+
+    settings = RoundSettings(universe=3000, sparse_rows_above=10, row_survivor_fraction=0.8, dropout_fraction=0.1)
+    drops = RoundDrops(upload={3: DropStage.INPUT, 4: DropStage.UNMASK})
+    policy = ClientPolicy(row_survivor_fraction=0.8)
+    *_, outcome, configs = _sparse_round(policy, RRParameters.preset(2), settings, drops)
+    assert configs[0].neighbours < configs[0].clients - 1 and not outcome.client_errors
+    assert outcome.participants == 19 and 3 not in outcome.contributors and outcome.rows_updated > 0
+    # The default policy (5% of 20 parties: a row of 2 survivors) accepts no sparse degree: every client
+    # refuses the round start, and the round aborts before anything is released.
+    from fedprivacy.errors import RoundAborted
+
+    with pytest.raises(RoundAborted):
+        _sparse_round(ClientPolicy(), RRParameters.preset(2), settings, drops)

@@ -108,6 +108,20 @@ class LazyOutbound(Sequence[Outbound]):
         return (self._build(p) for p in self.recipients)
 
 
+def rows_degree(settings: RoundSettings, parties: int) -> int | None:
+    """The rows' graph degree for ``parties``: None (the full graph) up to ``sparse_rows_above``
+    parties; above, the larger of the degree that keeps a row's ``row_survivor_fraction`` x n honest
+    surviving choosers connected (claim submodel/2) and the SecAgg+ search's for the round's rates,
+    unless that is the full graph anyway (protocols/submodel/spec.md, "Sparse rows")."""
+    if parties <= settings.sparse_rows_above:
+        return None
+    degree = row_graph_degree(parties, row_graph_survivors(parties, settings.row_survivor_fraction))
+    if degree < parties - 1:
+        search = find_graph_parameters(parties, settings.corrupt_fraction, settings.dropout_fraction, settings.adversary)
+        degree = max(degree, search.neighbours)
+    return None if degree >= parties - 1 else degree
+
+
 class SubmodelRoundServer:
     """Server side of one round (see the module docstring)."""
 
@@ -208,18 +222,7 @@ class SubmodelRoundServer:
         return self._start_psu(self.party_ids)
 
     def _rows_degree(self) -> int | None:
-        """The rows' graph degree: None (the full graph) up to ``sparse_rows_above`` parties; above, the
-        larger of the degree that keeps a row's ``row_survivor_fraction`` x n honest surviving choosers
-        connected (claim submodel/2) and the SecAgg+ search's for the round's rates, unless that is
-        the full graph anyway (protocols/submodel/spec.md, "Sparse rows")."""
-        settings, n = self.settings, len(self.party_ids)
-        if n <= settings.sparse_rows_above:
-            return None
-        degree = row_graph_degree(n, row_graph_survivors(n, settings.row_survivor_fraction))
-        if degree < n - 1:
-            search = find_graph_parameters(n, settings.corrupt_fraction, settings.dropout_fraction, settings.adversary)
-            degree = max(degree, search.neighbours)
-        return None if degree >= n - 1 else degree
+        return rows_degree(self.settings, len(self.party_ids))
 
     def _start_psu(self, parties: tuple[int, ...]) -> list[Outbound]:
         assert self._psu_params is not None

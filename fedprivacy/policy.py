@@ -28,6 +28,11 @@ from .ddp.params import DDPPolicy
 from .errors import InvalidParameters, PolicyViolation
 from .ldp.params import RRParameters
 from .secagg.params import MAX_CLIENTS, Adversary, minimum_threshold
+from .secagg.rowgraph import (
+    ROW_SECURITY_BITS,
+    log_disconnection_bound,
+    row_graph_survivors,
+)
 
 if TYPE_CHECKING:
     from .secagg.params import SecAggConfig
@@ -168,8 +173,6 @@ class ClientPolicy:
         probability below 2^-40 (fedprivacy/secagg/rowgraph.py)."""
         if config.full_graph or self.row_survivor_fraction == 0:
             return
-        from .secagg.rowgraph import ROW_SECURITY_BITS, log_disconnection_bound, row_graph_survivors
-
         survivors = row_graph_survivors(config.clients, self.row_survivor_fraction)
         if log_disconnection_bound(config.clients, config.neighbours, survivors) >= -ROW_SECURITY_BITS * math.log(2):
             raise PolicyViolation(

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from fedprivacy.errors import InvalidParameters
 from fedprivacy.hazmat.field import Modulus
-from fedprivacy.secagg import DropoutSchedule, DropStage, RowPlan, SecAggConfig, run_secagg_round
+from fedprivacy.secagg import (
+    DropoutSchedule,
+    DropStage,
+    RowPlan,
+    SecAggConfig,
+    run_secagg_round,
+)
 from fedprivacy.secagg.graph import all_neighbourhoods, ring_order
 from fedprivacy.secagg.rowgraph import (
     exact_disconnection_probability,
@@ -166,7 +172,7 @@ def test_a_sparse_round_without_randomization_equals_plaintext_fedsubavg():
 
     exact = RRParameters("1", "0", "1", "0", allow_insecure=True)
     settings = RoundSettings(universe=3000, min_choosers=1, sparse_rows_above=10, row_survivor_fraction=0.8)
-    workload, table, head, server, outcome, configs = _sparse_round(weakened_policy(), exact, settings)
+    workload, table, _, server, outcome, configs = _sparse_round(weakened_policy(), exact, settings)
     assert configs and all(0 < c.neighbours < c.clients - 1 for c in configs)  # sparse: k = 6 of 19
     plain_table, plain_head = init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)
     plain_head = plaintext_round(workload.clients, plain_table, plain_head)

@@ -199,3 +199,10 @@ def test_a_sparse_cpp2_round_with_dropouts_completes_under_a_policy_that_accepts
 
     with pytest.raises(RoundAborted):
         _sparse_round(ClientPolicy(), RRParameters.preset(2), settings, drops)
+
+
+def test_a_flower_node_sets_its_row_survivor_floor_in_its_node_config():
+    from fedprivacy.adapters.flower._submodel_state import policy_from_config
+
+    assert policy_from_config({}).row_survivor_fraction == 0.05
+    assert policy_from_config({"fedprivacy-row-survivor-fraction": 0.2}).row_survivor_fraction == 0.2

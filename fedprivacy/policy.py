@@ -28,6 +28,11 @@ from .ddp.params import DDPPolicy
 from .errors import InvalidParameters, PolicyViolation
 from .ldp.params import RRParameters
 from .secagg.params import MAX_CLIENTS, Adversary, consistency_quorum, minimum_threshold
+from .secagg.rowgraph import (
+    ROW_SECURITY_BITS,
+    log_disconnection_bound,
+    row_graph_survivors,
+)
 
 if TYPE_CHECKING:
     from .secagg.params import SecAggConfig
@@ -85,6 +90,12 @@ class ClientPolicy:
     allow_insecure : bool
         Accept randomized-response parameters with infinite epsilon (CPP1: the report is the real set).
         and ``min_choosers = 1``. Default False; never set it for real users.
+    row_survivor_fraction : float
+        A sparse rows' secure sum (protocols/submodel/spec.md, "Sparse rows") is accepted only if its
+        degree k keeps a row with this fraction of the parties as honest surviving choosers connected
+        except with probability below 2^-40 (a larger k, or the full graph, is always accepted); the
+        server learns a row's sum per connected component of those choosers (default 0.05; 0, no
+        floor, only with ``allow_insecure``).
     ddp : DDPPolicy
         The client's distributed-DP requirements for its updates (protocols/ddp/spec.md): its minimum
         noise multiplier (it adds at least that much noise whatever the server proposes), the clients
@@ -101,6 +112,7 @@ class ClientPolicy:
     rr_parameters: RRParameters = field(default_factory=_default_rr)
     epsilon_cap: float = math.inf
     allow_insecure: bool = False
+    row_survivor_fraction: float = 0.05
     ddp: DDPPolicy = field(default_factory=DDPPolicy)
 
     def __post_init__(self) -> None:
@@ -117,6 +129,9 @@ class ClientPolicy:
                 "ClientPolicy.min_choosers = 1 lets a row's count sum reveal who alone chose it; "
                 "set allow_insecure=True to accept that"
             )
+        if self.row_survivor_fraction == 0 and not self.allow_insecure:
+            raise InvalidParameters("ClientPolicy.row_survivor_fraction = 0 accepts any sparse rows' graph; "
+                                    "set allow_insecure=True to accept that")
         if math.isinf(self.rr_parameters.epsilon_inf) and not self.allow_insecure:
             raise InvalidParameters(
                 "ClientPolicy.rr_parameters give epsilon_inf = infinity (the report reveals the set); "
@@ -161,6 +176,20 @@ class ClientPolicy:
                     f"the {what}'s consistency quorum {config.quorum} (n={config.clients}) is below {quorum}, a "
                     f"majority over the corrupt parties of corrupt_fraction={self.corrupt_fraction}",
                 )
+
+    def check_rows_graph(self, config: SecAggConfig, what: str = "rows' secure sum") -> None:
+        """:class:`PolicyViolation` unless a per-row sum's graph is full, or sparse with a degree that
+        keeps ``row_survivor_fraction`` x n honest surviving choosers of a row connected except with
+        probability below 2^-40 (fedprivacy/secagg/rowgraph.py)."""
+        if config.full_graph or self.row_survivor_fraction == 0:
+            return
+        survivors = row_graph_survivors(config.clients, self.row_survivor_fraction)
+        if log_disconnection_bound(config.clients, config.neighbours, survivors) >= -ROW_SECURITY_BITS * math.log(2):
+            raise PolicyViolation(
+                "row_survivor_fraction",
+                f"the {what}'s graph (n={config.clients}, k={config.neighbours}) may split a row with {survivors} "
+                f"honest surviving choosers with probability above 2^-{ROW_SECURITY_BITS}",
+            )
 
     def check_allocation(self, nbytes: int, what: str) -> None:
         """:class:`PolicyViolation` if a server message asks the client to allocate more than the budget."""
@@ -263,6 +292,8 @@ def _validators() -> dict[str, Callable[[object], str | None]]:
         "rr_parameters": _rr,
         "epsilon_cap": _cap,
         "allow_insecure": _flag,
+        "row_survivor_fraction": lambda value: None if (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                                        and 0 <= value <= 1) else f"must be in [0, 1], got {value!r}",
         "ddp": lambda value: None if isinstance(value, DDPPolicy) else "must be a DDPPolicy",
     }
 
@@ -280,5 +311,6 @@ def weakened_policy(**changes: Any) -> ClientPolicy:
         min_psu_cohort=2,
         min_choosers=1,
         allow_insecure=True,
+        row_survivor_fraction=0.0,
     )
     return dataclasses.replace(base, **changes)

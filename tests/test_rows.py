@@ -66,8 +66,10 @@ def test_rows_nobody_surviving_chose_stay_zero_and_unknown_rows_are_refused():
     assert report.result.reshape(-1, 2).tolist() == [[1, 1], [6, 6], [3, 3], [0, 0]]
     with pytest.raises(InvalidParameters, match="outside the union"):
         RowPlan(union, 2, {1: [4]})
-    with pytest.raises(InvalidParameters, match="full graph"):
-        SecAggClient(SecAggConfig((1, 2, 3, 4), 4, Modulus.U32, 2, 2, SESSION), 1, row_plan=ClientRowPlan(1, 1, [1]), policy=PROTOCOL_POLICY)
+    # A sparse graph is allowed (protocols/submodel/spec.md, "Sparse rows"): the client masks with its neighbours.
+    sparse = SecAggClient(SecAggConfig((1, 2, 3, 4), 4, Modulus.U32, 2, 2, SESSION), 1, row_plan=ClientRowPlan(1, 1, [1]),
+                          policy=PROTOCOL_POLICY)
+    assert len(sparse.neighbours) == 2
 
 
 def test_masks_are_bound_to_row_ids_not_positions():

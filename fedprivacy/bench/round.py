@@ -21,11 +21,13 @@ import numpy as np
 from ..ddp.params import DDPSettings
 from ..ldp import RRParameters
 from ..secagg import Adversary, DropStage, make_identities
+from ..secagg.graph import all_neighbourhoods
 from ..secagg.messages import AdvertiseKeys, ConsistencyResponse, KeyBroadcast, UnmaskRequest
 from ..submodel import DenseHead, init_model, local_update, synthetic_workload
 from ..submodel.messages import PhaseMessage, decode_submodel_message
 from ..submodel.reference import ReferenceClient, ReferenceServer
 from ..submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
+from ..submodel.server import rows_degree
 from .secagg import signature_seconds
 
 __all__ = ["run_round_bench"]
@@ -33,7 +35,8 @@ __all__ = ["run_round_bench"]
 
 def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                     seed: int = 0, ddp: DDPSettings | None = None, executor=None,
-                    adversary: Adversary = Adversary.SEMI_MALICIOUS, repeats: int = 3) -> dict[str, object]:
+                    adversary: Adversary = Adversary.SEMI_MALICIOUS, repeats: int = 3,
+                    sparse_rows_above: int | None = None) -> dict[str, object]:
     """One round (``adversary`` semi-malicious), or -- ``adversary`` malicious -- ``repeats`` malicious-mode
     rounds (every client with an identity, the server with the trust store; spec §14 of
     ``protocols/secagg/spec.md``) interleaved with as many semi-malicious rounds on the same workload,
@@ -43,13 +46,14 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     process)."""
     if Adversary(adversary) is Adversary.MALICIOUS:
         return _malicious_comparison(clients, items, universe, dim, dropout, params, seed, repeats, ddp, executor)
-    return _one_round(clients, items, universe, dim, dropout, params, seed, ddp=ddp, executor=executor)
+    return _one_round(clients, items, universe, dim, dropout, params, seed, ddp=ddp, executor=executor,
+                      sparse_rows_above=sparse_rows_above)
 
 
 def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                seed: int = 0, adversary: Adversary = Adversary.SEMI_MALICIOUS, identities=None, trust=None,
                clock=time.perf_counter, observer=None, ddp: DDPSettings | None = None,
-               executor=None) -> dict[str, object]:
+               executor=None, sparse_rows_above: int | None = None) -> dict[str, object]:
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
     states = {
         c.client_id: ClientState.new(ReferenceClient(c), params,
@@ -64,6 +68,8 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
     tolerance = min(0.42, max(0.1, dropout) + 1.0 / clients)  # tolerate the scripted drops at small n (semi-malicious: 0.05 + 2 x 0.42 <= 0.9)
     extra: dict[str, Any] = {} if ddp is None else {"ddp": ddp, "max_samples": 1}
+    if sparse_rows_above is not None:  # the rows' graph: full up to this many parties, sparse above
+        extra["sparse_rows_above"] = sparse_rows_above
     settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items, adversary=adversary,
                              **extra)
     server = ReferenceServer(table, head)
@@ -96,6 +102,7 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
         # choosers of a planned row, on average (the per-row aggregation's graph size)
         "choosers_per_row_mean": _choosers_per_planned_row(outcome),
         "thin_rows": outcome.thin_rows,
+        "rows_neighbours": rows_degree(settings, clients) or clients - 1,  # the rows' graph degree (n - 1: full)
         "exchanges_per_round": outcome.exchanges,
         "psu_seconds": outcome.psu_seconds,
         "ldp_seconds": outcome.ldp_seconds,
@@ -180,12 +187,22 @@ def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
     dropped_in_plan = sorted(result.row_sharers - result.contributors) if dense_rows else \
         [p for p in in_plan if p not in result.contributors]
     row_self = sum(in_plan[p].shape[0] + dense_rows for p in alive)
-    row_pairs = sum(int(alive_choosers[np.searchsorted(planned, in_plan.get(d, empty))].sum()) + dense_rows * len(alive)
-                    for d in dropped_in_plan)
+    if rows.full_graph:
+        row_pairs = sum(int(alive_choosers[np.searchsorted(planned, in_plan.get(d, empty))].sum())
+                        + dense_rows * len(alive) for d in dropped_in_plan)
+        row_agreements = sum(len(alive) if dense_rows else sum(1 for p in alive if np.intersect1d(in_plan[p], in_plan[d]).size)
+                             for d in dropped_in_plan)
+    else:  # sparse rows: only a dropout's surviving neighbours masked with it, over the rows both kept
+        neighbours, alive_set = all_neighbourhoods(rows), set(alive)
+        row_pairs = row_agreements = 0
+        for d in dropped_in_plan:
+            peers = sorted(neighbours[d] & alive_set)
+            row_agreements += len(peers)
+            row_pairs += sum(np.intersect1d(in_plan.get(d, empty), in_plan.get(v, empty), assume_unique=True).shape[0]
+                             for v in peers)
+            row_pairs += dense_rows * len(peers)
     keystream = psu.dim * 8 * (psu_alive + psu_pairs) + row_bytes * (row_self + row_pairs)
-    partners = [len(alive) if dense_rows else sum(1 for p in alive if np.intersect1d(in_plan[p], in_plan[d]).size)
-                for d in dropped_in_plan]
-    agreements = psu_pairs + sum(partners)
+    agreements = psu_pairs + row_agreements
     secrets_psu = psu_alive + len(psu_dropped)
     secrets_rows = len(alive) + len(result.row_sharers - result.contributors)
     shamir_work = psu.threshold * secrets_psu + rows.threshold * secrets_rows

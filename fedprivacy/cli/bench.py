@@ -125,7 +125,7 @@ def _bench_round(args: argparse.Namespace) -> int:
     fits_in_memory(submodel_memory(sizes), "this benchmark")
     result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed,
                              ddp=ddp_options.round_fields(args).get("ddp"), executor=executor_of(args),
-                             adversary=args.adversary, repeats=args.repeats)
+                             adversary=args.adversary, repeats=args.repeats, sparse_rows_above=args.sparse_rows_above)
     _emit(result, args.json)
     return 0 if result["correct"] in (True, None) else 1  # None: no exact reference under DP noise
 
@@ -259,6 +259,9 @@ def _register_round(which) -> None:
                              help="with --adversary malicious: rounds per mode, interleaved (medians reported)")
     ddp_options.add_round_options(round_bench)
     add_executor_arguments(round_bench)
+    round_bench.add_argument("--sparse-rows-above", type=integer(2, MAX_CLIENTS), default=None,
+                             help="the rows' secure sum is a sparse graph above this many parties (default: the "
+                             "round settings', 1000); the full graph at or below it")
     round_bench.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     _add_rr_arguments(round_bench, default="--cpp 2")
     round_bench.set_defaults(run=_bench_round)

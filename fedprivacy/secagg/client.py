@@ -140,7 +140,7 @@ class SecAggClient:
     coefficients); it defaults to the OS CSPRNG and exists so vectors can replay a run.
 
     With ``row_plan`` the client sums per row (:mod:`fedprivacy.secagg.rows`): its input is one block
-    of ``row_plan.width`` words per chosen row, masked per row; this needs the full graph.
+    of ``row_plan.width`` words per chosen row, masked per row (on a sparse graph, with its neighbours only).
 
     ``identity`` and ``trust`` are required in malicious mode; an identity with a config that is not
     malicious is refused (``PolicyViolation``), so a server cannot downgrade such a client.
@@ -168,8 +168,6 @@ class SecAggClient:
         if party_id not in config.party_ids:
             raise InvalidParameters(f"party {party_id} is not in this round's party set")
         per_row = per_row or row_plan is not None
-        if per_row and not config.full_graph:
-            raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
         if row_plan is not None and row_plan.party_id != party_id:
             raise InvalidParameters("this row plan belongs to another party")
         if policy is None:

@@ -20,8 +20,10 @@ found peer by peer from the server's plan when it masks (a simulation holds ever
 per-peer arrays would cost parties x choosers x rows memory).
 
 The plan (who chose what) is public to the server; each party receives its own part: its rows and,
-for every other party, the rows they share. Rows must be masked by *every* other chooser (the full
-graph among a row's choosers), so a row plan requires a full-graph config (k = n - 1).
+for every other party, the rows they share. On the full graph (k = n - 1) a row is masked by *every*
+other chooser; on a sparse SecAgg+ graph (``RowPlan(..., ring=, neighbours=)``) by the chooser's graph
+neighbours that chose it, and by nobody else -- the row's mask graph is the graph induced on its
+choosers (``rowgraph.py`` bounds its connectivity; protocols/submodel/spec.md, "Sparse rows").
 
 Trust: a party cannot check its plan (it does not know who else chose a row), so the plan is trusted
 as in the curious-server model: a server that lies in a plan (e.g. tells a party it shares no row)
@@ -38,7 +40,7 @@ masking; dropouts can still reduce a row to one surviving chooser.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,7 +52,7 @@ from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, sub_inplace, wor
 from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into, as_buffer
 from .params import MAX_CLIENTS
 
-__all__ = ["RowPlan", "ClientRowPlan", "row_keystream"]
+__all__ = ["RowPlan", "ClientRowPlan", "row_keystream", "sparse_row_peel"]
 
 _P61 = np.uint64(P61)
 _PLAN_TYPE = 8  # per peer, the positions of the rows both chose
@@ -330,7 +332,9 @@ class ClientRowPlan:
             raise InvalidParameters("the plan's party is not a party of the sum")
         writer = Writer(ProtocolCode.SECAGG, _PLAN_COMPACT_TYPE).u32(self.party_id).u32(self.width)
         count = self.rows.shape[0]
-        if self._source is not None:
+        if self._source is not None and self._source[0]._window is None:
+            # Full graph: a row's choosers are the same list for each of them (codes built once per row).
+            # On a sparse graph each chooser's list is its own neighbours on that row (the loop below).
             plan, party = self._source
             counts, k, unary, remainders = plan._compact_client(party, parties)
             return _write_compact(writer, self.rows, counts, k, unary, remainders)
@@ -468,7 +472,8 @@ def _decode_bitmap_form(reader: Reader, party: int, count: int) -> tuple[list[in
 class RowPlan:
     """The whole plan (server side): the row universe and each party's chosen rows."""
 
-    def __init__(self, union: object, width: int, chosen: Mapping[int, object]) -> None:
+    def __init__(self, union: object, width: int, chosen: Mapping[int, object],
+                 ring: Sequence[int] | None = None, neighbours: int | None = None) -> None:
         """``union`` and ``chosen``'s arrays are kept as given when already uint64 (a server's plan
         holds every party's rows once): they must not be changed afterwards."""
         union = _sorted_rows(union, "union", copy=False)
@@ -487,6 +492,11 @@ class RowPlan:
         self._parties = np.array(sorted(parties), dtype=np.int64)
         self._bits: np.ndarray | None = None  # per union row, a packed bitmap over _parties (built once)
         self._compact: dict[bytes, Any] = {}  # per party list (and Rice parameter): the union rows' codes
+        # A sparse graph (ring order and k < n - 1): a chooser masks a row with its neighbours that
+        # chose it, and with nobody else (protocols/submodel/spec.md, "Sparse rows").
+        self._window: _RingWindow | None = None
+        if ring is not None and neighbours is not None and neighbours < len(ring) - 1:
+            self._window = _RingWindow(ring, neighbours, self._positions)
 
     @property
     def dim(self) -> int:
@@ -519,6 +529,8 @@ class RowPlan:
     def _client_bits(self, party: int) -> tuple[np.ndarray, np.ndarray]:
         """A party's plan in bitmap form: the parties sharing a row with it (itself included) and its
         rows' bitmaps over them."""
+        if self._window is not None:
+            return self._window.client_bits(party, self._positions[party])
         bits = np.take(self._bitmap(), self._positions[party], axis=0)
         parties = self._parties
         if bits.shape[0]:
@@ -815,3 +827,97 @@ def _decode_compact(reader: Reader, party: int, parties: np.ndarray) -> tuple[np
     peers = parties[peer_index[firsts]].astype(np.int64)
     offsets = np.concatenate([firsts, [peer_index.shape[0]]]).astype(np.int64)
     return rows, peers, offsets, positions
+
+
+def _concatenated_ranges(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which range, index) for every index of the half-open ranges [starts[i], ends[i])."""
+    lengths = ends - starts
+    owner = np.repeat(np.arange(starts.shape[0]), lengths)
+    offsets = np.cumsum(lengths) - lengths
+    return owner, np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(offsets - starts, lengths)
+
+
+def _window_ranges(keys: np.ndarray, rows: np.ndarray, position: np.ndarray, n: int, half: int
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For entries (row, ring position), the [start, end) index ranges into ``keys`` (sorted row x n +
+    position) of the entries of the same row within ring distance ``half`` (themselves included):
+    one range, and a second for the part that wraps around the ring (empty where none does)."""
+    base = rows * n
+    low, high = position - half, position + half
+    ranges = [(np.searchsorted(keys, base + np.maximum(low, 0), "left"),
+               np.searchsorted(keys, base + np.minimum(high, n - 1), "right"))]
+    wrapped_low, wrapped_high = low < 0, high >= n  # at most one (k <= n - 2)
+    second_low = np.where(wrapped_low, base + n + low, np.where(wrapped_high, base, base + 1))
+    second_high = np.where(wrapped_low, base + n - 1, np.where(wrapped_high, base + high - n, base))
+    ranges.append((np.searchsorted(keys, second_low, "left"), np.searchsorted(keys, second_high, "right")))
+    return ranges
+
+
+class _RingWindow:
+    """Who masks which row with whom on a sparse graph: per row, the choosers within ring distance k/2.
+
+    The plan's (row, chooser) pairs are kept as one sorted array of row position x n + ring position,
+    so a chooser's partners on a row are one or two contiguous runs of it (k <= n - 2: at most one
+    side wraps around the ring)."""
+
+    def __init__(self, ring: Sequence[int], neighbours: int, positions: Mapping[int, np.ndarray]) -> None:
+        self.n = len(ring)
+        self.half = neighbours // 2
+        self.ring = np.asarray(ring, dtype=np.int64)
+        self.position = {int(party): index for index, party in enumerate(ring)}
+        missing = set(positions) - set(self.position)
+        if missing:
+            raise InvalidParameters(f"parties {sorted(missing)[:5]} of the plan are not on the graph's ring")
+        chunks = [where.astype(np.int64) * self.n + self.position[party] for party, where in positions.items()]
+        self.keys = np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
+
+    def client_bits(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n, own = self.n, self.position[party]
+        rows = where.astype(np.int64)
+        position = np.full(rows.shape[0], own, dtype=np.int64)
+        owners, partners = [], []
+        for starts, ends in _window_ranges(self.keys, rows, position, n, self.half):
+            owner, index = _concatenated_ranges(starts, np.maximum(ends, starts))
+            owners.append(owner)
+            partners.append(self.keys[index] % n)
+        owner, partner = np.concatenate(owners), np.concatenate(partners)
+        others = partner != own
+        owner, party_of = owner[others], self.ring[partner[others]]
+        columns = np.union1d(party_of, np.array([party], dtype=np.int64))
+        member = np.zeros((rows.shape[0], columns.shape[0]), dtype=bool)
+        member[:, int(np.searchsorted(columns, party))] = True
+        member[owner, np.searchsorted(columns, party_of)] = True
+        return columns, np.packbits(member, axis=1)
+
+
+def sparse_row_peel(chosen: Mapping[int, np.ndarray], ring: Sequence[int], neighbours: int,
+                    min_partners: int) -> dict[int, np.ndarray]:
+    """Each party's rows that it can upload on a sparse graph: a (party, row) pair is kept while the
+    party has at least ``min_partners`` ring neighbours (distance <= k/2) that chose and kept the row;
+    dropping a pair can starve another, so the rule runs to its fixed point (the largest such set).
+    ``chosen``: party -> sorted row ids. Vectorised over all pairs: O(E log E) per pass, E pairs."""
+    n, half = len(ring), neighbours // 2
+    position = {int(party): index for index, party in enumerate(ring)}
+    ring_array = np.asarray(ring, dtype=np.int64)
+    parties = [party for party in chosen if chosen[party].shape[0]]
+    if not parties:
+        return {party: np.zeros(0, dtype=np.uint64) for party in chosen}
+    union = np.unique(np.concatenate([chosen[party] for party in parties]))
+    keys = np.sort(np.concatenate([np.searchsorted(union, chosen[party]).astype(np.int64) * n + position[party]
+                                   for party in parties]))
+    while keys.shape[0]:
+        rows, where = np.divmod(keys, n)
+        count = -np.ones(keys.shape[0], dtype=np.int64)  # itself is in its own window
+        for starts, ends in _window_ranges(keys, rows, where, n, half):
+            count += np.maximum(ends - starts, 0)
+        keep = count >= min_partners
+        if bool(keep.all()):
+            break
+        keys = keys[keep]
+    rows, where = np.divmod(keys, n)
+    owner = ring_array[where]
+    order = np.argsort(owner, kind="stable")  # rows stay increasing within each party
+    owner, rows = owner[order], union[rows[order]]
+    cuts = np.searchsorted(owner, np.array(sorted(chosen), dtype=np.int64))
+    ends = np.searchsorted(owner, np.array(sorted(chosen), dtype=np.int64), "right")
+    return {party: rows[start:end] for party, start, end in zip(sorted(chosen), cuts.tolist(), ends.tolist())}

@@ -102,8 +102,6 @@ class SecAggServer:
 
     def __init__(self, config: SecAggConfig, row_plan: RowPlan | None = None, trust: TrustStore | None = None,
                  *, per_row: bool = False, joint: str | None = None) -> None:
-        if (row_plan is not None or per_row) and not config.full_graph:
-            raise InvalidParameters("per-row aggregation needs the full graph: every chooser masks with every other")
         if row_plan is not None:
             if config.dim != row_plan.dim or set(row_plan.chosen) != set(config.party_ids):
                 raise InvalidParameters("the row plan must cover every party and config.dim = rows x width")

@@ -286,11 +286,12 @@ class SubmodelRoundClient:
         if params.universe != message.settings.universe:
             raise RemoteProtocolError("the PSU table and the round disagree on the universe")
         settings = message.settings
-        # The rows' sum is set up now, over the PSU's first parties: full graph, the round's modulus,
-        # its dim the rows' block width (at least one parameter and the count).
-        if (not rows_config.full_graph or rows_config.modulus is not settings.modulus or rows_config.dim < 2
+        # The rows' sum is set up now, over the PSU's first parties: the round's modulus, its dim the
+        # rows' block width (at least one parameter and the count); a full graph, or a sparse one the
+        # policy accepts (checked below with the thresholds).
+        if (rows_config.modulus is not settings.modulus or rows_config.dim < 2
                 or rows_config.round_index != message.round_index or self.party_id not in rows_config.party_ids):
-            raise RemoteProtocolError("the rows' secure sum must be a full graph over this round's parties and modulus")
+            raise RemoteProtocolError("the rows' secure sum must be over this round's parties and modulus")
         # The table must have the default shape for its bound (no oversized tables from a tiny message).
         if params.encode() != PSUParameters(settings.universe, params.union_bound, params.session_id, params.attempt).encode():
             raise RemoteProtocolError("the PSU table must have the default shape for its bound")
@@ -300,6 +301,7 @@ class SubmodelRoundClient:
         policy.check_psu_cohort(config.clients)
         policy.check_secagg_config(config, "PSU's secure sum")
         policy.check_secagg_config(rows_config, "rows' secure sum")
+        policy.check_rows_graph(rows_config)
         if settings.min_choosers < policy.min_choosers:
             raise PolicyViolation("min_choosers", f"the round's min_choosers {settings.min_choosers} is below the "
                                                   f"client's floor {policy.min_choosers}")
@@ -450,12 +452,14 @@ class SubmodelRoundClient:
         # Who masks each row with it: every partner must be a party of this sum, and every row needs
         # min_choosers - 1 partners (the dense rows: everybody), or its block would reach the server
         # under the self mask alone, which is removed at unmasking.
-        parties = set(config.party_ids)
+        # On a sparse graph the partners must be its neighbours, which it derives from the config: the
+        # server cannot pick them (protocols/submodel/spec.md, "Sparse rows").
+        neighbours = rows_sum.neighbours
         partners = np.zeros(plan.rows.shape[0], dtype=np.int64)
         peers = 0
         for peer, positions in plan.sharing():
-            if peer == self.party_id or peer not in parties:
-                raise RemoteProtocolError("the plan names partners outside the secure sum")
+            if peer not in neighbours:
+                raise RemoteProtocolError("the plan names partners outside this client's neighbours in the secure sum")
             partners[positions] += 1  # distinct positions per peer
             peers += 1
         # Every party of the plan chooses the dense rows; the plan has at least the policy's parties.

@@ -11,7 +11,7 @@ a larger table when the union does not decode; the rows' secure sum is set up al
 attempt, so a round takes 7 exchanges) -> the union to every contributor -> the randomized
 sets S''_i -> the plan (rows with fewer than ``min_choosers`` choosers left out; the dense parameters
 as pseudo-rows everyone chooses, fixed in the rows' sum), each client's rows, dense parameters and
-plan (built as each is sent) -> the rows' secure sum over the full graph -> W_j += sum(count * delta_j) / sum(count_j) for rows with a positive count
+plan (built as each is sent) -> the rows' secure sum (full graph; sparse above sparse_rows_above parties) -> W_j += sum(count * delta_j) / sum(count_j) for rows with a positive count
 sum, theta += the sample-weighted mean.
 
 Sees: U, every S''_i, the per-row sums of count-weighted updates and counts over each row's surviving
@@ -38,7 +38,11 @@ from ..hazmat.field import Modulus
 from ..psu.params import PSUParameters
 from ..psu.protocol import PSUServer, UnionDecodeFailure
 from ..secagg import Adversary, Quantizer, RowPlan, SecAggConfig, SecAggServer, TrustStore
+from ..secagg.graph import ring_order
 from ..secagg.identity import joint_advertisement_statement
+from ..secagg.params import find_graph_parameters
+from ..secagg.rowgraph import row_graph_degree, row_graph_survivors
+from ..secagg.rows import sparse_row_peel
 from ..secagg.server import IgnoredMessage, IgnoredReason
 from ..secagg.stages import ServerStage
 from .messages import (
@@ -112,6 +116,20 @@ class LazyOutbound(Sequence[Outbound]):
 
     def __iter__(self) -> Iterator[Outbound]:
         return (self._build(p) for p in self.recipients)
+
+
+def rows_degree(settings: RoundSettings, parties: int) -> int | None:
+    """The rows' graph degree for ``parties``: None (the full graph) up to ``sparse_rows_above``
+    parties; above, the larger of the degree that keeps a row's ``row_survivor_fraction`` x n honest
+    surviving choosers connected (claim submodel/2) and the SecAgg+ search's for the round's rates,
+    unless that is the full graph anyway (protocols/submodel/spec.md, "Sparse rows")."""
+    if parties <= settings.sparse_rows_above:
+        return None
+    degree = row_graph_degree(parties, row_graph_survivors(parties, settings.row_survivor_fraction))
+    if degree < parties - 1:
+        search = find_graph_parameters(parties, settings.corrupt_fraction, settings.dropout_fraction, settings.adversary)
+        degree = max(degree, search.neighbours)
+    return None if degree >= parties - 1 else degree
 
 
 class SubmodelRoundServer:
@@ -201,8 +219,10 @@ class SubmodelRoundServer:
         # The rows' secure sum is set up alongside the PSU's (keys advertised and shared in the same
         # exchanges), over the same parties; its dim is the rows' block width, its plan comes later.
         try:
+            neighbours = self._rows_degree()
             self._rows_config = SecAggConfig.create(
-                list(self.party_ids), self._width + 1, settings.modulus, full_graph=True, round_index=self.round_index,
+                list(self.party_ids), self._width + 1, settings.modulus, full_graph=neighbours is None,
+                neighbours=neighbours, round_index=self.round_index,
                 dropout_fraction=settings.dropout_fraction, corrupt_fraction=settings.corrupt_fraction,
                 adversary=settings.adversary,
             )
@@ -214,6 +234,9 @@ class SubmodelRoundServer:
         self._rows = SecAggServer(self._rows_config, trust=self._trust, per_row=True, joint=joint)
         self.stage = RoundServerStage.PSU
         return self._start_psu(self.party_ids)
+
+    def _rows_degree(self) -> int | None:
+        return rows_degree(self.settings, len(self.party_ids))
 
     def _start_psu(self, parties: tuple[int, ...]) -> list[Outbound]:
         assert self._psu_params is not None
@@ -363,12 +386,17 @@ class SubmodelRoundServer:
         kept = self._union[keep]
         dense_ids = np.arange(settings.universe, settings.universe + self._dense_rows, dtype=np.uint64)
         cuts = np.cumsum([rows.shape[0] for rows in chosen.values()])[:-1]
-        planned = {p: np.concatenate([rows[flags], dense_ids])
-                   for (p, rows), flags in zip(chosen.items(), np.split(kept_flags, cuts))}
+        real = {p: rows[flags] for (p, rows), flags in zip(chosen.items(), np.split(kept_flags, cuts))}
+        config = self._rows_config
+        ring = None
+        if not config.full_graph:  # sparse rows: a chooser keeps a row while min_choosers - 1 neighbours do
+            ring = ring_order(config)
+            real = sparse_row_peel(real, ring, config.neighbours, settings.min_choosers - 1)
+            kept = np.unique(np.concatenate([kept[:0], *real.values()]))
+        planned = {p: np.concatenate([rows, dense_ids]) for p, rows in real.items()}
         if self._dense_rows:  # every party of the rows' sum masks the dense rows; those without a download drop
             planned.update({p: dense_ids for p in sorted(sharers) if p not in planned})
-        plan = RowPlan(np.concatenate([kept, dense_ids]), width + 1, planned)
-        config = self._rows_config
+        plan = RowPlan(np.concatenate([kept, dense_ids]), width + 1, planned, ring=ring, neighbours=config.neighbours)
         # Sized for the rows' sum's parties (an upper bound on the uploads), as the clients size it.
         if settings.ddp is None:
             self._quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))
@@ -376,7 +404,7 @@ class SubmodelRoundServer:
             self._quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=1.0, scale=settings.ddp.scale)
         self._rows.set_row_plan(plan)
         self._kept_rows = kept
-        self._thin_rows = int(((choosers > 0) & ~keep).sum())
+        self._thin_rows = int(((choosers > 0) & ~keep).sum()) + int(keep.sum()) - int(kept.shape[0])
         self._report_positions.clear()
         self._reports = chosen
         dense = np.zeros(self._dense_size, dtype=np.float64)

@@ -26,10 +26,18 @@ class RoundSettings:
     max_psu_attempts: int = 3  # PSU reruns (fresh hash keys) when the union does not decode
     adversary: Adversary = Adversary.SEMI_MALICIOUS  # the secure sums' thresholds (clients refuse weaker ones)
     ddp: DDPSettings | None = None  # distributed DP for the updates (None: secure aggregation only)
+    # Above this many parties the rows' secure sum is a sparse SecAgg+ graph whose degree keeps a row
+    # with row_survivor_fraction x n honest surviving choosers connected (spec: "Sparse rows").
+    sparse_rows_above: int = 1000
+    row_survivor_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_choosers, int) or self.min_choosers < 1:
             raise InvalidParameters("min_choosers must be a positive integer")
+        if not isinstance(self.sparse_rows_above, int) or isinstance(self.sparse_rows_above, bool) or self.sparse_rows_above < 2:
+            raise InvalidParameters("sparse_rows_above must be an integer >= 2")
+        if not (isinstance(self.row_survivor_fraction, (int, float)) and 0 < self.row_survivor_fraction <= 1):
+            raise InvalidParameters("row_survivor_fraction must be in (0, 1]")
         try:
             object.__setattr__(self, "adversary", Adversary(self.adversary))
         except ValueError:

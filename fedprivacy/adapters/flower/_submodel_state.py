@@ -79,6 +79,7 @@ POLICY_KEYS: dict[str, tuple[str, type]] = {
     "fedprivacy-max-psu-attempts": ("max_psu_attempts", int),
     "fedprivacy-min-psu-cohort": ("min_psu_cohort", int),
     "fedprivacy-min-choosers": ("min_choosers", int),
+    "fedprivacy-row-survivor-fraction": ("row_survivor_fraction", float),
     "fedprivacy-allow-insecure": ("allow_insecure", bool),
 }
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from .. import policy  # noqa: F401 (loaded before any run: a Ctrl-C must not land in its late import)
 from ..errors import FedPrivacyError, RoundAborted
 from . import interrupt
 from .parser import build_parser
@@ -28,6 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return int(args.run(args))
     except KeyboardInterrupt:
+        interrupt.forget_unhandled()
         print(f"fedprivacy: interrupted: {interrupt.current_note()}", file=sys.stderr)
         return 130
     except RoundAborted as exc:

@@ -39,6 +39,13 @@ def hold() -> None:
     _state["held"] = True
 
 
+def forget_unhandled() -> None:
+    """Clear CPython's record of an interrupt that escaped ``exec``'d source (a dataclass being built
+    when Ctrl-C landed): the interpreter (3.11) keeps it although the interrupt was handled here, and
+    kills itself with SIGINT at exit instead of returning 130. Running any source clears it."""
+    exec("")  # noqa: S102 (no input: only resets the interpreter's flag)
+
+
 def checkpoint() -> None:
     """A safe point: stop here if Ctrl-C was pressed."""
     if _state["requested"]:

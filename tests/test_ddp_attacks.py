@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedprivacy.adapters.interfaces import TrainingResult
+from fedprivacy.submodel.interfaces import TrainingResult
 from fedprivacy.ddp import DDPPolicy, DDPSettings
 from fedprivacy.ddp.client import clip_and_round, to_modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness

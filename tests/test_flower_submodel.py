@@ -20,7 +20,7 @@ from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from flwr.simulation import run_simulation  # noqa: E402
 
 from fedprivacy.accounting import replay  # noqa: E402
-from fedprivacy.adapters.engine import RoundDrops, run_round  # noqa: E402
+from fedprivacy.submodel.engine import RoundDrops, run_round  # noqa: E402
 from fedprivacy.adapters.flower import SecureSubmodelClient, SecureSubmodelWorkflow  # noqa: E402
 from fedprivacy.adapters.flower._submodel_state import ResumableRandomness  # noqa: E402
 from fedprivacy.adapters.storage import read_ledger_file  # noqa: E402

@@ -100,3 +100,65 @@ def test_no_private_name_is_imported_from_another_module():
         and not any(_in(name, allowed) and _in(module, allowed) for allowed in _PRIVATE_IMPORTS_ALLOWED_WITHIN)
     ]
     assert offenders == []
+
+
+# Only the outer ring talks to the outside world: files, Flower, Ray, data sets (``adapters``) and
+# the command line (``cli``). The protocol cores below it never import it. The one exception is the
+# Flower comparison bench, a tool that is to leave the installed package; it may not grow.
+_OUTER = ("fedprivacy.adapters", "fedprivacy.cli")
+_TOOLS_ON_THE_ADAPTERS = {("fedprivacy.bench.flower", "fedprivacy.adapters.flower.comparison")}
+
+
+def test_only_the_outer_ring_imports_the_adapters():
+    offenders = [
+        f"{name} imports {module}"
+        for name, tree in MODULES.items()
+        if not any(_in(name, outer) for outer in _OUTER)
+        for module, _ in _imports(name, tree)
+        if _in(module, "fedprivacy.adapters") and (name, module) not in _TOOLS_ON_THE_ADAPTERS
+    ]
+    assert offenders == []
+
+
+# A subpackage's rank: a module may import only subpackages of its own or a lower rank. The cores
+# (``submodel`` composes the protocols below it) never reach up to a driver or a tool. ``policy``
+# (the client's limits over every protocol) shares the protocols' rank: it and ``secagg``/``psu``
+# still import each other.
+_RANK = {
+    "fedprivacy.errors": 0, "fedprivacy.hazmat": 1, "fedprivacy.encoding": 2, "fedprivacy.gapcode": 2,
+    "fedprivacy.accounting": 3, "fedprivacy.ldp": 3, "fedprivacy.ddp": 3, "fedprivacy.psu": 3,
+    "fedprivacy.secagg": 3, "fedprivacy.policy": 3, "fedprivacy.submodel": 5,
+    "fedprivacy.adapters": 6, "fedprivacy.bench": 7, "fedprivacy.cli": 8, "fedprivacy.__main__": 9,
+}
+
+
+def _rank(module: str) -> int | None:
+    return next((rank for package, rank in _RANK.items() if _in(module, package)), None)
+
+
+def test_every_module_has_a_rank():
+    assert [name for name in MODULES if name != "fedprivacy" and _rank(name) is None] == []
+
+
+def test_no_subpackage_imports_upward():
+    offenders = [
+        f"{name} imports {module}"
+        for name, tree in MODULES.items()
+        if name != "fedprivacy"
+        for module, _ in _imports(name, tree)
+        if _in(module, "fedprivacy") and module != "fedprivacy"
+        and (_rank(module) or 0) > (_rank(name) or 0)
+    ]
+    assert offenders == []
+
+
+def test_the_submodel_protocol_does_no_file_io():
+    """The round's parties get their store injected; opening files is the file adapter's business."""
+    offenders = [
+        f"{name} imports {module}"
+        for name, tree in MODULES.items()
+        if _in(name, "fedprivacy.submodel")
+        for module, _ in _imports(name, tree)
+        if module.split(".")[0] in {"tempfile", "shutil", "pathlib", "fcntl"}
+    ]
+    assert offenders == []

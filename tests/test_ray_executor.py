@@ -11,7 +11,9 @@ from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import DropStage
 from fedprivacy.submodel import init_model, synthetic_workload
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-from fedprivacy.submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
+from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.engine import RoundDrops, run_round
+from fedprivacy.submodel.settings import RoundSettings
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
@@ -25,7 +27,7 @@ def _round(executor):
     model = ReferenceServer(*init_model(np.arange(UNIVERSE, dtype=np.uint64), DIM, seed=3))
     drops = RoundDrops(psu={2: DropStage.SHARE}, upload={5: DropStage.INPUT})
     settings = RoundSettings(universe=UNIVERSE, max_set_size=ITEMS, dropout_fraction=0.25)
-    outcome = secure_round(states, model, settings, 0, drops, executor=executor,
+    outcome = run_round(states, model, settings, 0, drops, executor=executor,
                            random_source=lambda p: DeterministicRandomness(f"ray-{p}"))
     return outcome, model, states
 
@@ -78,7 +80,7 @@ def test_simulate_with_executor_ray_reports_what_the_in_process_run_reports(two_
 
 
 def test_clients_with_identity_keys_are_not_sent_to_ray():
-    from fedprivacy.adapters.engine import RoundDrops
+    from fedprivacy.submodel.engine import RoundDrops
     from fedprivacy.adapters.ray_executor import RayExecutor
     from fedprivacy.errors import InvalidParameters
     from fedprivacy.secagg import make_identities

@@ -19,7 +19,9 @@ from fedprivacy.secagg import RowPlan
 from fedprivacy.secagg.rows import _RowMasks
 from fedprivacy.submodel import DenseHead, init_model, synthetic_workload
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-from fedprivacy.submodel.secure import ClientState, RoundSettings, secure_round
+from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.engine import run_round
+from fedprivacy.submodel.settings import RoundSettings
 
 
 def test_batched_reconstruction_equals_one_secret_at_a_time():
@@ -113,7 +115,7 @@ def test_server_time_counts_the_lazily_built_row_downloads():
     states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
     now = [0.0]
     model = _ClockedModel(*init_model(np.arange(3000, dtype=np.uint64), 6, seed=1), now)
-    outcome = secure_round(states, model, RoundSettings(universe=3000, dropout_fraction=0.25), 0, clock=lambda: now[0])
+    outcome = run_round(states, model, RoundSettings(universe=3000, dropout_fraction=0.25), 0, clock=lambda: now[0])
     assert model.served >= 2
     assert outcome.server_seconds >= 100.0 * model.served
     assert outcome.client_seconds_median < 100.0

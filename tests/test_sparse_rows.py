@@ -145,7 +145,8 @@ def _sparse_round(policy, params, settings, drops=None, clients=20):
     from fedprivacy.submodel import init_model, synthetic_workload
     from fedprivacy.submodel.messages import RoundStart, decode_submodel_message
     from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-    from fedprivacy.submodel.secure import ClientState, secure_round
+    from fedprivacy.submodel.client import ClientState
+    from fedprivacy.submodel.engine import run_round
 
     workload = synthetic_workload(clients=clients, universe=3000, items_per_user=80, seed=3)
     states = {c.client_id: ClientState.new(ReferenceClient(c), params, policy=policy) for c in workload.clients}
@@ -159,7 +160,7 @@ def _sparse_round(policy, params, settings, drops=None, clients=20):
                 configs.append(message.rows_config)
 
     server = ReferenceServer(table, head)
-    outcome = secure_round(states, server, settings, 0, drops, observer=observe,
+    outcome = run_round(states, server, settings, 0, drops, observer=observe,
                            random_source=lambda p: DeterministicRandomness(f"sparse-{p}"))
     return workload, table, head, server, outcome, configs
 
@@ -168,7 +169,7 @@ def test_a_sparse_round_without_randomization_equals_plaintext_fedsubavg():
     from fedprivacy.ldp import RRParameters
     from fedprivacy.policy import weakened_policy
     from fedprivacy.submodel import init_model, plaintext_round
-    from fedprivacy.submodel.secure import RoundSettings
+    from fedprivacy.submodel.settings import RoundSettings
 
     exact = RRParameters("1", "0", "1", "0", allow_insecure=True)
     settings = RoundSettings(universe=3000, min_choosers=1, sparse_rows_above=10, row_survivor_fraction=0.8)
@@ -185,7 +186,8 @@ def test_a_sparse_cpp2_round_with_dropouts_completes_under_a_policy_that_accepts
     from fedprivacy.ldp import RRParameters
     from fedprivacy.policy import ClientPolicy
     from fedprivacy.secagg import DropStage
-    from fedprivacy.submodel.secure import RoundDrops, RoundSettings
+    from fedprivacy.submodel.engine import RoundDrops
+    from fedprivacy.submodel.settings import RoundSettings
 
     settings = RoundSettings(universe=3000, sparse_rows_above=10, row_survivor_fraction=0.8, dropout_fraction=0.1)
     drops = RoundDrops(upload={3: DropStage.INPUT, 4: DropStage.UNMASK})

@@ -15,12 +15,9 @@ from fedprivacy.secagg.messages import KeyBroadcast, MessageType, UnmaskRequest
 from fedprivacy.submodel import init_model, synthetic_workload
 from fedprivacy.submodel.messages import decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-from fedprivacy.submodel.secure import (
-    ClientState,
-    RoundDrops,
-    RoundSettings,
-    secure_round,
-)
+from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.engine import RoundDrops, run_round
+from fedprivacy.submodel.settings import RoundSettings
 
 
 def _states(workload, identities=None, trust=None):
@@ -46,7 +43,7 @@ def _round(adversary, with_identities, drops=None, clients=12):
         if session in types:  # a PhaseMessage: header (7), phase, attempt, u32 length, then the secagg message
             types[session].add(data[13 + 6])
 
-    outcome = secure_round(states, server, settings, 0, drops, observer=observer,
+    outcome = run_round(states, server, settings, 0, drops, observer=observer,
                            random_source=lambda p: DeterministicRandomness(f"sub-mal/{p}"), trust=trust)
     return outcome, states, types
 
@@ -89,7 +86,7 @@ def test_each_client_checks_one_advertisement_signature_per_peer():
         elif isinstance(payload, UnmaskRequest) and payload.signatures is not None:
             checked.setdefault((session, recipient), []).append(len(payload.signatures))
 
-    outcome = secure_round(states, ReferenceServer(table, head), settings, 0, None, observer=observer,
+    outcome = run_round(states, ReferenceServer(table, head), settings, 0, None, observer=observer,
                            random_source=lambda p: DeterministicRandomness(f"sub-mal/{p}"), trust=trust)
     assert outcome.participants == 12
     parties = [c.client_id for c in workload.clients]

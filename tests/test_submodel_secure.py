@@ -13,10 +13,12 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import DropStage
 from fedprivacy.submodel import auc, init_model, plaintext_round, predict, synthetic_workload
-from fedprivacy.adapters.interfaces import SubmodelClient, SubmodelServer
+from fedprivacy.submodel.interfaces import SubmodelClient, SubmodelServer
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
 from fedprivacy.policy import weakened_policy
-from fedprivacy.submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
+from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.engine import RoundDrops, run_round
+from fedprivacy.submodel.settings import RoundSettings
 
 from .helpers import budget_events
 
@@ -36,7 +38,7 @@ def test_without_randomization_the_secure_round_equals_plaintext_fedsubavg():
     settings = RoundSettings(universe=3000, min_choosers=1)
     server = ReferenceServer(table, head)
     assert isinstance(server, SubmodelServer) and isinstance(states[1].client, SubmodelClient)
-    outcome = secure_round(states, server, settings, 0)
+    outcome = run_round(states, server, settings, 0)
     secure_head = server.head
     plain_head = plaintext_round(workload.clients, plain_table, head)
     assert outcome.participants == 12 and outcome.thin_rows == 0
@@ -50,7 +52,7 @@ def test_cpp2_round_learns_and_charges_the_ledgers():
     settings = RoundSettings(universe=3000, dropout_fraction=0.25)
     drops = RoundDrops(psu={1: DropStage.INPUT}, after_psu=frozenset({2}), upload={3: DropStage.INPUT, 4: DropStage.UNMASK})
     server = ReferenceServer(table, head)
-    outcome = secure_round(states, server, settings, 0, drops, random_source=lambda p: DeterministicRandomness(f"cpp2-{p}"))
+    outcome = run_round(states, server, settings, 0, drops, random_source=lambda p: DeterministicRandomness(f"cpp2-{p}"))
     scores, labels = zip(*[predict(c, server.table, server.head) for c in workload.clients])
     # Seeded: AUC 0.48 before, about 0.6 after one round; the bound leaves room for float differences.
     assert auc(np.concatenate(scores), np.concatenate(labels)) > 0.56
@@ -70,16 +72,16 @@ def test_oversized_sets_sit_out_and_bad_settings_are_refused_before_any_release(
             return np.arange(2000, dtype=np.uint64)
 
     states[1].client = Greedy(workload.clients[0])
-    outcome = secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, max_set_size=100,
+    outcome = run_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, max_set_size=100,
                                                                                 dropout_fraction=0.2), 0)
     assert outcome.oversized == [1] and 1 not in outcome.contributors and not budget_events(states[1].ledger)
     with pytest.raises(InvalidParameters):
-        secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, clip=-1.0), 1)
+        run_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, clip=-1.0), 1)
     assert len(budget_events(states[2].ledger)) == 1  # the refused round released nothing
 
 
 def test_a_model_without_dense_parameters_and_refusals_on_the_record():
-    from fedprivacy.adapters.interfaces import TrainingResult
+    from fedprivacy.submodel.interfaces import TrainingResult
 
     class RowsOnly:
         row_width, dense_size = 2, 0
@@ -113,15 +115,15 @@ def test_a_model_without_dense_parameters_and_refusals_on_the_record():
     tight = RRParameters("3/4", "1/4", "3/4", "1/4")
     states = {c: ClientState.new(Pull(c, [1, 2, 3, c + 10]), tight, epsilon_cap=0.6) for c in range(1, 7)}
     server = RowsOnly()
-    outcome = secure_round(states, server, RoundSettings(universe=100, dropout_fraction=0.2), 0)
+    outcome = run_round(states, server, RoundSettings(universe=100, dropout_fraction=0.2), 0)
     assert outcome.rows_updated >= 1 and all(np.allclose(v, 1.0) for v in server.table.values())
     with pytest.raises(RoundAborted, match="randomized sets"):  # the second round would pass every client's cap
-        secure_round(states, server, RoundSettings(universe=100, dropout_fraction=0.2), 1)
+        run_round(states, server, RoundSettings(universe=100, dropout_fraction=0.2), 1)
     assert [e.kind for e in budget_events(states[1].ledger)] == ["release", "refusal"]
 
 
 def test_invalid_training_results_are_refused():
-    from fedprivacy.adapters.interfaces import TrainingResult
+    from fedprivacy.submodel.interfaces import TrainingResult
 
     workload, states, table, head = _setup(clients=6)
 
@@ -130,7 +132,7 @@ def test_invalid_training_results_are_refused():
             return TrainingResult(np.array([2999, 2999], np.uint64), np.zeros((2, 7)), np.ones(2), dense * 0, 2)
 
     states[1].client = Liar(workload.clients[0])
-    outcome = secure_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, dropout_fraction=0.2), 0)
+    outcome = run_round(states, ReferenceServer(table, head), RoundSettings(universe=3000, dropout_fraction=0.2), 0)
     # The liar's own client refuses to upload (it aborts, like a dropout); the others complete the round.
     assert isinstance(outcome.client_errors[1], InvalidParameters) and "training result" in str(outcome.client_errors[1])
     assert 1 not in outcome.contributors and len(outcome.contributors) == 5
@@ -164,5 +166,5 @@ def test_secure_round_equals_plaintext_on_the_same_randomized_sets(clients, seed
     )
     settings = RoundSettings(universe=800, min_choosers=min_choosers, dropout_fraction=0.4, max_set_size=30)
     server = ReferenceServer(table, head)
-    outcome = secure_round(states, server, settings, 0, schedule, random_source=lambda p: DeterministicRandomness(f"h{seed}-{p}"))
+    outcome = run_round(states, server, settings, 0, schedule, random_source=lambda p: DeterministicRandomness(f"h{seed}-{p}"))
     assert max_difference_from_plaintext(workload, before, head, server.table, server.head, outcome, settings, 800) < 1e-6

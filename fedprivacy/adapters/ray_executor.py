@@ -1,7 +1,7 @@
 """Run a round's clients on Ray: the in-process engine's server, with its clients in Ray actors.
 
 ``run_round(..., executor=RayExecutor())`` (``fedprivacy simulate --executor ray``) keeps the sans-I/O
-server and the whole message flow of :mod:`fedprivacy.adapters.engine` in this process and hosts the
+server and the whole message flow of :mod:`fedprivacy.submodel.engine` in this process and hosts the
 clients in ``actors`` Ray actors (default: one per CPU of the cluster, at most one per client), each
 holding a contiguous shard of the clients. Every server message travels as its bytes to the actor of
 its recipient, which answers with the client's reply bytes, so the round is the engine's round, equal
@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import InvalidParameters
 from ..hazmat.prg import RandomSource, system_random_bytes
 from ..submodel.client import ClientState, SubmodelRoundClient
-from .engine import ClientSummary, Delivery, RoundDrops, handle
+from ..submodel.engine import ClientSummary, Delivery, RoundDrops, handle
 
 __all__ = ["RayExecutor"]
 
@@ -55,7 +55,7 @@ class _Shard:
 
 
 class RayExecutor:
-    """A client host factory for :func:`fedprivacy.adapters.engine.run_round` (see the module docstring)."""
+    """A client host factory for :func:`fedprivacy.submodel.engine.run_round` (see the module docstring)."""
 
     def __init__(self, address: str | None = None, actors: int | None = None, batch: int = 16,
                  actor_options: Mapping[str, Any] | None = None) -> None:

@@ -24,10 +24,12 @@ from ..secagg import Adversary, DropStage, make_identities
 from ..secagg.graph import all_neighbourhoods
 from ..secagg.messages import AdvertiseKeys, ConsistencyResponse, KeyBroadcast, UnmaskRequest
 from ..submodel import DenseHead, init_model, local_update, synthetic_workload
+from ..submodel.client import ClientState
+from ..submodel.engine import RoundDrops, run_round
 from ..submodel.messages import PhaseMessage, decode_submodel_message
 from ..submodel.reference import ReferenceClient, ReferenceServer
-from ..submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
 from ..submodel.server import rows_degree
+from ..submodel.settings import RoundSettings
 from .secagg import signature_seconds
 
 __all__ = ["run_round_bench"]
@@ -74,7 +76,7 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
                              **extra)
     server = ReferenceServer(table, head)
     started = time.perf_counter()
-    outcome = secure_round(states, server, settings, 0, drops, observer=observer, trust=trust, clock=clock,
+    outcome = run_round(states, server, settings, 0, drops, observer=observer, trust=trust, clock=clock,
                            executor=executor)
     new_head = server.head
     total = time.perf_counter() - started

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from ..adapters.lock import OutputLock
     from ..adapters.ray_executor import RayExecutor
     from ..ldp import RRParameters
+    from ..submodel.client import ClientState
     from ..submodel.reference import ReferenceServer
-    from ..submodel.secure import ClientState, RoundSettings
+    from ..submodel.settings import RoundSettings
     from ..submodel.workload import Workload
     from .progress import Progress
 
@@ -193,9 +194,10 @@ def _earlier_run_note(out_dir: Path) -> str | None:
 
 
 def _open_states(args: argparse.Namespace, workload, params, out_dir: Path | None, trained) -> dict:
+    from ..adapters.storage import ClientStore
     from ..policy import ClientPolicy
+    from ..submodel.client import ClientState
     from ..submodel.reference import ReferenceClient
-    from ..submodel.secure import ClientState
 
     policy = ddp_options.with_client_ddp(args, ClientPolicy(rr_parameters=params, allow_insecure=args.allow_insecure))
     cap = float("inf") if args.epsilon_cap is None else args.epsilon_cap
@@ -204,7 +206,8 @@ def _open_states(args: argparse.Namespace, workload, params, out_dir: Path | Non
     return {
         c.client_id: ClientState.new(
             _ReportingClient(ReferenceClient(c), trained) if local else ReferenceClient(c), params, epsilon_cap=cap,
-            directory=None if out_dir is None else str(out_dir / "clients" / f"client-{c.client_id}"),
+            store=None if out_dir is None else ClientStore(out_dir / "clients" / f"client-{c.client_id}",
+                                                           f"client-{c.client_id}"),
             policy=policy,
         )
         for c in workload.clients
@@ -215,7 +218,7 @@ def _set_up(args: argparse.Namespace, progress) -> _Simulation:
     """Parameters, workload, output folder, the clients' states and the initial model."""
     from ..submodel import init_model
     from ..submodel.reference import ReferenceServer
-    from ..submodel.secure import RoundSettings
+    from ..submodel.settings import RoundSettings
 
     params = _rr_params_or_default(args)
     workload = _load_workload(args)
@@ -267,7 +270,7 @@ def _evaluate_initial_model(sim: _Simulation) -> None:
 def _scripted_drops(sim: _Simulation):
     """Which clients drop this round (half before the set union, half before the upload)."""
     from ..secagg import DropStage
-    from ..submodel.secure import RoundDrops
+    from ..submodel.engine import RoundDrops
 
     count = round(sim.args.dropout * len(sim.states))
     dropped = [int(p) for p in sim.rng.choice(sorted(sim.states), size=count, replace=False)]
@@ -292,7 +295,7 @@ def executor_of(args: argparse.Namespace) -> RayExecutor | None:
 
 
 def _play_round(sim: _Simulation, round_index: int) -> None:
-    from ..submodel.secure import secure_round
+    from ..submodel.engine import run_round
 
     args, progress = sim.args, sim.progress
     stage = f"round {round_index}/{args.rounds}"
@@ -301,7 +304,7 @@ def _play_round(sim: _Simulation, round_index: int) -> None:
     # PSU drops do not train.
     sim.training.update({"stage": f"{stage}: training, upload", "done": 0, "expected": len(sim.states) - len(drops.psu)})
     try:
-        outcome = secure_round(sim.states, sim.server, sim.settings, sim.round_offset + round_index, drops,
+        outcome = run_round(sim.states, sim.server, sim.settings, sim.round_offset + round_index, drops,
                                random_source=_round_randomness(args.seed, sim.round_offset + round_index),
                                progress=lambda *_: interrupt.checkpoint(), executor=sim.executor)
     except RoundAborted as exc:

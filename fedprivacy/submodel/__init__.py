@@ -3,7 +3,7 @@
 ``secure`` composes one round (PSU -> randomized response -> per-row secure aggregation) from
 :mod:`fedprivacy.psu`, :mod:`fedprivacy.ldp` / :mod:`fedprivacy.accounting` and
 :class:`fedprivacy.secagg.RowPlan`, driving any model through the interfaces of
-:mod:`fedprivacy.adapters.interfaces`; ``workload``, ``model`` and ``reference`` are the synthetic
+:mod:`fedprivacy.submodel.interfaces`; ``workload``, ``model`` and ``reference`` are the synthetic
 data and the reference numpy model behind them; ``plaintext`` is the baseline the round must match.
 """
 

@@ -49,7 +49,6 @@ from typing import Protocol
 import numpy as np
 
 from ..accounting import Ledger, UpdateEvent, cap_event, participate, psu_attempt_event, refusal_event, replay
-from ..adapters.interfaces import SubmodelClient
 from ..ddp import NoisePlan, check_overflow, client_variance, noise_floor, privatize, release_rho, to_modulus
 from ..errors import (
     BudgetExceeded,
@@ -69,6 +68,7 @@ from ..secagg import Adversary, Identity, Quantizer, SecAggClient, TrustStore
 from ..secagg.client import start_jointly
 from ..secagg.rows import ClientRowPlan
 from ..secagg.stages import ClientStage
+from .interfaces import SubmodelClient
 from .messages import (
     Phase,
     PhaseMessage,
@@ -82,16 +82,24 @@ from .messages import (
 )
 from .stages import ROUND_CLIENT_TRANSITIONS, RoundClientEvent, RoundClientStage
 
-__all__ = ["StateStore", "ClientState", "SubmodelRoundClient", "check_training_result", "lower_cap"]
+__all__ = ["StateStore", "PersistentStore", "ClientState", "SubmodelRoundClient", "check_training_result", "lower_cap"]
 
 
 class StateStore(Protocol):
-    """Where a client's ledger and memo persist (``fedprivacy.adapters.storage.ClientStore``, Flower's
-    node state, ...). Both calls must be durable when they return."""
+    """Where a client's ledger and memo persist (``ClientStore`` of the file adapter, Flower's node
+    state, ...). Both calls must be durable when they return."""
 
     def append_ledger_line(self, line: str) -> None: ...
 
     def save_memo(self, memo: PermanentMemo) -> None: ...
+
+
+class PersistentStore(StateStore, Protocol):
+    """A :class:`StateStore` that also reloads what it holds (``ClientStore`` keeps it in a directory)."""
+
+    def open_ledger(self, epsilon_cap: float) -> Ledger: ...
+
+    def load_memo(self, params: RRParameters, ledger: Ledger) -> PermanentMemo: ...
 
 
 @dataclass
@@ -121,23 +129,22 @@ class ClientState:
 
     @classmethod
     def new(
-        cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf"), directory: str | None = None,
-        *, policy: ClientPolicy | None = None, identity: Identity | None = None, trust: TrustStore | None = None,
+        cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf"),
+        store: PersistentStore | None = None, *, policy: ClientPolicy | None = None, identity: Identity | None = None,
+        trust: TrustStore | None = None,
     ) -> ClientState:
-        """Fresh state; with ``directory`` the ledger and memo live on disk there (and are reloaded).
+        """Fresh state; with ``store`` the ledger and memo are reloaded from it and persist there (the
+        caller opens it for this client's ledger id, ``client-<client_id>``).
 
         The cap is the smaller of ``epsilon_cap`` and the policy's; a ledger reloaded with a higher cap
         gets a line lowering it (a cap only ever goes down; a higher one asked for is ignored)."""
         policy = ClientPolicy() if policy is None else policy
         epsilon_cap = policy.accept_cap(epsilon_cap)
         client_id = f"client-{client.client_id}"
-        if directory is None:
+        if store is None:
             ledger, _ = Ledger.create(client_id, epsilon_cap)
             return cls(client, params, ledger, PermanentMemo.empty(client_id, params), policy=policy,
                        identity=identity, trust=trust)
-        from ..adapters.storage import ClientStore
-
-        store = ClientStore(directory, client_id)
         ledger = store.open_ledger(epsilon_cap)
         lower_cap(ledger, store, epsilon_cap)
         return cls(client, params, ledger, store.load_memo(params, ledger), store, policy, identity, trust)

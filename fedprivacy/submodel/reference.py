@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..adapters.interfaces import TrainingResult
+from .interfaces import TrainingResult
 from .model import DenseHead, local_update
 from .workload import ClientData
 

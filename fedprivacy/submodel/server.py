@@ -1,6 +1,6 @@
 """The server of the secure submodel round, sans-I/O.
 
-:class:`SubmodelRoundServer` drives one round over a :class:`~fedprivacy.adapters.interfaces.SubmodelServer`
+:class:`SubmodelRoundServer` drives one round over a :class:`~fedprivacy.submodel.interfaces.SubmodelServer`
 (the model owner). A transport calls :meth:`start`, feeds every client message to :meth:`receive`
 (which never raises on a client's message: junk, late, duplicate or misplaced messages are recorded
 in :attr:`ignored`), and calls :meth:`close_stage` when the stage's replies are in or its deadline
@@ -32,7 +32,6 @@ from typing import overload
 
 import numpy as np
 
-from ..adapters.interfaces import SubmodelServer
 from ..errors import FedPrivacyError, InvalidParameters, LocalProtocolError, RoundAborted
 from ..hazmat.field import Modulus
 from ..psu.params import PSUParameters
@@ -45,6 +44,7 @@ from ..secagg.rowgraph import row_graph_degree, row_graph_survivors
 from ..secagg.rows import sparse_row_peel
 from ..secagg.server import IgnoredMessage, IgnoredReason
 from ..secagg.stages import ServerStage
+from .interfaces import SubmodelServer
 from .messages import (
     Phase,
     PhaseMessage,

@@ -14,7 +14,9 @@ from fedprivacy.secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, Un
 from fedprivacy.submodel import init_model, synthetic_workload
 from fedprivacy.submodel.messages import PhaseMessage, RandomizedSetReport, SitOut, decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-from fedprivacy.submodel.secure import ClientState, RoundDrops, RoundSettings, secure_round
+from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.engine import RoundDrops, run_round
+from fedprivacy.submodel.settings import RoundSettings
 
 
 def _recorded_round():
@@ -22,7 +24,7 @@ def _recorded_round():
     states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
     server = ReferenceServer(*init_model(np.arange(3000, dtype=np.uint64), 6, seed=1))
     transcript = []
-    outcome = secure_round(
+    outcome = run_round(
         states, server, RoundSettings(universe=3000, dropout_fraction=0.25, max_set_size=80), 0,
         RoundDrops(psu={3: DropStage.INPUT}, upload={4: DropStage.INPUT}),
         observer=lambda session, sender, recipient, data: transcript.append((session, sender, recipient, data)),

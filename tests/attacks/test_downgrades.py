@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fedprivacy.accounting import replay
+from fedprivacy.adapters.storage import ClientStore
 from fedprivacy.errors import PolicyViolation, RemoteProtocolError
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
@@ -133,10 +134,10 @@ def test_the_node_config_alone_sets_the_policy():
 
 def test_a_lowered_cap_is_recorded_in_the_ledger_and_enforced(tmp_path):
     client = FixedSetClient(1)
-    ClientState.new(client, RRParameters.preset(2), epsilon_cap=10.0, directory=str(tmp_path))
-    state = ClientState.new(client, RRParameters.preset(2), epsilon_cap=1.0, directory=str(tmp_path))
+    ClientState.new(client, RRParameters.preset(2), epsilon_cap=10.0, store=ClientStore(tmp_path, "client-1"))
+    state = ClientState.new(client, RRParameters.preset(2), epsilon_cap=1.0, store=ClientStore(tmp_path, "client-1"))
     assert [e.kind for e in state.ledger.events] == ["cap"] and replay(state.ledger).cap == 1.0
-    again = ClientState.new(client, RRParameters.preset(2), epsilon_cap=50.0, directory=str(tmp_path))  # up: ignored
+    again = ClientState.new(client, RRParameters.preset(2), epsilon_cap=50.0, store=ClientStore(tmp_path, "client-1"))  # up: ignored
     assert replay(again.ledger).cap == 1.0 and len(again.ledger.events) == 1
     # Enforced: CPP2's first report costs epsilon_1 ~ 2.02 > 1.0, so the budget filter refuses the round.
     states = {1: again, **{p: ClientState.new(FixedSetClient(p), RRParameters.preset(2)) for p in range(2, N + 1)}}

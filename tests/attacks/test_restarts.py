@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from fedprivacy.adapters.storage import ClientStore
 from fedprivacy.errors import PolicyViolation
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
@@ -58,7 +59,7 @@ def test_the_real_client_stops_at_max_psu_attempts_per_round_index():
 
 def test_a_node_restarted_from_disk_keeps_counting(tmp_path):
     def reload():
-        return ClientState.new(FixedSetClient(1), RRParameters.preset(2), directory=str(tmp_path))
+        return ClientState.new(FixedSetClient(1), RRParameters.preset(2), store=ClientStore(tmp_path, "client-1"))
 
     assert _answered([reload] * len(COHORTS)) == [True, True, True, False, False]
 

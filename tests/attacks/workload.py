@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedprivacy.adapters.interfaces import TrainingResult
+from fedprivacy.submodel.interfaces import TrainingResult
 
 WIDTH = 2
 DENSE = 3

@@ -7,13 +7,13 @@ Message API:
 
 * :class:`SecureSubmodelWorkflow` (ServerApp side) hosts a
   :class:`~fedprivacy.submodel.server.SubmodelRoundServer` over your
-  :class:`~fedprivacy.adapters.interfaces.SubmodelServer` and runs each stage of the round as one
+  :class:`~fedprivacy.submodel.interfaces.SubmodelServer` and runs each stage of the round as one
   exchange over the ``Grid`` (``push_messages``, then ``pull_messages`` until every reply is in or
   the stage's timeout passed -- ``send_and_receive``'s loop, with each reply matched to the message
   it answers);
 * :class:`SecureSubmodelClient` (ClientApp side) hosts a
   :class:`~fedprivacy.submodel.client.SubmodelRoundClient` over your
-  :class:`~fedprivacy.adapters.interfaces.SubmodelClient`; register it with
+  :class:`~fedprivacy.submodel.interfaces.SubmodelClient`; register it with
   ``app.train(SUBMODEL_ACTION)(handler)`` or build the app with :func:`submodel_client_app`.
 
 On the wire every Flower message of the round has the type ``"train.fedprivacy_submodel"`` and one
@@ -68,12 +68,12 @@ from ...hazmat.prg import RandomSource, system_random_bytes
 from ...secagg import Adversary
 from ...secagg.identity import TrustStore
 from ...submodel.client import ClientState, SubmodelRoundClient, lower_cap
+from ...submodel.interfaces import SubmodelClient, SubmodelServer, TrainingResult
 from ...submodel.messages import RoundStart, SubmodelMessage, decode_submodel_message
 from ...submodel.server import Outbound, RoundResult, SubmodelRoundServer
 from ...submodel.settings import RoundSettings
 from ...submodel.stages import RoundClientStage, RoundServerStage
 from ..identity import TRUST_STORE_KEY, identity_from_config, load_trust_store
-from ..interfaces import SubmodelClient, SubmodelServer, TrainingResult
 from ..storage import ClientStore
 from ._submodel_state import (
     ContextStore,

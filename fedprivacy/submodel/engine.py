@@ -29,8 +29,9 @@ from ..errors import FedPrivacyError
 from ..hazmat.prg import RandomSource, system_random_bytes
 from ..secagg import DropStage, TrustStore
 from ..secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
-from ..submodel.client import ClientState, SubmodelRoundClient
-from ..submodel.messages import (
+from .client import ClientState, SubmodelRoundClient
+from .interfaces import SubmodelServer
+from .messages import (
     Phase,
     PhaseMessage,
     RandomizedSetReport,
@@ -39,10 +40,9 @@ from ..submodel.messages import (
     UnionBroadcast,
     decode_submodel_message,
 )
-from ..submodel.server import Outbound, RoundResult, SubmodelRoundServer
-from ..submodel.settings import RoundSettings
-from ..submodel.stages import RoundServerStage
-from .interfaces import SubmodelServer
+from .server import Outbound, RoundResult, SubmodelRoundServer
+from .settings import RoundSettings
+from .stages import RoundServerStage
 
 __all__ = ["ClientSummary", "Delivery", "InProcessClients", "RoundDrops", "RoundOutcome", "handle", "run_round"]
 

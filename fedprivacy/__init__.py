@@ -3,7 +3,7 @@
 Re-exports only. Protocols: :mod:`fedprivacy.secagg` (secure aggregation), :mod:`fedprivacy.psu`
 (private set union), :mod:`fedprivacy.ldp` and :mod:`fedprivacy.accounting` (randomized response and
 its budgets), :mod:`fedprivacy.submodel` (the secure submodel round); primitives live in
-:mod:`fedprivacy.hazmat`; file storage and integration interfaces in :mod:`fedprivacy.adapters`.
+:mod:`fedprivacy.hazmat`; file storage, Flower, Ray and data sets in :mod:`fedprivacy.adapters`.
 """
 
 from .errors import (

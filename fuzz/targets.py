@@ -26,7 +26,7 @@ from fedprivacy.psu.params import PSUParameters
 from fedprivacy.secagg import SecAggClient, SecAggConfig, SecAggServer
 from fedprivacy.secagg.messages import decode_message
 from fedprivacy.secagg.rows import ClientRowPlan
-from fedprivacy.submodel import init_model, synthetic_workload
+from fedprivacy.submodel.demo import init_model, synthetic_workload
 from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
 from fedprivacy.submodel.messages import PhaseMessage, RoundStart, RowDownload, decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer

@@ -43,7 +43,7 @@ from fedprivacy.hazmat.discrete_gaussian import (
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
-from fedprivacy.submodel import init_model, synthetic_workload
+from fedprivacy.submodel.demo import init_model, synthetic_workload
 from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
 from fedprivacy.submodel.messages import PublicSettings, RoundStart, decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer

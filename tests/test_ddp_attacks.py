@@ -17,7 +17,7 @@ from fedprivacy.ddp.client import clip_and_round, to_modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.policy import ClientPolicy
-from fedprivacy.submodel import init_model
+from fedprivacy.submodel.demo import init_model
 from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
 from fedprivacy.submodel.messages import decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceServer

@@ -27,7 +27,7 @@ from fedprivacy.adapters.storage import read_ledger_file  # noqa: E402
 from fedprivacy.hazmat.prg import DeterministicRandomness  # noqa: E402
 from fedprivacy.ldp import RRParameters  # noqa: E402
 from fedprivacy.secagg import DropStage  # noqa: E402
-from fedprivacy.submodel import init_model, synthetic_workload  # noqa: E402
+from fedprivacy.submodel.demo import init_model, synthetic_workload  # noqa: E402
 from fedprivacy.submodel.client import ClientState  # noqa: E402
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer  # noqa: E402
 from fedprivacy.submodel.settings import RoundSettings  # noqa: E402
@@ -42,7 +42,7 @@ def _client_app(drop_partition: int | None, state_dir) -> ClientApp:
     (test bookkeeping only); ``drop_partition`` fails just before sending its masked upload."""
 
     def client_fn(context: Context) -> ReferenceClient:
-        from fedprivacy.submodel import synthetic_workload
+        from fedprivacy.submodel.demo import synthetic_workload
 
         workload = synthetic_workload(clients=NODES, universe=UNIVERSE, items_per_user=ITEMS, seed=SEED)
         return ReferenceClient(workload.clients[int(context.node_config["partition-id"])])

@@ -9,7 +9,7 @@ from fedprivacy.accounting import replay
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import DropStage
-from fedprivacy.submodel import init_model, synthetic_workload
+from fedprivacy.submodel.demo import init_model, synthetic_workload
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
 from fedprivacy.submodel.client import ClientState
 from fedprivacy.submodel.engine import RoundDrops, run_round

@@ -17,7 +17,7 @@ from fedprivacy.hazmat.field import P61, Modulus
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import RowPlan
 from fedprivacy.secagg.rows import _RowMasks
-from fedprivacy.submodel import DenseHead, init_model, synthetic_workload
+from fedprivacy.submodel.demo import DenseHead, init_model, synthetic_workload
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
 from fedprivacy.submodel.client import ClientState
 from fedprivacy.submodel.engine import run_round

@@ -142,7 +142,7 @@ def test_the_connectivity_bound_is_exact_on_small_rings_and_picks_the_smallest_d
 
 def _sparse_round(policy, params, settings, drops=None, clients=20):
     from fedprivacy.hazmat.prg import DeterministicRandomness
-    from fedprivacy.submodel import init_model, synthetic_workload
+    from fedprivacy.submodel.demo import init_model, synthetic_workload
     from fedprivacy.submodel.messages import RoundStart, decode_submodel_message
     from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
     from fedprivacy.submodel.client import ClientState
@@ -168,7 +168,7 @@ def _sparse_round(policy, params, settings, drops=None, clients=20):
 def test_a_sparse_round_without_randomization_equals_plaintext_fedsubavg():
     from fedprivacy.ldp import RRParameters
     from fedprivacy.policy import weakened_policy
-    from fedprivacy.submodel import init_model, plaintext_round
+    from fedprivacy.submodel.demo import init_model, plaintext_round
     from fedprivacy.submodel.settings import RoundSettings
 
     exact = RRParameters("1", "0", "1", "0", allow_insecure=True)

@@ -12,7 +12,7 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import Adversary, DropStage, consistency_quorum, make_identities
 from fedprivacy.secagg.messages import KeyBroadcast, MessageType, UnmaskRequest
-from fedprivacy.submodel import init_model, synthetic_workload
+from fedprivacy.submodel.demo import init_model, synthetic_workload
 from fedprivacy.submodel.messages import decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
 from fedprivacy.submodel.client import ClientState

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fedprivacy.errors import InvalidParameters
-from fedprivacy.submodel import (
+from fedprivacy.submodel.demo import (
     ClientData,
     DenseHead,
     auc,

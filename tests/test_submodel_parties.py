@@ -13,7 +13,7 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg.messages import AdvertiseKeys
 from fedprivacy.secagg.rows import ClientRowPlan
-from fedprivacy.submodel import init_model, synthetic_workload
+from fedprivacy.submodel.demo import init_model, synthetic_workload
 from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
 from fedprivacy.submodel.messages import (
     Phase,

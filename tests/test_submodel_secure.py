@@ -12,7 +12,7 @@ from fedprivacy.errors import InvalidParameters, RoundAborted
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import DropStage
-from fedprivacy.submodel import auc, init_model, plaintext_round, predict, synthetic_workload
+from fedprivacy.submodel.demo import auc, init_model, plaintext_round, predict, synthetic_workload
 from fedprivacy.submodel.interfaces import SubmodelClient, SubmodelServer
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
 from fedprivacy.policy import weakened_policy

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fedprivacy.submodel import Workload, auc, init_model, predict, synthetic_workload
+from fedprivacy.submodel.demo import Workload, auc, init_model, predict, synthetic_workload
 from fedprivacy.submodel.reference import ReferenceServer
 
 

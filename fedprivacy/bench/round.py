@@ -23,8 +23,8 @@ from ..ldp import RRParameters
 from ..secagg import Adversary, DropStage, make_identities
 from ..secagg.graph import all_neighbourhoods
 from ..secagg.messages import AdvertiseKeys, ConsistencyResponse, KeyBroadcast, UnmaskRequest
-from ..submodel import DenseHead, init_model, local_update, synthetic_workload
 from ..submodel.client import ClientState
+from ..submodel.demo import DenseHead, init_model, local_update, synthetic_workload
 from ..submodel.engine import RoundDrops, run_round
 from ..submodel.messages import PhaseMessage, decode_submodel_message
 from ..submodel.reference import ReferenceClient, ReferenceServer

@@ -11,7 +11,7 @@ from .evaluate import _evaluate
 
 
 def _start_baselines(args: argparse.Namespace, workload, universe: int) -> dict:
-    from ..submodel import init_model
+    from ..submodel.demo import init_model
 
     baselines = {}
     for name in ("plaintext", "fedavg"):
@@ -29,8 +29,8 @@ def _baseline_aucs(baselines: dict, workload) -> dict[str, float]:
 
 
 def _advance_baselines(baselines: dict, workload, universe: int, settings) -> None:
-    from ..submodel import plaintext_round
     from ..submodel.compare import fedavg_secure_round
+    from ..submodel.demo import plaintext_round
 
     plain = baselines["plaintext"]
     plain["head"] = plaintext_round(workload.clients, plain["table"], plain["head"])

@@ -7,7 +7,7 @@ import numpy as np
 
 def _evaluate(clients, table, head) -> dict[str, float]:
     """Test AUC and mean log-loss over every client's test split (the model outputs click probabilities)."""
-    from ..submodel import auc, predict
+    from ..submodel.demo import auc, predict
 
     scores, labels = zip(*[predict(c, table, head) for c in clients])
     scores, clicked = np.concatenate(scores), np.concatenate(labels) > 0.5

@@ -161,7 +161,7 @@ def _note_interrupt(sim: _Simulation, round_index: int) -> None:
 
 
 def _load_workload(args: argparse.Namespace):
-    from ..submodel import synthetic_workload
+    from ..submodel.demo import synthetic_workload
 
     if args.dataset == "movielens-100k":
         from ..adapters.movielens import load_movielens_100k
@@ -216,7 +216,7 @@ def _open_states(args: argparse.Namespace, workload, params, out_dir: Path | Non
 
 def _set_up(args: argparse.Namespace, progress) -> _Simulation:
     """Parameters, workload, output folder, the clients' states and the initial model."""
-    from ..submodel import init_model
+    from ..submodel.demo import init_model
     from ..submodel.reference import ReferenceServer
     from ..submodel.settings import RoundSettings
 

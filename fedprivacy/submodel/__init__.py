@@ -1,26 +1,45 @@
-"""Secure federated submodel learning.
+"""The secure submodel round: PSU -> randomized response -> per-row secure aggregation.
 
-``secure`` composes one round (PSU -> randomized response -> per-row secure aggregation) from
-:mod:`fedprivacy.psu`, :mod:`fedprivacy.ldp` / :mod:`fedprivacy.accounting` and
-:class:`fedprivacy.secagg.RowPlan`, driving any model through the interfaces of
-:mod:`fedprivacy.submodel.interfaces`; ``workload``, ``model`` and ``reference`` are the synthetic
-data and the reference numpy model behind them; ``plaintext`` is the baseline the round must match.
+Re-exports the protocol. The parties are sans-I/O: :class:`SubmodelRoundServer` drives a round over
+the model owner's :class:`SubmodelServer`, one :class:`SubmodelRoundClient` per data holder over its
+:class:`ClientState` (its :class:`SubmodelClient` trainer, randomized-response parameters, ledger,
+memo, policy and an injected :class:`StateStore`); :class:`RoundSettings` are the server's public
+choices. :func:`run_round` is the in-process engine (the embedded default transport) that runs them
+with N clients in one process, :class:`RoundDrops` scripts dropouts and :class:`RoundOutcome` is what
+it returns. Threat model, messages and leakage: ``protocols/submodel/spec.md``.
+
+The synthetic workload, the reference numpy click model and the plaintext baseline that the demo,
+the benches and the tests use are in :mod:`fedprivacy.submodel.demo`.
 """
 
-from .model import DenseHead, LocalUpdate, auc, init_model, local_update, predict
-from .plaintext import apply_row_sums, plaintext_round
-from .workload import ClientData, Workload, synthetic_workload
+from .client import ClientState, PersistentStore, StateStore, SubmodelRoundClient, check_training_result
+from .engine import RoundDrops, RoundOutcome, run_round
+from .interfaces import SubmodelClient, SubmodelServer, TrainingResult
+from .messages import PublicSettings
+from .server import Outbound, RoundResult, SubmodelRoundServer
+from .settings import RoundSettings
+from .stages import RoundClientStage, RoundServerStage
 
 __all__ = [
-    "ClientData",
-    "DenseHead",
-    "LocalUpdate",
-    "Workload",
-    "apply_row_sums",
-    "auc",
-    "init_model",
-    "local_update",
-    "plaintext_round",
-    "predict",
-    "synthetic_workload",
+    # the parties and their settings
+    "SubmodelRoundClient",
+    "SubmodelRoundServer",
+    "RoundSettings",
+    "PublicSettings",
+    "ClientState",
+    "StateStore",
+    "PersistentStore",
+    "Outbound",
+    "RoundResult",
+    "RoundClientStage",
+    "RoundServerStage",
+    "check_training_result",
+    # the interfaces a model and a trainer implement
+    "SubmodelServer",
+    "SubmodelClient",
+    "TrainingResult",
+    # the in-process engine
+    "run_round",
+    "RoundDrops",
+    "RoundOutcome",
 ]

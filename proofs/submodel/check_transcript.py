@@ -11,7 +11,7 @@ from fedprivacy.ldp import RRParameters
 from fedprivacy.psu import PSUParameters, encode_set
 from fedprivacy.secagg import DropStage
 from fedprivacy.secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
-from fedprivacy.submodel import init_model, synthetic_workload
+from fedprivacy.submodel.demo import init_model, synthetic_workload
 from fedprivacy.submodel.messages import PhaseMessage, RandomizedSetReport, SitOut, decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
 from fedprivacy.submodel.client import ClientState

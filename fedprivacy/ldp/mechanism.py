@@ -6,10 +6,9 @@ its permanent one (p3 / p4). It returns the randomized set S'', the next memo an
 to record -- and changes nothing else: the caller must persist the memo and append the event to the
 client's ledger *before* S'' leaves the device.
 
-Threat model: the server (and anyone who sees S'') learns, for each j in U, one report whose
-distribution depends on j's membership only through the randomized channel; ids outside U get no
-answer at all (they are covered by the private set union). Membership changes after an index's first
-answer are not reflected ("freeze" semantics): no extra loss, stale utility.
+Threat model and what leaks: ``protocols/ldp/spec.md`` §1 (per-index epsilons in §3). Membership
+changes after an index's first answer are not reflected ("freeze" semantics): no extra loss, stale
+utility.
 
 Randomness layout (for vectors and the enumeration proofs): one 64-bit word per permanent coin, for
 the new indices in increasing id order, then one word per instantaneous coin, for every index of U

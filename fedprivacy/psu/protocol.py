@@ -9,9 +9,8 @@ fresh key, fresh weights, fresh masks and a table 1.5x larger, at most ``max_att
 Dropouts follow secure aggregation: a client whose masked sketch did not arrive (gone before masked
 input) is not in the union; one whose sketch arrived is, even if it vanishes before unmasking.
 
-What the server learns: the union U (and which clients' sketches were summed: secure aggregation's
-U3). The summed sketch depends on U alone up to statistical distance sum_x q(m_x) <= |U| / (p - 1)
-(see the spec); an id held by m >= 2 clients is lost with probability q(m) <= 1/(p - 1).
+What the server learns: ``protocols/psu/spec.md`` §1 and §4 (the union U, exact up to the
+distance stated there).
 """
 
 from __future__ import annotations

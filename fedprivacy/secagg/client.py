@@ -1,7 +1,6 @@
 """The secure-aggregation client: a sans-I/O state machine (messages in, messages out).
 
-Threat model: the server is curious (or, with a semi-malicious threshold, may lie about who dropped);
-up to t - 1 of this client's share holders may collude with it. What leaves this client: its two
+Threat model: ``protocols/secagg/spec.md`` §1 (and §14 for malicious mode). What leaves this client: its two
 X25519 public keys, Shamir shares of its mask private key and self-mask seed (each encrypted to one
 neighbour), its masked input, and -- once -- for each neighbour, *either* that neighbour's self-mask
 seed share (if the server says it is alive) *or* its mask-key share (if the server says it dropped).

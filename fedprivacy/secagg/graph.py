@@ -3,8 +3,9 @@
 The ring order is a permutation of the sorted party ids drawn from a key that every party derives
 from the config digest, so all parties compute the same graph without a message. Each party's
 neighbours are the k/2 nearest ring positions on each side. Known limitation: whoever picks the
-session id (the server) could grind it to influence the relabelling; this is within the curious and
-semi-malicious threat models but not against a server that also controls which clients join.
+session id (the server) could grind it to influence the relabelling (``protocols/secagg/spec.md`` §4);
+this is within the curious and semi-malicious threat models of §1 but not against a server that also
+controls which clients join.
 """
 
 from __future__ import annotations

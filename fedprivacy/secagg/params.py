@@ -1,8 +1,9 @@
 """Parameters of a secure-aggregation round: graph degree k, Shamir threshold t, and the session config.
 
-Threat model of the parameter choice (Bell et al., CCS 2020, Section 4; the search mirrors the
-reference finder in google-parfait/federated-compute): among n clients at most a fraction ``gamma``
-is corrupt (colluding with the server) and at most a fraction ``delta`` drops out. We need
+Threat model of the parameter choice (``protocols/secagg/spec.md`` §3; Bell et al., CCS 2020,
+Section 4; the search mirrors the reference finder in google-parfait/federated-compute): among n
+clients at most a fraction ``gamma`` is corrupt (colluding with the server) and at most a fraction
+``delta`` drops out. We need
 
 * security (2^-40 in total, 2^-41 per event): (a) the honest survivors stay connected in the
   randomly relabelled Harary graph H(n, k) -- a disconnected component would reveal its partial sum;

@@ -25,16 +25,8 @@ other chooser; on a sparse SecAgg+ graph (``RowPlan(..., ring=, neighbours=)``) 
 neighbours that chose it, and by nobody else -- the row's mask graph is the graph induced on its
 choosers (``rowgraph.py`` bounds its connectivity; protocols/submodel/spec.md, "Sparse rows").
 
-Trust: a party cannot check its plan (it does not know who else chose a row), so the plan is trusted
-as in the curious-server model: a server that lies in a plan (e.g. tells a party it shares no row)
-can expose that party's rows. Against such a server the plan would need to be certified by the
-other parties; that is out of scope here.
-
-What the server learns beyond the per-row sums: which parties chose which rows (the randomized sets,
-already public to it), and for a row whose only surviving chooser is u (the others dropped after
-choosing, or chose alone), u's block in the clear once u's self mask is removed -- the paper's
-Theorem 5.5 event 1. The submodel layer zeroes rows with fewer than ``min_choosers`` choosers before
-masking; dropouts can still reduce a row to one surviving chooser.
+Trust in the plan, and what the server learns beyond the per-row sums: ``protocols/secagg/spec.md``
+§12 (what a party checks of its plan: §13).
 """
 
 from __future__ import annotations

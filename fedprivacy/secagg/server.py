@@ -12,9 +12,8 @@ surviving neighbours removed through their reconstructed mask key; the self mask
 through reconstructed seeds. Each secret is rebuilt from exactly t shares (the t smallest holder
 ids), all secrets in one batch (Lagrange coefficients computed once per distinct holder set).
 
-Below t at any step the round aborts with :class:`RoundAborted` and no output. The server learns
-the sum over U3 and the sets U1..U5, nothing else while fewer than t share holders of any client
-collude with it. Memory beyond the received share material is O(D): uploads are added in place.
+Below t at any step the round aborts with :class:`RoundAborted` and no output. What the server
+learns: ``protocols/secagg/spec.md`` §1 and §8. Memory beyond the received share material is O(D): uploads are added in place.
 
 Malicious mode (``config.malicious``, spec §14): with a :class:`TrustStore` the server checks every
 advertisement and consistency signature and ignores bad ones (a corrupt client then cannot make

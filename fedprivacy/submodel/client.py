@@ -26,12 +26,9 @@ Every number the server picks that bounds what it learns is checked against the 
 policy"): the secure sums' party counts and thresholds, the PSU's cohort, table size and attempts per
 round index (counted in the ledger, so restarts do not reset them), ``min_choosers`` (re-checked when
 masking, against the peers it really masks with: a row below the floor goes up as zero with count 0),
-and its randomized-response parameters. With the default policy it holds against a semi-malicious
-server (one that may lie about who dropped) colluding with fewer than the policy's corrupt fraction of
-the parties, up to the leakage the spec lists (the union, every S''_i, the per-row sums, and Theorem
-5.5's events when co-choosers drop after planning); the transport must authenticate the server.
-Not against a fully malicious server (forged keys, a server that equivocates about the parties' keys):
-that needs the identity keys of the malicious mode.
+and its randomized-response parameters. Threat model and what leaks: ``protocols/submodel/spec.md``,
+"What the server learns" and "Client policy" (the secure sums' adversaries: ``protocols/secagg/spec.md``
+§1, malicious mode §14).
 
 Raises: a bad server message aborts the client (:class:`RemoteProtocolError`, :class:`PolicyViolation`
 for a request outside the policy, or the secure-aggregation client's error) and it sends nothing

@@ -10,12 +10,8 @@ imports::
     from fedprivacy.adapters.flower import secaggplus_mod
 
 and keeps the rest: ``DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(num_shares=..., ...))`` on the
-server, ``ClientApp(client_fn=..., mods=[secaggplus_mod])`` on the clients. Threat model: a
-semi-honest server that follows the protocol and reads everything it gets learns the weighted sum of
-the parameters of the nodes whose masked input it accepted, the sum of their weights, who answered
-each stage, and each node's ``num_examples`` and fit metrics (the strategy gets them, as with
-Flower's workflow) -- nothing else about one node's parameters while fewer than ``t`` of that node's
-neighbours collude with it. See :mod:`.workflow`, :mod:`.mod` and ``protocols/secagg/spec.md``.
+server, ``ClientApp(client_fn=..., mods=[secaggplus_mod])`` on the clients. Threat model and what
+leaks: ``protocols/secagg/spec.md`` §1 and §8; what Flower adds is in :mod:`.workflow`.
 
 **Secure submodel learning.** :class:`SecureSubmodelWorkflow` (ServerApp side) and
 :class:`SecureSubmodelClient` / :func:`submodel_client_app` (ClientApp side) run the round of

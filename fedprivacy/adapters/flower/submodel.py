@@ -31,19 +31,9 @@ round the server asks every node for the party id its identity file names (a mes
 names, are left out of the round, with a warning), and a node refuses a round message that calls it
 by another party id than its identity's.
 
-What the server (and anyone reading the SuperLink's messages) learns is what it learns in process
-(``protocols/submodel/spec.md``, "What the server learns"): which node is which party; the union U of
-the real index sets (not who holds an id, nor how many do); every client's randomized set S''_i
-(plausible deniability for every id: epsilon_1 per report, at most epsilon_inf per memo, as each
-client chose); who dropped out at which stage; per planned row the sum of the surviving choosers'
-count-weighted updates and counts, and the dense sum -- never a real index set or one client's update,
-except through the scheme's Theorem 5.5 events (a planned row whose only surviving chooser is one
-client exposes that client's block; a row none of whose choosers holds it sums to a zero count). Rows
-chosen by fewer than ``min_choosers`` clients are never uploaded. The secure sums hold while fewer than
-their threshold of clients collude with the server; a row's sum, though, is only as private as its
-co-choosers are honest (a colluding client can choose every row, and a row with one honest chooser
-left gives that chooser's block away): set ``min_choosers`` above the number of colluders to tolerate,
-plus one. Message sizes and timing are visible too.
+What the server (and anyone reading the SuperLink's messages) learns is what it learns in process:
+``protocols/submodel/spec.md``, "What the server learns"; over Flower also which node is which party,
+and message sizes and timing.
 """
 
 from __future__ import annotations

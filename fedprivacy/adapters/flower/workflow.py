@@ -7,13 +7,10 @@ place: ``DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(...))``), paired with
 message per node carrying one canonical fedprivacy message (bytes in a ``ConfigRecord``), the fit
 instructions riding along in the third as with Flower's workflow.
 
-**What the server sees (threat model).** The server is semi-honest: it follows the protocol and
-reads everything it receives. It learns the weighted sum of the parameters (and the sum of the
-weights) of exactly the nodes whose masked input it accepted, which nodes answered each stage, their
-``num_examples`` and fit metrics (handed to the strategy as with Flower's workflow), and nothing else
-about one node's parameters while fewer than ``t`` of that node's neighbours collude with it. Not
-covered: a server that invents nodes (no PKI), poisoned updates, timing side channels; see the
-protocol's spec. Compared with Flower's SecAgg+ the masks are AES-CTR keystreams under HKDF keys
+**What the server sees.** Threat model and leakage: ``protocols/secagg/spec.md`` §1 and §8 (the
+summed vector is the nodes' weighted parameters with the sum of the weights appended). Over Flower
+the server also gets every node's ``num_examples`` and fit metrics (handed to the strategy as with
+Flower's workflow), and message sizes and timing. Compared with Flower's SecAgg+ the masks are AES-CTR keystreams under HKDF keys
 (not 32-bit-seeded Mersenne Twister), shares are AES-GCM encrypted and bound to session and parties,
 clients refuse an unmasking request that would reveal both secrets of one peer, and a node that drops
 before uploading its masked input at *any* stage (also at setup or share_keys) is handled.
@@ -133,8 +130,8 @@ class SecAggPlusWorkflow:
         In a SecAgg+ graph the shares go to the ``k`` neighbours only, so ``t <= k`` and a node that
         survives needs ``t`` surviving neighbours (Flower counts the node itself as one of them).
     max_weight : float (default: 1000.0)
-        The largest ``num_examples`` a node may report; a node above it refuses the round (an Error
-        reply) instead of risking an overflow.
+        The largest weight a node's ``num_examples`` counts for; a node that reports more is weighted
+        as ``max_weight`` (with a warning) instead of risking an overflow.
     clipping_range : float (default: 8.0)
         Each parameter is clipped to ``[-clipping_range, clipping_range]`` before it is weighted.
     quantization_range : int | None (default: None)

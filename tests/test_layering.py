@@ -104,7 +104,7 @@ def test_no_private_name_is_imported_from_another_module():
 
 # Only the outer ring talks to the outside world: files, Flower, Ray, data sets (``adapters``) and
 # the command line (``cli``). The protocol cores below it never import it. The one exception is the
-# Flower comparison bench, a tool that is to leave the installed package; it may not grow.
+# Flower comparison bench, a harness that is to leave the installed package; it may not grow.
 _OUTER = ("fedprivacy.adapters", "fedprivacy.cli")
 _TOOLS_ON_THE_ADAPTERS = {("fedprivacy.bench.flower", "fedprivacy.adapters.flower.comparison")}
 
@@ -121,7 +121,7 @@ def test_only_the_outer_ring_imports_the_adapters():
 
 
 # A subpackage's rank: a module may import only subpackages of its own or a lower rank. The cores
-# (``submodel`` composes the protocols below it) never reach up to a driver or a tool. ``policy``
+# (``submodel`` composes the protocols below it) never reach up to a driver or a bench. ``policy``
 # (the client's limits over every protocol) shares the protocols' rank: it and ``secagg``/``psu``
 # still import each other.
 _RANK = {

@@ -100,7 +100,7 @@ class MessageType(IntEnum):
 Limbs = tuple[int, ...]
 
 
-class PackedShares(Sequence):
+class PackedShares(Sequence[tuple[int, Limbs]]):
     """A decoded share list: the ``(owner, limbs)`` pairs of an :class:`UnmaskResponse`, held as two
     read-only arrays (``owners``, int64; ``limbs``, (count, SECRET_LIMBS) uint64) read from the wire
     in one step. It is sorted by owner and equals the tuple of pairs it stands for (``==``, ``hash``,
@@ -118,7 +118,7 @@ class PackedShares(Sequence):
     def __len__(self) -> int:
         return int(self.owners.shape[0])
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         return self.pairs()[index]
 
     def __iter__(self):
@@ -138,7 +138,7 @@ class PackedShares(Sequence):
         return f"PackedShares({self.pairs()!r})"
 
 
-class PackedCiphertexts(Sequence):
+class PackedCiphertexts(Sequence[tuple[int, bytes]]):
     """A decoded or routed ciphertext list: the ``(party, ciphertext)`` pairs of a :class:`ShareKeys` or
     :class:`RoutedShares`, held as a read-only int64 array of party ids (``parties``, strictly
     increasing) and a (count, CIPHERTEXT_BYTES) uint8 array (``ciphertexts``). It equals the tuple of
@@ -158,7 +158,7 @@ class PackedCiphertexts(Sequence):
     def __len__(self) -> int:
         return int(self.parties.shape[0])
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         return self.pairs()[index]
 
     def __iter__(self):
@@ -237,7 +237,7 @@ class KeyBroadcast:
 @dataclass(frozen=True, slots=True)
 class ShareKeys:
     sender: int
-    ciphertexts: tuple[tuple[int, bytes], ...]  # (recipient, ciphertext), sorted by recipient
+    ciphertexts: tuple[tuple[int, bytes], ...] | PackedCiphertexts  # (recipient, ciphertext), sorted by recipient
 
     def to_bytes(self) -> bytes:
         return _encode_routed(MessageType.SHARE_KEYS, self.sender, self.ciphertexts)
@@ -246,7 +246,7 @@ class ShareKeys:
 @dataclass(frozen=True, slots=True)
 class RoutedShares:
     recipient: int
-    ciphertexts: tuple[tuple[int, bytes], ...]  # (sender, ciphertext), sorted by sender
+    ciphertexts: tuple[tuple[int, bytes], ...] | PackedCiphertexts  # (sender, ciphertext), sorted by sender
 
     def to_bytes(self) -> bytes:
         return _encode_routed(MessageType.ROUTED_SHARES, self.recipient, self.ciphertexts)
@@ -314,8 +314,8 @@ class UnmaskRequest:
 @dataclass(frozen=True, slots=True)
 class UnmaskResponse:
     sender: int
-    seed_shares: tuple[tuple[int, Limbs], ...]  # (owner, limbs), sorted by owner
-    key_shares: tuple[tuple[int, Limbs], ...]
+    seed_shares: tuple[tuple[int, Limbs], ...] | PackedShares  # (owner, limbs), sorted by owner (decoded: packed)
+    key_shares: tuple[tuple[int, Limbs], ...] | PackedShares
 
     def to_bytes(self) -> bytes:
         w = Writer(ProtocolCode.SECAGG, MessageType.UNMASK_RESPONSE).u32(self.sender)
@@ -364,7 +364,7 @@ _SHARE_ENTRY = np.dtype([("owner", ">u4"), ("limbs", ">u8", (SECRET_LIMBS,))])  
 _ROUTED_RECORD = np.dtype([("party", ">u4"), ("ciphertext", np.uint8, (CIPHERTEXT_BYTES,))])  # the same entry
 
 
-def _encode_routed(kind: MessageType, party: int, ciphertexts: tuple[tuple[int, bytes], ...]) -> bytes:
+def _encode_routed(kind: MessageType, party: int, ciphertexts: tuple[tuple[int, bytes], ...] | PackedCiphertexts) -> bytes:
     if isinstance(ciphertexts, PackedCiphertexts):  # sorted, fixed width: the same bytes in one step
         table = np.empty(len(ciphertexts), dtype=_ROUTED_RECORD)
         table["party"], table["ciphertext"] = ciphertexts.parties, ciphertexts.ciphertexts

@@ -419,8 +419,9 @@ class SecAggServer:
         senders = sorted(shared)
         messages = [self._shares[sender] for sender in senders]
         assert all(message is not None for message in messages)  # the messages are dropped only below, once
-        if all(isinstance(message.ciphertexts, PackedCiphertexts) for message in messages):  # type: ignore[union-attr]
-            outbound = _route_packed(senders, [message.ciphertexts for message in messages], shared)  # type: ignore[union-attr]
+        packed = [message.ciphertexts for message in messages if message is not None]
+        if all(isinstance(entries, PackedCiphertexts) for entries in packed):
+            outbound = _route_packed(senders, packed, shared)  # type: ignore[arg-type]
             self._shares = dict.fromkeys(self._shares)
             return outbound
         routed: dict[int, list[tuple[int, bytes]]] = defaultdict(list)

@@ -96,6 +96,20 @@ def test_the_packed_reference_model_serves_and_updates_like_its_dict():
             server.rows(np.array([5, 1 << 41], dtype=np.uint64))
 
 
+def test_the_reference_model_keeps_one_copy_of_its_rows_and_never_writes_a_row_it_handed_out():
+    head = DenseHead(np.ones(2), 0.0)
+    table = {i: np.full(3, float(i)) for i in range(6)}
+    server = ReferenceServer(table, head)
+    # the dict's values are now views of the packed rows: one copy of the data, read-only
+    assert all(table[i].base is not None and table[i].base is table[0].base and not table[i].flags.writeable for i in table)
+    snapshot = dict(table)
+    for step in (1, 2):  # the first update copies the packed rows off the views, the second writes that copy
+        server.apply_row_updates(np.array([1, 4], dtype=np.uint64), np.ones((2, 3)))
+        assert all(np.array_equal(snapshot[i], np.full(3, float(i))) for i in table)
+        assert np.array_equal(server.rows(np.array([1, 4], dtype=np.uint64)), np.array([[1.0 + step] * 3, [4.0 + step] * 3]))
+        assert np.array_equal(table[4], np.full(3, 4.0 + step)) and np.array_equal(table[3], np.full(3, 3.0))
+
+
 class _ClockedModel(ReferenceServer):
     """Serving rows advances a fake clock by 100 s: only the server's time may take it in."""
 

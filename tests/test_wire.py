@@ -16,6 +16,8 @@ from fedprivacy.secagg.messages import (
     AdvertiseKeys,
     KeyBroadcast,
     MaskedInput,
+    PackedCiphertexts,
+    PackedShares,
     PeerKeys,
     RoutedShares,
     ShareKeys,
@@ -177,6 +179,38 @@ def test_share_lists_keep_the_entry_by_entry_layout(party, routed, shares):
     response = UnmaskResponse(party, shares, shares[:1])
     assert response.to_bytes() == expected.finish()
     assert decode_message(expected.finish()) == response
+
+
+@given(st.integers(0, 2**32 - 1), st.lists(st.tuples(st.integers(0, 2**32 - 1), ciphertext), max_size=5, unique_by=lambda e: e[0]),
+       st.lists(st.tuples(st.integers(0, 2**32 - 1), limbs), max_size=5, unique_by=lambda e: e[0]))
+def test_decoded_share_lists_are_arrays_equal_to_their_pairs_and_encode_to_the_same_bytes(party, routed, shares):
+    """The decoder reads a list into arrays in one step (what the server uses); the packed list equals,
+    hashes and iterates like the tuple of pairs, and encodes back to exactly the bytes it came from."""
+    routed, shares = tuple(sorted(routed)), tuple(sorted(shares))
+    for kind in (ShareKeys, RoutedShares):
+        data = kind(party, routed).to_bytes()
+        decoded = decode_message(data)
+        packed = decoded.ciphertexts
+        assert isinstance(packed, PackedCiphertexts) and packed == routed and tuple(packed) == routed
+        assert hash(decoded) == hash(kind(party, routed)) and packed.parties.tolist() == [p for p, _ in routed]
+        assert decoded.to_bytes() == data and not packed.ciphertexts.flags.writeable
+    data = UnmaskResponse(party, shares, shares[::-1][:2][::-1]).to_bytes()
+    decoded = decode_message(data)
+    assert isinstance(decoded.seed_shares, PackedShares) and decoded.seed_shares == shares
+    assert decoded.seed_shares.limbs.shape == (len(shares), 5) and decoded.seed_shares.owners.tolist() == [o for o, _ in shares]
+    assert decoded.to_bytes() == data and decoded == UnmaskResponse(party, shares, shares[::-1][:2][::-1])
+
+
+def test_packed_lists_keep_the_decoders_checks():
+    entry = (7).to_bytes(4, "big") + bytes(CIPHERTEXT_BYTES)
+    for kind in (3, 4):
+        body = Writer(ProtocolCode.SECAGG, kind).u32(1).u32(2).fixed(entry + entry, 2 * len(entry)).finish()
+        with pytest.raises(DecodeError, match="strictly increasing"):
+            decode_message(body)  # a repeated party
+    owner = (3).to_bytes(4, "big") + bytes(40)
+    body = Writer(ProtocolCode.SECAGG, 7).u32(1).u32(2).fixed(owner + owner, 88).u32(0).finish()
+    with pytest.raises(DecodeError, match="strictly increasing"):
+        decode_message(body)
 
 
 def test_share_limbs_at_or_above_the_prime_are_rejected():

@@ -63,7 +63,6 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
         for c in workload.clients
     }
     table, head = init_model(np.arange(universe, dtype=np.uint64), dim, seed=seed)
-    before = np.stack([table[r] for r in range(universe)])  # the starting rows (one array, not n dicts)
     rng = np.random.default_rng(seed + 1)
     dropped = [int(p) for p in rng.choice(sorted(states), size=round(dropout * clients), replace=False)]
     half = len(dropped) // 2
@@ -75,6 +74,9 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items, adversary=adversary,
                              **extra)
     server = ReferenceServer(table, head)
+    # the starting rows: the table's read-only views of the packed model, which an update never writes
+    # (no second copy of the model)
+    before = dict(table)
     started = time.perf_counter()
     outcome = run_round(states, server, settings, 0, drops, observer=observer, trust=trust, clock=clock,
                            executor=executor)
@@ -325,8 +327,7 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
     zeros for a row with fewer than min_choosers choosers among the parties whose shares were routed
     in the rows' sum (the peers it really masks with, itself included)."""
     dim = head.weights.shape[0]
-    if isinstance(before, dict):  # row id -> starting row
-        before = np.stack([before[r] for r in range(universe)])
+    # ``before``: the starting rows by row id (an array, or a dict read a block at a time, never stacked whole)
     by_id = {c.client_id: c for c in workload.clients}
     chosen_rows = np.concatenate(list(outcome.chosen.values()))
     rows, chooser_counts = np.unique(chosen_rows, return_counts=True)
@@ -363,7 +364,7 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
     worst = 0.0
     for start in range(0, universe, 65_536):
         stop = min(universe, start + 65_536)
-        expected = np.array(before[start:stop])
+        expected = np.array([before[r] for r in range(start, stop)] if isinstance(before, dict) else before[start:stop])
         low, high = np.searchsorted(rows_at, [start, stop])
         expected[rows_at[low:high] - start] += average[low:high]
         worst = max(worst, float(np.max(np.abs(np.array([table[r] for r in range(start, stop)]) - expected))))

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -63,6 +64,8 @@ __all__ = [
     "ConsistencyRequest",
     "ConsistencyResponse",
     "Message",
+    "PackedShares",
+    "PackedCiphertexts",
     "decode_message",
     "SECRET_LIMBS",
     "SHARE_PLAINTEXT_BYTES",
@@ -95,6 +98,84 @@ class MessageType(IntEnum):
 
 
 Limbs = tuple[int, ...]
+
+
+class PackedShares(Sequence[tuple[int, Limbs]]):
+    """A decoded share list: the ``(owner, limbs)`` pairs of an :class:`UnmaskResponse`, held as two
+    read-only arrays (``owners``, int64; ``limbs``, (count, SECRET_LIMBS) uint64) read from the wire
+    in one step. It is sorted by owner and equals the tuple of pairs it stands for (``==``, ``hash``,
+    iteration, indexing), so code written for tuples keeps working; the server reads the arrays."""
+
+    __slots__ = ("owners", "limbs")
+
+    def __init__(self, owners: np.ndarray, limbs: np.ndarray) -> None:
+        self.owners = owners
+        self.limbs = limbs
+
+    def pairs(self) -> tuple[tuple[int, Limbs], ...]:
+        return tuple(zip(self.owners.tolist(), map(tuple, self.limbs.tolist())))
+
+    def __len__(self) -> int:
+        return int(self.owners.shape[0])
+
+    def __getitem__(self, index):
+        return self.pairs()[index]
+
+    def __iter__(self):
+        return iter(self.pairs())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedShares):
+            return np.array_equal(self.owners, other.owners) and np.array_equal(self.limbs, other.limbs)
+        if isinstance(other, (tuple, list)):
+            return self.pairs() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.pairs())
+
+    def __repr__(self) -> str:
+        return f"PackedShares({self.pairs()!r})"
+
+
+class PackedCiphertexts(Sequence[tuple[int, bytes]]):
+    """A decoded or routed ciphertext list: the ``(party, ciphertext)`` pairs of a :class:`ShareKeys` or
+    :class:`RoutedShares`, held as a read-only int64 array of party ids (``parties``, strictly
+    increasing) and a (count, CIPHERTEXT_BYTES) uint8 array (``ciphertexts``). It equals the tuple of
+    pairs it stands for, so code written for tuples keeps working; the server routes the arrays."""
+
+    __slots__ = ("parties", "ciphertexts")
+
+    def __init__(self, parties: np.ndarray, ciphertexts: np.ndarray) -> None:
+        self.parties = parties
+        self.ciphertexts = ciphertexts
+
+    def pairs(self) -> tuple[tuple[int, bytes], ...]:
+        body = self.ciphertexts.tobytes()
+        return tuple((party, body[at * CIPHERTEXT_BYTES:(at + 1) * CIPHERTEXT_BYTES])
+                     for at, party in enumerate(self.parties.tolist()))
+
+    def __len__(self) -> int:
+        return int(self.parties.shape[0])
+
+    def __getitem__(self, index):
+        return self.pairs()[index]
+
+    def __iter__(self):
+        return iter(self.pairs())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedCiphertexts):
+            return np.array_equal(self.parties, other.parties) and np.array_equal(self.ciphertexts, other.ciphertexts)
+        if isinstance(other, (tuple, list)):
+            return self.pairs() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.pairs())
+
+    def __repr__(self) -> str:
+        return f"PackedCiphertexts({self.pairs()!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +237,7 @@ class KeyBroadcast:
 @dataclass(frozen=True, slots=True)
 class ShareKeys:
     sender: int
-    ciphertexts: tuple[tuple[int, bytes], ...]  # (recipient, ciphertext), sorted by recipient
+    ciphertexts: tuple[tuple[int, bytes], ...] | PackedCiphertexts  # (recipient, ciphertext), sorted by recipient
 
     def to_bytes(self) -> bytes:
         return _encode_routed(MessageType.SHARE_KEYS, self.sender, self.ciphertexts)
@@ -165,7 +246,7 @@ class ShareKeys:
 @dataclass(frozen=True, slots=True)
 class RoutedShares:
     recipient: int
-    ciphertexts: tuple[tuple[int, bytes], ...]  # (sender, ciphertext), sorted by sender
+    ciphertexts: tuple[tuple[int, bytes], ...] | PackedCiphertexts  # (sender, ciphertext), sorted by sender
 
     def to_bytes(self) -> bytes:
         return _encode_routed(MessageType.ROUTED_SHARES, self.recipient, self.ciphertexts)
@@ -233,13 +314,18 @@ class UnmaskRequest:
 @dataclass(frozen=True, slots=True)
 class UnmaskResponse:
     sender: int
-    seed_shares: tuple[tuple[int, Limbs], ...]  # (owner, limbs), sorted by owner
-    key_shares: tuple[tuple[int, Limbs], ...]
+    seed_shares: tuple[tuple[int, Limbs], ...] | PackedShares  # (owner, limbs), sorted by owner (decoded: packed)
+    key_shares: tuple[tuple[int, Limbs], ...] | PackedShares
 
     def to_bytes(self) -> bytes:
         w = Writer(ProtocolCode.SECAGG, MessageType.UNMASK_RESPONSE).u32(self.sender)
         for shares in (self.seed_shares, self.key_shares):
             w.u32(len(shares))
+            if isinstance(shares, PackedShares):  # sorted and in range: the same bytes in one step
+                table = np.empty(len(shares), dtype=_SHARE_ENTRY)
+                table["owner"], table["limbs"] = shares.owners, shares.limbs
+                w.fixed(table.tobytes(), table.nbytes)
+                continue
             for owner, limbs in sorted(shares):
                 w.u32(owner).fixed(_LIMBS.pack(*limbs), _LIMBS.size)
         return w.finish()
@@ -275,7 +361,15 @@ _ROUTED_ENTRY = struct.Struct(f">I{CIPHERTEXT_BYTES}s")  # u32 party id, ciphert
 _SHARE_ENTRY = np.dtype([("owner", ">u4"), ("limbs", ">u8", (SECRET_LIMBS,))])  # u32 owner, limbs
 
 
-def _encode_routed(kind: MessageType, party: int, ciphertexts: tuple[tuple[int, bytes], ...]) -> bytes:
+_ROUTED_RECORD = np.dtype([("party", ">u4"), ("ciphertext", np.uint8, (CIPHERTEXT_BYTES,))])  # the same entry
+
+
+def _encode_routed(kind: MessageType, party: int, ciphertexts: tuple[tuple[int, bytes], ...] | PackedCiphertexts) -> bytes:
+    if isinstance(ciphertexts, PackedCiphertexts):  # sorted, fixed width: the same bytes in one step
+        table = np.empty(len(ciphertexts), dtype=_ROUTED_RECORD)
+        table["party"], table["ciphertext"] = ciphertexts.parties, ciphertexts.ciphertexts
+        w = Writer(ProtocolCode.SECAGG, kind).u32(party).u32(table.shape[0])
+        return w.fixed(table.tobytes(), table.nbytes).finish()
     entries = sorted(ciphertexts)
     if any(len(ciphertext) != CIPHERTEXT_BYTES for _, ciphertext in entries):
         raise ValueError(f"share ciphertexts are {CIPHERTEXT_BYTES} bytes")
@@ -285,22 +379,35 @@ def _encode_routed(kind: MessageType, party: int, ciphertexts: tuple[tuple[int, 
     return w.fixed(body, len(body)).finish()
 
 
-def _decode_routed(reader: Reader) -> tuple[int, tuple[tuple[int, bytes], ...]]:
+def _decode_routed(reader: Reader) -> tuple[int, PackedCiphertexts]:
     party = reader.u32()
     count = reader.count(MAX_CLIENTS, _ROUTED_ENTRY.size)
-    entries = tuple(_ROUTED_ENTRY.iter_unpack(reader.view(count * _ROUTED_ENTRY.size)))
-    check_strictly_increasing([other for other, _ in entries])
-    return party, entries
+    table = np.frombuffer(reader.view(count * _ROUTED_RECORD.itemsize), dtype=_ROUTED_RECORD, count=count)
+    parties = table["party"].astype(np.int64)
+    _check_increasing(parties)
+    ciphertexts = np.ascontiguousarray(table["ciphertext"])  # a copy: never a view of the caller's buffer
+    parties.setflags(write=False)
+    ciphertexts.setflags(write=False)
+    return party, PackedCiphertexts(parties, ciphertexts)
 
 
-def _decode_share_list(reader: Reader) -> tuple[tuple[int, Limbs], ...]:
+def _check_increasing(ids: np.ndarray) -> None:
+    """:func:`check_strictly_increasing` on an array, in one step."""
+    if ids.shape[0] > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+        raise DecodeError("ids must be strictly increasing")
+
+
+def _decode_share_list(reader: Reader) -> PackedShares:
     count = reader.count(MAX_CLIENTS, _SHARE_ENTRY.itemsize)
     table = np.frombuffer(reader.view(count * _SHARE_ENTRY.itemsize), dtype=_SHARE_ENTRY, count=count)
-    if (table["limbs"] >= _P61_U64).any():
+    limbs = table["limbs"].astype(np.uint64)  # native order, a copy
+    if (limbs >= _P61_U64).any():
         raise DecodeError("share limbs out of range")
-    owners = table["owner"].tolist()
-    check_strictly_increasing(owners)
-    return tuple(zip(owners, map(tuple, table["limbs"].tolist())))
+    owners = table["owner"].astype(np.int64)
+    _check_increasing(owners)
+    owners.setflags(write=False)
+    limbs.setflags(write=False)
+    return PackedShares(owners, limbs)
 
 
 def decode_message(data: bytes | bytearray | memoryview) -> Message:

@@ -45,6 +45,7 @@ from .graph import all_neighbourhoods, ring_order
 from .identity import TrustStore, advertisement_statement, consistency_statement
 from .masking import limbs_to_secret, pair_mask_key, self_mask_key
 from .messages import (
+    CIPHERTEXT_BYTES,
     SECRET_LIMBS,
     AdvertiseKeys,
     ConsistencyRequest,
@@ -52,6 +53,8 @@ from .messages import (
     KeyBroadcast,
     MaskedInput,
     Message,
+    PackedCiphertexts,
+    PackedShares,
     PeerKeys,
     RoutedShares,
     ShareKeys,
@@ -260,7 +263,7 @@ class SecAggServer:
             return self._ignore(sender, message, IgnoredReason.LATE if sender in self.neighbours else IgnoredReason.UNKNOWN_PARTY)
         if sender in self._shares:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
-        recipients = [recipient for recipient, _ in message.ciphertexts]
+        recipients = _parties_of(message.ciphertexts)
         if set(recipients) != self.neighbours[sender] & self._keys.keys() or len(recipients) != len(set(recipients)):
             return self._ignore(sender, message, IgnoredReason.INVALID, "shares not addressed to exactly its neighbours")
         self._shares[sender] = message
@@ -310,8 +313,8 @@ class SecAggServer:
             return self._ignore(sender, message, IgnoredReason.LATE if sender in self.neighbours else IgnoredReason.UNKNOWN_PARTY)
         if sender in self._responses:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
-        seed_owners = tuple(owner for owner, _ in message.seed_shares)
-        key_owners = tuple(owner for owner, _ in message.key_shares)
+        seed_owners = _owners_of(message.seed_shares)
+        key_owners = _owners_of(message.key_shares)
         expected_seeds = tuple(sorted((*request.alive_ids, sender))) if self.config.full_graph else request.alive_ids
         if seed_owners != expected_seeds or key_owners != request.dropped_ids:
             return self._ignore(sender, message, IgnoredReason.INVALID, "shares do not answer the request")
@@ -412,15 +415,21 @@ class SecAggServer:
         self._require("share-keys", len(shared), "parties shared keys")
         for owner in sorted(shared):
             self._require("share-keys", self._holders_in(owner, shared), f"share holders of party {owner} remain")
+        senders = sorted(shared)
+        messages = [self._shares[sender] for sender in senders]
+        assert all(message is not None for message in messages)  # the messages are dropped only below, once
+        packed = [message.ciphertexts for message in messages if message is not None]
+        if all(isinstance(entries, PackedCiphertexts) for entries in packed):
+            outbound = _route_packed(senders, packed, shared)  # type: ignore[arg-type]
+            self._shares = dict.fromkeys(self._shares)
+            return outbound
         routed: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
-        for sender in sorted(shared):
-            message = self._shares[sender]
-            assert message is not None  # the messages are dropped only below, once
-            for recipient, ciphertext in message.ciphertexts:
+        for sender, message in zip(senders, messages):
+            for recipient, ciphertext in message.ciphertexts:  # type: ignore[union-attr]
                 if recipient in shared:
                     routed[recipient].append((sender, ciphertext))
         self._shares = dict.fromkeys(self._shares)  # routed: the server keeps only who shared
-        return [Outbound(party, RoutedShares(party, tuple(routed[party]))) for party in sorted(shared)]
+        return [Outbound(party, RoutedShares(party, tuple(routed[party]))) for party in senders]
 
     def mask_peers(self, party: int) -> frozenset[int]:
         """The parties ``party`` masked with: its neighbours in U2 (once U2 is frozen)."""
@@ -575,8 +584,11 @@ class SecAggServer:
         for row, holder in enumerate(holders):
             response = self._responses[holder]
             pairs = response.seed_shares if kind == "seed" else response.key_shares
-            ids = np.fromiter((owner for owner, _ in pairs), dtype=np.int64, count=len(pairs))
-            limbs = np.array([limbs for _, limbs in pairs], dtype=np.uint64).reshape(len(pairs), SECRET_LIMBS)
+            if isinstance(pairs, PackedShares):  # decoded from the wire: already arrays
+                ids, limbs = pairs.owners, pairs.limbs
+            else:
+                ids = np.fromiter((owner for owner, _ in pairs), dtype=np.int64, count=len(pairs))
+                limbs = np.array([limbs for _, limbs in pairs], dtype=np.uint64).reshape(len(pairs), SECRET_LIMBS)
             tables.append(limbs)
             if not len(pairs):
                 continue
@@ -605,3 +617,39 @@ class SecAggServer:
             except ValueError:
                 raise RoundAborted("unmasking", f"shares of party {owner}'s {kind} are inconsistent") from None
         return secrets
+
+
+def _parties_of(ciphertexts) -> list[int]:
+    if isinstance(ciphertexts, PackedCiphertexts):
+        return ciphertexts.parties.tolist()
+    return [party for party, _ in ciphertexts]
+
+
+def _owners_of(shares) -> tuple[int, ...]:
+    if isinstance(shares, PackedShares):
+        return tuple(shares.owners.tolist())
+    return tuple(owner for owner, _ in shares)
+
+
+def _route_packed(senders: list[int], lists: list[PackedCiphertexts], shared) -> list[Outbound]:
+    """Every sender's ciphertexts for a recipient in ``shared``, regrouped by recipient (senders in
+    increasing order within each), as arrays: one concatenation, one stable sort, one gather."""
+    sizes = np.array([len(entries) for entries in lists], dtype=np.int64)
+    recipients = np.concatenate([entries.parties for entries in lists]) if lists else np.zeros(0, dtype=np.int64)
+    origin = np.repeat(np.asarray(senders, dtype=np.int64), sizes)
+    members = np.asarray(sorted(shared), dtype=np.int64)
+    keep = np.isin(recipients, members)
+    order = np.flatnonzero(keep)[np.argsort(recipients[keep], kind="stable")]  # by recipient, then sender
+    bodies = np.concatenate([entries.ciphertexts for entries in lists]) if lists else None
+    by_recipient = recipients[order]
+    from_sender = origin[order]
+    gathered = bodies[order] if bodies is not None else np.zeros((0, CIPHERTEXT_BYTES), dtype=np.uint8)
+    bounds = np.searchsorted(by_recipient, members, side="left").tolist() + [by_recipient.shape[0]]
+    outbound = []
+    for at, party in enumerate(members.tolist()):
+        low, high = bounds[at], bounds[at + 1]
+        parties, ciphertexts = from_sender[low:high], gathered[low:high]
+        parties.setflags(write=False)
+        ciphertexts.setflags(write=False)
+        outbound.append(Outbound(party, RoutedShares(party, PackedCiphertexts(parties, ciphertexts))))
+    return outbound

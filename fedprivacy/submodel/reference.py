@@ -16,8 +16,11 @@ class ReferenceServer:
 
     The rows are also held packed -- sorted ids and one float64 array, read from ``table`` once, here
     -- so serving or updating m rows is a search and a gather, not m dict lookups. ``table`` is kept
-    equal to them: :meth:`apply_row_updates` rebinds each updated row to a new array, as before.
-    Change rows through this object: a row rebound in ``table`` behind its back is not served.
+    equal to them: its values are rebound to read-only views of the packed rows (one copy of the
+    data, not two), and :meth:`apply_row_updates` rebinds each updated row to a new array, as before:
+    no array ever handed out through ``table`` is written in place (the first update copies the packed
+    rows once, off the views). Change rows through this object: a row rebound in ``table`` behind its
+    back is not served.
     """
 
     def __init__(self, table: dict[int, np.ndarray], head: DenseHead) -> None:
@@ -26,10 +29,17 @@ class ReferenceServer:
         self.row_width = int(next(iter(table.values())).shape[0]) if table else head.weights.shape[0] + 1
         self.dense_size = head.weights.shape[0] + 1
         ids = np.fromiter(table.keys(), dtype=np.uint64, count=len(table))
-        order = np.argsort(ids, kind="stable")
-        self._ids = ids[order]
-        values = np.stack(list(table.values())).astype(np.float64) if table else np.zeros((0, self.row_width))
-        self._values = values.reshape(len(table), self.row_width)[order]
+        values = np.asarray(np.stack(list(table.values())) if table else np.zeros((0, self.row_width)), dtype=np.float64)
+        values = values.reshape(len(table), self.row_width)
+        if ids.shape[0] > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            order = np.argsort(ids, kind="stable")
+            ids, values = ids[order], values[order]
+        self._ids = ids
+        self._values = values
+        self._shared = True  # ``table`` holds views of ``_values``: copy before the first write
+        values.flags.writeable = False
+        # the caller's per-row arrays are released: each value becomes a read-only view of its packed row
+        table.update(zip(ids.tolist(), values))
         # ids 0..m-1 (the usual table): a row's position is its id, no search needed
         self._contiguous = bool(self._ids.shape[0] == 0 or int(self._ids[-1]) == self._ids.shape[0] - 1)
 
@@ -53,6 +63,9 @@ class ReferenceServer:
     def apply_row_updates(self, ids: np.ndarray, mean_deltas: np.ndarray) -> None:
         where = self._positions(ids)
         updated = self._values[where] + np.asarray(mean_deltas, dtype=np.float64).reshape(where.shape[0], self.row_width)
+        if self._shared:  # the views in ``table`` (and any held elsewhere) keep the rows as they were
+            self._values = self._values.copy()
+            self._shared = False
         self._values[where] = updated
         self.table.update(zip(np.asarray(ids, dtype=np.uint64).reshape(-1).tolist(), updated))  # rows as new arrays
 

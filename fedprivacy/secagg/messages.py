@@ -40,6 +40,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TypeVar
 
 import numpy as np
 
@@ -98,9 +99,47 @@ class MessageType(IntEnum):
 
 
 Limbs = tuple[int, ...]
+_Pair = TypeVar("_Pair")
 
 
-class PackedShares(Sequence[tuple[int, Limbs]]):
+class _PackedPairs(Sequence[_Pair]):
+    """A list of (id, value) pairs held as two read-only arrays (ids first), equal to the tuple of
+    pairs it stands for (``==``, ``hash``, iteration, indexing), so code written for tuples keeps
+    working; subclasses say how the arrays read back as pairs."""
+
+    __slots__ = ()
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def pairs(self) -> tuple[_Pair, ...]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return int(self._arrays()[0].shape[0])
+
+    def __getitem__(self, index):  # an int or a slice, as a tuple takes it
+        return self.pairs()[index]
+
+    def __iter__(self):
+        return iter(self.pairs())
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            assert isinstance(other, _PackedPairs)
+            return all(np.array_equal(mine, theirs) for mine, theirs in zip(self._arrays(), other._arrays()))
+        if isinstance(other, (tuple, list)):
+            return self.pairs() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.pairs())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.pairs()!r})"
+
+
+class PackedShares(_PackedPairs[tuple[int, Limbs]]):
     """A decoded share list: the ``(owner, limbs)`` pairs of an :class:`UnmaskResponse`, held as two
     read-only arrays (``owners``, int64; ``limbs``, (count, SECRET_LIMBS) uint64) read from the wire
     in one step. It is sorted by owner and equals the tuple of pairs it stands for (``==``, ``hash``,
@@ -115,30 +154,11 @@ class PackedShares(Sequence[tuple[int, Limbs]]):
     def pairs(self) -> tuple[tuple[int, Limbs], ...]:
         return tuple(zip(self.owners.tolist(), map(tuple, self.limbs.tolist())))
 
-    def __len__(self) -> int:
-        return int(self.owners.shape[0])
-
-    def __getitem__(self, index):
-        return self.pairs()[index]
-
-    def __iter__(self):
-        return iter(self.pairs())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, PackedShares):
-            return np.array_equal(self.owners, other.owners) and np.array_equal(self.limbs, other.limbs)
-        if isinstance(other, (tuple, list)):
-            return self.pairs() == tuple(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.pairs())
-
-    def __repr__(self) -> str:
-        return f"PackedShares({self.pairs()!r})"
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.owners, self.limbs
 
 
-class PackedCiphertexts(Sequence[tuple[int, bytes]]):
+class PackedCiphertexts(_PackedPairs[tuple[int, bytes]]):
     """A decoded or routed ciphertext list: the ``(party, ciphertext)`` pairs of a :class:`ShareKeys` or
     :class:`RoutedShares`, held as a read-only int64 array of party ids (``parties``, strictly
     increasing) and a (count, CIPHERTEXT_BYTES) uint8 array (``ciphertexts``). It equals the tuple of
@@ -155,27 +175,8 @@ class PackedCiphertexts(Sequence[tuple[int, bytes]]):
         return tuple((party, body[at * CIPHERTEXT_BYTES:(at + 1) * CIPHERTEXT_BYTES])
                      for at, party in enumerate(self.parties.tolist()))
 
-    def __len__(self) -> int:
-        return int(self.parties.shape[0])
-
-    def __getitem__(self, index):
-        return self.pairs()[index]
-
-    def __iter__(self):
-        return iter(self.pairs())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, PackedCiphertexts):
-            return np.array_equal(self.parties, other.parties) and np.array_equal(self.ciphertexts, other.ciphertexts)
-        if isinstance(other, (tuple, list)):
-            return self.pairs() == tuple(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.pairs())
-
-    def __repr__(self) -> str:
-        return f"PackedCiphertexts({self.pairs()!r})"
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.parties, self.ciphertexts
 
 
 @dataclass(frozen=True, slots=True)

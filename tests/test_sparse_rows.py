@@ -203,6 +203,56 @@ def test_a_sparse_cpp2_round_with_dropouts_completes_under_a_policy_that_accepts
         _sparse_round(ClientPolicy(), RRParameters.preset(2), settings, drops)
 
 
+def test_a_client_on_a_sparse_graph_refuses_a_plan_that_names_a_partner_outside_its_neighbours():
+    # The server cannot choose who masks a row with a client: the graph comes from the config digest,
+    # and a plan naming any other party of the sum (one the wire can name) is refused before masking.
+    from fedprivacy.errors import RemoteProtocolError
+    from fedprivacy.hazmat.prg import DeterministicRandomness
+    from fedprivacy.ldp import RRParameters
+    from fedprivacy.policy import ClientPolicy
+    from fedprivacy.secagg.rows import ClientRowPlan
+    from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+    from fedprivacy.submodel.demo import init_model, synthetic_workload
+    from fedprivacy.submodel.messages import RowDownload, decode_submodel_message
+    from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+    from fedprivacy.submodel.server import SubmodelRoundServer
+    from fedprivacy.submodel.settings import RoundSettings
+    from fedprivacy.submodel.stages import RoundClientStage, RoundServerStage
+
+    def wire(message):
+        return decode_submodel_message(message.to_bytes())
+
+    workload = synthetic_workload(clients=20, universe=3000, items_per_user=80, seed=3)
+    policy = ClientPolicy(row_survivor_fraction=0.8)
+    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2), policy=policy)
+              for c in workload.clients}
+    settings = RoundSettings(universe=3000, sparse_rows_above=10, row_survivor_fraction=0.8)
+    server = SubmodelRoundServer(ReferenceServer(*init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)),
+                                 settings, sorted(states), 0)
+    clients = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"sparse-plan-{p}"))
+               for p, s in states.items()}
+    outbound = server.start()
+    while server.stage is not RoundServerStage.AGGREGATING:
+        for item in outbound:
+            for reply in clients[item.recipient].receive(wire(item.message)):
+                server.receive(wire(reply))
+        outbound = server.close_stage()
+    download = wire(outbound[0].message)
+    assert isinstance(download, RowDownload) and not download.config.full_graph
+    victim = download.recipient
+    neighbours = all_neighbourhoods(download.config)[victim]
+    assert set(download.plan.shared) <= neighbours  # the honest plan: neighbours only
+    outsider = min(set(ring_order(download.config)) - neighbours - {victim})
+    shared = {**download.plan.shared, outsider: download.plan.rows}
+    plan = ClientRowPlan(victim, download.plan.width, download.plan.rows, shared)
+    forged = RowDownload(victim, 0, download.config, plan, download.dense_rows, download.rows, download.dense)
+    with pytest.raises(RemoteProtocolError, match="outside this client's neighbours"):
+        clients[victim].receive(wire(forged))
+    assert clients[victim].stage is RoundClientStage.ABORTED
+    other = wire(outbound[1].message)  # the same server's honest download to another client is taken
+    assert clients[other.recipient].receive(other)
+
+
 def test_a_flower_node_sets_its_row_survivor_floor_in_its_node_config():
     from fedprivacy.adapters.flower._submodel_state import policy_from_config
 

@@ -8,9 +8,11 @@ imports switched to fedprivacy's.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -455,10 +457,43 @@ def test_under_flowers_simulation_runtime_with_a_node_failing_mid_round(monkeypa
     assert np.abs(np.array(report["aggregate"]) - weighted_mean(in_sum, DIM)).max() <= bound
 
 
-def _free_port() -> int:
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on localhost now, chosen below the kernel's ephemeral range.
+
+    A port taken with bind(("", 0)) comes from the ephemeral range, which is also where the
+    SuperNodes' outgoing connections get their source ports: one of them (or a process started
+    between our pick and the SuperLink's bind) could take the SuperLink's port first. Ports just
+    below that range are not handed out by the kernel. All candidates are held open together so
+    the list has no repeats.
+    """
+    low = 32768
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    lowest = max(1024, low - 10000)
+    held: list[socket.socket] = []
+    try:
+        for candidate in random.Random().sample(range(lowest, low), k=min(200, low - lowest)):
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+            if len(held) == count:
+                return [s.getsockname()[1] for s in held]
+    finally:
+        for sock in held:
+            sock.close()
+    raise RuntimeError(f"no {count} free ports found below {low}")
+
+
+def _listening(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_against_a_real_superlink_and_supernodes(tmp_path):
@@ -468,10 +503,6 @@ def test_against_a_real_superlink_and_supernodes(tmp_path):
     home, app, out = tmp_path / "flwr-home", tmp_path / "app", tmp_path / "result.json"
     home.mkdir()
     shutil.copytree(APP_DIR, app, ignore=shutil.ignore_patterns("__pycache__"))
-    port = _free_port()
-    (home / "config.toml").write_text(
-        f'[superlink]\ndefault = "local-test"\n\n[superlink.local-test]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
-    )
     env = dict(os.environ, FLWR_HOME=str(home), PATH=f"{binaries}{os.pathsep}{os.environ.get('PATH', '')}",
                FLWR_TELEMETRY_ENABLED="0", FLWR_DISABLE_UPDATE_CHECK="1")
     processes: list[subprocess.Popen] = []
@@ -487,11 +518,27 @@ def test_against_a_real_superlink_and_supernodes(tmp_path):
         return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:]) for log in logs)
 
     try:
-        start("superlink", [str(binaries / "flower-superlink"), "--insecure", "--port", str(port),
-                            "--disable-runtime-dependency-installation"])
-        for partition in range(nodes):
+        for attempt in range(3):  # a port taken by another process between our pick and the bind: pick again
+            port, *node_ports = _free_ports(1 + nodes)
+            start(f"superlink-{attempt}", [str(binaries / "flower-superlink"), "--insecure", "--port", str(port),
+                                           "--disable-runtime-dependency-installation"])
+            deadline = time.monotonic() + 60
+            while processes[-1].poll() is None and not _listening(port) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if processes[-1].poll() is None and _listening(port):
+                break
+            failed = processes.pop()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(failed.pid, signal.SIGKILL)
+            failed.wait(timeout=10)
+        else:
+            pytest.fail(f"the SuperLink did not start listening\n{tails()}")
+        (home / "config.toml").write_text(
+            f'[superlink]\ndefault = "local-test"\n\n[superlink.local-test]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
+        )
+        for partition, node_port in enumerate(node_ports):
             start(f"supernode-{partition}", [str(binaries / "flower-supernode"), "--insecure", "--superlink", f"127.0.0.1:{port}",
-                                             "--port", str(_free_port()), "--node-config", f"partition-id={partition}"])
+                                             "--port", str(node_port), "--node-config", f"partition-id={partition}"])
         run_config = f'out="{out}" num-nodes={nodes} dim={DIM}'
         deadline = time.monotonic() + 120
         while True:  # the SuperLink takes a few seconds to listen

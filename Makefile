@@ -25,8 +25,8 @@ demo: $(VENV)/installed
 
 # The linter and the type checker run over the package first; a finding fails the target.
 test: $(VENV)/installed-dev
-	$(PY) -m ruff check fedprivacy
-	$(PY) -m mypy fedprivacy
+	$(PY) -m ruff check fedprivacy fedprivacy_bench
+	$(PY) -m mypy fedprivacy fedprivacy_bench
 	$(PY) -m pytest -q
 
 bench: $(VENV)/installed-dev

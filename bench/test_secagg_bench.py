@@ -13,7 +13,7 @@ from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import MaskExpander
 from fedprivacy.hazmat import shamir
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.bench.secagg import masking_limit_seconds
+from fedprivacy_bench.secagg import masking_limit_seconds
 from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
 
 

@@ -29,7 +29,7 @@ def test_bench_flower_at_tiny_size(capsys, stage):
 
 
 def test_bench_flower_module_imports_without_flwr():
-    code = "import sys; sys.modules['flwr'] = None\nimport fedprivacy.bench.flower\n"
+    code = "import sys; sys.modules['flwr'] = None\nimport fedprivacy_bench.flower\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
 

@@ -152,7 +152,7 @@ def test_invalid_training_results_are_refused():
 def test_secure_round_equals_plaintext_on_the_same_randomized_sets(clients, seed, psu_drop, upload_drop, min_choosers):
     """Random workloads, one dropout in the PSU's secure sum and one in the rows', any stage. The rows'
     sum is set up with the PSU's, so both dropouts count against its threshold: 6 parties tolerate two."""
-    from fedprivacy.bench.round import max_difference_from_plaintext
+    from fedprivacy_bench.round import max_difference_from_plaintext
 
     workload = synthetic_workload(clients=clients, universe=800, items_per_user=30, seed=seed)
     policy = weakened_policy() if min_choosers == 1 else None  # the default policy refuses min_choosers = 1

@@ -37,7 +37,8 @@ def _check_secagg_graph(args: argparse.Namespace, modulus: Modulus, full_graph: 
 
 
 def _bench_secagg(args: argparse.Namespace) -> int:
-    from ..bench.secagg import SecAggBenchOptions, run_secagg_bench
+    from fedprivacy_bench.secagg import SecAggBenchOptions, run_secagg_bench
+
     from ..secagg import DropStage
 
     _check_secagg_graph(args, _MODULI[args.modulus], args.full_graph)
@@ -64,7 +65,7 @@ def _bench_secagg(args: argparse.Namespace) -> int:
 def _bench_flower(args: argparse.Namespace) -> int:
     import importlib.util
 
-    from ..bench.flower import FlowerBenchOptions, run_flower_bench
+    from fedprivacy_bench.flower import FlowerBenchOptions, run_flower_bench
 
     if importlib.util.find_spec("flwr") is None:
         print("fedprivacy: error: bench flower needs Flower: pip install 'fedprivacy[flower]'", file=sys.stderr)
@@ -88,7 +89,7 @@ def _bench_flower(args: argparse.Namespace) -> int:
 
 
 def _bench_ldp(args: argparse.Namespace) -> int:
-    from ..bench.ldp import run_ldp_bench
+    from fedprivacy_bench.ldp import run_ldp_bench
 
     check(args.real <= args.union, f"--real must be at most --union ({args.union}), got {args.real}")
     params = _rr_params(args)
@@ -98,7 +99,8 @@ def _bench_ldp(args: argparse.Namespace) -> int:
 
 
 def _bench_psu(args: argparse.Namespace) -> int:
-    from ..bench.psu import run_psu_bench
+    from fedprivacy_bench.psu import run_psu_bench
+
     from ..secagg import DropStage
 
     _check_psu(args)
@@ -111,7 +113,8 @@ def _bench_psu(args: argparse.Namespace) -> int:
 
 
 def _bench_round(args: argparse.Namespace) -> int:
-    from ..bench.round import run_round_bench
+    from fedprivacy_bench.round import run_round_bench
+
     from .simulate import check_executor
     from .submodel_run import executor_of, submodel_memory
 

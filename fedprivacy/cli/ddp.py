@@ -128,7 +128,7 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> dict:
-    from ..bench.ddp import run_ddp_bench
+    from fedprivacy_bench.ddp import run_ddp_bench
 
     return run_ddp_bench(args.scale, args.count, args.opendp_count, args.repeats)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ..hazmat.field import Modulus
-from ..psu import BloomParameters, PSUParameters, decode_bloom, encode_bloom, run_psu_round
-from ..secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
+from fedprivacy.hazmat.field import Modulus
+from fedprivacy.psu import BloomParameters, PSUParameters, decode_bloom, encode_bloom, run_psu_round
+from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
 
 __all__ = ["run_psu_bench"]
 
@@ -76,7 +76,7 @@ def run_psu_bench(
         "secagg_server_seconds": sum(r.server_seconds for r in result.reports),
     }
     peel_started = time.perf_counter()
-    from ..psu import PSUServer
+    from fedprivacy.psu import PSUServer
 
     assert report.result is not None  # run_psu_round raises when its last attempt aborts
     PSUServer(result.params).decode(report.result)

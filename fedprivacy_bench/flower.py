@@ -33,8 +33,8 @@ from importlib.metadata import version
 
 import numpy as np
 
-from ..errors import InvalidParameters
-from ..secagg import Adversary, check_graph_parameters, find_graph_parameters
+from fedprivacy.errors import InvalidParameters
+from fedprivacy.secagg import Adversary, check_graph_parameters, find_graph_parameters
 
 __all__ = ["FlowerBenchOptions", "run_flower_bench", "DROP_STAGES", "TOLERANCE"]
 
@@ -92,7 +92,7 @@ def _summary(run, expected: np.ndarray, survivors: list[int]) -> dict[str, objec
 
 
 def run_flower_bench(options: FlowerBenchOptions, progress: bool = True) -> dict[str, object]:
-    from ..adapters.flower.comparison import run_secure_round
+    from fedprivacy.adapters.flower.comparison import run_secure_round
 
     if options.drop_stage not in DROP_STAGES:
         raise InvalidParameters(f"drop stage must be one of {sorted(DROP_STAGES)}, got {options.drop_stage!r}")

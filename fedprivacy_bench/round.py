@@ -18,18 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from ..ddp.params import DDPSettings
-from ..ldp import RRParameters
-from ..secagg import Adversary, DropStage, make_identities
-from ..secagg.graph import all_neighbourhoods
-from ..secagg.messages import AdvertiseKeys, ConsistencyResponse, KeyBroadcast, UnmaskRequest
-from ..submodel.client import ClientState
-from ..submodel.demo import DenseHead, init_model, local_update, synthetic_workload
-from ..submodel.engine import RoundDrops, run_round
-from ..submodel.messages import PhaseMessage, decode_submodel_message
-from ..submodel.reference import ReferenceClient, ReferenceServer
-from ..submodel.server import rows_degree
-from ..submodel.settings import RoundSettings
+from fedprivacy.ddp.params import DDPSettings
+from fedprivacy.ldp import RRParameters
+from fedprivacy.secagg import Adversary, DropStage, make_identities
+from fedprivacy.secagg.graph import all_neighbourhoods
+from fedprivacy.secagg.messages import AdvertiseKeys, ConsistencyResponse, KeyBroadcast, UnmaskRequest
+from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.demo import DenseHead, init_model, local_update, synthetic_workload
+from fedprivacy.submodel.engine import RoundDrops, run_round
+from fedprivacy.submodel.messages import PhaseMessage, decode_submodel_message
+from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.submodel.server import rows_degree
+from fedprivacy.submodel.settings import RoundSettings
+
 from .secagg import signature_seconds
 
 __all__ = ["run_round_bench"]
@@ -139,11 +140,11 @@ def primitive_speeds() -> dict[str, float]:
     """This machine's speeds, now: AES-128 keystream bytes per second (64 MiB at a time), one X25519
     agreement, one Shamir reconstruction per secret (t = 500, batches of 200 secrets) and uint64
     adds per second (the uploads summed)."""
-    from ..hazmat import shamir
-    from ..hazmat.kex import KeyAgreement, public_key
-    from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into
-    from ..hazmat.prg import system_random_bytes
-    from ..secagg.messages import SECRET_LIMBS
+    from fedprivacy.hazmat import shamir
+    from fedprivacy.hazmat.kex import KeyAgreement, public_key
+    from fedprivacy.hazmat.prf import OUTPUT_SLACK, aes_blocks_into
+    from fedprivacy.hazmat.prg import system_random_bytes
+    from fedprivacy.secagg.messages import SECRET_LIMBS
 
     block = np.zeros(1 << 26, dtype=np.uint8)
     out = np.empty(block.shape[0] + OUTPUT_SLACK, dtype=np.uint8)

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hazmat.field import Modulus, dtype_of, modulus_value, word_bytes
-from ..hazmat.identity import Signer, Verifier
-from ..hazmat.prg import ctr_into
-from ..secagg import Adversary, DropoutSchedule, DropStage, SecAggConfig, make_identities, run_secagg_round
-from ..secagg.messages import KeyBroadcast, MessageType, decode_message
+from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value, word_bytes
+from fedprivacy.hazmat.identity import Signer, Verifier
+from fedprivacy.hazmat.prg import ctr_into
+from fedprivacy.secagg import Adversary, DropoutSchedule, DropStage, SecAggConfig, make_identities, run_secagg_round
+from fedprivacy.secagg.messages import KeyBroadcast, MessageType, decode_message
 
 __all__ = ["SecAggBenchOptions", "run_secagg_bench", "masking_limit_seconds", "signature_seconds"]
 
@@ -138,7 +138,7 @@ def _run_one(options: SecAggBenchOptions, progress: bool = True) -> dict[str, ob
         )
     policy = None
     if Adversary(options.adversary) is Adversary.CURIOUS:  # a client's default policy refuses curious thresholds
-        from ..policy import ClientPolicy
+        from fedprivacy.policy import ClientPolicy
 
         policy = ClientPolicy(adversary=Adversary.CURIOUS, corrupt_fraction=options.corrupt)
     started = time.perf_counter()

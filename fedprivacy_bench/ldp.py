@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ..ldp import PermanentMemo, RRParameters, randomize
+from fedprivacy.ldp import PermanentMemo, RRParameters, randomize
 
 __all__ = ["run_ldp_bench"]
 

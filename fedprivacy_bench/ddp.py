@@ -14,7 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from ..hazmat.discrete_gaussian import discrete_gaussian, discrete_gaussian_table, gaussian_table
+from fedprivacy.hazmat.discrete_gaussian import discrete_gaussian, discrete_gaussian_table, gaussian_table
 
 __all__ = ["run_ddp_bench"]
 

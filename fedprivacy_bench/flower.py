@@ -1,7 +1,7 @@
 """``fedprivacy bench flower``: Flower's SecAgg+ and fedprivacy's drop-in, one round each, same inputs.
 
 Both run in this process, one after the other, through the same in-memory grid
-(:class:`~fedprivacy.adapters.flower.InProcessGrid`: the ClientApp is called in process, every message
+(:class:`~fedprivacy_bench.grid.InProcessGrid`: the ClientApp is called in process, every message
 and reply deep-copied as a transport would): Flower's ``SecAggPlusWorkflow`` with its
 ``secaggplus_mod``, then ``fedprivacy.adapters.flower.SecAggPlusWorkflow`` with ours, each as the fit
 workflow of ``DefaultWorkflow`` with ``FedAvg``, as a Flower app runs them. Both get the same
@@ -18,7 +18,7 @@ float32 values in [-1, 1] and a weight (``num_examples``) in [1, 100]; the dropp
   weighted mean of the nodes whose input belongs in the sum (all but those dropped before uploading);
   ``*_error`` says what the workflow logged and which Error replies came back, when any did.
 
-Flower code is only touched through :mod:`fedprivacy.adapters.flower.comparison` (this module imports
+Flower code is only touched through :mod:`fedprivacy_bench.comparison` (this module imports
 no ``flwr``). The inputs are public benchmark data (``numpy.random`` is fine here).
 """
 
@@ -92,7 +92,7 @@ def _summary(run, expected: np.ndarray, survivors: list[int]) -> dict[str, objec
 
 
 def run_flower_bench(options: FlowerBenchOptions, progress: bool = True) -> dict[str, object]:
-    from fedprivacy.adapters.flower.comparison import run_secure_round
+    from .comparison import run_secure_round
 
     if options.drop_stage not in DROP_STAGES:
         raise InvalidParameters(f"drop stage must be one of {sorted(DROP_STAGES)}, got {options.drop_stage!r}")

@@ -18,7 +18,6 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 from fedprivacy.adapters.flower import (  # noqa: E402
     RECORD_KEY_CONFIGS,
     RECORD_KEY_STATE,
-    InProcessGrid,
     Key,
     SecAggPlusWorkflow,
     Stage,
@@ -34,6 +33,7 @@ from fedprivacy.adapters.identity import (  # noqa: E402
 from fedprivacy.hazmat.prg import DeterministicRandomness  # noqa: E402
 from fedprivacy.secagg import SecAggClient, make_identities  # noqa: E402
 from fedprivacy.secagg.messages import MessageType as SecAggType, UnmaskRequest, decode_message  # noqa: E402
+from fedprivacy_bench.grid import InProcessGrid  # noqa: E402
 from flwr.server.workflow import DefaultWorkflow  # noqa: E402
 
 from tests.test_flower_secagg import DIM, _legacy_context, _node_ids, _parameters, _tolerance  # noqa: E402

@@ -42,7 +42,6 @@ from flwr.server.workflow import DefaultWorkflow  # noqa: E402
 from fedprivacy.adapters.flower import (  # noqa: E402
     RECORD_KEY_CONFIGS,
     RECORD_KEY_STATE,
-    InProcessGrid,
     Key,
     SecAggPlusWorkflow,
     Stage,
@@ -51,6 +50,7 @@ from fedprivacy.adapters.flower import (  # noqa: E402
 from fedprivacy.errors import InvalidParameters  # noqa: E402
 from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggClient, SecAggConfig, SecAggServer, run_secagg_round  # noqa: E402
 from fedprivacy.secagg.messages import UnmaskRequest, decode_message  # noqa: E402
+from fedprivacy_bench.grid import InProcessGrid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = Path(__file__).resolve().parent / "flower_app"

@@ -103,10 +103,8 @@ def test_no_private_name_is_imported_from_another_module():
 
 
 # Only the outer ring talks to the outside world: files, Flower, Ray, data sets (``adapters``) and
-# the command line (``cli``). The protocol cores below it never import it. The one exception is the
-# Flower comparison bench, a harness that is to leave the installed package; it may not grow.
+# the command line (``cli``). The protocol cores below it never import it.
 _OUTER = ("fedprivacy.adapters", "fedprivacy.cli")
-_TOOLS_ON_THE_ADAPTERS = {("fedprivacy.bench.flower", "fedprivacy.adapters.flower.comparison")}
 
 
 def test_only_the_outer_ring_imports_the_adapters():
@@ -115,20 +113,20 @@ def test_only_the_outer_ring_imports_the_adapters():
         for name, tree in MODULES.items()
         if not any(_in(name, outer) for outer in _OUTER)
         for module, _ in _imports(name, tree)
-        if _in(module, "fedprivacy.adapters") and (name, module) not in _TOOLS_ON_THE_ADAPTERS
+        if _in(module, "fedprivacy.adapters")
     ]
     assert offenders == []
 
 
 # A subpackage's rank: a module may import only subpackages of its own or a lower rank. The cores
-# (``submodel`` composes the protocols below it) never reach up to a driver or a bench. ``policy``
+# (``submodel`` composes the protocols below it) never reach up to a driver or the CLI. ``policy``
 # (the client's limits over every protocol) shares the protocols' rank: it and ``secagg``/``psu``
 # still import each other.
 _RANK = {
     "fedprivacy.errors": 0, "fedprivacy.hazmat": 1, "fedprivacy.encoding": 2, "fedprivacy.gapcode": 2,
     "fedprivacy.accounting": 3, "fedprivacy.ldp": 3, "fedprivacy.ddp": 3, "fedprivacy.psu": 3,
     "fedprivacy.secagg": 3, "fedprivacy.policy": 3, "fedprivacy.submodel": 5,
-    "fedprivacy.adapters": 6, "fedprivacy.bench": 7, "fedprivacy.cli": 8, "fedprivacy.__main__": 9,
+    "fedprivacy.adapters": 6, "fedprivacy.cli": 8, "fedprivacy.__main__": 9,
 }
 
 
@@ -162,3 +160,56 @@ def test_the_submodel_protocol_does_no_file_io():
         if module.split(".")[0] in {"tempfile", "shutil", "pathlib", "fcntl"}
     ]
     assert offenders == []
+
+
+# The tools live outside the library: the bench harnesses (``fedprivacy_bench``, beside the package)
+# and the test and proof helpers (``tests``, ``proofs``). Nothing in the library imports them, except
+# the command line's bench verb, and that only inside the functions that run a benchmark, so that
+# importing the CLI (or anything else) never loads a harness.
+_TOOLS = ("fedprivacy_bench", "tests", "proofs")
+_BENCH_VERB = "fedprivacy.cli.bench"
+
+
+def _tool_imports(tree: ast.Module) -> list[tuple[str, bool]]:
+    """(imported tool module, whether the import runs only when a function is called)."""
+    lazy = {
+        id(node)
+        for function in ast.walk(tree)
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(function)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    }
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:  # a relative import stays in the package
+            modules = [node.module or ""]
+        else:
+            continue
+        found.extend((module, id(node) in lazy) for module in modules if any(_in(module, tool) for tool in _TOOLS))
+    return found
+
+
+def test_the_tool_walk_tells_lazy_imports_from_eager_ones():
+    tree = ast.parse("import fedprivacy_bench.ldp\ndef run():\n    from fedprivacy_bench.secagg import x\n"
+                     "from tests.helpers import config\nfrom .secagg import y\n")
+    assert _tool_imports(tree) == [
+        ("fedprivacy_bench.ldp", False), ("tests.helpers", False), ("fedprivacy_bench.secagg", True),
+    ]
+    assert ("fedprivacy_bench.secagg", True) in _tool_imports(MODULES[_BENCH_VERB])
+
+
+def test_the_library_imports_no_tool():
+    offenders = [
+        f"{name} imports {module}{' (lazily)' if lazy else ''}"
+        for name, tree in MODULES.items()
+        for module, lazy in _tool_imports(tree)
+        if not (name == _BENCH_VERB and lazy and _in(module, "fedprivacy_bench"))
+    ]
+    assert offenders == []
+
+
+def test_the_bench_harnesses_left_the_package():
+    assert not any(_in(name, "fedprivacy.bench") for name in MODULES)
+    assert "fedprivacy.adapters.flower.comparison" not in MODULES and "fedprivacy.adapters.flower.grid" not in MODULES

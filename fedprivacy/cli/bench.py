@@ -215,7 +215,9 @@ def _register_ldp(which) -> None:
 
 
 def _bench_ddp(args: argparse.Namespace) -> int:
-    _emit(ddp_options.run_bench(args), args.json)
+    from fedprivacy_bench.ddp import run_ddp_bench
+
+    _emit(run_ddp_bench(args.scale, args.count, args.opendp_count, args.repeats), args.json)
     return 0
 
 

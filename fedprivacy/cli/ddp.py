@@ -4,7 +4,7 @@
 ``--delta``, ``--ddp-clip`` (L2 clip of a client's whole upload, counts included), ``--ddp-sensitivity``
 (the clip in integer levels); ``round_fields`` turns them into ``RoundSettings`` fields.
 ``add_privacy_options`` / ``privacy_fields``: ``fedprivacy privacy --ddp-noise-multiplier z [--reports
-T] [--delta]``. ``add_bench_options`` / ``run_bench``: ``fedprivacy bench ddp``. ``report_fields``,
+T] [--delta]``. ``add_bench_options``: ``fedprivacy bench ddp``'s. ``report_fields``,
 ``privacy_note`` and ``audit_note``: what simulate's report, its comparison table and audit's text add;
 ``with_client_ddp``: the simulated clients' own DDP policy (their reports at ``--delta``).
 """
@@ -31,7 +31,6 @@ __all__ = [
     "add_privacy_options",
     "privacy_fields",
     "add_bench_options",
-    "run_bench",
     "audit_note",
     "with_client_ddp",
 ]
@@ -125,12 +124,6 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opendp-count", type=integer(0, 1 << 24), default=100_000,
                         help="samples per timed draw of OpenDP's sampler (0: skip it; it needs opendp installed)")
     parser.add_argument("--repeats", type=integer(1, 1000), default=5, help="timed draws; the median is reported")
-
-
-def run_bench(args: argparse.Namespace) -> dict:
-    from fedprivacy_bench.ddp import run_ddp_bench
-
-    return run_ddp_bench(args.scale, args.count, args.opendp_count, args.repeats)
 
 
 def audit_note(client: dict) -> str:

@@ -17,9 +17,6 @@ leaks: ``protocols/secagg/spec.md`` §1 and §8; what Flower adds is in :mod:`.w
 :class:`SecureSubmodelClient` / :func:`submodel_client_app` (ClientApp side) run the round of
 :mod:`fedprivacy.submodel` over Flower's Message API; see :mod:`.submodel` and
 ``protocols/submodel/spec.md``.
-
-:class:`InProcessGrid` runs a ClientApp inside the ServerApp's process (tests and ``fedprivacy bench
-flower``).
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from .constants import RECORD_KEY_CONFIGS, RECORD_KEY_STATE, Key, Stage
-from .grid import InProcessGrid
 from .mod import secaggplus_mod
 from .submodel import (
     SUBMODEL_ACTION,
@@ -46,7 +42,6 @@ from .submodel import (
 from .workflow import RoundOutcome, SecAggPlusWorkflow
 
 __all__ = [
-    "InProcessGrid",
     "Key",
     "RECORD_KEY_CONFIGS",
     "RECORD_KEY_STATE",

@@ -3,7 +3,7 @@
 :func:`run_secure_round` builds what a Flower user would: a ``ClientApp`` of ``NumPyClient`` nodes
 whose ``fit`` returns a fixed update and weight, wrapped in the implementation's mod, and a
 ``DefaultWorkflow`` with ``FedAvg`` and the implementation's SecAgg+ workflow as its fit workflow,
-and runs one round through an :class:`~fedprivacy.adapters.flower.InProcessGrid`.
+and runs one round through an :class:`~fedprivacy_bench.grid.InProcessGrid`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow as FlowerWo
 from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid
 
-from .constants import RECORD_KEY_CONFIGS, Key, Stage
+from fedprivacy.adapters.flower.constants import RECORD_KEY_CONFIGS, Key, Stage
+from fedprivacy.adapters.flower.mod import secaggplus_mod
+from fedprivacy.adapters.flower.workflow import SecAggPlusWorkflow
+
 from .grid import InProcessGrid
-from .mod import secaggplus_mod
-from .workflow import SecAggPlusWorkflow
 
 __all__ = ["IMPLEMENTATIONS", "SecureRoundRun", "run_secure_round"]
 

@@ -22,7 +22,6 @@ from flwr.simulation import run_simulation  # noqa: E402
 from fedprivacy.accounting import replay  # noqa: E402
 from fedprivacy.submodel.engine import RoundDrops, run_round  # noqa: E402
 from fedprivacy.adapters.flower import SecureSubmodelClient, SecureSubmodelWorkflow  # noqa: E402
-from fedprivacy.adapters.flower._submodel_state import ResumableRandomness  # noqa: E402
 from fedprivacy.adapters.storage import read_ledger_file  # noqa: E402
 from fedprivacy.hazmat.prg import DeterministicRandomness  # noqa: E402
 from fedprivacy.ldp import RRParameters  # noqa: E402
@@ -31,6 +30,7 @@ from fedprivacy.submodel.demo import init_model, synthetic_workload  # noqa: E40
 from fedprivacy.submodel.client import ClientState  # noqa: E402
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer  # noqa: E402
 from fedprivacy.submodel.settings import RoundSettings  # noqa: E402
+from tests.support.randomness import ResumableRandomness  # noqa: E402
 
 NODES, UNIVERSE, ITEMS, DIM, SEED = 6, 400, 30, 4, 11
 DROPPING_PARTITION = 4

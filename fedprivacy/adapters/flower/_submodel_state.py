@@ -32,7 +32,6 @@ from flwr.app.typing import ConfigRecordValues
 from ...accounting.ledger import Ledger, parse_ledger
 from ...ddp.params import DDPPolicy
 from ...errors import DecodeError, InvalidParameters, PolicyViolation
-from ...hazmat.prg import DeterministicRandomness
 from ...ldp.memo import PermanentMemo
 from ...ldp.params import RRParameters
 from ...ldp.settings import RRSettingNames, rr_parameters_from_settings
@@ -48,7 +47,6 @@ __all__ = [
     "EPSILON_CAP_KEY",
     "ContextStore",
     "RoundSlot",
-    "ResumableRandomness",
     "POLICY_KEYS",
     "policy_from_config",
     "rr_parameters_from_config",
@@ -353,27 +351,3 @@ def clear_round(state: RecordDict) -> None:
     """Forget the round in progress (its keys and shares go with it)."""
     if ROUND_RECORD in state:
         del state[ROUND_RECORD]
-
-
-class ResumableRandomness:
-    """:class:`~fedprivacy.hazmat.prg.DeterministicRandomness` that survives pickling (it resumes at the
-    same position), so a seeded client can be kept in ``context.state`` between messages. Tests only:
-    with a known seed, every key and coin of the client is known."""
-
-    def __init__(self, seed: bytes | str) -> None:
-        self._seed = seed
-        self._position = 0
-        self._stream = DeterministicRandomness(seed)
-
-    def __call__(self, size: int) -> bytes:
-        self._position += size
-        return self._stream(size)
-
-    def __getstate__(self) -> dict[str, object]:
-        return {"seed": self._seed, "position": self._position}
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self._seed = state["seed"]  # type: ignore[assignment]
-        self._position = int(state["position"])  # type: ignore[call-overload]
-        self._stream = DeterministicRandomness(self._seed)
-        self._stream(self._position)

@@ -441,8 +441,8 @@ class SecureSubmodelClient:
         used when neither the node config nor the run config sets ``fedprivacy-state-dir``.
     random_source : Callable[[Context, int, int], RandomSource] | None
         Tests only: ``random_source(context, party, round_index)`` gives the round's randomness
-        (it is kept with the round's state, so it must pickle and resume where it stopped, e.g.
-        :class:`~fedprivacy.adapters.flower._submodel_state.ResumableRandomness`). Default: the OS CSPRNG.
+        (it is kept with the round's state, so it must pickle and resume where it stopped). Default:
+        the OS CSPRNG.
 
     Why a handler and not a mod: in Flower 1.42 a ClientApp routes each message to the function
     registered for its type before any mod runs, and a mod can only wrap that function's reply. The

@@ -27,7 +27,7 @@ from fedprivacy.ldp import (
     scale_for_relation,
     theorem_5_5_probabilities,
 )
-from fedprivacy.ldp.audit import clopper_pearson
+from proofs.audit import clopper_pearson
 
 
 def test_table_3_presets():

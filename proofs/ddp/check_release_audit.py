@@ -11,8 +11,9 @@ from fedprivacy.ddp.client import clip_and_round
 from fedprivacy.hazmat.discrete_gaussian import discrete_gaussian_table
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.ldp.audit import clopper_pearson
 from fedprivacy.secagg.quantize import Quantizer
+
+from proofs.audit import clopper_pearson
 
 SETTINGS = DDPSettings(l2_clip=1.0, noise_multiplier=1.0, sensitivity=64)
 FLOOR = 2  # noise contributors the row is sure to have

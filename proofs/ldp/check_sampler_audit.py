@@ -7,7 +7,7 @@ import numpy as np
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.hazmat.sampling import bernoulli, common_denominator
 from fedprivacy.ldp import PermanentMemo, RRParameters, epsilon_after_reports, randomize
-from fedprivacy.ldp.audit import audit_counts
+from proofs.audit import audit_counts
 
 CLAIMED = RRParameters.preset(4)
 N = 1_000_000

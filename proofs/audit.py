@@ -12,7 +12,9 @@ epsilon but the wrong probabilities (e.g. swapped coins). Overall false-alarm ra
 mechanism: at most 8 alpha. An audit shows violations; it cannot certify epsilon.
 
 The incomplete beta function is evaluated with a continued fraction (Lentz) in floating point; the
-bounds are statistical, not part of any privacy guarantee.
+bounds are statistical, not part of any privacy guarantee. Used by the statistical checks
+(``ldp/check_sampler_audit.py``, ``ddp/check_release_audit.py``) and their tests; not part of the
+installed package.
 """
 
 from __future__ import annotations

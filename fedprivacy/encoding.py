@@ -184,9 +184,3 @@ def check_strictly_increasing(ids: Sequence[int]) -> None:
     for a, b in pairwise(ids):
         if a >= b:
             raise DecodeError("ids must be strictly increasing")
-
-
-def peek_message_type(data: bytes | bytearray | memoryview, protocol: ProtocolCode) -> int:
-    """The message-type byte of an encoded message (after validating the header)."""
-    reader = Reader(data, protocol)
-    return reader.u8()

@@ -212,10 +212,6 @@ class ClientPolicy:
                 f"{previous_attempts} PSU attempts already joined for this round index; the client allows {self.max_psu_attempts}",
             )
 
-    def check_min_choosers(self, requested: int) -> int:
-        """The floor the client applies: the larger of the server's and its own."""
-        return max(int(requested), self.min_choosers)
-
     # -- randomized response and budget ---------------------------------------------------------------
 
     def check_rr(self, params: RRParameters) -> None:

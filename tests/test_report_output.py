@@ -63,7 +63,7 @@ def test_disabled_progress_writes_nothing():
     stream = Terminal()
     progress = Progress(3, "job", stream=stream, enabled=False)
     progress.update(1, stage="x", sub=(1, 3))
-    progress.advance()
+    progress.update(2)
     progress.log("hidden")
     progress.close()
     assert stream.getvalue() == "" and progress.done == 2

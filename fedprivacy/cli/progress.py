@@ -94,9 +94,6 @@ class Progress:
             self._plain_mark = mark
             self._write(self.render(bar=False) + "\n")
 
-    def advance(self, steps: int = 1, *, stage: str | None = None) -> None:
-        self.update(self.done + steps, stage=stage)
-
     def log(self, text: str) -> None:
         """A permanent line (a result, a warning); on a terminal the bar is drawn again below it."""
         if not self.enabled:

@@ -165,11 +165,6 @@ def geometric_exp_minus_one(count: int, random_bytes: RandomSource) -> np.ndarra
     return value
 
 
-def _bernoulli_exp_minus_one(count: int, random_bytes: RandomSource) -> np.ndarray:
-    """Bern(exp(-1)): the event V >= 1 of :func:`geometric_exp_minus_one` (same words)."""
-    return geometric_exp_minus_one(count, random_bytes) >= 1
-
-
 def bernoulli_exp(numerators: np.ndarray, denominators: np.ndarray | int | np.integer, random_bytes: RandomSource) -> np.ndarray:
     """Bern(exp(-n_i / d_i)) per element, exactly; n_i >= 0, 1 <= d_i <= 2^63 (integers)."""
     n = np.asarray(numerators, dtype=np.uint64)

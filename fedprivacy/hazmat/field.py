@@ -45,10 +45,6 @@ class Modulus(IntEnum):
     U64 = 2
     P61 = 3
 
-    @property
-    def value_int(self) -> int:
-        return modulus_value(self)
-
 
 def modulus_value(modulus: Modulus) -> int:
     if modulus is Modulus.U32:

@@ -171,11 +171,6 @@ class RRParameters:
     def epsilon_1(self) -> float:
         return _max_log_ratio([(self.p5, self.p6), (1 - self.p6, 1 - self.p5)])
 
-    @property
-    def epsilon_instantaneous(self) -> float:
-        """The instantaneous coin's own epsilon (what one report reveals about the memo)."""
-        return _max_log_ratio([(self.p3, self.p4), (1 - self.p4, 1 - self.p3)])
-
     def epsilon_after(self, reports: int) -> float:
         return epsilon_after_reports(self, reports)
 

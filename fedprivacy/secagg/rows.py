@@ -590,15 +590,6 @@ class RowPlan:
         columns, _ = self._client_bits(party)
         return columns[columns != party]
 
-    def _membership(self, party: int) -> tuple[np.ndarray, np.ndarray]:
-        """Over the union: whether ``party`` chose each row, and the row's position among its rows."""
-        where = self._positions[party]
-        member = np.zeros(self.union.shape[0], dtype=bool)
-        member[where] = True
-        rank = np.zeros(self.union.shape[0], dtype=np.int64)
-        rank[where] = np.arange(where.shape[0])
-        return member, rank
-
     def _shared_positions(self, party: int, in_union: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """(peer, positions of the rows both chose) for every other party sharing a row, by increasing
         peer: positions among ``party``'s rows, or in the union with ``in_union``."""
@@ -624,17 +615,6 @@ class RowPlan:
     def unmasker(self, modulus: Modulus) -> RowUnmasker:
         """Sums the masks the server takes out at unmasking, over the union, and applies them once."""
         return RowUnmasker(self, modulus)
-
-    def remove_self_mask(self, total: np.ndarray, party: int, key: bytes, modulus: Modulus) -> None:
-        unmasker = self.unmasker(modulus)
-        unmasker.remove_self_mask(party, key)
-        unmasker.apply_to(total)
-
-    def remove_pair_mask(self, total: np.ndarray, survivor: int, dropped: int, key: bytes, modulus: Modulus) -> None:
-        """Take out what ``survivor`` added for the pair (survivor, dropped) over their shared rows."""
-        unmasker = self.unmasker(modulus)
-        unmasker.remove_pair_masks(dropped, {survivor: key})
-        unmasker.apply_to(total)
 
 
 class RowUnmasker:

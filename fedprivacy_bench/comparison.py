@@ -91,12 +91,26 @@ def run_secure_round(
     if drop_stage not in Stage.all():
         raise ValueError(f"drop_stage must be one of {Stage.all()}, got {drop_stage!r}")
     cut = Stage.all().index(drop_stage)
-    nodes = list(updates)
-    dim = int(next(iter(updates.values())).shape[0])
 
     def drop(node: int, message: Message) -> bool:
         stage = _stage_of(message) if node in dropped else None
         return stage is not None and Stage.all().index(stage) >= cut
+
+    workflow: Callable[[Grid, Context], None]
+    if implementation == "flower":
+        workflow = FlowerWorkflow(num_shares=num_shares, reconstruction_threshold=threshold)
+        mod = flower_mod
+    else:
+        workflow = SecAggPlusWorkflow(num_shares=num_shares, reconstruction_threshold=threshold, **(workflow_options or {}))
+        mod = secaggplus_mod
+    app = ClientApp(client_fn=_fixed_client_fn(updates, weights), mods=[mod])
+    grid = InProcessGrid(app, {node: {"node": node} for node in updates}, drop=drop)
+    dim = int(next(iter(updates.values())).shape[0])
+    return _timed_round(grid, workflow, _legacy_context(len(updates), dim))
+
+
+def _fixed_client_fn(updates: Mapping[int, np.ndarray], weights: Mapping[int, int]) -> Callable[[Context], Any]:
+    """A ``client_fn`` whose ``NumPyClient`` returns the node's fixed update and weight from ``fit``."""
 
     class FixedClient(NumPyClient):
         def __init__(self, node: int) -> None:
@@ -108,24 +122,25 @@ def run_secure_round(
     def client_fn(context: Context):
         return FixedClient(int(context.node_config["node"])).to_client()
 
-    workflow: Callable[[Grid, Context], None]
-    if implementation == "flower":
-        workflow = FlowerWorkflow(num_shares=num_shares, reconstruction_threshold=threshold)
-        mod = flower_mod
-    else:
-        workflow = SecAggPlusWorkflow(num_shares=num_shares, reconstruction_threshold=threshold, **(workflow_options or {}))
-        mod = secaggplus_mod
-    grid = InProcessGrid(ClientApp(client_fn=client_fn, mods=[mod]), {node: {"node": node} for node in nodes}, drop=drop)
+    return client_fn
+
+
+def _legacy_context(nodes: int, dim: int) -> LegacyContext:
+    """The ServerApp's context for one round of ``FedAvg`` over every node, from zero parameters."""
     initial = ndarrays_to_parameters([np.zeros(dim, dtype=np.float32)])
     strategy = FedAvg(
         fraction_fit=1.0,
         fraction_evaluate=0.0,
-        min_fit_clients=len(nodes),
-        min_available_clients=len(nodes),
+        min_fit_clients=nodes,
+        min_available_clients=nodes,
         initial_parameters=initial,
     )
     server_context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    context = LegacyContext(context=server_context, config=ServerConfig(num_rounds=1), strategy=strategy)
+    return LegacyContext(context=server_context, config=ServerConfig(num_rounds=1), strategy=strategy)
+
+
+def _timed_round(grid: InProcessGrid, workflow: Callable[[Grid, Context], None], context: LegacyContext) -> SecureRoundRun:
+    """Runs ``DefaultWorkflow`` with ``workflow`` as its fit workflow, timing the fit workflow alone."""
     wall: list[float] = []
 
     def timed_fit(grid_: Grid, context_: Context) -> None:

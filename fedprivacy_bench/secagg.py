@@ -192,8 +192,6 @@ class _SignatureCounter:
 def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> dict[str, object]:
     party_ids = list(range(1, options.clients + 1))
     config = _config(options, party_ids, Adversary.MALICIOUS)
-    baseline = dataclasses.replace(config, malicious=False)  # same (k, t): the semi-malicious round
-    identities, trust = make_identities(party_ids)
     inputs, schedule = _workload(options, party_ids)
     survivors = [p for p in party_ids if p not in schedule.drops]
     if progress:
@@ -203,15 +201,48 @@ def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> di
             f"{options.drop_stage.value}",
             file=sys.stderr,
         )
-    runs: dict[bool, list] = {True: [], False: []}
-    counter = _SignatureCounter()
-    correct = True
+    rounds = _interleaved_rounds(options, config, inputs, schedule)
+    return {
+        "correct": rounds.correct,
+        "aborted": None if rounds.runs[True][0].aborted is None else str(rounds.runs[True][0].aborted),
+        "clients": options.clients,
+        "dim": options.dim,
+        "dropout": options.dropout,
+        "drop_stage": options.drop_stage.value,
+        "modulus": options.modulus.name.lower(),
+        "adversary": "malicious",
+        "baseline_adversary": "semi-malicious",
+        "neighbours": config.neighbours,
+        "threshold": config.threshold,
+        "repeats": max(1, options.repeats),
+        "clock": "process CPU time",
+        **_malicious_costs(rounds, survivors),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+@dataclass
+class _InterleavedRounds:
+    """Both modes' round reports and wall times (key: malicious), the signatures counted in the first
+    malicious round, and the (sign, verify) seconds timed before, between and after the rounds."""
+
+    runs: dict[bool, list]
+    wall: dict[bool, list[float]]
+    counter: _SignatureCounter
+    timings: list[tuple[float, float]]
+    correct: bool
+
+
+def _interleaved_rounds(options: SecAggBenchOptions, config: SecAggConfig, inputs: dict[int, np.ndarray],
+                        schedule: DropoutSchedule) -> _InterleavedRounds:
+    """``options.repeats`` rounds of each mode on the same workload, alternating which mode goes first."""
+    baseline = dataclasses.replace(config, malicious=False)  # same (k, t): the semi-malicious round
+    identities, trust = make_identities(list(config.party_ids))
+    rounds = _InterleavedRounds({True: [], False: []}, {True: [], False: []}, _SignatureCounter(), [], True)
     clock = time.process_time
-    timings = [signature_seconds(300, clock)]  # sign / verify timed between the rounds, medians used
-    wall: dict[bool, list[float]] = {True: [], False: []}
+    rounds.timings.append(signature_seconds(300, clock))  # sign / verify timed between the rounds, medians used
     for repeat in range(max(1, options.repeats)):
         for malicious in (False, True) if repeat % 2 == 0 else (True, False):
-            observer = counter if malicious and repeat == 0 else None
             gc.collect()
             gc.disable()  # as timeit does: a collection landing in one mode's round is noise
             started = time.perf_counter()
@@ -221,18 +252,24 @@ def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> di
                 schedule,
                 identities=identities if malicious else None,
                 trust=trust if malicious else None,
-                observer=observer,
+                observer=rounds.counter if malicious and repeat == 0 else None,
                 clock=clock,
             )
-            wall[malicious].append(time.perf_counter() - started)
+            rounds.wall[malicious].append(time.perf_counter() - started)
             gc.enable()
-            runs[malicious].append(report)
-            correct = correct and report.result is not None and bool(
+            rounds.runs[malicious].append(report)
+            rounds.correct = rounds.correct and report.result is not None and bool(
                 np.array_equal(report.result, _plain_sum([inputs[p] for p in report.input_ids], options.modulus))
             )
-            timings.append(signature_seconds(300, clock))
-    sign_seconds = statistics.median(sign for sign, _ in timings)
-    verify_seconds = statistics.median(verify for _, verify in timings)
+            rounds.timings.append(signature_seconds(300, clock))
+    return rounds
+
+
+def _malicious_costs(rounds: _InterleavedRounds, survivors: list[int]) -> dict[str, object]:
+    """Medians of both modes, their ratios, and the extra cost against the signatures' floor."""
+    runs, counter = rounds.runs, rounds.counter
+    sign_seconds = statistics.median(sign for sign, _ in rounds.timings)
+    verify_seconds = statistics.median(verify for _, verify in rounds.timings)
 
     def client_median(reports, party):
         return statistics.median(r.client_seconds[party] for r in reports)
@@ -248,21 +285,8 @@ def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> di
     upload_mal = statistics.median(runs[True][0].upload_bytes[p] for p in survivors)
     upload_semi = statistics.median(runs[False][0].upload_bytes[p] for p in survivors)
     return {
-        "correct": correct,
-        "aborted": None if runs[True][0].aborted is None else str(runs[True][0].aborted),
-        "clients": options.clients,
-        "dim": options.dim,
-        "dropout": options.dropout,
-        "drop_stage": options.drop_stage.value,
-        "modulus": options.modulus.name.lower(),
-        "adversary": "malicious",
-        "baseline_adversary": "semi-malicious",
-        "neighbours": config.neighbours,
-        "threshold": config.threshold,
-        "repeats": max(1, options.repeats),
-        "clock": "process CPU time",
-        "wall_seconds_median": statistics.median(wall[True]),
-        "baseline_wall_seconds_median": statistics.median(wall[False]),
+        "wall_seconds_median": statistics.median(rounds.wall[True]),
+        "baseline_wall_seconds_median": statistics.median(rounds.wall[False]),
         "sign_seconds": sign_seconds,
         "verify_seconds": verify_seconds,
         "signatures_made_per_client": 2,
@@ -282,5 +306,4 @@ def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> di
         "server_extra_over_floor": (server_mal - server_semi) / server_floor if server_floor else None,
         "upload_bytes_per_client": upload_mal,
         "extra_upload_bytes_per_client": upload_mal - upload_semi,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }

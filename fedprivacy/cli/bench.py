@@ -1,4 +1,9 @@
-"""``fedprivacy bench secagg | flower | ldp | psu | round``: timed runs, checked against plaintext."""
+"""``fedprivacy bench secagg | flower | ldp | ddp | psu | round``: timed runs, checked against plaintext.
+
+This module only parses and checks the options. The harnesses that run the benchmarks live beside the
+library, in the ``fedprivacy_bench`` package, which each ``_bench_*`` function imports when it runs:
+the library itself never imports them.
+"""
 
 from __future__ import annotations
 

@@ -213,3 +213,17 @@ def test_the_library_imports_no_tool():
 def test_the_bench_harnesses_left_the_package():
     assert not any(_in(name, "fedprivacy.bench") for name in MODULES)
     assert "fedprivacy.adapters.flower.comparison" not in MODULES and "fedprivacy.adapters.flower.grid" not in MODULES
+
+
+def test_the_bench_harnesses_import_no_test_or_proof_module():
+    """The harnesses ship with the library, so they may not lean on the tests' or the proofs' helpers."""
+    import fedprivacy_bench
+
+    harnesses = Path(fedprivacy_bench.__file__).parent
+    offenders = [
+        f"{path.name} imports {module}"
+        for path in sorted(harnesses.rglob("*.py"))
+        for module, _ in _tool_imports(ast.parse(path.read_text(encoding="utf-8")))
+        if not _in(module, "fedprivacy_bench")
+    ]
+    assert offenders == []

@@ -258,6 +258,17 @@ class SecAggClient:
         party's keys of the partner (covered) sum, authenticated by that party's joint signature."""
         return None if self._joint != "verifying" or self._partner_keys is None else dict(self._partner_keys)
 
+    @property
+    def joint_advertisement(self) -> tuple[str, SecAggConfig, dict[int, tuple[bytes, bytes]] | None] | None:
+        """Jointly advertised (:func:`start_jointly`): its role ("covered" or "verifying"), the partner
+        sum's config and the partner keys it holds (None until they are in); None for a sum that
+        advertised alone. A host restoring both sums checks with it that they still pair up."""
+        if self._joint is None:
+            return None
+        assert self._joint_partner is not None
+        keys = None if self._partner_keys is None else dict(self._partner_keys)
+        return self._joint, self._joint_partner, keys
+
     def accept_partner_keys(self, keys: dict[int, tuple[bytes, bytes]]) -> None:
         """Jointly advertised, covered side: the peers' keys of this sum that the verifying partner sum
         authenticated (its :attr:`partner_keys`); given before this sum's (unsigned) key broadcast."""

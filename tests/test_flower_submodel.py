@@ -22,7 +22,6 @@ from flwr.simulation import run_simulation  # noqa: E402
 from fedprivacy.accounting import replay  # noqa: E402
 from fedprivacy.submodel.engine import RoundDrops, run_round  # noqa: E402
 from fedprivacy.adapters.flower import SecureSubmodelClient, SecureSubmodelWorkflow  # noqa: E402
-from fedprivacy.adapters.flower._submodel_state import ResumableRandomness  # noqa: E402
 from fedprivacy.adapters.storage import read_ledger_file  # noqa: E402
 from fedprivacy.hazmat.prg import DeterministicRandomness  # noqa: E402
 from fedprivacy.ldp import RRParameters  # noqa: E402
@@ -67,7 +66,7 @@ def _client_app(drop_partition: int | None, state_dir) -> ClientApp:
                        reply_to=message)
 
     handler = SecureSubmodelClient(
-        client_fn, state_dir=str(state_dir), random_source=lambda context, party, round_index: ResumableRandomness(f"flower-{round_index}-{party}")
+        client_fn, state_dir=str(state_dir), random_source=lambda context, party, round_index: DeterministicRandomness(f"flower-{round_index}-{party}")
     )
     handler.register(app, mods=[drop_before_upload])
     return app

@@ -388,3 +388,36 @@ def test_a_node_that_requires_ddp_refuses_a_round_without_it(task_identity):
     grid, model = _loopback(configs)
     result = SecureSubmodelWorkflow(model, SETTINGS, min_nodes=4).run_round(grid, 1)
     assert 3 not in result.contributors and len(result.contributors) == 3
+
+
+def test_a_tampered_stored_round_makes_the_node_fail_the_round_with_a_typed_error(task_identity):
+    """The round's snapshot in ``context.state`` is changed before the union arrives: the node answers
+    with an error naming DecodeError, drops the round (no record left, nothing released: its ledger
+    is as before), and the round completes without it."""
+    from fedprivacy.adapters.flower._submodel_state import ROUND_RECORD as RECORD
+    from fedprivacy.submodel.messages import UnionBroadcast
+
+    victim = (1 << 63) + 1000 * 2
+    seen: dict = {}
+
+    def deliver(node, message, context):
+        payloads = message.content["fedprivacy.submodel"]["messages"]
+        if node == victim and isinstance(decode_submodel_message(payloads[0]), UnionBroadcast):
+            seen["lines"] = list(context.state[LEDGER_RECORD]["lines"])
+            record = context.state[RECORD]
+            data = bytearray(record["client"])
+            data[11] = 0xC8  # the stage byte (after the header and the party id): no such stage
+            record["client"] = bytes(data)
+
+    def answer(node, message, reply):
+        if node == victim and reply.has_error():
+            seen["error"] = reply.error.reason
+        return [reply]
+
+    grid, model = _loopback(_configs(5), deliver=deliver, answer=answer)
+    result = SecureSubmodelWorkflow(model, SETTINGS, min_nodes=5).run_round(grid, 1)
+    assert seen["error"].startswith("DecodeError")
+    assert sorted(result.chosen) == [1, 2, 4, 5] and result.contributors == frozenset({1, 2, 4, 5})  # party 3 is out
+    context = grid.contexts[victim]
+    assert RECORD not in context.state  # no half-kept round
+    assert list(context.state[LEDGER_RECORD]["lines"]) == seen["lines"]  # nothing released after the tampering

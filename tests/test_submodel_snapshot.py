@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from fedprivacy.errors import DecodeError, LocalProtocolError, PolicyViolation
 from fedprivacy.hazmat.field import Modulus
@@ -15,7 +14,7 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.policy import ClientPolicy
 from fedprivacy.psu.params import PSUParameters
-from fedprivacy.secagg import Adversary, DropStage, make_identities
+from fedprivacy.secagg import Adversary, make_identities
 from fedprivacy.submodel._snapshot import SNAPSHOT_TYPE, StoredRound, decode_round, encode_round
 from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
 from fedprivacy.submodel.demo import init_model, synthetic_workload
@@ -169,7 +168,7 @@ def test_tampered_snapshot_bytes_raise_only_decode_error():
         except (DecodeError, LocalProtocolError, PolicyViolation):
             refused += 1
             continue
-        except Exception as exc:  # noqa: BLE001 -- anything else is a finding
+        except Exception as exc:  # anything else is a finding
             raise AssertionError(f"byte {position}: {type(exc).__name__}: {exc}") from exc
         assert restored.snapshot() == bytes(tampered)  # what decodes is canonical
     # Most bytes are keys, shares and the sketch's ids: a flip there decodes (the bytes are not
@@ -182,7 +181,7 @@ def test_the_ledger_refuses_a_stale_snapshot_that_would_report_twice(monkeypatch
     §14.6) sends the union again, hoping for a second randomized report of the same round. With the
     ledger check removed the restored client reports twice (two releases of one round on its ledger);
     the real restore refuses the stale snapshot."""
-    server, clients, states, sources, outbound, _ = _mid_round()
+    _, clients, states, _, outbound, _ = _mid_round()
     stale = clients[1].snapshot()
     union = next(decode_submodel_message(i.message.to_bytes()) for i in outbound if i.recipient == 1)
     assert isinstance(union, UnionBroadcast)

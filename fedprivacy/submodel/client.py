@@ -30,6 +30,10 @@ and its randomized-response parameters. Threat model and what leaks: ``protocols
 "What the server learns" and "Client policy" (the secure sums' adversaries: ``protocols/secagg/spec.md``
 §1, malicious mode §14).
 
+A host that cannot keep the object between two messages keeps :meth:`SubmodelRoundClient.snapshot`
+(canonical bytes, no pickle) and calls :meth:`SubmodelRoundClient.restore` (``protocols/submodel/spec.md``,
+"Snapshot": the format, and what a restore refuses).
+
 Raises: a bad server message aborts the client (:class:`RemoteProtocolError`, :class:`PolicyViolation`
 for a request outside the policy, or the secure-aggregation client's error) and it sends nothing
 more; a driving mistake is a :class:`LocalProtocolError`; an invalid training result is

@@ -18,7 +18,7 @@ import numpy as np
 from fedprivacy.accounting import Ledger, participate, refusal_event
 from fedprivacy.accounting.ledger import parse_ledger
 from fedprivacy.accounting.recovery import HeadRecord, reconcile
-from fedprivacy.errors import PolicyViolation
+from fedprivacy.errors import LocalProtocolError, PolicyViolation
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import PermanentMemo, RRParameters
@@ -27,6 +27,7 @@ from fedprivacy.secagg import SecAggClient, SecAggConfig, SecAggServer
 from fedprivacy.secagg.messages import decode_message
 from fedprivacy.secagg.rows import ClientRowPlan
 from fedprivacy.submodel.demo import init_model, synthetic_workload
+from fedprivacy.submodel._snapshot import decode_round
 from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
 from fedprivacy.submodel.messages import PhaseMessage, RoundStart, RowDownload, decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
@@ -142,6 +143,40 @@ def _snapshots() -> list[bytes]:
 
 
 @lru_cache(maxsize=1)
+def _round_snapshots() -> tuple[list[bytes], dict[int, ClientState]]:
+    """SubmodelRoundClient snapshots of a small round, each client's before every message it gets and
+    at its end (created, sketch-sent, report-sent, uploading, completed); and the clients' states."""
+    workload = synthetic_workload(clients=4, universe=300, items_per_user=20, seed=5)
+    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
+    model = ReferenceServer(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1))
+    server = SubmodelRoundServer(model, RoundSettings(universe=300, max_set_size=20, dropout_fraction=0.2), sorted(states), 0)
+    clients = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"fuzz-snap-{p}")) for p, s in states.items()}
+    snapshots = []
+    outbound = server.start()
+    while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
+        for item in outbound:
+            client = clients[item.recipient]
+            snapshots.append(client.snapshot())
+            for reply in client.receive(decode_submodel_message(item.message.to_bytes())):
+                server.receive(decode_submodel_message(reply.to_bytes()))
+        outbound = server.close_stage()
+    snapshots += [c.snapshot() for c in clients.values()]
+    return sorted(set(snapshots), key=snapshots.index), states
+
+
+def _restore_round(data: bytes) -> object:
+    """A round client restored over its party's state, or the bytes themselves when the restore refuses
+    a well-formed snapshot as it documents (another party's, a stale one: :class:`LocalProtocolError`;
+    outside the policy: :class:`PolicyViolation`)."""
+    _, states = _round_snapshots()
+    party = decode_round(data).party_id
+    try:
+        return SubmodelRoundClient.restore(data, states.get(party, states[1]))
+    except (LocalProtocolError, PolicyViolation):
+        return data
+
+
+@lru_cache(maxsize=1)
 def _client_files() -> tuple[list[str], bytes, bytes, bytes]:
     """A client's ledger lines (releases and a refusal), its head record and its memo."""
     params = RRParameters.preset(3)
@@ -196,6 +231,7 @@ def targets() -> list[Target]:
         Target("secagg-snapshot", tuple(_snapshots()), _canonical(_restore, _data_of)),
         Target("psu-parameters", tuple(psu), _canonical(PSUParameters.decode, lambda p: p.encode())),
         Target("submodel-message", tuple(submodel), _canonical(decode_submodel_message, lambda m: m.to_bytes())),
+        Target("submodel-snapshot", tuple(_round_snapshots()[0]), _canonical(_restore_round, _data_of)),
         Target("memo", (memo, PermanentMemo.empty("fuzz", RRParameters.preset(2)).encode()), PermanentMemo.decode),
         Target("ledger-line", tuple(bytes([k]) + line.encode() for k, line in enumerate(lines[1:])), _ledger_line),
         Target("ledger-file", (ledger_file,), _ledger_file),

@@ -30,7 +30,6 @@ from fedprivacy.submodel.demo import init_model, synthetic_workload  # noqa: E40
 from fedprivacy.submodel.client import ClientState  # noqa: E402
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer  # noqa: E402
 from fedprivacy.submodel.settings import RoundSettings  # noqa: E402
-from tests.support.randomness import ResumableRandomness  # noqa: E402
 
 NODES, UNIVERSE, ITEMS, DIM, SEED = 6, 400, 30, 4, 11
 DROPPING_PARTITION = 4
@@ -67,7 +66,7 @@ def _client_app(drop_partition: int | None, state_dir) -> ClientApp:
                        reply_to=message)
 
     handler = SecureSubmodelClient(
-        client_fn, state_dir=str(state_dir), random_source=lambda context, party, round_index: ResumableRandomness(f"flower-{round_index}-{party}")
+        client_fn, state_dir=str(state_dir), random_source=lambda context, party, round_index: DeterministicRandomness(f"flower-{round_index}-{party}")
     )
     handler.register(app, mods=[drop_before_upload])
     return app
@@ -389,3 +388,36 @@ def test_a_node_that_requires_ddp_refuses_a_round_without_it(task_identity):
     grid, model = _loopback(configs)
     result = SecureSubmodelWorkflow(model, SETTINGS, min_nodes=4).run_round(grid, 1)
     assert 3 not in result.contributors and len(result.contributors) == 3
+
+
+def test_a_tampered_stored_round_makes_the_node_fail_the_round_with_a_typed_error(task_identity):
+    """The round's snapshot in ``context.state`` is changed before the union arrives: the node answers
+    with an error naming DecodeError, drops the round (no record left, nothing released: its ledger
+    is as before), and the round completes without it."""
+    from fedprivacy.adapters.flower._submodel_state import ROUND_RECORD as RECORD
+    from fedprivacy.submodel.messages import UnionBroadcast
+
+    victim = (1 << 63) + 1000 * 2
+    seen: dict = {}
+
+    def deliver(node, message, context):
+        payloads = message.content["fedprivacy.submodel"]["messages"]
+        if node == victim and isinstance(decode_submodel_message(payloads[0]), UnionBroadcast):
+            seen["lines"] = list(context.state[LEDGER_RECORD]["lines"])
+            record = context.state[RECORD]
+            data = bytearray(record["client"])
+            data[11] = 0xC8  # the stage byte (after the header and the party id): no such stage
+            record["client"] = bytes(data)
+
+    def answer(node, message, reply):
+        if node == victim and reply.has_error():
+            seen["error"] = reply.error.reason
+        return [reply]
+
+    grid, model = _loopback(_configs(5), deliver=deliver, answer=answer)
+    result = SecureSubmodelWorkflow(model, SETTINGS, min_nodes=5).run_round(grid, 1)
+    assert seen["error"].startswith("DecodeError")
+    assert sorted(result.chosen) == [1, 2, 4, 5] and result.contributors == frozenset({1, 2, 4, 5})  # party 3 is out
+    context = grid.contexts[victim]
+    assert RECORD not in context.state  # no half-kept round
+    assert list(context.state[LEDGER_RECORD]["lines"]) == seen["lines"]  # nothing released after the tampering

@@ -16,7 +16,7 @@ TARGETS = targets()
 def test_every_decoder_and_file_format_has_a_target():
     assert {t.name for t in TARGETS} == {
         "secagg-message", "secagg-config", "secagg-row-plan", "secagg-compact-row-plan", "secagg-snapshot", "psu-parameters",
-        "submodel-message", "memo", "ledger-line", "ledger-file", "head-record", "client-state",
+        "submodel-message", "submodel-snapshot", "memo", "ledger-line", "ledger-file", "head-record", "client-state",
     }
     assert all(t.seeds for t in TARGETS)
 

@@ -593,26 +593,20 @@ def test_identity_and_trust_store_files_round_trip_and_refuse_bad_input(tmp_path
         load_identity(tmp_path / "missing.json")
 
 
-def test_a_detached_client_pickles_without_its_identity_and_takes_back_only_its_own():
-    import pickle
-
+def test_a_snapshot_holds_no_identity_key_and_restores_only_with_its_own():
     ids = list(range(1, 6))
     config = SecAggConfig(tuple(ids), 4, 1, 4, 4, SESSION, malicious=True)
-    identities, trust = make_identities(ids, DeterministicRandomness("pickle-identity"))
+    identities, trust = make_identities(ids, DeterministicRandomness("snapshot-identity"))
     client = SecAggClient(config, 1, identity=identities[1], trust=trust)
     client.start()
-    with pytest.raises(TypeError):  # attached, the key object refuses to be pickled
-        pickle.dumps(client)
-    client.detach_identity()
-    data = pickle.dumps(client)
+    data = client.snapshot()
     assert identities[1].signing_key not in data  # the long-lived key is not copied into round state
-    copy = pickle.loads(data)
+    with pytest.raises(LocalProtocolError):
+        SecAggClient.restore(data, identity=identities[2], trust=trust)  # another party's identity
     with pytest.raises(InvalidParameters):
-        copy.attach_identity(identities[2], trust)  # another party's identity
-    with pytest.raises(InvalidParameters):
-        copy.attach_identity(identities[1], None)
-    copy.attach_identity(identities[1], trust)
-    assert copy._identity is identities[1] and copy._trust is trust
+        SecAggClient.restore(data, identity=identities[1])
+    copy = SecAggClient.restore(data, identity=identities[1], trust=trust)
+    assert copy._identity is identities[1] and copy._trust is trust and copy.snapshot() == data
 
 
 def test_the_fixed_size_fast_decoder_accepts_exactly_what_the_general_reader_accepts(monkeypatch):
@@ -752,8 +746,10 @@ def test_a_joint_signature_is_no_single_advertisement_and_start_jointly_checks_i
     (advert,), _ = start_jointly(fresh, partner)
     alone.receive(advert)
     assert [(m.party_id, m.reason) for m in alone.ignored] == [(1, IgnoredReason.INVALID)]
-    with pytest.raises(LocalProtocolError):
-        fresh.snapshot()  # a jointly advertised sum is kept by its round
+    stored = fresh.snapshot()  # a jointly advertised sum is snapshotted as type 19 (spec §14.6)
+    assert stored[6] == 19 and fresh.snapshot() == stored
+    copy = SecAggClient.restore(stored, identity=r.identities[1], trust=r.trust, policy=weakened_policy())
+    assert copy.snapshot() == stored and copy._joint == "covered" and copy._joint_partner == r.verifying_cfg
     with pytest.raises(LocalProtocolError):
         partner.accept_partner_keys({})  # the verifying sum hands keys on; it takes none
     fresh.accept_partner_keys({})

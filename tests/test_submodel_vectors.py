@@ -25,6 +25,9 @@ def test_every_case_has_a_vector_file():
 def test_replay(case):
     stored = STORED[case["name"]]
     assert generator.run_case(case) == stored
+    if "adversary" in case:
+        _check_snapshots(case, stored)
+        return
     if "sets" in case:
         for entry in stored["messages"]:
             for kind in ("report", "union"):
@@ -58,3 +61,16 @@ def test_exact_float32_values_travel_in_half_the_bytes():
     forged += message.dense.astype(">f8").tobytes()
     with pytest.raises(DecodeError, match="float32"):
         decode_submodel_message(bytes(forged))
+
+
+def _check_snapshots(case, stored):
+    """The stored snapshots decode to the stages they name, with the nested sums of their kind."""
+    from fedprivacy.submodel._snapshot import decode_round
+    from fedprivacy.submodel.stages import RoundClientStage
+
+    created = decode_round(bytes.fromhex(stored["snapshots"]["created"]))
+    assert created.stage is RoundClientStage.CREATED and created.round_index is None
+    sketch = decode_round(bytes.fromhex(stored["snapshots"]["sketch-sent"]))
+    assert sketch.stage is RoundClientStage.SKETCH_SENT and sketch.round_index == 5 and sketch.chosen is None
+    kinds = {sketch.psu[6], sketch.rows[6]}  # the secagg state types nested
+    assert kinds == ({19} if case["adversary"] == "malicious" else {9})

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -101,6 +102,9 @@ if TYPE_CHECKING:
 __all__ = ["SecAggClient", "coerce_input", "start_jointly"]
 
 _STATE_TYPE = 9  # local persistence of a client (never sent): see SecAggClient.snapshot
+_JOINT_STATE_TYPE = 19  # the same for a jointly advertised sum (spec §14.8): its role and partner follow
+_JOINT_CODES = {"covered": 1, "verifying": 2}
+_JOINT_OF_CODE = {code: role for role, code in _JOINT_CODES.items()}
 _STAGE_CODES = {stage: code for code, stage in enumerate(ClientStage)}
 _STAGE_OF_CODE = {code: stage for stage, code in _STAGE_CODES.items()}
 _RELEASED_CODES = {"seed": 1, "key": 2}
@@ -254,6 +258,17 @@ class SecAggClient:
         party's keys of the partner (covered) sum, authenticated by that party's joint signature."""
         return None if self._joint != "verifying" or self._partner_keys is None else dict(self._partner_keys)
 
+    @property
+    def joint_advertisement(self) -> tuple[str, SecAggConfig, dict[int, tuple[bytes, bytes]] | None] | None:
+        """Jointly advertised (:func:`start_jointly`): its role ("covered" or "verifying"), the partner
+        sum's config and the partner keys it holds (None until they are in); None for a sum that
+        advertised alone. A host restoring both sums checks with it that they still pair up."""
+        if self._joint is None:
+            return None
+        assert self._joint_partner is not None
+        keys = None if self._partner_keys is None else dict(self._partner_keys)
+        return self._joint, self._joint_partner, keys
+
     def accept_partner_keys(self, keys: dict[int, tuple[bytes, bytes]]) -> None:
         """Jointly advertised, covered side: the peers' keys of this sum that the verifying partner sum
         authenticated (its :attr:`partner_keys`); given before this sum's (unsigned) key broadcast."""
@@ -303,42 +318,26 @@ class SecAggClient:
 
     # -- persistence ------------------------------------------------------------------------------
 
-    def detach_identity(self) -> None:
-        """Forget the identity key and trust store (a host about to keep this object in round state,
-        pickled, never copies the long-lived key there); :meth:`attach_identity` gives them back."""
-        self._identity = self._trust = None
-
-    def attach_identity(self, identity: Identity | None, trust: TrustStore | None) -> None:
-        """Give a detached (or unpickled) malicious-mode client its identity and trust store again
-        (checked: ``InvalidParameters`` unless the identity is this party's and the store names its key)."""
-        if not self.config.malicious:
-            return
-        if identity is None or trust is None or identity.party_id != self.party_id or trust.get(self.party_id) != identity.verify_key:
-            raise InvalidParameters("a malicious-mode client needs its own identity and a trust store naming it")
-        self._identity, self._trust = identity, trust
-
     def snapshot(self) -> bytes:
         """Everything this client needs to go on later, as canonical bytes (secrets included).
 
         Keep it where the client's secrets may live (the node's own state), never send it. An aborted
-        client has nothing worth keeping: snapshotting one is a :class:`LocalProtocolError`.
+        client has nothing worth keeping: snapshotting one is a :class:`LocalProtocolError`. A sum
+        advertised jointly (:func:`start_jointly`) is written as type 19: its role, its partner's
+        config and the partner keys it holds follow (spec §14.6, §14.8). No identity key or trust
+        store is ever written: :meth:`restore` takes them from the host again.
         """
         if self.stage is ClientStage.ABORTED:
             raise LocalProtocolError("an aborted client has no state to keep")
-        if self._joint is not None:
-            raise LocalProtocolError("a jointly advertised sum is kept by its round (pickled with it), not snapshotted")
-        w = Writer(ProtocolCode.SECAGG, _STATE_TYPE).blob(self.config.encode()).u32(self.party_id)
-        w.u8(_STAGE_CODES[self.stage])
+        w = Writer(ProtocolCode.SECAGG, _STATE_TYPE if self._joint is None else _JOINT_STATE_TYPE)
+        w.blob(self.config.encode()).u32(self.party_id).u8(_STAGE_CODES[self.stage])
         for secret in (self._channel_private, self._mask_private):
             _optional_fixed(w, secret, KEY_BYTES)
         own = self._own_public_keys if self._own_public_keys != (b"", b"") else None
         w.u8(own is not None)
         if own is not None:
             w.fixed(own[0], KEY_BYTES).fixed(own[1], KEY_BYTES)
-        w.u32(len(self._peer_keys))
-        for peer in sorted(self._peer_keys):
-            channel, mask = self._peer_keys[peer]
-            w.u32(peer).fixed(channel, KEY_BYTES).fixed(mask, KEY_BYTES)
+        _write_key_pairs(w, self._peer_keys)
         _optional_fixed(w, self._own_seed, 32)
         w.u8(self._own_seed_share is not None)
         if self._own_seed_share is not None:
@@ -348,12 +347,21 @@ class SecAggClient:
             key_limbs, seed_limbs = self._held_shares[owner]
             _write_limbs(w.u32(owner), key_limbs)
             _write_limbs(w, seed_limbs)
-        w.u32(len(self._pair_mask_keys))
-        for peer in sorted(self._pair_mask_keys):
-            w.u32(peer).fixed(self._pair_mask_keys[peer], MASK_KEY_BYTES)
-        w.u32(len(self._channel_secrets))
-        for peer in sorted(self._channel_secrets):
-            w.u32(peer).fixed(self._channel_secrets[peer], KEY_BYTES)
+        for table, size in ((self._pair_mask_keys, MASK_KEY_BYTES), (self._channel_secrets, KEY_BYTES)):
+            w.u32(len(table))
+            for peer in sorted(table):
+                w.u32(peer).fixed(table[peer], size)
+        self._write_answers(w)
+        if self._joint is not None:
+            assert self._joint_partner is not None
+            w.u8(_JOINT_CODES[self._joint]).blob(self._joint_partner.encode())
+            w.u8(self._partner_keys is not None)
+            if self._partner_keys is not None:
+                _write_key_pairs(w, self._partner_keys)
+        return w.finish()
+
+    def _write_answers(self, w: Writer) -> None:
+        """The input, the answered split and response, the released kinds, the plan, the signed U3."""
         w.u8(self._input is not None)
         if self._input is not None:
             w.u32(self._input.shape[0])
@@ -375,7 +383,6 @@ class SecAggClient:
             w.u8(self._signed_set is not None)
             if self._signed_set is not None:
                 w.id_list(self._signed_set)
-        return w.finish()
 
     @classmethod
     def restore(
@@ -393,7 +400,9 @@ class SecAggClient:
         host's (they are not in the snapshot); the policy is checked again
         (:class:`~fedprivacy.errors.PolicyViolation` if it refuses the stored config), and a missing or
         mismatched identity is an :class:`InvalidParameters` (or :class:`LocalProtocolError` if the
-        snapshot needs one)."""
+        snapshot needs one). A jointly advertised sum comes back with its role, partner config and
+        partner keys; that its partner is the matching sum is the host's to check (the submodel
+        round does: :meth:`fedprivacy.submodel.client.SubmodelRoundClient.restore`)."""
         if identity is not None or trust is not None:
             # Checked before decoding so a caller's mistake is not reported as bad bytes.
             if identity is None or trust is None or trust.get(identity.party_id) != identity.verify_key:
@@ -415,92 +424,41 @@ class SecAggClient:
         policy: ClientPolicy | None,
         min_choosers: int,
     ) -> SecAggClient:
+        """Decode (:func:`_read_stored`), check the fields against each other, then build the client
+        through its constructor (so the host's policy judges the config) and install the fields."""
         reader = Reader(data, ProtocolCode.SECAGG)
-        if reader.u8() != _STATE_TYPE:
+        kind = reader.u8()
+        if kind not in (_STATE_TYPE, _JOINT_STATE_TYPE):
             raise DecodeError("not a secure-aggregation client state")
-        config = SecAggConfig.decode(bytes(reader.blob(_MAX_BLOB)))
-        party_id = reader.u32()
-        stage = _STAGE_OF_CODE.get(reader.u8())
-        if stage is None or stage is ClientStage.ABORTED:
-            raise DecodeError("unknown or aborted client stage")
-        channel_private = _read_optional_fixed(reader, KEY_BYTES)
-        mask_private = _read_optional_fixed(reader, KEY_BYTES)
-        own = (reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES)) if _read_flag(reader) else (b"", b"")
-        peer_keys = {}
-        peer_keys_count = reader.count(MAX_CLIENTS, 4 + 2 * KEY_BYTES)
-        for _ in range(peer_keys_count):
-            peer = reader.u32()  # (read the id first: a subscript target is evaluated after its value)
-            peer_keys[peer] = (reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES))
-        own_seed = _read_optional_fixed(reader, 32)
-        own_seed_share = _read_limbs(reader) if _read_flag(reader) else None
-        held = {}
-        held_count = reader.count(MAX_CLIENTS, 4 + 16 * SECRET_LIMBS)
-        for _ in range(held_count):
-            owner = reader.u32()
-            held[owner] = (_read_limbs(reader), _read_limbs(reader))
-        pair_keys = {}
-        pair_keys_count = reader.count(MAX_CLIENTS, 4 + MASK_KEY_BYTES)
-        for _ in range(pair_keys_count):
-            peer = reader.u32()
-            pair_keys[peer] = reader.fixed(MASK_KEY_BYTES)
-        channel_secrets = {}
-        channel_secrets_count = reader.count(MAX_CLIENTS, 4 + KEY_BYTES)
-        for _ in range(channel_secrets_count):
-            peer = reader.u32()
-            channel_secrets[peer] = reader.fixed(KEY_BYTES)
-        vector = None
-        if _read_flag(reader):
-            length = reader.u32()
-            raw = bytes(reader.blob(_MAX_BLOB))
-            dtype = dtype_of(config.modulus).newbyteorder("<")
-            if len(raw) != length * dtype.itemsize:
-                raise DecodeError("stored input has the wrong length")
-            vector = np.frombuffer(raw, dtype=dtype).astype(dtype_of(config.modulus))
-        answered = (reader.id_list(MAX_CLIENTS), reader.id_list(MAX_CLIENTS)) if _read_flag(reader) else None
-        response = decode_message(reader.blob(_MAX_BLOB)) if _read_flag(reader) else None
-        if response is not None and not isinstance(response, UnmaskResponse):
-            raise DecodeError("stored answer is not an unmasking response")
-        released = {}
-        last = 0
-        for _ in range(reader.count(MAX_CLIENTS, 5)):
-            peer, code = reader.u32(), reader.u8()
-            if peer <= last or code not in _RELEASED_OF_CODE:
-                raise DecodeError("released-share record out of order or unknown")
-            last = peer
-            released[peer] = _RELEASED_OF_CODE[code]
-        plan_flag = reader.u8()
-        if plan_flag > 2:
-            raise DecodeError("unknown row plan flag")
-        row_plan = ClientRowPlan.decode(bytes(reader.blob(_MAX_BLOB))) if plan_flag == 1 else None
-        signed_set = reader.id_list(MAX_CLIENTS) if config.malicious and _read_flag(reader) else None
+        stored = _read_stored(reader, joint=kind == _JOINT_STATE_TYPE)
         reader.done()
-        if (signed_set is not None) != (stage is ClientStage.SIGNED or (stage is ClientStage.COMPLETED and config.malicious)):
-            raise DecodeError("the signed survivor set does not match the stage")
-        if config.malicious and (identity is None or identity.party_id != party_id):
+        stored.check()
+        if stored.config.malicious and (identity is None or identity.party_id != stored.party_id):
             raise LocalProtocolError("restoring a malicious-mode client needs its identity and trust store")
-        for ids, count in ((peer_keys, peer_keys_count), (held, held_count), (pair_keys, pair_keys_count),
-                           (channel_secrets, channel_secrets_count)):
-            if len(ids) != count:  # a party listed twice: not a snapshot this class writes
-                raise DecodeError("client state lists a party twice")
-            check_strictly_increasing(list(ids))
-        client = cls(config, party_id, random_bytes=random_bytes, row_plan=row_plan, identity=identity, trust=trust,
-                     policy=policy, min_choosers=min_choosers, per_row=plan_flag == 2)
-        if not (set(peer_keys) | set(held) | set(pair_keys) | set(channel_secrets) | set(released)) <= client.neighbours:
+        client = cls(stored.config, stored.party_id, random_bytes=random_bytes, row_plan=stored.row_plan,
+                     identity=identity, trust=trust, policy=policy, min_choosers=min_choosers,
+                     per_row=stored.plan_flag == 2)
+        if not stored.parties_named() <= client.neighbours:
             raise DecodeError("client state names parties outside its neighbourhood")
-        client.stage = stage
-        client._channel_private, client._mask_private = channel_private, mask_private
-        client._own_public_keys = own
-        client._peer_keys = pack_byte_pairs(peer_keys, KEY_BYTES)
-        client._own_seed, client._own_seed_share = own_seed, own_seed_share
-        client._held_shares = pack_limb_pairs(held, SECRET_LIMBS)
-        client._pair_mask_keys = pack_bytes(pair_keys, MASK_KEY_BYTES)
-        client._channel_secrets = pack_bytes(channel_secrets, KEY_BYTES)
-        client._input = vector
-        client._answered = answered
-        client._response = response
-        client._released = released
-        client._signed_set = signed_set
+        client._install(stored)
         return client
+
+    def _install(self, stored: _StoredState) -> None:
+        self.stage = stored.stage
+        self._channel_private, self._mask_private = stored.channel_private, stored.mask_private
+        self._own_public_keys = stored.own
+        self._peer_keys = pack_byte_pairs(stored.peer_keys, KEY_BYTES)
+        self._own_seed, self._own_seed_share = stored.own_seed, stored.own_seed_share
+        self._held_shares = pack_limb_pairs(stored.held, SECRET_LIMBS)
+        self._pair_mask_keys = pack_bytes(stored.pair_keys, MASK_KEY_BYTES)
+        self._channel_secrets = pack_bytes(stored.channel_secrets, KEY_BYTES)
+        self._input = stored.vector
+        self._answered = stored.answered
+        self._response = stored.response
+        self._released = stored.released
+        self._signed_set = stored.signed_set
+        self._joint, self._joint_partner = stored.joint, stored.joint_partner
+        self._partner_keys = stored.partner_keys
 
     # -- transitions ----------------------------------------------------------------------------
 
@@ -870,3 +828,148 @@ def _read_limbs(reader: Reader) -> tuple[int, ...]:
     if any(limb >= P61 for limb in limbs):
         raise DecodeError("share limbs out of range")
     return limbs
+
+
+def _write_key_pairs(writer: Writer, pairs: Mapping[int, tuple[bytes, bytes]]) -> None:
+    writer.u32(len(pairs))
+    for peer in sorted(pairs):
+        channel, mask = pairs[peer]
+        writer.u32(peer).fixed(channel, KEY_BYTES).fixed(mask, KEY_BYTES)
+
+
+def _read_key_pairs(reader: Reader) -> dict[int, tuple[bytes, bytes]]:
+    pairs = {}
+    count = reader.count(MAX_CLIENTS, 4 + 2 * KEY_BYTES)
+    for _ in range(count):
+        peer = reader.u32()  # (read the id first: a subscript target is evaluated after its value)
+        pairs[peer] = (reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES))
+    _check_ids(pairs, count)
+    return pairs
+
+
+def _read_keyed(reader: Reader, size: int) -> dict[int, bytes]:
+    table = {}
+    count = reader.count(MAX_CLIENTS, 4 + size)
+    for _ in range(count):
+        peer = reader.u32()
+        table[peer] = reader.fixed(size)
+    _check_ids(table, count)
+    return table
+
+
+def _check_ids(table: Mapping[int, object], count: int) -> None:
+    if len(table) != count:  # a party listed twice: not a snapshot this class writes
+        raise DecodeError("client state lists a party twice")
+    check_strictly_increasing(list(table))
+
+
+@dataclass
+class _StoredState:
+    """The fields of a client snapshot, decoded but not yet checked against a policy (spec §9, §14.6)."""
+
+    config: SecAggConfig
+    party_id: int
+    stage: ClientStage
+    channel_private: bytes | None = None
+    mask_private: bytes | None = None
+    own: tuple[bytes, bytes] = (b"", b"")
+    peer_keys: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    own_seed: bytes | None = None
+    own_seed_share: tuple[int, ...] | None = None
+    held: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    pair_keys: dict[int, bytes] = field(default_factory=dict)
+    channel_secrets: dict[int, bytes] = field(default_factory=dict)
+    vector: np.ndarray | None = None
+    answered: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    response: UnmaskResponse | None = None
+    released: dict[int, str] = field(default_factory=dict)
+    plan_flag: int = 0
+    row_plan: ClientRowPlan | None = None
+    signed_set: tuple[int, ...] | None = None
+    joint: str | None = None
+    joint_partner: SecAggConfig | None = None
+    partner_keys: dict[int, tuple[bytes, bytes]] | None = None
+
+    def parties_named(self) -> set[int]:
+        return set(self.peer_keys) | set(self.held) | set(self.pair_keys) | set(self.channel_secrets) | set(self.released)
+
+    def check(self) -> None:
+        """The fields agree with each other and with the stage (anything else: :class:`DecodeError`)."""
+        config, stage = self.config, self.stage
+        if (self.signed_set is not None) != (stage is ClientStage.SIGNED or (stage is ClientStage.COMPLETED and config.malicious)):
+            raise DecodeError("the signed survivor set does not match the stage")
+        if self.joint is None:
+            return
+        partner = self.joint_partner
+        assert partner is not None
+        full = config if self.joint == "verifying" else partner
+        if (not (config.malicious and partner.malicious) or partner.party_ids != config.party_ids
+                or partner.digest == config.digest or not full.full_graph):
+            raise DecodeError("a joint advertisement's partner is not a sum it can be paired with")
+        if stage is ClientStage.CREATED:
+            raise DecodeError("a jointly advertised sum has started")
+        if self.partner_keys is not None:
+            if self.joint == "verifying" and stage is ClientStage.KEYS_ADVERTISED:
+                raise DecodeError("a verifying sum holds partner keys only after its key broadcast")
+            if not set(self.partner_keys) <= set(config.party_ids) - {self.party_id}:
+                raise DecodeError("partner keys of parties outside the round")
+
+
+def _read_stored(reader: Reader, *, joint: bool) -> _StoredState:
+    """Read a snapshot's fields after its type byte (the format: spec §9 and §14.6)."""
+    config = SecAggConfig.decode(bytes(reader.blob(_MAX_BLOB)))
+    party_id = reader.u32()
+    stage = _STAGE_OF_CODE.get(reader.u8())
+    if stage is None or stage is ClientStage.ABORTED:
+        raise DecodeError("unknown or aborted client stage")
+    stored = _StoredState(config, party_id, stage)
+    stored.channel_private = _read_optional_fixed(reader, KEY_BYTES)
+    stored.mask_private = _read_optional_fixed(reader, KEY_BYTES)
+    stored.own = (reader.fixed(KEY_BYTES), reader.fixed(KEY_BYTES)) if _read_flag(reader) else (b"", b"")
+    stored.peer_keys = _read_key_pairs(reader)
+    stored.own_seed = _read_optional_fixed(reader, 32)
+    stored.own_seed_share = _read_limbs(reader) if _read_flag(reader) else None
+    held_count = reader.count(MAX_CLIENTS, 4 + 16 * SECRET_LIMBS)
+    for _ in range(held_count):
+        owner = reader.u32()
+        stored.held[owner] = (_read_limbs(reader), _read_limbs(reader))
+    _check_ids(stored.held, held_count)
+    stored.pair_keys = _read_keyed(reader, MASK_KEY_BYTES)
+    stored.channel_secrets = _read_keyed(reader, KEY_BYTES)
+    _read_answers(reader, stored)
+    if joint:
+        role = _JOINT_OF_CODE.get(reader.u8())
+        if role is None:
+            raise DecodeError("unknown joint advertisement role")
+        stored.joint, stored.joint_partner = role, SecAggConfig.decode(bytes(reader.blob(_MAX_BLOB)))
+        stored.partner_keys = _read_key_pairs(reader) if _read_flag(reader) else None
+    return stored
+
+
+def _read_answers(reader: Reader, stored: _StoredState) -> None:
+    """The input, the answered split and response, the released kinds, the plan, the signed U3."""
+    config = stored.config
+    if _read_flag(reader):
+        length = reader.u32()
+        raw = bytes(reader.blob(_MAX_BLOB))
+        dtype = dtype_of(config.modulus).newbyteorder("<")
+        if len(raw) != length * dtype.itemsize:
+            raise DecodeError("stored input has the wrong length")
+        stored.vector = np.frombuffer(raw, dtype=dtype).astype(dtype_of(config.modulus))
+    stored.answered = (reader.id_list(MAX_CLIENTS), reader.id_list(MAX_CLIENTS)) if _read_flag(reader) else None
+    response = decode_message(reader.blob(_MAX_BLOB)) if _read_flag(reader) else None
+    if response is not None and not isinstance(response, UnmaskResponse):
+        raise DecodeError("stored answer is not an unmasking response")
+    stored.response = response
+    last = 0
+    for _ in range(reader.count(MAX_CLIENTS, 5)):
+        peer, code = reader.u32(), reader.u8()
+        if peer <= last or code not in _RELEASED_OF_CODE:
+            raise DecodeError("released-share record out of order or unknown")
+        last = peer
+        stored.released[peer] = _RELEASED_OF_CODE[code]
+    stored.plan_flag = reader.u8()
+    if stored.plan_flag > 2:
+        raise DecodeError("unknown row plan flag")
+    stored.row_plan = ClientRowPlan.decode(bytes(reader.blob(_MAX_BLOB))) if stored.plan_flag == 1 else None
+    stored.signed_set = reader.id_list(MAX_CLIENTS) if config.malicious and _read_flag(reader) else None

@@ -36,7 +36,7 @@ _UNPACK: dict[str, Callable[[np.ndarray, int], Any]] = {"bytes": _as_bytes, "byt
 
 class PackedTable(Mapping[int, Any]):
     """party id -> record, over ``ids`` (increasing int64) and ``rows`` (one row of words per id);
-    ``kind`` names how a row reads back (picklable: hosts that keep clients between messages pickle them)."""
+    ``kind`` names how a row reads back (hosts keep clients between messages as snapshots, never pickled)."""
 
     __slots__ = ("_ids", "_rows", "_kind", "_size")
 

@@ -30,6 +30,10 @@ and its randomized-response parameters. Threat model and what leaks: ``protocols
 "What the server learns" and "Client policy" (the secure sums' adversaries: ``protocols/secagg/spec.md``
 §1, malicious mode §14).
 
+A host that cannot keep the object between two messages keeps :meth:`SubmodelRoundClient.snapshot`
+(canonical bytes, no pickle) and calls :meth:`SubmodelRoundClient.restore` (``protocols/submodel/spec.md``,
+"Snapshot": the format, and what a restore refuses).
+
 Raises: a bad server message aborts the client (:class:`RemoteProtocolError`, :class:`PolicyViolation`
 for a request outside the policy, or the secure-aggregation client's error) and it sends nothing
 more; a driving mistake is a :class:`LocalProtocolError`; an invalid training result is
@@ -46,9 +50,11 @@ from typing import Protocol
 import numpy as np
 
 from ..accounting import Ledger, UpdateEvent, cap_event, participate, psu_attempt_event, refusal_event, replay
+from ..accounting.events import PrivacyEvent
 from ..ddp import NoisePlan, check_overflow, client_variance, noise_floor, privatize, release_rho, to_modulus
 from ..errors import (
     BudgetExceeded,
+    DecodeError,
     FedPrivacyError,
     InvalidParameters,
     LocalProtocolError,
@@ -61,10 +67,11 @@ from ..ldp import PermanentMemo, RRParameters
 from ..policy import ClientPolicy
 from ..psu.iblt import encode_set, validate_ids
 from ..psu.params import PSUParameters
-from ..secagg import Adversary, Identity, Quantizer, SecAggClient, TrustStore
+from ..secagg import Adversary, Identity, Quantizer, SecAggClient, SecAggConfig, TrustStore
 from ..secagg.client import start_jointly
 from ..secagg.rows import ClientRowPlan
 from ..secagg.stages import ClientStage
+from ._snapshot import StoredRound, decode_round, encode_round
 from .interfaces import SubmodelClient
 from .messages import (
     Phase,
@@ -182,6 +189,43 @@ def check_training_result(party: int, result: object, given: np.ndarray, width: 
         raise InvalidParameters(f"client {party}'s training result is invalid: " + "; ".join(problems))
 
 
+def _psu_ceiling(settings: PublicSettings, parties: int) -> int:
+    """The first PSU attempt's table bound: the most ids the parties' public caps allow."""
+    return min(parties * settings.max_set_size, settings.universe)
+
+
+def _check_round_shape(settings: PublicSettings, params: PSUParameters, psu_config: SecAggConfig | None,
+                       rows_config: SecAggConfig, round_index: int, party_id: int) -> None:
+    """The round's two sums and PSU table fit its public settings (``psu_config`` None: that sum is over)."""
+    if psu_config is not None and (psu_config.dim != params.vector_length or psu_config.modulus is not Modulus.P61):
+        raise RemoteProtocolError("the PSU's secure sum must add sketches of the table's length mod p")
+    if params.universe != settings.universe:
+        raise RemoteProtocolError("the PSU table and the round disagree on the universe")
+    # The rows' sum is set up with the PSU's first attempt, over its parties: the round's modulus, its
+    # dim the rows' block width (at least one parameter and the count); a full graph, or a sparse one
+    # the policy accepts (checked with the thresholds).
+    if (rows_config.modulus is not settings.modulus or rows_config.dim < 2
+            or rows_config.round_index != round_index or party_id not in rows_config.party_ids):
+        raise RemoteProtocolError("the rows' secure sum must be over this round's parties and modulus")
+    # The table must have the default shape for its bound (no oversized tables from a tiny message).
+    if params.encode() != PSUParameters(settings.universe, params.union_bound, params.session_id, params.attempt).encode():
+        raise RemoteProtocolError("the PSU table must have the default shape for its bound")
+
+
+def _check_round_policy(policy: ClientPolicy, settings: PublicSettings, params: PSUParameters,
+                        psu_config: SecAggConfig | None, rows_config: SecAggConfig) -> None:
+    """The client's policy on what the round asks (the budgeted checks are the caller's)."""
+    policy.check_allocation(params.vector_length * 8, "the PSU table")
+    if psu_config is not None:
+        policy.check_psu_cohort(psu_config.clients)
+        policy.check_secagg_config(psu_config, "PSU's secure sum")
+    policy.check_secagg_config(rows_config, "rows' secure sum")
+    policy.check_rows_graph(rows_config)
+    if settings.min_choosers < policy.min_choosers:
+        raise PolicyViolation("min_choosers", f"the round's min_choosers {settings.min_choosers} is below the "
+                                              f"client's floor {policy.min_choosers}")
+
+
 _EVENT_OF = {
     RoundStart: RoundClientEvent.ROUND_START,
     UnionBroadcast: RoundClientEvent.UNION,
@@ -216,24 +260,6 @@ class SubmodelRoundClient:
 
     # -- driving ------------------------------------------------------------------------------
 
-
-    def suspend(self) -> ClientState:
-        """Detach what a host must not keep with the client between two messages (it pickles the rest):
-        the state (trainer, ledger, memo) and the identity key its secure sums hold. Returns the state;
-        :meth:`resume` gives everything back."""
-        state, self.state = self.state, None  # type: ignore[assignment]
-        for client in (self._psu, self._rows):
-            if client is not None:
-                client.detach_identity()
-        return state
-
-    def resume(self, state: ClientState) -> None:
-        """Give a client kept between two messages (suspended, then pickled) its state again: the
-        trainer, ledger and memo, and to its secure sums the identity key and trust store."""
-        self.state = state
-        for client in (self._psu, self._rows):
-            if client is not None:
-                client.attach_identity(state.identity, state.trust)
 
     def receive(self, message: SubmodelMessage) -> list[SubmodelMessage]:
         """Consume one server message; returns the messages to send (in order)."""
@@ -278,75 +304,203 @@ class SubmodelRoundClient:
             raise error
         return []
 
+    # -- persistence --------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Everything this client keeps between two messages, as canonical bytes
+        (``protocols/submodel/spec.md``, "Snapshot"): the stage, round index, public settings, PSU
+        parameters and ceiling, real set, both secure sums' snapshots (their secrets included), S''_i,
+        the sat-out reason and the training time. Never the :class:`ClientState` (trainer, ledger,
+        memo, policy) nor the identity key: :meth:`restore` takes them from the host again.
+
+        Keep it where the client's secrets may live (the device's own storage), never send it, and
+        persist it before the messages of the step it follows leave (``protocols/secagg/spec.md``
+        §14.6). An aborted client has nothing to keep: :class:`LocalProtocolError`."""
+        if self.stage is RoundClientStage.ABORTED:
+            raise LocalProtocolError("an aborted client has no state to keep")
+        stored = StoredRound(
+            self.party_id, self.stage, self.sat_out_reason, self.training_seconds, self._round_index, self._settings,
+            self._psu_params, self._psu_ceiling, self._real_ids,
+            None if self._psu is None else self._psu.snapshot(), None if self._rows is None else self._rows.snapshot(),
+            self.chosen,
+        )
+        return encode_round(stored)
+
+    @classmethod
+    def restore(cls, data: bytes | bytearray | memoryview, state: ClientState, *, round_index: int | None = None,
+                random_bytes: RandomSource = system_random_bytes) -> SubmodelRoundClient:
+        """The client a :meth:`snapshot` was taken of, over the host's ``state`` (its trainer, ledger,
+        memo, policy and identity), held to the checks a live client makes.
+
+        Raises :class:`DecodeError` for bytes that are not a snapshot a live client writes (malformed,
+        or a round that breaks the round's rules: sums of another party or over other parties, a table
+        or attempt beyond the caps, a jointly advertised pair that no longer pairs); for a well-formed
+        one that is not this client's current round, :class:`LocalProtocolError`: another party's,
+        another round's than ``round_index`` (when given), or one the ledger shows is stale (a later PSU attempt joined, or a release or update recorded after the
+        snapshot's stage: restoring it would release twice); and :class:`PolicyViolation` (or
+        :class:`RemoteProtocolError`) when the round it holds is outside ``state.policy``. A client in
+        malicious mode needs ``state.identity`` and ``state.trust``. Nothing is returned half-built.
+        """
+        stored = decode_round(data)
+        client = cls(state, random_bytes=random_bytes)
+        if stored.party_id != client.party_id:
+            raise LocalProtocolError(f"a snapshot of party {stored.party_id}, not of party {client.party_id}")
+        if round_index is not None and stored.round_index != round_index:
+            raise LocalProtocolError(f"a snapshot of round {stored.round_index}, not of round {round_index}")
+        client.stage, client.sat_out_reason = stored.stage, stored.sat_out_reason
+        client.training_seconds, client.chosen = stored.training_seconds, stored.chosen
+        if stored.stage is not RoundClientStage.CREATED:
+            client._restore_round(stored)
+        return client
+
+    def _restore_round(self, stored: StoredRound) -> None:
+        """Check a started round's fields against the round rules, the policy and the ledger, and
+        bring both secure sums back (each checked by :meth:`SecAggClient.restore` too)."""
+        settings, params, round_index = stored.settings, stored.psu_params, stored.round_index
+        assert settings is not None and params is not None and round_index is not None and stored.real_ids is not None
+        state, policy = self.state, self.state.policy
+        sums = {}
+        for name, data, min_choosers in (("psu", stored.psu, 1), ("rows", stored.rows, settings.min_choosers)):
+            if data is not None:
+                sums[name] = SecAggClient.restore(data, random_bytes=self._random_bytes, identity=state.identity,
+                                                  trust=state.trust, policy=policy, min_choosers=min_choosers)
+                if sums[name].party_id != self.party_id:
+                    raise DecodeError("a secure sum of another party in this client's snapshot")
+        psu, rows = sums.get("psu"), sums.get("rows")
+        if rows is not None:
+            psu_config = None if psu is None else psu.config
+            try:
+                _check_round_shape(settings, params, psu_config, rows.config, round_index, self.party_id)
+            except RemoteProtocolError as exc:  # no live client keeps such a round: not a snapshot it wrote
+                raise DecodeError(f"the snapshot's round breaks the round's rules: {exc}") from None
+            _check_round_policy(policy, settings, params, psu_config, rows.config)
+            self._check_restored_sums(stored, psu, rows)
+        policy.check_rr(state.params)
+        if stored.real_ids.shape[0] > settings.max_set_size or params.attempt >= settings.max_psu_attempts:
+            raise DecodeError("a snapshot beyond the round's public caps")
+        self._check_ledger(stored)
+        self._round_index, self._settings, self._psu_params = round_index, settings, params
+        self._psu_ceiling, self._real_ids, self._psu, self._rows = stored.psu_ceiling, stored.real_ids, psu, rows
+
+    def _check_restored_sums(self, stored: StoredRound, psu: SecAggClient | None, rows: SecAggClient) -> None:
+        """The rows' sum set up with the first attempt, the PSU's of the stored attempt and ceiling,
+        and in malicious mode the joint advertisement of the first attempt still pairing the two."""
+        params, settings = stored.psu_params, stored.settings
+        assert params is not None and settings is not None
+        parties = rows.config.party_ids
+        if not rows.per_row or stored.psu_ceiling != _psu_ceiling(settings, len(parties)):
+            raise DecodeError("the snapshot's rows' sum or PSU ceiling is not the round's")
+        if params.union_bound > stored.psu_ceiling or (params.attempt == 0 and params.union_bound != stored.psu_ceiling):
+            raise DecodeError("the snapshot's PSU table is not one its round allows")
+        if psu is not None and (not set(psu.config.party_ids) <= set(parties)
+                                or (params.attempt == 0 and psu.config.party_ids != parties)):
+            raise DecodeError("the snapshot's PSU sum is over parties its round does not allow")
+        joint_rows = rows.joint_advertisement
+        joint_psu = None if psu is None else psu.joint_advertisement
+        if (joint_rows is not None) != (self.state.identity is not None):
+            raise DecodeError("a malicious-mode round's rows' sum is advertised jointly, and only then")
+        if joint_rows is None or psu is None:
+            return
+        if params.attempt > 0:
+            if joint_psu is not None:
+                raise DecodeError("a PSU rerun advertises alone")
+            return
+        if (joint_psu is None or joint_psu[0] != "covered" or joint_rows[0] != "verifying"
+                or joint_psu[1].digest != rows.config.digest or joint_rows[1].digest != psu.config.digest):
+            raise DecodeError("the snapshot's two sums were not advertised jointly with each other")
+        if joint_psu[2] is not None and joint_psu[2] != joint_rows[2]:
+            raise DecodeError("the snapshot's PSU sum holds partner keys its rows' sum did not authenticate")
+        if (joint_rows[2] is None) != (joint_psu[2] is None) and psu.stage is ClientStage.KEYS_ADVERTISED:
+            raise DecodeError("the rows' sum authenticated keys that the PSU sum did not take")
+
+    def _check_ledger(self, stored: StoredRound) -> None:
+        """Stale snapshots the ledger shows (``protocols/submodel/spec.md``, "Snapshot"): the last PSU
+        attempt it records for the round is the snapshot's, and nothing was released after the
+        snapshot's stage (a report after ``sketch-sent``, an update after ``report-sent``); from
+        ``report-sent`` on, the report is on record (a ledger rolled back past it is refused too)."""
+        assert stored.psu_params is not None
+        events = [event for event in self.state.ledger.events if event.round_index == stored.round_index]
+        attempts = [i for i, event in enumerate(events) if isinstance(event, PrivacyEvent) and event.kind == "psu-attempt"]
+        last = events[attempts[-1]] if attempts else None
+        if not isinstance(last, PrivacyEvent) or last.parameters.get("attempt") != str(stored.psu_params.attempt):
+            raise LocalProtocolError("a stale snapshot: the ledger records another PSU attempt of its round last")
+        after = {event.kind for event in events[attempts[-1] + 1:]}
+        stage = stored.stage
+        if stage is RoundClientStage.SKETCH_SENT and after & {"release", "refusal", "update-release", "update-refusal"}:
+            raise LocalProtocolError("a stale snapshot: the ledger records this round's report after it")
+        if stage is RoundClientStage.REPORT_SENT and after & {"update-release", "update-refusal"}:
+            raise LocalProtocolError("a stale snapshot: the ledger records this round's update after it")
+        reported = stage in (RoundClientStage.REPORT_SENT, RoundClientStage.UPLOADING, RoundClientStage.COMPLETED)
+        if reported and "release" not in after:
+            raise LocalProtocolError("the ledger does not record the report this snapshot sent")
+
     # -- handlers -----------------------------------------------------------------------------
 
     def _on_round_start(self, message: SubmodelMessage) -> list[SubmodelMessage]:
+        """Check the round's public settings and both sums against the round and the policy, then
+        start the round (or a PSU rerun) in named steps."""
         assert isinstance(message, RoundStart)
         params, config, rows_config = message.psu_params, message.psu_config, message.rows_config
         if message.recipient != self.party_id or self.party_id not in config.party_ids:
             raise RemoteProtocolError("round start addressed to another party")
-        if config.dim != params.vector_length or config.modulus is not Modulus.P61:
-            raise RemoteProtocolError("the PSU's secure sum must add sketches of the table's length mod p")
-        if params.universe != message.settings.universe:
-            raise RemoteProtocolError("the PSU table and the round disagree on the universe")
-        settings = message.settings
-        # The rows' sum is set up now, over the PSU's first parties: the round's modulus, its dim the
-        # rows' block width (at least one parameter and the count); a full graph, or a sparse one the
-        # policy accepts (checked below with the thresholds).
-        if (rows_config.modulus is not settings.modulus or rows_config.dim < 2
-                or rows_config.round_index != message.round_index or self.party_id not in rows_config.party_ids):
-            raise RemoteProtocolError("the rows' secure sum must be over this round's parties and modulus")
-        # The table must have the default shape for its bound (no oversized tables from a tiny message).
-        if params.encode() != PSUParameters(settings.universe, params.union_bound, params.session_id, params.attempt).encode():
-            raise RemoteProtocolError("the PSU table must have the default shape for its bound")
+        _check_round_shape(message.settings, params, config, rows_config, message.round_index, self.party_id)
         # The client's own policy, before anything is allocated or released (protocols/submodel/spec.md).
         policy = self.state.policy
-        policy.check_allocation(params.vector_length * 8, "the PSU table")
-        policy.check_psu_cohort(config.clients)
-        policy.check_secagg_config(config, "PSU's secure sum")
-        policy.check_secagg_config(rows_config, "rows' secure sum")
-        policy.check_rows_graph(rows_config)
-        if settings.min_choosers < policy.min_choosers:
-            raise PolicyViolation("min_choosers", f"the round's min_choosers {settings.min_choosers} is below the "
-                                                  f"client's floor {policy.min_choosers}")
+        _check_round_policy(policy, message.settings, params, config, rows_config)
         self._check_budgeted(message.round_index, lambda: policy.check_rr(self.state.params))
         self._check_budgeted(message.round_index, lambda: policy.check_psu_attempt(
             replay(self.state.ledger).psu_attempts.get(message.round_index, 0)))
         if self.stage is RoundClientStage.SKETCH_SENT:  # a rerun with fresh keys (and maybe a larger table)
-            assert self._psu_params is not None and self._settings is not None and self._psu is not None
-            if (message.round_index != self._round_index or settings != self._settings
-                    or params.session_id != self._psu_params.session_id or params.attempt != self._psu_params.attempt + 1):
-                raise RemoteProtocolError("a PSU rerun must keep the round and take the next attempt")
-            # Each rerun sums the sketches again: a bounded number, over no new parties, never a table
-            # larger than the most ids the first attempt's parties can hold.
-            if (params.attempt >= settings.max_psu_attempts or params.union_bound > self._psu_ceiling
-                    or not set(config.party_ids) <= set(self._psu.config.party_ids)):
-                raise RemoteProtocolError("a PSU rerun beyond the attempts, the table size or the parties allowed")
-            if self._rows is None or rows_config.encode() != self._rows.config.encode():
-                raise RemoteProtocolError("a PSU rerun must keep the rows' secure sum")
+            self._check_rerun(message)
         else:
-            if rows_config.party_ids != config.party_ids:
-                raise RemoteProtocolError("the rows' secure sum must be over the PSU's parties")
-            ceiling = min(len(config.party_ids) * settings.max_set_size, settings.universe)
-            if params.attempt != 0 or params.union_bound != ceiling:
-                raise RemoteProtocolError("the first PSU attempt's table must fit exactly the parties' public caps")
-            self._psu_ceiling = ceiling
-            self._round_index, self._settings = message.round_index, message.settings
-            real = validate_ids(np.unique(np.asarray(self.state.client.index_set())), message.settings.universe)
-            if real.shape[0] > message.settings.max_set_size:
-                # Over the public cap: it sums an empty sketch (so its neighbours' secure sum is not
-                # disturbed) and sits out at the union, as a client refused by its budget does.
-                self.sat_out_reason = "oversized"
-                real = real[:0]
-            self._real_ids = real
+            self._begin_round(message)
+        return self._start_attempt(message)
+
+    def _check_rerun(self, message: RoundStart) -> None:
+        """A later PSU attempt keeps the round, its settings, session and rows' sum; it takes the next
+        attempt, a bounded number of them, over no new parties, with no table above the ceiling."""
+        params, settings = message.psu_params, message.settings
+        assert self._psu_params is not None and self._settings is not None and self._psu is not None
+        if (message.round_index != self._round_index or settings != self._settings
+                or params.session_id != self._psu_params.session_id or params.attempt != self._psu_params.attempt + 1):
+            raise RemoteProtocolError("a PSU rerun must keep the round and take the next attempt")
+        # Each rerun sums the sketches again: a bounded number, over no new parties, never a table
+        # larger than the most ids the first attempt's parties can hold.
+        if (params.attempt >= settings.max_psu_attempts or params.union_bound > self._psu_ceiling
+                or not set(message.psu_config.party_ids) <= set(self._psu.config.party_ids)):
+            raise RemoteProtocolError("a PSU rerun beyond the attempts, the table size or the parties allowed")
+        if self._rows is None or message.rows_config.encode() != self._rows.config.encode():
+            raise RemoteProtocolError("a PSU rerun must keep the rows' secure sum")
+
+    def _begin_round(self, message: RoundStart) -> None:
+        """The first attempt: its table fits exactly the parties' caps; the real set is read once."""
+        params, config, settings = message.psu_params, message.psu_config, message.settings
+        if message.rows_config.party_ids != config.party_ids:
+            raise RemoteProtocolError("the rows' secure sum must be over the PSU's parties")
+        ceiling = _psu_ceiling(settings, len(config.party_ids))
+        if params.attempt != 0 or params.union_bound != ceiling:
+            raise RemoteProtocolError("the first PSU attempt's table must fit exactly the parties' public caps")
+        self._psu_ceiling = ceiling
+        self._round_index, self._settings = message.round_index, settings
+        real = validate_ids(np.unique(np.asarray(self.state.client.index_set())), settings.universe)
+        if real.shape[0] > settings.max_set_size:
+            # Over the public cap: it sums an empty sketch (so its neighbours' secure sum is not
+            # disturbed) and sits out at the union, as a client refused by its budget does.
+            self.sat_out_reason = "oversized"
+            real = real[:0]
+        self._real_ids = real
+
+    def _start_attempt(self, message: RoundStart) -> list[SubmodelMessage]:
+        """Start the PSU's sum (and, on the first attempt, the rows'); the attempt goes on the ledger."""
+        params, config, settings = message.psu_params, message.psu_config, message.settings
         assert self._real_ids is not None
         self._psu_params = params
-        identity, trust = self.state.identity, self.state.trust
+        identity, trust, policy = self.state.identity, self.state.trust, self.state.policy
         psu = SecAggClient(config, self.party_id, random_bytes=self._random_bytes, policy=policy,
                            identity=identity, trust=trust)
         rows = None
         if self.stage is RoundClientStage.CREATED:  # malicious too when identities are configured
-            rows = SecAggClient(rows_config, self.party_id, random_bytes=self._random_bytes, policy=policy,
+            rows = SecAggClient(message.rows_config, self.party_id, random_bytes=self._random_bytes, policy=policy,
                                 min_choosers=settings.min_choosers, per_row=True, identity=identity, trust=trust)
         self._psu = psu
         self._store_line(psu_attempt_event(self.state.ledger, message.round_index, params.attempt))

@@ -59,7 +59,59 @@ CASES = [
         "values": [[0.5, -0.25, 1.0], [2.5, 0.375, 0.0], [-0.125, 7.0, 0.5]],
         "dense": [0.25, 0.75],
     },
+    {
+        "name": "round-client-snapshot",
+        "description": "Snapshots (type 12, spec 'Snapshot') of party 2 of a round over parties 1-4: created, "
+                       "and after its RoundStart (sketch-sent; both sums' SecAggClient snapshots nested). "
+                       "Randomness: DeterministicRandomness('submodel-snapshot/party-2').",
+        "adversary": "semi-malicious",
+    },
+    {
+        "name": "round-client-snapshot-malicious",
+        "description": "The same round in malicious mode: the two sums advertised jointly, so both nested "
+                       "snapshots are secagg type 19 (role, partner config, partner keys). Identities: "
+                       "make_identities([1, 2, 3, 4], DeterministicRandomness('submodel-snapshot/identities')).",
+        "adversary": "malicious",
+    },
 ]
+
+
+def _snapshot_case(case: dict) -> dict:
+    """A client of a crafted RoundStart (fixed session ids: no server draws any), snapshotted."""
+    from fedprivacy.hazmat.prg import DeterministicRandomness
+    from fedprivacy.ldp import RRParameters
+    from fedprivacy.psu.params import PSUParameters
+    from fedprivacy.secagg import Adversary, make_identities
+    from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+    from fedprivacy.submodel.demo import synthetic_workload
+    from fedprivacy.submodel.messages import RoundStart
+    from fedprivacy.submodel.reference import ReferenceClient
+    from fedprivacy.submodel.settings import RoundSettings
+
+    adversary = Adversary(case["adversary"])
+    parties = [1, 2, 3, 4]
+    settings = RoundSettings(universe=300, max_set_size=20, adversary=adversary).public()
+    params = PSUParameters(300, min(4 * 20, 300), bytes(range(32)), 0)
+    psu_config = SecAggConfig.create(parties, params.vector_length, Modulus.P61, adversary=adversary,
+                                     session_id=bytes(range(32, 64)), round_index=5)
+    rows_config = SecAggConfig.create(parties, 4, settings.modulus, full_graph=True, adversary=adversary,
+                                      session_id=bytes(range(64, 96)), round_index=5)
+    identity = trust = None
+    if adversary is Adversary.MALICIOUS:
+        identities, trust = make_identities(parties, DeterministicRandomness("submodel-snapshot/identities"))
+        identity = identities[2]
+    trainer = ReferenceClient(synthetic_workload(clients=4, universe=300, items_per_user=20, seed=3).clients[1])
+    state = ClientState.new(trainer, RRParameters.preset(2), identity=identity, trust=trust)
+    client = SubmodelRoundClient(state, random_bytes=DeterministicRandomness("submodel-snapshot/party-2"))
+    created = client.snapshot()
+    start = RoundStart(2, 5, settings, params, psu_config, rows_config)
+    replies = client.receive(decode_submodel_message(start.to_bytes()))
+    sketch_sent = client.snapshot()
+    for data in (created, sketch_sent):
+        assert SubmodelRoundClient.restore(data, state).snapshot() == data
+    return {"name": case["name"], "description": case["description"], "round_start": start.to_bytes().hex(),
+            "replies": [reply.to_bytes().hex() for reply in replies],
+            "snapshots": {"created": created.hex(), "sketch-sent": sketch_sent.hex()}}
 
 
 def _download(case: dict) -> RowDownload:
@@ -73,6 +125,8 @@ def _download(case: dict) -> RowDownload:
 
 
 def run_case(case: dict) -> dict:
+    if "adversary" in case:
+        return _snapshot_case(case)
     if "sets" in case:
         encoded = []
         for ids in case["sets"]:

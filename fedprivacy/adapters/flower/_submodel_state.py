@@ -8,9 +8,9 @@ Three kinds of client state, three places:
   run (simulation) or the run series (deployment, in the SuperNode's memory) and which is lost when the
   node restarts.
 * **The round in progress** (a :class:`~fedprivacy.submodel.client.SubmodelRoundClient` with its
-  secret keys, shares and sketch): a record in ``context.state`` that lives only from the round's
-  ``RoundStart`` until the client reaches a terminal stage; it is never written to a file by
-  fedprivacy. See :func:`save_round`.
+  secret keys, shares and sketch): its canonical snapshot (never a pickle) in a record of
+  ``context.state`` that lives only from the round's ``RoundStart`` until the client reaches a
+  terminal stage; it is never written to a file by fedprivacy. See :func:`save_round`.
 * **Settings**: the client's :class:`~fedprivacy.policy.ClientPolicy` comes from the *node* config
   only (:func:`policy_from_config`; the run config is the server's side). Randomized-response
   parameters and the budget cap: the node config's are the client's own; a run config may only
@@ -21,8 +21,7 @@ Three kinds of client state, three places:
 from __future__ import annotations
 
 import os
-import pickle
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +31,12 @@ from flwr.app.typing import ConfigRecordValues
 from ...accounting.ledger import Ledger, parse_ledger
 from ...ddp.params import DDPPolicy
 from ...errors import DecodeError, InvalidParameters, PolicyViolation
+from ...hazmat.prg import RandomSource, system_random_bytes
 from ...ldp.memo import PermanentMemo
 from ...ldp.params import RRParameters
 from ...ldp.settings import RRSettingNames, rr_parameters_from_settings
 from ...policy import ClientPolicy
-from ...submodel.client import SubmodelRoundClient
+from ...submodel.client import ClientState, SubmodelRoundClient
 
 __all__ = [
     "STATE_DIR_KEY",
@@ -47,6 +47,7 @@ __all__ = [
     "EPSILON_CAP_KEY",
     "ContextStore",
     "RoundSlot",
+    "CountedRandomness",
     "POLICY_KEYS",
     "policy_from_config",
     "rr_parameters_from_config",
@@ -276,37 +277,50 @@ class ContextStore:
 # -- the round in progress ------------------------------------------------------------------------
 
 
+class CountedRandomness:
+    """A randomness source that counts the bytes drawn from it, so that a seeded source (tests only)
+    can be given back to a restored round at the same position (:func:`load_round`)."""
+
+    def __init__(self, source: RandomSource, drawn: int = 0) -> None:
+        self._source = source
+        self.drawn = drawn
+
+    def __call__(self, size: int) -> bytes:
+        self.drawn += size
+        return self._source(size)
+
+
 @dataclass
 class RoundSlot:
-    """The round a node is in: Flower's run, the round index, the node's party id, its protocol client."""
+    """The round a node is in: Flower's run, the round index, the node's party id, its protocol client
+    and, for a seeded source, the randomness it draws from (None: the OS CSPRNG)."""
 
     run_id: int
     round_index: int
     party: int
     client: SubmodelRoundClient
+    randomness: CountedRandomness | None = None
 
 
 def save_round(state: RecordDict, slot: RoundSlot) -> None:
-    """Keep the round's client in ``context.state`` until the node's next message.
+    """Keep the round's client in ``context.state`` until the node's next message, as its canonical
+    snapshot (:meth:`~fedprivacy.submodel.client.SubmodelRoundClient.snapshot`; no pickle).
 
     Flower 1.42 runs each message in a fresh ClientApp object (a new ``flwr-clientapp`` process per
-    message in deployment, a freshly unpickled copy in a Ray actor in simulation), so ``context.state``
-    is the only memory of a node that lasts from one message to the next. The client is pickled without
-    its :class:`~fedprivacy.submodel.client.ClientState` (the trainer, ledger and memo are rebuilt for
-    every message) and without the identity key of malicious mode (given back from the node config by
-    :meth:`~fedprivacy.submodel.client.SubmodelRoundClient.resume`); what is kept are its secrets for this round only (key pairs, the self-mask seed,
-    shares held for peers, its real set and sketch), dropped by :func:`clear_round` when the round ends
-    for it. The bytes are only ever read back by this node (``context.state`` never leaves it).
+    message in deployment, a fresh copy in a Ray actor in simulation), so ``context.state`` is the only
+    memory of a node that lasts from one message to the next. The snapshot holds the round's secrets
+    only (key pairs, the self-mask seed, shares held for peers, its real set), never the
+    :class:`~fedprivacy.submodel.client.ClientState` (the trainer, ledger and memo are rebuilt for every
+    message) nor the identity key of malicious mode (read from the node config again); it is dropped
+    by :func:`clear_round` when the round ends for the node. The bytes are only ever read back by this
+    node (``context.state`` never leaves it), and are written before the step's replies leave
+    (``protocols/secagg/spec.md`` §14.6). A seeded source's position (bytes drawn) is kept with it.
     """
-    client = slot.client
-    held = client.suspend()  # no state, and no identity key in the secure sums (spec §14.6)
-    try:
-        data = pickle.dumps(client, protocol=pickle.HIGHEST_PROTOCOL)
-    finally:
-        client.resume(held)
-    state[ROUND_RECORD] = ConfigRecord(
-        {"run-id": int(slot.run_id), "round": int(slot.round_index), "party": int(slot.party), "client": data}
-    )
+    record = {"run-id": int(slot.run_id), "round": int(slot.round_index), "party": int(slot.party),
+              "client": slot.client.snapshot()}
+    if slot.randomness is not None:
+        record["drawn"] = int(slot.randomness.drawn)
+    state[ROUND_RECORD] = ConfigRecord(record)  # type: ignore[arg-type]
 
 
 def record_bytes(value: ConfigRecordValues) -> bytes:
@@ -338,13 +352,36 @@ def _ledger_lines(record: ConfigRecord) -> list[str]:
     return strings
 
 
-def load_round(state: RecordDict) -> RoundSlot | None:
-    """The round saved by :func:`save_round` (its client has no ``state`` until the caller sets one)."""
+def load_round(
+    state: RecordDict, client_state: ClientState, *, run_id: int, round_index: int, party: int,
+    random_source: Callable[[], RandomSource] | None = None,
+) -> RoundSlot | None:
+    """The round saved by :func:`save_round`, restored over ``client_state``; None when the node keeps
+    no round, or another run's, round's or party's (a restarted node, or a stale message).
+
+    The client is held to the checks of a live one
+    (:meth:`~fedprivacy.submodel.client.SubmodelRoundClient.restore`): a tampered or foreign snapshot
+    raises :class:`DecodeError` or :class:`~fedprivacy.errors.LocalProtocolError`, one the node's
+    policy refuses :class:`~fedprivacy.errors.PolicyViolation`. ``random_source()`` (tests only) gives
+    the round's seeded stream again; it is moved past the bytes the round already drew."""
     record = state.config_records.get(ROUND_RECORD)
     if record is None:
         return None
-    client = pickle.loads(record_bytes(record["client"]))  # written by this node only
-    return RoundSlot(record_int(record["run-id"]), record_int(record["round"]), record_int(record["party"]), client)
+    if (record_int(record["run-id"]), record_int(record["round"]), record_int(record["party"])) != (
+            run_id, round_index, party):
+        return None
+    randomness = None
+    source: RandomSource = system_random_bytes
+    if random_source is not None:
+        drawn = record_int(record["drawn"]) if "drawn" in record else 0
+        if drawn < 0:
+            raise DecodeError("context.state: a negative count of random bytes drawn")
+        seeded = random_source()
+        seeded(drawn)  # (a deterministic stream: skip what the round already used)
+        source = randomness = CountedRandomness(seeded, drawn)
+    client = SubmodelRoundClient.restore(record_bytes(record["client"]), client_state, round_index=round_index,
+                                         random_bytes=source)
+    return RoundSlot(run_id, round_index, party, client, randomness)
 
 
 def clear_round(state: RecordDict) -> None:

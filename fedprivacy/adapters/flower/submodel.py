@@ -67,6 +67,7 @@ from ..identity import TRUST_STORE_KEY, identity_from_config, load_trust_store
 from ..storage import ClientStore
 from ._submodel_state import (
     ContextStore,
+    CountedRandomness,
     RoundSlot,
     clear_round,
     epsilon_cap_from_config,
@@ -440,9 +441,10 @@ class SecureSubmodelClient:
         A base directory for the nodes' ledgers and memos (``<state_dir>/partition-<partition-id>``),
         used when neither the node config nor the run config sets ``fedprivacy-state-dir``.
     random_source : Callable[[Context, int, int], RandomSource] | None
-        Tests only: ``random_source(context, party, round_index)`` gives the round's randomness
-        (it is kept with the round's state, so it must pickle and resume where it stopped). Default:
-        the OS CSPRNG.
+        Tests only: ``random_source(context, party, round_index)`` gives the round's randomness, a
+        deterministic stream (e.g. :class:`~fedprivacy.hazmat.prg.DeterministicRandomness`): it is called
+        again for each message of the round and moved past the bytes the round already drew (their
+        count is kept with the round's snapshot). Default: the OS CSPRNG.
 
     Why a handler and not a mod: in Flower 1.42 a ClientApp routes each message to the function
     registered for its type before any mod runs, and a mod can only wrap that function's reply. The
@@ -458,7 +460,7 @@ class SecureSubmodelClient:
     run but not a restart of the node. The round in progress -- the protocol client with its keys --
     lives in ``context.state`` from the round's first message to its last and is never written to a
     file: Flower 1.42 runs every message in a fresh ClientApp object (a new process per message in
-    deployment, a freshly unpickled copy in a Ray actor in simulation), so an in-memory map on this
+    deployment, a fresh copy in a Ray actor in simulation), so an in-memory map on this
     object would not outlive a message; ``context.state`` is the per-(run, node) memory Flower keeps
     between them (in the SuperNode's memory in deployment, in the simulation's memory otherwise).
     A node restarted mid-round has lost it: it answers the next message of that round with an error
@@ -549,15 +551,20 @@ class SecureSubmodelClient:
     def _slot(self, context: Context, round_index: int, party: int, decoded: list[SubmodelMessage],
               state: ClientState) -> RoundSlot:
         first = decoded[0] if decoded else None
+        seeded = None if self.random_source is None else self.random_source
         if isinstance(first, RoundStart) and first.psu_params.attempt == 0:  # a new round
             clear_round(context.state)
-            source = system_random_bytes if self.random_source is None else self.random_source(context, party, round_index)
-            return RoundSlot(context.run_id, round_index, party, SubmodelRoundClient(state, random_bytes=source))
-        slot = load_round(context.state)
-        if slot is None or (slot.run_id, slot.round_index, slot.party) != (context.run_id, round_index, party):
+            randomness = None if seeded is None else CountedRandomness(seeded(context, party, round_index))
+            source = system_random_bytes if randomness is None else randomness
+            return RoundSlot(context.run_id, round_index, party, SubmodelRoundClient(state, random_bytes=source),
+                             randomness)
+        again = None if seeded is None else (lambda: seeded(context, party, round_index))
+        # A snapshot that does not restore (tampered, stale, refused by the policy) raises: out of the round.
+        slot = load_round(context.state, state, run_id=context.run_id, round_index=round_index, party=party,
+                          random_source=again)
+        if slot is None:
             raise _NotInRound(f"no round {round_index} in progress on this node as party {party} "
                               "(a node restarted mid-round has dropped out of it)")
-        slot.client.resume(state)
         return slot
 
     def _client_state(self, context: Context, party: int) -> ClientState:

@@ -1,1 +1,0 @@
-"""Helpers only the tests use (kept out of the installed package)."""

@@ -76,7 +76,7 @@ def _submodel_transcript() -> tuple[list[bytes], list[bytes], list[bytes], list[
     states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
     model = ReferenceServer(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1))
     server = SubmodelRoundServer(model, RoundSettings(universe=300, max_set_size=20, dropout_fraction=0.2), sorted(states), 0)
-    clients = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"fuzz-{p}")) for p, s in states.items()}
+    clients = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"fuzz-{p}")) for p, s in states.items()}
     submodel, secagg, configs, psu, plans, compact, sum_parties = [], [], [], [], [], [], []
     outbound = server.start()
     while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):

@@ -190,15 +190,19 @@ _EVENT_OF = {
 
 
 class SubmodelRoundClient:
-    """One client in one round. Drive it with :meth:`receive`; read :attr:`stage`.
+    """One client in one round, as party ``party_id`` (the id the round's server messages name; the
+    caller says which: the in-process engine uses the client's id, the Flower adapter the party the
+    server calls the node). Drive it with :meth:`receive`; read :attr:`stage`.
 
     ``random_bytes`` is the source of every secret and coin the client draws (keys, Shamir
     coefficients, sketch masks, randomized response, stochastic rounding); the default is the OS CSPRNG.
     """
 
-    def __init__(self, state: ClientState, *, random_bytes: RandomSource = system_random_bytes) -> None:
+    def __init__(self, state: ClientState, party_id: int, *, random_bytes: RandomSource = system_random_bytes) -> None:
+        if isinstance(party_id, bool) or not isinstance(party_id, (int, np.integer)):
+            raise InvalidParameters(f"a party id must be an integer, got {party_id!r}")
         self.state = state
-        self.party_id = int(state.client.client_id)
+        self.party_id = int(party_id)
         self.stage = RoundClientStage.CREATED
         self.error: FedPrivacyError | None = None
         self.sat_out_reason: str | None = None  # "oversized" | "budget" | "update-budget" (kept on the device)

@@ -45,7 +45,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from logging import DEBUG, ERROR, INFO, WARNING
 
-import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
@@ -58,7 +57,7 @@ from ...hazmat.prg import RandomSource, system_random_bytes
 from ...secagg import Adversary
 from ...secagg.identity import TrustStore
 from ...submodel.client import ClientState, SubmodelRoundClient, lower_cap
-from ...submodel.interfaces import SubmodelClient, SubmodelServer, TrainingResult
+from ...submodel.interfaces import SubmodelClient, SubmodelServer
 from ...submodel.messages import RoundStart, SubmodelMessage, decode_submodel_message
 from ...submodel.server import Outbound, RoundResult, SubmodelRoundServer
 from ...submodel.settings import RoundSettings
@@ -413,20 +412,6 @@ class SecureSubmodelWorkflow:
 # -- ClientApp side -------------------------------------------------------------------------------
 
 
-class _AsParty:
-    """The user's trainer, seen by the round as party ``party`` (its own id never leaves the node)."""
-
-    def __init__(self, trainer: SubmodelClient, party: int) -> None:
-        self.trainer = trainer
-        self.client_id = party
-
-    def index_set(self) -> np.ndarray:
-        return self.trainer.index_set()
-
-    def train(self, row_ids: np.ndarray, rows: np.ndarray, dense: np.ndarray) -> TrainingResult:
-        return self.trainer.train(row_ids, rows, dense)
-
-
 class SecureSubmodelClient:
     """The ClientApp handler of the secure submodel round (one per ClientApp).
 
@@ -552,7 +537,7 @@ class SecureSubmodelClient:
         if isinstance(first, RoundStart) and first.psu_params.attempt == 0:  # a new round
             clear_round(context.state)
             source = system_random_bytes if self.random_source is None else self.random_source(context, party, round_index)
-            return RoundSlot(context.run_id, round_index, party, SubmodelRoundClient(state, random_bytes=source))
+            return RoundSlot(context.run_id, round_index, party, SubmodelRoundClient(state, party, random_bytes=source))
         slot = load_round(context.state)
         if slot is None or (slot.run_id, slot.round_index, slot.party) != (context.run_id, round_index, party):
             raise _NotInRound(f"no round {round_index} in progress on this node as party {party} "
@@ -575,7 +560,7 @@ class SecureSubmodelClient:
         identity, trust = identity_from_config(context.node_config)  # malicious mode when set (spec §14)
         if identity is not None and identity.party_id != party:
             raise InvalidParameters(f"the server calls this node party {party}, its identity is party {identity.party_id}")
-        return ClientState(_AsParty(trainer, party), params, ledger, memo, store, policy, identity, trust)
+        return ClientState(trainer, params, ledger, memo, store, policy, identity, trust)
 
 
 class _NotInRound(Exception):

@@ -11,43 +11,54 @@ client aborts that round and sends nothing more (and writes a ledger line where 
 Where each knob is checked: ``protocols/secagg/spec.md`` and ``protocols/submodel/spec.md``,
 section "Client policy". The threat model is stated there, not here.
 
+Layering: each protocol owns the part of the policy it checks -- the secure sum's limits are
+:class:`fedprivacy.secagg.policy.SecAggPolicy`, the PSU's extend them in
+:class:`fedprivacy.psu.policy.PSUPolicy` -- and :class:`ClientPolicy` extends those with the
+randomized-response, budget and distributed-DP limits. The protocols take their own type (a
+``ClientPolicy`` is one) and never import this module, which sits a rank above them.
+
 Extending: the class is a frozen dataclass whose fields all have defaults; add a field with a default
-and its check in :meth:`ClientPolicy.__post_init__` (through ``_validators``), and nothing else in
-the library lists the fields. :meth:`ClientPolicy.replace` builds a changed copy.
+and its check in ``_field_checks`` of the class that owns it (this one, or the protocol's), and
+nothing else in the library lists the fields. :meth:`ClientPolicy.replace` builds a changed copy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .ddp.params import DDPPolicy
 from .errors import InvalidParameters, PolicyViolation
 from .ldp.params import RRParameters
-from .secagg.params import MAX_CLIENTS, Adversary, consistency_quorum, minimum_threshold
-from .secagg.rowgraph import (
-    ROW_SECURITY_BITS,
-    log_disconnection_bound,
-    row_graph_survivors,
-)
-
-if TYPE_CHECKING:
-    from .secagg.params import SecAggConfig
+from .psu.policy import PSUPolicy
+from .secagg.params import Adversary
+from .secagg.policy import DEFAULT_ALLOCATION_BYTES, FieldCheck
 
 __all__ = ["ClientPolicy", "DEFAULT_ALLOCATION_BYTES", "weakened_policy"]
-
-DEFAULT_ALLOCATION_BYTES = 512 << 20  # 512 MiB for any one array a server message makes the client allocate
 
 
 def _default_rr() -> RRParameters:
     return RRParameters.preset(2)
 
 
+def _cap(value: object) -> str | None:
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
+        return f"must be a number >= 0 (math.inf for none), got {value!r}"
+    return None
+
+
+def _rr(value: object) -> str | None:
+    return None if isinstance(value, RRParameters) else f"must be RRParameters, got {type(value).__name__}"
+
+
+def _ddp(value: object) -> str | None:
+    return None if isinstance(value, DDPPolicy) else "must be a DDPPolicy"
+
+
 @dataclass(frozen=True)
-class ClientPolicy:
+class ClientPolicy(PSUPolicy):
     """One client's policy (frozen, validated at construction). Every field has a safe default.
 
     Attributes
@@ -102,114 +113,20 @@ class ClientPolicy:
         it assumes collude, its update delta and epsilon cap, and whether a round without DDP is refused.
     """
 
-    adversary: Adversary = Adversary.SEMI_MALICIOUS
-    corrupt_fraction: float = 0.05
-    min_parties: int = 3
-    max_allocation_bytes: int = DEFAULT_ALLOCATION_BYTES
-    max_psu_attempts: int = 3
-    min_psu_cohort: int = 3
-    min_choosers: int = 2
     rr_parameters: RRParameters = field(default_factory=_default_rr)
     epsilon_cap: float = math.inf
-    allow_insecure: bool = False
-    row_survivor_fraction: float = 0.05
     ddp: DDPPolicy = field(default_factory=DDPPolicy)
 
-    def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "adversary", Adversary(self.adversary))
-        except ValueError:
-            raise InvalidParameters(f"unknown adversary {self.adversary!r}") from None
-        for name, check in _validators().items():
-            problem = check(getattr(self, name))
-            if problem:
-                raise InvalidParameters(f"ClientPolicy.{name}: {problem}")
-        if self.min_choosers < 2 and not self.allow_insecure:
-            raise InvalidParameters(
-                "ClientPolicy.min_choosers = 1 lets a row's count sum reveal who alone chose it; "
-                "set allow_insecure=True to accept that"
-            )
-        if self.row_survivor_fraction == 0 and not self.allow_insecure:
-            raise InvalidParameters("ClientPolicy.row_survivor_fraction = 0 accepts any sparse rows' graph; "
-                                    "set allow_insecure=True to accept that")
+    @classmethod
+    def _field_checks(cls) -> dict[str, FieldCheck]:
+        return {**super()._field_checks(), "rr_parameters": _rr, "epsilon_cap": _cap, "ddp": _ddp}
+
+    def _check_combinations(self) -> None:
+        super()._check_combinations()
         if math.isinf(self.rr_parameters.epsilon_inf) and not self.allow_insecure:
             raise InvalidParameters(
                 "ClientPolicy.rr_parameters give epsilon_inf = infinity (the report reveals the set); "
                 "set allow_insecure=True to accept that"
-            )
-
-    # -- building ----------------------------------------------------------------------------------
-
-    def replace(self, **changes: Any) -> ClientPolicy:
-        """A validated copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
-
-    # -- secure sums ---------------------------------------------------------------------------------
-
-    def minimum_threshold(self, clients: int, neighbours: int) -> int:
-        """The smallest threshold this client accepts for n = ``clients`` and k = ``neighbours``."""
-        return minimum_threshold(clients, neighbours, self.corrupt_fraction, self.adversary)
-
-    def check_secagg_config(self, config: SecAggConfig, what: str = "secure sum") -> None:
-        """:class:`PolicyViolation` unless the config's party count and threshold meet the policy."""
-        if self.adversary is Adversary.MALICIOUS and not config.malicious:
-            raise PolicyViolation(
-                "adversary", f"the {what} is not in malicious mode (signed keys, consistency check), which this client requires"
-            )
-        if config.clients < self.min_parties:
-            raise PolicyViolation("min_parties", f"the {what} has {config.clients} parties, the client needs >= {self.min_parties}")
-        floor = self.minimum_threshold(config.clients, config.neighbours)
-        if config.threshold < floor:
-            raise PolicyViolation(
-                "adversary",
-                f"the {what}'s threshold t={config.threshold} (n={config.clients}, k={config.neighbours}) is below "
-                f"{floor}, the smallest safe against a {self.adversary.value} server with "
-                f"corrupt_fraction={self.corrupt_fraction}",
-            )
-        # The consistency quorum: a majority over our own c (a curious server does not split, so a
-        # curious policy, like its threshold floor, does not ask for one).
-        if config.malicious and config.full_graph and self.adversary is not Adversary.CURIOUS:
-            quorum = consistency_quorum(config.clients, self.corrupt_fraction)
-            if config.quorum < quorum:
-                raise PolicyViolation(
-                    "adversary",
-                    f"the {what}'s consistency quorum {config.quorum} (n={config.clients}) is below {quorum}, a "
-                    f"majority over the corrupt parties of corrupt_fraction={self.corrupt_fraction}",
-                )
-
-    def check_rows_graph(self, config: SecAggConfig, what: str = "rows' secure sum") -> None:
-        """:class:`PolicyViolation` unless a per-row sum's graph is full, or sparse with a degree that
-        keeps ``row_survivor_fraction`` x n honest surviving choosers of a row connected except with
-        probability below 2^-40 (fedprivacy/secagg/rowgraph.py)."""
-        if config.full_graph or self.row_survivor_fraction == 0:
-            return
-        survivors = row_graph_survivors(config.clients, self.row_survivor_fraction)
-        if log_disconnection_bound(config.clients, config.neighbours, survivors) >= -ROW_SECURITY_BITS * math.log(2):
-            raise PolicyViolation(
-                "row_survivor_fraction",
-                f"the {what}'s graph (n={config.clients}, k={config.neighbours}) may split a row with {survivors} "
-                f"honest surviving choosers with probability above 2^-{ROW_SECURITY_BITS}",
-            )
-
-    def check_allocation(self, nbytes: int, what: str) -> None:
-        """:class:`PolicyViolation` if a server message asks the client to allocate more than the budget."""
-        if nbytes > self.max_allocation_bytes:
-            raise PolicyViolation(
-                "max_allocation_bytes", f"{what} would take {nbytes} bytes, above the budget of {self.max_allocation_bytes}"
-            )
-
-    # -- PSU -----------------------------------------------------------------------------------------
-
-    def check_psu_cohort(self, parties: int) -> None:
-        if parties < self.min_psu_cohort:
-            raise PolicyViolation("min_psu_cohort", f"a PSU over {parties} parties; the client needs >= {self.min_psu_cohort}")
-
-    def check_psu_attempt(self, previous_attempts: int) -> None:
-        """``previous_attempts``: PSU attempts already joined for this round index (from the ledger)."""
-        if previous_attempts >= self.max_psu_attempts:
-            raise PolicyViolation(
-                "max_psu_attempts",
-                f"{previous_attempts} PSU attempts already joined for this round index; the client allows {self.max_psu_attempts}",
             )
 
     # -- randomized response and budget ---------------------------------------------------------------
@@ -245,53 +162,6 @@ class ClientPolicy:
         if not (isinstance(suggested, (int, float)) and not isinstance(suggested, bool) and suggested >= 0):
             raise InvalidParameters("a suggested epsilon cap must be a number >= 0")
         return min(self.epsilon_cap, float(suggested))
-
-
-def _positive_int(low: int, high: int) -> Callable[[object], str | None]:
-    def check(value: object) -> str | None:
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            return f"must be an integer in [{low}, {high}], got {value!r}"
-        return None
-
-    return check
-
-
-def _fraction(value: object) -> str | None:
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value < 1):
-        return f"must be in [0, 1), got {value!r}"
-    return None
-
-
-def _cap(value: object) -> str | None:
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
-        return f"must be a number >= 0 (math.inf for none), got {value!r}"
-    return None
-
-
-def _rr(value: object) -> str | None:
-    return None if isinstance(value, RRParameters) else f"must be RRParameters, got {type(value).__name__}"
-
-
-def _flag(value: object) -> str | None:
-    return None if isinstance(value, bool) else f"must be a bool, got {value!r}"
-
-
-def _validators() -> dict[str, Callable[[object], str | None]]:
-    """Checks per field (a field added later registers its check here)."""
-    return {
-        "corrupt_fraction": _fraction,
-        "min_parties": _positive_int(2, MAX_CLIENTS),
-        "max_allocation_bytes": _positive_int(1, 1 << 62),
-        "max_psu_attempts": _positive_int(1, 64),
-        "min_psu_cohort": _positive_int(2, MAX_CLIENTS),
-        "min_choosers": _positive_int(1, 1 << 31),
-        "rr_parameters": _rr,
-        "epsilon_cap": _cap,
-        "allow_insecure": _flag,
-        "row_survivor_fraction": lambda value: None if (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                                        and 0 <= value <= 1) else f"must be in [0, 1], got {value!r}",
-        "ddp": lambda value: None if isinstance(value, DDPPolicy) else "must be a DDPPolicy",
-    }
 
 
 def weakened_policy(**changes: Any) -> ClientPolicy:

@@ -77,7 +77,7 @@ def _submodel_transcript() -> tuple[list[bytes], list[bytes], list[bytes], list[
     states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
     model = ReferenceServer(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1))
     server = SubmodelRoundServer(model, RoundSettings(universe=300, max_set_size=20, dropout_fraction=0.2), sorted(states), 0)
-    clients = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"fuzz-{p}")) for p, s in states.items()}
+    clients = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"fuzz-{p}")) for p, s in states.items()}
     submodel, secagg, configs, psu, plans, compact, sum_parties = [], [], [], [], [], [], []
     outbound = server.start()
     while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
@@ -150,7 +150,7 @@ def _round_snapshots() -> tuple[list[bytes], dict[int, ClientState]]:
     states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
     model = ReferenceServer(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1))
     server = SubmodelRoundServer(model, RoundSettings(universe=300, max_set_size=20, dropout_fraction=0.2), sorted(states), 0)
-    clients = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"fuzz-snap-{p}")) for p, s in states.items()}
+    clients = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"fuzz-snap-{p}")) for p, s in states.items()}
     snapshots = []
     outbound = server.start()
     while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
@@ -171,7 +171,7 @@ def _restore_round(data: bytes) -> object:
     _, states = _round_snapshots()
     party = decode_round(data).party_id
     try:
-        return SubmodelRoundClient.restore(data, states.get(party, states[1]))
+        return SubmodelRoundClient.restore(data, states.get(party, states[1]), party if party in states else 1)
     except (LocalProtocolError, PolicyViolation):
         return data
 

@@ -384,7 +384,7 @@ def _round(clients=6, settings=None, policies=None):
     settings = settings or RoundSettings(universe=500, max_set_size=30, dropout_fraction=0.2, max_samples=4,
                                          ddp=DDPSettings(1.0, 0.5, 1 << 12))
     server = SubmodelRoundServer(model, settings, sorted(states), 0)
-    parties = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"ddp-{p}")) for p, s in states.items()}
+    parties = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"ddp-{p}")) for p, s in states.items()}
     return server, parties, states
 
 

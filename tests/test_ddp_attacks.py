@@ -80,7 +80,7 @@ def _attack(victim_policy: ClientPolicy) -> float:
     settings = RoundSettings(universe=UNIVERSE, max_set_size=40, min_choosers=2, max_samples=1, dropout_fraction=0.01,
                              corrupt_fraction=0.01, ddp=DDPSettings(4.0, 1e-6, 1 << 14))
     server = SubmodelRoundServer(server_model, settings, sorted(states), 0)
-    parties = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"attack-{p}")) for p, s in states.items()}
+    parties = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"attack-{p}")) for p, s in states.items()}
     _corrupt(parties[CORRUPT])
     outbound = server.start()
     while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):

@@ -119,13 +119,13 @@ def test_only_the_outer_ring_imports_the_adapters():
 
 
 # A subpackage's rank: a module may import only subpackages of its own or a lower rank. The cores
-# (``submodel`` composes the protocols below it) never reach up to a driver or the CLI. ``policy``
-# (the client's limits over every protocol) shares the protocols' rank: it and ``secagg``/``psu``
-# still import each other.
+# (``submodel`` composes the protocols below it) never reach up to a driver or a bench. ``policy``
+# (the client's limits over every protocol) sits above the protocols: each protocol owns and checks
+# its own part of it (``secagg.policy``, ``psu.policy``, ``ddp.params.DDPPolicy``) and never imports it.
 _RANK = {
     "fedprivacy.errors": 0, "fedprivacy.hazmat": 1, "fedprivacy.encoding": 2, "fedprivacy.gapcode": 2,
     "fedprivacy.accounting": 3, "fedprivacy.ldp": 3, "fedprivacy.ddp": 3, "fedprivacy.psu": 3,
-    "fedprivacy.secagg": 3, "fedprivacy.policy": 3, "fedprivacy.submodel": 5,
+    "fedprivacy.secagg": 3, "fedprivacy.policy": 4, "fedprivacy.client_settings": 4, "fedprivacy.submodel": 5,
     "fedprivacy.adapters": 6, "fedprivacy.cli": 8, "fedprivacy.__main__": 9,
 }
 
@@ -146,6 +146,79 @@ def test_no_subpackage_imports_upward():
         for module, _ in _imports(name, tree)
         if _in(module, "fedprivacy") and module != "fedprivacy"
         and (_rank(module) or 0) > (_rank(name) or 0)
+    ]
+    assert offenders == []
+
+
+def _subpackage(module: str) -> str:
+    """``fedprivacy.secagg.client`` -> ``fedprivacy.secagg``; a top-level module is its own node."""
+    return ".".join(module.split(".")[:2])
+
+
+def _subpackage_graph() -> dict[str, set[str]]:
+    """Which subpackages (and top-level modules) each one imports, lazy imports included."""
+    graph: dict[str, set[str]] = {}
+    for name, tree in MODULES.items():
+        if name == "fedprivacy":
+            continue
+        for module, imported in _imports(name, tree):
+            if module == "fedprivacy" and imported is not None:
+                module = f"fedprivacy.{imported}"  # ``from .. import policy``
+            if not _in(module, "fedprivacy") or module == "fedprivacy":
+                continue
+            source, target = _subpackage(name), _subpackage(module)
+            if source != target and target in _RANK:
+                graph.setdefault(source, set()).add(target)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of the graph as a path (first node repeated at the end), or [] if it has none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == 1:
+                return path[path.index(target):] + [target]
+            if target not in state:
+                found = visit(target)
+                if found:
+                    return found
+        state[node] = 2
+        path.pop()
+        return []
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_the_subpackage_import_graph_is_acyclic():
+    """No two subpackages import each other, even through a third or a late import in a function."""
+    graph = _subpackage_graph()
+    assert "fedprivacy.policy" in graph["fedprivacy.submodel"]  # the walk sees the edges it judges
+    assert _cycle(graph) == []
+
+
+def test_the_protocols_never_import_the_client_policy():
+    """The protocols take their own policy type (a ClientPolicy is one); the composed policy is above them."""
+    offenders = [
+        f"{name} imports {module}"
+        for name, tree in MODULES.items()
+        if any(_in(name, f"fedprivacy.{core}") for core in ("secagg", "psu", "ddp", "ldp", "accounting"))
+        for module, imported in _imports(name, tree)
+        if _in(module, "fedprivacy.policy") or (module == "fedprivacy" and imported == "policy")
     ]
     assert offenders == []
 

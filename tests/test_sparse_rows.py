@@ -229,7 +229,7 @@ def test_a_client_on_a_sparse_graph_refuses_a_plan_that_names_a_partner_outside_
     settings = RoundSettings(universe=3000, sparse_rows_above=10, row_survivor_fraction=0.8)
     server = SubmodelRoundServer(ReferenceServer(*init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)),
                                  settings, sorted(states), 0)
-    clients = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"sparse-plan-{p}"))
+    clients = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"sparse-plan-{p}"))
                for p, s in states.items()}
     outbound = server.start()
     while server.stage is not RoundServerStage.AGGREGATING:

@@ -39,7 +39,7 @@ def _parties(clients=6, seed=2):
     model = ReferenceServer(*init_model(np.arange(500, dtype=np.uint64), 4, seed=1))
     settings = RoundSettings(universe=500, max_set_size=30, dropout_fraction=0.2)
     server = SubmodelRoundServer(model, settings, sorted(states), 0)
-    clients = {p: SubmodelRoundClient(s, random_bytes=DeterministicRandomness(f"parties-{p}")) for p, s in states.items()}
+    clients = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"parties-{p}")) for p, s in states.items()}
     return server, clients, states
 
 

@@ -41,7 +41,7 @@ def _world(malicious: bool, clients: int = 6):
     server = SubmodelRoundServer(model, settings, sorted(states), 3, session_id=SESSION,
                                  trust=trust if malicious else None)
     sources = {p: DeterministicRandomness(f"snap-{p}") for p in states}
-    clients = {p: SubmodelRoundClient(s, random_bytes=sources[p]) for p, s in states.items()}
+    clients = {p: SubmodelRoundClient(s, p, random_bytes=sources[p]) for p, s in states.items()}
     return server, clients, states, sources, model
 
 
@@ -79,7 +79,7 @@ def test_a_client_snapshotted_and_restored_before_every_message_finishes_the_rou
 
     def swap(party):
         data = clients2[party].snapshot()
-        restored = SubmodelRoundClient.restore(data, states2[party], random_bytes=sources2[party],
+        restored = SubmodelRoundClient.restore(data, states2[party], party, random_bytes=sources2[party],
                                                round_index=None if clients2[party].stage is RoundClientStage.CREATED else 3)
         assert restored.snapshot() == data  # canonical: one encoding per state
         stages_seen.add(restored.stage)
@@ -93,7 +93,7 @@ def test_a_client_snapshotted_and_restored_before_every_message_finishes_the_rou
     assert all(np.array_equal(model.table[r], model2.table[r]) for r in model.table)
     for party, client in clients2.items():  # terminal stages snapshot and restore too
         assert client.stage is RoundClientStage.COMPLETED
-        restored = SubmodelRoundClient.restore(client.snapshot(), states2[party], round_index=3)
+        restored = SubmodelRoundClient.restore(client.snapshot(), states2[party], party, round_index=3)
         assert restored.stage is RoundClientStage.COMPLETED and restored.snapshot() == client.snapshot()
         assert np.array_equal(restored.chosen, clients[party].chosen)
 
@@ -102,11 +102,11 @@ def test_sat_out_clients_snapshot_with_their_reason():
     server, clients, states, sources, _ = _world(False)
     oversized = ClientState.new(ReferenceClient(synthetic_workload(clients=6, universe=UNIVERSE, items_per_user=60,
                                                                    seed=2).clients[0]), RRParameters.preset(2))
-    clients[1] = SubmodelRoundClient(oversized, random_bytes=sources[1])
+    clients[1] = SubmodelRoundClient(oversized, 1, random_bytes=sources[1])
     states[1] = oversized
     _run(server, clients)
     assert clients[1].stage is RoundClientStage.SAT_OUT and clients[1].sat_out_reason == "oversized"
-    restored = SubmodelRoundClient.restore(clients[1].snapshot(), oversized, round_index=3)
+    restored = SubmodelRoundClient.restore(clients[1].snapshot(), oversized, 1, round_index=3)
     assert restored.sat_out_reason == "oversized" and restored.snapshot() == clients[1].snapshot()
 
 
@@ -127,10 +127,10 @@ def test_a_foreign_or_other_rounds_snapshot_is_refused():
     _, clients, states, _, _, _ = _mid_round()
     data = clients[1].snapshot()
     with pytest.raises(LocalProtocolError, match="party 1, not of party 2"):
-        SubmodelRoundClient.restore(data, states[2])
+        SubmodelRoundClient.restore(data, states[2], 2)
     with pytest.raises(LocalProtocolError, match="round 3, not of round 4"):
-        SubmodelRoundClient.restore(data, states[1], round_index=4)
-    assert SubmodelRoundClient.restore(data, states[1], round_index=3).stage is RoundClientStage.SKETCH_SENT
+        SubmodelRoundClient.restore(data, states[1], 1, round_index=4)
+    assert SubmodelRoundClient.restore(data, states[1], 1, round_index=3).stage is RoundClientStage.SKETCH_SENT
 
 
 def test_a_restored_client_is_held_to_its_policy():
@@ -140,11 +140,11 @@ def test_a_restored_client_is_held_to_its_policy():
     stricter = ClientState(state.client, state.params, state.ledger, state.memo,
                            policy=ClientPolicy(min_choosers=5))
     with pytest.raises(PolicyViolation, match="min_choosers"):
-        SubmodelRoundClient.restore(data, stricter, round_index=3)
+        SubmodelRoundClient.restore(data, stricter, 1, round_index=3)
     fewer_parties = ClientState(state.client, state.params, state.ledger, state.memo,
                                 policy=ClientPolicy(min_parties=50))
     with pytest.raises(PolicyViolation):
-        SubmodelRoundClient.restore(data, fewer_parties, round_index=3)
+        SubmodelRoundClient.restore(data, fewer_parties, 1, round_index=3)
 
 
 def test_tampered_snapshot_bytes_raise_only_decode_error():
@@ -155,16 +155,16 @@ def test_tampered_snapshot_bytes_raise_only_decode_error():
         decode_submodel_message(data)  # never a message
     for cut in (7, 20, len(data) // 2, len(data) - 1):
         with pytest.raises(DecodeError):
-            SubmodelRoundClient.restore(data[:cut], states[1])
+            SubmodelRoundClient.restore(data[:cut], states[1], 1)
     with pytest.raises(DecodeError):
-        SubmodelRoundClient.restore(data + b"\x00", states[1])
+        SubmodelRoundClient.restore(data + b"\x00", states[1], 1)
     rng = np.random.default_rng(7)  # (positions to flip, not secrets)
     refused = 0
     for position in rng.integers(7, len(data), 200):
         tampered = bytearray(data)
         tampered[position] ^= 0x5A
         try:
-            restored = SubmodelRoundClient.restore(bytes(tampered), states[1])
+            restored = SubmodelRoundClient.restore(bytes(tampered), states[1], 1)
         except (DecodeError, LocalProtocolError, PolicyViolation):
             refused += 1
             continue
@@ -187,13 +187,13 @@ def test_the_ledger_refuses_a_stale_snapshot_that_would_report_twice(monkeypatch
     assert isinstance(union, UnionBroadcast)
     first = clients[1].receive(union)[0]
     monkeypatch.setattr(SubmodelRoundClient, "_check_ledger", lambda self, stored: None)
-    weakened = SubmodelRoundClient.restore(stale, states[1], round_index=3, random_bytes=DeterministicRandomness("x"))
+    weakened = SubmodelRoundClient.restore(stale, states[1], 1, round_index=3, random_bytes=DeterministicRandomness("x"))
     second = weakened.receive(union)[0]
     releases = [e for e in states[1].ledger.events if e.round_index == 3 and e.kind == "release"]
     assert len(releases) == 2 and not np.array_equal(first.ids, second.ids)  # the attack worked
     monkeypatch.undo()
     with pytest.raises(LocalProtocolError, match="stale"):
-        SubmodelRoundClient.restore(stale, states[1], round_index=3)
+        SubmodelRoundClient.restore(stale, states[1], 1, round_index=3)
 
 
 def test_a_stale_sketch_of_an_earlier_attempt_is_refused():
@@ -203,25 +203,25 @@ def test_a_stale_sketch_of_an_earlier_attempt_is_refused():
 
     psu_attempt_event(states[1].ledger, 3, 1)  # the client joined attempt 1 after the snapshot
     with pytest.raises(LocalProtocolError, match="another PSU attempt"):
-        SubmodelRoundClient.restore(data, states[1], round_index=3)
+        SubmodelRoundClient.restore(data, states[1], 1, round_index=3)
 
 
 def test_malicious_mode_restores_the_joint_pair_and_needs_the_identity():
     _, clients, states, _, _, _ = _mid_round(malicious=True)
     data = clients[1].snapshot()
     assert states[1].identity is not None and states[1].identity.signing_key not in data
-    restored = SubmodelRoundClient.restore(data, states[1], round_index=3)
+    restored = SubmodelRoundClient.restore(data, states[1], 1, round_index=3)
     assert restored._rows.joint_advertisement[0] == "verifying" and restored._psu.joint_advertisement[0] == "covered"
     state = states[1]
     bare = ClientState(state.client, state.params, state.ledger, state.memo, policy=state.policy)
     with pytest.raises(LocalProtocolError):
-        SubmodelRoundClient.restore(data, bare, round_index=3)
+        SubmodelRoundClient.restore(data, bare, 1, round_index=3)
     # The PSU sum of party 1's snapshot replaced by party 2's (the same round): another party's sum.
     other = decode_round(clients[2].snapshot())
     mine = decode_round(data)
     mixed = encode_round(StoredRound(**{**vars(mine), "psu": other.psu}))
     with pytest.raises((LocalProtocolError, DecodeError)):
-        SubmodelRoundClient.restore(mixed, states[1], round_index=3)
+        SubmodelRoundClient.restore(mixed, states[1], 1, round_index=3)
 
 
 # -- the format alone -------------------------------------------------------------------------------------

@@ -154,42 +154,87 @@ def reconcile(
 
     Raises :class:`StateDamaged` (or :class:`LedgerIntegrityError` for a broken chain) on damage.
     """
-    memo: PermanentMemo | None = None
-    if memo_raw is not None:
-        try:
-            memo = PermanentMemo.decode(memo_raw)
-        except DecodeError as exc:
-            raise StateDamaged(memo_name, 0, f"the memo is unreadable ({exc})",
-                               f"{_restore(memo_name)}; it holds the client's permanent answers") from None
-        if memo.client_id != client_id:
-            raise StateDamaged(memo_name, 0, f"the memo belongs to client {memo.client_id!r}, not {client_id!r}",
-                               f"put back this client's own {memo_name}")
-    head: HeadRecord | None = None
-    if head_raw is not None:
-        try:
-            head = HeadRecord.decode(head_raw)
-        except DecodeError as exc:
-            raise StateDamaged(head_name, 0, f"the head record is unreadable ({exc})",
-                               f"{_restore(head_name)}, or if you know {ledger_name} is complete delete {head_name}") from None
-        if head.client_id != client_id:
-            raise StateDamaged(head_name, 0, f"the head record belongs to client {head.client_id!r}",
-                               f"put back this client's own {head_name}")
-
+    memo = _decode_memo(client_id, memo_raw, memo_name)
+    head = _decode_head(client_id, head_raw, head_name, ledger_name)
     if not ledger_raw:
-        kind = "missing" if ledger_raw is None else "empty"
-        others = [name for name, raw in ((memo_name, memo_raw), (head_name, head_raw)) if raw is not None]
-        if others:
-            raise StateDamaged(ledger_name, 0, f"the ledger is {kind} but {' and '.join(others)} "
-                               f"{'exists' if len(others) == 1 else 'exist'}",
-                               _restore(ledger_name))
-        result = Reconciled(None, None)
-        if ledger_raw is not None:
-            result.warnings.append(f"{ledger_name} is empty and nothing else was saved (a crash while creating it); "
-                                   "it is created anew")
-        return result
-
+        return _without_ledger(ledger_raw, memo_raw, head_raw, ledger_name, head_name, memo_name)
     repairs: list[Repair] = []
     warnings: list[str] = []
+    lines = _complete_lines(ledger_raw, memo, repairs, ledger_name)
+    if not lines:
+        if memo is not None or head is not None:
+            raise StateDamaged(ledger_name, 1, "the ledger has no complete line", _restore(ledger_name))
+        return Reconciled(None, None, [], [f"{ledger_name} held only an incomplete first line; it is created anew"])
+    ledger = parse_ledger(lines, ledger_name)
+    if ledger.client_id != client_id:
+        raise StateDamaged(ledger_name, 1, f"the ledger belongs to client {ledger.client_id!r}, not {client_id!r}",
+                           f"put back this client's own {ledger_name}")
+    # 1. The memo may be one line ahead (saved, then the crash): roll its line forward.
+    if memo is not None and not memo.fresh:
+        ledger, lines = _roll_memo_line_forward(memo, ledger, lines, repairs, ledger_name, memo_name)
+    # 2. The head record: it may lag (a crash after an append), never lead.
+    _check_head(head, memo, ledger, warnings, ledger_name, head_name)
+    # 3. The memo against the ledger.
+    memo = _check_memo(memo, ledger, lines, head, repairs, ledger_name, memo_name, head_name)
+    length = len(ledger.hashes)  # lines; the last has seq length - 1
+    if head is None or head.seq != length - 1:
+        why = "it was missing (written by an older version, or deleted)" if head is None else \
+            f"it lagged at line {head.seq + 1} (a crash after an append)"
+        repairs.append(Repair("write_head", f"{head_name}: brought up to line {length}; {why}",
+                              HeadRecord(client_id, length - 1, ledger.hashes[-1]).encode(), file=head_name))
+    return Reconciled(ledger, memo, repairs, warnings)
+
+
+def _decode_memo(client_id: str, memo_raw: bytes | None, memo_name: str) -> PermanentMemo | None:
+    """The memo (None if there is none); :class:`StateDamaged` if unreadable or another client's."""
+    if memo_raw is None:
+        return None
+    try:
+        memo = PermanentMemo.decode(memo_raw)
+    except DecodeError as exc:
+        raise StateDamaged(memo_name, 0, f"the memo is unreadable ({exc})",
+                           f"{_restore(memo_name)}; it holds the client's permanent answers") from None
+    if memo.client_id != client_id:
+        raise StateDamaged(memo_name, 0, f"the memo belongs to client {memo.client_id!r}, not {client_id!r}",
+                           f"put back this client's own {memo_name}")
+    return memo
+
+
+def _decode_head(client_id: str, head_raw: bytes | None, head_name: str, ledger_name: str) -> HeadRecord | None:
+    """The head record (None if there is none); :class:`StateDamaged` if unreadable or another client's."""
+    if head_raw is None:
+        return None
+    try:
+        head = HeadRecord.decode(head_raw)
+    except DecodeError as exc:
+        raise StateDamaged(head_name, 0, f"the head record is unreadable ({exc})",
+                           f"{_restore(head_name)}, or if you know {ledger_name} is complete delete {head_name}") from None
+    if head.client_id != client_id:
+        raise StateDamaged(head_name, 0, f"the head record belongs to client {head.client_id!r}",
+                           f"put back this client's own {head_name}")
+    return head
+
+
+def _without_ledger(
+    ledger_raw: bytes | None, memo_raw: bytes | None, head_raw: bytes | None,
+    ledger_name: str, head_name: str, memo_name: str,
+) -> Reconciled:
+    """A missing or empty ledger: a new client (create one), unless a memo or head record exists."""
+    kind = "missing" if ledger_raw is None else "empty"
+    others = [name for name, raw in ((memo_name, memo_raw), (head_name, head_raw)) if raw is not None]
+    if others:
+        raise StateDamaged(ledger_name, 0, f"the ledger is {kind} but {' and '.join(others)} "
+                           f"{'exists' if len(others) == 1 else 'exist'}",
+                           _restore(ledger_name))
+    result = Reconciled(None, None)
+    if ledger_raw is not None:
+        result.warnings.append(f"{ledger_name} is empty and nothing else was saved (a crash while creating it); "
+                               "it is created anew")
+    return result
+
+
+def _complete_lines(ledger_raw: bytes, memo: PermanentMemo | None, repairs: list[Repair], ledger_name: str) -> list[str]:
+    """The ledger's complete lines; an incomplete last line adds a ``truncate_ledger`` repair."""
     pieces = ledger_raw.split(b"\n")
     torn = pieces.pop()  # b"" when the file ends with a newline
     complete = len(pieces)
@@ -210,34 +255,41 @@ def reconcile(
             + ("completed from the memo" if completes else "removed; the record it began was never completed"),
             size=len(ledger_raw) - len(torn), file=ledger_name, line=complete + 1,
         ))
-    if not lines:
-        if memo is not None or head is not None:
-            raise StateDamaged(ledger_name, 1, "the ledger has no complete line", _restore(ledger_name))
-        return Reconciled(None, None, [], [f"{ledger_name} held only an incomplete first line; it is created anew"])
-    ledger = parse_ledger(lines, ledger_name)
-    if ledger.client_id != client_id:
-        raise StateDamaged(ledger_name, 1, f"the ledger belongs to client {ledger.client_id!r}, not {client_id!r}",
-                           f"put back this client's own {ledger_name}")
-    length = len(ledger.hashes)  # lines; the last has seq length - 1
+    return lines
 
-    # 1. The memo may be one line ahead (saved, then the crash): roll its line forward.
-    if memo is not None and not memo.fresh and memo.ledger_seq >= length:
-        if memo.ledger_seq == length and memo.ledger_line:
-            try:
-                extended = parse_ledger(lines + [memo.ledger_line], ledger_name)
-            except LedgerIntegrityError:
-                extended = None
-            if extended is not None and extended.hashes[-1] == memo.ledger_head.hex():
-                repairs.append(Repair("append_ledger", f"{ledger_name}:{length + 1}: the release the memo was saved for "
-                                      "was not yet on the ledger (a crash between the two writes); it is appended "
-                                      "and charged", (memo.ledger_line + "\n").encode(), file=ledger_name, line=length + 1))
-                ledger, lines, length = extended, lines + [memo.ledger_line], length + 1
-        if memo.ledger_seq >= length:
-            raise StateDamaged(
-                ledger_name, length, f"the ledger ends at line {length} but {memo_name} was saved after line "
-                f"{memo.ledger_seq + 1}: lines were cut off its end", _restore(ledger_name))
 
-    # 2. The head record: it may lag (a crash after an append), never lead.
+def _roll_memo_line_forward(
+    memo: PermanentMemo, ledger: Ledger, lines: list[str], repairs: list[Repair], ledger_name: str, memo_name: str,
+) -> tuple[Ledger, list[str]]:
+    """The ledger and its lines with the memo's release line appended when the memo is one line ahead
+    (an ``append_ledger`` repair); :class:`StateDamaged` when the memo is further ahead (a cut tail)."""
+    length = len(ledger.hashes)
+    if memo.ledger_seq < length:
+        return ledger, lines
+    if memo.ledger_seq == length and memo.ledger_line:
+        try:
+            extended: Ledger | None = parse_ledger(lines + [memo.ledger_line], ledger_name)
+        except LedgerIntegrityError:
+            extended = None
+        if extended is not None and extended.hashes[-1] == memo.ledger_head.hex():
+            repairs.append(Repair("append_ledger", f"{ledger_name}:{length + 1}: the release the memo was saved for "
+                                  "was not yet on the ledger (a crash between the two writes); it is appended "
+                                  "and charged", (memo.ledger_line + "\n").encode(), file=ledger_name, line=length + 1))
+            ledger, lines, length = extended, lines + [memo.ledger_line], length + 1
+    if memo.ledger_seq >= length:
+        raise StateDamaged(
+            ledger_name, length, f"the ledger ends at line {length} but {memo_name} was saved after line "
+            f"{memo.ledger_seq + 1}: lines were cut off its end", _restore(ledger_name))
+    return ledger, lines
+
+
+def _check_head(
+    head: HeadRecord | None, memo: PermanentMemo | None, ledger: Ledger, warnings: list[str],
+    ledger_name: str, head_name: str,
+) -> None:
+    """:class:`StateDamaged` if the head record leads the ledger or names another line; a warning if
+    it is missing where a format-2 memo shows one was written."""
+    length = len(ledger.hashes)
     if head is not None:
         if head.seq >= length:
             raise StateDamaged(
@@ -246,20 +298,9 @@ def reconcile(
         if ledger.hashes[head.seq] != head.hash:
             raise StateDamaged(ledger_name, head.seq + 1, f"line {head.seq + 1} is not the line {head_name} records: "
                                "the ledger was replaced", _restore(ledger_name))
-    else:
-        if memo is not None and memo.version >= 2 and not memo.fresh:
-            warnings.append(f"{head_name} was missing (deleted?); recreated from {ledger_name}: a cut tail after "
-                            f"line {memo.ledger_seq + 1} could not have been detected")
-
-    # 3. The memo against the ledger.
-    memo = _check_memo(memo, ledger, lines, head, repairs, ledger_name, memo_name, head_name)
-
-    if head is None or head.seq != length - 1:
-        why = "it was missing (written by an older version, or deleted)" if head is None else \
-            f"it lagged at line {head.seq + 1} (a crash after an append)"
-        repairs.append(Repair("write_head", f"{head_name}: brought up to line {length}; {why}",
-                              HeadRecord(client_id, length - 1, ledger.hashes[-1]).encode(), file=head_name))
-    return Reconciled(ledger, memo, repairs, warnings)
+    elif memo is not None and memo.version >= 2 and not memo.fresh:
+        warnings.append(f"{head_name} was missing (deleted?); recreated from {ledger_name}: a cut tail after "
+                        f"line {memo.ledger_seq + 1} could not have been detected")
 
 
 def _check_memo(

@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..accounting import LedgerIntegrityError, replay
+from ..accounting.ledger import Ledger
 from ..accounting.recovery import HeadRecord, StateDamaged
 from ..accounting.report import client_report, population_report
 from ..errors import DecodeError, FedPrivacyError
@@ -122,113 +125,157 @@ def audit_directory(root: str | os.PathLike[str]) -> AuditResult:
         what = "does not exist" if not base.exists() else "is not a directory"
         result.findings.append(Finding("error", str(base), None, f"the audit root {what}", "give the folder a run wrote (its --out)"))
         return result
-    client_dirs: list[Path] = []
-    bare_ledgers: list[Path] = []
-    seen_dirs: set[tuple[int, int]] = set()
-    seen_files: dict[tuple[int, int], Path] = {}
-
-    def unreadable(error: OSError) -> None:
-        result.findings.append(Finding("error", str(error.filename), None, f"cannot be read ({error.strerror or error})",
-                                       "check its permissions; a ledger inside would not be counted"))
-
-    for current, dirs, files in os.walk(base, onerror=unreadable, followlinks=True):
-        here = Path(current)
-        try:
-            st = os.stat(here)
-        except OSError as exc:
-            unreadable(exc)
-            dirs[:] = []
-            continue
-        if (st.st_dev, st.st_ino) in seen_dirs:
-            result.findings.append(Finding("warning", str(here), None, "a directory reached twice (a link); audited once"))
-            dirs[:] = []
-            continue
-        seen_dirs.add((st.st_dev, st.st_ino))
-        dirs.sort()
-        names = set(files)
-        for name in sorted(names):
-            path = here / name
-            if name.startswith((f".{MEMO_FILE}.", f".{HEAD_FILE}.", f".{LEDGER_FILE}.")):
-                result.findings.append(Finding("warning", str(path), None, "a temporary file left by an interrupted write",
-                                               "safe to delete (the file it was replacing is intact)"))
-            elif name == LOCK_FILE:
-                result.findings.append(_lock_finding(path))
-        if names & set(_STATE_FILES):
-            client_dirs.append(here)
-        bare_ledgers += [here / n for n in sorted(names) if n.endswith(".jsonl") and n != LEDGER_FILE]
-
-    by_client: dict[str, tuple[str, str]] = {}  # client id -> (source, head hash)
-
-    def count(source: Path, ledger_file: Path, run) -> None:
-        try:
-            st = os.stat(ledger_file)
-            key = (st.st_dev, st.st_ino)
-            if key in seen_files:
-                result.findings.append(Finding("warning", str(ledger_file), None,
-                                               f"the same file as {seen_files[key]} (a link): counted once"))
-                return
-            seen_files[key] = ledger_file
-        except OSError:
-            pass
-        try:
-            ledger, findings = run()
-        except LedgerIntegrityError as exc:
-            result.findings.append(Finding("error", exc.source, exc.line, exc.reason,
-                                           f"restore {exc.source} from a backup; the chain is broken at this line"))
-            return
-        except StateDamaged as exc:
-            result.findings.append(Finding("error", exc.file, exc.line or None, exc.problem, exc.action))
-            return
-        except (FedPrivacyError, OSError) as exc:
-            result.findings.append(Finding("error", str(source), None, f"cannot be audited: {exc}"))
-            return
-        result.findings.extend(findings)
-        if ledger is None:
-            return
-        previous = by_client.get(ledger.client_id)
-        if previous is not None:
-            if previous[1] == ledger.head:
-                result.findings.append(Finding("warning", str(ledger_file), None,
-                                               f"a copy of {previous[0]} (client {ledger.client_id!r}): counted once"))
-            else:
-                result.findings.append(Finding("error", str(ledger_file), None,
-                                               f"a second, different ledger of client {ledger.client_id!r} (the other is "
-                                               f"{previous[0]})", "keep only the client's real ledger"))
-            return
-        by_client[ledger.client_id] = (str(ledger_file), ledger.head)
-        report = client_report(str(ledger_file), replay(ledger))
-        last = len(ledger.hashes)
-        if report["disagreement"]:
-            result.findings.append(Finding("error", str(ledger_file), last, "the accountant and its cross-check disagree",
-                                           "report this as a bug, with the ledger"))
-        if report["spent"] == "inf" or (report["cap"] != "inf" and report["spent"] > report["cap"]):
-            result.findings.append(Finding("error", str(ledger_file), last, f"spent {report['spent']}, over the cap {report['cap']}",
-                                           "this client must not take part again"))
-        if not ledger.events:
-            result.findings.append(Finding("warning", str(ledger_file), 1, "header only: no round recorded",
-                                           "nothing to do if the client never took part"))
-        result.clients.append(report)
-
+    audit = _Audit(result)
+    client_dirs, bare_ledgers = audit.walk(base)
     for directory in client_dirs:
-        def run_client(directory: Path = directory):
-            state = read_client_files(directory, _hint(directory))
-            findings = [Finding("warning", r.file or str(directory), r.line or None, r.note.split(": ", 1)[-1],
-                                "the next run repairs this") for r in state.repairs]
-            findings += [Finding("warning", str(directory / LEDGER_FILE), None, w) for w in state.warnings]
-            if state.ledger is None:
-                findings.append(Finding("error", str(directory / LEDGER_FILE), None,
-                                        "empty ledger" if (directory / LEDGER_FILE).exists() else "no ledger",
-                                        "delete the directory if this client never took part; otherwise restore the ledger"))
-            return state.ledger, findings
-
-        count(directory, directory / LEDGER_FILE, run_client)
+        audit.count(directory, directory / LEDGER_FILE, partial(_client_state, directory))
     for path in bare_ledgers:
-        count(path, path, lambda path=path: (read_ledger_file(path), [
-            Finding("warning", str(path), None, "a ledger outside a client directory: its tail cannot be checked "
-                    "(no head record or memo beside it)")]))
+        audit.count(path, path, partial(_bare_ledger, path))
     if not client_dirs and not bare_ledgers and not result.errors:
         result.findings.append(Finding("error", str(base), None, "no ledger found", "give the folder a run wrote (its --out)"))
     return result
+
+
+_Read = Callable[[], "tuple[Ledger | None, list[Finding]]"]
+
+
+class _Audit:
+    """One audit's walk and tally: the directories and ledger files seen (each counted once) and
+    the ledger of each client id, adding findings and client reports to ``result`` as it goes."""
+
+    def __init__(self, result: AuditResult) -> None:
+        self.result = result
+        self.seen_dirs: set[tuple[int, int]] = set()
+        self.seen_files: dict[tuple[int, int], Path] = {}
+        self.by_client: dict[str, tuple[str, str]] = {}  # client id -> (source, head hash)
+
+    def _add(self, finding: Finding) -> None:
+        self.result.findings.append(finding)
+
+    def _unreadable(self, error: OSError) -> None:
+        self._add(Finding("error", str(error.filename), None, f"cannot be read ({error.strerror or error})",
+                          "check its permissions; a ledger inside would not be counted"))
+
+    def walk(self, base: Path) -> tuple[list[Path], list[Path]]:
+        """The client directories and the bare ledgers under ``base`` (temporary and lock files, links
+        and unreadable directories become findings)."""
+        client_dirs: list[Path] = []
+        bare_ledgers: list[Path] = []
+        for current, dirs, files in os.walk(base, onerror=self._unreadable, followlinks=True):
+            here = Path(current)
+            if not self._first_visit(here):
+                dirs[:] = []
+                continue
+            dirs.sort()
+            names = set(files)
+            for name in sorted(names):
+                self._check_stray_file(here / name)
+            if names & set(_STATE_FILES):
+                client_dirs.append(here)
+            bare_ledgers += [here / n for n in sorted(names) if n.endswith(".jsonl") and n != LEDGER_FILE]
+        return client_dirs, bare_ledgers
+
+    def _first_visit(self, here: Path) -> bool:
+        """Whether the directory is seen for the first time (unreadable, or reached again by a link: no)."""
+        try:
+            st = os.stat(here)
+        except OSError as exc:
+            self._unreadable(exc)
+            return False
+        if (st.st_dev, st.st_ino) in self.seen_dirs:
+            self._add(Finding("warning", str(here), None, "a directory reached twice (a link); audited once"))
+            return False
+        self.seen_dirs.add((st.st_dev, st.st_ino))
+        return True
+
+    def _check_stray_file(self, path: Path) -> None:
+        if path.name.startswith((f".{MEMO_FILE}.", f".{HEAD_FILE}.", f".{LEDGER_FILE}.")):
+            self._add(Finding("warning", str(path), None, "a temporary file left by an interrupted write",
+                              "safe to delete (the file it was replacing is intact)"))
+        elif path.name == LOCK_FILE:
+            self._add(_lock_finding(path))
+
+    def count(self, source: Path, ledger_file: Path, read: _Read) -> None:
+        """Read one ledger (``read``) and count it, once per file and once per client."""
+        if self._seen_file(ledger_file):
+            return
+        try:
+            ledger, findings = read()
+        except LedgerIntegrityError as exc:
+            self._add(Finding("error", exc.source, exc.line, exc.reason,
+                              f"restore {exc.source} from a backup; the chain is broken at this line"))
+            return
+        except StateDamaged as exc:
+            self._add(Finding("error", exc.file, exc.line or None, exc.problem, exc.action))
+            return
+        except (FedPrivacyError, OSError) as exc:
+            self._add(Finding("error", str(source), None, f"cannot be audited: {exc}"))
+            return
+        self.result.findings.extend(findings)
+        if ledger is not None and self._first_ledger_of_client(ledger, ledger_file):
+            self._report(ledger, ledger_file)
+
+    def _seen_file(self, ledger_file: Path) -> bool:
+        """Whether the file was counted already (a link to it: a warning)."""
+        try:
+            st = os.stat(ledger_file)
+        except OSError:
+            return False
+        key = (st.st_dev, st.st_ino)
+        if key in self.seen_files:
+            self._add(Finding("warning", str(ledger_file), None, f"the same file as {self.seen_files[key]} (a link): counted once"))
+            return True
+        self.seen_files[key] = ledger_file
+        return False
+
+    def _first_ledger_of_client(self, ledger: Ledger, ledger_file: Path) -> bool:
+        """Whether this is the client's first ledger; a copy is a warning, a different one an error."""
+        previous = self.by_client.get(ledger.client_id)
+        if previous is None:
+            self.by_client[ledger.client_id] = (str(ledger_file), ledger.head)
+            return True
+        if previous[1] == ledger.head:
+            self._add(Finding("warning", str(ledger_file), None,
+                              f"a copy of {previous[0]} (client {ledger.client_id!r}): counted once"))
+        else:
+            self._add(Finding("error", str(ledger_file), None,
+                              f"a second, different ledger of client {ledger.client_id!r} (the other is "
+                              f"{previous[0]})", "keep only the client's real ledger"))
+        return False
+
+    def _report(self, ledger: Ledger, ledger_file: Path) -> None:
+        """The client's report, replayed by the accountant, with its disagreement, cap and empty findings."""
+        report = client_report(str(ledger_file), replay(ledger))
+        last = len(ledger.hashes)
+        if report["disagreement"]:
+            self._add(Finding("error", str(ledger_file), last, "the accountant and its cross-check disagree",
+                              "report this as a bug, with the ledger"))
+        if report["spent"] == "inf" or (report["cap"] != "inf" and report["spent"] > report["cap"]):
+            self._add(Finding("error", str(ledger_file), last, f"spent {report['spent']}, over the cap {report['cap']}",
+                              "this client must not take part again"))
+        if not ledger.events:
+            self._add(Finding("warning", str(ledger_file), 1, "header only: no round recorded",
+                              "nothing to do if the client never took part"))
+        self.result.clients.append(report)
+
+
+def _client_state(directory: Path) -> tuple[Ledger | None, list[Finding]]:
+    """A client directory's ledger after the repairs a run would make, and those repairs as findings."""
+    state = read_client_files(directory, _hint(directory))
+    findings = [Finding("warning", r.file or str(directory), r.line or None, r.note.split(": ", 1)[-1],
+                        "the next run repairs this") for r in state.repairs]
+    findings += [Finding("warning", str(directory / LEDGER_FILE), None, w) for w in state.warnings]
+    if state.ledger is None:
+        findings.append(Finding("error", str(directory / LEDGER_FILE), None,
+                                "empty ledger" if (directory / LEDGER_FILE).exists() else "no ledger",
+                                "delete the directory if this client never took part; otherwise restore the ledger"))
+    return state.ledger, findings
+
+
+def _bare_ledger(path: Path) -> tuple[Ledger | None, list[Finding]]:
+    return read_ledger_file(path), [
+        Finding("warning", str(path), None, "a ledger outside a client directory: its tail cannot be checked "
+                "(no head record or memo beside it)")]
 
 
 def _cell(value: object) -> str:

@@ -37,7 +37,7 @@ class _Shard:
                  random_source: Callable[[int], RandomSource] | None) -> None:
         self.drops = drops
         self.gone: set[int] = set()
-        self.clients = {p: SubmodelRoundClient(s, random_bytes=system_random_bytes if random_source is None
+        self.clients = {p: SubmodelRoundClient(s, p, random_bytes=system_random_bytes if random_source is None
                                                else random_source(p)) for p, s in states.items()}
 
     def deliver(self, items: list[tuple[int, bytes]]) -> list[Delivery]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from .. import policy  # noqa: F401 (loaded before any run: a Ctrl-C must not land in its late import)
 from ..errors import FedPrivacyError, RoundAborted
 from . import interrupt
 from .parser import build_parser

@@ -1,6 +1,6 @@
 """The randomized-response options shared by ``simulate``, ``bench ldp``, ``bench round`` and
-``privacy``; parsed by the library's :func:`fedprivacy.ldp.rr_parameters_from_settings`, as the Flower
-adapter parses its config."""
+``privacy``; parsed by the library's :mod:`fedprivacy.client_settings`, as the Flower adapter parses
+its node config (:func:`client_settings` hands it the options by their plain names)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import argparse
 import math
 import sys
 
+from ..client_settings import CLI_SETTINGS, RR_SETTINGS, rr_parameters_from_client_settings
 from ..ldp.settings import MAX_TARGET_EPSILON
 from .checks import number
 
@@ -36,15 +37,23 @@ def _add_rr_arguments(parser: argparse.ArgumentParser, default: str | None = Non
                        "the clients' real index sets")
 
 
+def client_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The client's own settings among the options, keyed by their plain names (``epsilon-cap`` for
+    ``--epsilon-cap``), for :mod:`fedprivacy.client_settings`; options not given are left out."""
+    names = (*RR_SETTINGS, "allow_insecure", "epsilon_cap")
+    return {name.replace("_", "-"): getattr(args, name.replace("-", "_")) for name in names
+            if getattr(args, name.replace("-", "_"), None) not in (None, False)}
+
+
 def _rr_params(args: argparse.Namespace, default=None):
     """The parameters the options name; ``default`` when none is given (None: an error)."""
-    from ..ldp import RRParameters, rr_parameters_from_settings
+    from ..ldp import RRParameters
 
-    params = rr_parameters_from_settings(
-        cpp=args.cpp, epsilon=args.epsilon, epsilon_1=args.epsilon_1,
-        probabilities=[getattr(args, f"p{i}") for i in range(1, 5)],
-        allow_insecure=args.allow_insecure, default=None if default is None else RRParameters.preset(default),
+    params = rr_parameters_from_client_settings(
+        client_settings(args), CLI_SETTINGS, allow_insecure=args.allow_insecure,
+        default=None if default is None else RRParameters.preset(default), required=True,
     )
+    assert params is not None  # required: an error rather than None
     if math.isinf(params.epsilon_inf):
         print("fedprivacy: WARNING: --allow-insecure: epsilon_inf is infinite; the randomized index sets are NOT "
               "protected and the server learns every client's real index set", file=sys.stderr)

@@ -195,11 +195,12 @@ def _earlier_run_note(out_dir: Path) -> str | None:
 
 def _open_states(args: argparse.Namespace, workload, params, out_dir: Path | None, trained) -> dict:
     from ..adapters.storage import ClientStore
-    from ..policy import ClientPolicy
+    from ..client_settings import CLI_SETTINGS, client_policy_from_settings
     from ..submodel.client import ClientState
     from ..submodel.reference import ReferenceClient
+    from .rr import client_settings
 
-    policy = ddp_options.with_client_ddp(args, ClientPolicy(rr_parameters=params, allow_insecure=args.allow_insecure))
+    policy = ddp_options.with_client_ddp(args, client_policy_from_settings(client_settings(args), CLI_SETTINGS))
     cap = float("inf") if args.epsilon_cap is None else args.epsilon_cap
     # The training-progress hook reports to this process's terminal: clients on Ray run without it.
     local = getattr(args, "executor", None) != "ray"

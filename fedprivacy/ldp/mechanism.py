@@ -85,26 +85,11 @@ def randomize(
     denominator = common_denominator([params.p1, params.p2, params.p3, params.p4])
     scale = {name: int(getattr(params, name) * denominator) for name in ("p1", "p2", "p3", "p4")}
 
-    # Which union ids already have a permanent answer (one merge-search, reused below).
-    if len(memo) == size and bool(np.array_equal(memo.ids, union_ids)):
-        position = np.arange(size, dtype=np.intp)  # the same questionnaire as last time
-        known = np.ones(size, dtype=bool)
-    elif len(memo):
-        position = np.searchsorted(memo.ids, union_ids)
-        known = memo.ids[np.minimum(position, len(memo) - 1)] == union_ids
-    else:
-        position = np.zeros(size, dtype=np.intp)
-        known = np.zeros(size, dtype=bool)
+    position, known = _locate_in_memo(memo, union_ids)
     new_ids = union_ids[~known]
 
     # Permanent coins for the new ids: p1 if held, p2 if not.
-    held = np.zeros(new_ids.shape[0], dtype=bool)
-    if real.size and new_ids.size:
-        where = np.searchsorted(new_ids, real)
-        inside = where < new_ids.shape[0]
-        hits = where[inside][new_ids[where[inside]] == real[inside]]
-        held[hits] = True
-    thresholds = np.where(held, np.uint64(scale["p1"]), np.uint64(scale["p2"]))
+    thresholds = np.where(_held(new_ids, real), np.uint64(scale["p1"]), np.uint64(scale["p2"]))
     new_answers = bernoulli(thresholds, denominator, random_bytes)
 
     # Permanent answer of every union id, then the instantaneous coins: p3 if in S', p4 if not.
@@ -116,26 +101,8 @@ def randomize(
         np.where(permanent, np.uint64(scale["p3"]), np.uint64(scale["p4"])), denominator, random_bytes
     )
 
-    # Next memo: merge the new ids in, count one more report for every union id. A union id's index
-    # in the merged memo is its position in the old memo plus the new ids inserted before it.
-    new_count = new_ids.shape[0]
-    if new_count == 0:
-        ids, answers, reports = memo.ids, memo.answers, memo.reports.copy()
-        in_union = position
-    elif len(memo) == 0:
-        ids, answers, reports = new_ids, new_answers, np.zeros(new_count, dtype=np.uint32)
-        in_union = np.arange(size, dtype=np.intp)
-    else:
-        total = len(memo) + new_count
-        new_slots = position[~known] + np.arange(new_count)
-        old_slots = np.ones(total, dtype=bool)
-        old_slots[new_slots] = False
-        ids = np.empty(total, dtype=np.uint64)
-        answers = np.empty(total, dtype=bool)
-        reports = np.zeros(total, dtype=np.uint32)
-        ids[new_slots], answers[new_slots] = new_ids, new_answers
-        ids[old_slots], answers[old_slots], reports[old_slots] = memo.ids, memo.answers, memo.reports
-        in_union = position + np.cumsum(~known) - (~known)
+    # Next memo: merge the new ids in, count one more report for every union id.
+    ids, answers, reports, in_union = _merged_memo(memo, position, known, new_ids, new_answers)
     if size and int(reports[in_union].max()) == np.iinfo(np.uint32).max:
         raise InvalidParameters("report counter overflow")
     reports[in_union] += 1
@@ -147,3 +114,49 @@ def randomize(
         new_indices=int(new_ids.shape[0]),
         max_reports=next_memo.max_reports,
     )
+
+
+def _locate_in_memo(memo: PermanentMemo, union_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which union ids already have a permanent answer (``known``) and where each union id is, or
+    would be inserted, in the memo's sorted ids (``position``): one merge-search, reused after."""
+    size = union_ids.shape[0]
+    if len(memo) == size and bool(np.array_equal(memo.ids, union_ids)):
+        return np.arange(size, dtype=np.intp), np.ones(size, dtype=bool)  # the same questionnaire as last time
+    if len(memo):
+        position = np.searchsorted(memo.ids, union_ids)
+        return position, memo.ids[np.minimum(position, len(memo) - 1)] == union_ids
+    return np.zeros(size, dtype=np.intp), np.zeros(size, dtype=bool)
+
+
+def _held(new_ids: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """For each new id (sorted), whether the client really holds it."""
+    held = np.zeros(new_ids.shape[0], dtype=bool)
+    if real.size and new_ids.size:
+        where = np.searchsorted(new_ids, real)
+        inside = where < new_ids.shape[0]
+        hits = where[inside][new_ids[where[inside]] == real[inside]]
+        held[hits] = True
+    return held
+
+
+def _merged_memo(
+    memo: PermanentMemo, position: np.ndarray, known: np.ndarray, new_ids: np.ndarray, new_answers: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The next memo's ids, answers and report counts (not yet incremented), with the new ids merged
+    in, and each union id's index in them: its position in the old memo plus the new ids inserted
+    before it."""
+    new_count = new_ids.shape[0]
+    if new_count == 0:
+        return memo.ids, memo.answers, memo.reports.copy(), position
+    if len(memo) == 0:
+        return new_ids, new_answers, np.zeros(new_count, dtype=np.uint32), np.arange(known.shape[0], dtype=np.intp)
+    total = len(memo) + new_count
+    new_slots = position[~known] + np.arange(new_count)
+    old_slots = np.ones(total, dtype=bool)
+    old_slots[new_slots] = False
+    ids = np.empty(total, dtype=np.uint64)
+    answers = np.empty(total, dtype=bool)
+    reports = np.zeros(total, dtype=np.uint32)
+    ids[new_slots], answers[new_slots] = new_ids, new_answers
+    ids[old_slots], answers[old_slots], reports[old_slots] = memo.ids, memo.answers, memo.reports
+    return ids, answers, reports, position + np.cumsum(~known) - (~known)

@@ -3,12 +3,14 @@
 from .bloom import BloomParameters, decode_bloom, encode_bloom
 from .iblt import encode_reference, encode_set, peel
 from .params import PSUParameters
+from .policy import PSUPolicy
 from .protocol import PSUClient, PSUResult, PSUServer, UnionDecodeFailure, run_psu_round
 
 __all__ = [
     "BloomParameters",
     "PSUClient",
     "PSUParameters",
+    "PSUPolicy",
     "PSUResult",
     "PSUServer",
     "UnionDecodeFailure",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,9 +27,7 @@ from ..hazmat.prg import RandomSource, system_random_bytes
 from ..secagg import DropoutSchedule, RoundReport, SecAggConfig, run_secagg_round
 from .iblt import encode_set, peel, validate_ids
 from .params import PSUParameters
-
-if TYPE_CHECKING:
-    from ..policy import ClientPolicy
+from .policy import PSUPolicy
 
 __all__ = ["PSUClient", "PSUServer", "UnionDecodeFailure", "PSUResult", "run_psu_round"]
 
@@ -89,21 +86,20 @@ def run_psu_round(
     max_attempts: int = 3,
     random_source: Callable[[int], RandomSource] | None = None,
     observer: Callable[[int, int, bytes], None] | None = None,
-    policy: ClientPolicy | None = None,
+    policy: PSUPolicy | None = None,
 ) -> PSUResult:
     """The whole PSU in process (see the module docstring). ``make_config(params)`` builds each
     attempt's secure-aggregation config (dimension ``params.vector_length``, modulus p); ``observer``
     sees every message's bytes, as in :func:`fedprivacy.secagg.run_secagg_round`.
 
-    ``policy`` is every client's :class:`~fedprivacy.policy.ClientPolicy` (default: the safe default):
+    ``policy`` is every client's :class:`~fedprivacy.psu.policy.PSUPolicy` (a
+    :class:`~fedprivacy.policy.ClientPolicy` is one; default: the safe default):
     an attempt over fewer than ``min_psu_cohort`` parties, beyond ``max_psu_attempts``, or whose secure
     sum or table the policy refuses raises :class:`~fedprivacy.errors.PolicyViolation` before any
     client of that attempt sends anything."""
     import time
 
-    from ..policy import ClientPolicy
-
-    policy = ClientPolicy() if policy is None else policy
+    policy = PSUPolicy() if policy is None else policy
     clients = {party: PSUClient(params, ids) for party, ids in party_sets.items()}  # validate everything first
     if make_config is None:
         party_ids = sorted(party_sets)

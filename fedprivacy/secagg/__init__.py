@@ -15,6 +15,7 @@ from .params import (
     majority_quorum,
     minimum_threshold,
 )
+from .policy import SecAggPolicy
 from .quantize import Quantizer
 from .rows import ClientRowPlan, RowPlan
 from .server import Outbound, SecAggServer
@@ -35,6 +36,7 @@ __all__ = [
     "RoundReport",
     "SecAggClient",
     "SecAggConfig",
+    "SecAggPolicy",
     "SecAggServer",
     "ServerStage",
     "TrustStore",

@@ -42,7 +42,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -93,11 +92,9 @@ from .messages import (
 )
 from .packed import pack_byte_pairs, pack_bytes, pack_limb_pairs
 from .params import MAX_CLIENTS, MAX_DIM, Adversary, SecAggConfig
+from .policy import SecAggPolicy
 from .rows import ClientRowPlan
 from .stages import CLIENT_TRANSITIONS, MALICIOUS_CLIENT_TRANSITIONS, ClientEvent, ClientStage
-
-if TYPE_CHECKING:
-    from ..policy import ClientPolicy
 
 __all__ = ["SecAggClient", "coerce_input", "start_jointly"]
 
@@ -147,7 +144,8 @@ class SecAggClient:
 
     ``identity`` and ``trust`` are required in malicious mode; an identity with a config that is not
     malicious is refused (``PolicyViolation``), so a server cannot downgrade such a client.
-    ``policy`` (default: :class:`~fedprivacy.policy.ClientPolicy()`, semi-malicious) is checked here,
+    ``policy`` (a :class:`~fedprivacy.secagg.policy.SecAggPolicy`, such as the client's
+    :class:`~fedprivacy.policy.ClientPolicy`; default: ``SecAggPolicy()``, semi-malicious) is checked here,
     before anything is released: :class:`~fedprivacy.errors.PolicyViolation` if the config is outside it.
     With a row plan, at masking time, a row that fewer than max(``min_choosers``, the policy's
     ``min_choosers``) parties (itself included) really mask with it -- peers whose shares it holds --
@@ -164,7 +162,7 @@ class SecAggClient:
         row_plan: ClientRowPlan | None = None,
         identity: Identity | None = None,
         trust: TrustStore | None = None,
-        policy: ClientPolicy | None = None,
+        policy: SecAggPolicy | None = None,
         min_choosers: int = 1,
         per_row: bool = False,
     ) -> None:
@@ -174,9 +172,7 @@ class SecAggClient:
         if row_plan is not None and row_plan.party_id != party_id:
             raise InvalidParameters("this row plan belongs to another party")
         if policy is None:
-            from ..policy import ClientPolicy  # (late: the policy module imports this package's parameters)
-
-            policy = ClientPolicy()
+            policy = SecAggPolicy()
         if identity is not None:  # identities configured: malicious mode required (a downgrade is refused)
             if policy.adversary is Adversary.SEMI_MALICIOUS:
                 policy = policy.replace(adversary=Adversary.MALICIOUS)
@@ -392,7 +388,7 @@ class SecAggClient:
         random_bytes: RandomSource = system_random_bytes,
         identity: Identity | None = None,
         trust: TrustStore | None = None,
-        policy: ClientPolicy | None = None,
+        policy: SecAggPolicy | None = None,
         min_choosers: int = 1,
     ) -> SecAggClient:
         """The client a :meth:`snapshot` was taken of; :class:`DecodeError` (only) for bytes that are not
@@ -421,7 +417,7 @@ class SecAggClient:
         random_bytes: RandomSource,
         identity: Identity | None,
         trust: TrustStore | None,
-        policy: ClientPolicy | None,
+        policy: SecAggPolicy | None,
         min_choosers: int,
     ) -> SecAggClient:
         """Decode (:func:`_read_stored`), check the fields against each other, then build the client

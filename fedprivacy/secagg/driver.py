@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,11 +23,9 @@ from .client import SecAggClient
 from .identity import Identity, TrustStore
 from .messages import MaskedInput, Message, decode_message
 from .params import SecAggConfig
+from .policy import SecAggPolicy
 from .rows import RowPlan
 from .server import IgnoredMessage, SecAggServer
-
-if TYPE_CHECKING:
-    from ..policy import ClientPolicy
 
 __all__ = ["DropStage", "DropoutSchedule", "RoundReport", "run_secagg_round"]
 
@@ -89,14 +86,15 @@ def run_secagg_round(
     server_trust: TrustStore | None | bool = True,
     client_trust: Mapping[int, TrustStore] | None = None,
     clock: Callable[[], float] = time.perf_counter,
-    policy: ClientPolicy | None = None,
+    policy: SecAggPolicy | None = None,
 ) -> RoundReport:
     """Run one round. ``inputs`` maps a party to its vector (or is a function, called when the party
     masks, so a large simulation never holds every input at once). ``random_source(party_id)`` gives each client its randomness (default: the OS
     CSPRNG); ``tamper(recipient, data)`` may rewrite server-to-client bytes (for negative tests);
     ``observer(sender, recipient, data)`` sees every delivered message (the server is party 0);
     ``row_plan`` switches to per-row aggregation (each party's input: its chosen rows' blocks);
-    ``policy`` is every client's :class:`~fedprivacy.policy.ClientPolicy` (default: the safe default).
+    ``policy`` is every client's :class:`~fedprivacy.secagg.policy.SecAggPolicy` (a
+    :class:`~fedprivacy.policy.ClientPolicy` is one; default: the safe default).
     A malicious-mode config needs ``identities`` (party -> its :class:`Identity`) and ``trust``; the
     server checks signatures with ``trust`` unless ``server_trust`` is ``False`` or another store;
     ``client_trust`` gives some parties a store of their own (negative tests). ``clock`` times the

@@ -234,15 +234,19 @@ _EVENT_OF = {
 
 
 class SubmodelRoundClient:
-    """One client in one round. Drive it with :meth:`receive`; read :attr:`stage`.
+    """One client in one round, as party ``party_id`` (the id the round's server messages name; the
+    caller says which: the in-process engine uses the client's id, the Flower adapter the party the
+    server calls the node). Drive it with :meth:`receive`; read :attr:`stage`.
 
     ``random_bytes`` is the source of every secret and coin the client draws (keys, Shamir
     coefficients, sketch masks, randomized response, stochastic rounding); the default is the OS CSPRNG.
     """
 
-    def __init__(self, state: ClientState, *, random_bytes: RandomSource = system_random_bytes) -> None:
+    def __init__(self, state: ClientState, party_id: int, *, random_bytes: RandomSource = system_random_bytes) -> None:
+        if isinstance(party_id, bool) or not isinstance(party_id, (int, np.integer)):
+            raise InvalidParameters(f"a party id must be an integer, got {party_id!r}")
         self.state = state
-        self.party_id = int(state.client.client_id)
+        self.party_id = int(party_id)
         self.stage = RoundClientStage.CREATED
         self.error: FedPrivacyError | None = None
         self.sat_out_reason: str | None = None  # "oversized" | "budget" | "update-budget" (kept on the device)
@@ -327,10 +331,10 @@ class SubmodelRoundClient:
         return encode_round(stored)
 
     @classmethod
-    def restore(cls, data: bytes | bytearray | memoryview, state: ClientState, *, round_index: int | None = None,
-                random_bytes: RandomSource = system_random_bytes) -> SubmodelRoundClient:
+    def restore(cls, data: bytes | bytearray | memoryview, state: ClientState, party_id: int, *,
+                round_index: int | None = None, random_bytes: RandomSource = system_random_bytes) -> SubmodelRoundClient:
         """The client a :meth:`snapshot` was taken of, over the host's ``state`` (its trainer, ledger,
-        memo, policy and identity), held to the checks a live client makes.
+        memo, policy and identity) as party ``party_id``, held to the checks a live client makes.
 
         Raises :class:`DecodeError` for bytes that are not a snapshot a live client writes (malformed,
         or a round that breaks the round's rules: sums of another party or over other parties, a table
@@ -342,7 +346,7 @@ class SubmodelRoundClient:
         malicious mode needs ``state.identity`` and ``state.trust``. Nothing is returned half-built.
         """
         stored = decode_round(data)
-        client = cls(state, random_bytes=random_bytes)
+        client = cls(state, party_id, random_bytes=random_bytes)
         if stored.party_id != client.party_id:
             raise LocalProtocolError(f"a snapshot of party {stored.party_id}, not of party {client.party_id}")
         if round_index is not None and stored.round_index != round_index:

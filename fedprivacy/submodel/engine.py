@@ -152,7 +152,7 @@ class InProcessClients:
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self._drops = drops
         self._gone: set[int] = set()
-        self._clients = {p: SubmodelRoundClient(s, random_bytes=system_random_bytes if random_source is None
+        self._clients = {p: SubmodelRoundClient(s, p, random_bytes=system_random_bytes if random_source is None
                                                 else random_source(p)) for p, s in states.items()}
         for client in self._clients.values():
             client.clock = clock  # times the protocol and the training (both excluded alike)

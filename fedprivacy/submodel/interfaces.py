@@ -47,7 +47,7 @@ class SubmodelServer(Protocol):
 
 @runtime_checkable
 class SubmodelClient(Protocol):
-    client_id: int
+    client_id: int  # the device's stable id: names its ledger (client-<id>); the round's party id is given apart
 
     def index_set(self) -> np.ndarray:
         """The row ids this client's data touches (private: used only on the device)."""

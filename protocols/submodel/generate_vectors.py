@@ -102,13 +102,13 @@ def _snapshot_case(case: dict) -> dict:
         identity = identities[2]
     trainer = ReferenceClient(synthetic_workload(clients=4, universe=300, items_per_user=20, seed=3).clients[1])
     state = ClientState.new(trainer, RRParameters.preset(2), identity=identity, trust=trust)
-    client = SubmodelRoundClient(state, random_bytes=DeterministicRandomness("submodel-snapshot/party-2"))
+    client = SubmodelRoundClient(state, 2, random_bytes=DeterministicRandomness("submodel-snapshot/party-2"))
     created = client.snapshot()
     start = RoundStart(2, 5, settings, params, psu_config, rows_config)
     replies = client.receive(decode_submodel_message(start.to_bytes()))
     sketch_sent = client.snapshot()
     for data in (created, sketch_sent):
-        assert SubmodelRoundClient.restore(data, state).snapshot() == data
+        assert SubmodelRoundClient.restore(data, state, 2).snapshot() == data
     return {"name": case["name"], "description": case["description"], "round_start": start.to_bytes().hex(),
             "replies": [reply.to_bytes().hex() for reply in replies],
             "snapshots": {"created": created.hex(), "sketch-sent": sketch_sent.hex()}}

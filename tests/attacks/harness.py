@@ -222,7 +222,7 @@ class SubmodelRoundAttack:
         self.server = server = SubmodelRoundServer(self.model, self.settings, sorted(self.states), self.round_index)
         for party, state in self.states.items():
             kwargs = {} if self.random_source is None else {"random_bytes": self.random_source(party)}
-            self.clients[party] = self.client_class(state, **kwargs)
+            self.clients[party] = self.client_class(state, party, **kwargs)
         outbound = server.start()
         while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
             for item in outbound:

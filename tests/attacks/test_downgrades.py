@@ -184,7 +184,7 @@ def _peak_bytes(policy: ClientPolicy, message: RoundStart) -> tuple[int, Excepti
     from fedprivacy.submodel.messages import Phase, PhaseMessage
 
     parties = message.psu_config.party_ids
-    clients = {p: SubmodelRoundClient(ClientState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy),
+    clients = {p: SubmodelRoundClient(ClientState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy), p,
                                       random_bytes=DeterministicRandomness(f"big{p}")) for p in parties}
     server = SecAggServer(message.psu_config)
     tracemalloc.start()

@@ -34,7 +34,7 @@ def _round_starts():
 def _answered(states_for_each_restart) -> list[bool]:
     answered = []
     for message, state in zip(_round_starts(), states_for_each_restart):
-        client = SubmodelRoundClient(state(), random_bytes=DeterministicRandomness(f"restart{len(answered)}"))
+        client = SubmodelRoundClient(state(), 1, random_bytes=DeterministicRandomness(f"restart{len(answered)}"))
         try:
             out = client.receive(message)
         except PolicyViolation as exc:
@@ -70,7 +70,7 @@ def test_another_round_index_starts_a_new_count():
     settings = RoundSettings(universe=500, max_set_size=12)
     outbound = SubmodelRoundServer(TinyModel(), settings, list(range(1, 6)), ROUND + 1).start()
     message = next(o.message for o in outbound if o.recipient == 1)
-    assert SubmodelRoundClient(state).receive(message)
+    assert SubmodelRoundClient(state, 1).receive(message)
 
 
 # -- Flower: the ClientApp handler, restarted by fresh attempt-0 RoundStarts --------------------------

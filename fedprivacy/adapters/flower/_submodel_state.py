@@ -29,12 +29,18 @@ from flwr.app import ConfigRecord, RecordDict
 from flwr.app.typing import ConfigRecordValues
 
 from ...accounting.ledger import Ledger, parse_ledger
-from ...ddp.params import DDPPolicy
-from ...errors import DecodeError, InvalidParameters, PolicyViolation
+from ...client_settings import (
+    DDP_POLICY_SETTINGS,
+    FLOWER_SETTINGS,
+    POLICY_SETTINGS,
+    client_policy_from_settings,
+    epsilon_cap_with_suggestion,
+    rr_parameters_with_suggestion,
+)
+from ...errors import DecodeError, InvalidParameters
 from ...hazmat.prg import RandomSource, system_random_bytes
 from ...ldp.memo import PermanentMemo
 from ...ldp.params import RRParameters
-from ...ldp.settings import RRSettingNames, rr_parameters_from_settings
 from ...policy import ClientPolicy
 from ...submodel.client import ClientState, SubmodelRoundClient
 
@@ -62,34 +68,15 @@ __all__ = [
 ]
 
 STATE_DIR_KEY = "fedprivacy-state-dir"
-CPP_KEY = "fedprivacy-cpp"
-P_KEYS = ("fedprivacy-p1", "fedprivacy-p2", "fedprivacy-p3", "fedprivacy-p4")
-EPSILON_KEY = "fedprivacy-epsilon"
-EPSILON_1_KEY = "fedprivacy-epsilon-1"
-EPSILON_CAP_KEY = "fedprivacy-epsilon-cap"
-_RR_KEYS = (CPP_KEY, *P_KEYS, EPSILON_KEY, EPSILON_1_KEY)
-_RR_NAMES = RRSettingNames(CPP_KEY, EPSILON_KEY, EPSILON_1_KEY, P_KEYS, "fedprivacy-allow-insecure")
+CPP_KEY = FLOWER_SETTINGS("cpp")
+P_KEYS = tuple(FLOWER_SETTINGS(f"p{i}") for i in range(1, 5))
+EPSILON_KEY = FLOWER_SETTINGS("epsilon")
+EPSILON_1_KEY = FLOWER_SETTINGS("epsilon-1")
+EPSILON_CAP_KEY = FLOWER_SETTINGS("epsilon-cap")
 # Node-config keys of the client policy's knobs (fedprivacy.policy.ClientPolicy), with their types.
-POLICY_KEYS: dict[str, tuple[str, type]] = {
-    "fedprivacy-adversary": ("adversary", str),
-    "fedprivacy-corrupt-fraction": ("corrupt_fraction", float),
-    "fedprivacy-min-parties": ("min_parties", int),
-    "fedprivacy-max-allocation-bytes": ("max_allocation_bytes", int),
-    "fedprivacy-max-psu-attempts": ("max_psu_attempts", int),
-    "fedprivacy-min-psu-cohort": ("min_psu_cohort", int),
-    "fedprivacy-min-choosers": ("min_choosers", int),
-    "fedprivacy-row-survivor-fraction": ("row_survivor_fraction", float),
-    "fedprivacy-allow-insecure": ("allow_insecure", bool),
-}
-
+POLICY_KEYS: dict[str, tuple[str, type]] = {FLOWER_SETTINGS(k): v for k, v in POLICY_SETTINGS.items()}
 # Node-config keys of the policy's distributed-DP requirements (fedprivacy.ddp.DDPPolicy).
-DDP_POLICY_KEYS: dict[str, tuple[str, type]] = {
-    "fedprivacy-ddp-min-noise-multiplier": ("minimum_noise_multiplier", float),
-    "fedprivacy-ddp-colluders": ("colluders", int),
-    "fedprivacy-ddp-delta": ("delta", float),
-    "fedprivacy-ddp-epsilon-cap": ("epsilon_cap", float),
-    "fedprivacy-ddp-required": ("required", bool),
-}
+DDP_POLICY_KEYS: dict[str, tuple[str, type]] = {FLOWER_SETTINGS(k): v for k, v in DDP_POLICY_SETTINGS.items()}
 
 LEDGER_RECORD = "fedprivacy.submodel.ledger"
 ROUND_RECORD = "fedprivacy.submodel.round"
@@ -102,39 +89,9 @@ def policy_from_config(node_config: Mapping[str, object]) -> ClientPolicy:
     """The node's :class:`~fedprivacy.policy.ClientPolicy`, from its node config only: the keys of
     :data:`POLICY_KEYS` and :data:`DDP_POLICY_KEYS`, plus its own randomized-response parameters and
     cap (the keys of :func:`rr_parameters_from_config`, read from the node config). Unset knobs keep
-    the safe defaults."""
-    changes: dict[str, object] = {}
-    ddp = _read_keys(node_config, DDP_POLICY_KEYS)
-    if ddp:
-        changes["ddp"] = DDPPolicy(**ddp)  # type: ignore[arg-type]
-    changes.update(_read_keys(node_config, POLICY_KEYS))
-    allow_insecure = bool(changes.get("allow_insecure", False))
-    own = _rr_from(node_config, allow_insecure)
-    if own is not None:
-        changes["rr_parameters"] = own
-    if EPSILON_CAP_KEY in node_config:
-        changes["epsilon_cap"] = _cap_from(node_config)
-    return ClientPolicy(**changes)  # type: ignore[arg-type]
-
-
-def _read_keys(node_config: Mapping[str, object], keys: dict[str, tuple[str, type]]) -> dict[str, object]:
-    changes: dict[str, object] = {}
-    for key, (name, kind) in keys.items():
-        if key not in node_config:
-            continue
-        value = node_config[key]
-        if kind is bool:
-            if not isinstance(value, bool):
-                raise InvalidParameters(f"{key} must be true or false")
-        elif kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidParameters(f"{key} must be an integer")
-        elif kind is float:
-            value = _number(value, key)
-        else:
-            value = str(value)
-        changes[name] = value
-    return changes
+    the safe defaults. Parsed as the command line parses its options
+    (:func:`fedprivacy.client_settings.client_policy_from_settings`)."""
+    return client_policy_from_settings(FLOWER_SETTINGS.settings(node_config), FLOWER_SETTINGS)
 
 
 def rr_parameters_from_config(
@@ -148,27 +105,8 @@ def rr_parameters_from_config(
     (:class:`~fedprivacy.errors.PolicyViolation` otherwise). Infinite epsilon (CPP1) needs the node's
     ``fedprivacy-allow-insecure``."""
     policy = policy_from_config(node_config) if policy is None else policy
-    if any(k in node_config for k in _RR_KEYS):
-        policy.check_rr(policy.rr_parameters)
-        return policy.rr_parameters
-    if not any(k in run_config for k in _RR_KEYS):
-        return policy.rr_parameters
-    try:
-        suggested = _rr_from(run_config, allow_insecure=True)  # judged by the policy, not by the parser
-    except InvalidParameters as exc:
-        raise PolicyViolation("rr_parameters", f"the run config's randomized response is invalid: {exc}") from None
-    return policy.accept_rr(suggested)
-
-
-def _rr_from(config: Mapping[str, object], allow_insecure: bool) -> RRParameters | None:
-    """The randomized-response parameters ``config`` sets (None if it sets none), parsed as the command
-    line parses its options (:func:`fedprivacy.ldp.rr_parameters_from_settings`)."""
-    if not any(k in config for k in _RR_KEYS):
-        return None
-    return rr_parameters_from_settings(
-        cpp=config.get(CPP_KEY), epsilon=config.get(EPSILON_KEY), epsilon_1=config.get(EPSILON_1_KEY),
-        probabilities=[config.get(k) for k in P_KEYS], allow_insecure=allow_insecure, names=_RR_NAMES,
-    )
+    return rr_parameters_with_suggestion(policy, FLOWER_SETTINGS.settings(node_config),
+                                         FLOWER_SETTINGS.settings(run_config), FLOWER_SETTINGS)
 
 
 def epsilon_cap_from_config(
@@ -178,23 +116,7 @@ def epsilon_cap_from_config(
     the run config's if that is smaller (a cap may only go down). A ledger created with a higher cap
     gets a line lowering it."""
     policy = policy_from_config(node_config) if policy is None else policy
-    return policy.accept_cap(_cap_from(run_config) if EPSILON_CAP_KEY in run_config else None)
-
-
-def _cap_from(config: Mapping[str, object]) -> float:
-    cap = _number(config[EPSILON_CAP_KEY], EPSILON_CAP_KEY)
-    if not cap >= 0:
-        raise InvalidParameters(f"{EPSILON_CAP_KEY} must be >= 0")
-    return cap
-
-
-def _number(value: object, name: str) -> float:
-    if isinstance(value, bool):
-        raise InvalidParameters(f"{name} must be a number")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidParameters(f"{name} must be a number, got {value!r}") from None
+    return epsilon_cap_with_suggestion(policy, FLOWER_SETTINGS.settings(run_config), FLOWER_SETTINGS)
 
 
 def state_directory(
@@ -379,7 +301,7 @@ def load_round(
         seeded = random_source()
         seeded(drawn)  # (a deterministic stream: skip what the round already used)
         source = randomness = CountedRandomness(seeded, drawn)
-    client = SubmodelRoundClient.restore(record_bytes(record["client"]), client_state, round_index=round_index,
+    client = SubmodelRoundClient.restore(record_bytes(record["client"]), client_state, party, round_index=round_index,
                                          random_bytes=source)
     return RoundSlot(run_id, round_index, party, client, randomness)
 

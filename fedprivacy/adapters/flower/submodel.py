@@ -45,7 +45,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from logging import DEBUG, ERROR, INFO, WARNING
 
-import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
@@ -58,7 +57,7 @@ from ...hazmat.prg import RandomSource, system_random_bytes
 from ...secagg import Adversary
 from ...secagg.identity import TrustStore
 from ...submodel.client import ClientState, SubmodelRoundClient, lower_cap
-from ...submodel.interfaces import SubmodelClient, SubmodelServer, TrainingResult
+from ...submodel.interfaces import SubmodelClient, SubmodelServer
 from ...submodel.messages import RoundStart, SubmodelMessage, decode_submodel_message
 from ...submodel.server import Outbound, RoundResult, SubmodelRoundServer
 from ...submodel.settings import RoundSettings
@@ -414,20 +413,6 @@ class SecureSubmodelWorkflow:
 # -- ClientApp side -------------------------------------------------------------------------------
 
 
-class _AsParty:
-    """The user's trainer, seen by the round as party ``party`` (its own id never leaves the node)."""
-
-    def __init__(self, trainer: SubmodelClient, party: int) -> None:
-        self.trainer = trainer
-        self.client_id = party
-
-    def index_set(self) -> np.ndarray:
-        return self.trainer.index_set()
-
-    def train(self, row_ids: np.ndarray, rows: np.ndarray, dense: np.ndarray) -> TrainingResult:
-        return self.trainer.train(row_ids, rows, dense)
-
-
 class SecureSubmodelClient:
     """The ClientApp handler of the secure submodel round (one per ClientApp).
 
@@ -556,7 +541,7 @@ class SecureSubmodelClient:
             clear_round(context.state)
             randomness = None if seeded is None else CountedRandomness(seeded(context, party, round_index))
             source = system_random_bytes if randomness is None else randomness
-            return RoundSlot(context.run_id, round_index, party, SubmodelRoundClient(state, random_bytes=source),
+            return RoundSlot(context.run_id, round_index, party, SubmodelRoundClient(state, party, random_bytes=source),
                              randomness)
         again = None if seeded is None else (lambda: seeded(context, party, round_index))
         # A snapshot that does not restore (tampered, stale, refused by the policy) raises: out of the round.
@@ -582,7 +567,7 @@ class SecureSubmodelClient:
         identity, trust = identity_from_config(context.node_config)  # malicious mode when set (spec §14)
         if identity is not None and identity.party_id != party:
             raise InvalidParameters(f"the server calls this node party {party}, its identity is party {identity.party_id}")
-        return ClientState(_AsParty(trainer, party), params, ledger, memo, store, policy, identity, trust)
+        return ClientState(trainer, params, ledger, memo, store, policy, identity, trust)
 
 
 class _NotInRound(Exception):

@@ -18,7 +18,7 @@ from .params import (
 from .quantize import Quantizer
 from .rows import ClientRowPlan, RowPlan
 from .server import Outbound, SecAggServer
-from .stages import ClientStage, ServerStage
+from .stages import ClientStage, SecAggStep, ServerStage
 
 __all__ = [
     "Adversary",
@@ -36,6 +36,7 @@ __all__ = [
     "SecAggClient",
     "SecAggConfig",
     "SecAggServer",
+    "SecAggStep",
     "ServerStage",
     "TrustStore",
     "check_graph_parameters",

@@ -3,7 +3,7 @@
 from .bloom import BloomParameters, decode_bloom, encode_bloom
 from .iblt import encode_reference, encode_set, peel
 from .params import PSUParameters
-from .protocol import PSUClient, PSUResult, PSUServer, UnionDecodeFailure, run_psu_round
+from .protocol import PSUClient, PSUResult, PSUServer, RerunPolicy, UnionDecodeFailure, run_psu_round
 
 __all__ = [
     "BloomParameters",
@@ -11,6 +11,7 @@ __all__ = [
     "PSUParameters",
     "PSUResult",
     "PSUServer",
+    "RerunPolicy",
     "UnionDecodeFailure",
     "decode_bloom",
     "encode_bloom",

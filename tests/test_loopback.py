@@ -168,7 +168,7 @@ def test_a_message_for_many_is_encoded_once():
 
 
 def test_an_aborting_server_propagates_from_close():
-    server, _, link = _link([1], rounds=0)
+    _, _, link = _link([1], rounds=0)
     with pytest.raises(RoundAborted):
         link.close()
 

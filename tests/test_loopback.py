@@ -270,3 +270,13 @@ def test_a_standalone_psu_reruns_with_a_larger_table_until_it_decodes():
     assert result.attempts > 1 and result.params.attempt == result.attempts - 1
     assert result.union.tolist() == union.tolist()
     assert len(result.reports) == result.attempts
+
+
+def test_the_flower_workflow_logs_its_stages_by_the_step_names():
+    pytest.importorskip("flwr")
+    from fedprivacy.adapters.flower import workflow
+    from fedprivacy.adapters.flower.constants import Stage
+
+    assert set(workflow._STEP) == set(Stage.every()) - {Stage.IDENTIFY}
+    assert [workflow._STEP[s] for s in Stage.all()] == list(SecAggStep)  # Flower's four stages, in order
+    assert workflow._STEP[Stage.CONSISTENCY_CHECK] is SecAggStep.UNMASK

@@ -145,16 +145,17 @@ class Loopback:
 
     ``observer(sender, recipient, data)`` sees the bytes of every message delivered (the server is
     party 0); ``tamper(recipient, data)`` may rewrite the server's bytes (negative tests). Replies
-    are given to the server as they arrive, except that up to ``hold_bytes`` of small ones wait for
-    the end of the stage, as a server on another machine would see them (the server's time is then
-    not mixed with the clients' work); late ones are given after the stage closed. ``window`` server
+    are given to the server as they arrive, except that those shorter than ``hold_below`` bytes wait
+    for the end of the stage (or for a longer one, which goes at once with those before it), as a
+    server on another machine would see them: the server's time is then not mixed with the clients'
+    work, and no two large ones are ever held together. Late ones are given after the stage closed. ``window`` server
     messages go out before the clients answer them (``None``: a whole stage, as a server that sends all
     at once; a small window keeps only that many lazily built messages alive)."""
 
     def __init__(self, server: ServerParty, decode: Callable[[bytes], Any], host: ClientHost,
                  parties: Iterable[int], *, clock: Callable[[], float] = time.perf_counter,
                  observer: Callable[[int, int, bytes], None] | None = None,
-                 tamper: Callable[[int, bytes], bytes] | None = None, hold_bytes: int = 0,
+                 tamper: Callable[[int, bytes], bytes] | None = None, hold_below: int = 0,
                  window: int | None = None) -> None:
         parties = list(parties)
         self.server = server
@@ -165,9 +166,8 @@ class Loopback:
         self._clock = clock
         self._observer = observer
         self._tamper = tamper
-        self._hold_bytes = hold_bytes
+        self._hold_below = hold_below
         self._held: list[tuple[int, bytes]] = []
-        self._held_size = 0
         self._late: list[bytes] = []
         self._window = window
 
@@ -247,12 +247,11 @@ class Loopback:
             for reply in delivery.replies:
                 counters.upload[recipient] += len(reply)
                 self._held.append((recipient, reply))
-                self._held_size += len(reply)
-                if self._held_size > self._hold_bytes:
+                if len(reply) >= self._hold_below:
                     self._flush()
 
     def _flush(self) -> None:
-        held, self._held, self._held_size = self._held, [], 0
+        held, self._held = self._held, []
         observer, counters, clock = self._observer, self.counters, self._clock
         for sender, data in held:
             if observer is not None:

@@ -135,14 +135,18 @@ def test_a_client_that_aborts_is_gone_and_its_error_kept():
 
 
 def test_small_replies_wait_for_the_close_and_large_ones_go_at_once():
-    server, _, link = _link([1, 2], hold_bytes=10)
-    link.start([1, 2])  # 7 bytes each: the second one passes the 10 held bytes, both are given over
-    assert len(server.received[0]) == 2
-    server, _, link = _link([1, 2], hold_bytes=100)
-    link.start([1, 2])
+    server, _, link = _link([1, 2], hold_below=100)
+    link.start([1, 2])  # 7 bytes each: held
     assert server.received[0] == []
-    link.close()
+    outbound = link.close()
     assert len(server.received[0]) == 2
+    link.exchange(outbound)  # "x!" and "second" (5 and 8 bytes), "xx!" (6): all held
+    assert server.received[1] == []
+    server, _, link = _link([1, 2], hold_below=8)
+    link.start([1, 2])
+    assert server.received[0] == []  # "hello" (7 bytes) is short of 8
+    link.exchange(link.close())  # party 1's "second" (8 bytes) goes at once, with the "x!" before it
+    assert [m.text for m in server.received[1]] == [b"x!", b"second", b"xx!", b"second"]
 
 
 def test_a_window_of_one_answers_each_message_before_the_next_goes_out():

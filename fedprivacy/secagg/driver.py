@@ -48,7 +48,7 @@ _STEP_OF: dict[type, SecAggStep] = {
     AdvertiseKeys: SecAggStep.ADVERTISE, ShareKeys: SecAggStep.SHARE, MaskedInput: SecAggStep.INPUT,
     ConsistencyResponse: SecAggStep.UNMASK, UnmaskResponse: SecAggStep.UNMASK,
 }
-_HOLD_BYTES = 1 << 16  # replies held for the end of a step; a masked input goes to the server at once
+_HOLD_BELOW = 1 << 16  # shorter replies wait for the end of a step; a masked input goes to the server at once
 
 
 def step_of(message: object) -> SecAggStep | None:
@@ -163,7 +163,7 @@ def run_secagg_round(
     host = InProcessHost({p: handler(p) for p in config.party_ids}, decode_message, clock=clock,
                          vanishes=schedule.vanishes_before, late=schedule.arrives_late, excluded=outside.__getitem__)
     link = Loopback(server, decode_message, host, config.party_ids, clock=clock, observer=observer, tamper=tamper,
-                    hold_bytes=_HOLD_BYTES)
+                    hold_below=_HOLD_BELOW)
     link.start(config.party_ids)
     try:
         while server.stage is not ServerStage.COMPLETED:

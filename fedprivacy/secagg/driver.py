@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -127,7 +128,7 @@ def run_secagg_round(
     if server_trust is True:
         server_trust = trust if config.malicious else None
     server = SecAggServer(config, row_plan, server_trust or None)
-    clients = {
+    clients = _Clients(config, inputs, clock, {
         party: SecAggClient(
             config,
             party,
@@ -138,30 +139,9 @@ def run_secagg_round(
             policy=policy,
         )
         for party in config.party_ids
-    }
-    masking: dict[int, float] = {}
-    outside = dict.fromkeys(config.party_ids, 0.0)  # making the input is not the protocol's work
-
-    def handler(party: int) -> Callable[[Message | None], list[Message]]:
-        def on(message: Message | None) -> list[Message]:
-            client = clients[party]
-            if message is None:
-                return client.start()
-            replies = client.receive(message)
-            if isinstance(message, RoutedShares):  # the shares are in: the input is masked now
-                started = clock()
-                vector = inputs(party) if callable(inputs) else inputs[party]
-                outside[party] += clock() - started
-                started = clock()
-                try:
-                    replies = replies + client.submit_input(vector)
-                finally:
-                    masking[party] = clock() - started
-            return replies
-        return on
-
-    host = InProcessHost({p: handler(p) for p in config.party_ids}, decode_message, clock=clock,
-                         vanishes=schedule.vanishes_before, late=schedule.arrives_late, excluded=outside.__getitem__)
+    })
+    host = InProcessHost({p: partial(clients.handle, p) for p in config.party_ids}, decode_message, clock=clock,
+                         vanishes=schedule.vanishes_before, late=schedule.arrives_late, excluded=clients.outside.__getitem__)
     link = Loopback(server, decode_message, host, config.party_ids, clock=clock, observer=observer, tamper=tamper,
                     hold_below=_HOLD_BELOW)
     link.start(config.party_ids)
@@ -182,8 +162,36 @@ def run_secagg_round(
         client_errors=counters.errors,
         ignored=list(server.ignored),
         client_seconds=counters.client_seconds,
-        client_masking_seconds=masking,
+        client_masking_seconds=clients.masking,
         server_seconds=counters.server_seconds,
         upload_bytes=counters.upload,
         download_bytes=counters.download,
     )
+
+
+class _Clients:
+    """The round's clients, as the loopback's handlers: a client starts, answers each message, and
+    masks its input as soon as its shares are in (the input made then, its making not timed as the
+    client's: ``outside``; the masking itself timed apart too: ``masking``)."""
+
+    def __init__(self, config: SecAggConfig, inputs: Mapping[int, np.ndarray] | Callable[[int], np.ndarray],
+                 clock: Callable[[], float], clients: dict[int, SecAggClient]) -> None:
+        self.clients, self.inputs, self.clock = clients, inputs, clock
+        self.masking: dict[int, float] = {}
+        self.outside = dict.fromkeys(config.party_ids, 0.0)
+
+    def handle(self, party: int, message: Message | None) -> list[Message]:
+        client, clock = self.clients[party], self.clock
+        if message is None:
+            return client.start()
+        replies = client.receive(message)
+        if isinstance(message, RoutedShares):  # the shares are in: the input is masked now
+            started = clock()
+            vector = self.inputs(party) if callable(self.inputs) else self.inputs[party]
+            self.outside[party] += clock() - started
+            started = clock()
+            try:
+                replies = replies + client.submit_input(vector)
+            finally:
+                self.masking[party] = clock() - started
+        return replies

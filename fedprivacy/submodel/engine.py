@@ -30,7 +30,7 @@ from ..accounting import replay
 from ..encoding import ProtocolCode, peek_message_type
 from ..errors import FedPrivacyError
 from ..hazmat.prg import RandomSource, system_random_bytes
-from ..loopback import Delivery, InProcessHost, Loopback
+from ..loopback import Delivery, InProcessHost, LinkCounters, Loopback
 from ..secagg import TrustStore
 from ..secagg.driver import DropoutSchedule
 from ..secagg.stages import SecAggStep
@@ -180,8 +180,7 @@ def run_round(
             observer(_session_of(data), sender, recipient, data)
     batch = max(1, int(getattr(host, "batch", 1)))
     link = Loopback(party, decode_submodel_message, host, states, clock=clock, observer=seen, window=batch)
-    counters = link.counters
-    timing = {"psu": 0.0, "ldp": 0.0, "aggregation": 0.0}
+    counters, timing = link.counters, {"psu": 0.0, "ldp": 0.0, "aggregation": 0.0}
 
     def seconds() -> float:  # the server's and the clients' seconds so far
         return counters.server_seconds + counters.client_seconds_total
@@ -199,10 +198,14 @@ def run_round(
         outbound = link.close()
         timing[where] += seconds() - before
 
-    result = party.result
-    assert result is not None
-    summaries = host.finish()
-    for p, summary in summaries.items():  # a remote host worked on copies: the caller's states get its ledger and memo
+    assert party.result is not None
+    return _outcome(party.result, states, host.finish(), link.counters, timing)
+
+
+def _outcome(result: RoundResult, states: Mapping[int, ClientState], summaries: dict[int, ClientSummary],
+             counters: LinkCounters, timing: dict[str, float]) -> RoundOutcome:
+    """The round's outcome; the caller's states get the ledgers and memos a remote host worked on."""
+    for p, summary in summaries.items():
         if summary.state is not states[p]:
             states[p].ledger, states[p].memo = summary.state.ledger, summary.state.memo
     survivors = sorted(result.contributors)

@@ -284,3 +284,22 @@ def test_the_flower_workflow_logs_its_stages_by_the_step_names():
     assert set(workflow._STEP) == set(Stage.every()) - {Stage.IDENTIFY}
     assert [workflow._STEP[s] for s in Stage.all()] == list(SecAggStep)  # Flower's four stages, in order
     assert workflow._STEP[Stage.CONSISTENCY_CHECK] is SecAggStep.UNMASK
+
+
+def test_the_engine_reports_progress_by_the_step_names():
+    from fedprivacy.hazmat.prg import DeterministicRandomness as Seeded
+    from fedprivacy.ldp import RRParameters
+    from fedprivacy.submodel import ClientState, RoundSettings, run_round
+    from fedprivacy.submodel.demo import init_model, synthetic_workload
+    from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+
+    workload = synthetic_workload(clients=5, universe=300, items_per_user=20, seed=4)
+    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
+    labels = []
+    outcome = run_round(states, ReferenceServer(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1)),
+                        RoundSettings(universe=300, max_set_size=20, dropout_fraction=0.2), 0,
+                        progress=lambda label, done, total: labels.append(label),
+                        random_source=lambda p: Seeded(f"labels-{p}"))
+    assert outcome.exchanges == 7
+    assert list(dict.fromkeys(labels)) == ["psu:advertise", "psu:share", "psu:input", "psu:unmask",
+                                           "collecting-reports:input", "aggregating:input", "aggregating:unmask"]

@@ -33,7 +33,7 @@ from ..hazmat.prg import RandomSource, system_random_bytes
 from ..loopback import Delivery, InProcessHost, LinkCounters, Loopback
 from ..secagg import TrustStore
 from ..secagg.driver import DropoutSchedule
-from ..secagg.stages import SecAggStep
+from ..secagg.stages import STEP_OF_SERVER_STAGE, SecAggStep
 from .client import ClientState, SubmodelRoundClient
 from .interfaces import SubmodelServer
 from .messages import Phase, PhaseMessage, RandomizedSetReport, SitOut, SubmodelMessage, _Type, decode_submodel_message
@@ -41,7 +41,7 @@ from .server import RoundResult, SubmodelRoundServer
 from .settings import RoundSettings
 from .stages import RoundServerStage
 
-__all__ = ["ClientSummary", "Delivery", "InProcessClients", "RoundDrops", "RoundOutcome", "run_round"]
+__all__ = ["ClientSummary", "Delivery", "InProcessClients", "RoundDrops", "RoundOutcome", "run_round", "stage_label"]
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,16 @@ class ClientHost(Protocol):
 ClientHostFactory = Callable[[Mapping[int, ClientState], RoundDrops, "Callable[[int], RandomSource] | None"], ClientHost]
 
 
+def stage_label(server: SubmodelRoundServer) -> str:
+    """The round's stage for progress and logs: ``psu:advertise`` ... ``aggregating:unmask`` (the secure
+    sum's step, :class:`~fedprivacy.secagg.stages.SecAggStep`, after the round's stage)."""
+    inner = server.phase_stage
+    if inner is None:
+        return server.stage.value
+    step = STEP_OF_SERVER_STAGE.get(inner)
+    return f"{server.stage.value}:{inner.value if step is None else step.value}"
+
+
 def _bucket(stage: RoundServerStage) -> str:
     """Where a stage's seconds go in the outcome: the PSU, the randomized sets, or the aggregation."""
     if stage in (RoundServerStage.CREATED, RoundServerStage.PSU):
@@ -163,9 +173,10 @@ def run_round(
     "psu", "report" or "rows"; the server is party 0) -- for transcripts and proofs.
     ``random_source(party)`` gives each client its randomness (default: the OS CSPRNG); seeded
     sources make a simulated round reproducible. ``progress(stage, done, total)`` is called as the
-    clients answer each stage. ``executor(states, drops, random_source)`` makes the host the clients
-    run in (default: this process; :class:`fedprivacy.adapters.ray_executor.RayExecutor` runs them on
-    a Ray cluster; the server stays here and the round is the same). ``trust`` is the deployment's
+    clients answer each stage (named by :func:`stage_label`). ``executor(states, drops,
+    random_source)`` makes the host the clients run in (default: this process;
+    :class:`fedprivacy.adapters.ray_executor.RayExecutor` runs them on a Ray cluster; the server stays
+    here and the round is the same). ``trust`` is the deployment's
     trust store, for a server whose settings ask for malicious mode (the clients carry their
     identities in their states). ``clock`` times the parties (wall time by default; a benchmark on a
     shared machine may pass ``time.process_time``; clients on another host use their own wall time).
@@ -188,7 +199,7 @@ def run_round(
     outbound = link.call(party.start)
     timing["psu"] += seconds()
     while party.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
-        label = party.stage.value if party.phase_stage is None else f"{party.stage.value}:{party.phase_stage.value}"
+        label = stage_label(party)
         before, where = seconds(), _bucket(party.stage)
         link.exchange(outbound, None if progress is None else partial(progress, label))
         timing[where] += seconds() - before

@@ -27,7 +27,6 @@ from typing import Protocol
 import numpy as np
 
 from ..accounting import replay
-from ..encoding import ProtocolCode, peek_message_type
 from ..errors import FedPrivacyError
 from ..hazmat.prg import RandomSource, system_random_bytes
 from ..loopback import Delivery, InProcessHost, LinkCounters, Loopback
@@ -36,7 +35,7 @@ from ..secagg.driver import DropoutSchedule
 from ..secagg.stages import STEP_OF_SERVER_STAGE, SecAggStep
 from .client import ClientState, SubmodelRoundClient
 from .interfaces import SubmodelServer
-from .messages import Phase, PhaseMessage, RandomizedSetReport, SitOut, SubmodelMessage, _Type, decode_submodel_message
+from .messages import Phase, PhaseMessage, RandomizedSetReport, SitOut, SubmodelMessage, decode_submodel_message
 from .server import RoundResult, SubmodelRoundServer
 from .settings import RoundSettings
 from .stages import RoundServerStage
@@ -87,12 +86,11 @@ class RoundOutcome:
     exchanges: int = 0  # server-to-clients exchanges the round took (each answered by the clients)
 
 
-def _session_of(data: bytes) -> str:
-    """The observer's name for a message's session, from its header."""
-    kind = peek_message_type(data, ProtocolCode.SUBMODEL)
-    if kind == _Type.PHASE:
-        return "psu" if data[7] == Phase.PSU else "rows"
-    return "report" if kind == _Type.REPORT else "round"
+def _session_of(message: SubmodelMessage) -> str:
+    """The observer's name for a message's session."""
+    if isinstance(message, PhaseMessage):
+        return "psu" if message.phase is Phase.PSU else "rows"
+    return "report" if isinstance(message, RandomizedSetReport) else "round"
 
 
 @dataclass
@@ -188,7 +186,7 @@ def run_round(
     seen: Callable[[int, int, bytes], None] | None = None
     if observer is not None:
         def seen(sender: int, recipient: int, data: bytes) -> None:
-            observer(_session_of(data), sender, recipient, data)
+            observer(_session_of(decode_submodel_message(data)), sender, recipient, data)
     batch = max(1, int(getattr(host, "batch", 1)))
     link = Loopback(party, decode_submodel_message, host, states, clock=clock, observer=seen, window=batch)
     counters, timing = link.counters, {"psu": 0.0, "ldp": 0.0, "aggregation": 0.0}

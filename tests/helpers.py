@@ -58,3 +58,22 @@ def budget_events(ledger):
     """The ledger's release and refusal lines (the lines that concern the budget), without the policy's
     bookkeeping lines (PSU attempts, lowered caps)."""
     return [event for event in ledger.events if event.kind in ("release", "refusal")]
+
+
+def drive_round(server, clients, until=None):
+    """Drive a :class:`~fedprivacy.submodel.server.SubmodelRoundServer` and its clients (party ->
+    :class:`~fedprivacy.submodel.client.SubmodelRoundClient`) over the loopback transport, every message
+    through its bytes, until the server reaches stage ``until`` (default: it completes or aborts; a
+    :class:`~fedprivacy.errors.RoundAborted` from its close propagates). A client that raises is gone
+    from then on. Returns the last outbound, not delivered."""
+    from fedprivacy.loopback import InProcessHost, Loopback
+    from fedprivacy.submodel.messages import decode_submodel_message
+    from fedprivacy.submodel.stages import RoundServerStage
+
+    host = InProcessHost({p: c.receive for p, c in clients.items()}, decode_submodel_message)
+    link = Loopback(server, decode_submodel_message, host, clients, window=1)
+    outbound = server.start()
+    while server.stage is not until and server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
+        link.exchange(outbound)
+        outbound = link.close()
+    return outbound

@@ -28,7 +28,7 @@ from fedprivacy.ddp import (
     zcdp_rho,
 )
 from fedprivacy.ddp.client import clip_and_round, exact_squared_norm
-from fedprivacy.errors import BudgetExceeded, DecodeError, InvalidParameters, RemoteProtocolError
+from fedprivacy.errors import BudgetExceeded, DecodeError, InvalidParameters
 from fedprivacy.hazmat.discrete_gaussian import (
     _EXP_HI,
     _EXP_LO,
@@ -53,7 +53,7 @@ from fedprivacy.submodel.stages import RoundClientStage, RoundServerStage
 from proofs.ddp.reference import _TABLE
 from proofs.ddp.reference import discrete_gaussian as reference_gaussian
 
-from .helpers import vector_generator
+from .helpers import drive_round, vector_generator
 
 generator, VECTORS = vector_generator("ddp")
 
@@ -388,26 +388,9 @@ def _round(clients=6, settings=None, policies=None):
     return server, parties, states
 
 
-def _drive(server, parties):
-    outbound = server.start()
-    while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
-        for item in outbound:
-            message = decode_submodel_message(item.message.to_bytes())
-            party = parties[item.recipient]
-            if party.stage in (RoundClientStage.ABORTED, RoundClientStage.SAT_OUT):
-                continue
-            try:
-                replies = party.receive(message)
-            except RemoteProtocolError:
-                continue
-            for reply in replies:
-                server.receive(decode_submodel_message(reply.to_bytes()))
-        outbound = server.close_stage()
-
-
 def test_a_ddp_round_completes_and_every_client_records_its_update_release():
     server, parties, states = _round()
-    _drive(server, parties)
+    drive_round(server, parties)
     assert server.stage is RoundServerStage.COMPLETED
     for state in states.values():
         events = [e for e in state.ledger.events if isinstance(e, UpdateEvent)]
@@ -419,14 +402,14 @@ def test_a_ddp_round_completes_and_every_client_records_its_update_release():
 def test_a_client_that_requires_ddp_refuses_a_round_without_it():
     plain = RoundSettings(universe=500, max_set_size=30, dropout_fraction=0.2)
     server, parties, _ = _round(settings=plain, policies={1: DDPPolicy(required=True)})
-    _drive(server, parties)
+    drive_round(server, parties)
     assert parties[1].stage is RoundClientStage.ABORTED
     assert "requires distributed DP" in str(parties[1].error)
 
 
 def test_a_client_adds_its_own_minimum_noise_and_its_filter_can_refuse():
     server, parties, states = _round(policies={2: DDPPolicy(minimum_noise_multiplier=3.0), 3: DDPPolicy(epsilon_cap=0.01)})
-    _drive(server, parties)
+    drive_round(server, parties)
     assert server.stage is RoundServerStage.COMPLETED
     louder = [e for e in states[2].ledger.events if isinstance(e, UpdateEvent)][0]
     other = [e for e in states[4].ledger.events if isinstance(e, UpdateEvent)][0]
@@ -445,7 +428,7 @@ def test_with_negligible_noise_the_ddp_round_matches_the_plain_round():
     results = []
     for settings in (tiny, plain):
         server, parties, _ = _round(settings=settings)
-        _drive(server, parties)
+        drive_round(server, parties)
         results.append(np.asarray(server.model.rows(np.arange(500, dtype=np.uint64))))
     assert np.allclose(results[0], results[1], atol=1e-3)
 

@@ -19,11 +19,11 @@ from fedprivacy.ldp import RRParameters
 from fedprivacy.policy import ClientPolicy
 from fedprivacy.submodel.demo import init_model
 from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
-from fedprivacy.submodel.messages import decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceServer
 from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundServerStage
+from tests.helpers import drive_round
 
 UNIVERSE, WIDTH = 64, 3
 VICTIM, BYSTANDER, CORRUPT = 1, 2, 3
@@ -82,12 +82,7 @@ def _attack(victim_policy: ClientPolicy) -> float:
     server = SubmodelRoundServer(server_model, settings, sorted(states), 0)
     parties = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"attack-{p}")) for p, s in states.items()}
     _corrupt(parties[CORRUPT])
-    outbound = server.start()
-    while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
-        for item in outbound:
-            for reply in parties[item.recipient].receive(decode_submodel_message(item.message.to_bytes())):
-                server.receive(decode_submodel_message(reply.to_bytes()))
-        outbound = server.close_stage()
+    drive_round(server, parties)
     assert server.stage is RoundServerStage.COMPLETED
     truth = secret_deltas(SHARED, server_model.row_width)
     hits = [np.abs(server_model.applied[int(r)] - truth[i]).max() < 0.01

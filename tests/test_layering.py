@@ -123,7 +123,7 @@ def test_only_the_outer_ring_imports_the_adapters():
 # (the client's limits over every protocol) sits above the protocols: each protocol owns and checks
 # its own part of it (``secagg.policy``, ``psu.policy``, ``ddp.params.DDPPolicy``) and never imports it.
 _RANK = {
-    "fedprivacy.errors": 0, "fedprivacy.hazmat": 1, "fedprivacy.encoding": 2, "fedprivacy.gapcode": 2,
+    "fedprivacy.errors": 0, "fedprivacy.hazmat": 1, "fedprivacy.encoding": 2, "fedprivacy.gapcode": 2, "fedprivacy.loopback": 2,
     "fedprivacy.accounting": 3, "fedprivacy.ldp": 3, "fedprivacy.ddp": 3, "fedprivacy.psu": 3,
     "fedprivacy.secagg": 3, "fedprivacy.policy": 4, "fedprivacy.client_settings": 4, "fedprivacy.submodel": 5,
     "fedprivacy.adapters": 6, "fedprivacy.cli": 8, "fedprivacy.__main__": 9,

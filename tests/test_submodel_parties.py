@@ -30,7 +30,7 @@ from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundClientStage, RoundServerStage
 
-from .helpers import budget_events
+from .helpers import budget_events, drive_round
 
 
 def _parties(clients=6, seed=2):
@@ -47,23 +47,9 @@ def _wire(message):
     return decode_submodel_message(message.to_bytes())
 
 
-def _run_until(server, clients, stage, tamper=None):
-    """Drive the parties through bytes until the server reaches ``stage``; returns the last outbound."""
-    outbound = server.start()
-    while server.stage is not stage:
-        for item in outbound:
-            message = _wire(item.message)
-            if tamper is not None:
-                message = tamper(item.recipient, message)
-            for reply in clients[item.recipient].receive(message):
-                server.receive(_wire(reply))
-        outbound = server.close_stage()
-    return outbound
-
-
 def test_a_round_through_the_parties_completes_and_every_client_ends_completed():
     server, clients, states = _parties()
-    _run_until(server, clients, RoundServerStage.COMPLETED)
+    drive_round(server, clients, RoundServerStage.COMPLETED)
     assert {c.stage for c in clients.values()} == {RoundClientStage.COMPLETED}
     assert server.result is not None and server.result.contributors == frozenset(clients)
     assert all(len(budget_events(s.ledger)) == 1 for s in states.values())
@@ -71,7 +57,7 @@ def test_a_round_through_the_parties_completes_and_every_client_ends_completed()
 
 def test_a_client_refuses_a_plan_with_rows_outside_its_randomized_set():
     server, clients, states = _parties()
-    outbound = _run_until(server, clients, RoundServerStage.AGGREGATING)
+    outbound = drive_round(server, clients, RoundServerStage.AGGREGATING)
     victim = outbound[0].recipient
     download = _wire(outbound[0].message)
     assert isinstance(download, RowDownload)
@@ -89,7 +75,7 @@ def test_a_client_refuses_a_plan_with_rows_outside_its_randomized_set():
 
 def test_a_client_refuses_a_plan_that_leaves_rows_without_partners():
     server, clients, _ = _parties()
-    outbound = _run_until(server, clients, RoundServerStage.AGGREGATING)
+    outbound = drive_round(server, clients, RoundServerStage.AGGREGATING)
     for index, forge in enumerate([
         lambda plan: {},  # nobody masks with it: the self mask alone would hide its blocks
         lambda plan: {peer: rows[-1:] for peer, rows in plan.shared.items()},  # only the dense rows shared
@@ -166,7 +152,7 @@ def test_the_server_ignores_junk_late_and_foreign_messages_without_changing_stag
 
 def test_reports_outside_the_union_or_duplicated_are_ignored():
     server, clients, _ = _parties()
-    _run_until(server, clients, RoundServerStage.COLLECTING_REPORTS)
+    drive_round(server, clients, RoundServerStage.COLLECTING_REPORTS)
     party = sorted(clients)[0]
     bogus = np.setdiff1d(np.arange(500, dtype=np.uint64), server.union)[:1]
     assert bogus.size  # 6 clients x 30 ids cannot cover 500
@@ -186,7 +172,7 @@ def test_an_oversized_client_sums_an_empty_sketch_and_sits_out_without_a_ledger_
             return np.arange(100, dtype=np.uint64)
 
     states[victim].client = Greedy(states[victim].client.data)
-    _run_until(server, clients, RoundServerStage.COMPLETED)
+    drive_round(server, clients, RoundServerStage.COMPLETED)
     assert clients[victim].stage is RoundClientStage.SAT_OUT and clients[victim].sat_out_reason == "oversized"
     assert victim not in server.result.chosen and not budget_events(states[victim].ledger)
     assert not np.isin(np.arange(100, dtype=np.uint64), server.union).all()  # its ids did not enter U
@@ -204,7 +190,7 @@ def _complex_messages():
     server, clients, _ = _parties(clients=4)
     start = server.start()[0].message.to_bytes()
     server, clients, _ = _parties(clients=4)
-    download = _run_until(server, clients, RoundServerStage.AGGREGATING)[0].message.to_bytes()
+    download = drive_round(server, clients, RoundServerStage.AGGREGATING)[0].message.to_bytes()
     return [start, download]
 
 
@@ -240,7 +226,7 @@ def test_arbitrary_bytes_raise_only_decode_error(raw):
 
 def test_non_finite_parameters_are_rejected():
     server, clients, _ = _parties()
-    outbound = _run_until(server, clients, RoundServerStage.AGGREGATING)
+    outbound = drive_round(server, clients, RoundServerStage.AGGREGATING)
     download = outbound[0].message
     dense = download.dense.copy()
     dense[0] = np.nan

@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import InvalidParameters
-from ..hazmat.prg import RandomSource, system_random_bytes
-from ..submodel.client import ClientState, SubmodelRoundClient
-from ..submodel.engine import ClientSummary, Delivery, RoundDrops, handle
+from ..hazmat.prg import RandomSource
+from ..submodel.client import ClientState
+from ..submodel.engine import ClientSummary, Delivery, InProcessClients, RoundDrops
 
 __all__ = ["RayExecutor"]
 
@@ -35,13 +35,11 @@ class _Shard:
 
     def __init__(self, states: dict[int, ClientState], drops: RoundDrops,
                  random_source: Callable[[int], RandomSource] | None) -> None:
-        self.drops = drops
-        self.gone: set[int] = set()
-        self.clients = {p: SubmodelRoundClient(s, p, random_bytes=system_random_bytes if random_source is None
-                                               else random_source(p)) for p, s in states.items()}
+        self.clients: InProcessClients | None = InProcessClients(states, drops, random_source)
 
-    def deliver(self, items: list[tuple[int, bytes]]) -> list[Delivery]:
-        return [handle(self.clients[recipient], self.drops, data, self.gone) for recipient, data in items]
+    def deliver(self, items: list[tuple[int, bytes | None]]) -> list[Delivery]:
+        assert self.clients is not None
+        return self.clients.deliver(items)
 
     def node_id(self) -> str:
         import ray
@@ -49,8 +47,8 @@ class _Shard:
         return str(ray.get_runtime_context().get_node_id())
 
     def finish(self) -> dict[int, ClientSummary]:
-        summaries = {p: ClientSummary(c.state, c.sat_out_reason, c.training_seconds) for p, c in self.clients.items()}
-        self.clients = {}
+        assert self.clients is not None
+        summaries, self.clients = self.clients.finish(), None
         return summaries
 
 
@@ -102,7 +100,7 @@ class _RayClients:
         self.node_ids = ray.get([a.node_id.remote() for a in self._actors])  # where each shard runs
         executor.last_node_ids = list(self.node_ids)
 
-    def deliver(self, items: list[tuple[int, bytes]]) -> list[Delivery]:
+    def deliver(self, items: list[tuple[int, bytes | None]]) -> list[Delivery]:
         by_actor: dict[int, list[int]] = {}
         for position, (recipient, _) in enumerate(items):
             by_actor.setdefault(self._shard_of[recipient], []).append(position)

@@ -4,7 +4,7 @@ from .bloom import BloomParameters, decode_bloom, encode_bloom
 from .iblt import encode_reference, encode_set, peel
 from .params import PSUParameters
 from .policy import PSUPolicy
-from .protocol import PSUClient, PSUResult, PSUServer, UnionDecodeFailure, run_psu_round
+from .protocol import PSUClient, PSUResult, PSUServer, RerunPolicy, UnionDecodeFailure, run_psu_round
 
 __all__ = [
     "BloomParameters",
@@ -13,6 +13,7 @@ __all__ = [
     "PSUPolicy",
     "PSUResult",
     "PSUServer",
+    "RerunPolicy",
     "UnionDecodeFailure",
     "decode_bloom",
     "encode_bloom",

@@ -4,7 +4,8 @@
 is sent); ``PSUServer`` decodes the securely summed sketch into the exact union, or raises
 :class:`UnionDecodeFailure` (never a partial union). ``run_psu_round`` runs the whole thing in
 process -- secure aggregation with its dropout schedule, decode, and on failure a new attempt with a
-fresh key, fresh weights, fresh masks and a table 1.5x larger, at most ``max_attempts`` times.
+fresh key, fresh weights, fresh masks and a table 1.5x larger, as :class:`RerunPolicy` decides (the
+one rerun policy: the submodel round's server follows it too).
 
 Dropouts follow secure aggregation: a client whose masked sketch did not arrive (gone before masked
 input) is not in the union; one whose sketch arrived is, even if it vanishes before unmasking.
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import RoundAborted
+from ..errors import InvalidParameters, RoundAborted
 from ..hazmat.field import Modulus
 from ..hazmat.prg import RandomSource, system_random_bytes
 from ..secagg import DropoutSchedule, RoundReport, SecAggConfig, run_secagg_round
@@ -29,7 +30,7 @@ from .iblt import encode_set, peel, validate_ids
 from .params import PSUParameters
 from .policy import PSUPolicy
 
-__all__ = ["PSUClient", "PSUServer", "UnionDecodeFailure", "PSUResult", "run_psu_round"]
+__all__ = ["PSUClient", "PSUServer", "UnionDecodeFailure", "PSUResult", "RerunPolicy", "run_psu_round"]
 
 
 class UnionDecodeFailure(RoundAborted):
@@ -45,6 +46,38 @@ class UnionDecodeFailure(RoundAborted):
         if math.isinf(self.estimated_union):
             return 4 * bound  # every cell occupied: the table was far too small
         return max(math.ceil(1.5 * bound), 2 * self.recovered, math.ceil(1.5 * self.estimated_union))
+
+
+@dataclass(frozen=True)
+class RerunPolicy:
+    """When a PSU runs its secure sum again (``protocols/psu/spec.md`` §3), for the standalone PSU and
+    the submodel round alike.
+
+    An *attempt* is one secure sum started with fresh parameters (``PSUParameters.attempt``: fresh
+    keys, weights and masks). Only a decode failure (:class:`UnionDecodeFailure`: the sum completed,
+    peeling stopped) leads to a rerun; a secure sum that aborts ends the PSU. After ``max_attempts``
+    attempts the failure stands. A rerun's union bound is :meth:`UnionDecodeFailure.next_bound`, never
+    above ``max_bound`` (when given: the most ids the round's clients can hold, as a client refuses a
+    larger table). Each client also counts its own attempts (``ClientPolicy.max_psu_attempts``)."""
+
+    max_attempts: int = 3
+    max_bound: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise InvalidParameters("max_attempts must be a positive integer")
+        if self.max_bound is not None and (not isinstance(self.max_bound, int) or self.max_bound < 1):
+            raise InvalidParameters("max_bound must be a positive integer")
+
+    def next_attempt(self, params: PSUParameters, failure: UnionDecodeFailure, attempts: int) -> PSUParameters | None:
+        """The parameters of the next attempt after ``failure`` of the one run with ``params``, when
+        ``attempts`` were started so far; ``None``: no rerun (the failure stands)."""
+        if attempts >= self.max_attempts:
+            return None
+        bound = failure.next_bound(params.union_bound)
+        if self.max_bound is not None:
+            bound = min(bound, self.max_bound)
+        return PSUParameters(params.universe, bound, params.session_id, params.attempt + 1)
 
 
 class PSUClient:
@@ -110,18 +143,19 @@ def run_psu_round(
 
     reports: list[RoundReport] = []
     encode_seconds: dict[int, float] = {}
-    for attempt in range(max_attempts):
+    rerun = RerunPolicy(max_attempts)
+    while True:
         config = make_config(params)
         if config.modulus is not Modulus.P61 or config.dim != params.vector_length:
             raise ValueError("the secure-aggregation config must sum vectors of params.vector_length mod p")
-        policy.check_psu_attempt(attempt)
+        policy.check_psu_attempt(len(reports))
         policy.check_psu_cohort(config.clients)
         policy.check_allocation(params.vector_length * 8, "the PSU table")
 
-        def sketch(party: int, p: PSUParameters = params, members: dict[int, PSUClient] = clients) -> np.ndarray:
+        def sketch(party: int, p: PSUParameters = params) -> np.ndarray:
             started = time.perf_counter()
             source = system_random_bytes if random_source is None else random_source(party)
-            vector = encode_set(p, members[party].ids, random_bytes=source)
+            vector = encode_set(p, clients[party].ids, random_bytes=source)
             encode_seconds[party] = time.perf_counter() - started
             return vector
 
@@ -133,10 +167,9 @@ def run_psu_round(
         try:
             union = PSUServer(params).decode(report.result)
         except UnionDecodeFailure as failure:
-            if attempt + 1 == max_attempts:
+            following = rerun.next_attempt(params, failure, len(reports))
+            if following is None:
                 raise
-            params = params.retry(minimum_bound=failure.next_bound(params.union_bound))
-            clients = {party: PSUClient(params, c.ids) for party, c in clients.items()}
+            params = following
             continue
-        return PSUResult(union, params, attempt + 1, report.input_ids, reports, encode_seconds)
-    raise AssertionError("unreachable")
+        return PSUResult(union, params, len(reports), report.input_ids, reports, encode_seconds)

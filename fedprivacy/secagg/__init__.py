@@ -19,7 +19,7 @@ from .policy import SecAggPolicy
 from .quantize import Quantizer
 from .rows import ClientRowPlan, RowPlan
 from .server import Outbound, SecAggServer
-from .stages import ClientStage, ServerStage
+from .stages import ClientStage, SecAggStep, ServerStage
 
 __all__ = [
     "Adversary",
@@ -38,6 +38,7 @@ __all__ = [
     "SecAggConfig",
     "SecAggPolicy",
     "SecAggServer",
+    "SecAggStep",
     "ServerStage",
     "TrustStore",
     "check_graph_parameters",

@@ -1,10 +1,10 @@
-"""An in-memory driver: N clients and the server in one process, every message through its bytes.
+"""An in-memory driver: N clients and the server in one process, over the loopback transport.
 
-It plays the transport: it encodes each message, decodes it on the other side (so every run
-exercises the wire format), delivers in a fixed order, and follows a scripted dropout schedule --
-which parties vanish before which stage, and which of them send their message late anyway (after
-the server closed that stage; the server must ignore it). It does no I/O and keeps no clock except
-the optional per-party timings the benchmark reads.
+:mod:`fedprivacy.loopback` plays the network: every message travels as its bytes (so every run
+exercises the wire format) in a fixed order, and a scripted dropout schedule says which parties
+vanish before which step (:class:`~fedprivacy.secagg.stages.SecAggStep`), and which of them send
+their message late anyway (after the server closed that step; the server must ignore it). It does no
+I/O and keeps no clock except the optional per-party timings the benchmark reads.
 """
 
 from __future__ import annotations
@@ -12,46 +12,69 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from functools import partial
 
 import numpy as np
 
 from ..errors import FedPrivacyError, RoundAborted
 from ..hazmat.prg import RandomSource, system_random_bytes
+from ..loopback import InProcessHost, Loopback
 from .client import SecAggClient
 from .identity import Identity, TrustStore
-from .messages import MaskedInput, Message, decode_message
+from .messages import (
+    AdvertiseKeys,
+    ConsistencyResponse,
+    MaskedInput,
+    Message,
+    RoutedShares,
+    ShareKeys,
+    UnmaskResponse,
+    decode_message,
+)
 from .params import SecAggConfig
 from .policy import SecAggPolicy
 from .rows import RowPlan
 from .server import IgnoredMessage, SecAggServer
+from .stages import SecAggStep, ServerStage
 
-__all__ = ["DropStage", "DropoutSchedule", "RoundReport", "run_secagg_round"]
+__all__ = ["DropStage", "DropoutSchedule", "RoundReport", "SecAggStep", "run_secagg_round", "step_of"]
+
+DropStage = SecAggStep
+"""Deprecated alias of :class:`~fedprivacy.secagg.stages.SecAggStep` (the one name of the four steps)."""
+
+_STEP_OF: dict[type, SecAggStep] = {
+    AdvertiseKeys: SecAggStep.ADVERTISE, ShareKeys: SecAggStep.SHARE, MaskedInput: SecAggStep.INPUT,
+    ConsistencyResponse: SecAggStep.UNMASK, UnmaskResponse: SecAggStep.UNMASK,
+}
+_HOLD_BELOW = 1 << 16  # shorter replies wait for the end of a step; a masked input goes to the server at once
 
 
-class DropStage(Enum):
-    """The stage whose message a party never sends (it vanishes just before it)."""
-
-    ADVERTISE = "advertise"  # never advertises keys: not in U1
-    SHARE = "share"  # advertised keys, never shares them: in U1 \\ U2
-    INPUT = "input"  # shared keys, never sends its masked input: in U2 \\ U3
-    UNMASK = "unmask"  # sent its masked input, never answers the unmasking request: in U3 \\ U5
-
-
-_ORDER = [DropStage.ADVERTISE, DropStage.SHARE, DropStage.INPUT, DropStage.UNMASK]
+def step_of(message: object) -> SecAggStep | None:
+    """The step a client's message belongs to (``None``: not a client's secure-aggregation message)."""
+    return _STEP_OF.get(type(message))
 
 
 @dataclass(frozen=True)
 class DropoutSchedule:
-    drops: Mapping[int, DropStage] = field(default_factory=dict)
+    drops: Mapping[int, SecAggStep] = field(default_factory=dict)
     late: frozenset[int] = frozenset()  # dropped parties whose skipped message arrives after the close
     # Malicious mode: parties dropped at UNMASK that also never sign U3 (in U3 \ U4); others sign first.
     unsigned: frozenset[int] = frozenset()
 
-    def active(self, party: int, stage: DropStage) -> bool:
+    def active(self, party: int, stage: SecAggStep) -> bool:
         dropped_at = self.drops.get(party)
-        return dropped_at is None or _ORDER.index(dropped_at) > _ORDER.index(stage)
+        return dropped_at is None or dropped_at.order > stage.order
+
+    def vanishes_before(self, party: int, message: object) -> bool:
+        """Whether ``party`` vanishes just before sending ``message`` (its scripted step's message)."""
+        step = step_of(message)
+        if step is None or self.drops.get(party) is not step:
+            return False
+        return not isinstance(message, ConsistencyResponse) or party in self.unsigned
+
+    def arrives_late(self, party: int, message: object) -> bool:
+        """Whether the message ``party`` vanished before still reaches the server, after the close."""
+        return party in self.late and not isinstance(message, ConsistencyResponse)
 
 
 @dataclass
@@ -103,7 +126,7 @@ def run_secagg_round(
     if server_trust is True:
         server_trust = trust if config.malicious else None
     server = SecAggServer(config, row_plan, server_trust or None)
-    clients = {
+    clients = _Clients(config, inputs, clock, {
         party: SecAggClient(
             config,
             party,
@@ -114,128 +137,59 @@ def run_secagg_round(
             policy=policy,
         )
         for party in config.party_ids
-    }
-    client_seconds = dict.fromkeys(config.party_ids, 0.0)
-    masking_seconds: dict[int, float] = {}
-    upload = dict.fromkeys(config.party_ids, 0)
-    download = dict.fromkeys(config.party_ids, 0)
-    errors: dict[int, FedPrivacyError] = {}
-    server_seconds = 0.0
-    pending_late: list[tuple[int, bytes]] = []
-
-    outbox: list[tuple[int, bytes]] = []  # encoded client messages not yet given to the server
-
-    def to_server(party: int, messages: list[Message]) -> None:
-        for message in messages:
-            started = clock()
-            data = message.to_bytes()
-            client_seconds[party] += clock() - started
-            upload[party] += len(data)
-            outbox.append((party, data))
-            if isinstance(message, MaskedInput):  # large: delivered at once, never all held together
-                deliver()
-
-    def deliver() -> None:
-        """Hand the queued messages to the server, in order. Small messages wait for the end of the
-        stage, as a server on another machine would see them: the server's time is then not mixed
-        with the clients' work (their signature checks would otherwise cool its caches)."""
-        nonlocal server_seconds
-        for party, data in outbox:
-            if observer is not None:
-                observer(party, 0, data)
-            started = clock()
-            server.receive(decode_message(data))
-            server_seconds += clock() - started
-        outbox.clear()
-
-    def client_step(party: int, step: Callable[[], list[Message]], masking: bool = False) -> list[Message]:
-        started = clock()
-        try:
-            return step()
-        except FedPrivacyError as exc:  # the client aborted; from now on it is simply gone
-            errors[party] = exc
-            return []
-        finally:
-            elapsed = clock() - started
-            client_seconds[party] += elapsed
-            if masking:
-                masking_seconds[party] = elapsed
-
-    def close(stage: DropStage) -> list[tuple[int, Message]] | None:
-        nonlocal server_seconds
-        deliver()
-        started = clock()
-        try:
-            outbound = server.close_stage()
-        except RoundAborted:
-            return None
-        finally:
-            server_seconds += clock() - started
-        for party, data in pending_late:  # late arrivals: must be ignored, never merged
-            server.receive(decode_message(data))
-        pending_late.clear()
-        delivered = []
-        for item in outbound:
-            started = clock()
-            data = item.message.to_bytes()
-            server_seconds += clock() - started
-            if tamper is not None:
-                data = tamper(item.recipient, data)
-            download[item.recipient] += len(data)
-            if observer is not None:
-                observer(0, item.recipient, data)
-            delivered.append((item.recipient, data))
-        return [(party, decode_message(data)) for party, data in delivered]
-
-    def participate(party: int, stage: DropStage, messages: list[Message]) -> None:
-        if schedule.active(party, stage):
-            to_server(party, messages)
-        elif party in schedule.late and schedule.drops.get(party) is stage:
-            pending_late.extend((party, m.to_bytes()) for m in messages)
-
-    # Round 0: advertise keys.
-    for party, client in clients.items():
-        participate(party, DropStage.ADVERTISE, client_step(party, client.start))
-    broadcasts = close(DropStage.ADVERTISE)
-    # Round 1: share keys.
-    for party, message in broadcasts or []:
-        if party not in errors and schedule.active(party, DropStage.ADVERTISE):
-            participate(party, DropStage.SHARE, client_step(party, partial(clients[party].receive, message)))
-    routed = close(DropStage.SHARE) if broadcasts is not None else None
-    # Round 2: masked input.
-    for party, message in routed or []:
-        if party not in errors and schedule.active(party, DropStage.SHARE):
-            client = clients[party]
-            client_step(party, partial(client.receive, message))
-            if party not in errors:
-                vector = inputs(party) if callable(inputs) else inputs[party]
-                out = client_step(party, partial(client.submit_input, vector), masking=True)
-                participate(party, DropStage.INPUT, out)
-    requests = close(DropStage.INPUT) if routed is not None else None
-    if config.malicious and requests is not None:  # the consistency check
-        for party, message in requests:
-            if party not in errors and schedule.active(party, DropStage.INPUT) and party not in schedule.unsigned:
-                to_server(party, client_step(party, partial(clients[party].receive, message)))
-        requests = close(DropStage.UNMASK)
-    # Round 3: unmasking.
-    for party, message in requests or []:
-        if party not in errors and schedule.active(party, DropStage.INPUT):
-            participate(party, DropStage.UNMASK, client_step(party, partial(clients[party].receive, message)))
-    if requests is not None:
-        close(DropStage.UNMASK)
+    })
+    host = InProcessHost({p: partial(clients.handle, p) for p in config.party_ids}, decode_message, clock=clock,
+                         vanishes=schedule.vanishes_before, late=schedule.arrives_late, excluded=clients.outside.__getitem__)
+    link = Loopback(server, decode_message, host, config.party_ids, clock=clock, observer=observer, tamper=tamper,
+                    hold_below=_HOLD_BELOW)
+    link.start(config.party_ids)
+    try:
+        while server.stage is not ServerStage.COMPLETED:
+            link.exchange(link.close())
+    except RoundAborted:
+        pass
+    counters = link.counters
     return RoundReport(
-        result=server.result if server.abort_error is None and requests is not None else None,
+        result=server.result if server.stage is ServerStage.COMPLETED else None,
         aborted=server.abort_error,
         advertised_ids=server.advertised_ids,
         shared_ids=server.shared_ids,
         input_ids=server.input_ids,
         unmask_ids=server.unmask_ids,
         signed_ids=server.signed_ids,
-        client_errors=errors,
+        client_errors=counters.errors,
         ignored=list(server.ignored),
-        client_seconds=client_seconds,
-        client_masking_seconds=masking_seconds,
-        server_seconds=server_seconds,
-        upload_bytes=upload,
-        download_bytes=download,
+        client_seconds=counters.client_seconds,
+        client_masking_seconds=clients.masking,
+        server_seconds=counters.server_seconds,
+        upload_bytes=counters.upload,
+        download_bytes=counters.download,
     )
+
+
+class _Clients:
+    """The round's clients, as the loopback's handlers: a client starts, answers each message, and
+    masks its input as soon as its shares are in (the input made then, its making not timed as the
+    client's: ``outside``; the masking itself timed apart too: ``masking``)."""
+
+    def __init__(self, config: SecAggConfig, inputs: Mapping[int, np.ndarray] | Callable[[int], np.ndarray],
+                 clock: Callable[[], float], clients: dict[int, SecAggClient]) -> None:
+        self.clients, self.inputs, self.clock = clients, inputs, clock
+        self.masking: dict[int, float] = {}
+        self.outside = dict.fromkeys(config.party_ids, 0.0)
+
+    def handle(self, party: int, message: Message | None) -> list[Message]:
+        client, clock = self.clients[party], self.clock
+        if message is None:
+            return client.start()
+        replies = client.receive(message)
+        if isinstance(message, RoutedShares):  # the shares are in: the input is masked now
+            started = clock()
+            vector = self.inputs(party) if callable(self.inputs) else self.inputs[party]
+            self.outside[party] += clock() - started
+            started = clock()
+            try:
+                replies = replies + client.submit_input(vector)
+            finally:
+                self.masking[party] = clock() - started
+        return replies

@@ -16,8 +16,10 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = [
+    "SecAggStep",
     "ClientStage",
     "ServerStage",
+    "STEP_OF_SERVER_STAGE",
     "ClientEvent",
     "ServerEvent",
     "CLIENT_TRANSITIONS",
@@ -25,6 +27,27 @@ __all__ = [
     "MALICIOUS_CLIENT_TRANSITIONS",
     "MALICIOUS_SERVER_TRANSITIONS",
 ]
+
+
+class SecAggStep(Enum):
+    """The four steps of a secure sum, named once: each is one message every surviving client sends.
+    Drop schedules, the in-process driver and engine, and the Flower workflow's logs all use these
+    names (the values are those of the secure-aggregation vectors' ``drops``). A client that *drops
+    at* a step never sends that step's message: ``ADVERTISE`` (not in U1), ``SHARE`` (in U1 \\ U2),
+    ``INPUT`` (in U2 \\ U3), ``UNMASK`` (in U3 \\ U5; in malicious mode it still signs the survivor
+    set unless scheduled otherwise: the consistency check belongs to this step)."""
+
+    ADVERTISE = "advertise"  # advertise keys (round 0)
+    SHARE = "share"  # share keys (round 1)
+    INPUT = "input"  # the masked input (round 2)
+    UNMASK = "unmask"  # the consistency check (malicious mode) and the unmasking (round 3)
+
+    @property
+    def order(self) -> int:
+        return _STEP_ORDER.index(self)
+
+
+_STEP_ORDER = (SecAggStep.ADVERTISE, SecAggStep.SHARE, SecAggStep.INPUT, SecAggStep.UNMASK)
 
 
 class ClientStage(Enum):
@@ -55,6 +78,16 @@ class ServerStage(Enum):
     COLLECTING_UNMASKING = "collecting-unmasking"  # U5
     COMPLETED = "completed"
     ABORTED = "aborted"
+
+
+STEP_OF_SERVER_STAGE: dict[ServerStage, SecAggStep] = {
+    ServerStage.COLLECTING_KEYS: SecAggStep.ADVERTISE,
+    ServerStage.COLLECTING_SHARES: SecAggStep.SHARE,
+    ServerStage.COLLECTING_INPUTS: SecAggStep.INPUT,
+    ServerStage.COLLECTING_SIGNATURES: SecAggStep.UNMASK,
+    ServerStage.COLLECTING_UNMASKING: SecAggStep.UNMASK,
+}
+"""The step whose messages a server stage collects."""
 
 
 class ServerEvent(Enum):

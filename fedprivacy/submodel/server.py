@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import FedPrivacyError, InvalidParameters, LocalProtocolError, RoundAborted
 from ..hazmat.field import Modulus
 from ..psu.params import PSUParameters
-from ..psu.protocol import PSUServer, UnionDecodeFailure
+from ..psu.protocol import PSUServer, RerunPolicy, UnionDecodeFailure
 from ..secagg import Adversary, Quantizer, RowPlan, SecAggConfig, SecAggServer, TrustStore
 from ..secagg.graph import ring_order
 from ..secagg.identity import joint_advertisement_statement
@@ -352,12 +352,12 @@ class SubmodelRoundServer:
         try:
             union = PSUServer(self._psu_params).decode(inner.result)
         except UnionDecodeFailure as failure:
-            if self._psu_attempts >= self.settings.max_psu_attempts:
-                raise
             # Never above the most ids the round's clients can hold: clients refuse a larger table.
-            ceiling = self.settings.psu_bound(len(self.party_ids))
-            bound = min(failure.next_bound(self._psu_params.union_bound), ceiling)
-            self._psu_params = PSUParameters(self.settings.universe, bound, self._session_id, self._psu_params.attempt + 1)
+            rerun = RerunPolicy(self.settings.max_psu_attempts, self.settings.psu_bound(len(self.party_ids)))
+            following = rerun.next_attempt(self._psu_params, failure, self._psu_attempts)
+            if following is None:
+                raise
+            self._psu_params = following
             return self._start_psu(tuple(sorted(inner.input_ids - self._sat_out)))
         self._psu_decode_seconds = time.perf_counter() - started
         self._psu_config, self._psu_sharers = inner.config, inner.shared_ids

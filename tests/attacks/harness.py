@@ -1,5 +1,6 @@
-"""A malicious server for the in-process rounds: it runs the honest server's logic but every message
-it sends goes through ``tamper`` first, which may rewrite it, drop it (return ``[]``), split it (return
+"""A malicious server for the in-process rounds: it runs the honest server's logic over the loopback
+transport (:mod:`fedprivacy.loopback`, every message as its bytes), but every message it sends goes
+through ``tamper`` first, which may rewrite it, drop it (return ``[]``), split it (return
 several, e.g. different versions to different parties) or replay it (return it twice, or return one
 it kept from earlier). Every message the clients send is recorded, so an attack can compute what the
 server learns from them.
@@ -19,7 +20,7 @@ policy, e.g. identity keys) without changing the tests.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,8 +30,9 @@ from fedprivacy.hazmat import shamir
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.kex import KeyAgreement
 from fedprivacy.hazmat.prg import MaskExpander
+from fedprivacy.loopback import InProcessHost, Loopback
 from fedprivacy.policy import ClientPolicy
-from fedprivacy.secagg import Adversary, SecAggClient, SecAggConfig, SecAggServer
+from fedprivacy.secagg import Adversary, Outbound, SecAggClient, SecAggConfig, SecAggServer, ServerStage
 from fedprivacy.secagg.masking import limbs_to_secret, pair_mask_key, self_mask_key
 from fedprivacy.secagg.messages import (
     SECRET_LIMBS,
@@ -39,10 +41,11 @@ from fedprivacy.secagg.messages import (
     Message,
     UnmaskRequest,
     UnmaskResponse,
+    decode_message,
 )
 from fedprivacy.secagg.rows import row_keystream
 from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
-from fedprivacy.submodel.messages import Phase, PhaseMessage, SubmodelMessage
+from fedprivacy.submodel.messages import Phase, PhaseMessage, SubmodelMessage, decode_submodel_message
 from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundServerStage
@@ -103,38 +106,54 @@ class SecureSumAttack:
 
     def run(self, inputs: Mapping[int, np.ndarray]) -> np.ndarray | None:
         server = SecAggServer(self.config)
-        for party, client in self.clients.items():
-            for message in self._call(party, client.start):
-                self._forward(server, party, message)
-            self._call(party, client.submit_input, inputs[party])
-        while True:
-            try:
-                outbound = server.close_stage()
-            except RoundAborted as exc:
-                self.aborted = exc
-                return None
-            if not outbound and server.stage.value == "completed":
-                return server.result
-            for item in outbound:
-                for message in self.tamper(item.recipient, item.message):
-                    client = self.clients.get(message.recipient)
-                    if client is None or message.recipient in self.errors:
-                        continue
-                    for reply in self._call(message.recipient, client.receive, message):
-                        self._forward(server, message.recipient, reply)
-            if server.stage.value == "completed":
-                return server.result
 
-    def _call(self, party: int, function: Callable[..., list], *args: object) -> list:
+        def handler(party: int) -> Callable[[Message | None], list]:
+            def on(message: Message | None) -> list:
+                client = self.clients[party]
+                if message is None:  # it starts, and its input waits for the shares
+                    out = client.start() + client.submit_input(inputs[party])
+                else:
+                    out = client.receive(message)
+                self.sent[party].extend(out)
+                return out
+            return on
+
+        link = _link(server, decode_message, {p: handler(p) for p in self.clients})
+        link.start(self.clients)
         try:
-            return function(*args)
-        except FedPrivacyError as exc:
-            self.errors[party] = exc
-            return []
+            while server.stage is not ServerStage.COMPLETED:
+                outbound = link.close()
+                if server.stage is not ServerStage.COMPLETED:  # equivocations go where they name
+                    link.exchange(_Tampered(outbound, self.tamper, lambda item, m: m.recipient, set(self.clients)))
+        except RoundAborted as exc:
+            self.aborted = exc
+            return None
+        finally:
+            self.errors.update(link.counters.errors)
+        return server.result
 
-    def _forward(self, server: SecAggServer, party: int, message: Message) -> None:
-        self.sent[party].append(message)
-        server.receive(message)
+
+class _Tampered(Sequence):
+    """The server's outbound as the attacker rewrites it, item by item as the transport takes it (each
+    item may become none, one or several messages, addressed by ``route(item, message)``)."""
+
+    def __init__(self, outbound: Sequence, tamper: Tamper, route: Callable[[object, object], int], known: set[int]):
+        self._outbound, self._tamper, self._route, self._known = outbound, tamper, route, known
+
+    def __len__(self) -> int:
+        return len(self._outbound)
+
+    def __getitem__(self, index):
+        items = self._outbound[index] if isinstance(index, slice) else [self._outbound[index]]
+        rewritten = [(self._route(item, m), m) for item in items for m in self._tamper(item.recipient, item.message)]
+        return [Outbound(recipient, m) for recipient, m in rewritten if recipient in self._known]
+
+
+def _link(server: object, decode: Callable[[bytes], object], handlers: Mapping[int, Callable]) -> Loopback:
+    """The loopback transport between ``server`` and in-process ``handlers``, one message at a time
+    (the attacker rewrites each just before it goes out)."""
+    host = InProcessHost(handlers, decode)
+    return Loopback(server, decode, host, handlers, window=1)
 
 
 def equivocate(victim: int, told_alive: set[int]) -> Tamper:
@@ -223,30 +242,26 @@ class SubmodelRoundAttack:
         for party, state in self.states.items():
             kwargs = {} if self.random_source is None else {"random_bytes": self.random_source(party)}
             self.clients[party] = self.client_class(state, party, **kwargs)
-        outbound = server.start()
-        while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
-            for item in outbound:
-                for message in self.tamper(item.recipient, item.message):
-                    self._deliver(server, item.recipient, message)
-            try:
-                outbound = server.close_stage()
-            except RoundAborted as exc:
-                self.aborted = exc
-                break
-        return server
 
-    def _deliver(self, server: SubmodelRoundServer, recipient: int, message: SubmodelMessage) -> None:
-        if recipient in self.errors:
-            return
-        self.received[recipient].append(message)
+        def handler(party: int) -> Callable[[SubmodelMessage], list]:
+            def on(message: SubmodelMessage) -> list:
+                self.received[party].append(message)
+                replies = self.clients[party].receive(message)
+                self.sent[party].extend(replies)
+                return replies
+            return on
+
+        link = _link(server, decode_submodel_message, {p: handler(p) for p in self.clients})
+        outbound = server.start()
         try:
-            replies = self.clients[recipient].receive(message)
-        except FedPrivacyError as exc:
-            self.errors[recipient] = exc
-            return
-        for reply in replies:
-            self.sent[recipient].append(reply)
-            server.receive(reply)
+            while server.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
+                link.exchange(_Tampered(outbound, self.tamper, lambda item, m: item.recipient, set(self.clients)))
+                outbound = link.close()
+        except RoundAborted as exc:
+            self.aborted = exc
+        finally:
+            self.errors.update(link.counters.errors)
+        return server
 
     def secagg_sent(self, phase: Phase) -> dict[int, list]:
         """The secure-aggregation messages each client sent in ``phase``."""

@@ -72,12 +72,20 @@ from ...secagg.messages import (
     decode_message,
 )
 from ...secagg.server import Outbound
+from ...secagg.stages import SecAggStep
 from ..identity import TRUST_STORE_KEY, load_trust_store
 from .constants import RECORD_KEY_CONFIGS, Key, Stage
 
 __all__ = ["SecAggPlusWorkflow", "RoundOutcome"]
 
 _MODULI = {1 << 32: Modulus.U32, 1 << 64: Modulus.U64}
+_STEP = {  # Flower's stage names -> the one name of each secure-aggregation step (in the logs)
+    Stage.SETUP: SecAggStep.ADVERTISE,
+    Stage.SHARE_KEYS: SecAggStep.SHARE,
+    Stage.COLLECT_MASKED_VECTORS: SecAggStep.INPUT,
+    Stage.CONSISTENCY_CHECK: SecAggStep.UNMASK,
+    Stage.UNMASK: SecAggStep.UNMASK,
+}
 _EXPECTED = {
     Stage.SETUP: AdvertiseKeys,
     Stage.SHARE_KEYS: ShareKeys,
@@ -466,11 +474,12 @@ class _Round:
             messages.append(
                 Message(content=content, dst_node_id=node, message_type=MessageType.TRAIN, group_id=str(self.current_round))
             )
-        log(DEBUG, "[%s] sending to %s nodes", stage, len(messages))
+        label = f"{_STEP[stage].value}:{stage}"
+        log(DEBUG, "[%s] sending to %s nodes", label, len(messages))
         replies = self.grid.send_and_receive(messages, timeout=self.workflow.timeout)
         del messages
         accepted = self._accept(stage, set(records), replies)
-        log(DEBUG, "[%s] accepted replies from %s nodes", stage, accepted)
+        log(DEBUG, "[%s] accepted replies from %s nodes", label, accepted)
         return self.server.close_stage()  # RoundAborted: fewer than t left somewhere
 
     def _accept(self, stage: str, asked: set[int], replies: Iterable[Message]) -> int:
@@ -484,7 +493,7 @@ class _Round:
                 continue
             if reply.has_error():
                 self.failures.append(Exception(reply.error))
-                log(DEBUG, "[%s] node %s answered with an error: %s", stage, node, reply.error.reason)
+                log(DEBUG, "[%s:%s] node %s answered with an error: %s", _STEP[stage].value, stage, node, reply.error.reason)
                 continue
             message = self._decode(stage, reply)
             if message is None or not isinstance(message, expected) or getattr(message, "sender", None) != party:

@@ -58,7 +58,9 @@ def init_rows(count: int, dim: int, seed: int = 0, scale: float = 0.3,
         raise InvalidParameters("dim must be >= 1")
     rng = np.random.default_rng(seed)
     values: np.ndarray = np.zeros((count, dim + 1), dtype=dtype)
-    values[:, :dim] = rng.normal(0.0, scale, (count, dim))  # the stream of count draws of dim normals
+    for start in range(0, count, 1 << 16):  # the stream of count draws of dim normals, a block at a time
+        stop = min(count, start + (1 << 16))
+        values[start:stop, :dim] = rng.normal(0.0, scale, (stop - start, dim))
     return values, DenseHead(np.full(dim, 1.0), 0.0)
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from fedprivacy.bench.round import max_difference_from_plaintext
 from fedprivacy.errors import InvalidParameters
-from fedprivacy.ldp import RRParameters
 from fedprivacy.hazmat.field import Modulus
+from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import SecAggConfig
 from fedprivacy.secagg.rows import ClientRowPlan
 from fedprivacy.submodel.client import ClientState

@@ -104,3 +104,15 @@ def test_the_bench_check_rounds_as_the_float32_server_and_catches_a_wrong_row():
     moved = int(outcome.planned_rows[0])
     server.apply_row_updates(np.array([moved], dtype=np.uint64), np.full((1, 5), 1e-4))  # a wrong row
     assert max_difference_from_plaintext(workload, before, head, server, server.head, outcome, settings, 600) > 5e-5
+
+
+def test_the_round_bench_reports_memory_by_stage_in_order():
+    from fedprivacy.bench.round import run_round_bench
+
+    result = run_round_bench(12, 40, 1500, 4, 0.1, RRParameters.preset(2))
+    assert result["correct"] is True
+    stages = [entry["stage"] for entry in result["memory_by_stage"]]
+    assert stages[:2] == ["workload", "clients and model"] and stages[-3:] == ["round", "plaintext check", "server floor"]
+    assert "round: aggregating:collecting-unmasking" in stages
+    peaks = [entry["peak_bytes"] for entry in result["memory_by_stage"]]
+    assert peaks == sorted(peaks) and peaks[-1] <= result["peak_rss_bytes"]

@@ -57,7 +57,9 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
                seed: int = 0, adversary: Adversary = Adversary.SEMI_MALICIOUS, identities=None, trust=None,
                clock=time.perf_counter, observer=None, ddp: DDPSettings | None = None,
                executor=None, sparse_rows_above: int | None = None) -> dict[str, object]:
+    memory = _MemoryProbe()
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
+    memory.mark("workload")
     states = {
         c.client_id: ClientState.new(ReferenceClient(c), params,
                                      identity=None if identities is None else identities[c.client_id], trust=trust)
@@ -66,6 +68,7 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     # the demo model, float32 as embedding tables are (its row downloads go as 4-byte floats), packed:
     # no per-row object, and the starting rows are this array, which the server copies before its update
     before, head = init_rows(universe, dim, seed=seed, dtype=np.float32)
+    memory.mark("clients and model")
     rng = np.random.default_rng(seed + 1)
     dropped = [int(p) for p in rng.choice(sorted(states), size=round(dropout * clients), replace=False)]
     half = len(dropped) // 2
@@ -79,13 +82,16 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     server = ReferenceServer.from_arrays(np.arange(universe, dtype=np.uint64), before, head)
     started = time.perf_counter()
     outcome = run_round(states, server, settings, 0, drops, observer=observer, trust=trust, clock=clock,
-                           executor=executor)
+                           executor=executor, progress=memory.progress)
     new_head = server.head
     total = time.perf_counter() - started
+    memory.mark("round")
     del states  # the clients' ledgers and memos: nothing below reads them
 
     worst = max_difference_from_plaintext(workload, before, head, server, new_head, outcome, settings, universe)
+    memory.mark("plaintext check")
     floor = server_floor(outcome, dim + 1, -(-server.dense_size // dim))
+    memory.mark("server floor")
     sizes = [rows.shape[0] for rows in outcome.chosen.values()]
     planned = outcome.planned_rows.shape[0]
     return {
@@ -124,7 +130,49 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
         "total_seconds": total,
         "executor": "inprocess" if executor is None else type(executor).__name__,
         "peak_rss_bytes": peak_rss_bytes(),
+        "memory_by_stage": [{"stage": stage, **sizes} for stage, sizes in memory.stages.items()],  # in order
     }
+
+
+class _MemoryProbe:
+    """Where the bench's memory goes: per step of the bench and per stage of the round (sampled as the
+    clients answer, every 32nd answer and the last), the largest resident set seen and the process's
+    peak so far (a peak reached inside a server step shows in the next sample's ``peak_bytes``)."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict[str, int]] = {}
+        self._statm = _statm_reader()
+
+    def _sample(self, label: str) -> None:
+        entry = self.stages.setdefault(label, {"rss_max_bytes": 0, "peak_bytes": 0})
+        rss = self._statm() if self._statm is not None else 0
+        entry["rss_max_bytes"] = max(entry["rss_max_bytes"], rss)
+        entry["peak_bytes"] = peak_rss_bytes()
+
+    def mark(self, label: str) -> None:
+        self._sample(label)
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        if done == total or done % 32 == 0:
+            self._sample("round: " + stage)
+
+
+def _statm_reader():
+    """Reads this process's current resident set in bytes (Linux ``/proc/self/statm``), or None."""
+    try:
+        import os
+
+        page = os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm", "rb") as handle:
+            handle.read()
+    except (OSError, ValueError, AttributeError):
+        return None
+
+    def read() -> int:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * page
+
+    return read
 
 
 def _median_seconds(function, repeats: int = 5) -> float:

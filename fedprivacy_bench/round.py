@@ -14,6 +14,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from fedprivacy.secagg import Adversary, DropStage, make_identities
 from fedprivacy.secagg.graph import all_neighbourhoods
 from fedprivacy.secagg.messages import AdvertiseKeys, ConsistencyResponse, KeyBroadcast, UnmaskRequest
 from fedprivacy.submodel.client import ClientState
-from fedprivacy.submodel.demo import DenseHead, init_model, local_update, synthetic_workload
+from fedprivacy.submodel.demo import init_rows, local_update, synthetic_workload
 from fedprivacy.submodel.engine import RoundDrops, run_round
 from fedprivacy.submodel.messages import PhaseMessage, decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
@@ -57,13 +58,18 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
                seed: int = 0, adversary: Adversary = Adversary.SEMI_MALICIOUS, identities=None, trust=None,
                clock=time.perf_counter, observer=None, ddp: DDPSettings | None = None,
                executor=None, sparse_rows_above: int | None = None) -> dict[str, object]:
+    memory = _MemoryProbe()
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
+    memory.mark("workload")
     states = {
         c.client_id: ClientState.new(ReferenceClient(c), params,
                                      identity=None if identities is None else identities[c.client_id], trust=trust)
         for c in workload.clients
     }
-    table, head = init_model(np.arange(universe, dtype=np.uint64), dim, seed=seed)
+    # the demo model, float32 as embedding tables are (its row downloads go as 4-byte floats), packed:
+    # no per-row object, and the starting rows are this array, which the server copies before its update
+    before, head = init_rows(universe, dim, seed=seed, dtype=np.float32)
+    memory.mark("clients and model")
     rng = np.random.default_rng(seed + 1)
     dropped = [int(p) for p in rng.choice(sorted(states), size=round(dropout * clients), replace=False)]
     half = len(dropped) // 2
@@ -74,18 +80,19 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
         extra["sparse_rows_above"] = sparse_rows_above
     settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items, adversary=adversary,
                              **extra)
-    server = ReferenceServer(table, head)
-    # the starting rows: the table's read-only views of the packed model, which an update never writes
-    # (no second copy of the model)
-    before = dict(table)
+    server = ReferenceServer.from_arrays(np.arange(universe, dtype=np.uint64), before, head)
     started = time.perf_counter()
     outcome = run_round(states, server, settings, 0, drops, observer=observer, trust=trust, clock=clock,
-                           executor=executor)
+                           executor=executor, progress=memory.progress)
     new_head = server.head
     total = time.perf_counter() - started
+    memory.mark("round")
+    del states  # the clients' ledgers and memos: nothing below reads them
 
-    worst = max_difference_from_plaintext(workload, before, head, table, new_head, outcome, settings, universe)
+    worst = max_difference_from_plaintext(workload, before, head, server, new_head, outcome, settings, universe)
+    memory.mark("plaintext check")
     floor = server_floor(outcome, dim + 1, -(-server.dense_size // dim))
+    memory.mark("server floor")
     sizes = [rows.shape[0] for rows in outcome.chosen.values()]
     planned = outcome.planned_rows.shape[0]
     return {
@@ -124,7 +131,49 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
         "total_seconds": total,
         "executor": "inprocess" if executor is None else type(executor).__name__,
         "peak_rss_bytes": peak_rss_bytes(),
+        "memory_by_stage": [{"stage": stage, **sizes} for stage, sizes in memory.stages.items()],  # in order
     }
+
+
+class _MemoryProbe:
+    """Where the bench's memory goes: per step of the bench and per stage of the round (sampled as the
+    clients answer, every 32nd answer and the last), the largest resident set seen and the process's
+    peak so far (a peak reached inside a server step shows in the next sample's ``peak_bytes``)."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, dict[str, int]] = {}
+        self._statm = _statm_reader()
+
+    def _sample(self, label: str) -> None:
+        entry = self.stages.setdefault(label, {"rss_max_bytes": 0, "peak_bytes": 0})
+        rss = self._statm() if self._statm is not None else 0
+        entry["rss_max_bytes"] = max(entry["rss_max_bytes"], rss)
+        entry["peak_bytes"] = peak_rss_bytes()
+
+    def mark(self, label: str) -> None:
+        self._sample(label)
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        if done == total or done % 32 == 0:
+            self._sample("round: " + stage)
+
+
+def _statm_reader():
+    """Reads this process's current resident set in bytes (Linux ``/proc/self/statm``), or None."""
+    try:
+        import os
+
+        page = os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/statm", "rb") as handle:
+            handle.read()
+    except (OSError, ValueError, AttributeError):
+        return None
+
+    def read() -> int:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * page
+
+    return read
 
 
 def _median_seconds(function, repeats: int = 5) -> float:
@@ -326,13 +375,20 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
     min_choosers clients, each surviving client's update on the rows it holds among them, counts
     capped at the public bound, clipped deltas; rows outside the plan must not move. A client uploads
     zeros for a row with fewer than min_choosers choosers among the parties whose shares were routed
-    in the rows' sum (the peers it really masks with, itself included)."""
+    in the rows' sum (the peers it really masks with, itself included).
+
+    ``before``: the starting rows by row id (an array, or a dict read a block at a time, never stacked
+    whole); ``table``: the rows after the round (a dict, or a server whose ``rows(ids)`` reads them). The
+    expected rows and head are rounded to the model's precision (``table``'s rows' dtype), as the server
+    rounds its own update. Nothing is kept per client beyond its turn: the chooser counts are one
+    counter per row id."""
     dim = head.weights.shape[0]
-    # ``before``: the starting rows by row id (an array, or a dict read a block at a time, never stacked whole)
     by_id = {c.client_id: c for c in workload.clients}
-    chosen_rows = np.concatenate(list(outcome.chosen.values()))
-    rows, chooser_counts = np.unique(chosen_rows, return_counts=True)
-    planned = rows[chooser_counts >= settings.min_choosers]
+    chooser_counts = np.zeros(universe, dtype=np.int64)
+    for ids in outcome.chosen.values():  # strictly increasing ids: one increment per row and chooser
+        chooser_counts[ids.astype(np.intp)] += 1
+    planned = np.flatnonzero(chooser_counts >= settings.min_choosers).astype(np.uint64)
+    del chooser_counts
     width = dim + 1
     sums = np.zeros((planned.shape[0], width))
     counts = np.zeros(planned.shape[0])
@@ -349,7 +405,7 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
         data = by_id[party]
         mine = outcome.chosen[party][in_plan[outcome.chosen[party]]]
         held = np.intersect1d(mine, data.train_items)
-        update = local_update(data, {int(r): before[int(r)] for r in held}, head)
+        update = local_update(data, {int(r): np.asarray(before[int(r)], dtype=np.float64) for r in held}, head)
         capped = np.minimum(update.row_counts, settings.max_samples)
         where = np.searchsorted(planned, update.rows)
         kept = masked_by[where] >= settings.min_choosers
@@ -362,13 +418,22 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
     # Every row, a block at a time: planned rows must have moved by their average, others not at all.
     average = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0)
     rows_at = planned.astype(np.int64)
-    worst = 0.0
+    if isinstance(table, Mapping):
+        def after(ids: np.ndarray) -> np.ndarray:
+            return np.array([table[r] for r in ids.tolist()])
+    else:
+        after = table.rows
+    worst, precision = 0.0, np.dtype(np.float64)
     for start in range(0, universe, 65_536):
         stop = min(universe, start + 65_536)
-        expected = np.array([before[r] for r in range(start, stop)] if isinstance(before, dict) else before[start:stop])
+        expected = np.array([before[r] for r in range(start, stop)] if isinstance(before, dict) else before[start:stop],
+                            dtype=np.float64)
         low, high = np.searchsorted(rows_at, [start, stop])
-        expected[rows_at[low:high] - start] += average[low:high]
-        worst = max(worst, float(np.max(np.abs(np.array([table[r] for r in range(start, stop)]) - expected))))
-    expected_head = DenseHead.from_flat(head.flat() + (dense / samples if samples else 0.0))
-    worst = max(worst, float(np.max(np.abs(new_head.flat() - expected_head.flat()))))
+        moved = rows_at[low:high] - start
+        got = after(np.arange(start, stop, dtype=np.uint64))
+        precision = got.dtype
+        expected[moved] = (expected[moved] + average[low:high]).astype(precision)  # rounded as the server rounds
+        worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - expected))))
+    expected_dense = (head.flat() + (dense / samples if samples else 0.0)).astype(precision).astype(np.float64)
+    worst = max(worst, float(np.max(np.abs(new_head.flat() - expected_dense))))
     return worst

@@ -7,7 +7,7 @@ click model (:mod:`~fedprivacy.submodel.model`) with its :class:`ReferenceServer
 match (:mod:`~fedprivacy.submodel.plaintext`).
 """
 
-from .model import DenseHead, LocalUpdate, auc, init_model, local_update, predict
+from .model import DenseHead, LocalUpdate, auc, init_model, init_rows, local_update, predict
 from .plaintext import apply_row_sums, plaintext_round
 from .reference import ReferenceClient, ReferenceServer
 from .workload import ClientData, Workload, synthetic_workload
@@ -22,6 +22,7 @@ __all__ = [
     "apply_row_sums",
     "auc",
     "init_model",
+    "init_rows",
     "local_update",
     "plaintext_round",
     "predict",

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InvalidParameters
 from .workload import ClientData
 
-__all__ = ["DenseHead", "LocalUpdate", "init_model", "predict", "local_update", "auc"]
+__all__ = ["DenseHead", "LocalUpdate", "init_model", "init_rows", "predict", "local_update", "auc"]
 
 
 @dataclass
@@ -46,11 +46,22 @@ class LocalUpdate:
 
 def init_model(universe_rows: np.ndarray, dim: int, seed: int = 0, scale: float = 0.3) -> tuple[dict[int, np.ndarray], DenseHead]:
     """Row table (as a dict row id -> vector, for any id space) and dense head, seeded (public)."""
+    values, head = init_rows(len(universe_rows), dim, seed, scale)
+    return dict(zip((int(r) for r in universe_rows), values)), head
+
+
+def init_rows(count: int, dim: int, seed: int = 0, scale: float = 0.3,
+              dtype: type = np.float64) -> tuple[np.ndarray, DenseHead]:
+    """The rows of :func:`init_model` packed, one per row of a (count, dim + 1) array (the same values
+    for the same seed), in ``dtype``: float32 rounds them as a float32 embedding table holds them."""
     if dim < 1:
         raise InvalidParameters("dim must be >= 1")
     rng = np.random.default_rng(seed)
-    rows = {int(r): np.append(rng.normal(0.0, scale, dim), 0.0) for r in universe_rows}
-    return rows, DenseHead(np.full(dim, 1.0), 0.0)
+    values: np.ndarray = np.zeros((count, dim + 1), dtype=dtype)
+    for start in range(0, count, 1 << 16):  # the stream of count draws of dim normals, a block at a time
+        stop = min(count, start + (1 << 16))
+        values[start:stop, :dim] = rng.normal(0.0, scale, (stop - start, dim))
+    return values, DenseHead(np.full(dim, 1.0), 0.0)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -25,7 +25,6 @@ no ``flwr``). The inputs are public benchmark data (``numpy.random`` is fine her
 from __future__ import annotations
 
 import gc
-import resource
 import statistics
 import sys
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ import numpy as np
 
 from fedprivacy.errors import InvalidParameters
 from fedprivacy.secagg import Adversary, check_graph_parameters, find_graph_parameters
+
+from .memory import peak_rss_mib
 
 __all__ = ["FlowerBenchOptions", "run_flower_bench", "DROP_STAGES", "TOLERANCE"]
 
@@ -149,7 +150,7 @@ def run_flower_bench(options: FlowerBenchOptions, progress: bool = True) -> dict
     report["speedups_comparable"] = bool(report["flower_correct"] and report["ours_correct"])
     report["server_speedup"] = _ratio(report["flower_server_seconds"], report["ours_server_seconds"])
     report["client_speedup"] = _ratio(report["flower_client_seconds_median"], report["ours_client_seconds_median"])
-    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["peak_rss_mb"] = peak_rss_mib()
     return report
 
 

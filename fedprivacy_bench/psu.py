@@ -8,7 +8,6 @@ that size, decoded by scanning the whole universe, to compare.
 
 from __future__ import annotations
 
-import resource
 import statistics
 import sys
 import time
@@ -19,6 +18,8 @@ import numpy as np
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.psu import BloomParameters, PSUParameters, decode_bloom, encode_bloom, run_psu_round
 from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
+
+from .memory import peak_rss_mib
 
 __all__ = ["run_psu_bench"]
 
@@ -86,7 +87,7 @@ def run_psu_bench(
     out["total_seconds"] = total
     if bloom_universe:
         out.update(_bloom_comparison(rng, clients, items, bloom_universe, schedule, party_ids, progress))
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mib()
     return out
 
 

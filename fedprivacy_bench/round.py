@@ -10,9 +10,7 @@ quantization error. The workload is the seeded synthetic one (public data).
 from __future__ import annotations
 
 import gc
-import resource
 import statistics
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +30,7 @@ from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
 from fedprivacy.submodel.server import rows_degree
 from fedprivacy.submodel.settings import RoundSettings
 
+from .memory import current_rss_reader, peak_rss_bytes
 from .secagg import signature_seconds
 
 __all__ = ["run_round_bench"]
@@ -142,7 +141,7 @@ class _MemoryProbe:
 
     def __init__(self) -> None:
         self.stages: dict[str, dict[str, int]] = {}
-        self._statm = _statm_reader()
+        self._statm = current_rss_reader()
 
     def _sample(self, label: str) -> None:
         entry = self.stages.setdefault(label, {"rss_max_bytes": 0, "peak_bytes": 0})
@@ -157,23 +156,6 @@ class _MemoryProbe:
         if done == total or done % 32 == 0:
             self._sample("round: " + stage)
 
-
-def _statm_reader():
-    """Reads this process's current resident set in bytes (Linux ``/proc/self/statm``), or None."""
-    try:
-        import os
-
-        page = os.sysconf("SC_PAGE_SIZE")
-        with open("/proc/self/statm", "rb") as handle:
-            handle.read()
-    except (OSError, ValueError, AttributeError):
-        return None
-
-    def read() -> int:
-        with open("/proc/self/statm", "rb") as handle:
-            return int(handle.read().split()[1]) * page
-
-    return read
 
 
 def _median_seconds(function, repeats: int = 5) -> float:
@@ -352,11 +334,6 @@ class _SignatureCounter:
             self.signed[sender] = self.signed.get(sender, 0) + 1
             self.server_checked += 1
 
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size so far (the whole bench, workload and model included)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
 
 
 def _choosers_per_planned_row(outcome) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import resource
 import statistics
 import sys
 import time
@@ -30,6 +29,8 @@ from fedprivacy.hazmat.identity import Signer, Verifier
 from fedprivacy.hazmat.prg import ctr_into
 from fedprivacy.secagg import Adversary, DropoutSchedule, DropStage, SecAggConfig, make_identities, run_secagg_round
 from fedprivacy.secagg.messages import KeyBroadcast, MessageType, decode_message
+
+from .memory import peak_rss_mib
 
 __all__ = ["SecAggBenchOptions", "run_secagg_bench", "masking_limit_seconds", "signature_seconds"]
 
@@ -168,7 +169,7 @@ def _run_one(options: SecAggBenchOptions, progress: bool = True) -> dict[str, ob
         "upload_bytes_per_client": statistics.median(report.upload_bytes[p] for p in survivors),
         "limit_seconds": limit,
         "masking_over_limit": (statistics.median(masking) / limit) if masking else None,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mib(),
     }
 
 
@@ -217,7 +218,7 @@ def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> di
         "repeats": max(1, options.repeats),
         "clock": "process CPU time",
         **_malicious_costs(rounds, survivors),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mib(),
     }
 
 

@@ -142,3 +142,54 @@ def test_the_pair_mask_tag_is_the_domain_tag():
     for low, high in ((0, 1), (7, 9), (1, (1 << 32) - 1), ((1 << 64) - 2, (1 << 64) - 1)):
         prefix = masking._two(masking._PAIR_MASK, low, high)
         assert prefix == domain_tag("secagg", "pair-mask", low, high)
+
+
+@pytest.mark.parametrize("signed,joint", [(False, False), (True, False), (True, True)])
+def test_key_broadcasts_from_the_servers_table_are_the_entry_by_entry_bytes(signed, joint):
+    from fedprivacy.secagg.messages import KeyBroadcast, PeerKeys, PeerKeyTable, decode_message
+
+    rng = np.random.default_rng(7)
+    ids = sorted(rng.choice(np.arange(1, 5000), 40, replace=False).tolist())
+    extra = 32 if joint else 0
+    entries = [PeerKeys(p, os.urandom(32), os.urandom(32), os.urandom(64) if signed else b"", os.urandom(extra),
+                        os.urandom(extra)) for p in ids]
+    table = PeerKeyTable(list(reversed(entries)))  # any order in: rows by party id
+    picks = [table.all_but(0), table.all_but(17), table.all_but(39), table.select(np.array([], dtype=np.int64)),
+             table.select(np.array([2, 3, 11, 39])), table.select(np.arange(40))]
+    for peers in picks:
+        chosen = tuple(peers)
+        packed, plain = KeyBroadcast(9, peers, signed, joint), KeyBroadcast(9, chosen, signed, joint)
+        assert peers == chosen and hash(peers) == hash(chosen) and len(peers) == len(chosen)
+        assert packed.to_bytes() == plain.to_bytes()
+        assert decode_message(packed.to_bytes()) == plain
+    assert [p.party_id for p in table.all_but(17)] == ids[:17] + ids[18:]
+    if not signed:  # a table of signed entries is never written as an unsigned broadcast
+        return
+    with pytest.raises(ValueError):
+        KeyBroadcast(9, table.all_but(1), False, False).to_bytes()
+    with pytest.raises(ValueError):
+        table.select(np.array([3, 2]))
+
+
+def test_the_servers_key_broadcasts_list_every_other_advertiser_on_the_full_graph_and_neighbours_on_a_sparse_one():
+    from fedprivacy.hazmat.kex import generate_keypair
+    from fedprivacy.secagg import SecAggServer
+    from fedprivacy.secagg.messages import AdvertiseKeys, KeyBroadcast, decode_message
+
+    from .helpers import config
+
+    for full in (True, False):
+        cfg = config(list(range(1, 31)), dim=4, neighbours=None if full else 8)
+        assert cfg.full_graph is full
+        server = SecAggServer(cfg)
+        for party in range(1, 31):
+            if party % 7:  # some never advertise
+                server.receive(AdvertiseKeys(party, generate_keypair(os.urandom)[1], generate_keypair(os.urandom)[1]))
+        out = server.close_stage()
+        keys = server.advertised_ids
+        for item in out:
+            message = item.message
+            assert isinstance(message, KeyBroadcast)
+            expected = sorted(server.neighbours[item.recipient] & keys)
+            assert [p.party_id for p in message.peers] == expected
+            assert decode_message(message.to_bytes()) == KeyBroadcast(item.recipient, tuple(message.peers))

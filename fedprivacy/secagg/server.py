@@ -55,6 +55,7 @@ from .messages import (
     Message,
     PackedCiphertexts,
     PackedShares,
+    PeerKeyTable,
     PeerKeys,
     RoutedShares,
     ShareKeys,
@@ -372,11 +373,18 @@ class SecAggServer:
         else:
             entries = {peer: PeerKeys(peer, *keys, self._signatures_of_keys[peer] if signed else b"")
                        for peer, keys in self._keys.items()}
-        entry = entries.__getitem__  # one PeerKeys per party, shared by every broadcast that lists it
+        # One PeerKeys and one encoded entry per party, shared by every broadcast that lists it: a
+        # broadcast is a selection of the table's rows (full graph: every row but the recipient's).
+        table = PeerKeyTable(list(entries.values()))
         joint = self.joint == "verifying"
+        ids = table.ids
         out = []
-        for party in sorted(self._keys):
-            peers = tuple(map(entry, sorted(self.neighbours[party] & self._keys.keys())))
+        for at, party in enumerate(ids.tolist()):
+            if self.config.full_graph:
+                peers = table.all_but(at)
+            else:
+                wanted = np.fromiter(self.neighbours[party] & self._keys.keys(), dtype=np.int64)
+                peers = table.select(np.searchsorted(ids, np.sort(wanted)))
             out.append(Outbound(party, KeyBroadcast(party, peers, signed, joint)))
         return out
 

@@ -193,3 +193,40 @@ def test_the_servers_key_broadcasts_list_every_other_advertiser_on_the_full_grap
             expected = sorted(server.neighbours[item.recipient] & keys)
             assert [p.party_id for p in message.peers] == expected
             assert decode_message(message.to_bytes()) == KeyBroadcast(item.recipient, tuple(message.peers))
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_unmasking_requests_name_each_partys_mask_peers_split_by_who_uploaded(full):
+    """The full graph's shortcut (U3 and U2 - U3 without the party) gives what the neighbourhood sets
+    give; a request comes only to U3 and the round's sum is right."""
+    from fedprivacy.secagg import DropStage
+    from fedprivacy.secagg.driver import DropoutSchedule, run_secagg_round
+    from fedprivacy.secagg.graph import all_neighbourhoods
+    from fedprivacy.secagg.messages import UnmaskRequest, decode_message
+
+    from .helpers import plain_sum, random_inputs
+
+    from fedprivacy.secagg import SecAggConfig
+
+    cfg = SecAggConfig.create(list(range(1, 31)), 5, Modulus.U32, full_graph=full, dropout_fraction=0.2)
+    assert cfg.full_graph is full
+    drops = {2: DropStage.ADVERTISE, 5: DropStage.SHARE, 7: DropStage.INPUT, 11: DropStage.INPUT, 12: DropStage.INPUT,
+             13: DropStage.UNMASK}
+    requests = {}
+
+    def observe(sender, recipient, data):
+        message = decode_message(data)
+        if sender == 0 and isinstance(message, UnmaskRequest):
+            requests[recipient] = message
+
+    inputs = random_inputs(cfg, seed=3)
+    report = run_secagg_round(cfg, inputs, DropoutSchedule(drops), observer=observe)
+    assert report.aborted is None
+    neighbourhoods = all_neighbourhoods(cfg)
+    shared, alive = report.shared_ids, report.input_ids
+    assert set(requests) == set(alive) and {7, 11} <= shared - alive
+    for party, request in requests.items():
+        peers = neighbourhoods[party] & shared
+        assert request.alive_ids == tuple(sorted(peers & alive))
+        assert request.dropped_ids == tuple(sorted(peers - alive))
+    assert report.result.tolist() == plain_sum(inputs, sorted(alive), cfg.modulus)

@@ -30,7 +30,7 @@ the partner keys (:meth:`SecAggServer.set_partner_keys`), the covered one its ke
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -134,6 +134,7 @@ class SecAggServer:
         self.ignored: list[IgnoredMessage] = []
         self.abort_error: RoundAborted | None = None
         self._keys: dict[int, tuple[bytes, bytes]] = {}  # U1: party -> (channel pk, mask pk)
+        self._advertised: np.ndarray | None = None  # U1 as an increasing array, once the key stage closed
         self._seen_keys: set[bytes] = set()  # canonical X25519 encodings
         self._signatures_of_keys: dict[int, bytes] = {}  # malicious mode: advertisement signatures
         self._shares: dict[int, ShareKeys | None] = {}  # U2 (the messages are dropped once routed)
@@ -264,10 +265,20 @@ class SecAggServer:
             return self._ignore(sender, message, IgnoredReason.LATE if sender in self.neighbours else IgnoredReason.UNKNOWN_PARTY)
         if sender in self._shares:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
-        recipients = _parties_of(message.ciphertexts)
-        if set(recipients) != self.neighbours[sender] & self._keys.keys() or len(recipients) != len(set(recipients)):
+        if not self._addressed_to_neighbours(sender, message.ciphertexts):
             return self._ignore(sender, message, IgnoredReason.INVALID, "shares not addressed to exactly its neighbours")
         self._shares[sender] = message
+
+    def _addressed_to_neighbours(self, sender: int, ciphertexts) -> bool:
+        """Whether ``ciphertexts`` go to exactly the sender's neighbours in U1, once each. On the full
+        graph with packed lists: one comparison of arrays against U1 (frozen when the keys closed)."""
+        advertised = self._advertised
+        if self.config.full_graph and isinstance(ciphertexts, PackedCiphertexts) and advertised is not None:
+            parties = ciphertexts.parties
+            return (parties.shape[0] == advertised.shape[0] - 1
+                    and bool(np.array_equal(parties, advertised[advertised != sender])))
+        recipients = _parties_of(ciphertexts)
+        return set(recipients) == self.neighbours[sender] & self._keys.keys() and len(recipients) == len(set(recipients))
 
     def _on_masked_input(self, message: MaskedInput) -> None:
         sender = message.sender
@@ -378,6 +389,7 @@ class SecAggServer:
         table = PeerKeyTable(list(entries.values()))
         joint = self.joint == "verifying"
         ids = table.ids
+        self._advertised = ids
         out = []
         for at, party in enumerate(ids.tolist()):
             if self.config.full_graph:
@@ -415,6 +427,8 @@ class SecAggServer:
         """How many of ``owner``'s share holders (its neighbours that got shares, and itself in the full
         graph) are present."""
         # ``present`` is always a subset of U1 (U2, U3 or U4), so no intersection with U1 is needed.
+        if self.config.full_graph:  # every other party, and itself: all of ``present``
+            return len(present)
         count = len(self.neighbours[owner] & present)
         return count + 1 if self.config.full_graph and owner in present else count
 
@@ -456,12 +470,30 @@ class SecAggServer:
             self._survivor_statement = consistency_statement(self.config, survivors)
             return [Outbound(party, ConsistencyRequest(party, survivors)) for party in survivors]
         out = []
-        for party in sorted(alive):
-            peers = self.mask_peers(party)
-            request = UnmaskRequest(party, tuple(sorted(peers & alive)), tuple(sorted(peers - alive)))
+        for party, (alive_peers, dropped_peers) in self._peer_lists(sorted(alive), alive):
+            request = UnmaskRequest(party, alive_peers, dropped_peers)
             self._requests[party] = request
             out.append(Outbound(party, request))
         return out
+
+    def _peer_lists(self, parties: list[int], alive: frozenset[int]) -> Iterator[tuple[int, tuple[tuple[int, ...], tuple[int, ...]]]]:
+        """For each of ``parties`` (increasing): its mask peers (neighbours in U2) in ``alive`` and not,
+        each increasing. On the full graph those are U3 and U2 - U3 without the party itself: the two
+        sorted lists are made once and each party's is a copy without its own id."""
+        shared = self.shared_ids
+        if not self.config.full_graph:
+            for party in parties:
+                peers = self.neighbours[party] & shared
+                yield party, (tuple(sorted(peers & alive)), tuple(sorted(peers - alive)))
+            return
+        living, gone = tuple(sorted(alive & shared)), tuple(sorted(shared - alive))
+        position = {party: at for at, party in enumerate(living)}
+        for party in parties:
+            at = position.get(party)
+            if at is not None:
+                yield party, (living[:at] + living[at + 1:], gone)
+            else:  # not among the living: every living one is a peer; itself is never its own peer
+                yield party, (living, tuple(p for p in gone if p != party))
 
     def _close_signatures(self) -> list[Outbound]:
         """U4 frozen: every party of U2 must keep t signers among its share holders (else no client
@@ -481,10 +513,9 @@ class SecAggServer:
         enough = tuple(map(entries.__getitem__, parties[: self.config.quorum]))  # full graph: any quorum
         near = None if self._ring is None else self._signatures_near_all(parties, self._ring, self._position, entries)
         out = []
-        for party in parties:
-            peers = self.neighbours[party] & shared  # its mask peers
+        for party, (alive_peers, dropped_peers) in self._peer_lists(parties, alive):  # its mask peers
             signatures = enough if near is None else near[party]
-            request = UnmaskRequest(party, tuple(sorted(peers & alive)), tuple(sorted(peers - alive)), signatures)
+            request = UnmaskRequest(party, alive_peers, dropped_peers, signatures)
             self._requests[party] = request
             out.append(Outbound(party, request))
         return out

@@ -230,3 +230,25 @@ def test_unmasking_requests_name_each_partys_mask_peers_split_by_who_uploaded(fu
         assert request.alive_ids == tuple(sorted(peers & alive))
         assert request.dropped_ids == tuple(sorted(peers - alive))
     assert report.result.tolist() == plain_sum(inputs, sorted(alive), cfg.modulus)
+
+
+def test_the_bench_floor_counts_the_key_agreements_the_server_makes(monkeypatch):
+    """The floor's key agreements are exactly those the server runs when it unmasks (both sums)."""
+    from fedprivacy.bench.round import run_round_bench
+    from fedprivacy.secagg import server as secagg_server
+
+    made = [0]
+
+    class Counting(secagg_server.KeyAgreement):
+        __slots__ = ()
+
+        def agree(self, peer_public_raw):
+            made[0] += 1
+            return super().agree(peer_public_raw)
+
+    monkeypatch.setattr(secagg_server, "KeyAgreement", Counting)
+    result = run_round_bench(40, 30, 3000, 4, 0.2, RRParameters.preset(2), seed=4)
+    floor = result["server_floor"]
+    assert result["correct"] and made[0] > 0
+    assert floor["key_agreements"] == made[0]
+    assert set(floor["parts_seconds"]) >= {"keystream", "key_agreements", "key_derivations", "shamir"}

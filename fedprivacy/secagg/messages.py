@@ -38,7 +38,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TypeVar
 
@@ -366,6 +366,9 @@ class MaskedInput:
     sender: int
     modulus: Modulus
     vector: np.ndarray  # read-only; dtype of the modulus
+    # Set by the decoder only (never by __init__ or dataclasses.replace): every word was checked to be
+    # below the modulus, so a receiver need not scan the vector again.
+    in_range: bool = field(default=False, init=False, compare=False, repr=False)
 
     def to_bytes(self) -> bytes:
         w = Writer(ProtocolCode.SECAGG, MessageType.MASKED_INPUT).u32(self.sender).u8(self.modulus)
@@ -602,6 +605,7 @@ def _decode(data: bytes | bytearray | memoryview) -> Message:
         if modulus is Modulus.P61 and vector.size and int(vector.max()) >= P61:
             raise DecodeError("vector word out of range for the prime field")
         message = MaskedInput(sender, modulus, vector)
+        object.__setattr__(message, "in_range", True)
     elif kind == MessageType.UNMASK_REQUEST:
         message = UnmaskRequest(reader.u32(), reader.id_list(MAX_CLIENTS), reader.id_list(MAX_CLIENTS))
     elif kind == MessageType.SIGNED_UNMASK_REQUEST:

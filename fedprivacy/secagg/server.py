@@ -294,7 +294,7 @@ class SecAggServer:
             return self._ignore(sender, message, IgnoredReason.INVALID, "wrong modulus or length")
         if vector.dtype != dtype_of(self.config.modulus) and vector.dtype != dtype_of(self.config.modulus).newbyteorder("<"):
             return self._ignore(sender, message, IgnoredReason.INVALID, "wrong word type")
-        if self.config.modulus is Modulus.P61 and vector.size and int(vector.max()) >= P61:
+        if self.config.modulus is Modulus.P61 and vector.size and not message.in_range and int(vector.max()) >= P61:
             return self._ignore(sender, message, IgnoredReason.INVALID, "word out of range for the prime field")
         if self.row_plan is not None:
             self.row_plan.accumulate(self._sum, sender, message.vector, self.config.modulus)

@@ -66,6 +66,23 @@ def test_batched_pair_masks_equal_one_mask_at_a_time(modulus):
         assert np.array_equal(one.acc[:, :width], many.acc[:, :width])
 
 
+@pytest.mark.parametrize("modulus", list(Modulus))
+def test_masks_over_every_row_of_a_small_accumulator_equal_one_mask_at_a_time(modulus):
+    """A dropout that kept only the dense pseudo-rows shares all of them with every survivor: those
+    masks are summed slot by slot (and mixed with masks over some of the rows)."""
+    rng = np.random.default_rng(3)
+    for count in (1, 2, 5):
+        rows = np.sort(rng.choice(10**6, count, replace=False)).astype(np.uint64)
+        masks = [(os.urandom(16), np.arange(count, dtype=np.int64) if index % 4 else
+                  np.sort(rng.choice(count, max(1, count - 1), replace=False)).astype(np.int64), bool(index % 3))
+                 for index in range(5000)]  # more keys than one batch holds
+        one, many = _RowMasks(rows, 19, modulus), _RowMasks(rows, 19, modulus)
+        for key, positions, subtract in masks:
+            one.add(key, positions, subtract)
+        many.add_many(masks)
+        assert one.acc.any() and np.array_equal(one.acc[:, :19], many.acc[:, :19])
+
+
 def test_pair_mask_removal_with_and_without_the_callers_sharing_list():
     rng = np.random.default_rng(5)
     union = np.sort(rng.choice(10**5, 400, replace=False)).astype(np.uint64)

@@ -131,13 +131,17 @@ class _RowMasks:
         accumulator with one unbuffered scatter-add (rows repeat across keys). Larger masks (and every
         mask mod p) go one at a time through :meth:`add`, which is faster for them."""
         if self.modulus is Modulus.P61:
-            small = []
+            small, whole = [], []
             large = masks
         else:
-            small = [mask for mask in masks if mask[1].shape[0] < _SMALL_MASK_ROWS]
+            # over every row (a dropout that kept only the dense pseudo-rows, with each survivor)
+            whole = [mask for mask in masks if mask[1].shape[0] == self.count and self.count < _SMALL_MASK_ROWS]
+            small = [mask for mask in masks if mask[1].shape[0] < _SMALL_MASK_ROWS and mask[1].shape[0] != self.count]
             large = [mask for mask in masks if mask[1].shape[0] >= _SMALL_MASK_ROWS]
         for key, positions, subtract in large:
             self.add(key, positions, subtract)
+        if whole and self.count:
+            self._add_whole([(key, subtract) for key, _, subtract in whole])
         if not small:
             return
         masks = small
@@ -166,6 +170,28 @@ class _RowMasks:
             fill += size
         if fill:
             self._scatter_add(stream[:fill], where[:fill], negate[:fill])
+
+    def _add_whole(self, masks: list[tuple[bytes, bool]]) -> None:
+        """acc +=/-= stream(key) over every row, for each (key, subtract) -- mod 2^k, few rows: the
+        counter blocks are written once, each key's keystream goes into its own slot of a reused
+        buffer (one AES-ECB call per key, the only per-mask step), and the slots are summed at once."""
+        count, per_key = self.count, self.count * self.blocks * 16
+        self._input[:, :, 0] = self._row_ids[:, None]
+        source = as_buffer(self._input_bytes)
+        keys = max(1, _BATCH_ROWS // max(count, 1))
+        stream = np.empty((keys * count + 1, self.padded), dtype=self.acc.dtype)  # one spare row: AES slack
+        target = as_buffer(stream.reshape(-1).view(np.uint8))
+        for sign in (False, True):
+            group = [key for key, subtract in masks if subtract is sign]
+            for first in range(0, len(group), keys):
+                batch = group[first : first + keys]
+                for at, key in enumerate(batch):
+                    aes_blocks_into(key, source, target[at * per_key : (at + 1) * per_key + OUTPUT_SLACK])
+                words = stream[: len(batch) * count]
+                if sys.byteorder == "big":  # the keystream is read as little-endian words
+                    words.byteswap(inplace=True)
+                total = np.add.reduce(words.reshape(len(batch), count, self.padded), axis=0)  # wraps: mod 2^k
+                (np.subtract if sign else np.add)(self.acc, total, out=self.acc)
 
     def _scatter_add(self, words: np.ndarray, where: np.ndarray, negate: np.ndarray) -> None:
         if sys.byteorder == "big":  # the keystream is read as little-endian words

@@ -269,3 +269,22 @@ def test_the_bench_floor_counts_the_key_agreements_the_server_makes(monkeypatch)
     assert result["correct"] and made[0] > 0
     assert floor["key_agreements"] == made[0]
     assert set(floor["parts_seconds"]) >= {"keystream", "key_agreements", "key_derivations", "shamir"}
+
+
+def test_the_plans_shared_rows_per_peer_equal_the_pairwise_intersections():
+    rng = np.random.default_rng(9)
+    union = np.sort(rng.choice(10**6, 300, replace=False)).astype(np.uint64)
+    chosen = {p: union[rng.random(300) < (0.02 if p % 5 == 0 else 0.3)] for p in range(1, 41)}
+    chosen[7] = union[:0]  # a party without rows
+    plan = RowPlan(union, 4, chosen)
+    for party, rows in chosen.items():
+        expected = {peer: np.searchsorted(rows, np.intersect1d(rows, other)) for peer, other in chosen.items()
+                    if peer != party and np.intersect1d(rows, other).size}
+        found = list(plan._shared_positions(party))
+        assert [peer for peer, _ in found] == sorted(expected)
+        for peer, positions in found:
+            assert positions.dtype == np.int64 and np.array_equal(positions, expected[peer])
+        in_union = dict(plan._shared_positions(party, in_union=True))
+        assert all(np.array_equal(union[in_union[peer]], rows[expected[peer]]) for peer in expected)
+        shared = plan.for_client(party).shared
+        assert set(shared) == set(expected) and all(np.array_equal(shared[p], rows[expected[p]]) for p in expected)

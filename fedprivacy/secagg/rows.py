@@ -443,16 +443,25 @@ def _bitmap_shorter(count: int, columns: int, entries: int) -> bool:
     return bitmap_form < positions_form
 
 
-def _sharing_from_bits(party: int, columns: np.ndarray, bits: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(peer, increasing positions of the rows it shares), by increasing peer, from the bitmap form."""
+def _sharing_from_bits(party: int, columns: np.ndarray, bits: np.ndarray,
+                       dtype: type = np.int32) -> list[tuple[int, np.ndarray]]:
+    """(peer, increasing positions of the rows it shares), by increasing peer, from the bitmap form;
+    the positions of all peers are slices of one array of ``dtype``."""
     member = np.unpackbits(bits, axis=1, count=columns.shape[0])
     member[:, int(np.searchsorted(columns, party))] = 0
-    # grouped by column, rows increasing within each (the transpose made contiguous first: scanning
-    # a strided view is many times slower)
-    cols, positions = np.nonzero(np.ascontiguousarray(member.T))
-    cuts = np.flatnonzero(np.diff(cols)) + 1
-    return [(int(columns[group[0]]), chunk.astype(np.int32))
-            for group, chunk in zip(np.split(cols, cuts), np.split(positions, cuts)) if group.size]
+    count = member.shape[0]
+    if not count:
+        return []
+    # grouped by column, rows increasing within each: the set cells of the transpose (made contiguous
+    # first: scanning a strided view is many times slower), scanned flat as booleans (several times
+    # faster than a 2-D nonzero) and split by column
+    cells = np.flatnonzero(np.ascontiguousarray(member.T).view(bool))
+    cols, positions = np.divmod(cells, count)
+    positions = positions.astype(dtype, copy=False)
+    cuts = (np.flatnonzero(np.diff(cols)) + 1).tolist()
+    starts, ends = [0, *cuts], [*cuts, cells.shape[0]]
+    peers = columns[cols[starts[: len(ends)]]].tolist() if cells.shape[0] else []
+    return [(int(peer), positions[low:high]) for peer, low, high in zip(peers, starts, ends)]
 
 
 def _decode_bitmap_form(reader: Reader, party: int, count: int) -> tuple[list[int], list[int], list[np.ndarray]]:
@@ -630,8 +639,8 @@ class RowPlan:
         peer: positions among ``party``'s rows, or in the union with ``in_union``."""
         columns, bits = self._client_bits(party)
         where = self._positions[party]
-        for peer, positions in _sharing_from_bits(party, columns, bits):
-            yield peer, (np.take(where, positions) if in_union else positions.astype(np.int64))
+        for peer, positions in _sharing_from_bits(party, columns, bits, np.int64):
+            yield peer, (np.take(where, positions) if in_union else positions)
 
     def for_client(self, party: int) -> ClientRowPlan:
         """The party's rows and, per other party, the rows both chose (found when the plan is used)."""

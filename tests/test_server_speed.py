@@ -288,3 +288,27 @@ def test_the_plans_shared_rows_per_peer_equal_the_pairwise_intersections():
         assert all(np.array_equal(union[in_union[peer]], rows[expected[peer]]) for peer in expected)
         shared = plan.for_client(party).shared
         assert set(shared) == set(expected) and all(np.array_equal(shared[p], rows[expected[p]]) for p in expected)
+
+
+def test_routing_packed_share_lists_equals_regrouping_the_pairs_by_recipient():
+    from fedprivacy.secagg.messages import CIPHERTEXT_BYTES, PackedCiphertexts, RoutedShares
+    from fedprivacy.secagg.server import _route_packed
+
+    rng = np.random.default_rng(12)
+    senders = [2, 3, 5, 8, 9, 11, 14]
+    everyone = senders + [4, 6]  # 4 and 6 advertised keys but shared none: their ciphertexts are not routed
+    shared = frozenset(senders)
+    lists = []
+    for sender in senders:
+        parties = np.array(sorted(p for p in everyone if p != sender and rng.random() < 0.8), dtype=np.int64)
+        lists.append(PackedCiphertexts(parties, rng.integers(0, 256, (parties.shape[0], CIPHERTEXT_BYTES), dtype=np.uint8)))
+    out = _route_packed(senders, lists, shared)
+    expected = {p: [] for p in senders}
+    for sender, listed in zip(senders, lists):
+        for recipient, ciphertext in listed.pairs():
+            if recipient in shared:
+                expected[recipient].append((sender, ciphertext))
+    assert [o.recipient for o in out] == senders
+    for item in out:
+        assert item.message == RoutedShares(item.recipient, tuple(expected[item.recipient]))
+        assert item.message.to_bytes() == RoutedShares(item.recipient, tuple(expected[item.recipient])).to_bytes()

@@ -312,3 +312,18 @@ def test_routing_packed_share_lists_equals_regrouping_the_pairs_by_recipient():
     for item in out:
         assert item.message == RoutedShares(item.recipient, tuple(expected[item.recipient]))
         assert item.message.to_bytes() == RoutedShares(item.recipient, tuple(expected[item.recipient])).to_bytes()
+
+
+def test_a_plan_built_from_known_positions_equals_one_that_searches_them():
+    rng = np.random.default_rng(21)
+    union = np.sort(rng.choice(np.arange(10, 10**6), 200, replace=False)).astype(np.uint64)
+    chosen = {p: union[rng.random(200) < 0.3] for p in range(1, 12)}
+    right = {p: np.searchsorted(union, rows) for p, rows in chosen.items()}
+    wrong = {p: np.clip(where + 1, 0, 199) for p, where in right.items()}  # a wrong hint is searched again
+    for known in (right, wrong, {1: right[1][:-1]}):
+        plan = RowPlan(union, 3, chosen, known=known)
+        assert all(np.array_equal(plan.positions(p), right[p]) for p in chosen)
+    from fedprivacy.errors import InvalidParameters
+
+    with pytest.raises(InvalidParameters):  # a row outside the union, whatever the hint says
+        RowPlan(union, 3, {1: np.array([5], dtype=np.uint64)}, known={1: np.array([0])})

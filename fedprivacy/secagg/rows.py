@@ -496,13 +496,24 @@ def _decode_bitmap_form(reader: Reader, party: int, count: int) -> tuple[list[in
     return peers, offsets, chunks
 
 
+def _positions_of(union: np.ndarray, rows: np.ndarray, where: np.ndarray) -> bool:
+    """Whether ``where`` are the positions of ``rows`` in ``union``."""
+    if where.shape != rows.shape:
+        return False
+    return not rows.size or (0 <= int(where.min()) and int(where.max()) < union.shape[0]
+                             and bool(np.array_equal(union[where], rows)))
+
+
 class RowPlan:
     """The whole plan (server side): the row universe and each party's chosen rows."""
 
     def __init__(self, union: object, width: int, chosen: Mapping[int, object],
-                 ring: Sequence[int] | None = None, neighbours: int | None = None) -> None:
+                 ring: Sequence[int] | None = None, neighbours: int | None = None, *,
+                 known: Mapping[int, np.ndarray] | None = None) -> None:
         """``union`` and ``chosen``'s arrays are kept as given when already uint64 (a server's plan
-        holds every party's rows once): they must not be changed afterwards."""
+        holds every party's rows once): they must not be changed afterwards. ``known``: each party's
+        rows' positions in ``union`` when the caller found them already (checked against the rows in
+        one gather instead of searched)."""
         union = _sorted_rows(union, "union", copy=False)
         _check_width(width)
         self.union = union
@@ -510,9 +521,11 @@ class RowPlan:
         parties, positions = {}, {}
         for party, rows in sorted(chosen.items()):
             rows = _sorted_rows(rows, f"rows of party {party}", copy=False)
-            where = np.searchsorted(union, rows)
-            if rows.size and (int(where.max()) >= union.shape[0] or not np.array_equal(union[where], rows)):
-                raise InvalidParameters(f"party {party} chose rows outside the union")
+            where = None if known is None else known.get(party)
+            if where is None or not _positions_of(union, rows, where):  # a wrong hint is searched again
+                where = np.searchsorted(union, rows)
+                if not _positions_of(union, rows, where):
+                    raise InvalidParameters(f"party {party} chose rows outside the union")
             parties[party], positions[party] = rows, where
         self.chosen: Mapping[int, np.ndarray] = parties
         self._positions: dict[int, np.ndarray] = positions

@@ -169,10 +169,10 @@ def _median_seconds(function, repeats: int = 5) -> float:
 
 def primitive_speeds() -> dict[str, float]:
     """This machine's speeds, now: AES-128 keystream bytes per second (64 MiB at a time), one X25519
-    agreement, one Shamir reconstruction per secret (t = 500, batches of 200 secrets) and uint64
+    agreement, one HKDF-SHA256 derivation of a 16-byte mask key, one Shamir reconstruction per secret (t = 500, batches of 200 secrets) and uint64
     adds per second (the uploads summed)."""
     from fedprivacy.hazmat import shamir
-    from fedprivacy.hazmat.kex import KeyAgreement, public_key
+    from fedprivacy.hazmat.kex import KeyAgreement, hkdf, public_key
     from fedprivacy.hazmat.prf import OUTPUT_SLACK, aes_blocks_into
     from fedprivacy.hazmat.prg import system_random_bytes
     from fedprivacy.secagg.messages import SECRET_LIMBS
@@ -183,6 +183,8 @@ def primitive_speeds() -> dict[str, float]:
     agreement = KeyAgreement(system_random_bytes(32))
     peer = public_key(system_random_bytes(32))
     agree = _median_seconds(lambda: [agreement.agree(peer) for _ in range(200)]) / 200
+    secret, salt, info = bytes(32), bytes(32), bytes(64)  # a pair mask key's sizes (salt: the config digest)
+    derive = _median_seconds(lambda: [hkdf(secret, salt, info, 16) for _ in range(200)]) / 200
     t, secrets = 500, 200
     shares = np.ones((t, secrets * SECRET_LIMBS), dtype=np.uint64)
     xs = tuple(range(1, t + 1))
@@ -190,17 +192,18 @@ def primitive_speeds() -> dict[str, float]:
     reconstruct = _median_seconds(lambda: shamir.reconstruct(shares, xs), 3) / secrets / t
     words = np.ones(1 << 24, dtype=np.uint64)
     adds = _median_seconds(lambda: np.add(words, words, out=words), 3)
-    return {"aes_bytes_per_second": block.shape[0] / aes, "x25519_seconds": agree,
+    return {"aes_bytes_per_second": block.shape[0] / aes, "x25519_seconds": agree, "hkdf_seconds": derive,
             "shamir_seconds_per_secret_and_share": reconstruct, "add_words_per_second": words.shape[0] / adds}
 
 
 def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
     """The server's unavoidable work in this round, in seconds at :func:`primitive_speeds`: the keystream
-    it must expand (the PSU's self masks of the survivors and pair masks of its dropouts over the whole
-    table; the rows' self masks over each survivor's rows and, for each dropped party of the plan --
+    it must expand (the PSU's self masks of the survivors and pair masks of its dropouts with their
+    surviving neighbours over the whole table; the rows' self masks over each survivor's rows and, for each dropped party of the plan --
     every party of the rows' sum is in it with the dense pseudo-rows, a PSU dropout too -- the pair
     masks of its surviving co-choosers over the rows they share), the key agreements for the
-    dropouts' pair masks (in the rows' sum with every survivor: all share the dense rows), the Shamir
+    dropouts' pair masks (in the rows' sum with every survivor: all share the dense rows), the mask
+    keys derived from them and from the rebuilt seeds (one HKDF each), the Shamir
     reconstructions (t shares per secret), the uploads summed, and the table peel (timed in the
     round)."""
     result = outcome.result
@@ -209,7 +212,8 @@ def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
     row_bytes = -(-block_words * 8 // 16) * 16  # whole AES blocks per row
     psu_alive = len(result.psu_contributors)
     psu_dropped = sorted(result.psu_sharers - result.psu_contributors)
-    psu_pairs = psu.neighbours * len(psu_dropped)  # each dropout's neighbours (at most)
+    psu_neighbours = all_neighbourhoods(psu)  # each dropout's surviving neighbours added a pair mask with it
+    psu_pairs = sum(len(psu_neighbours[d] & result.psu_contributors) for d in psu_dropped)
     planned = outcome.planned_rows
     alive = sorted(result.contributors)
     in_plan = {p: ids[np.isin(ids, planned, assume_unique=True)] for p, ids in outcome.chosen.items()
@@ -239,6 +243,7 @@ def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
             row_pairs += dense_rows * len(peers)
     keystream = psu.dim * 8 * (psu_alive + psu_pairs) + row_bytes * (row_self + row_pairs)
     agreements = psu_pairs + row_agreements
+    derivations = agreements + psu_alive + len(alive)  # a mask key per pair mask and per self mask
     secrets_psu = psu_alive + len(psu_dropped)
     secrets_rows = len(alive) + len(result.row_sharers - result.contributors)
     shamir_work = psu.threshold * secrets_psu + rows.threshold * secrets_rows
@@ -246,6 +251,7 @@ def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
     parts = {
         "keystream": keystream / speeds["aes_bytes_per_second"],
         "key_agreements": agreements * speeds["x25519_seconds"],
+        "key_derivations": derivations * speeds["hkdf_seconds"],
         "shamir": shamir_work * speeds["shamir_seconds_per_secret_and_share"],
         "uploads_summed": adds / speeds["add_words_per_second"],
         "table_peel": result.psu_decode_seconds,

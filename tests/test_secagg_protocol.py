@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from fedprivacy.errors import (
     RemoteProtocolError,
     RoundAborted,
 )
-from fedprivacy.hazmat.field import Modulus
+from fedprivacy.hazmat.field import P61, Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.secagg import (
     ClientStage,
@@ -320,8 +322,14 @@ def test_server_rejects_direct_objects_with_bad_words():
     server, _, _ = _through_key_sharing(cfg)
     server.receive(MaskedInput(1, Modulus.P61, np.full(cfg.dim, (1 << 64) - 1, dtype=np.uint64)))
     server.receive(MaskedInput(2, Modulus.P61, np.full(cfg.dim, 0.5)))
-    assert [m.reason for m in server.ignored[-2:]] == [IgnoredReason.INVALID, IgnoredReason.INVALID]
+    # A decoded input was range-checked by the decoder; a copy with another vector is checked again.
+    decoded = decode_message(MaskedInput(3, Modulus.P61, np.full(cfg.dim, P61 - 1, dtype=np.uint64)).to_bytes())
+    assert decoded.in_range
+    server.receive(dataclasses.replace(decoded, vector=np.full(cfg.dim, P61, dtype=np.uint64)))
+    assert [m.reason for m in server.ignored[-3:]] == [IgnoredReason.INVALID] * 3
     assert server.input_ids == frozenset()
+    server.receive(decoded)
+    assert server.input_ids == frozenset({3})
 
 
 @pytest.mark.parametrize("seed", range(4))

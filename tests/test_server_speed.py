@@ -66,6 +66,23 @@ def test_batched_pair_masks_equal_one_mask_at_a_time(modulus):
         assert np.array_equal(one.acc[:, :width], many.acc[:, :width])
 
 
+@pytest.mark.parametrize("modulus", list(Modulus))
+def test_masks_over_every_row_of_a_small_accumulator_equal_one_mask_at_a_time(modulus):
+    """A dropout that kept only the dense pseudo-rows shares all of them with every survivor: those
+    masks are summed slot by slot (and mixed with masks over some of the rows)."""
+    rng = np.random.default_rng(3)
+    for count in (1, 2, 5):
+        rows = np.sort(rng.choice(10**6, count, replace=False)).astype(np.uint64)
+        masks = [(os.urandom(16), np.arange(count, dtype=np.int64) if index % 4 else
+                  np.sort(rng.choice(count, max(1, count - 1), replace=False)).astype(np.int64), bool(index % 3))
+                 for index in range(5000)]  # more keys than one batch holds
+        one, many = _RowMasks(rows, 19, modulus), _RowMasks(rows, 19, modulus)
+        for key, positions, subtract in masks:
+            one.add(key, positions, subtract)
+        many.add_many(masks)
+        assert one.acc.any() and np.array_equal(one.acc[:, :19], many.acc[:, :19])
+
+
 def test_pair_mask_removal_with_and_without_the_callers_sharing_list():
     rng = np.random.default_rng(5)
     union = np.sort(rng.choice(10**5, 400, replace=False)).astype(np.uint64)
@@ -142,3 +159,171 @@ def test_the_pair_mask_tag_is_the_domain_tag():
     for low, high in ((0, 1), (7, 9), (1, (1 << 32) - 1), ((1 << 64) - 2, (1 << 64) - 1)):
         prefix = masking._two(masking._PAIR_MASK, low, high)
         assert prefix == domain_tag("secagg", "pair-mask", low, high)
+
+
+@pytest.mark.parametrize("signed,joint", [(False, False), (True, False), (True, True)])
+def test_key_broadcasts_from_the_servers_table_are_the_entry_by_entry_bytes(signed, joint):
+    from fedprivacy.secagg.messages import KeyBroadcast, PeerKeys, PeerKeyTable, decode_message
+
+    rng = np.random.default_rng(7)
+    ids = sorted(rng.choice(np.arange(1, 5000), 40, replace=False).tolist())
+    extra = 32 if joint else 0
+    entries = [PeerKeys(p, os.urandom(32), os.urandom(32), os.urandom(64) if signed else b"", os.urandom(extra),
+                        os.urandom(extra)) for p in ids]
+    table = PeerKeyTable(list(reversed(entries)))  # any order in: rows by party id
+    picks = [table.all_but(0), table.all_but(17), table.all_but(39), table.select(np.array([], dtype=np.int64)),
+             table.select(np.array([2, 3, 11, 39])), table.select(np.arange(40))]
+    for peers in picks:
+        chosen = tuple(peers)
+        packed, plain = KeyBroadcast(9, peers, signed, joint), KeyBroadcast(9, chosen, signed, joint)
+        assert peers == chosen and hash(peers) == hash(chosen) and len(peers) == len(chosen)
+        assert packed.to_bytes() == plain.to_bytes()
+        assert decode_message(packed.to_bytes()) == plain
+    assert [p.party_id for p in table.all_but(17)] == ids[:17] + ids[18:]
+    if not signed:  # a table of signed entries is never written as an unsigned broadcast
+        return
+    with pytest.raises(ValueError):
+        KeyBroadcast(9, table.all_but(1), False, False).to_bytes()
+    with pytest.raises(ValueError):
+        table.select(np.array([3, 2]))
+
+
+def test_the_servers_key_broadcasts_list_every_other_advertiser_on_the_full_graph_and_neighbours_on_a_sparse_one():
+    from fedprivacy.hazmat.kex import generate_keypair
+    from fedprivacy.secagg import SecAggServer
+    from fedprivacy.secagg.messages import AdvertiseKeys, KeyBroadcast, decode_message
+
+    from .helpers import config
+
+    for full in (True, False):
+        cfg = config(list(range(1, 31)), dim=4, neighbours=None if full else 8)
+        assert cfg.full_graph is full
+        server = SecAggServer(cfg)
+        for party in range(1, 31):
+            if party % 7:  # some never advertise
+                server.receive(AdvertiseKeys(party, generate_keypair(os.urandom)[1], generate_keypair(os.urandom)[1]))
+        out = server.close_stage()
+        keys = server.advertised_ids
+        for item in out:
+            message = item.message
+            assert isinstance(message, KeyBroadcast)
+            expected = sorted(server.neighbours[item.recipient] & keys)
+            assert [p.party_id for p in message.peers] == expected
+            assert decode_message(message.to_bytes()) == KeyBroadcast(item.recipient, tuple(message.peers))
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_unmasking_requests_name_each_partys_mask_peers_split_by_who_uploaded(full):
+    """The full graph's shortcut (U3 and U2 - U3 without the party) gives what the neighbourhood sets
+    give; a request comes only to U3 and the round's sum is right."""
+    from fedprivacy.secagg import DropStage
+    from fedprivacy.secagg.driver import DropoutSchedule, run_secagg_round
+    from fedprivacy.secagg.graph import all_neighbourhoods
+    from fedprivacy.secagg.messages import UnmaskRequest, decode_message
+
+    from .helpers import plain_sum, random_inputs
+
+    from fedprivacy.secagg import SecAggConfig
+
+    cfg = SecAggConfig.create(list(range(1, 31)), 5, Modulus.U32, full_graph=full, dropout_fraction=0.2)
+    assert cfg.full_graph is full
+    drops = {2: DropStage.ADVERTISE, 5: DropStage.SHARE, 7: DropStage.INPUT, 11: DropStage.INPUT, 12: DropStage.INPUT,
+             13: DropStage.UNMASK}
+    requests = {}
+
+    def observe(sender, recipient, data):
+        message = decode_message(data)
+        if sender == 0 and isinstance(message, UnmaskRequest):
+            requests[recipient] = message
+
+    inputs = random_inputs(cfg, seed=3)
+    report = run_secagg_round(cfg, inputs, DropoutSchedule(drops), observer=observe)
+    assert report.aborted is None
+    neighbourhoods = all_neighbourhoods(cfg)
+    shared, alive = report.shared_ids, report.input_ids
+    assert set(requests) == set(alive) and {7, 11} <= shared - alive
+    for party, request in requests.items():
+        peers = neighbourhoods[party] & shared
+        assert request.alive_ids == tuple(sorted(peers & alive))
+        assert request.dropped_ids == tuple(sorted(peers - alive))
+    assert report.result.tolist() == plain_sum(inputs, sorted(alive), cfg.modulus)
+
+
+def test_the_bench_floor_counts_the_key_agreements_the_server_makes(monkeypatch):
+    """The floor's key agreements are exactly those the server runs when it unmasks (both sums)."""
+    from fedprivacy_bench.round import run_round_bench
+    from fedprivacy.secagg import server as secagg_server
+
+    made = [0]
+
+    class Counting(secagg_server.KeyAgreement):
+        __slots__ = ()
+
+        def agree(self, peer_public_raw):
+            made[0] += 1
+            return super().agree(peer_public_raw)
+
+    monkeypatch.setattr(secagg_server, "KeyAgreement", Counting)
+    result = run_round_bench(40, 30, 3000, 4, 0.2, RRParameters.preset(2), seed=4)
+    floor = result["server_floor"]
+    assert result["correct"] and made[0] > 0
+    assert floor["key_agreements"] == made[0]
+    assert set(floor["parts_seconds"]) >= {"keystream", "key_agreements", "key_derivations", "shamir"}
+
+
+def test_the_plans_shared_rows_per_peer_equal_the_pairwise_intersections():
+    rng = np.random.default_rng(9)
+    union = np.sort(rng.choice(10**6, 300, replace=False)).astype(np.uint64)
+    chosen = {p: union[rng.random(300) < (0.02 if p % 5 == 0 else 0.3)] for p in range(1, 41)}
+    chosen[7] = union[:0]  # a party without rows
+    plan = RowPlan(union, 4, chosen)
+    for party, rows in chosen.items():
+        expected = {peer: np.searchsorted(rows, np.intersect1d(rows, other)) for peer, other in chosen.items()
+                    if peer != party and np.intersect1d(rows, other).size}
+        found = list(plan._shared_positions(party))
+        assert [peer for peer, _ in found] == sorted(expected)
+        for peer, positions in found:
+            assert positions.dtype == np.int64 and np.array_equal(positions, expected[peer])
+        in_union = dict(plan._shared_positions(party, in_union=True))
+        assert all(np.array_equal(union[in_union[peer]], rows[expected[peer]]) for peer in expected)
+        shared = plan.for_client(party).shared
+        assert set(shared) == set(expected) and all(np.array_equal(shared[p], rows[expected[p]]) for p in expected)
+
+
+def test_routing_packed_share_lists_equals_regrouping_the_pairs_by_recipient():
+    from fedprivacy.secagg.messages import CIPHERTEXT_BYTES, PackedCiphertexts, RoutedShares
+    from fedprivacy.secagg.server import _route_packed
+
+    rng = np.random.default_rng(12)
+    senders = [2, 3, 5, 8, 9, 11, 14]
+    everyone = senders + [4, 6]  # 4 and 6 advertised keys but shared none: their ciphertexts are not routed
+    shared = frozenset(senders)
+    lists = []
+    for sender in senders:
+        parties = np.array(sorted(p for p in everyone if p != sender and rng.random() < 0.8), dtype=np.int64)
+        lists.append(PackedCiphertexts(parties, rng.integers(0, 256, (parties.shape[0], CIPHERTEXT_BYTES), dtype=np.uint8)))
+    out = _route_packed(senders, lists, shared)
+    expected = {p: [] for p in senders}
+    for sender, listed in zip(senders, lists):
+        for recipient, ciphertext in listed.pairs():
+            if recipient in shared:
+                expected[recipient].append((sender, ciphertext))
+    assert [o.recipient for o in out] == senders
+    for item in out:
+        assert item.message == RoutedShares(item.recipient, tuple(expected[item.recipient]))
+        assert item.message.to_bytes() == RoutedShares(item.recipient, tuple(expected[item.recipient])).to_bytes()
+
+
+def test_a_plan_built_from_known_positions_equals_one_that_searches_them():
+    rng = np.random.default_rng(21)
+    union = np.sort(rng.choice(np.arange(10, 10**6), 200, replace=False)).astype(np.uint64)
+    chosen = {p: union[rng.random(200) < 0.3] for p in range(1, 12)}
+    right = {p: np.searchsorted(union, rows) for p, rows in chosen.items()}
+    wrong = {p: np.clip(where + 1, 0, 199) for p, where in right.items()}  # a wrong hint is searched again
+    for known in (right, wrong, {1: right[1][:-1]}):
+        plan = RowPlan(union, 3, chosen, known=known)
+        assert all(np.array_equal(plan.positions(p), right[p]) for p in chosen)
+    from fedprivacy.errors import InvalidParameters
+
+    with pytest.raises(InvalidParameters):  # a row outside the union, whatever the hint says
+        RowPlan(union, 3, {1: np.array([5], dtype=np.uint64)}, known={1: np.array([0])})

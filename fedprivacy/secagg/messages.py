@@ -38,7 +38,7 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TypeVar
 
@@ -67,6 +67,8 @@ __all__ = [
     "Message",
     "PackedShares",
     "PackedCiphertexts",
+    "PeerKeyTable",
+    "PackedPeerKeys",
     "decode_message",
     "SECRET_LIMBS",
     "SHARE_PLAINTEXT_BYTES",
@@ -190,6 +192,106 @@ class PeerKeys:
     partner_mask_public_key: bytes = b""
 
 
+class PeerKeyTable:
+    """Every entry a server's key broadcasts list, each encoded once (``u32 id, C, S (, partner C,
+    partner S) (, signature)``, the bytes :meth:`KeyBroadcast.to_bytes` writes for it) as one row of a
+    (entries, width) byte array, by increasing party id. A broadcast lists a subset of its rows
+    (:class:`PackedPeerKeys`) and is encoded by one gather of them: n broadcasts of n entries cost
+    n^2 bytes copied, not n^2 Python objects joined. Entries of different sizes are refused."""
+
+    __slots__ = ("entries", "ids", "rows", "layout")
+
+    def __init__(self, entries: Sequence[PeerKeys]) -> None:
+        ordered = tuple(sorted(entries, key=_party_id_of))
+        ids = np.fromiter((p.party_id for p in ordered), dtype=np.int64, count=len(ordered))
+        if ids.shape[0] > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+            raise ValueError("peer key entries name distinct parties")
+        layouts = {_layout_of(p) for p in ordered}
+        if len(layouts) > 1:
+            raise ValueError("peer key entries of one table have one layout")
+        self.layout = layouts.pop() if layouts else (KEY_BYTES, KEY_BYTES, 0, 0, 0)
+        pack = _U32.pack
+        body = b"".join([pack(p.party_id) + p.channel_public_key + p.mask_public_key + p.partner_channel_public_key
+                         + p.partner_mask_public_key + p.signature for p in ordered])
+        width = 4 + sum(self.layout)
+        self.rows = np.frombuffer(body, dtype=np.uint8).reshape(len(ordered), width)
+        self.entries = ordered
+        self.ids = ids
+        ids.setflags(write=False)
+
+    def select(self, positions: np.ndarray) -> PackedPeerKeys:
+        """The entries at ``positions`` (increasing row indices) as a broadcast's peer list."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if positions.shape[0] and (int(positions[0]) < 0 or int(positions[-1]) >= self.ids.shape[0]
+                                   or not bool(np.all(positions[1:] > positions[:-1]))):
+            raise ValueError("a broadcast lists distinct rows of the table, in order")
+        return PackedPeerKeys(self, positions)
+
+    def all_but(self, position: int) -> PackedPeerKeys:
+        """Every entry but the one at ``position`` (a full-graph broadcast: all other advertisers)."""
+        return PackedPeerKeys(self, None, position)
+
+
+class PackedPeerKeys(Sequence[PeerKeys]):
+    """A server's key-broadcast peer list as rows of a shared :class:`PeerKeyTable` (no per-broadcast
+    objects): equal to the tuple of :class:`PeerKeys` it stands for (``==``, ``hash``, iteration,
+    indexing), so code written for tuples keeps working; :meth:`KeyBroadcast.to_bytes` copies its rows."""
+
+    __slots__ = ("table", "_positions", "_skip")
+
+    def __init__(self, table: PeerKeyTable, positions: np.ndarray | None, skip: int = -1) -> None:
+        self.table = table
+        self._positions = None if positions is None else np.asarray(positions, dtype=np.int64)
+        self._skip = skip  # positions None: every row but this one (-1: every row)
+
+    def positions(self) -> np.ndarray:
+        if self._positions is not None:
+            return self._positions
+        every = np.arange(self.table.ids.shape[0], dtype=np.int64)
+        return every if self._skip < 0 else np.delete(every, self._skip)
+
+    def body(self) -> bytes:
+        """The encoded entries, in order (one gather, or two slices for all rows but one)."""
+        rows = self.table.rows
+        if self._positions is None:
+            if self._skip < 0:
+                return rows.tobytes()
+            return rows[: self._skip].tobytes() + rows[self._skip + 1 :].tobytes()
+        return rows[self._positions].tobytes()
+
+    def pairs(self) -> tuple[PeerKeys, ...]:
+        entries = self.table.entries
+        return tuple(entries[i] for i in self.positions().tolist())
+
+    def __len__(self) -> int:
+        if self._positions is not None:
+            return int(self._positions.shape[0])
+        return len(self.table.entries) - (self._skip >= 0)
+
+    def __getitem__(self, index):  # an int or a slice, as a tuple takes it
+        return self.pairs()[index]
+
+    def __iter__(self):
+        return iter(self.pairs())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (PackedPeerKeys, tuple, list)):
+            return self.pairs() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.pairs())
+
+    def __repr__(self) -> str:
+        return f"PackedPeerKeys({self.pairs()!r})"
+
+
+def _layout_of(peer: PeerKeys) -> tuple[int, int, int, int, int]:
+    """The field sizes of an entry, in wire order after its id: C, S, partner C, partner S, signature."""
+    return (len(peer.channel_public_key), len(peer.mask_public_key), len(peer.partner_channel_public_key),
+            len(peer.partner_mask_public_key), len(peer.signature))
+
+
 @dataclass(frozen=True, slots=True)
 class AdvertiseKeys:
     sender: int
@@ -209,7 +311,7 @@ class AdvertiseKeys:
 @dataclass(frozen=True, slots=True)
 class KeyBroadcast:
     recipient: int
-    peers: tuple[PeerKeys, ...]  # sorted by party_id; all signed (type 12) or none (type 2)
+    peers: tuple[PeerKeys, ...] | PackedPeerKeys  # sorted by party_id; all signed (type 12) or none (type 2)
     signed: bool = False
     joint: bool = False  # type 17: signed over this sum's and the partner sum's keys (signed is True)
 
@@ -218,8 +320,14 @@ class KeyBroadcast:
             raise ValueError("a jointly signed key broadcast is signed")
         kind = (MessageType.JOINT_KEY_BROADCAST if self.joint else
                 MessageType.SIGNED_KEY_BROADCAST if self.signed else MessageType.KEY_BROADCAST)
-        peers = sorted(self.peers, key=_party_id_of)
         partner = KEY_BYTES if self.joint else 0
+        if isinstance(self.peers, PackedPeerKeys) and self.peers.table.layout == (
+                KEY_BYTES, KEY_BYTES, partner, partner, SIGNATURE_BYTES if self.signed else 0):
+            # rows of the server's table, sorted and of this broadcast's layout: the same bytes in one copy
+            body = self.peers.body()
+            w = Writer(ProtocolCode.SECAGG, kind).u32(self.recipient).u32(len(self.peers))
+            return w.fixed(body, len(body)).finish()
+        peers = sorted(self.peers, key=_party_id_of)
         expected = (KEY_BYTES, KEY_BYTES, SIGNATURE_BYTES if self.signed else 0, partner, partner)
         sizes = {(len(p.channel_public_key), len(p.mask_public_key), len(p.signature), len(p.partner_channel_public_key),
                   len(p.partner_mask_public_key)) for p in peers}
@@ -258,6 +366,9 @@ class MaskedInput:
     sender: int
     modulus: Modulus
     vector: np.ndarray  # read-only; dtype of the modulus
+    # Set by the decoder only (never by __init__ or dataclasses.replace): every word was checked to be
+    # below the modulus, so a receiver need not scan the vector again.
+    in_range: bool = field(default=False, init=False, compare=False, repr=False)
 
     def to_bytes(self) -> bytes:
         w = Writer(ProtocolCode.SECAGG, MessageType.MASKED_INPUT).u32(self.sender).u8(self.modulus)
@@ -494,6 +605,7 @@ def _decode(data: bytes | bytearray | memoryview) -> Message:
         if modulus is Modulus.P61 and vector.size and int(vector.max()) >= P61:
             raise DecodeError("vector word out of range for the prime field")
         message = MaskedInput(sender, modulus, vector)
+        object.__setattr__(message, "in_range", True)
     elif kind == MessageType.UNMASK_REQUEST:
         message = UnmaskRequest(reader.u32(), reader.id_list(MAX_CLIENTS), reader.id_list(MAX_CLIENTS))
     elif kind == MessageType.SIGNED_UNMASK_REQUEST:

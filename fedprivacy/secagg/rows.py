@@ -131,13 +131,17 @@ class _RowMasks:
         accumulator with one unbuffered scatter-add (rows repeat across keys). Larger masks (and every
         mask mod p) go one at a time through :meth:`add`, which is faster for them."""
         if self.modulus is Modulus.P61:
-            small = []
+            small, whole = [], []
             large = masks
         else:
-            small = [mask for mask in masks if mask[1].shape[0] < _SMALL_MASK_ROWS]
+            # over every row (a dropout that kept only the dense pseudo-rows, with each survivor)
+            whole = [mask for mask in masks if mask[1].shape[0] == self.count and self.count < _SMALL_MASK_ROWS]
+            small = [mask for mask in masks if mask[1].shape[0] < _SMALL_MASK_ROWS and mask[1].shape[0] != self.count]
             large = [mask for mask in masks if mask[1].shape[0] >= _SMALL_MASK_ROWS]
         for key, positions, subtract in large:
             self.add(key, positions, subtract)
+        if whole and self.count:
+            self._add_whole([(key, subtract) for key, _, subtract in whole])
         if not small:
             return
         masks = small
@@ -166,6 +170,28 @@ class _RowMasks:
             fill += size
         if fill:
             self._scatter_add(stream[:fill], where[:fill], negate[:fill])
+
+    def _add_whole(self, masks: list[tuple[bytes, bool]]) -> None:
+        """acc +=/-= stream(key) over every row, for each (key, subtract) -- mod 2^k, few rows: the
+        counter blocks are written once, each key's keystream goes into its own slot of a reused
+        buffer (one AES-ECB call per key, the only per-mask step), and the slots are summed at once."""
+        count, per_key = self.count, self.count * self.blocks * 16
+        self._input[:, :, 0] = self._row_ids[:, None]
+        source = as_buffer(self._input_bytes)
+        keys = max(1, _BATCH_ROWS // max(count, 1))
+        stream = np.empty((keys * count + 1, self.padded), dtype=self.acc.dtype)  # one spare row: AES slack
+        target = as_buffer(stream.reshape(-1).view(np.uint8))
+        for sign in (False, True):
+            group = [key for key, subtract in masks if subtract is sign]
+            for first in range(0, len(group), keys):
+                batch = group[first : first + keys]
+                for at, key in enumerate(batch):
+                    aes_blocks_into(key, source, target[at * per_key : (at + 1) * per_key + OUTPUT_SLACK])
+                words = stream[: len(batch) * count]
+                if sys.byteorder == "big":  # the keystream is read as little-endian words
+                    words.byteswap(inplace=True)
+                total = np.add.reduce(words.reshape(len(batch), count, self.padded), axis=0)  # wraps: mod 2^k
+                (np.subtract if sign else np.add)(self.acc, total, out=self.acc)
 
     def _scatter_add(self, words: np.ndarray, where: np.ndarray, negate: np.ndarray) -> None:
         if sys.byteorder == "big":  # the keystream is read as little-endian words
@@ -417,16 +443,25 @@ def _bitmap_shorter(count: int, columns: int, entries: int) -> bool:
     return bitmap_form < positions_form
 
 
-def _sharing_from_bits(party: int, columns: np.ndarray, bits: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(peer, increasing positions of the rows it shares), by increasing peer, from the bitmap form."""
+def _sharing_from_bits(party: int, columns: np.ndarray, bits: np.ndarray,
+                       dtype: type = np.int32) -> list[tuple[int, np.ndarray]]:
+    """(peer, increasing positions of the rows it shares), by increasing peer, from the bitmap form;
+    the positions of all peers are slices of one array of ``dtype``."""
     member = np.unpackbits(bits, axis=1, count=columns.shape[0])
     member[:, int(np.searchsorted(columns, party))] = 0
-    # grouped by column, rows increasing within each (the transpose made contiguous first: scanning
-    # a strided view is many times slower)
-    cols, positions = np.nonzero(np.ascontiguousarray(member.T))
-    cuts = np.flatnonzero(np.diff(cols)) + 1
-    return [(int(columns[group[0]]), chunk.astype(np.int32))
-            for group, chunk in zip(np.split(cols, cuts), np.split(positions, cuts)) if group.size]
+    count = member.shape[0]
+    if not count:
+        return []
+    # grouped by column, rows increasing within each: the set cells of the transpose (made contiguous
+    # first: scanning a strided view is many times slower), scanned flat as booleans (several times
+    # faster than a 2-D nonzero) and split by column
+    cells = np.flatnonzero(np.ascontiguousarray(member.T).view(bool))
+    cols, positions = np.divmod(cells, count)
+    positions = positions.astype(dtype, copy=False)
+    cuts = (np.flatnonzero(np.diff(cols)) + 1).tolist()
+    starts, ends = [0, *cuts], [*cuts, cells.shape[0]]
+    peers = columns[cols[starts[: len(ends)]]].tolist() if cells.shape[0] else []
+    return [(int(peer), positions[low:high]) for peer, low, high in zip(peers, starts, ends)]
 
 
 def _decode_bitmap_form(reader: Reader, party: int, count: int) -> tuple[list[int], list[int], list[np.ndarray]]:
@@ -461,13 +496,24 @@ def _decode_bitmap_form(reader: Reader, party: int, count: int) -> tuple[list[in
     return peers, offsets, chunks
 
 
+def _positions_of(union: np.ndarray, rows: np.ndarray, where: np.ndarray) -> bool:
+    """Whether ``where`` are the positions of ``rows`` in ``union``."""
+    if where.shape != rows.shape:
+        return False
+    return not rows.size or (0 <= int(where.min()) and int(where.max()) < union.shape[0]
+                             and bool(np.array_equal(union[where], rows)))
+
+
 class RowPlan:
     """The whole plan (server side): the row universe and each party's chosen rows."""
 
     def __init__(self, union: object, width: int, chosen: Mapping[int, object],
-                 ring: Sequence[int] | None = None, neighbours: int | None = None) -> None:
+                 ring: Sequence[int] | None = None, neighbours: int | None = None, *,
+                 known: Mapping[int, np.ndarray] | None = None) -> None:
         """``union`` and ``chosen``'s arrays are kept as given when already uint64 (a server's plan
-        holds every party's rows once): they must not be changed afterwards."""
+        holds every party's rows once): they must not be changed afterwards. ``known``: each party's
+        rows' positions in ``union`` when the caller found them already (checked against the rows in
+        one gather instead of searched)."""
         union = _sorted_rows(union, "union", copy=False)
         _check_width(width)
         self.union = union
@@ -475,9 +521,11 @@ class RowPlan:
         parties, positions = {}, {}
         for party, rows in sorted(chosen.items()):
             rows = _sorted_rows(rows, f"rows of party {party}", copy=False)
-            where = np.searchsorted(union, rows)
-            if rows.size and (int(where.max()) >= union.shape[0] or not np.array_equal(union[where], rows)):
-                raise InvalidParameters(f"party {party} chose rows outside the union")
+            where = None if known is None else known.get(party)
+            if where is None or not _positions_of(union, rows, where):  # a wrong hint is searched again
+                where = np.searchsorted(union, rows)
+                if not _positions_of(union, rows, where):
+                    raise InvalidParameters(f"party {party} chose rows outside the union")
             parties[party], positions[party] = rows, where
         self.chosen: Mapping[int, np.ndarray] = parties
         self._positions: dict[int, np.ndarray] = positions
@@ -595,8 +643,8 @@ class RowPlan:
         peer: positions among ``party``'s rows, or in the union with ``in_union``."""
         columns, bits = self._client_bits(party)
         where = self._positions[party]
-        for peer, positions in _sharing_from_bits(party, columns, bits):
-            yield peer, (np.take(where, positions) if in_union else positions.astype(np.int64))
+        for peer, positions in _sharing_from_bits(party, columns, bits, np.int64):
+            yield peer, (np.take(where, positions) if in_union else positions)
 
     def for_client(self, party: int) -> ClientRowPlan:
         """The party's rows and, per other party, the rows both chose (found when the plan is used)."""
@@ -714,8 +762,10 @@ def _gather_ranges(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> n
     total = int(lengths.sum())
     if not total:
         return np.zeros(0, dtype=np.uint8)
-    shift = offsets[rows] - (np.cumsum(lengths) - lengths)
-    return np.take(data, np.repeat(shift, lengths) + np.arange(total, dtype=np.int64))
+    # 32-bit indices where they fit (half the memory traffic of the index arrays, the bulk of the work)
+    index = np.int32 if int(offsets[-1]) < 1 << 31 else np.int64
+    shift = (offsets[rows] - (np.cumsum(lengths) - lengths)).astype(index)
+    return np.take(data, np.repeat(shift, lengths) + np.arange(total, dtype=index))
 
 
 def _write_compact(writer: Writer, rows: np.ndarray, counts: np.ndarray, k: int, unary: np.ndarray,

@@ -30,7 +30,7 @@ the partner keys (:meth:`SecAggServer.set_partner_keys`), the covered one its ke
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -56,6 +56,7 @@ from .messages import (
     PackedCiphertexts,
     PackedShares,
     PeerKeys,
+    PeerKeyTable,
     RoutedShares,
     ShareKeys,
     UnmaskRequest,
@@ -133,6 +134,7 @@ class SecAggServer:
         self.ignored: list[IgnoredMessage] = []
         self.abort_error: RoundAborted | None = None
         self._keys: dict[int, tuple[bytes, bytes]] = {}  # U1: party -> (channel pk, mask pk)
+        self._advertised: np.ndarray | None = None  # U1 as an increasing array, once the key stage closed
         self._seen_keys: set[bytes] = set()  # canonical X25519 encodings
         self._signatures_of_keys: dict[int, bytes] = {}  # malicious mode: advertisement signatures
         self._shares: dict[int, ShareKeys | None] = {}  # U2 (the messages are dropped once routed)
@@ -263,10 +265,20 @@ class SecAggServer:
             return self._ignore(sender, message, IgnoredReason.LATE if sender in self.neighbours else IgnoredReason.UNKNOWN_PARTY)
         if sender in self._shares:
             return self._ignore(sender, message, IgnoredReason.DUPLICATE)
-        recipients = _parties_of(message.ciphertexts)
-        if set(recipients) != self.neighbours[sender] & self._keys.keys() or len(recipients) != len(set(recipients)):
+        if not self._addressed_to_neighbours(sender, message.ciphertexts):
             return self._ignore(sender, message, IgnoredReason.INVALID, "shares not addressed to exactly its neighbours")
         self._shares[sender] = message
+
+    def _addressed_to_neighbours(self, sender: int, ciphertexts) -> bool:
+        """Whether ``ciphertexts`` go to exactly the sender's neighbours in U1, once each. On the full
+        graph with packed lists: one comparison of arrays against U1 (frozen when the keys closed)."""
+        advertised = self._advertised
+        if self.config.full_graph and isinstance(ciphertexts, PackedCiphertexts) and advertised is not None:
+            parties = ciphertexts.parties
+            return (parties.shape[0] == advertised.shape[0] - 1
+                    and bool(np.array_equal(parties, advertised[advertised != sender])))
+        recipients = _parties_of(ciphertexts)
+        return set(recipients) == self.neighbours[sender] & self._keys.keys() and len(recipients) == len(set(recipients))
 
     def _on_masked_input(self, message: MaskedInput) -> None:
         sender = message.sender
@@ -282,7 +294,7 @@ class SecAggServer:
             return self._ignore(sender, message, IgnoredReason.INVALID, "wrong modulus or length")
         if vector.dtype != dtype_of(self.config.modulus) and vector.dtype != dtype_of(self.config.modulus).newbyteorder("<"):
             return self._ignore(sender, message, IgnoredReason.INVALID, "wrong word type")
-        if self.config.modulus is Modulus.P61 and vector.size and int(vector.max()) >= P61:
+        if self.config.modulus is Modulus.P61 and vector.size and not message.in_range and int(vector.max()) >= P61:
             return self._ignore(sender, message, IgnoredReason.INVALID, "word out of range for the prime field")
         if self.row_plan is not None:
             self.row_plan.accumulate(self._sum, sender, message.vector, self.config.modulus)
@@ -372,11 +384,19 @@ class SecAggServer:
         else:
             entries = {peer: PeerKeys(peer, *keys, self._signatures_of_keys[peer] if signed else b"")
                        for peer, keys in self._keys.items()}
-        entry = entries.__getitem__  # one PeerKeys per party, shared by every broadcast that lists it
+        # One PeerKeys and one encoded entry per party, shared by every broadcast that lists it: a
+        # broadcast is a selection of the table's rows (full graph: every row but the recipient's).
+        table = PeerKeyTable(list(entries.values()))
         joint = self.joint == "verifying"
+        ids = table.ids
+        self._advertised = ids
         out = []
-        for party in sorted(self._keys):
-            peers = tuple(map(entry, sorted(self.neighbours[party] & self._keys.keys())))
+        for at, party in enumerate(ids.tolist()):
+            if self.config.full_graph:
+                peers = table.all_but(at)
+            else:
+                wanted = np.fromiter(self.neighbours[party] & self._keys.keys(), dtype=np.int64)
+                peers = table.select(np.searchsorted(ids, np.sort(wanted)))
             out.append(Outbound(party, KeyBroadcast(party, peers, signed, joint)))
         return out
 
@@ -407,6 +427,8 @@ class SecAggServer:
         """How many of ``owner``'s share holders (its neighbours that got shares, and itself in the full
         graph) are present."""
         # ``present`` is always a subset of U1 (U2, U3 or U4), so no intersection with U1 is needed.
+        if self.config.full_graph:  # every other party, and itself: all of ``present``
+            return len(present)
         count = len(self.neighbours[owner] & present)
         return count + 1 if self.config.full_graph and owner in present else count
 
@@ -448,12 +470,30 @@ class SecAggServer:
             self._survivor_statement = consistency_statement(self.config, survivors)
             return [Outbound(party, ConsistencyRequest(party, survivors)) for party in survivors]
         out = []
-        for party in sorted(alive):
-            peers = self.mask_peers(party)
-            request = UnmaskRequest(party, tuple(sorted(peers & alive)), tuple(sorted(peers - alive)))
+        for party, (alive_peers, dropped_peers) in self._peer_lists(sorted(alive), alive):
+            request = UnmaskRequest(party, alive_peers, dropped_peers)
             self._requests[party] = request
             out.append(Outbound(party, request))
         return out
+
+    def _peer_lists(self, parties: list[int], alive: frozenset[int]) -> Iterator[tuple[int, tuple[tuple[int, ...], tuple[int, ...]]]]:
+        """For each of ``parties`` (increasing): its mask peers (neighbours in U2) in ``alive`` and not,
+        each increasing. On the full graph those are U3 and U2 - U3 without the party itself: the two
+        sorted lists are made once and each party's is a copy without its own id."""
+        shared = self.shared_ids
+        if not self.config.full_graph:
+            for party in parties:
+                peers = self.neighbours[party] & shared
+                yield party, (tuple(sorted(peers & alive)), tuple(sorted(peers - alive)))
+            return
+        living, gone = tuple(sorted(alive & shared)), tuple(sorted(shared - alive))
+        position = {party: at for at, party in enumerate(living)}
+        for party in parties:
+            at = position.get(party)
+            if at is not None:
+                yield party, (living[:at] + living[at + 1:], gone)
+            else:  # not among the living: every living one is a peer; itself is never its own peer
+                yield party, (living, tuple(p for p in gone if p != party))
 
     def _close_signatures(self) -> list[Outbound]:
         """U4 frozen: every party of U2 must keep t signers among its share holders (else no client
@@ -473,10 +513,9 @@ class SecAggServer:
         enough = tuple(map(entries.__getitem__, parties[: self.config.quorum]))  # full graph: any quorum
         near = None if self._ring is None else self._signatures_near_all(parties, self._ring, self._position, entries)
         out = []
-        for party in parties:
-            peers = self.neighbours[party] & shared  # its mask peers
+        for party, (alive_peers, dropped_peers) in self._peer_lists(parties, alive):  # its mask peers
             signatures = enough if near is None else near[party]
-            request = UnmaskRequest(party, tuple(sorted(peers & alive)), tuple(sorted(peers - alive)), signatures)
+            request = UnmaskRequest(party, alive_peers, dropped_peers, signatures)
             self._requests[party] = request
             out.append(Outbound(party, request))
         return out
@@ -633,23 +672,35 @@ def _owners_of(shares) -> tuple[int, ...]:
 
 def _route_packed(senders: list[int], lists: list[PackedCiphertexts], shared) -> list[Outbound]:
     """Every sender's ciphertexts for a recipient in ``shared``, regrouped by recipient (senders in
-    increasing order within each), as arrays: one concatenation, one stable sort, one gather."""
+    increasing order within each), as arrays: one stable sort of the recipients, then each sender's
+    ciphertexts put straight where they go in one buffer (no concatenated copy: at n = 1,000 a fresh
+    100 MB array costs more in page faults than the copy itself); each recipient's list is a slice."""
     sizes = np.array([len(entries) for entries in lists], dtype=np.int64)
     recipients = np.concatenate([entries.parties for entries in lists]) if lists else np.zeros(0, dtype=np.int64)
     origin = np.repeat(np.asarray(senders, dtype=np.int64), sizes)
     members = np.asarray(sorted(shared), dtype=np.int64)
     keep = np.isin(recipients, members)
     order = np.flatnonzero(keep)[np.argsort(recipients[keep], kind="stable")]  # by recipient, then sender
-    bodies = np.concatenate([entries.ciphertexts for entries in lists]) if lists else None
+    destination = np.full(recipients.shape[0], -1, dtype=np.int64)  # where each sent entry goes (-1: nowhere)
+    destination[order] = np.arange(order.shape[0], dtype=np.int64)
+    whole = np.dtype((np.void, CIPHERTEXT_BYTES))  # moved as opaque rows: one copy each
+    gathered = np.empty((order.shape[0], CIPHERTEXT_BYTES), dtype=np.uint8)
+    rows = gathered.view(whole).reshape(-1)
+    at = 0
+    for size, listed in zip(sizes.tolist(), lists):
+        where = destination[at : at + size]
+        at += size
+        kept = where >= 0
+        body = np.ascontiguousarray(listed.ciphertexts).view(whole).reshape(-1)
+        if bool(kept.all()):
+            np.put(rows, where, body)
+        else:
+            np.put(rows, where[kept], body[kept])
     by_recipient = recipients[order]
     from_sender = origin[order]
-    gathered = bodies[order] if bodies is not None else np.zeros((0, CIPHERTEXT_BYTES), dtype=np.uint8)
+    from_sender.setflags(write=False)
+    gathered.setflags(write=False)
     bounds = np.searchsorted(by_recipient, members, side="left").tolist() + [by_recipient.shape[0]]
-    outbound = []
-    for at, party in enumerate(members.tolist()):
-        low, high = bounds[at], bounds[at + 1]
-        parties, ciphertexts = from_sender[low:high], gathered[low:high]
-        parties.setflags(write=False)
-        ciphertexts.setflags(write=False)
-        outbound.append(Outbound(party, RoutedShares(party, PackedCiphertexts(parties, ciphertexts))))
-    return outbound
+    return [Outbound(party, RoutedShares(party, PackedCiphertexts(from_sender[bounds[at] : bounds[at + 1]],
+                                                                  gathered[bounds[at] : bounds[at + 1]])))
+            for at, party in enumerate(members.tolist())]

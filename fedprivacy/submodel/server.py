@@ -389,14 +389,21 @@ class SubmodelRoundServer:
         real = {p: rows[flags] for (p, rows), flags in zip(chosen.items(), np.split(kept_flags, cuts))}
         config = self._rows_config
         ring = None
+        known = None
         if not config.full_graph:  # sparse rows: a chooser keeps a row while min_choosers - 1 neighbours do
             ring = ring_order(config)
             real = sparse_row_peel(real, ring, config.neighbours, settings.min_choosers - 1)
             kept = np.unique(np.concatenate([kept[:0], *real.values()]))
+        else:  # each planned row's position in the plan, from its report's position in the union
+            rank = np.cumsum(keep) - 1  # a kept union row's position among the kept rows
+            dense_at = np.arange(kept.shape[0], kept.shape[0] + self._dense_rows, dtype=np.int64)
+            known = {p: np.concatenate([rank[where[flags]], dense_at]) for (p, where), flags in
+                     zip(((p, self._report_positions[p]) for p in chosen), np.split(kept_flags, cuts))}
         planned = {p: np.concatenate([rows, dense_ids]) for p, rows in real.items()}
         if self._dense_rows:  # every party of the rows' sum masks the dense rows; those without a download drop
             planned.update({p: dense_ids for p in sorted(sharers) if p not in planned})
-        plan = RowPlan(np.concatenate([kept, dense_ids]), width + 1, planned, ring=ring, neighbours=config.neighbours)
+        plan = RowPlan(np.concatenate([kept, dense_ids]), width + 1, planned, ring=ring, neighbours=config.neighbours,
+                       known=known)
         # Sized for the rows' sum's parties (an upper bound on the uploads), as the clients size it.
         if settings.ddp is None:
             self._quantizer = Quantizer(settings.modulus, settings.clip, config.clients, max_weight=float(settings.max_samples))

@@ -14,7 +14,7 @@ from fedprivacy.hazmat.prg import MaskExpander
 from fedprivacy.hazmat import shamir
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy_bench.secagg import masking_limit_seconds
-from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
+from fedprivacy.secagg import DropoutSchedule, SecAggStep, SecAggConfig, run_secagg_round
 
 
 @pytest.mark.parametrize("modulus", list(Modulus))
@@ -38,6 +38,6 @@ def test_round_n100_d100k_safe_k_drop10_after_input(benchmark):
     # k = 20 with t <= 10 is refused under the default (semi-malicious) bound; the smallest safe k is the default.
     config = SecAggConfig.create(range(1, 101), 100_000, Modulus.U32, dropout_fraction=0.1)
     inputs = {p: np.full(100_000, p, dtype=np.uint32) for p in config.party_ids}
-    schedule = DropoutSchedule({p: DropStage.UNMASK for p in range(1, 11)})
+    schedule = DropoutSchedule({p: SecAggStep.UNMASK for p in range(1, 11)})
     report = benchmark.pedantic(run_secagg_round, (config, inputs, schedule), rounds=3, iterations=1)
     assert report.result is not None

@@ -93,7 +93,7 @@ class ClientPolicy(PSUPolicy):
         The client's own randomized-response parameters (default the CPP2 preset), the reference a
         suggestion (a Flower run config) is judged against: it is taken only if at least as private in
         both epsilon_1 and epsilon_inf (:meth:`accept_rr`). In process, the parameters a round uses
-        are ``ClientState.params`` (the device's own choice); the policy refuses them only for an
+        are ``DeviceState.params`` (the device's own choice); the policy refuses them only for an
         infinite epsilon without ``allow_insecure``.
     epsilon_cap : float
         The client's budget cap (per-index epsilon over its lifetime; default: none). A ledger created

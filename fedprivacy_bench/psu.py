@@ -17,7 +17,7 @@ import numpy as np
 
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.psu import BloomParameters, PSUParameters, decode_bloom, encode_bloom, run_psu_round
-from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
+from fedprivacy.secagg import DropoutSchedule, SecAggConfig, SecAggStep, run_secagg_round
 
 from .memory import peak_rss_mib
 
@@ -28,13 +28,13 @@ def _sets(rng: np.random.Generator, clients: int, items: int, universe: int) -> 
     return {p: rng.integers(0, universe, items, dtype=np.uint64) for p in range(1, clients + 1)}
 
 
-def _schedule(rng: np.random.Generator, clients: int, dropout: float, stage: DropStage) -> DropoutSchedule:
+def _schedule(rng: np.random.Generator, clients: int, dropout: float, stage: SecAggStep) -> DropoutSchedule:
     dropped = rng.choice(np.arange(1, clients + 1), size=round(dropout * clients), replace=False)
     return DropoutSchedule({int(p): stage for p in dropped})
 
 
 def run_psu_bench(
-    clients: int, items: int, universe: int, dropout: float, drop_stage: DropStage,
+    clients: int, items: int, universe: int, dropout: float, drop_stage: SecAggStep,
     bloom_universe: int | None = None, neighbours: int | None = None, seed: int = 0, progress: bool = True,
 ) -> dict[str, object]:
     rng = np.random.default_rng(seed)

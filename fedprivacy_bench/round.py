@@ -19,14 +19,14 @@ import numpy as np
 
 from fedprivacy.ddp.params import DDPSettings
 from fedprivacy.ldp import RRParameters
-from fedprivacy.secagg import Adversary, DropStage, make_identities
+from fedprivacy.secagg import Adversary, SecAggStep, make_identities
 from fedprivacy.secagg.graph import all_neighbourhoods
 from fedprivacy.secagg.messages import AdvertiseKeys, ConsistencyResponse, KeyBroadcast, UnmaskRequest
-from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.client import DeviceState
 from fedprivacy.submodel.demo import init_rows, local_update, synthetic_workload
 from fedprivacy.submodel.engine import RoundDrops, run_round
 from fedprivacy.submodel.messages import PhaseMessage, decode_submodel_message
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
 from fedprivacy.submodel.server import rows_degree
 from fedprivacy.submodel.settings import RoundSettings
 
@@ -61,7 +61,7 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
     memory.mark("workload")
     states = {
-        c.client_id: ClientState.new(ReferenceClient(c), params,
+        c.client_id: DeviceState.new(ReferenceTrainer(c), params,
                                      identity=None if identities is None else identities[c.client_id], trust=trust)
         for c in workload.clients
     }
@@ -72,14 +72,14 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     rng = np.random.default_rng(seed + 1)
     dropped = [int(p) for p in rng.choice(sorted(states), size=round(dropout * clients), replace=False)]
     half = len(dropped) // 2
-    drops = RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
+    drops = RoundDrops(psu={p: SecAggStep.INPUT for p in dropped[:half]}, upload={p: SecAggStep.INPUT for p in dropped[half:]})
     tolerance = min(0.42, max(0.1, dropout) + 1.0 / clients)  # tolerate the scripted drops at small n (semi-malicious: 0.05 + 2 x 0.42 <= 0.9)
     extra: dict[str, Any] = {} if ddp is None else {"ddp": ddp, "max_samples": 1}
     if sparse_rows_above is not None:  # the rows' graph: full up to this many parties, sparse above
         extra["sparse_rows_above"] = sparse_rows_above
     settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items, adversary=adversary,
                              **extra)
-    server = ReferenceServer.from_arrays(np.arange(universe, dtype=np.uint64), before, head)
+    server = ReferenceModel.from_arrays(np.arange(universe, dtype=np.uint64), before, head)
     started = time.perf_counter()
     outcome = run_round(states, server, settings, 0, drops, observer=observer, trust=trust, clock=clock,
                            executor=executor, progress=memory.progress)

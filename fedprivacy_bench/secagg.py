@@ -27,7 +27,7 @@ import numpy as np
 from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value, word_bytes
 from fedprivacy.hazmat.identity import Signer, Verifier
 from fedprivacy.hazmat.prg import ctr_into
-from fedprivacy.secagg import Adversary, DropoutSchedule, DropStage, SecAggConfig, make_identities, run_secagg_round
+from fedprivacy.secagg import Adversary, DropoutSchedule, SecAggConfig, SecAggStep, make_identities, run_secagg_round
 from fedprivacy.secagg.messages import KeyBroadcast, MessageType, decode_message
 
 from .memory import peak_rss_mib
@@ -40,7 +40,7 @@ class SecAggBenchOptions:
     clients: int
     dim: int
     dropout: float
-    drop_stage: DropStage = DropStage.UNMASK
+    drop_stage: SecAggStep = SecAggStep.UNMASK
     neighbours: int | None = None
     threshold: int | None = None
     full_graph: bool = False

@@ -28,9 +28,9 @@ from fedprivacy.secagg.messages import decode_message
 from fedprivacy.secagg.rows import ClientRowPlan
 from fedprivacy.submodel.demo import init_model, synthetic_workload
 from fedprivacy.submodel._snapshot import decode_round
-from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
 from fedprivacy.submodel.messages import PhaseMessage, RoundStart, RowDownload, decode_submodel_message
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
 from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundServerStage
@@ -74,8 +74,8 @@ def _submodel_transcript() -> tuple[list[bytes], list[bytes], list[bytes], list[
     """Every message of a small secure submodel round, as bytes; and the configs, PSU parameters and
     row plans inside them."""
     workload = synthetic_workload(clients=4, universe=300, items_per_user=20, seed=3)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
-    model = ReferenceServer(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1))
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2)) for c in workload.clients}
+    model = ReferenceModel(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1))
     server = SubmodelRoundServer(model, RoundSettings(universe=300, max_set_size=20, dropout_fraction=0.2), sorted(states), 0)
     clients = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"fuzz-{p}")) for p, s in states.items()}
     submodel, secagg, configs, psu, plans, compact, sum_parties = [], [], [], [], [], [], []
@@ -143,12 +143,12 @@ def _snapshots() -> list[bytes]:
 
 
 @lru_cache(maxsize=1)
-def _round_snapshots() -> tuple[list[bytes], dict[int, ClientState]]:
+def _round_snapshots() -> tuple[list[bytes], dict[int, DeviceState]]:
     """SubmodelRoundClient snapshots of a small round, each client's before every message it gets and
     at its end (created, sketch-sent, report-sent, uploading, completed); and the clients' states."""
     workload = synthetic_workload(clients=4, universe=300, items_per_user=20, seed=5)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
-    model = ReferenceServer(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1))
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2)) for c in workload.clients}
+    model = ReferenceModel(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1))
     server = SubmodelRoundServer(model, RoundSettings(universe=300, max_set_size=20, dropout_fraction=0.2), sorted(states), 0)
     clients = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"fuzz-snap-{p}")) for p, s in states.items()}
     snapshots = []

@@ -44,9 +44,9 @@ from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.submodel.demo import init_model, synthetic_workload
-from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
 from fedprivacy.submodel.messages import PublicSettings, RoundStart, decode_submodel_message
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
 from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundClientStage, RoundServerStage
@@ -377,10 +377,10 @@ def test_public_settings_carry_ddp_on_the_wire():
 
 def _round(clients=6, settings=None, policies=None):
     workload = synthetic_workload(clients=clients, universe=500, items_per_user=30, seed=2)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2)) for c in workload.clients}
     for party, ddp in (policies or {}).items():
         states[party].policy = states[party].policy.replace(ddp=ddp)
-    model = ReferenceServer(*init_model(np.arange(500, dtype=np.uint64), 4, seed=1))
+    model = ReferenceModel(*init_model(np.arange(500, dtype=np.uint64), 4, seed=1))
     settings = settings or RoundSettings(universe=500, max_set_size=30, dropout_fraction=0.2, max_samples=4,
                                          ddp=DDPSettings(1.0, 0.5, 1 << 12))
     server = SubmodelRoundServer(model, settings, sorted(states), 0)

@@ -18,8 +18,8 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.policy import ClientPolicy
 from fedprivacy.submodel.demo import init_model
-from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
-from fedprivacy.submodel.reference import ReferenceServer
+from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
+from fedprivacy.submodel.reference import ReferenceModel
 from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundServerStage
@@ -49,7 +49,7 @@ def secret_deltas(row_ids: np.ndarray, width: int) -> np.ndarray:
     return np.sin(np.outer(row_ids.astype(float) + 1, np.arange(1, width + 1))) * 0.05
 
 
-class CapturingServer(ReferenceServer):
+class CapturingServer(ReferenceModel):
     def __init__(self, *args) -> None:  # noqa: ANN002
         super().__init__(*args)
         self.applied: dict[int, np.ndarray] = {}
@@ -74,7 +74,7 @@ def _attack(victim_policy: ClientPolicy) -> float:
     ids = {VICTIM: SHARED, BYSTANDER: np.arange(40, 60, dtype=np.uint64), CORRUPT: SHARED}
     rr = RRParameters("1", "0", "1", "0", allow_insecure=True)  # the plan = the real sets (the index layer is not attacked here)
     base = ClientPolicy(rr_parameters=rr, allow_insecure=True)
-    states = {p: ClientState.new(Trainer(p, ids[p], zero=p == CORRUPT), rr, policy=base) for p in ids}
+    states = {p: DeviceState.new(Trainer(p, ids[p], zero=p == CORRUPT), rr, policy=base) for p in ids}
     states[VICTIM].policy = victim_policy.replace(rr_parameters=rr, allow_insecure=True)
     server_model = CapturingServer(*init_model(np.arange(UNIVERSE, dtype=np.uint64), WIDTH, seed=1))
     settings = RoundSettings(universe=UNIVERSE, max_set_size=40, min_choosers=2, max_samples=1, dropout_fraction=0.01,

@@ -8,8 +8,8 @@ from fedprivacy.submodel import client, engine, interfaces, server, settings
 
 PROTOCOL = {
     "SubmodelRoundClient": client, "SubmodelRoundServer": server, "RoundSettings": settings,
-    "ClientState": client, "run_round": engine, "RoundDrops": engine, "RoundOutcome": engine,
-    "SubmodelServer": interfaces, "SubmodelClient": interfaces, "TrainingResult": interfaces,
+    "DeviceState": client, "run_round": engine, "RoundDrops": engine, "SubmodelRoundOutcome": engine,
+    "GlobalModel": interfaces, "LocalTrainer": interfaces, "TrainingResult": interfaces,
 }
 
 

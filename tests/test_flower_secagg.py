@@ -48,7 +48,7 @@ from fedprivacy.adapters.flower import (  # noqa: E402
     secaggplus_mod,
 )
 from fedprivacy.errors import InvalidParameters  # noqa: E402
-from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggClient, SecAggConfig, SecAggServer, run_secagg_round  # noqa: E402
+from fedprivacy.secagg import DropoutSchedule, SecAggStep, SecAggClient, SecAggConfig, SecAggServer, run_secagg_round  # noqa: E402
 from fedprivacy.secagg.messages import UnmaskRequest, decode_message  # noqa: E402
 from fedprivacy_bench.grid import InProcessGrid  # noqa: E402
 
@@ -140,7 +140,7 @@ def test_result_equals_the_in_process_protocol_round_on_the_same_inputs():
     quantizer = workflow.quantizer(5)
     config = SecAggConfig(tuple(range(1, 6)), DIM + 1, quantizer.modulus, 4, 4, b"in-process reference round")
     vectors = {p + 1: quantizer.encode(np.concatenate(update(p, DIM)), weight(p)) for p in range(5)}
-    report = run_secagg_round(config, vectors, DropoutSchedule({3: DropStage.INPUT}))
+    report = run_secagg_round(config, vectors, DropoutSchedule({3: SecAggStep.INPUT}))
     reference = quantizer.mean(report.result)
     tolerance = _tolerance(workflow, 5, in_sum)
     assert np.abs(reference - weighted_mean(in_sum, DIM)).max() <= tolerance

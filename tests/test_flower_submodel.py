@@ -25,10 +25,10 @@ from fedprivacy.adapters.flower import SecureSubmodelClient, SecureSubmodelWorkf
 from fedprivacy.adapters.storage import read_ledger_file  # noqa: E402
 from fedprivacy.hazmat.prg import DeterministicRandomness  # noqa: E402
 from fedprivacy.ldp import RRParameters  # noqa: E402
-from fedprivacy.secagg import DropStage  # noqa: E402
+from fedprivacy.secagg import SecAggStep  # noqa: E402
 from fedprivacy.submodel.demo import init_model, synthetic_workload  # noqa: E402
-from fedprivacy.submodel.client import ClientState  # noqa: E402
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer  # noqa: E402
+from fedprivacy.submodel.client import DeviceState  # noqa: E402
+from fedprivacy.submodel.reference import ReferenceTrainer, ReferenceModel  # noqa: E402
 from fedprivacy.submodel.settings import RoundSettings  # noqa: E402
 
 NODES, UNIVERSE, ITEMS, DIM, SEED = 6, 400, 30, 4, 11
@@ -40,11 +40,11 @@ def _client_app(drop_partition: int | None, state_dir) -> ClientApp:
     """Reference trainers on the seeded workload; a query tells the server which partition a node holds
     (test bookkeeping only); ``drop_partition`` fails just before sending its masked upload."""
 
-    def client_fn(context: Context) -> ReferenceClient:
+    def client_fn(context: Context) -> ReferenceTrainer:
         from fedprivacy.submodel.demo import synthetic_workload
 
         workload = synthetic_workload(clients=NODES, universe=UNIVERSE, items_per_user=ITEMS, seed=SEED)
-        return ReferenceClient(workload.clients[int(context.node_config["partition-id"])])
+        return ReferenceTrainer(workload.clients[int(context.node_config["partition-id"])])
 
     def drop_before_upload(message: Message, context: Context, call_next) -> Message:  # a function-specific mod
         from fedprivacy.secagg.messages import MaskedInput
@@ -72,7 +72,7 @@ def _client_app(drop_partition: int | None, state_dir) -> ClientApp:
     return app
 
 
-def _simulate(model: ReferenceServer, round_index: int, drop_partition: int | None, state_dir) -> dict:
+def _simulate(model: ReferenceModel, round_index: int, drop_partition: int | None, state_dir) -> dict:
     """One run: the partition of each node (asked first), then one secure round; returns what it saw."""
     seen: dict = {}
     workflow = SecureSubmodelWorkflow(model, SETTINGS, num_rounds=1, first_round=round_index, min_nodes=NODES)
@@ -98,7 +98,7 @@ def _simulate(model: ReferenceServer, round_index: int, drop_partition: int | No
 
 
 class _Party:  # the engine's view of a partition's trainer under this round's party id
-    def __init__(self, trainer: ReferenceClient, party: int) -> None:
+    def __init__(self, trainer: ReferenceTrainer, party: int) -> None:
         self.trainer, self.client_id = trainer, party
 
     def index_set(self):
@@ -108,8 +108,8 @@ class _Party:  # the engine's view of a partition's trainer under this round's p
         return self.trainer.train(row_ids, rows, dense)
 
 
-def _model() -> ReferenceServer:
-    return ReferenceServer(*init_model(np.arange(UNIVERSE, dtype=np.uint64), DIM, seed=SEED))
+def _model() -> ReferenceModel:
+    return ReferenceModel(*init_model(np.arange(UNIVERSE, dtype=np.uint64), DIM, seed=SEED))
 
 
 def _engine_round(model, states_by_partition, seen, round_index, drop_partition):
@@ -117,11 +117,11 @@ def _engine_round(model, states_by_partition, seen, round_index, drop_partition)
     states = {}
     for party, part in seen["partition_of_party"].items():
         kept = states_by_partition[part]
-        states[party] = ClientState(_Party(ReferenceClient(workload.clients[part]), party), kept.params, kept.ledger, kept.memo)
+        states[party] = DeviceState(_Party(ReferenceTrainer(workload.clients[part]), party), kept.params, kept.ledger, kept.memo)
     drops = RoundDrops()
     if drop_partition is not None:
         dropped = next(p for p, part in seen["partition_of_party"].items() if part == drop_partition)
-        drops = RoundDrops(upload={dropped: DropStage.INPUT})
+        drops = RoundDrops(upload={dropped: SecAggStep.INPUT})
     outcome = run_round(states, model, SETTINGS, round_index, drops,
                         random_source=lambda p: DeterministicRandomness(f"flower-{round_index}-{p}"))
     for party, part in seen["partition_of_party"].items():  # the memo object is replaced by the round
@@ -129,7 +129,7 @@ def _engine_round(model, states_by_partition, seen, round_index, drop_partition)
     return outcome
 
 
-def _assert_same_model(flower: ReferenceServer, engine: ReferenceServer) -> None:
+def _assert_same_model(flower: ReferenceModel, engine: ReferenceModel) -> None:
     worst = max(float(np.max(np.abs(flower.table[r] - engine.table[r]))) for r in engine.table)
     assert worst <= 1e-9
     assert np.max(np.abs(flower.head.flat() - engine.head.flat())) <= 1e-9
@@ -141,7 +141,7 @@ def first_run(tmp_path_factory):
     flower_model, engine_model = _model(), _model()
     seen = _simulate(flower_model, 1, DROPPING_PARTITION, state_dir)
     params = RRParameters.preset(2)
-    engine_states = {part: ClientState.new(ReferenceClient(c), params) for part, c in
+    engine_states = {part: DeviceState.new(ReferenceTrainer(c), params) for part, c in
                      enumerate(synthetic_workload(clients=NODES, universe=UNIVERSE, items_per_user=ITEMS, seed=SEED).clients)}
     outcome = _engine_round(engine_model, engine_states, seen, 1, DROPPING_PARTITION)
     return state_dir, flower_model, engine_model, engine_states, seen, outcome
@@ -248,10 +248,10 @@ def task_identity(monkeypatch):
         monkeypatch.setattr(TaskIdentity, name, value)
 
 
-def _loopback(configs: dict[int, dict], **hooks) -> tuple[LoopbackGrid, ReferenceServer]:
-    def client_fn(context: Context) -> ReferenceClient:
+def _loopback(configs: dict[int, dict], **hooks) -> tuple[LoopbackGrid, ReferenceModel]:
+    def client_fn(context: Context) -> ReferenceTrainer:
         workload = synthetic_workload(clients=len(configs), universe=UNIVERSE, items_per_user=ITEMS, seed=SEED)
-        return ReferenceClient(workload.clients[int(context.node_config["partition-id"])])
+        return ReferenceTrainer(workload.clients[int(context.node_config["partition-id"])])
 
     return LoopbackGrid(submodel_client_app(client_fn), configs, **hooks), _model()
 

@@ -12,7 +12,7 @@ from fedprivacy.errors import InvalidParameters, RemoteProtocolError, RoundAbort
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.loopback import Delivery, InProcessHost, Loopback
 from fedprivacy.psu import PSUParameters, RerunPolicy, UnionDecodeFailure
-from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggStep, run_secagg_round
+from fedprivacy.secagg import DropoutSchedule, SecAggStep, run_secagg_round
 from fedprivacy.secagg.driver import step_of
 from fedprivacy.secagg.messages import AdvertiseKeys, ConsistencyResponse, MaskedInput, ShareKeys, UnmaskResponse
 from fedprivacy.secagg.stages import STEP_OF_SERVER_STAGE, ServerStage
@@ -181,7 +181,9 @@ def test_an_aborting_server_propagates_from_close():
 
 
 def test_one_name_for_each_of_the_four_steps():
-    assert DropStage is SecAggStep
+    import fedprivacy.secagg as secagg
+
+    assert not hasattr(secagg, "DropStage")  # the old drop-point name is gone: one name for the steps
     assert [s.value for s in SecAggStep] == ["advertise", "share", "input", "unmask"]  # the vectors' names
     assert [s.order for s in SecAggStep] == [0, 1, 2, 3]
     assert {STEP_OF_SERVER_STAGE[s] for s in ServerStage if s in STEP_OF_SERVER_STAGE} == set(SecAggStep)
@@ -289,14 +291,14 @@ def test_the_flower_workflow_logs_its_stages_by_the_step_names():
 def test_the_engine_reports_progress_by_the_step_names():
     from fedprivacy.hazmat.prg import DeterministicRandomness as Seeded
     from fedprivacy.ldp import RRParameters
-    from fedprivacy.submodel import ClientState, RoundSettings, run_round
+    from fedprivacy.submodel import DeviceState, RoundSettings, run_round
     from fedprivacy.submodel.demo import init_model, synthetic_workload
-    from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+    from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
 
     workload = synthetic_workload(clients=5, universe=300, items_per_user=20, seed=4)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2)) for c in workload.clients}
     labels = []
-    outcome = run_round(states, ReferenceServer(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1)),
+    outcome = run_round(states, ReferenceModel(*init_model(np.arange(300, dtype=np.uint64), 3, seed=1)),
                         RoundSettings(universe=300, max_set_size=20, dropout_fraction=0.2), 0,
                         progress=lambda label, done, total: labels.append(label),
                         random_source=lambda p: Seeded(f"labels-{p}"))

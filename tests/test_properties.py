@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedprivacy.hazmat.field import Modulus
-from fedprivacy.secagg import DropoutSchedule, DropStage
+from fedprivacy.secagg import DropoutSchedule, SecAggStep
 from fedprivacy.secagg import run_secagg_round
 from fedprivacy.secagg.graph import all_neighbourhoods
 from proofs.secagg.common import recoverable
@@ -22,7 +22,7 @@ def rounds(draw):
     k = draw(st.sampled_from(even + [n - 1]))
     t = draw(st.integers(2, k + 1))
     modulus = draw(st.sampled_from(list(Modulus)))
-    drops = draw(st.dictionaries(st.sampled_from(ids), st.sampled_from(list(DropStage)), max_size=n))
+    drops = draw(st.dictionaries(st.sampled_from(ids), st.sampled_from(list(SecAggStep)), max_size=n))
     late = draw(st.sets(st.sampled_from(ids))) & set(drops)
     seed = draw(st.integers(0, 2**16))
     return config(ids, dim=draw(st.integers(1, 9)), modulus=modulus, neighbours=k, threshold=t), drops, late, seed
@@ -37,7 +37,7 @@ def test_output_is_the_sum_of_exactly_the_masked_inputs_or_a_clean_abort(case):
     if recoverable(cfg, all_neighbourhoods(cfg), drops):
         assert not report.client_errors
         assert report.aborted is None
-        survivors = {p for p in cfg.party_ids if p not in drops or drops[p] is DropStage.UNMASK}
+        survivors = {p for p in cfg.party_ids if p not in drops or drops[p] is SecAggStep.UNMASK}
         assert report.input_ids == survivors
         assert [int(v) for v in report.result] == plain_sum(inputs, survivors, cfg.modulus)
     else:
@@ -48,6 +48,6 @@ def test_output_is_the_sum_of_exactly_the_masked_inputs_or_a_clean_abort(case):
             assert report.aborted is not None
         else:
             assert report.client_errors and report.aborted is None
-            survivors = {p for p in cfg.party_ids if p not in drops or drops[p] is DropStage.UNMASK}
+            survivors = {p for p in cfg.party_ids if p not in drops or drops[p] is SecAggStep.UNMASK}
             assert report.input_ids == survivors - set(report.client_errors)
             assert [int(v) for v in report.result] == plain_sum(inputs, report.input_ids, cfg.modulus)

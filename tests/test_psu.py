@@ -24,7 +24,7 @@ from fedprivacy.psu import (
     run_psu_round,
 )
 from fedprivacy.psu.iblt import batch_inverse, nonzero_weights
-from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig
+from fedprivacy.secagg import DropoutSchedule, SecAggStep, SecAggConfig
 
 from .helpers import PROTOCOL_POLICY
 
@@ -125,7 +125,7 @@ def test_dropout_semantics():
     def config(p):
         return SecAggConfig(tuple(sets), p.vector_length, Modulus.P61, 5, 3, SESSION)
 
-    schedule = DropoutSchedule({2: DropStage.SHARE, 3: DropStage.INPUT, 4: DropStage.UNMASK})
+    schedule = DropoutSchedule({2: SecAggStep.SHARE, 3: SecAggStep.INPUT, 4: SecAggStep.UNMASK})
     result = run_psu_round(sets, params, config, schedule, policy=PROTOCOL_POLICY)
     assert result.contributors == {1, 4, 5, 6}
     assert result.union.tolist() == [10, 11, 40, 50, 60]  # 4 vanished after its sketch arrived: included
@@ -140,14 +140,14 @@ def test_union_of_contributors_under_any_dropout_schedule(sets, data):
     ids = sorted(sets)
     n = len(ids)
     threshold = max(2, n // 2)
-    drops = data.draw(st.dictionaries(st.sampled_from(ids), st.sampled_from(list(DropStage)), max_size=n - threshold))
+    drops = data.draw(st.dictionaries(st.sampled_from(ids), st.sampled_from(list(SecAggStep)), max_size=n - threshold))
     params = PSUParameters(5001, max(1, sum(len(s) for s in sets.values())), SESSION)
 
     def config(p):
         return SecAggConfig(tuple(ids), p.vector_length, Modulus.P61, n - 1, threshold, SESSION)
 
     result = run_psu_round(sets, params, config, DropoutSchedule(drops), max_attempts=5, policy=PROTOCOL_POLICY)
-    contributors = {p for p in ids if drops.get(p) in (None, DropStage.UNMASK)}
+    contributors = {p for p in ids if drops.get(p) in (None, SecAggStep.UNMASK)}
     assert result.contributors == contributors
     assert result.union.tolist() == sorted({i for p in contributors for i in sets[p]})
 

@@ -8,7 +8,7 @@ import pytest
 from fedprivacy.errors import InvalidParameters
 from fedprivacy.hazmat.field import Modulus, modulus_value
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.secagg import DropoutSchedule, DropStage, Quantizer, run_secagg_round
+from fedprivacy.secagg import DropoutSchedule, SecAggStep, Quantizer, run_secagg_round
 
 from .helpers import config, PROTOCOL_POLICY
 
@@ -21,7 +21,7 @@ def test_weighted_mean_through_secure_aggregation(modulus):
     values = {p: rng.uniform(-1.5, 1.5, 32) for p in cfg.party_ids}
     weights = {p: float(p) for p in cfg.party_ids}
     inputs = {p: quantizer.encode(values[p], weights[p]) for p in cfg.party_ids}
-    report = run_secagg_round(cfg, inputs, DropoutSchedule({4: DropStage.INPUT}), policy=PROTOCOL_POLICY)
+    report = run_secagg_round(cfg, inputs, DropoutSchedule({4: SecAggStep.INPUT}), policy=PROTOCOL_POLICY)
     counted = sorted(report.input_ids)
     expected = sum(weights[p] * np.clip(values[p], -1, 1) for p in counted) / sum(weights[p] for p in counted)
     step = 1 / quantizer.scale

@@ -8,10 +8,10 @@ import pytest
 from fedprivacy.accounting import replay
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
-from fedprivacy.secagg import DropStage
+from fedprivacy.secagg import SecAggStep
 from fedprivacy.submodel.demo import init_model, synthetic_workload
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
+from fedprivacy.submodel.client import DeviceState
 from fedprivacy.submodel.engine import RoundDrops, run_round
 from fedprivacy.submodel.settings import RoundSettings
 
@@ -23,9 +23,9 @@ CLIENTS, UNIVERSE, ITEMS, DIM = 8, 400, 12, 3
 
 def _round(executor):
     workload = synthetic_workload(clients=CLIENTS, universe=UNIVERSE, items_per_user=ITEMS, seed=3)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
-    model = ReferenceServer(*init_model(np.arange(UNIVERSE, dtype=np.uint64), DIM, seed=3))
-    drops = RoundDrops(psu={2: DropStage.SHARE}, upload={5: DropStage.INPUT})
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2)) for c in workload.clients}
+    model = ReferenceModel(*init_model(np.arange(UNIVERSE, dtype=np.uint64), DIM, seed=3))
+    drops = RoundDrops(psu={2: SecAggStep.SHARE}, upload={5: SecAggStep.INPUT})
     settings = RoundSettings(universe=UNIVERSE, max_set_size=ITEMS, dropout_fraction=0.25)
     outcome = run_round(states, model, settings, 0, drops, executor=executor,
                            random_source=lambda p: DeterministicRandomness(f"ray-{p}"))
@@ -87,7 +87,7 @@ def test_clients_with_identity_keys_are_not_sent_to_ray():
 
     workload = synthetic_workload(clients=4, universe=UNIVERSE, items_per_user=ITEMS, seed=3)
     identities, trust = make_identities([c.client_id for c in workload.clients])
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2), identity=identities[c.client_id],
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2), identity=identities[c.client_id],
                                            trust=trust) for c in workload.clients}
     with pytest.raises(InvalidParameters, match="identity keys"):
         RayExecutor()(states, RoundDrops(), None)  # refused before Ray is even started

@@ -1,4 +1,4 @@
-"""The reference model in float32, packed (``ReferenceServer.from_arrays``): its rows read through a
+"""The reference model in float32, packed (``ReferenceModel.from_arrays``): its rows read through a
 ``RowTable``, its updates rounded to float32, its row downloads sent as 4-byte floats, and the bench's
 plaintext check rounding the same way (and failing when the model is wrong)."""
 
@@ -13,11 +13,11 @@ from fedprivacy.hazmat.field import Modulus
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import SecAggConfig
 from fedprivacy.secagg.rows import ClientRowPlan
-from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.client import DeviceState
 from fedprivacy.submodel.demo import init_model, init_rows, synthetic_workload
 from fedprivacy.submodel.engine import run_round
 from fedprivacy.submodel.messages import RowDownload, decode_submodel_message
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer, RowTable
+from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer, RowTable
 from fedprivacy.submodel.settings import RoundSettings
 
 
@@ -32,7 +32,7 @@ def test_init_rows_are_init_models_rows_packed():
 
 def test_packed_server_reads_rows_without_copies_and_keeps_handed_out_rows():
     values, head = init_rows(100, 3, seed=1, dtype=np.float32)
-    server = ReferenceServer.from_arrays(np.arange(100, dtype=np.uint64), values, head)
+    server = ReferenceModel.from_arrays(np.arange(100, dtype=np.uint64), values, head)
     table = server.table
     assert isinstance(table, RowTable) and len(table) == 100 and list(table)[:3] == [0, 1, 2]
     assert 5 in table and 100 not in table and -1 not in table and "x" not in table
@@ -50,19 +50,19 @@ def test_packed_server_reads_rows_without_copies_and_keeps_handed_out_rows():
     server.apply_row_updates(np.array([9], dtype=np.uint64), np.full((1, 4), 0.5))
     assert np.array_equal(later, snapshot)  # a row read after the first update is not written either
     with pytest.raises(InvalidParameters):
-        ReferenceServer.from_arrays(np.arange(3, dtype=np.uint64), np.zeros((3, 2), dtype=np.int64), head)
+        ReferenceModel.from_arrays(np.arange(3, dtype=np.uint64), np.zeros((3, 2), dtype=np.int64), head)
     with pytest.raises(InvalidParameters):
-        ReferenceServer.from_arrays(np.array([1, 1], dtype=np.uint64), np.zeros((2, 4), dtype=np.float32), head)
+        ReferenceModel.from_arrays(np.array([1, 1], dtype=np.uint64), np.zeros((2, 4), dtype=np.float32), head)
 
 
 def test_float32_updates_and_head_are_rounded_to_float32():
     values, head = init_rows(10, 3, seed=1, dtype=np.float32)
-    server = ReferenceServer.from_arrays(np.arange(10, dtype=np.uint64), values, head)
+    server = ReferenceModel.from_arrays(np.arange(10, dtype=np.uint64), values, head)
     server.apply_dense_update(np.full(4, 1e-3))
     flat = server.head.flat()
     assert np.array_equal(flat.astype(np.float32).astype(np.float64), flat)
     assert not np.array_equal(flat, head.flat() + 1e-3)  # 1.001 is not a float32: it was rounded
-    float64 = ReferenceServer(*init_model(np.arange(10, dtype=np.uint64), 3, seed=1))
+    float64 = ReferenceModel(*init_model(np.arange(10, dtype=np.uint64), 3, seed=1))
     float64.apply_dense_update(np.full(4, 1e-3))
     assert np.array_equal(float64.head.flat(), head.flat() + 1e-3)  # float64 rows: unchanged behaviour
 
@@ -77,7 +77,7 @@ def _download(rows: np.ndarray, dense: np.ndarray) -> bytes:
 
 def test_a_float32_models_rows_travel_as_four_byte_floats():
     values, head = init_rows(20, 4, seed=2, dtype=np.float32)
-    server = ReferenceServer.from_arrays(np.arange(20, dtype=np.uint64), values, head)
+    server = ReferenceModel.from_arrays(np.arange(20, dtype=np.uint64), values, head)
     rows = server.rows(np.array([4, 8], dtype=np.uint64))
     small = _download(rows, server.dense())
     large = _download(rows.astype(np.float64) + 1e-9, server.dense())  # not float32 numbers: 8 bytes each
@@ -88,9 +88,9 @@ def test_a_float32_models_rows_travel_as_four_byte_floats():
 
 def _round(seed: int = 0):
     workload = synthetic_workload(clients=10, universe=600, items_per_user=40, seed=seed)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2)) for c in workload.clients}
     before, head = init_rows(600, 4, seed=seed, dtype=np.float32)
-    server = ReferenceServer.from_arrays(np.arange(600, dtype=np.uint64), before, head)
+    server = ReferenceModel.from_arrays(np.arange(600, dtype=np.uint64), before, head)
     settings = RoundSettings(universe=600, max_set_size=40, dropout_fraction=0.2)
     outcome = run_round(states, server, settings, 0)
     return workload, before, head, server, outcome, settings

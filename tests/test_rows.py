@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from fedprivacy.errors import DecodeError, InvalidParameters
 from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value
-from fedprivacy.secagg import ClientRowPlan, DropoutSchedule, DropStage, RowPlan, SecAggClient, SecAggConfig, run_secagg_round
+from fedprivacy.secagg import ClientRowPlan, DropoutSchedule, SecAggStep, RowPlan, SecAggClient, SecAggConfig, run_secagg_round
 from fedprivacy.secagg.rows import row_keystream
 
 from .helpers import PROTOCOL_POLICY
@@ -48,11 +48,11 @@ def test_per_row_sums_over_surviving_choosers(data):
     plan = RowPlan(union, width, chosen)
     threshold = max(2, n // 2)
     config = SecAggConfig(ids, plan.dim, modulus, n - 1, threshold, SESSION)
-    drops = data.draw(st.dictionaries(st.sampled_from(ids), st.sampled_from(list(DropStage)), max_size=n - threshold - 1))
+    drops = data.draw(st.dictionaries(st.sampled_from(ids), st.sampled_from(list(SecAggStep)), max_size=n - threshold - 1))
     inputs = _inputs(plan, modulus, data.draw(st.integers(0, 1000)))
     report = run_secagg_round(config, inputs, DropoutSchedule(drops), row_plan=plan, policy=PROTOCOL_POLICY)
     assert report.aborted is None and not report.client_errors
-    survivors = {p for p in ids if drops.get(p) in (None, DropStage.UNMASK)}
+    survivors = {p for p in ids if drops.get(p) in (None, SecAggStep.UNMASK)}
     expected = _plain_rows(plan, inputs, survivors, modulus)
     assert report.result.reshape(-1, width).astype(object).tolist() == expected
 

@@ -14,7 +14,7 @@ import pytest
 
 from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.secagg import DropoutSchedule, DropStage, RowPlan, SecAggConfig, run_secagg_round
+from fedprivacy.secagg import DropoutSchedule, SecAggStep, RowPlan, SecAggConfig, run_secagg_round
 
 from .helpers import PROTOCOL_POLICY
 
@@ -32,7 +32,7 @@ def _round(modulus: Modulus, width: int, seed: int) -> str:
     config = SecAggConfig(parties, plan.dim, modulus, len(parties) - 1, 9, SESSION)
     high = min(modulus_value(modulus), 1 << 63)
     inputs = {p: rng.integers(0, high, r.shape[0] * width, dtype=np.uint64).astype(dtype_of(modulus)) for p, r in chosen.items()}
-    drops = DropoutSchedule({2: DropStage.INPUT, 5: DropStage.INPUT, 7: DropStage.UNMASK, 11: DropStage.SHARE})
+    drops = DropoutSchedule({2: SecAggStep.INPUT, 5: SecAggStep.INPUT, 7: SecAggStep.UNMASK, 11: SecAggStep.SHARE})
     digest = hashlib.sha256()
 
     def observe(sender: int, recipient: int, data: bytes) -> None:

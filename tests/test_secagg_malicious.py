@@ -20,7 +20,7 @@ from fedprivacy.secagg import (
     Adversary,
     ClientStage,
     DropoutSchedule,
-    DropStage,
+    SecAggStep,
     SecAggClient,
     SecAggConfig,
     SecAggServer,
@@ -122,7 +122,7 @@ def test_full_graph_round_with_a_quorum_below_t_forwards_and_checks_the_quorum()
         r.clients[1].receive(short)
     identities, trust = identities_for(cfg)
     inputs = random_inputs(cfg, 3)
-    report = run_secagg_round(cfg, inputs, DropoutSchedule({3: DropStage.UNMASK}), identities=identities, trust=trust,
+    report = run_secagg_round(cfg, inputs, DropoutSchedule({3: SecAggStep.UNMASK}), identities=identities, trust=trust,
                               policy=ClientPolicy(corrupt_fraction=0.1))
     assert report.aborted is None and not report.client_errors
     assert [int(v) for v in report.result] == plain_sum(inputs, set(cfg.party_ids), cfg.modulus)
@@ -140,11 +140,11 @@ def test_malicious_threshold_is_the_semi_malicious_bound(n):
 
 @pytest.mark.parametrize("n,neighbours,drops,unsigned", [
     (7, None, {}, set()),
-    (7, None, {3: DropStage.UNMASK}, set()),
+    (7, None, {3: SecAggStep.UNMASK}, set()),
     # (dropouts chosen so that every party keeps t holders on this config's relabelled ring)
-    (16, 8, {2: DropStage.SHARE, 1: DropStage.INPUT, 3: DropStage.UNMASK, 4: DropStage.UNMASK}, {4}),
+    (16, 8, {2: SecAggStep.SHARE, 1: SecAggStep.INPUT, 3: SecAggStep.UNMASK, 4: SecAggStep.UNMASK}, {4}),
     # n > 2k: the server forwards only the signers nearest each party on the ring (server.py)
-    (40, 8, {2: DropStage.SHARE, 5: DropStage.INPUT, 9: DropStage.UNMASK}, {9}),
+    (40, 8, {2: SecAggStep.SHARE, 5: SecAggStep.INPUT, 9: SecAggStep.UNMASK}, {9}),
 ])
 def test_malicious_round_sums_exactly_the_survivors(n, neighbours, drops, unsigned):
     cfg = malicious_config(n, threshold=5 if n < 40 else 6, neighbours=neighbours)
@@ -152,10 +152,10 @@ def test_malicious_round_sums_exactly_the_survivors(n, neighbours, drops, unsign
     inputs = random_inputs(cfg, 3)
     report = run_secagg_round(cfg, inputs, DropoutSchedule(drops, unsigned=frozenset(unsigned)), identities=identities, trust=trust)
     assert report.aborted is None and not report.client_errors
-    survivors = {p for p in cfg.party_ids if drops.get(p, DropStage.UNMASK) is DropStage.UNMASK}
+    survivors = {p for p in cfg.party_ids if drops.get(p, SecAggStep.UNMASK) is SecAggStep.UNMASK}
     assert report.input_ids == survivors
     assert report.signed_ids == survivors - set(unsigned)
-    assert report.unmask_ids == survivors - {p for p, s in drops.items() if s is DropStage.UNMASK}
+    assert report.unmask_ids == survivors - {p for p, s in drops.items() if s is SecAggStep.UNMASK}
     assert [int(v) for v in report.result] == plain_sum(inputs, survivors, cfg.modulus)
 
 
@@ -163,7 +163,7 @@ def test_too_few_signers_abort_the_round_with_no_output():
     cfg = malicious_config(7, threshold=5)
     identities, trust = identities_for(cfg)
     report = run_secagg_round(
-        cfg, random_inputs(cfg), DropoutSchedule({p: DropStage.UNMASK for p in (5, 6, 7)}, unsigned=frozenset({5, 6, 7})),
+        cfg, random_inputs(cfg), DropoutSchedule({p: SecAggStep.UNMASK for p in (5, 6, 7)}, unsigned=frozenset({5, 6, 7})),
         identities=identities, trust=trust,
     )
     assert report.result is None and report.aborted.stage == "consistency-check"

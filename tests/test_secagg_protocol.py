@@ -19,7 +19,7 @@ from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.secagg import (
     ClientStage,
     DropoutSchedule,
-    DropStage,
+    SecAggStep,
     SecAggClient,
     SecAggServer,
     ServerStage,
@@ -40,13 +40,13 @@ from .helpers import config, plain_sum, random_inputs, PROTOCOL_POLICY
 
 
 @pytest.mark.parametrize("modulus", list(Modulus))
-@pytest.mark.parametrize("stage", list(DropStage))
+@pytest.mark.parametrize("stage", list(SecAggStep))
 def test_dropouts_at_each_stage_sum_exactly_the_survivors(modulus, stage):
     cfg = config(range(1, 8), dim=9, modulus=modulus, threshold=4)
     inputs = random_inputs(cfg, seed=int(modulus))
     report = run_secagg_round(cfg, inputs, DropoutSchedule({2: stage, 5: stage}), policy=PROTOCOL_POLICY)
     assert report.aborted is None
-    expected_ids = set(cfg.party_ids) - ({2, 5} if stage is not DropStage.UNMASK else set())
+    expected_ids = set(cfg.party_ids) - ({2, 5} if stage is not SecAggStep.UNMASK else set())
     assert report.input_ids == expected_ids
     assert [int(v) for v in report.result] == plain_sum(inputs, expected_ids, modulus)
 
@@ -54,7 +54,7 @@ def test_dropouts_at_each_stage_sum_exactly_the_survivors(modulus, stage):
 def test_harary_graph_with_mixed_dropouts():
     cfg = config(range(1, 21), dim=5, neighbours=8, threshold=4)
     inputs = random_inputs(cfg, seed=3)
-    drops = {1: DropStage.ADVERTISE, 4: DropStage.SHARE, 9: DropStage.INPUT, 14: DropStage.UNMASK}
+    drops = {1: SecAggStep.ADVERTISE, 4: SecAggStep.SHARE, 9: SecAggStep.INPUT, 14: SecAggStep.UNMASK}
     report = run_secagg_round(cfg, inputs, DropoutSchedule(drops), policy=PROTOCOL_POLICY)
     assert report.aborted is None
     assert report.input_ids == set(cfg.party_ids) - {1, 4, 9}
@@ -64,7 +64,7 @@ def test_harary_graph_with_mixed_dropouts():
 def test_late_messages_from_dropped_parties_are_ignored_not_merged():
     cfg = config(range(1, 9), threshold=3)
     inputs = random_inputs(cfg)
-    drops = {2: DropStage.ADVERTISE, 3: DropStage.SHARE, 4: DropStage.INPUT, 5: DropStage.UNMASK}
+    drops = {2: SecAggStep.ADVERTISE, 3: SecAggStep.SHARE, 4: SecAggStep.INPUT, 5: SecAggStep.UNMASK}
     report = run_secagg_round(cfg, inputs, DropoutSchedule(drops, late=frozenset({2, 3, 4, 5})), policy=PROTOCOL_POLICY)
     assert report.aborted is None
     assert report.input_ids == {1, 5, 6, 7, 8}
@@ -78,8 +78,8 @@ def test_late_messages_from_dropped_parties_are_ignored_not_merged():
 
 
 @pytest.mark.parametrize(
-    "stage, where", [(DropStage.ADVERTISE, "advertise-keys"), (DropStage.SHARE, "share-keys"),
-                     (DropStage.INPUT, "masked-input"), (DropStage.UNMASK, "unmasking")]
+    "stage, where", [(SecAggStep.ADVERTISE, "advertise-keys"), (SecAggStep.SHARE, "share-keys"),
+                     (SecAggStep.INPUT, "masked-input"), (SecAggStep.UNMASK, "unmasking")]
 )
 def test_fewer_than_threshold_aborts_with_no_output(stage, where):
     cfg = config(range(1, 6), threshold=4)
@@ -339,7 +339,7 @@ def test_sparse_graph_unmasking_where_each_owner_has_its_own_holder_set(seed):
     cfg = config(range(1, 31), dim=6, neighbours=10, threshold=4)
     inputs = random_inputs(cfg, seed=seed)
     picked = [int(p) for p in np.random.default_rng(seed).choice(np.arange(1, 31), size=6, replace=False)]
-    drops = {p: DropStage.INPUT for p in picked[:3]} | {p: DropStage.UNMASK for p in picked[3:]}
+    drops = {p: SecAggStep.INPUT for p in picked[:3]} | {p: SecAggStep.UNMASK for p in picked[3:]}
     report = run_secagg_round(cfg, inputs, DropoutSchedule(drops), policy=PROTOCOL_POLICY)
     assert report.aborted is None
     assert report.input_ids == set(cfg.party_ids) - set(picked[:3])

@@ -18,8 +18,8 @@ from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import RowPlan
 from fedprivacy.secagg.rows import _RowMasks
 from fedprivacy.submodel.demo import DenseHead, init_model, synthetic_workload
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
+from fedprivacy.submodel.client import DeviceState
 from fedprivacy.submodel.engine import run_round
 from fedprivacy.submodel.settings import RoundSettings
 
@@ -102,7 +102,7 @@ def test_the_packed_reference_model_serves_and_updates_like_its_dict():
     head = DenseHead(np.ones(2), 0.0)
     for ids in ([0, 1, 2, 3, 4], [3, 10, 7, 1 << 40]):  # positions are ids, or found by search
         table = {i: np.full(3, float(i % 97)) for i in ids}
-        server = ReferenceServer(table, head)
+        server = ReferenceModel(table, head)
         wanted = np.array(sorted(ids)[1:3], dtype=np.uint64)
         assert np.array_equal(server.rows(wanted), np.stack([table[int(i)] for i in wanted]))
         old = table[int(wanted[0])]
@@ -116,7 +116,7 @@ def test_the_packed_reference_model_serves_and_updates_like_its_dict():
 def test_the_reference_model_keeps_one_copy_of_its_rows_and_never_writes_a_row_it_handed_out():
     head = DenseHead(np.ones(2), 0.0)
     table = {i: np.full(3, float(i)) for i in range(6)}
-    server = ReferenceServer(table, head)
+    server = ReferenceModel(table, head)
     # the dict's values are now views of the packed rows: one copy of the data, read-only
     assert all(table[i].base is not None and table[i].base is table[0].base and not table[i].flags.writeable for i in table)
     snapshot = dict(table)
@@ -127,7 +127,7 @@ def test_the_reference_model_keeps_one_copy_of_its_rows_and_never_writes_a_row_i
         assert np.array_equal(table[4], np.full(3, 4.0 + step)) and np.array_equal(table[3], np.full(3, 3.0))
 
 
-class _ClockedModel(ReferenceServer):
+class _ClockedModel(ReferenceModel):
     """Serving rows advances a fake clock by 100 s: only the server's time may take it in."""
 
     def __init__(self, table, head, now) -> None:
@@ -143,7 +143,7 @@ class _ClockedModel(ReferenceServer):
 
 def test_server_time_counts_the_lazily_built_row_downloads():
     workload = synthetic_workload(clients=20, universe=3000, items_per_user=80, seed=3)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2)) for c in workload.clients}
     now = [0.0]
     model = _ClockedModel(*init_model(np.arange(3000, dtype=np.uint64), 6, seed=1), now)
     outcome = run_round(states, model, RoundSettings(universe=3000, dropout_fraction=0.25), 0, clock=lambda: now[0])
@@ -216,7 +216,7 @@ def test_the_servers_key_broadcasts_list_every_other_advertiser_on_the_full_grap
 def test_unmasking_requests_name_each_partys_mask_peers_split_by_who_uploaded(full):
     """The full graph's shortcut (U3 and U2 - U3 without the party) gives what the neighbourhood sets
     give; a request comes only to U3 and the round's sum is right."""
-    from fedprivacy.secagg import DropStage
+    from fedprivacy.secagg import SecAggStep
     from fedprivacy.secagg.driver import DropoutSchedule, run_secagg_round
     from fedprivacy.secagg.graph import all_neighbourhoods
     from fedprivacy.secagg.messages import UnmaskRequest, decode_message
@@ -227,8 +227,8 @@ def test_unmasking_requests_name_each_partys_mask_peers_split_by_who_uploaded(fu
 
     cfg = SecAggConfig.create(list(range(1, 31)), 5, Modulus.U32, full_graph=full, dropout_fraction=0.2)
     assert cfg.full_graph is full
-    drops = {2: DropStage.ADVERTISE, 5: DropStage.SHARE, 7: DropStage.INPUT, 11: DropStage.INPUT, 12: DropStage.INPUT,
-             13: DropStage.UNMASK}
+    drops = {2: SecAggStep.ADVERTISE, 5: SecAggStep.SHARE, 7: SecAggStep.INPUT, 11: SecAggStep.INPUT, 12: SecAggStep.INPUT,
+             13: SecAggStep.UNMASK}
     requests = {}
 
     def observe(sender, recipient, data):

@@ -15,7 +15,7 @@ from fedprivacy.errors import InvalidParameters
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.secagg import (
     DropoutSchedule,
-    DropStage,
+    SecAggStep,
     RowPlan,
     SecAggConfig,
     run_secagg_round,
@@ -95,11 +95,11 @@ def test_sparse_per_row_sums_over_surviving_choosers(data):
     config = SecAggConfig(ids, plan.dim, modulus, k, 2, SESSION)
     plan = RowPlan(union, width, chosen, ring=ring_order(config), neighbours=k)  # the dim changes the ring
     drop = data.draw(st.sampled_from(ids))
-    stage = data.draw(st.sampled_from([DropStage.INPUT, DropStage.UNMASK]))
+    stage = data.draw(st.sampled_from([SecAggStep.INPUT, SecAggStep.UNMASK]))
     inputs = _inputs(plan, modulus, data.draw(st.integers(0, 1000)))
     report = run_secagg_round(config, inputs, DropoutSchedule({drop: stage}), row_plan=plan, policy=PROTOCOL_POLICY)
     assert report.aborted is None and not report.client_errors
-    survivors = {p for p in ids if p != drop or stage is DropStage.UNMASK}
+    survivors = {p for p in ids if p != drop or stage is SecAggStep.UNMASK}
     assert report.result.reshape(-1, width).astype(object).tolist() == _plain_rows(plan, inputs, survivors, modulus)
 
 
@@ -144,12 +144,12 @@ def _sparse_round(policy, params, settings, drops=None, clients=20):
     from fedprivacy.hazmat.prg import DeterministicRandomness
     from fedprivacy.submodel.demo import init_model, synthetic_workload
     from fedprivacy.submodel.messages import RoundStart, decode_submodel_message
-    from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-    from fedprivacy.submodel.client import ClientState
+    from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
+    from fedprivacy.submodel.client import DeviceState
     from fedprivacy.submodel.engine import run_round
 
     workload = synthetic_workload(clients=clients, universe=3000, items_per_user=80, seed=3)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), params, policy=policy) for c in workload.clients}
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), params, policy=policy) for c in workload.clients}
     table, head = init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)
     configs = []
 
@@ -159,7 +159,7 @@ def _sparse_round(policy, params, settings, drops=None, clients=20):
             if isinstance(message, RoundStart):
                 configs.append(message.rows_config)
 
-    server = ReferenceServer(table, head)
+    server = ReferenceModel(table, head)
     outcome = run_round(states, server, settings, 0, drops, observer=observe,
                            random_source=lambda p: DeterministicRandomness(f"sparse-{p}"))
     return workload, table, head, server, outcome, configs
@@ -185,12 +185,12 @@ def test_a_sparse_round_without_randomization_equals_plaintext_fedsubavg():
 def test_a_sparse_cpp2_round_with_dropouts_completes_under_a_policy_that_accepts_its_degree():
     from fedprivacy.ldp import RRParameters
     from fedprivacy.policy import ClientPolicy
-    from fedprivacy.secagg import DropStage
+    from fedprivacy.secagg import SecAggStep
     from fedprivacy.submodel.engine import RoundDrops
     from fedprivacy.submodel.settings import RoundSettings
 
     settings = RoundSettings(universe=3000, sparse_rows_above=10, row_survivor_fraction=0.8, dropout_fraction=0.1)
-    drops = RoundDrops(upload={3: DropStage.INPUT, 4: DropStage.UNMASK})
+    drops = RoundDrops(upload={3: SecAggStep.INPUT, 4: SecAggStep.UNMASK})
     policy = ClientPolicy(row_survivor_fraction=0.8)
     *_, outcome, configs = _sparse_round(policy, RRParameters.preset(2), settings, drops)
     assert configs[0].neighbours < configs[0].clients - 1 and not outcome.client_errors
@@ -211,10 +211,10 @@ def test_a_client_on_a_sparse_graph_refuses_a_plan_that_names_a_partner_outside_
     from fedprivacy.ldp import RRParameters
     from fedprivacy.policy import ClientPolicy
     from fedprivacy.secagg.rows import ClientRowPlan
-    from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+    from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
     from fedprivacy.submodel.demo import init_model, synthetic_workload
     from fedprivacy.submodel.messages import RowDownload, decode_submodel_message
-    from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+    from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
     from fedprivacy.submodel.server import SubmodelRoundServer
     from fedprivacy.submodel.settings import RoundSettings
     from fedprivacy.submodel.stages import RoundClientStage, RoundServerStage
@@ -224,10 +224,10 @@ def test_a_client_on_a_sparse_graph_refuses_a_plan_that_names_a_partner_outside_
 
     workload = synthetic_workload(clients=20, universe=3000, items_per_user=80, seed=3)
     policy = ClientPolicy(row_survivor_fraction=0.8)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2), policy=policy)
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2), policy=policy)
               for c in workload.clients}
     settings = RoundSettings(universe=3000, sparse_rows_above=10, row_survivor_fraction=0.8)
-    server = SubmodelRoundServer(ReferenceServer(*init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)),
+    server = SubmodelRoundServer(ReferenceModel(*init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)),
                                  settings, sorted(states), 0)
     clients = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"sparse-plan-{p}"))
                for p, s in states.items()}

@@ -10,20 +10,20 @@ import pytest
 from fedprivacy.errors import PolicyViolation, RoundAborted
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
-from fedprivacy.secagg import Adversary, DropStage, consistency_quorum, make_identities
+from fedprivacy.secagg import Adversary, SecAggStep, consistency_quorum, make_identities
 from fedprivacy.secagg.messages import KeyBroadcast, MessageType, UnmaskRequest
 from fedprivacy.submodel.demo import init_model, synthetic_workload
 from fedprivacy.submodel.messages import decode_submodel_message
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
+from fedprivacy.submodel.client import DeviceState
 from fedprivacy.submodel.engine import RoundDrops, run_round
 from fedprivacy.submodel.settings import RoundSettings
 
 
 def _states(workload, identities=None, trust=None):
     return {
-        c.client_id: ClientState.new(
-            ReferenceClient(c), RRParameters.preset(2),
+        c.client_id: DeviceState.new(
+            ReferenceTrainer(c), RRParameters.preset(2),
             identity=None if identities is None else identities[c.client_id], trust=trust,
         )
         for c in workload.clients
@@ -35,7 +35,7 @@ def _round(adversary, with_identities, drops=None, clients=12):
     identities, trust = make_identities([c.client_id for c in workload.clients], DeterministicRandomness("sub-mal/ids"))
     states = _states(workload, identities if with_identities else None, trust if with_identities else None)
     table, head = init_model(np.arange(3000, dtype=np.uint64), 6, seed=1)
-    server = ReferenceServer(table, head)
+    server = ReferenceModel(table, head)
     settings = RoundSettings(universe=3000, adversary=adversary, dropout_fraction=0.25)
     types: dict[str, set[int]] = {"psu": set(), "rows": set()}
 
@@ -49,7 +49,7 @@ def _round(adversary, with_identities, drops=None, clients=12):
 
 
 def test_a_malicious_mode_round_completes_with_signed_sums():
-    drops = RoundDrops(psu={1: DropStage.UNMASK}, upload={3: DropStage.INPUT})
+    drops = RoundDrops(psu={1: SecAggStep.UNMASK}, upload={3: SecAggStep.INPUT})
     outcome, states, types = _round(Adversary.MALICIOUS, with_identities=True, drops=drops)
     assert outcome.participants == 10 and not {1, 3} & outcome.contributors  # 1 vanished in the PSU, 3 before uploading
     # The rows' sum is set up with the PSU's first attempt, in malicious mode too; each sum's
@@ -86,7 +86,7 @@ def test_each_client_checks_one_advertisement_signature_per_peer():
         elif isinstance(payload, UnmaskRequest) and payload.signatures is not None:
             checked.setdefault((session, recipient), []).append(len(payload.signatures))
 
-    outcome = run_round(states, ReferenceServer(table, head), settings, 0, None, observer=observer,
+    outcome = run_round(states, ReferenceModel(table, head), settings, 0, None, observer=observer,
                            random_source=lambda p: DeterministicRandomness(f"sub-mal/{p}"), trust=trust)
     assert outcome.participants == 12
     parties = [c.client_id for c in workload.clients]

@@ -14,7 +14,7 @@ from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg.messages import AdvertiseKeys
 from fedprivacy.secagg.rows import ClientRowPlan
 from fedprivacy.submodel.demo import init_model, synthetic_workload
-from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
 from fedprivacy.submodel.messages import (
     Phase,
     PhaseMessage,
@@ -25,7 +25,7 @@ from fedprivacy.submodel.messages import (
     UnionBroadcast,
     decode_submodel_message,
 )
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
 from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundClientStage, RoundServerStage
@@ -35,8 +35,8 @@ from .helpers import budget_events, drive_round
 
 def _parties(clients=6, seed=2):
     workload = synthetic_workload(clients=clients, universe=500, items_per_user=30, seed=seed)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
-    model = ReferenceServer(*init_model(np.arange(500, dtype=np.uint64), 4, seed=1))
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2)) for c in workload.clients}
+    model = ReferenceModel(*init_model(np.arange(500, dtype=np.uint64), 4, seed=1))
     settings = RoundSettings(universe=500, max_set_size=30, dropout_fraction=0.2)
     server = SubmodelRoundServer(model, settings, sorted(states), 0)
     clients = {p: SubmodelRoundClient(s, p, random_bytes=DeterministicRandomness(f"parties-{p}")) for p, s in states.items()}
@@ -167,7 +167,7 @@ def test_an_oversized_client_sums_an_empty_sketch_and_sits_out_without_a_ledger_
     server, clients, states = _parties()
     victim = sorted(clients)[1]
 
-    class Greedy(ReferenceClient):
+    class Greedy(ReferenceTrainer):
         def index_set(self):
             return np.arange(100, dtype=np.uint64)
 

@@ -16,10 +16,10 @@ from fedprivacy.policy import ClientPolicy
 from fedprivacy.psu.params import PSUParameters
 from fedprivacy.secagg import Adversary, make_identities
 from fedprivacy.submodel._snapshot import SNAPSHOT_TYPE, StoredRound, decode_round, encode_round
-from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
 from fedprivacy.submodel.demo import init_model, synthetic_workload
 from fedprivacy.submodel.messages import PublicSettings, UnionBroadcast, decode_submodel_message
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
+from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
 from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundClientStage, RoundServerStage
@@ -31,11 +31,11 @@ SESSION = b"submodel snapshot test session!!"
 def _world(malicious: bool, clients: int = 6):
     workload = synthetic_workload(clients=clients, universe=UNIVERSE, items_per_user=30, seed=2)
     identities, trust = make_identities([c.client_id for c in workload.clients], DeterministicRandomness("snap/ids"))
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2),
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2),
                                            identity=identities[c.client_id] if malicious else None,
                                            trust=trust if malicious else None)
               for c in workload.clients}
-    model = ReferenceServer(*init_model(np.arange(UNIVERSE, dtype=np.uint64), 4, seed=1))
+    model = ReferenceModel(*init_model(np.arange(UNIVERSE, dtype=np.uint64), 4, seed=1))
     settings = RoundSettings(universe=UNIVERSE, max_set_size=30, dropout_fraction=0.2,
                              adversary=Adversary.MALICIOUS if malicious else Adversary.SEMI_MALICIOUS)
     server = SubmodelRoundServer(model, settings, sorted(states), 3, session_id=SESSION,
@@ -100,7 +100,7 @@ def test_a_client_snapshotted_and_restored_before_every_message_finishes_the_rou
 
 def test_sat_out_clients_snapshot_with_their_reason():
     server, clients, states, sources, _ = _world(False)
-    oversized = ClientState.new(ReferenceClient(synthetic_workload(clients=6, universe=UNIVERSE, items_per_user=60,
+    oversized = DeviceState.new(ReferenceTrainer(synthetic_workload(clients=6, universe=UNIVERSE, items_per_user=60,
                                                                    seed=2).clients[0]), RRParameters.preset(2))
     clients[1] = SubmodelRoundClient(oversized, 1, random_bytes=sources[1])
     states[1] = oversized
@@ -137,11 +137,11 @@ def test_a_restored_client_is_held_to_its_policy():
     _, clients, states, _, _, _ = _mid_round()
     data = clients[1].snapshot()
     state = states[1]
-    stricter = ClientState(state.client, state.params, state.ledger, state.memo,
+    stricter = DeviceState(state.client, state.params, state.ledger, state.memo,
                            policy=ClientPolicy(min_choosers=5))
     with pytest.raises(PolicyViolation, match="min_choosers"):
         SubmodelRoundClient.restore(data, stricter, 1, round_index=3)
-    fewer_parties = ClientState(state.client, state.params, state.ledger, state.memo,
+    fewer_parties = DeviceState(state.client, state.params, state.ledger, state.memo,
                                 policy=ClientPolicy(min_parties=50))
     with pytest.raises(PolicyViolation):
         SubmodelRoundClient.restore(data, fewer_parties, 1, round_index=3)
@@ -213,7 +213,7 @@ def test_malicious_mode_restores_the_joint_pair_and_needs_the_identity():
     restored = SubmodelRoundClient.restore(data, states[1], 1, round_index=3)
     assert restored._rows.joint_advertisement[0] == "verifying" and restored._psu.joint_advertisement[0] == "covered"
     state = states[1]
-    bare = ClientState(state.client, state.params, state.ledger, state.memo, policy=state.policy)
+    bare = DeviceState(state.client, state.params, state.ledger, state.memo, policy=state.policy)
     with pytest.raises(LocalProtocolError):
         SubmodelRoundClient.restore(data, bare, 1, round_index=3)
     # The PSU sum of party 1's snapshot replaced by party 2's (the same round): another party's sum.

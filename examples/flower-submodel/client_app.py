@@ -5,16 +5,16 @@ from __future__ import annotations
 from flwr.app import Context
 
 from fedprivacy.adapters.flower import submodel_client_app
-from fedprivacy.submodel.reference import ReferenceClient
+from fedprivacy.submodel.reference import ReferenceTrainer
 from task import workload
 
 
-def client_fn(context: Context) -> ReferenceClient:
+def client_fn(context: Context) -> ReferenceTrainer:
     partition = int(context.node_config["partition-id"])
     partitions = int(context.node_config["num-partitions"])
     config = context.run_config
     data = workload(partitions, int(config["universe"]), int(config["items-per-user"]), int(config["seed"]))
-    return ReferenceClient(data.clients[partition])
+    return ReferenceTrainer(data.clients[partition])
 
 
 # Answers the secure submodel round's messages (train.fedprivacy_submodel); add your own

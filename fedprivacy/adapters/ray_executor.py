@@ -8,7 +8,7 @@ its recipient, which answers with the client's reply bytes, so the round is the 
 to the in-process one for the same seeds (``random_source`` is called in the actor, for each party
 there). Messages go out in batches of ``batch`` per actor call, in the engine's order, and the replies
 reach the server in that order. At the end each actor returns its clients' states; their ledgers and
-memos replace the caller's (``ClientState.store`` is used where the client runs: a path on the worker).
+memos replace the caller's (``DeviceState.store`` is used where the client runs: a path on the worker).
 
 Cluster: with Ray already initialised (``ray.init(address=...)``) the executor uses that cluster;
 otherwise it calls ``ray.init(address=address)`` itself -- ``address=None`` starts a local Ray,
@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import InvalidParameters
 from ..hazmat.prg import RandomSource
-from ..submodel.client import ClientState
+from ..submodel.client import DeviceState
 from ..submodel.engine import ClientSummary, Delivery, InProcessClients, RoundDrops
 
 __all__ = ["RayExecutor"]
@@ -33,7 +33,7 @@ __all__ = ["RayExecutor"]
 class _Shard:
     """The clients of one actor (plain class; wrapped with ``ray.remote`` on first use)."""
 
-    def __init__(self, states: dict[int, ClientState], drops: RoundDrops,
+    def __init__(self, states: dict[int, DeviceState], drops: RoundDrops,
                  random_source: Callable[[int], RandomSource] | None) -> None:
         self.clients: InProcessClients | None = InProcessClients(states, drops, random_source)
 
@@ -67,7 +67,7 @@ class RayExecutor:
         self.actor_options = dict(actor_options or {"num_cpus": 1})
         self.last_node_ids: list[str] = []  # the Ray node of each actor of the last round
 
-    def __call__(self, states: Mapping[int, ClientState], drops: RoundDrops,
+    def __call__(self, states: Mapping[int, DeviceState], drops: RoundDrops,
                  random_source: Callable[[int], RandomSource] | None) -> _RayClients:
         if any(state.identity is not None for state in states.values()):
             # An identity key is the device's own: it is not shipped through Ray's object store.
@@ -80,7 +80,7 @@ class RayExecutor:
 
 
 class _RayClients:
-    def __init__(self, ray: Any, states: Mapping[int, ClientState], drops: RoundDrops,
+    def __init__(self, ray: Any, states: Mapping[int, DeviceState], drops: RoundDrops,
                  random_source: Callable[[int], RandomSource] | None, executor: RayExecutor) -> None:
         self._ray = ray
         parties = sorted(states)

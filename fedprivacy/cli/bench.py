@@ -44,7 +44,7 @@ def _check_secagg_graph(args: argparse.Namespace, modulus: Modulus, full_graph: 
 def _bench_secagg(args: argparse.Namespace) -> int:
     from fedprivacy_bench.secagg import SecAggBenchOptions, run_secagg_bench
 
-    from ..secagg import DropStage
+    from ..secagg import SecAggStep
 
     _check_secagg_graph(args, _MODULI[args.modulus], args.full_graph)
     fits_in_memory(args.clients * args.dim * 8 * 3 + args.dim * 8 * 8, "this benchmark")
@@ -52,7 +52,7 @@ def _bench_secagg(args: argparse.Namespace) -> int:
         clients=args.clients,
         dim=args.dim,
         dropout=args.dropout,
-        drop_stage=DropStage(args.drop_stage),
+        drop_stage=SecAggStep(args.drop_stage),
         neighbours=args.neighbours,
         threshold=args.threshold,
         full_graph=args.full_graph,
@@ -106,11 +106,11 @@ def _bench_ldp(args: argparse.Namespace) -> int:
 def _bench_psu(args: argparse.Namespace) -> int:
     from fedprivacy_bench.psu import run_psu_bench
 
-    from ..secagg import DropStage
+    from ..secagg import SecAggStep
 
     _check_psu(args)
     result = run_psu_bench(
-        args.clients, args.items, args.universe, args.dropout, DropStage(args.drop_stage),
+        args.clients, args.items, args.universe, args.dropout, SecAggStep(args.drop_stage),
         bloom_universe=args.bloom_universe, neighbours=args.neighbours, seed=args.seed,
     )
     _emit(result, args.json)

@@ -17,7 +17,7 @@ def secagg_demo_memory(clients: int, dim: int) -> float:
 
 
 def _simulate_secagg(args: argparse.Namespace) -> int:
-    from ..secagg import DropoutSchedule, DropStage, Quantizer, SecAggConfig, run_secagg_round
+    from ..secagg import DropoutSchedule, Quantizer, SecAggConfig, SecAggStep, run_secagg_round
 
     if not args.quiet:
         print("fedprivacy simulate --mode secagg: one secure-aggregation round of float updates (quantized, weighted mean).",
@@ -28,7 +28,7 @@ def _simulate_secagg(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)  # synthetic public demo data
     updates = {p: rng.normal(0.0, 0.5, args.dim) for p in party_ids}
     weights = {p: float(rng.integers(1, 101)) for p in party_ids}
-    stages = [DropStage.SHARE, DropStage.INPUT, DropStage.UNMASK]
+    stages = [SecAggStep.SHARE, SecAggStep.INPUT, SecAggStep.UNMASK]
     schedule = DropoutSchedule({party_ids[i]: stages[i % 3] for i in range(min(3, args.clients // 5))})
     rounding = _seeded(args.seed, "stochastic rounding")
     inputs = {p: quantizer.encode(updates[p], weights[p], random_bytes=rounding(p)) for p in party_ids}

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from ..adapters.lock import OutputLock
     from ..adapters.ray_executor import RayExecutor
     from ..ldp import RRParameters
-    from ..submodel.client import ClientState
-    from ..submodel.reference import ReferenceServer
+    from ..submodel.client import DeviceState
+    from ..submodel.reference import ReferenceModel
     from ..submodel.settings import RoundSettings
     from ..submodel.workload import Workload
     from .progress import Progress
@@ -82,8 +82,8 @@ class _Simulation:
     progress: Progress
     params: RRParameters
     workload: Workload
-    states: dict[int, ClientState]
-    server: ReferenceServer
+    states: dict[int, DeviceState]
+    server: ReferenceModel
     settings: RoundSettings
     rng: np.random.Generator
     out_dir: Path | None
@@ -196,8 +196,8 @@ def _earlier_run_note(out_dir: Path) -> str | None:
 def _open_states(args: argparse.Namespace, workload, params, out_dir: Path | None, trained) -> dict:
     from ..adapters.storage import ClientStore
     from ..client_settings import CLI_SETTINGS, client_policy_from_settings
-    from ..submodel.client import ClientState
-    from ..submodel.reference import ReferenceClient
+    from ..submodel.client import DeviceState
+    from ..submodel.reference import ReferenceTrainer
     from .rr import client_settings
 
     policy = ddp_options.with_client_ddp(args, client_policy_from_settings(client_settings(args), CLI_SETTINGS))
@@ -205,8 +205,8 @@ def _open_states(args: argparse.Namespace, workload, params, out_dir: Path | Non
     # The training-progress hook reports to this process's terminal: clients on Ray run without it.
     local = getattr(args, "executor", None) != "ray"
     return {
-        c.client_id: ClientState.new(
-            _ReportingClient(ReferenceClient(c), trained) if local else ReferenceClient(c), params, epsilon_cap=cap,
+        c.client_id: DeviceState.new(
+            _ReportingClient(ReferenceTrainer(c), trained) if local else ReferenceTrainer(c), params, epsilon_cap=cap,
             store=None if out_dir is None else ClientStore(out_dir / "clients" / f"client-{c.client_id}",
                                                            f"client-{c.client_id}"),
             policy=policy,
@@ -218,7 +218,7 @@ def _open_states(args: argparse.Namespace, workload, params, out_dir: Path | Non
 def _set_up(args: argparse.Namespace, progress) -> _Simulation:
     """Parameters, workload, output folder, the clients' states and the initial model."""
     from ..submodel.demo import init_model
-    from ..submodel.reference import ReferenceServer
+    from ..submodel.reference import ReferenceModel
     from ..submodel.settings import RoundSettings
 
     params = _rr_params_or_default(args)
@@ -243,7 +243,7 @@ def _set_up(args: argparse.Namespace, progress) -> _Simulation:
         for note in getattr(state.store, "recovered", []):
             (progress.log if progress.enabled else lambda text: print(text, file=sys.stderr))(f"fedprivacy: recovered: {note}")
     universe = workload.universe
-    server = ReferenceServer(*init_model(np.arange(universe, dtype=np.uint64), args.dim, seed=args.seed))
+    server = ReferenceModel(*init_model(np.arange(universe, dtype=np.uint64), args.dim, seed=args.seed))
     largest = args.items if args.dataset == "synthetic" else 1000  # a public cap per client
     # The aggregation threshold must tolerate the scripted drops even for a handful of clients (a
     # semi-malicious threshold needs corrupt_fraction + 2 * dropout_fraction <= 0.9).
@@ -270,13 +270,13 @@ def _evaluate_initial_model(sim: _Simulation) -> None:
 
 def _scripted_drops(sim: _Simulation):
     """Which clients drop this round (half before the set union, half before the upload)."""
-    from ..secagg import DropStage
+    from ..secagg import SecAggStep
     from ..submodel.engine import RoundDrops
 
     count = round(sim.args.dropout * len(sim.states))
     dropped = [int(p) for p in sim.rng.choice(sorted(sim.states), size=count, replace=False)]
     half = len(dropped) // 2
-    return RoundDrops(psu={p: DropStage.INPUT for p in dropped[:half]}, upload={p: DropStage.INPUT for p in dropped[half:]})
+    return RoundDrops(psu={p: SecAggStep.INPUT for p in dropped[:half]}, upload={p: SecAggStep.INPUT for p in dropped[half:]})
 
 
 def _round_randomness(seed: int, round_index: int):

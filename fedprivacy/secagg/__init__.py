@@ -2,7 +2,7 @@
 
 from ..hazmat.field import Modulus
 from .client import SecAggClient
-from .driver import DropoutSchedule, DropStage, RoundReport, run_secagg_round
+from .driver import DropoutSchedule, RoundReport, run_secagg_round
 from .identity import Identity, TrustStore, make_identities
 from .messages import decode_message
 from .params import (
@@ -18,7 +18,7 @@ from .params import (
 from .policy import SecAggPolicy
 from .quantize import Quantizer
 from .rows import ClientRowPlan, RowPlan
-from .server import Outbound, SecAggServer
+from .server import SecAggOutbound, SecAggServer
 from .stages import ClientStage, SecAggStep, ServerStage
 
 __all__ = [
@@ -26,19 +26,18 @@ __all__ = [
     "ClientRowPlan",
     "RowPlan",
     "ClientStage",
-    "DropStage",
+    "SecAggStep",
     "DropoutSchedule",
     "GraphParameters",
     "Identity",
     "Modulus",
-    "Outbound",
+    "SecAggOutbound",
     "Quantizer",
     "RoundReport",
     "SecAggClient",
     "SecAggConfig",
     "SecAggPolicy",
     "SecAggServer",
-    "SecAggStep",
     "ServerStage",
     "TrustStore",
     "check_graph_parameters",

@@ -37,10 +37,8 @@ from .rows import RowPlan
 from .server import IgnoredMessage, SecAggServer
 from .stages import SecAggStep, ServerStage
 
-__all__ = ["DropStage", "DropoutSchedule", "RoundReport", "SecAggStep", "run_secagg_round", "step_of"]
+__all__ = ["DropoutSchedule", "RoundReport", "SecAggStep", "run_secagg_round", "step_of"]
 
-DropStage = SecAggStep
-"""Deprecated alias of :class:`~fedprivacy.secagg.stages.SecAggStep` (the one name of the four steps)."""
 
 _STEP_OF: dict[type, SecAggStep] = {
     AdvertiseKeys: SecAggStep.ADVERTISE, ShareKeys: SecAggStep.SHARE, MaskedInput: SecAggStep.INPUT,

@@ -66,7 +66,7 @@ from .params import SecAggConfig
 from .rows import RowPlan
 from .stages import MALICIOUS_SERVER_TRANSITIONS, SERVER_TRANSITIONS, ServerEvent, ServerStage
 
-__all__ = ["SecAggServer", "Outbound", "IgnoredMessage"]
+__all__ = ["SecAggServer", "SecAggOutbound", "IgnoredMessage"]
 
 _EVENT_OF = {
     AdvertiseKeys: ServerEvent.ADVERTISE_KEYS,
@@ -78,7 +78,7 @@ _EVENT_OF = {
 
 
 @dataclass(frozen=True, slots=True)
-class Outbound:
+class SecAggOutbound:
     """A message for one party."""
 
     recipient: int
@@ -213,7 +213,7 @@ class SecAggServer:
 
     # -- receiving --------------------------------------------------------------------------------
 
-    def receive(self, message: Message) -> list[Outbound]:
+    def receive(self, message: Message) -> list[SecAggOutbound]:
         """Take one client message. Never raises for a client's misbehaviour: such messages are
         recorded in ``ignored`` and dropped. Returns no messages (stages close in :meth:`close_stage`)."""
         event = _EVENT_OF.get(type(message))
@@ -334,7 +334,7 @@ class SecAggServer:
 
     # -- closing stages ---------------------------------------------------------------------------
 
-    def close_stage(self) -> list[Outbound]:
+    def close_stage(self) -> list[SecAggOutbound]:
         """Freeze the current stage's responders and return the next messages (or the result).
 
         Raises :class:`RoundAborted` (and stays aborted) when fewer than t parties remain or a secret
@@ -372,7 +372,7 @@ class SecAggServer:
         if present < self.config.threshold:
             raise RoundAborted(stage, f"{present} {what}, threshold is {self.config.threshold}")
 
-    def _close_keys(self) -> list[Outbound]:
+    def _close_keys(self) -> list[SecAggOutbound]:
         self._require("advertise-keys", len(self._keys), "parties advertised keys")
         signed = self.config.malicious and self.joint != "covered"
         if self.joint == "verifying":
@@ -397,7 +397,7 @@ class SecAggServer:
             else:
                 wanted = np.fromiter(self.neighbours[party] & self._keys.keys(), dtype=np.int64)
                 peers = table.select(np.searchsorted(ids, np.sort(wanted)))
-            out.append(Outbound(party, KeyBroadcast(party, peers, signed, joint)))
+            out.append(SecAggOutbound(party, KeyBroadcast(party, peers, signed, joint)))
         return out
 
     # -- joint advertisements (spec §14.8) ---------------------------------------------------------
@@ -432,7 +432,7 @@ class SecAggServer:
         count = len(self.neighbours[owner] & present)
         return count + 1 if self.config.full_graph and owner in present else count
 
-    def _close_shares(self) -> list[Outbound]:
+    def _close_shares(self) -> list[SecAggOutbound]:
         shared = self.shared_ids
         self._require("share-keys", len(shared), "parties shared keys")
         for owner in sorted(shared):
@@ -451,13 +451,13 @@ class SecAggServer:
                 if recipient in shared:
                     routed[recipient].append((sender, ciphertext))
         self._shares = dict.fromkeys(self._shares)  # routed: the server keeps only who shared
-        return [Outbound(party, RoutedShares(party, tuple(routed[party]))) for party in senders]
+        return [SecAggOutbound(party, RoutedShares(party, tuple(routed[party]))) for party in senders]
 
     def mask_peers(self, party: int) -> frozenset[int]:
         """The parties ``party`` masked with: its neighbours in U2 (once U2 is frozen)."""
         return self.neighbours[party] & self.shared_ids
 
-    def _close_inputs(self) -> list[Outbound]:
+    def _close_inputs(self) -> list[SecAggOutbound]:
         if self._unreduced:
             reduce_p61_inplace(self._sum)
             self._unreduced = 0
@@ -468,12 +468,12 @@ class SecAggServer:
         if self.config.malicious:
             survivors = tuple(sorted(alive))
             self._survivor_statement = consistency_statement(self.config, survivors)
-            return [Outbound(party, ConsistencyRequest(party, survivors)) for party in survivors]
+            return [SecAggOutbound(party, ConsistencyRequest(party, survivors)) for party in survivors]
         out = []
         for party, (alive_peers, dropped_peers) in self._peer_lists(sorted(alive), alive):
             request = UnmaskRequest(party, alive_peers, dropped_peers)
             self._requests[party] = request
-            out.append(Outbound(party, request))
+            out.append(SecAggOutbound(party, request))
         return out
 
     def _peer_lists(self, parties: list[int], alive: frozenset[int]) -> Iterator[tuple[int, tuple[tuple[int, ...], tuple[int, ...]]]]:
@@ -495,7 +495,7 @@ class SecAggServer:
             else:  # not among the living: every living one is a peer; itself is never its own peer
                 yield party, (living, tuple(p for p in gone if p != party))
 
-    def _close_signatures(self) -> list[Outbound]:
+    def _close_signatures(self) -> list[SecAggOutbound]:
         """U4 frozen: every party of U2 must keep t signers among its share holders (else no client
         would answer); each signer gets its split and the signatures of its peers' holders."""
         signers = self.signed_ids
@@ -517,7 +517,7 @@ class SecAggServer:
             signatures = enough if near is None else near[party]
             request = UnmaskRequest(party, alive_peers, dropped_peers, signatures)
             self._requests[party] = request
-            out.append(Outbound(party, request))
+            out.append(SecAggOutbound(party, request))
         return out
 
     def _signatures_near_all(self, parties, ring, position, entries) -> dict[int, tuple[tuple[int, bytes], ...]]:
@@ -566,7 +566,7 @@ class SecAggServer:
             for party, ids, count in zip(parties, chosen, take.sum(axis=1).tolist())
         }
 
-    def _close_unmasking(self) -> list[Outbound]:
+    def _close_unmasking(self) -> list[SecAggOutbound]:
         config = self.config
         self._require("unmasking", len(self._responses), "unmasking responses arrived")
         alive = sorted(self._input_ids)
@@ -670,7 +670,7 @@ def _owners_of(shares) -> tuple[int, ...]:
     return tuple(owner for owner, _ in shares)
 
 
-def _route_packed(senders: list[int], lists: list[PackedCiphertexts], shared) -> list[Outbound]:
+def _route_packed(senders: list[int], lists: list[PackedCiphertexts], shared) -> list[SecAggOutbound]:
     """Every sender's ciphertexts for a recipient in ``shared``, regrouped by recipient (senders in
     increasing order within each), as arrays: one stable sort of the recipients, then each sender's
     ciphertexts put straight where they go in one buffer (no concatenated copy: at n = 1,000 a fresh
@@ -701,6 +701,6 @@ def _route_packed(senders: list[int], lists: list[PackedCiphertexts], shared) ->
     from_sender.setflags(write=False)
     gathered.setflags(write=False)
     bounds = np.searchsorted(by_recipient, members, side="left").tolist() + [by_recipient.shape[0]]
-    return [Outbound(party, RoutedShares(party, PackedCiphertexts(from_sender[bounds[at] : bounds[at + 1]],
+    return [SecAggOutbound(party, RoutedShares(party, PackedCiphertexts(from_sender[bounds[at] : bounds[at + 1]],
                                                                   gathered[bounds[at] : bounds[at + 1]])))
             for at, party in enumerate(members.tolist())]

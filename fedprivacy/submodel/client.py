@@ -1,7 +1,7 @@
 """The client of the secure submodel round, sans-I/O: server messages in, messages to send out.
 
 One :class:`SubmodelRoundClient` per client and round, over the client's persistent
-:class:`ClientState` (its trainer, randomized-response parameters, ledger and memo). Stages and the
+:class:`DeviceState` (its trainer, randomized-response parameters, ledger and memo). Stages and the
 allowed moves are in :mod:`fedprivacy.submodel.stages`.
 
 1. ``RoundStart``: the client starts the PSU's secure sum and, on the first attempt, the rows' (their
@@ -72,7 +72,7 @@ from ..secagg.client import start_jointly
 from ..secagg.rows import ClientRowPlan
 from ..secagg.stages import ClientStage
 from ._snapshot import StoredRound, decode_round, encode_round
-from .interfaces import SubmodelClient
+from .interfaces import LocalTrainer
 from .messages import (
     Phase,
     PhaseMessage,
@@ -86,7 +86,7 @@ from .messages import (
 )
 from .stages import ROUND_CLIENT_TRANSITIONS, RoundClientEvent, RoundClientStage
 
-__all__ = ["StateStore", "PersistentStore", "ClientState", "SubmodelRoundClient", "check_training_result", "lower_cap"]
+__all__ = ["StateStore", "PersistentStore", "DeviceState", "SubmodelRoundClient", "check_training_result", "lower_cap"]
 
 
 class StateStore(Protocol):
@@ -107,11 +107,11 @@ class PersistentStore(StateStore, Protocol):
 
 
 @dataclass
-class ClientState:
+class DeviceState:
     """A client's private, persistent state (on its device): its trainer, parameters, ledger, memo,
     and its :class:`~fedprivacy.policy.ClientPolicy` (device configuration, never the server's)."""
 
-    client: SubmodelClient
+    client: LocalTrainer
     params: RRParameters
     ledger: Ledger
     memo: PermanentMemo
@@ -133,10 +133,10 @@ class ClientState:
 
     @classmethod
     def new(
-        cls, client: SubmodelClient, params: RRParameters, epsilon_cap: float = float("inf"),
+        cls, client: LocalTrainer, params: RRParameters, epsilon_cap: float = float("inf"),
         store: PersistentStore | None = None, *, policy: ClientPolicy | None = None, identity: Identity | None = None,
         trust: TrustStore | None = None,
-    ) -> ClientState:
+    ) -> DeviceState:
         """Fresh state; with ``store`` the ledger and memo are reloaded from it and persist there (the
         caller opens it for this client's ledger id, ``client-<client_id>``).
 
@@ -242,7 +242,7 @@ class SubmodelRoundClient:
     coefficients, sketch masks, randomized response, stochastic rounding); the default is the OS CSPRNG.
     """
 
-    def __init__(self, state: ClientState, party_id: int, *, random_bytes: RandomSource = system_random_bytes) -> None:
+    def __init__(self, state: DeviceState, party_id: int, *, random_bytes: RandomSource = system_random_bytes) -> None:
         if isinstance(party_id, bool) or not isinstance(party_id, (int, np.integer)):
             raise InvalidParameters(f"a party id must be an integer, got {party_id!r}")
         self.state = state
@@ -314,7 +314,7 @@ class SubmodelRoundClient:
         """Everything this client keeps between two messages, as canonical bytes
         (``protocols/submodel/spec.md``, "Snapshot"): the stage, round index, public settings, PSU
         parameters and ceiling, real set, both secure sums' snapshots (their secrets included), S''_i,
-        the sat-out reason and the training time. Never the :class:`ClientState` (trainer, ledger,
+        the sat-out reason and the training time. Never the :class:`DeviceState` (trainer, ledger,
         memo, policy) nor the identity key: :meth:`restore` takes them from the host again.
 
         Keep it where the client's secrets may live (the device's own storage), never send it, and
@@ -331,7 +331,7 @@ class SubmodelRoundClient:
         return encode_round(stored)
 
     @classmethod
-    def restore(cls, data: bytes | bytearray | memoryview, state: ClientState, party_id: int, *,
+    def restore(cls, data: bytes | bytearray | memoryview, state: DeviceState, party_id: int, *,
                 round_index: int | None = None, random_bytes: RandomSource = system_random_bytes) -> SubmodelRoundClient:
         """The client a :meth:`snapshot` was taken of, over the host's ``state`` (its trainer, ledger,
         memo, policy and identity) as party ``party_id``, held to the checks a live client makes.

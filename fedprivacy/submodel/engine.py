@@ -11,7 +11,7 @@ protocol violation it detected, an invalid training result) is gone from then on
 ``fedprivacy simulate`` and ``fedprivacy bench round`` run; the Flower adapter drives the same
 parties over Flower's Message API instead.
 
-The engine does no I/O itself; a client's ledger and memo go to its ``ClientState.store`` (files for
+The engine does no I/O itself; a client's ledger and memo go to its ``DeviceState.store`` (files for
 ``ClientStore``) inside the client's step, before its randomized set is handed over.
 """
 
@@ -33,14 +33,14 @@ from ..loopback import Delivery, InProcessHost, LinkCounters, Loopback
 from ..secagg import TrustStore
 from ..secagg.driver import DropoutSchedule
 from ..secagg.stages import STEP_OF_SERVER_STAGE, SecAggStep
-from .client import ClientState, SubmodelRoundClient
-from .interfaces import SubmodelServer
+from .client import DeviceState, SubmodelRoundClient
+from .interfaces import GlobalModel
 from .messages import Phase, PhaseMessage, RandomizedSetReport, SitOut, SubmodelMessage, decode_submodel_message
 from .server import RoundResult, SubmodelRoundServer
 from .settings import RoundSettings
 from .stages import RoundServerStage
 
-__all__ = ["ClientSummary", "Delivery", "InProcessClients", "RoundDrops", "RoundOutcome", "run_round", "stage_label"]
+__all__ = ["ClientSummary", "Delivery", "InProcessClients", "RoundDrops", "SubmodelRoundOutcome", "run_round", "stage_label"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class RoundDrops:
 
 
 @dataclass
-class RoundOutcome:
+class SubmodelRoundOutcome:
     union_size: int
     participants: int  # clients whose upload is in the sums
     refused: list[int]  # sat out: their budget filter said no
@@ -97,7 +97,7 @@ def _session_of(message: SubmodelMessage) -> str:
 class ClientSummary:
     """A client's end of round, for the outcome (its state is written back into the caller's)."""
 
-    state: ClientState
+    state: DeviceState
     sat_out_reason: str | None
     training_seconds: float
 
@@ -107,7 +107,7 @@ class InProcessClients(InProcessHost):
     :class:`~fedprivacy.submodel.client.SubmodelRoundClient` objects over the loopback, their local
     training excluded from their protocol seconds."""
 
-    def __init__(self, states: Mapping[int, ClientState], drops: RoundDrops,
+    def __init__(self, states: Mapping[int, DeviceState], drops: RoundDrops,
                  random_source: Callable[[int], RandomSource] | None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self._clients = {p: SubmodelRoundClient(s, p, random_bytes=system_random_bytes if random_source is None
@@ -132,7 +132,7 @@ class ClientHost(Protocol):
     def finish(self) -> dict[int, ClientSummary]: ...
 
 
-ClientHostFactory = Callable[[Mapping[int, ClientState], RoundDrops, "Callable[[int], RandomSource] | None"], ClientHost]
+ClientHostFactory = Callable[[Mapping[int, DeviceState], RoundDrops, "Callable[[int], RandomSource] | None"], ClientHost]
 
 
 def stage_label(server: SubmodelRoundServer) -> str:
@@ -153,8 +153,8 @@ def _bucket(stage: RoundServerStage) -> str:
 
 
 def run_round(
-    states: Mapping[int, ClientState],
-    server: SubmodelServer,
+    states: Mapping[int, DeviceState],
+    server: GlobalModel,
     settings: RoundSettings,
     round_index: int,
     drops: RoundDrops | None = None,
@@ -164,7 +164,7 @@ def run_round(
     executor: ClientHostFactory | None = None,
     trust: TrustStore | None = None,
     clock: Callable[[], float] = time.perf_counter,
-) -> RoundOutcome:
+) -> SubmodelRoundOutcome:
     """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
 
     ``observer(session, sender, recipient, data)`` sees the bytes of every message (session "round",
@@ -211,15 +211,15 @@ def run_round(
     return _outcome(party.result, states, host.finish(), link.counters, timing)
 
 
-def _outcome(result: RoundResult, states: Mapping[int, ClientState], summaries: dict[int, ClientSummary],
-             counters: LinkCounters, timing: dict[str, float]) -> RoundOutcome:
+def _outcome(result: RoundResult, states: Mapping[int, DeviceState], summaries: dict[int, ClientSummary],
+             counters: LinkCounters, timing: dict[str, float]) -> SubmodelRoundOutcome:
     """The round's outcome; the caller's states get the ledgers and memos a remote host worked on."""
     for p, summary in summaries.items():
         if summary.state is not states[p]:
             states[p].ledger, states[p].memo = summary.state.ledger, summary.state.memo
     survivors = sorted(result.contributors)
     spent = [replay(s.ledger).spent() for s in states.values()]
-    return RoundOutcome(
+    return SubmodelRoundOutcome(
         union_size=int(result.union.shape[0]),
         participants=len(survivors),
         refused=sorted(p for p, c in summaries.items() if c.sat_out_reason == "budget"),

@@ -1,7 +1,7 @@
 """The two interfaces a submodel FL system implements to run the secure round (framework-free).
 
-``SubmodelServer`` is the model owner: it serves rows by id and the dense parameters, and applies the
-averaged updates. ``SubmodelClient`` is one data holder: it names the rows its data touches (its real
+``GlobalModel`` is the model owner: it serves rows by id and the dense parameters, and applies the
+averaged updates. ``LocalTrainer`` is one data holder: it names the rows its data touches (its real
 index set, which never leaves the device), trains on the rows it is given, and returns per-row
 deltas, per-row example counts, a dense delta and its example count. Arrays in, arrays out; no
 framework, no I/O. See ``fedprivacy.submodel.reference`` for implementations over the reference
@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["SubmodelServer", "SubmodelClient", "TrainingResult"]
+__all__ = ["GlobalModel", "LocalTrainer", "TrainingResult"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,7 +28,7 @@ class TrainingResult:
 
 
 @runtime_checkable
-class SubmodelServer(Protocol):
+class GlobalModel(Protocol):
     row_width: int
     dense_size: int
 
@@ -46,7 +46,7 @@ class SubmodelServer(Protocol):
 
 
 @runtime_checkable
-class SubmodelClient(Protocol):
+class LocalTrainer(Protocol):
     client_id: int  # the device's stable id: names its ledger (client-<id>); the round's party id is given apart
 
     def index_set(self) -> np.ndarray:

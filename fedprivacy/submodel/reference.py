@@ -11,16 +11,16 @@ from .interfaces import TrainingResult
 from .model import DenseHead, local_update
 from .workload import ClientData
 
-__all__ = ["ReferenceServer", "ReferenceClient", "RowTable"]
+__all__ = ["ReferenceModel", "ReferenceTrainer", "RowTable"]
 
 
 class RowTable(Mapping[int, np.ndarray]):
-    """A read-only mapping row id -> row over a :class:`ReferenceServer`'s packed rows (its ``table``
-    when it was built with :meth:`ReferenceServer.from_arrays`): no per-row Python object exists until
+    """A read-only mapping row id -> row over a :class:`ReferenceModel`'s packed rows (its ``table``
+    when it was built with :meth:`ReferenceModel.from_arrays`): no per-row Python object exists until
     a row is read. A row read is a read-only view; the server copies its rows before the next update
     writes them, so a row read keeps its values."""
 
-    def __init__(self, server: ReferenceServer) -> None:
+    def __init__(self, server: ReferenceModel) -> None:
         self._server = server
 
     def __getitem__(self, key: int) -> np.ndarray:
@@ -46,7 +46,7 @@ class RowTable(Mapping[int, np.ndarray]):
         return int(self._server._ids.shape[0])
 
 
-class ReferenceServer:
+class ReferenceModel:
     """Rows in a dict (any id space), dense head (w, b).
 
     The rows are also held packed -- sorted ids and one array, read from ``table`` once, here -- so
@@ -73,7 +73,7 @@ class ReferenceServer:
         table.update(zip(self._ids.tolist(), self._values))
 
     @classmethod
-    def from_arrays(cls, ids: np.ndarray, values: np.ndarray, head: DenseHead) -> ReferenceServer:
+    def from_arrays(cls, ids: np.ndarray, values: np.ndarray, head: DenseHead) -> ReferenceModel:
         """The server over rows ``values[i]`` of ids ``ids[i]`` (float32 or float64: the rows' precision),
         kept without a copy until the first update (``values`` is made read-only)."""
         values = np.asarray(values)
@@ -140,7 +140,7 @@ class ReferenceServer:
         self.head = DenseHead.from_flat(flat)
 
 
-class ReferenceClient:
+class ReferenceTrainer:
     def __init__(self, data: ClientData) -> None:
         self.data = data
         self.client_id = data.client_id

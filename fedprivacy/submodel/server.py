@@ -1,6 +1,6 @@
 """The server of the secure submodel round, sans-I/O.
 
-:class:`SubmodelRoundServer` drives one round over a :class:`~fedprivacy.submodel.interfaces.SubmodelServer`
+:class:`SubmodelRoundServer` drives one round over a :class:`~fedprivacy.submodel.interfaces.GlobalModel`
 (the model owner). A transport calls :meth:`start`, feeds every client message to :meth:`receive`
 (which never raises on a client's message: junk, late, duplicate or misplaced messages are recorded
 in :attr:`ignored`), and calls :meth:`close_stage` when the stage's replies are in or its deadline
@@ -44,7 +44,7 @@ from ..secagg.rowgraph import row_graph_degree, row_graph_survivors
 from ..secagg.rows import sparse_row_peel
 from ..secagg.server import IgnoredMessage, IgnoredReason
 from ..secagg.stages import ServerStage
-from .interfaces import SubmodelServer
+from .interfaces import GlobalModel
 from .messages import (
     Phase,
     PhaseMessage,
@@ -58,11 +58,11 @@ from .messages import (
 from .settings import RoundSettings
 from .stages import ROUND_SERVER_TRANSITIONS, RoundServerEvent, RoundServerStage
 
-__all__ = ["LazyOutbound", "Outbound", "RoundResult", "SubmodelRoundServer"]
+__all__ = ["LazyOutbound", "SubmodelOutbound", "RoundResult", "SubmodelRoundServer"]
 
 
 @dataclass(frozen=True, slots=True)
-class Outbound:
+class SubmodelOutbound:
     """A message for one party (the same :class:`UnionBroadcast` object goes to every contributor)."""
 
     recipient: int
@@ -92,11 +92,11 @@ class RoundResult:
     rows_config: SecAggConfig | None = None
 
 
-class LazyOutbound(Sequence[Outbound]):
+class LazyOutbound(Sequence[SubmodelOutbound]):
     """The messages of a stage, each built when read (the row downloads: n plans and row blocks are
     never held at once). Reading an item twice builds it twice; ``recipients`` are in order."""
 
-    def __init__(self, recipients: list[int], build: Callable[[int], Outbound]) -> None:
+    def __init__(self, recipients: list[int], build: Callable[[int], SubmodelOutbound]) -> None:
         self.recipients = recipients
         self._build = build
 
@@ -104,17 +104,17 @@ class LazyOutbound(Sequence[Outbound]):
         return len(self.recipients)
 
     @overload
-    def __getitem__(self, index: int) -> Outbound: ...
+    def __getitem__(self, index: int) -> SubmodelOutbound: ...
 
     @overload
-    def __getitem__(self, index: slice) -> list[Outbound]: ...
+    def __getitem__(self, index: slice) -> list[SubmodelOutbound]: ...
 
-    def __getitem__(self, index: int | slice) -> Outbound | list[Outbound]:
+    def __getitem__(self, index: int | slice) -> SubmodelOutbound | list[SubmodelOutbound]:
         if isinstance(index, slice):
             return [self._build(p) for p in self.recipients[index]]
         return self._build(self.recipients[index])
 
-    def __iter__(self) -> Iterator[Outbound]:
+    def __iter__(self) -> Iterator[SubmodelOutbound]:
         return (self._build(p) for p in self.recipients)
 
 
@@ -137,7 +137,7 @@ class SubmodelRoundServer:
 
     def __init__(
         self,
-        model: SubmodelServer,
+        model: GlobalModel,
         settings: RoundSettings,
         party_ids: list[int] | tuple[int, ...],
         round_index: int,
@@ -211,7 +211,7 @@ class SubmodelRoundServer:
 
     # -- driving --------------------------------------------------------------------------------
 
-    def start(self) -> list[Outbound]:
+    def start(self) -> list[SubmodelOutbound]:
         self._move(RoundServerEvent.START)
         settings = self.settings
         # The table is sized from public numbers only (never from the private set sizes).
@@ -238,7 +238,7 @@ class SubmodelRoundServer:
     def _rows_degree(self) -> int | None:
         return rows_degree(self.settings, len(self.party_ids))
 
-    def _start_psu(self, parties: tuple[int, ...]) -> list[Outbound]:
+    def _start_psu(self, parties: tuple[int, ...]) -> list[SubmodelOutbound]:
         assert self._psu_params is not None
         try:
             config = SecAggConfig.create(
@@ -253,7 +253,7 @@ class SubmodelRoundServer:
         self._psu_attempts += 1
         public = self.settings.public()
         assert self._rows_config is not None
-        return [Outbound(p, RoundStart(p, self.round_index, public, self._psu_params, config, self._rows_config))
+        return [SubmodelOutbound(p, RoundStart(p, self.round_index, public, self._psu_params, config, self._rows_config))
                 for p in parties]
 
     def receive(self, message: SubmodelMessage) -> None:
@@ -310,7 +310,7 @@ class SubmodelRoundServer:
         self._report_positions[sender] = where
         return None
 
-    def close_stage(self) -> Sequence[Outbound]:
+    def close_stage(self) -> Sequence[SubmodelOutbound]:
         """Close the current stage; returns the next messages. Raises :class:`RoundAborted` (and stays
         aborted) when the round cannot go on."""
         allowed = ROUND_SERVER_TRANSITIONS.get((self.stage, RoundServerEvent.CLOSE_STAGE))
@@ -330,7 +330,7 @@ class SubmodelRoundServer:
 
     # -- stages ---------------------------------------------------------------------------------
 
-    def _close_psu(self) -> list[Outbound]:
+    def _close_psu(self) -> list[SubmodelOutbound]:
         assert self._psu is not None and self._psu_params is not None and self._rows is not None
         inner, rows = self._psu, self._rows
         lockstep = self._rows_in_setup()  # the rows' setup closes with the PSU's first two stages
@@ -340,9 +340,9 @@ class SubmodelRoundServer:
         out = inner.close_stage()  # RoundAborted propagates
         attempt = self._psu_params.attempt
         if inner.stage is not ServerStage.COMPLETED:
-            wrapped = [Outbound(o.recipient, PhaseMessage(Phase.PSU, attempt, o.message)) for o in out]
+            wrapped = [SubmodelOutbound(o.recipient, PhaseMessage(Phase.PSU, attempt, o.message)) for o in out]
             if lockstep:
-                rows_out = [Outbound(o.recipient, PhaseMessage(Phase.ROWS, 0, o.message)) for o in rows.close_stage()]
+                rows_out = [SubmodelOutbound(o.recipient, PhaseMessage(Phase.ROWS, 0, o.message)) for o in rows.close_stage()]
                 # stable: each party's PSU message first -- but the rows' jointly signed key broadcast
                 # before the PSU's unsigned one, whose keys the client checks against it
                 wrapped = rows_out + wrapped if joint_keys else wrapped + rows_out
@@ -367,9 +367,9 @@ class SubmodelRoundServer:
         self._psu = None  # its routed shares and sums are no longer needed
         self.stage = RoundServerStage.COLLECTING_REPORTS
         broadcast = UnionBroadcast(self.round_index, union)
-        return [Outbound(p, broadcast) for p in sorted(self._contributors)]
+        return [SubmodelOutbound(p, broadcast) for p in sorted(self._contributors)]
 
-    def _close_reports(self) -> Sequence[Outbound]:
+    def _close_reports(self) -> Sequence[SubmodelOutbound]:
         settings, width = self.settings, self._width
         assert self._rows is not None and self._rows_config is not None
         # Only parties whose rows' shares were routed can mask (and be masked with) in the rows' sum.
@@ -418,21 +418,21 @@ class SubmodelRoundServer:
         dense[:] = np.asarray(self.model.dense(), dtype=np.float64).reshape(-1)[: self._dense_size]
         model, dense_rows, round_index = self.model, self._dense_rows, self.round_index
 
-        def download(party: int) -> Outbound:  # built when delivered: one party's rows at a time
+        def download(party: int) -> SubmodelOutbound:  # built when delivered: one party's rows at a time
             rows = planned[party]
             real = rows[: rows.shape[0] - dense_rows]
             values = np.asarray(model.rows(real), dtype=np.float64).reshape(real.shape[0], width)
-            return Outbound(party, RowDownload(party, round_index, config, plan.for_client(party), dense_rows, values, dense))
+            return SubmodelOutbound(party, RowDownload(party, round_index, config, plan.for_client(party), dense_rows, values, dense))
 
         self.stage = RoundServerStage.AGGREGATING
         return LazyOutbound(sorted(chosen), download)
 
-    def _close_rows(self) -> list[Outbound]:
+    def _close_rows(self) -> list[SubmodelOutbound]:
         assert self._rows is not None and self._quantizer is not None
         inner = self._rows
         out = inner.close_stage()
         if inner.stage is not ServerStage.COMPLETED:
-            return [Outbound(o.recipient, PhaseMessage(Phase.ROWS, 0, o.message)) for o in out]
+            return [SubmodelOutbound(o.recipient, PhaseMessage(Phase.ROWS, 0, o.message)) for o in out]
         width = self._width
         sums, counts = self._quantizer.decode_rows(inner.result.reshape(-1, width + 1))
         kept = self._kept_rows

@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
+from fedprivacy.secagg import DropoutSchedule, SecAggStep, SecAggConfig, run_secagg_round
 from fedprivacy.secagg.graph import all_neighbourhoods
 from fedprivacy.policy import weakened_policy
 
 from .common import inputs_for, plain_sum, recoverable
 
-OPTIONS = [None, *DropStage]
+OPTIONS = [None, *SecAggStep]
 
 
 @pytest.mark.parametrize("modulus", list(Modulus))
@@ -31,7 +31,7 @@ def test_every_dropout_pattern_of_five_parties(modulus):
             config, inputs, DropoutSchedule(drops), random_source=lambda p: DeterministicRandomness(f"{pattern}{p}"), policy=weakened_policy()
         )
         if recoverable(config, graph, drops):
-            survivors = {p for p in config.party_ids if drops.get(p) in (None, DropStage.UNMASK)}
+            survivors = {p for p in config.party_ids if drops.get(p) in (None, SecAggStep.UNMASK)}
             assert report.input_ids == survivors
             assert [int(v) for v in report.result] == plain_sum(inputs, survivors, modulus), pattern
             completed += 1
@@ -47,7 +47,7 @@ def harary_rounds(draw):
     k = draw(st.sampled_from([k for k in range(2, n - 1, 2)]))
     t = draw(st.integers(2, k + 1))
     modulus = draw(st.sampled_from(list(Modulus)))
-    drops = draw(st.dictionaries(st.integers(1, n), st.sampled_from(list(DropStage)), max_size=n // 2))
+    drops = draw(st.dictionaries(st.integers(1, n), st.sampled_from(list(SecAggStep)), max_size=n // 2))
     return SecAggConfig(tuple(range(1, n + 1)), 4, modulus, k, t, b"proof: secagg correctness harary"), drops
 
 
@@ -58,7 +58,7 @@ def test_harary_graphs_under_random_dropouts(case):
     inputs = inputs_for(config)
     report = run_secagg_round(config, inputs, DropoutSchedule(drops), policy=weakened_policy())
     if recoverable(config, all_neighbourhoods(config), drops):
-        survivors = {p for p in config.party_ids if drops.get(p) in (None, DropStage.UNMASK)}
+        survivors = {p for p in config.party_ids if drops.get(p) in (None, SecAggStep.UNMASK)}
         assert [int(v) for v in report.result] == plain_sum(inputs, survivors, config.modulus)
     else:
         assert report.result is None and report.aborted is not None

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, run_secagg_round
+from fedprivacy.secagg import DropoutSchedule, SecAggStep, SecAggConfig, run_secagg_round
 from fedprivacy.secagg.graph import all_neighbourhoods
 from fedprivacy.secagg.messages import MaskedInput, UnmaskResponse, decode_message
 from fedprivacy.policy import weakened_policy
@@ -20,7 +20,7 @@ def test_server_never_holds_t_shares_of_the_secret_that_still_hides_an_input():
     graph = all_neighbourhoods(config)
     inputs = inputs_for(config)
     checked = 0
-    for pattern in itertools.product([None, *DropStage], repeat=5):
+    for pattern in itertools.product([None, *SecAggStep], repeat=5):
         drops = {p: s for p, s in zip(config.party_ids, pattern) if s is not None}
         received: list[bytes] = []
         report = run_secagg_round(

@@ -9,7 +9,7 @@ import pytest
 
 from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.secagg import DropoutSchedule, DropStage, RowPlan, SecAggConfig, run_secagg_round
+from fedprivacy.secagg import DropoutSchedule, SecAggStep, RowPlan, SecAggConfig, run_secagg_round
 from fedprivacy.secagg.graph import all_neighbourhoods
 from fedprivacy.policy import weakened_policy
 
@@ -31,14 +31,14 @@ def test_every_dropout_pattern(modulus):
     }
     graph = all_neighbourhoods(config)
     completed = 0
-    for pattern in itertools.product([None, *DropStage], repeat=4):
+    for pattern in itertools.product([None, *SecAggStep], repeat=4):
         drops = {p: s for p, s in zip(config.party_ids, pattern) if s is not None}
         report = run_secagg_round(config, inputs, DropoutSchedule(drops), row_plan=plan,
                                   random_source=lambda p: DeterministicRandomness(f"{pattern}{p}"), policy=weakened_policy())
         if not recoverable(config, graph, drops):
             assert report.result is None
             continue
-        survivors = {p for p in config.party_ids if drops.get(p) in (None, DropStage.UNMASK)}
+        survivors = {p for p in config.party_ids if drops.get(p) in (None, SecAggStep.UNMASK)}
         expected = []
         for row in UNION:
             total = [0, 0, 0]

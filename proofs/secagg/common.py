@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from fedprivacy.hazmat.field import dtype_of, modulus_value
-from fedprivacy.secagg import DropStage, SecAggConfig
+from fedprivacy.secagg import SecAggStep, SecAggConfig
 
-_ORDER = list(DropStage)
+_ORDER = list(SecAggStep)
 
 
 def inputs_for(config: SecAggConfig) -> dict[int, np.ndarray]:
@@ -24,7 +24,7 @@ def plain_sum(inputs, parties, modulus) -> list[int]:
     return [sum(int(inputs[p][i]) for p in parties) % high for i in range(dim)]
 
 
-def alive_at(config: SecAggConfig, drops: dict, stage: DropStage) -> set[int]:
+def alive_at(config: SecAggConfig, drops: dict, stage: SecAggStep) -> set[int]:
     return {p for p in config.party_ids if p not in drops or _ORDER.index(drops[p]) > _ORDER.index(stage)}
 
 

@@ -9,24 +9,24 @@ import numpy as np
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.psu import PSUParameters, encode_set
-from fedprivacy.secagg import DropStage
+from fedprivacy.secagg import SecAggStep
 from fedprivacy.secagg.messages import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 from fedprivacy.submodel.demo import init_model, synthetic_workload
 from fedprivacy.submodel.messages import PhaseMessage, RandomizedSetReport, SitOut, decode_submodel_message
-from fedprivacy.submodel.reference import ReferenceClient, ReferenceServer
-from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
+from fedprivacy.submodel.client import DeviceState
 from fedprivacy.submodel.engine import RoundDrops, run_round
 from fedprivacy.submodel.settings import RoundSettings
 
 
 def _recorded_round():
     workload = synthetic_workload(clients=12, universe=3000, items_per_user=80, seed=5)
-    states = {c.client_id: ClientState.new(ReferenceClient(c), RRParameters.preset(2)) for c in workload.clients}
-    server = ReferenceServer(*init_model(np.arange(3000, dtype=np.uint64), 6, seed=1))
+    states = {c.client_id: DeviceState.new(ReferenceTrainer(c), RRParameters.preset(2)) for c in workload.clients}
+    server = ReferenceModel(*init_model(np.arange(3000, dtype=np.uint64), 6, seed=1))
     transcript = []
     outcome = run_round(
         states, server, RoundSettings(universe=3000, dropout_fraction=0.25, max_set_size=80), 0,
-        RoundDrops(psu={3: DropStage.INPUT}, upload={4: DropStage.INPUT}),
+        RoundDrops(psu={3: SecAggStep.INPUT}, upload={4: SecAggStep.INPUT}),
         observer=lambda session, sender, recipient, data: transcript.append((session, sender, recipient, data)),
         random_source=lambda p: DeterministicRandomness(f"transcript-{p}"),
     )

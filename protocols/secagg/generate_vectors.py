@@ -19,7 +19,7 @@ import numpy as np
 
 from fedprivacy.hazmat.field import Modulus, dtype_of
 from fedprivacy.hazmat.prg import DeterministicRandomness
-from fedprivacy.secagg import DropoutSchedule, DropStage, SecAggConfig, TrustStore, make_identities, run_secagg_round
+from fedprivacy.secagg import DropoutSchedule, SecAggStep, SecAggConfig, TrustStore, make_identities, run_secagg_round
 from fedprivacy.secagg.messages import ConsistencyRequest, MessageType, UnmaskRequest, decode_message
 from fedprivacy.policy import weakened_policy
 
@@ -245,7 +245,7 @@ def run_case(case: dict) -> dict:
     config = make_config(case["config"])
     inputs = make_inputs(config)
     schedule = DropoutSchedule(
-        {int(p): DropStage(s) for p, s in case["drops"].items()},
+        {int(p): SecAggStep(s) for p, s in case["drops"].items()},
         frozenset(case.get("late", [])),
         unsigned=frozenset(case.get("unsigned", [])),
     )

@@ -82,10 +82,10 @@ def _snapshot_case(case: dict) -> dict:
     from fedprivacy.ldp import RRParameters
     from fedprivacy.psu.params import PSUParameters
     from fedprivacy.secagg import Adversary, make_identities
-    from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+    from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
     from fedprivacy.submodel.demo import synthetic_workload
     from fedprivacy.submodel.messages import RoundStart
-    from fedprivacy.submodel.reference import ReferenceClient
+    from fedprivacy.submodel.reference import ReferenceTrainer
     from fedprivacy.submodel.settings import RoundSettings
 
     adversary = Adversary(case["adversary"])
@@ -100,8 +100,8 @@ def _snapshot_case(case: dict) -> dict:
     if adversary is Adversary.MALICIOUS:
         identities, trust = make_identities(parties, DeterministicRandomness("submodel-snapshot/identities"))
         identity = identities[2]
-    trainer = ReferenceClient(synthetic_workload(clients=4, universe=300, items_per_user=20, seed=3).clients[1])
-    state = ClientState.new(trainer, RRParameters.preset(2), identity=identity, trust=trust)
+    trainer = ReferenceTrainer(synthetic_workload(clients=4, universe=300, items_per_user=20, seed=3).clients[1])
+    state = DeviceState.new(trainer, RRParameters.preset(2), identity=identity, trust=trust)
     client = SubmodelRoundClient(state, 2, random_bytes=DeterministicRandomness("submodel-snapshot/party-2"))
     created = client.snapshot()
     start = RoundStart(2, 5, settings, params, psu_config, rows_config)

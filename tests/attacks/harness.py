@@ -32,7 +32,7 @@ from fedprivacy.hazmat.kex import KeyAgreement
 from fedprivacy.hazmat.prg import MaskExpander
 from fedprivacy.loopback import InProcessHost, Loopback
 from fedprivacy.policy import ClientPolicy
-from fedprivacy.secagg import Adversary, Outbound, SecAggClient, SecAggConfig, SecAggServer, ServerStage
+from fedprivacy.secagg import Adversary, SecAggClient, SecAggConfig, SecAggOutbound, SecAggServer, ServerStage
 from fedprivacy.secagg.masking import limbs_to_secret, pair_mask_key, self_mask_key
 from fedprivacy.secagg.messages import (
     SECRET_LIMBS,
@@ -44,7 +44,7 @@ from fedprivacy.secagg.messages import (
     decode_message,
 )
 from fedprivacy.secagg.rows import row_keystream
-from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
 from fedprivacy.submodel.messages import Phase, PhaseMessage, SubmodelMessage, decode_submodel_message
 from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
@@ -146,7 +146,7 @@ class _Tampered(Sequence):
     def __getitem__(self, index):
         items = self._outbound[index] if isinstance(index, slice) else [self._outbound[index]]
         rewritten = [(self._route(item, m), m) for item in items for m in self._tamper(item.recipient, item.message)]
-        return [Outbound(recipient, m) for recipient, m in rewritten if recipient in self._known]
+        return [SecAggOutbound(recipient, m) for recipient, m in rewritten if recipient in self._known]
 
 
 def _link(server: object, decode: Callable[[bytes], object], handlers: Mapping[int, Callable]) -> Loopback:
@@ -223,7 +223,7 @@ class SubmodelRoundAttack:
     through ``tamper(recipient, message)`` (submodel messages; secure-aggregation ones inside
     :class:`PhaseMessage`)."""
 
-    states: Mapping[int, ClientState]
+    states: Mapping[int, DeviceState]
     model: object
     settings: RoundSettings
     round_index: int = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
-from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.client import DeviceState
 from fedprivacy.submodel.settings import RoundSettings
 
 from .harness import SubmodelRoundAttack
@@ -21,7 +21,7 @@ VICTIM = 4
 
 
 def _union(parties, round_index):
-    states = {p: ClientState.new(FixedSetClient(p), RRParameters.preset(2)) for p in parties}
+    states = {p: DeviceState.new(FixedSetClient(p), RRParameters.preset(2)) for p in parties}
     attack = SubmodelRoundAttack(states, TinyModel(), RoundSettings(universe=500, max_set_size=12), round_index,
                                  random_source=lambda p: DeterministicRandomness(f"diff{round_index}-{p}"))
     server = attack.run()

@@ -20,7 +20,7 @@ from fedprivacy.ldp import RRParameters
 from fedprivacy.policy import ClientPolicy, weakened_policy
 from fedprivacy.secagg import Quantizer, SecAggClient
 from fedprivacy.secagg.messages import RoutedShares, UnmaskRequest
-from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.client import DeviceState
 from fedprivacy.submodel.messages import Phase, PhaseMessage, RowDownload
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundClientStage
@@ -74,7 +74,7 @@ def _attack(policy: ClientPolicy):
     settings = RoundSettings(universe=500, max_set_size=12)
 
     def run(cut: CutLink):
-        states = {p: ClientState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy) for p in range(1, N + 1)}
+        states = {p: DeviceState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy) for p in range(1, N + 1)}
         attack = SubmodelRoundAttack(states, TinyModel(), settings, tamper=cut,
                                      random_source=lambda p: DeterministicRandomness(f"cut{p}"))
         attack.run()

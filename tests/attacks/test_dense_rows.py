@@ -22,7 +22,7 @@ from fedprivacy.secagg import Adversary, ClientRowPlan, Quantizer, make_identiti
 from fedprivacy.secagg.masking import pair_mask_key
 from fedprivacy.secagg.messages import AdvertiseKeys
 from fedprivacy.secagg.rows import row_keystream
-from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
 from fedprivacy.submodel.messages import Phase, RowDownload
 from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
@@ -69,7 +69,7 @@ def _attack(client_class: type[SubmodelRoundClient], monkeypatch):  # noqa: ANN0
     identities, trust = make_identities(range(1, N + 1), DeterministicRandomness("dense-plan identities"))
     monkeypatch.setattr(harness, "SubmodelRoundServer", lambda *a, **k: SubmodelRoundServer(*a, trust=trust, **k))
     settings = RoundSettings(universe=500, max_set_size=12, adversary=Adversary.MALICIOUS)
-    states = {p: ClientState.new(Victim(p) if p == VICTIM else FixedSetClient(p), RRParameters.preset(2),
+    states = {p: DeviceState.new(Victim(p) if p == VICTIM else FixedSetClient(p), RRParameters.preset(2),
                                  identity=identities[p], trust=trust) for p in range(1, N + 1)}
     downloads: dict[int, RowDownload] = {}
     attack = SubmodelRoundAttack(states, TinyModel(), settings, tamper=_thin_plan(downloads), client_class=client_class,
@@ -139,7 +139,7 @@ def _oversized_union(recipient: int, message: object) -> list:
 
 def _union_attack(client_class: type[SubmodelRoundClient]) -> SubmodelRoundAttack:
     settings = RoundSettings(universe=1 << 16, max_set_size=12)
-    states = {p: ClientState.new(FixedSetClient(p), RRParameters.preset(2)) for p in range(1, 11)}
+    states = {p: DeviceState.new(FixedSetClient(p), RRParameters.preset(2)) for p in range(1, 11)}
     attack = SubmodelRoundAttack(states, TinyModel(), settings, tamper=_oversized_union, client_class=client_class,
                                  random_source=lambda p: DeterministicRandomness(f"union {p}"))
     attack.run()

@@ -21,7 +21,7 @@ from fedprivacy.policy import ClientPolicy, weakened_policy
 from fedprivacy.psu.params import PSUParameters
 from fedprivacy.secagg import SecAggClient, SecAggConfig, SecAggServer
 from fedprivacy.secagg.messages import UnmaskRequest
-from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
 from fedprivacy.submodel.messages import PublicSettings, RandomizedSetReport, RoundStart
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundClientStage
@@ -34,7 +34,7 @@ N = 8
 
 def _states(policy, params=None, n=N):
     params = RRParameters.preset(2) if params is None else params
-    return {p: ClientState.new(FixedSetClient(p), params, policy=policy) for p in range(1, n + 1)}
+    return {p: DeviceState.new(FixedSetClient(p), params, policy=policy) for p in range(1, n + 1)}
 
 
 def _run(states, settings):
@@ -134,13 +134,13 @@ def test_the_node_config_alone_sets_the_policy():
 
 def test_a_lowered_cap_is_recorded_in_the_ledger_and_enforced(tmp_path):
     client = FixedSetClient(1)
-    ClientState.new(client, RRParameters.preset(2), epsilon_cap=10.0, store=ClientStore(tmp_path, "client-1"))
-    state = ClientState.new(client, RRParameters.preset(2), epsilon_cap=1.0, store=ClientStore(tmp_path, "client-1"))
+    DeviceState.new(client, RRParameters.preset(2), epsilon_cap=10.0, store=ClientStore(tmp_path, "client-1"))
+    state = DeviceState.new(client, RRParameters.preset(2), epsilon_cap=1.0, store=ClientStore(tmp_path, "client-1"))
     assert [e.kind for e in state.ledger.events] == ["cap"] and replay(state.ledger).cap == 1.0
-    again = ClientState.new(client, RRParameters.preset(2), epsilon_cap=50.0, store=ClientStore(tmp_path, "client-1"))  # up: ignored
+    again = DeviceState.new(client, RRParameters.preset(2), epsilon_cap=50.0, store=ClientStore(tmp_path, "client-1"))  # up: ignored
     assert replay(again.ledger).cap == 1.0 and len(again.ledger.events) == 1
     # Enforced: CPP2's first report costs epsilon_1 ~ 2.02 > 1.0, so the budget filter refuses the round.
-    states = {1: again, **{p: ClientState.new(FixedSetClient(p), RRParameters.preset(2)) for p in range(2, N + 1)}}
+    states = {1: again, **{p: DeviceState.new(FixedSetClient(p), RRParameters.preset(2)) for p in range(2, N + 1)}}
     attack = _run(states, RoundSettings(universe=500, max_set_size=12))
     assert attack.clients[1].sat_out_reason == "budget"
     assert [e.kind for e in again.ledger.events if e.kind != "psu-attempt"] == ["cap", "refusal"]
@@ -184,7 +184,7 @@ def _peak_bytes(policy: ClientPolicy, message: RoundStart) -> tuple[int, Excepti
     from fedprivacy.submodel.messages import Phase, PhaseMessage
 
     parties = message.psu_config.party_ids
-    clients = {p: SubmodelRoundClient(ClientState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy), p,
+    clients = {p: SubmodelRoundClient(DeviceState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy), p,
                                       random_bytes=DeterministicRandomness(f"big{p}")) for p in parties}
     server = SecAggServer(message.psu_config)
     tracemalloc.start()

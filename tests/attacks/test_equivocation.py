@@ -20,7 +20,7 @@ from fedprivacy.ldp import RRParameters
 from fedprivacy.policy import ClientPolicy, weakened_policy
 from fedprivacy.psu.protocol import PSUServer
 from fedprivacy.secagg import Adversary, SecAggClient, SecAggConfig
-from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.client import DeviceState
 from fedprivacy.submodel.messages import Phase, RoundStart
 from fedprivacy.submodel.settings import RoundSettings
 
@@ -112,7 +112,7 @@ def test_every_split_is_bounded_by_the_threshold_bound():
 
 
 def _submodel_attack(settings: RoundSettings, policy: ClientPolicy, told_alive_count: int):
-    states = {p: ClientState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy) for p in range(1, N + 1)}
+    states = {p: DeviceState.new(FixedSetClient(p), RRParameters.preset(2), policy=policy) for p in range(1, N + 1)}
     holders: set[int] = set()
 
     def tamper(recipient, message):

@@ -32,7 +32,7 @@ from fedprivacy.secagg.graph import neighbourhood
 from fedprivacy.secagg.rowgraph import row_graph_degree, row_graph_survivors
 from fedprivacy.secagg.rows import ClientRowPlan, row_keystream
 from fedprivacy.submodel import server as server_module
-from fedprivacy.submodel.client import ClientState
+from fedprivacy.submodel.client import DeviceState
 from fedprivacy.submodel.messages import Phase, RowDownload
 from fedprivacy.submodel.settings import RoundSettings
 from fedprivacy.submodel.stages import RoundClientStage
@@ -81,7 +81,7 @@ def _attack(policy: ClientPolicy, monkeypatch):
     monkeypatch.setattr(server_module, "SecAggConfig", types.SimpleNamespace(create=_grinding_create(SecAggConfig.create)))
     monkeypatch.setattr(harness, "SubmodelRoundServer", IsolatingServer)
     everything = RRParameters("1", "1", "1", "1")  # the colluders report the whole union
-    states = {p: ClientState.new(FixedSetClient(p), everything if p in COLLUDERS else RRParameters.preset(2),
+    states = {p: DeviceState.new(FixedSetClient(p), everything if p in COLLUDERS else RRParameters.preset(2),
                                  policy=policy) for p in range(1, N + 1)}
     attack = SubmodelRoundAttack(states, TinyModel(), SETTINGS, random_source=lambda p: DeterministicRandomness(f"iso{p}"))
     attack.run()

@@ -12,7 +12,7 @@ from fedprivacy.errors import PolicyViolation
 from fedprivacy.hazmat.prg import DeterministicRandomness
 from fedprivacy.ldp import RRParameters
 from fedprivacy.policy import weakened_policy
-from fedprivacy.submodel.client import ClientState, SubmodelRoundClient
+from fedprivacy.submodel.client import DeviceState, SubmodelRoundClient
 from fedprivacy.submodel.messages import RoundStart
 from fedprivacy.submodel.server import SubmodelRoundServer
 from fedprivacy.submodel.settings import RoundSettings
@@ -46,12 +46,12 @@ def _answered(states_for_each_restart) -> list[bool]:
 
 
 def test_a_weakened_client_joins_every_restart():
-    state = ClientState.new(FixedSetClient(1), RRParameters.preset(2), policy=weakened_policy())
+    state = DeviceState.new(FixedSetClient(1), RRParameters.preset(2), policy=weakened_policy())
     assert _answered([lambda: state] * len(COHORTS)) == [True] * len(COHORTS)
 
 
 def test_the_real_client_stops_at_max_psu_attempts_per_round_index():
-    state = ClientState.new(FixedSetClient(1), RRParameters.preset(2))
+    state = DeviceState.new(FixedSetClient(1), RRParameters.preset(2))
     assert _answered([lambda: state] * len(COHORTS)) == [True, True, True, False, False]
     kinds = [e.kind for e in state.ledger.events]
     assert kinds == ["psu-attempt"] * 3 + ["refusal"] * 2
@@ -59,13 +59,13 @@ def test_the_real_client_stops_at_max_psu_attempts_per_round_index():
 
 def test_a_node_restarted_from_disk_keeps_counting(tmp_path):
     def reload():
-        return ClientState.new(FixedSetClient(1), RRParameters.preset(2), store=ClientStore(tmp_path, "client-1"))
+        return DeviceState.new(FixedSetClient(1), RRParameters.preset(2), store=ClientStore(tmp_path, "client-1"))
 
     assert _answered([reload] * len(COHORTS)) == [True, True, True, False, False]
 
 
 def test_another_round_index_starts_a_new_count():
-    state = ClientState.new(FixedSetClient(1), RRParameters.preset(2))
+    state = DeviceState.new(FixedSetClient(1), RRParameters.preset(2))
     _answered([lambda: state] * 3)
     settings = RoundSettings(universe=500, max_set_size=12)
     outbound = SubmodelRoundServer(TinyModel(), settings, list(range(1, 6)), ROUND + 1).start()

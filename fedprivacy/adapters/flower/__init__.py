@@ -39,13 +39,13 @@ from .submodel import (
     SubmodelRoundFailed,
     submodel_client_app,
 )
-from .workflow import RoundOutcome, SecAggPlusWorkflow
+from .workflow import SecAggPlusWorkflow, SecAggRoundOutcome
 
 __all__ = [
     "Key",
     "RECORD_KEY_CONFIGS",
     "RECORD_KEY_STATE",
-    "RoundOutcome",
+    "SecAggRoundOutcome",
     "SUBMODEL_ACTION",
     "SUBMODEL_MESSAGE_TYPE",
     "SUBMODEL_RECORD",

@@ -42,7 +42,7 @@ from ...hazmat.prg import RandomSource, system_random_bytes
 from ...ldp.memo import PermanentMemo
 from ...ldp.params import RRParameters
 from ...policy import ClientPolicy
-from ...submodel.client import ClientState, SubmodelRoundClient
+from ...submodel.client import DeviceState, SubmodelRoundClient
 
 __all__ = [
     "STATE_DIR_KEY",
@@ -232,7 +232,7 @@ def save_round(state: RecordDict, slot: RoundSlot) -> None:
     message in deployment, a fresh copy in a Ray actor in simulation), so ``context.state`` is the only
     memory of a node that lasts from one message to the next. The snapshot holds the round's secrets
     only (key pairs, the self-mask seed, shares held for peers, its real set), never the
-    :class:`~fedprivacy.submodel.client.ClientState` (the trainer, ledger and memo are rebuilt for every
+    :class:`~fedprivacy.submodel.client.DeviceState` (the trainer, ledger and memo are rebuilt for every
     message) nor the identity key of malicious mode (read from the node config again); it is dropped
     by :func:`clear_round` when the round ends for the node. The bytes are only ever read back by this
     node (``context.state`` never leaves it), and are written before the step's replies leave
@@ -275,7 +275,7 @@ def _ledger_lines(record: ConfigRecord) -> list[str]:
 
 
 def load_round(
-    state: RecordDict, client_state: ClientState, *, run_id: int, round_index: int, party: int,
+    state: RecordDict, client_state: DeviceState, *, run_id: int, round_index: int, party: int,
     random_source: Callable[[], RandomSource] | None = None,
 ) -> RoundSlot | None:
     """The round saved by :func:`save_round`, restored over ``client_state``; None when the node keeps

@@ -7,13 +7,13 @@ Message API:
 
 * :class:`SecureSubmodelWorkflow` (ServerApp side) hosts a
   :class:`~fedprivacy.submodel.server.SubmodelRoundServer` over your
-  :class:`~fedprivacy.submodel.interfaces.SubmodelServer` and runs each stage of the round as one
+  :class:`~fedprivacy.submodel.interfaces.GlobalModel` and runs each stage of the round as one
   exchange over the ``Grid`` (``push_messages``, then ``pull_messages`` until every reply is in or
   the stage's timeout passed -- ``send_and_receive``'s loop, with each reply matched to the message
   it answers);
 * :class:`SecureSubmodelClient` (ClientApp side) hosts a
   :class:`~fedprivacy.submodel.client.SubmodelRoundClient` over your
-  :class:`~fedprivacy.submodel.interfaces.SubmodelClient`; register it with
+  :class:`~fedprivacy.submodel.interfaces.LocalTrainer`; register it with
   ``app.train(SUBMODEL_ACTION)(handler)`` or build the app with :func:`submodel_client_app`.
 
 On the wire every Flower message of the round has the type ``"train.fedprivacy_submodel"`` and one
@@ -56,10 +56,10 @@ from ...errors import DecodeError, FedPrivacyError, InvalidParameters, RoundAbor
 from ...hazmat.prg import RandomSource, system_random_bytes
 from ...secagg import Adversary
 from ...secagg.identity import TrustStore
-from ...submodel.client import ClientState, SubmodelRoundClient, lower_cap
-from ...submodel.interfaces import SubmodelClient, SubmodelServer
+from ...submodel.client import DeviceState, SubmodelRoundClient, lower_cap
+from ...submodel.interfaces import GlobalModel, LocalTrainer
 from ...submodel.messages import RoundStart, SubmodelMessage, decode_submodel_message
-from ...submodel.server import Outbound, RoundResult, SubmodelRoundServer
+from ...submodel.server import RoundResult, SubmodelOutbound, SubmodelRoundServer
 from ...submodel.settings import RoundSettings
 from ...submodel.stages import RoundClientStage, RoundServerStage
 from ..identity import TRUST_STORE_KEY, identity_from_config, load_trust_store
@@ -130,7 +130,7 @@ class SecureSubmodelWorkflow:
 
     Parameters
     ----------
-    model : SubmodelServer
+    model : GlobalModel
         Your model: serves rows and dense parameters, applies the averaged updates (in place).
     settings : RoundSettings
         The round's public settings (universe, caps, clip, ``min_choosers``, the secure sums' dropout
@@ -179,7 +179,7 @@ class SecureSubmodelWorkflow:
 
     def __init__(
         self,
-        model: SubmodelServer,
+        model: GlobalModel,
         settings: RoundSettings,
         *,
         num_rounds: int | None = None,
@@ -249,7 +249,7 @@ class SecureSubmodelWorkflow:
         log(INFO, "[submodel round %d] %d nodes, universe %d", round_index, len(nodes), self.settings.universe)
         try:
             server = SubmodelRoundServer(self.model, settings, list(node_of), round_index, trust=trust)
-            outbound: Sequence[Outbound] = server.start()
+            outbound: Sequence[SubmodelOutbound] = server.start()
         except RoundAborted as exc:
             raise self._fail(round_index, exc) from exc
         while server.stage is not RoundServerStage.COMPLETED:
@@ -418,7 +418,7 @@ class SecureSubmodelClient:
 
     Parameters
     ----------
-    client_fn : Callable[[Context], SubmodelClient]
+    client_fn : Callable[[Context], LocalTrainer]
         Builds your trainer for this node (its data: e.g. from ``context.node_config["partition-id"]``).
         Its ``client_id`` is the node's stable identity in its own ledger (``client-<id>``); it never
         leaves the node -- the server knows the node as a party id.
@@ -468,7 +468,7 @@ class SecureSubmodelClient:
 
     def __init__(
         self,
-        client_fn: Callable[[Context], SubmodelClient],
+        client_fn: Callable[[Context], LocalTrainer],
         *,
         state_dir: str | os.PathLike[str] | None = None,
         random_source: Callable[[Context, int, int], RandomSource] | None = None,
@@ -534,7 +534,7 @@ class SecureSubmodelClient:
         return Message(RecordDict({IDENTIFY_RECORD: ConfigRecord({"party": identity.party_id})}), reply_to=message)
 
     def _slot(self, context: Context, round_index: int, party: int, decoded: list[SubmodelMessage],
-              state: ClientState) -> RoundSlot:
+              state: DeviceState) -> RoundSlot:
         first = decoded[0] if decoded else None
         seeded = None if self.random_source is None else self.random_source
         if isinstance(first, RoundStart) and first.psu_params.attempt == 0:  # a new round
@@ -552,7 +552,7 @@ class SecureSubmodelClient:
                               "(a node restarted mid-round has dropped out of it)")
         return slot
 
-    def _client_state(self, context: Context, party: int) -> ClientState:
+    def _client_state(self, context: Context, party: int) -> DeviceState:
         trainer = self.client_fn(context)
         policy = policy_from_config(context.node_config)  # the node's own, never the run's
         params = rr_parameters_from_config(context.node_config, context.run_config, policy)
@@ -567,7 +567,7 @@ class SecureSubmodelClient:
         identity, trust = identity_from_config(context.node_config)  # malicious mode when set (spec §14)
         if identity is not None and identity.party_id != party:
             raise InvalidParameters(f"the server calls this node party {party}, its identity is party {identity.party_id}")
-        return ClientState(trainer, params, ledger, memo, store, policy, identity, trust)
+        return DeviceState(trainer, params, ledger, memo, store, policy, identity, trust)
 
 
 class _NotInRound(Exception):
@@ -579,7 +579,7 @@ def _error_reply(message: Message, code: int, reason: str) -> Message:
 
 
 def submodel_client_app(
-    client_fn: Callable[[Context], SubmodelClient],
+    client_fn: Callable[[Context], LocalTrainer],
     *,
     mods: list[Mod] | None = None,
     state_dir: str | os.PathLike[str] | None = None,

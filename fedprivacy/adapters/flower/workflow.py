@@ -71,12 +71,12 @@ from ...secagg.messages import (
     UnmaskResponse,
     decode_message,
 )
-from ...secagg.server import Outbound
+from ...secagg.server import SecAggOutbound
 from ...secagg.stages import SecAggStep
 from ..identity import TRUST_STORE_KEY, load_trust_store
 from .constants import RECORD_KEY_CONFIGS, Key, Stage
 
-__all__ = ["SecAggPlusWorkflow", "RoundOutcome"]
+__all__ = ["SecAggPlusWorkflow", "SecAggRoundOutcome"]
 
 _MODULI = {1 << 32: Modulus.U32, 1 << 64: Modulus.U64}
 _STEP = {  # Flower's stage names -> the one name of each secure-aggregation step (in the logs)
@@ -96,7 +96,7 @@ _EXPECTED = {
 
 
 @dataclass
-class RoundOutcome:
+class SecAggRoundOutcome:
     """What one round of :class:`SecAggPlusWorkflow` did; node ids are Flower's."""
 
     server_round: int
@@ -228,7 +228,7 @@ class SecAggPlusWorkflow:
         if trust_store is not None and not isinstance(trust_store, TrustStore):
             trust_store = load_trust_store(trust_store)
         self.trust_store: TrustStore | None = trust_store
-        self.last_round: RoundOutcome | None = None
+        self.last_round: SecAggRoundOutcome | None = None
 
     # -- parameters of one round ---------------------------------------------------------------------
 
@@ -312,11 +312,11 @@ class _Round:
         self.context = context
         cfg = context.state.config_records[MAIN_CONFIGS_RECORD]
         self.current_round = cast(int, cfg[WorkflowKey.CURRENT_ROUND])
-        self.outcome = RoundOutcome(self.current_round)
+        self.outcome = SecAggRoundOutcome(self.current_round)
         self.failures: list[BaseException] = []
         self.fit_results: dict[int, FitRes] = {}
 
-    def run(self) -> RoundOutcome:
+    def run(self) -> SecAggRoundOutcome:
         try:
             self._run()
         except _Halt as exc:
@@ -454,7 +454,7 @@ class _Round:
         except InvalidParameters as exc:
             log(WARNING, "SecAgg+ parameters outside fedprivacy's bounds (the round goes on): %s", exc)
 
-    def _records(self, stage: str, outbound: list[Outbound]) -> dict[int, ConfigRecord]:
+    def _records(self, stage: str, outbound: list[SecAggOutbound]) -> dict[int, ConfigRecord]:
         return {
             self.party_to_node[item.recipient]: ConfigRecord(
                 {Key.STAGE: stage, Key.SESSION: self.config.digest, Key.MESSAGE: item.message.to_bytes()}
@@ -462,7 +462,7 @@ class _Round:
             for item in outbound
         }
 
-    def _stage(self, stage: str, records: dict[int, ConfigRecord]) -> list[Outbound]:
+    def _stage(self, stage: str, records: dict[int, ConfigRecord]) -> list[SecAggOutbound]:
         """Send one stage's messages, feed the acceptable replies to the server, close the stage."""
         messages = []
         for node, record in records.items():

@@ -300,3 +300,13 @@ def test_the_bench_harnesses_import_no_test_or_proof_module():
         if not _in(module, "fedprivacy_bench")
     ]
     assert offenders == []
+
+
+def test_the_old_submodel_names_are_deprecated_aliases_of_the_new_ones():
+    import fedprivacy.submodel as submodel
+    from fedprivacy.submodel.client import DeviceState
+    from fedprivacy.submodel.interfaces import GlobalModel, LocalTrainer
+    from fedprivacy.submodel.server import SubmodelOutbound
+
+    assert submodel.SubmodelServer is GlobalModel and submodel.SubmodelClient is LocalTrainer
+    assert submodel.ClientState is DeviceState and submodel.Outbound is SubmodelOutbound

@@ -65,6 +65,11 @@ class Ledger:
     source: str = "<memory>"
     hashes: list[str] = field(default_factory=list)  # hashes[n] is line n+1's hash (n = seq)
 
+    @property
+    def has_releases(self) -> bool:
+        """Whether any event is a release (a memo must then exist: its answers were spent)."""
+        return any(event.kind == "release" for event in self.events)
+
     @classmethod
     def create(cls, client_id: str, epsilon_cap: float) -> tuple[Ledger, str]:
         """A new ledger and its header line."""

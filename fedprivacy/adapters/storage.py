@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..accounting.ledger import Ledger, LedgerIntegrityError, parse_ledger
 from ..accounting.recovery import HeadRecord, Reconciled, StateDamaged, reconcile
-from ..errors import DecodeError, InvalidParameters
+from ..errors import InvalidParameters
 from ..ldp.memo import PermanentMemo
 from ..ldp.params import RRParameters
 
@@ -185,16 +185,9 @@ class ClientStore:
         write_atomic(self.head_path, HeadRecord(self.client_id, entry["seq"], entry["hash"]).encode())
 
     def load_memo(self, params: RRParameters, ledger: Ledger) -> PermanentMemo:
-        if not self.memo_path.exists():
-            if any(event.kind == "release" for event in ledger.events):
-                raise DecodeError(
-                    f"{self.memo_path} is missing but the ledger records releases: refusing to draw "
-                    "fresh permanent answers (that would spend the budget again); restore the memo"
-                )
-            return PermanentMemo.empty(self.client_id, params)
-        memo = PermanentMemo.decode(self.memo_path.read_bytes())
-        memo.check_owner(self.client_id, params)
-        return memo
+        data = self.memo_path.read_bytes() if self.memo_path.exists() else None
+        return PermanentMemo.stored_or_empty(data, self.client_id, params, released=ledger.has_releases,
+                                             where=str(self.memo_path))
 
     def save_memo(self, memo: PermanentMemo) -> None:
         if memo.client_id != self.client_id:

@@ -71,6 +71,25 @@ class PermanentMemo:
             raise InvalidParameters("epoch must be in [0, 2^32)")
         return cls(client_id, params, epoch, np.zeros(0, np.uint64), np.zeros(0, bool), np.zeros(0, np.uint32))
 
+    @classmethod
+    def stored_or_empty(cls, data: bytes | None, client_id: str, params: RRParameters, *, released: bool,
+                        where: str) -> PermanentMemo:
+        """The memo a store holds (``data``, decoded and checked to be ``client_id``'s for ``params``),
+        or an empty one when it holds none. A missing memo is refused (:class:`DecodeError`) when the
+        ledger records releases (``released``): fresh permanent answers would spend the budget again.
+        ``where`` names the memo's place for the message. Every store (files, Flower's node state)
+        loads its memo through this one rule."""
+        if data is None:
+            if released:
+                raise DecodeError(
+                    f"{where} is missing but the ledger records releases: refusing to draw fresh permanent "
+                    "answers (that would spend the budget again); restore the memo"
+                )
+            return cls.empty(client_id, params)
+        memo = cls.decode(data)
+        memo.check_owner(client_id, params)
+        return memo
+
     @property
     def fresh(self) -> bool:
         return self.ledger_head == bytes(32)

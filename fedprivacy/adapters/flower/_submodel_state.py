@@ -182,13 +182,8 @@ class ContextStore:
 
     def load_memo(self, params: RRParameters, ledger: Ledger) -> PermanentMemo:
         data = self._record().get("memo")
-        if data is None:
-            if any(event.kind == "release" for event in ledger.events):
-                raise DecodeError("the node's memo is missing but its ledger records releases")
-            return PermanentMemo.empty(self.client_id, params)
-        memo = PermanentMemo.decode(bytes(data))  # type: ignore[arg-type]
-        memo.check_owner(self.client_id, params)
-        return memo
+        return PermanentMemo.stored_or_empty(None if data is None else record_bytes(data), self.client_id, params,
+                                             released=ledger.has_releases, where="the node's memo")
 
     def save_memo(self, memo: PermanentMemo) -> None:
         if memo.client_id != self.client_id:

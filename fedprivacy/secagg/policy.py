@@ -170,7 +170,3 @@ class SecAggPolicy:
             raise PolicyViolation(
                 "max_allocation_bytes", f"{what} would take {nbytes} bytes, above the budget of {self.max_allocation_bytes}"
             )
-
-    def check_min_choosers(self, requested: int) -> int:
-        """The floor the client applies: the larger of the server's and its own."""
-        return max(int(requested), self.min_choosers)

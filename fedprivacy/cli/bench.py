@@ -145,7 +145,7 @@ def _check_psu(args: argparse.Namespace) -> None:
         check(args.bloom_universe >= args.universe,
               f"--bloom-universe must be at least --universe ({args.universe}), got {args.bloom_universe}")
     bound = min(args.clients * args.items, args.universe)
-    table = 3 * max(64, int(bound * 1.4) + 64)  # the IBLT's words per client, about
+    table = 3 * max(64, int(bound * 1.4) + 256)  # the IBLT's words per client, about
     fits_in_memory(args.clients * (table * 8 * 4 + args.items * 8) + (args.bloom_universe or 0) * 2 + (64 << 20),
                    "this benchmark")
     try:

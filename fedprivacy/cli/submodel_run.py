@@ -52,7 +52,7 @@ def submodel_memory(args: argparse.Namespace) -> float:
     models = 3 if args.compare else 1
     per_row = 4 * args.dim * models * 3 + 8 * 20  # float32 tables and their updates; ids, popularity, latents
     union = min(universe, args.clients * items)
-    sketch = 3 * (1.4 * union + 64)  # each client's set-union table, in words
+    sketch = 3 * (1.4 * union + 256)  # each client's set-union table, in words
     per_client = sketch * 8 * 1.5 + union * 2 + 4 * args.dim * min(union, 4 * items) * 3  # table, S'', rows + deltas
     return float(universe * per_row + args.clients * per_client + (64 << 20))
 

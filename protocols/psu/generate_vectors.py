@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the private-set-union vectors (protocols/psu/vectors/*.json). See spec.md §7.
+"""Generate the private-set-union vectors (protocols/psu/vectors/*.json). See spec.md §8.
 
 Usage: python protocols/psu/generate_vectors.py [--check]
 """

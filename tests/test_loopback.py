@@ -271,7 +271,7 @@ def test_a_standalone_psu_reruns_with_a_larger_table_until_it_decodes():
     rng = np.random.default_rng(7)  # public test data
     sets = {p: np.unique(rng.integers(0, 5000, 40)) for p in range(1, 6)}
     union = np.unique(np.concatenate(list(sets.values())))
-    params = PSUParameters(5000, 20, b"rerun-session-01")  # far too small: the first attempt fails
+    params = PSUParameters(5000, 20, b"rerun-session-01", extra_cells=0)  # far too small: the first attempt fails
     result = run_psu_round(sets, params, max_attempts=6, policy=PROTOCOL_POLICY)
     assert result.attempts > 1 and result.params.attempt == result.attempts - 1
     assert result.union.tolist() == union.tolist()

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fedprivacy.ddp.params import DDPSettings
+from fedprivacy.hazmat.prg import system_random_bytes
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import Adversary, SecAggStep, make_identities
 from fedprivacy.secagg.graph import all_neighbourhoods
@@ -476,3 +477,50 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
     expected_dense = (head.flat() + (dense / samples if samples else 0.0)).astype(precision).astype(np.float64)
     worst = max(worst, float(np.max(np.abs(new_head.flat() - expected_dense))))
     return worst
+
+
+def first_bound_reruns(clients: int, items: int, universe: int, dropout: float = 0.1, seed: int = 0,
+                       rounds: int = 200, population: int | None = None, peels: int = 20,
+                       headroom: float = PSU_HEADROOM) -> dict[str, Any]:
+    """How often an honest server whose first PSU table is ``headroom`` x the last round's union reruns,
+    on the bench's seeded workload (``protocols/submodel/spec.md``, "First PSU table").
+
+    ``rounds`` rounds in plaintext: each takes ``clients`` clients (all of them, or a fresh uniform
+    sample from ``population`` clients), drops ``round(dropout x clients)`` of them as the bench does
+    (half before the PSU's masked input) and takes the union of the others' real sets -- exactly what
+    that round's PSU outputs. Round r + 1's first table is sized from round r's union. The largest
+    round-to-round growth is reported, and for the ``peels`` round pairs of largest growth the union
+    is encoded into that first table under a fresh session and peeled (the summed sketch's peel
+    depends on the union and the keys alone, up to ids vanishing with probability <= 1/(p-1),
+    ``protocols/psu/spec.md`` §4): a failure there is a rerun."""
+    from fedprivacy.psu.iblt import encode_set, peel
+    from fedprivacy.psu.params import PSUParameters
+
+    workload = synthetic_workload(clients=population or clients, universe=universe, items_per_user=items, seed=seed)
+    sets = [np.unique(c.train_items).astype(np.int64) for c in workload.clients]
+    settings = RoundSettings(universe=universe, max_set_size=items)
+    rng = np.random.default_rng(seed + 3)  # public simulation choices
+    unions: list[np.ndarray] = []
+    for _ in range(rounds + 1):
+        cohort = rng.choice(len(sets), size=clients, replace=False) if population else np.arange(clients)
+        dropped = rng.choice(cohort, size=round(dropout * clients), replace=False)
+        gone = set(dropped[: len(dropped) // 2].tolist())
+        held = np.zeros(universe, dtype=bool)
+        for index in cohort.tolist():
+            if index not in gone:
+                held[sets[index]] = True
+        unions.append(np.flatnonzero(held).astype(np.uint64))
+    sizes = np.array([u.shape[0] for u in unions], dtype=np.int64)
+    growth = sizes[1:] / sizes[:-1]
+    bounds = [first_psu_bound(settings, clients, int(s), headroom) for s in sizes[:-1]]
+    worst = np.argsort(growth)[::-1][:peels]
+    failures = 0
+    for index in worst.tolist():
+        params = PSUParameters(universe, bounds[index], system_random_bytes(32))
+        union = unions[index + 1]
+        failures += not peel(params, encode_set(params, union)).success
+    return {"clients": clients, "population": population, "items": items, "universe": universe, "dropout": dropout,
+            "rounds": rounds, "headroom": headroom, "union_mean": float(sizes.mean()), "union_min": int(sizes.min()),
+            "union_max": int(sizes.max()), "growth_max": float(growth.max()), "growth_p99": float(np.quantile(growth, 0.99)),
+            "first_bound_over_union_min": float(min(b / s for b, s in zip(bounds, sizes[1:]))),
+            "ceiling": settings.psu_bound(clients), "peeled": len(worst), "peel_failures": failures}

@@ -6,8 +6,9 @@
 in :attr:`ignored`), and calls :meth:`close_stage` when the stage's replies are in or its deadline
 passed (:attr:`expected_ids` says who it still waits for). Each call returns the messages to send.
 
-Stages (:mod:`fedprivacy.submodel.stages`): PSU (a secure sum of the clients' IBLT sketches, rerun with
-a larger table when the union does not decode; the rows' secure sum is set up alongside its first
+Stages (:mod:`fedprivacy.submodel.stages`): PSU (a secure sum of the clients' IBLT sketches, the first
+table sized for the ceiling n x max_set_size or from the server's union estimate, rerun with a larger
+table when the union does not decode; the rows' secure sum is set up alongside its first
 attempt, so a round takes 7 exchanges) -> the union to every contributor -> the randomized
 sets S''_i -> the plan (rows with fewer than ``min_choosers`` choosers left out; the dense parameters
 as pseudo-rows everyone chooses, fixed in the rows' sum), each client's rows, dense parameters and

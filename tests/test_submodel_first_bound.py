@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -218,7 +219,7 @@ def test_a_union_that_outgrows_the_estimate_reruns_the_psu_with_a_larger_table_a
     assert second.psu_first_bound == math.ceil(PSU_HEADROOM * first.union_size)
     assert second.psu_attempts > 1 and second.result is not None
     bounds = second.result.psu_bounds
-    assert bounds[0] == second.psu_first_bound and all(b > a for a, b in zip(bounds, bounds[1:])) and bounds[-1] <= 120
+    assert bounds[0] == second.psu_first_bound and all(b > a for a, b in pairwise(bounds)) and bounds[-1] <= 120
     assert second.union_size == np.unique(np.concatenate(list(big.values()))).shape[0]
     assert second.participants == 10
 
@@ -229,7 +230,7 @@ def test_simulate_carries_each_rounds_union_into_the_next_first_table(capsys):
     assert main(argv) == 0
     rounds = json.loads(capsys.readouterr().out)["rounds"][1:]
     assert rounds[0]["psu_first_bound"] == 300  # no history: the ceiling, 10 x 30
-    for earlier, later in zip(rounds, rounds[1:]):
+    for earlier, later in pairwise(rounds):
         assert later["psu_first_bound"] == min(300, math.ceil(PSU_HEADROOM * earlier["union_size"]))
     assert main(argv + ["--psu-first-bound", "ceiling"]) == 0
     assert all(r["psu_first_bound"] == 300 for r in json.loads(capsys.readouterr().out)["rounds"][1:])

@@ -9,6 +9,8 @@ the limit, as many as the server asks for."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from fedprivacy.errors import PolicyViolation
@@ -92,10 +94,10 @@ def test_a_client_without_the_attempt_limit_gives_a_tiny_first_table_server_a_un
     assert learned[0][0] == 1 and learned[0][2] is None  # the tiny first table: nothing peels
     unions = [(cohort, union) for _, cohort, union in learned[1:]]
     assert all(union is not None for _, union in unions)  # seven unions, at the ceiling
-    for (cohort, union), (smaller, less) in zip(unions, unions[1:]):
+    for (cohort, union), (smaller, less) in pairwise(unions):
         (left_out,) = cohort - smaller
         assert union - less == _only_held_by(left_out, cohort)  # each difference: a client's own ids
-    assert sum(len(union - less) for (_, union), (_, less) in zip(unions, unions[1:])) > 0
+    assert sum(len(union - less) for (_, union), (_, less) in pairwise(unions)) > 0
 
 
 def test_the_real_client_gives_it_at_most_max_psu_attempts_tables_per_round_index(monkeypatch):

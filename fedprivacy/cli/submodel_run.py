@@ -320,7 +320,9 @@ def _play_round(sim: _Simulation, round_index: int) -> None:
     row = _round_row(sim, round_index, outcome)
     row["sat_out"] = _sat_out(drops, outcome)
     sim.rows.append(row)
-    progress.log(f"{stage}: auc {row['test_auc']:.4f}, loss {row['test_loss']:.4f}, union {row['union_size']}, "
+    reruns = f" ({outcome.psu_attempts} set-union attempts: the first table did not decode)" \
+        if outcome.psu_attempts > 1 else ""
+    progress.log(f"{stage}: auc {row['test_auc']:.4f}, loss {row['test_loss']:.4f}, union {row['union_size']}{reruns}, "
                  f"{row['participants']} of {len(sim.states)} clients in the sums, "
                  f"eps spent {row['epsilon_spent_max']:.3f}, {row['protocol_seconds']:.2f} s")
     _report_sat_out(stage, row["sat_out"], progress)

@@ -157,15 +157,19 @@ def _padded(union: np.ndarray, size: int) -> np.ndarray:
     return np.union1d(union, extra)
 
 
-@pytest.mark.parametrize("bound", [99, CEILING])
-def test_a_union_up_to_the_tables_cells_and_the_ceiling_is_taken_one_more_id_is_refused(bound):
+@pytest.mark.parametrize("which", ["cells", "ceiling"])
+def test_a_union_up_to_the_tables_cells_and_the_ceiling_is_taken_one_more_id_is_refused(which):
     """The rule both ways: min(cells, ceiling) ids are answered over; one more aborts every client
-    before it runs randomized response or touches its memo."""
+    before it runs randomized response or touches its memo. "cells": a cap of 100 ids a client (the
+    ceiling is the universe, 500) and a first table of bound 99, whose cells are the limit; "ceiling": a
+    first table at the ceiling of 6 x 30, whose cells exceed it."""
+    settings, bound = (replace(SETTINGS, max_set_size=100), 99) if which == "cells" else (SETTINGS, CEILING)
+    ceiling, cells = settings.psu_bound(6), PSUParameters(UNIVERSE, bound, SESSION).cells
+    assert (cells < ceiling) == (which == "cells")
+    limit = min(cells, ceiling)
     for extra, accepted in ((0, True), (1, False)):
         states, model, union = _world()
-        server = SubmodelRoundServer(model, SETTINGS, sorted(states), 0, session_id=SESSION, psu_first_bound=bound)
-        limit = min(PSUParameters(UNIVERSE, bound, SESSION).cells, CEILING)
-        assert limit == (140 if bound == 99 else CEILING)
+        server = SubmodelRoundServer(model, settings, sorted(states), 0, session_id=SESSION, psu_first_bound=bound)
         clients = _clients(states)
         sent = _padded(union, limit + extra)
 
@@ -173,6 +177,7 @@ def test_a_union_up_to_the_tables_cells_and_the_ceiling_is_taken_one_more_id_is_
             return UnionBroadcast(message.round_index, sent) if isinstance(message, UnionBroadcast) else message
 
         _drive(server, clients, RoundServerStage.AGGREGATING, tamper)
+        assert server.result is None and server.stage is not RoundServerStage.PSU  # the table decoded
         for client in clients.values():
             if accepted:
                 assert client.stage is RoundClientStage.REPORT_SENT and client.chosen is not None

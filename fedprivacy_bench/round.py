@@ -1,7 +1,11 @@
 """``fedprivacy bench round``: one secure submodel round in process, checked against plaintext.
 
 ``--adversary malicious`` times malicious-mode rounds against semi-malicious ones (see
-:func:`run_round_bench`). ``correct`` recomputes, outside the protocol, the plaintext submodel round on the *same* randomized
+:func:`run_round_bench`). ``--psu-first-bound`` sizes the measured round's first PSU table as a
+server running many rounds would (``protocols/submodel/spec.md``, "First PSU table"): from the union
+of a preceding round (``previous``: its union computed in plaintext, which is exactly what that
+round's PSU outputs; ``--warm-up``: that round run for real first, the clients' memos then warm too),
+or a given bound; the JSON says which bound was used and where it came from. ``correct`` recomputes, outside the protocol, the plaintext submodel round on the *same* randomized
 sets (every surviving client's local update on S_i ∩ S''_i from the same starting model; training is
 deterministic) and compares the per-row averages with what the secure round applied, within the
 quantization error. The workload is the seeded synthetic one (public data).
@@ -18,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fedprivacy.ddp.params import DDPSettings
+from fedprivacy.hazmat.prg import system_random_bytes
 from fedprivacy.ldp import RRParameters
 from fedprivacy.secagg import Adversary, SecAggStep, make_identities
 from fedprivacy.secagg.graph import all_neighbourhoods
@@ -27,7 +32,7 @@ from fedprivacy.submodel.demo import init_rows, local_update, synthetic_workload
 from fedprivacy.submodel.engine import RoundDrops, run_round
 from fedprivacy.submodel.messages import PhaseMessage, decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
-from fedprivacy.submodel.server import rows_degree
+from fedprivacy.submodel.server import PSU_HEADROOM, first_psu_bound, rows_degree
 from fedprivacy.submodel.settings import RoundSettings
 
 from .memory import current_rss_reader, peak_rss_bytes
@@ -39,24 +44,51 @@ __all__ = ["run_round_bench"]
 def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                     seed: int = 0, ddp: DDPSettings | None = None, executor=None,
                     adversary: Adversary = Adversary.SEMI_MALICIOUS, repeats: int = 3,
-                    sparse_rows_above: int | None = None) -> dict[str, object]:
+                    sparse_rows_above: int | None = None, psu_first_bound: int | str | None = None,
+                    warm_up: bool = False) -> dict[str, object]:
     """One round (``adversary`` semi-malicious), or -- ``adversary`` malicious -- ``repeats`` malicious-mode
     rounds (every client with an identity, the server with the trust store; spec §14 of
     ``protocols/secagg/spec.md``) interleaved with as many semi-malicious rounds on the same workload,
     timed in process CPU time; the medians and their ratios are reported. With ``ddp`` the clients clip
     and add exact noise (weights 0/1: max_samples 1); the plaintext comparison is then reported but not
     a correctness check (``correct`` is None). ``executor``: the engine's client host (default: this
-    process)."""
+    process).
+
+    ``psu_first_bound``: the measured round's first PSU table bound -- None or ``"ceiling"`` (n x items,
+    capped by the universe), an integer, or ``"previous"``: ``PSU_HEADROOM`` x the union of a preceding
+    round (the same clients, the next seeded dropout draw; its union computed in plaintext, or, with
+    ``warm_up``, that round run first through the protocol, which leaves the memos warm). The
+    measured round's drops are the same in every mode."""
     if Adversary(adversary) is Adversary.MALICIOUS:
+        if psu_first_bound not in (None, "ceiling") or warm_up:
+            raise ValueError("the malicious-mode comparison sizes the PSU table at the ceiling")
         return _malicious_comparison(clients, items, universe, dim, dropout, params, seed, repeats, ddp, executor)
     return _one_round(clients, items, universe, dim, dropout, params, seed, ddp=ddp, executor=executor,
-                      sparse_rows_above=sparse_rows_above)
+                      sparse_rows_above=sparse_rows_above, psu_first_bound=psu_first_bound, warm_up=warm_up)
+
+
+def _scripted_drops(states, dropout: float, rng: np.random.Generator) -> RoundDrops:
+    """Half the dropouts before the PSU's masked input, half before the rows' upload."""
+    dropped = [int(p) for p in rng.choice(sorted(states), size=round(dropout * len(states)), replace=False)]
+    half = len(dropped) // 2
+    return RoundDrops(psu={p: SecAggStep.INPUT for p in dropped[:half]}, upload={p: SecAggStep.INPUT for p in dropped[half:]})
+
+
+def plaintext_union_size(workload, drops: RoundDrops) -> int:
+    """The union a round's PSU outputs under ``drops`` (no other dropout, no oversized client): the
+    real sets of every client whose sketch is summed, i.e. all but those gone before the masked input."""
+    gone = set(drops.psu)
+    sets = [np.unique(c.train_items) for c in workload.clients if c.client_id not in gone]
+    return int(np.unique(np.concatenate(sets)).shape[0]) if sets else 0
 
 
 def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                seed: int = 0, adversary: Adversary = Adversary.SEMI_MALICIOUS, identities=None, trust=None,
                clock=time.perf_counter, observer=None, ddp: DDPSettings | None = None,
-               executor=None, sparse_rows_above: int | None = None) -> dict[str, object]:
+               executor=None, sparse_rows_above: int | None = None, psu_first_bound: int | str | None = None,
+               warm_up: bool = False) -> dict[str, object]:
+    if warm_up and psu_first_bound != "previous":
+        raise ValueError("a warm-up round sizes the first PSU table only with psu_first_bound='previous'")
     memory = _MemoryProbe()
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
     memory.mark("workload")
@@ -69,10 +101,7 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     # no per-row object, and the starting rows are this array, which the server copies before its update
     before, head = init_rows(universe, dim, seed=seed, dtype=np.float32)
     memory.mark("clients and model")
-    rng = np.random.default_rng(seed + 1)
-    dropped = [int(p) for p in rng.choice(sorted(states), size=round(dropout * clients), replace=False)]
-    half = len(dropped) // 2
-    drops = RoundDrops(psu={p: SecAggStep.INPUT for p in dropped[:half]}, upload={p: SecAggStep.INPUT for p in dropped[half:]})
+    drops = _scripted_drops(states, dropout, np.random.default_rng(seed + 1))
     tolerance = min(0.42, max(0.1, dropout) + 1.0 / clients)  # tolerate the scripted drops at small n (semi-malicious: 0.05 + 2 x 0.42 <= 0.9)
     extra: dict[str, Any] = {} if ddp is None else {"ddp": ddp, "max_samples": 1}
     if sparse_rows_above is not None:  # the rows' graph: full up to this many parties, sparse above
@@ -80,9 +109,32 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     settings = RoundSettings(universe=universe, dropout_fraction=tolerance, max_set_size=items, adversary=adversary,
                              **extra)
     server = ReferenceModel.from_arrays(np.arange(universe, dtype=np.uint64), before, head)
+    first: dict[str, Any] = {"psu_ceiling": settings.psu_bound(clients), "warm_up": None}
+    round_index, bound = 0, None
+    if psu_first_bound in (None, "ceiling"):
+        first["psu_first_bound_source"] = "ceiling"
+    elif psu_first_bound == "previous":
+        previous = _scripted_drops(states, dropout, np.random.default_rng(seed + 2))  # the preceding round's drops
+        if warm_up:  # run it: its union (and the clients' warm memos) as a server running many rounds has them
+            warm = run_round(states, server, settings, 0, previous, trust=trust, clock=clock, executor=executor)
+            estimate, round_index = warm.union_size, 1
+            first["warm_up"] = {"union_size": warm.union_size, "psu_first_bound": warm.psu_first_bound,
+                                "psu_attempts": warm.psu_attempts, "server_seconds": warm.server_seconds,
+                                "client_seconds_median": warm.client_seconds_median}
+            before, head = server.rows(np.arange(universe, dtype=np.uint64)), server.head  # the measured round's start
+            first["psu_first_bound_source"] = f"{PSU_HEADROOM} x the warm-up round's union"
+            memory.mark("warm-up round")
+        else:
+            estimate = plaintext_union_size(workload, previous)
+            first["psu_first_bound_source"] = f"{PSU_HEADROOM} x a preceding round's union (computed in plaintext)"
+        first["union_estimate"] = estimate
+        bound = first_psu_bound(settings, clients, estimate)
+    else:
+        bound = int(psu_first_bound)
+        first["psu_first_bound_source"] = "given"
     started = time.perf_counter()
-    outcome = run_round(states, server, settings, 0, drops, observer=observer, trust=trust, clock=clock,
-                           executor=executor, progress=memory.progress)
+    outcome = run_round(states, server, settings, round_index, drops, observer=observer, trust=trust, clock=clock,
+                           executor=executor, progress=memory.progress, psu_first_bound=bound)
     new_head = server.head
     total = time.perf_counter() - started
     memory.mark("round")
@@ -106,6 +158,11 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
         "dropout": dropout,
         "parameters": params.as_strings(),
         "union_size": outcome.union_size,
+        "psu_first_bound": outcome.psu_first_bound,
+        **first,
+        "psu_attempts": outcome.psu_attempts,
+        "psu_bounds": list(outcome.result.psu_bounds) if outcome.result is not None else [],
+        "psu_table_words": outcome.result.psu_config.dim if outcome.result is not None and outcome.result.psu_config else 0,
         "participants": outcome.participants,
         "randomized_set_mean": outcome.chosen_mean,
         "randomized_set_max": max(sizes, default=0),
@@ -420,3 +477,50 @@ def max_difference_from_plaintext(workload, before, head, table, new_head, outco
     expected_dense = (head.flat() + (dense / samples if samples else 0.0)).astype(precision).astype(np.float64)
     worst = max(worst, float(np.max(np.abs(new_head.flat() - expected_dense))))
     return worst
+
+
+def first_bound_reruns(clients: int, items: int, universe: int, dropout: float = 0.1, seed: int = 0,
+                       rounds: int = 200, population: int | None = None, peels: int = 20,
+                       headroom: float = PSU_HEADROOM) -> dict[str, Any]:
+    """How often an honest server whose first PSU table is ``headroom`` x the last round's union reruns,
+    on the bench's seeded workload (``protocols/submodel/spec.md``, "First PSU table").
+
+    ``rounds`` rounds in plaintext: each takes ``clients`` clients (all of them, or a fresh uniform
+    sample from ``population`` clients), drops ``round(dropout x clients)`` of them as the bench does
+    (half before the PSU's masked input) and takes the union of the others' real sets -- exactly what
+    that round's PSU outputs. Round r + 1's first table is sized from round r's union. The largest
+    round-to-round growth is reported, and for the ``peels`` round pairs of largest growth the union
+    is encoded into that first table under a fresh session and peeled (the summed sketch's peel
+    depends on the union and the keys alone, up to ids vanishing with probability <= 1/(p-1),
+    ``protocols/psu/spec.md`` §4): a failure there is a rerun."""
+    from fedprivacy.psu.iblt import encode_set, peel
+    from fedprivacy.psu.params import PSUParameters
+
+    workload = synthetic_workload(clients=population or clients, universe=universe, items_per_user=items, seed=seed)
+    sets = [np.unique(c.train_items).astype(np.int64) for c in workload.clients]
+    settings = RoundSettings(universe=universe, max_set_size=items)
+    rng = np.random.default_rng(seed + 3)  # public simulation choices
+    unions: list[np.ndarray] = []
+    for _ in range(rounds + 1):
+        cohort = rng.choice(len(sets), size=clients, replace=False) if population else np.arange(clients)
+        dropped = rng.choice(cohort, size=round(dropout * clients), replace=False)
+        gone = set(dropped[: len(dropped) // 2].tolist())
+        held = np.zeros(universe, dtype=bool)
+        for index in cohort.tolist():
+            if index not in gone:
+                held[sets[index]] = True
+        unions.append(np.flatnonzero(held).astype(np.uint64))
+    sizes = np.array([u.shape[0] for u in unions], dtype=np.int64)
+    growth = sizes[1:] / sizes[:-1]
+    bounds = [first_psu_bound(settings, clients, int(s), headroom) for s in sizes[:-1]]
+    worst = np.argsort(growth)[::-1][:peels]
+    failures = 0
+    for index in worst.tolist():
+        params = PSUParameters(universe, bounds[index], system_random_bytes(32))
+        union = unions[index + 1]
+        failures += not peel(params, encode_set(params, union)).success
+    return {"clients": clients, "population": population, "items": items, "universe": universe, "dropout": dropout,
+            "rounds": rounds, "headroom": headroom, "union_mean": float(sizes.mean()), "union_min": int(sizes.min()),
+            "union_max": int(sizes.max()), "growth_max": float(growth.max()), "growth_p99": float(np.quantile(growth, 0.99)),
+            "first_bound_over_union_min": float(min(b / s for b, s in zip(bounds, sizes[1:]))),
+            "ceiling": settings.psu_bound(clients), "peeled": len(worst), "peel_failures": failures}

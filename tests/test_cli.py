@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from fedprivacy.cli import main
 
@@ -50,6 +51,25 @@ def test_bench_round_checks_against_plaintext(capsys):
     for field in ("clients", "union_size", "psu_seconds", "ldp_seconds", "aggregation_seconds", "server_seconds",
                   "client_seconds_median", "upload_bytes_per_client", "download_bytes_per_client", "total_seconds"):
         assert field in result
+
+
+def test_bench_round_sizes_the_first_psu_table_from_a_preceding_round_and_says_so(capsys):
+    args = ["bench", "round", "--clients", "12", "--items", "60", "--universe", "2000", "--dim", "4", "--json"]
+    assert main(args) == 0
+    ceiling = json.loads(capsys.readouterr().out)
+    assert ceiling["psu_first_bound"] == ceiling["psu_ceiling"] == 720 and ceiling["psu_first_bound_source"] == "ceiling"
+    for extra, source in ((["--psu-first-bound", "previous"], "computed in plaintext"),
+                          (["--psu-first-bound", "previous", "--warm-up"], "warm-up round")):
+        assert main(args + extra) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["correct"] is True and source in result["psu_first_bound_source"]
+        assert result["psu_first_bound"] == math.ceil(1.25 * result["union_estimate"]) < 720
+        assert result["psu_bounds"][0] == result["psu_first_bound"] and result["psu_attempts"] == len(result["psu_bounds"])
+        assert result["psu_table_words"] < ceiling["psu_table_words"]
+        assert (result["warm_up"] is not None) == ("--warm-up" in extra)
+        if result["warm_up"] is not None:
+            assert result["union_estimate"] == result["warm_up"]["union_size"]
+            assert result["warm_up"]["psu_first_bound"] == 720
 
 
 def test_bench_round_malicious_times_both_modes_and_the_signature_floor(capsys):

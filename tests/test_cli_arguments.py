@@ -100,6 +100,13 @@ BAD = [
     (["bench", "round", "--adversary", "malicious", "--executor", "ray"], ["--executor ray", "--adversary malicious"]),
     (["bench", "round", "--adversary", "curious"], ["--adversary", "curious"]),
     (["bench", "round", "--repeats", "0"], ["--repeats", "got 0"]),
+    (["bench", "round", "--psu-first-bound", "0"], ["--psu-first-bound", "[1, 30100]", "got 0"]),
+    (["bench", "round", "--psu-first-bound", "30101"], ["--psu-first-bound", "got 30101"]),
+    (["bench", "round", "--psu-first-bound", "half"], ["--psu-first-bound", "got half"]),
+    (["bench", "round", "--warm-up"], ["--warm-up needs --psu-first-bound previous"]),
+    (["bench", "round", "--psu-first-bound", "previous", "--adversary", "malicious"], ["--psu-first-bound", "malicious"]),
+    (["simulate", "--psu-first-bound", "last"], ["--psu-first-bound", "last"]),
+    (["simulate", "--mode", "secagg", "--psu-first-bound", "ceiling"], ["--psu-first-bound", "--mode secagg"]),
     (["bench", "flower", "--clients", "10", "--dim", "10", "--threshold", "3"], ["--threshold needs --neighbours"]),
     # privacy
     (["privacy", "--epsilon", "30"], ["--epsilon", "got 30"]),

@@ -421,3 +421,23 @@ def test_a_tampered_stored_round_makes_the_node_fail_the_round_with_a_typed_erro
     context = grid.contexts[victim]
     assert RECORD not in context.state  # no half-kept round
     assert list(context.state[LEDGER_RECORD]["lines"]) == seen["lines"]  # nothing released after the tampering
+
+
+def test_the_workflow_sizes_each_rounds_first_psu_table_from_the_last_rounds_union(task_identity):
+    """protocols/submodel/spec.md, "First PSU table": no history, the ceiling (4 nodes x 30); then
+    ceil(1.25 x the last union), the estimate replaced after every completed round."""
+    import math
+
+    from fedprivacy.submodel.server import PSU_HEADROOM
+
+    grid, model = _loopback(_configs(4))
+    workflow = SecureSubmodelWorkflow(model, SETTINGS, num_rounds=3, min_nodes=4)
+    workflow(grid, Context(run_id=7, node_id=0, node_config={}, state=RecordDict(), run_config={}))
+    first_bounds = [r.psu_bounds[0] for r in workflow.results]
+    unions = [r.union.shape[0] for r in workflow.results]
+    assert first_bounds[0] == 4 * ITEMS
+    assert first_bounds[1:] == [min(4 * ITEMS, math.ceil(PSU_HEADROOM * u)) for u in unions[:-1]]
+    assert first_bounds[1] < first_bounds[0] and workflow.union_estimate == unions[-1]
+    seeded = SecureSubmodelWorkflow(model, SETTINGS, num_rounds=1, first_round=4, min_nodes=4, union_estimate=50)
+    seeded(grid, Context(run_id=7, node_id=0, node_config={}, state=RecordDict(), run_config={}))
+    assert seeded.results[0].psu_bounds[0] == math.ceil(PSU_HEADROOM * 50)

@@ -260,9 +260,11 @@ def test_the_standalone_psu_and_the_submodel_server_share_the_policy():
     from fedprivacy.submodel import server
 
     # one place decides: neither caller grows its own bound or counts its own ceiling
-    for module in (protocol.run_psu_round, server.SubmodelRoundServer._close_psu):
+    for module in (protocol.run_psu_round, server.SubmodelRoundServer._next_psu_params):
         source = inspect.getsource(module)
         assert "next_attempt(" in source and "next_bound(" not in source and ".retry(" not in source
+    source = inspect.getsource(server.SubmodelRoundServer._close_psu)  # its rerun comes from there alone
+    assert "_next_psu_params(" in source and "next_bound(" not in source and ".retry(" not in source
 
 
 def test_a_standalone_psu_reruns_with_a_larger_table_until_it_decodes():

@@ -127,15 +127,33 @@ def _bench_round(args: argparse.Namespace) -> int:
     check_executor(args)
     check(not (args.adversary == "malicious" and args.executor == "ray"),
           "--executor ray does not apply to --adversary malicious (identity keys stay in this process)")
+    first = _psu_first_bound(args)
     params = _rr_params_or_default(args)
     sizes = argparse.Namespace(dataset="synthetic", universe=args.universe, items=args.items, compare=True,
                                dim=args.dim, clients=args.clients)  # the bench keeps a copy of the model: as --compare
     fits_in_memory(submodel_memory(sizes), "this benchmark")
     result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed,
                              ddp=ddp_options.round_fields(args).get("ddp"), executor=executor_of(args),
-                             adversary=args.adversary, repeats=args.repeats, sparse_rows_above=args.sparse_rows_above)
+                             adversary=args.adversary, repeats=args.repeats, sparse_rows_above=args.sparse_rows_above,
+                             psu_first_bound=first, warm_up=args.warm_up)
     _emit(result, args.json)
     return 0 if result["correct"] in (True, None) else 1  # None: no exact reference under DP noise
+
+
+def _psu_first_bound(args: argparse.Namespace) -> int | str | None:
+    """``--psu-first-bound``: ceiling, previous or a number of ids in [1, the ceiling]; ``--warm-up``
+    only with previous; neither with ``--adversary malicious``."""
+    text = args.psu_first_bound
+    check(not (args.warm_up and text != "previous"), "--warm-up needs --psu-first-bound previous")
+    check(text is None or args.adversary != "malicious",
+          "--psu-first-bound does not apply to --adversary malicious (its rounds use the ceiling)")
+    if text in (None, "ceiling", "previous"):
+        return text
+    ceiling = min(args.clients * args.items, args.universe)
+    check(text.isdigit() and 1 <= int(text) <= ceiling,
+          f"--psu-first-bound must be ceiling, previous or a number of ids in [1, {ceiling}] (clients x items, at "
+          f"most the universe), got {text}")
+    return int(text)
 
 
 def _check_psu(args: argparse.Namespace) -> None:
@@ -272,6 +290,14 @@ def _register_round(which) -> None:
     round_bench.add_argument("--sparse-rows-above", type=integer(2, MAX_CLIENTS), default=None,
                              help="the rows' secure sum is a sparse graph above this many parties (default: the "
                              "round settings', 1000); the full graph at or below it")
+    round_bench.add_argument("--psu-first-bound", default=None, metavar="BOUND",
+                             help="the first set-union table's bound: ceiling (clients x items, at most the universe; "
+                             "the default), a number of ids, or previous: 1.25 x the union of a preceding round with "
+                             "the next seeded drops (computed in plaintext; run for real with --warm-up), as a server "
+                             "running many rounds sizes it")
+    round_bench.add_argument("--warm-up", action="store_true",
+                             help="with --psu-first-bound previous: run the preceding round first (the time and the "
+                             "memory peak cover both rounds; the JSON's times are the measured round's)")
     round_bench.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     _add_rr_arguments(round_bench, default="--cpp 2")
     round_bench.set_defaults(run=_bench_round)

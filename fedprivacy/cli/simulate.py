@@ -47,7 +47,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _check_secagg_mode(args: argparse.Namespace) -> None:
     refuse_ignored(args, ["items", "universe", "rounds", "dropout", "dataset", "data_path", "out", "compare",
-                          "no_plots", "epsilon_cap", "executor", "ray_address", *ddp_options.ROUND_OPTIONS,
+                          "no_plots", "epsilon_cap", "executor", "ray_address", "psu_first_bound", *ddp_options.ROUND_OPTIONS,
                           *_rr_given(args)],
                    "to --mode secagg (one secure-aggregation round of synthetic float updates)")
     check(args.dim < MAX_DIM, f"--dim must be an integer in [1, {MAX_DIM - 1}] with --mode secagg, got {args.dim}")
@@ -143,6 +143,10 @@ def register(commands) -> None:
                           help="also run plaintext submodel FL and full-model FedAvg with secure aggregation")
     simulate.add_argument("--no-plots", action="store_true",
                           help="with --out: skip auc.png and epsilon.png (they need the plot extra: matplotlib)")
+    simulate.add_argument("--psu-first-bound", choices=["previous", "ceiling"], default=None,
+                          help="the first set-union table of each round: sized from the previous round's union "
+                          "(1.25 x it; the first round, and a union that outgrows it, as below), or always for the "
+                          "most ids the clients can hold, clients x items (default: previous)")
     ddp_options.add_round_options(simulate)
     add_executor_arguments(simulate)
     simulate.add_argument("--json", action="store_true", help="the report as one JSON object on stdout")

@@ -92,6 +92,7 @@ class _Simulation:
     rows: list[dict] = field(default_factory=list)
     round_offset: int = 0  # protocol round indices continue after the last one the clients' ledgers hold
     executor: RayExecutor | None = None  # the clients' host (--executor): None, this process
+    union_estimate: int | None = None  # the last round's union size: sizes the next first PSU table
 
 
 def _last_round_index(states: dict) -> int:
@@ -307,16 +308,21 @@ def _play_round(sim: _Simulation, round_index: int) -> None:
     try:
         outcome = run_round(sim.states, sim.server, sim.settings, sim.round_offset + round_index, drops,
                                random_source=_round_randomness(args.seed, sim.round_offset + round_index),
-                               progress=lambda *_: interrupt.checkpoint(), executor=sim.executor)
+                               progress=lambda *_: interrupt.checkpoint(), executor=sim.executor,
+                               union_estimate=sim.union_estimate)
     except RoundAborted as exc:
         why = " (clients whose --epsilon-cap is spent refuse rounds)" if args.epsilon_cap is not None else ""
         kept = "" if sim.out_dir is None else f"; each client's ledger under {sim.out_dir} keeps the answers it gave"
         raise RoundAborted(exc.stage, f"{exc.detail}{why}, in {stage}{kept}") from None
+    if getattr(args, "psu_first_bound", None) != "ceiling":  # the next round's first table: from this union
+        sim.union_estimate = outcome.union_size
     progress.update(stage=f"{stage}: evaluating")
     row = _round_row(sim, round_index, outcome)
     row["sat_out"] = _sat_out(drops, outcome)
     sim.rows.append(row)
-    progress.log(f"{stage}: auc {row['test_auc']:.4f}, loss {row['test_loss']:.4f}, union {row['union_size']}, "
+    reruns = f" ({outcome.psu_attempts} set-union attempts: the first table did not decode)" \
+        if outcome.psu_attempts > 1 else ""
+    progress.log(f"{stage}: auc {row['test_auc']:.4f}, loss {row['test_loss']:.4f}, union {row['union_size']}{reruns}, "
                  f"{row['participants']} of {len(sim.states)} clients in the sums, "
                  f"eps spent {row['epsilon_spent_max']:.3f}, {row['protocol_seconds']:.2f} s")
     _report_sat_out(stage, row["sat_out"], progress)
@@ -370,6 +376,8 @@ def _round_row(sim: _Simulation, round_index: int, outcome) -> dict:
         "protocol_round": sim.round_offset + round_index,
         **_evaluate(sim.workload.clients, sim.server.table, sim.server.head),
         "union_size": outcome.union_size,
+        "psu_first_bound": outcome.psu_first_bound,
+        "psu_attempts": outcome.psu_attempts,
         "participants": outcome.participants,
         "randomized_set_mean": outcome.chosen_mean,
         "thin_rows": outcome.thin_rows,

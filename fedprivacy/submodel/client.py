@@ -190,8 +190,17 @@ def check_training_result(party: int, result: object, given: np.ndarray, width: 
 
 
 def _psu_ceiling(settings: PublicSettings, parties: int) -> int:
-    """The first PSU attempt's table bound: the most ids the parties' public caps allow."""
+    """The most ids the first attempt's parties can hold under their public caps: no PSU table of the
+    round (first attempt or rerun) may have a larger bound, and no union may hold more ids."""
     return min(parties * settings.max_set_size, settings.universe)
+
+
+def _union_limit(params: PSUParameters, ceiling: int) -> int:
+    """The most ids an honest union of a round can hold (``protocols/submodel/spec.md``, "Stages"): at
+    most ``ceiling`` (what the parties can hold), and at most the table's cells, as a peel takes every
+    id from a cell it alone occupies, which stays empty after (so a table may decode more ids than its
+    nominal bound, never more than its cells)."""
+    return min(ceiling, params.cells)
 
 
 def _check_round_shape(settings: PublicSettings, params: PSUParameters, psu_config: SecAggConfig | None,
@@ -394,7 +403,7 @@ class SubmodelRoundClient:
         parties = rows.config.party_ids
         if not rows.per_row or stored.psu_ceiling != _psu_ceiling(settings, len(parties)):
             raise DecodeError("the snapshot's rows' sum or PSU ceiling is not the round's")
-        if params.union_bound > stored.psu_ceiling or (params.attempt == 0 and params.union_bound != stored.psu_ceiling):
+        if params.union_bound > stored.psu_ceiling:  # any first bound up to the ceiling (the server's estimate)
             raise DecodeError("the snapshot's PSU table is not one its round allows")
         if psu is not None and (not set(psu.config.party_ids) <= set(parties)
                                 or (params.attempt == 0 and psu.config.party_ids != parties)):
@@ -477,13 +486,14 @@ class SubmodelRoundClient:
             raise RemoteProtocolError("a PSU rerun must keep the rows' secure sum")
 
     def _begin_round(self, message: RoundStart) -> None:
-        """The first attempt: its table fits exactly the parties' caps; the real set is read once."""
+        """The first attempt: a table bound of at most the parties' caps (the server may size it from
+        its estimate of the union, ``protocols/submodel/spec.md``, "Round r"); the real set is read once."""
         params, config, settings = message.psu_params, message.psu_config, message.settings
         if message.rows_config.party_ids != config.party_ids:
             raise RemoteProtocolError("the rows' secure sum must be over the PSU's parties")
         ceiling = _psu_ceiling(settings, len(config.party_ids))
-        if params.attempt != 0 or params.union_bound != ceiling:
-            raise RemoteProtocolError("the first PSU attempt's table must fit exactly the parties' public caps")
+        if params.attempt != 0 or not 1 <= params.union_bound <= ceiling:
+            raise RemoteProtocolError("the first PSU attempt's table must be within the parties' public caps")
         self._psu_ceiling = ceiling
         self._round_index, self._settings = message.round_index, settings
         real = validate_ids(np.unique(np.asarray(self.state.client.index_set())), settings.universe)
@@ -557,9 +567,10 @@ class SubmodelRoundClient:
         if union.size and int(union[-1]) >= self._settings.universe:
             raise RemoteProtocolError("the union holds ids outside the universe")
         assert self._psu_params is not None
-        if union.size > self._psu_params.union_bound:  # no table of that bound decodes more ids
-            raise RemoteProtocolError(f"the union holds {union.size} ids, above the PSU table's bound "
-                                      f"{self._psu_params.union_bound}")
+        limit = self._union_limit()
+        if union.size > limit:  # no honest union holds more ids (a decoded table may exceed its nominal bound)
+            raise RemoteProtocolError(f"the union holds {union.size} ids, above the PSU table's bound {limit} "
+                                      f"(its cells, at most the {self._psu_ceiling} ids the parties can hold)")
         if self._rows is None or self._rows.stage is not ClientStage.AWAITING_INPUT:
             raise RemoteProtocolError("the union arrived before the rows' secure sum was set up")
         self._psu = None  # its keys and shares are no longer needed
@@ -587,6 +598,10 @@ class SubmodelRoundClient:
         self.chosen = np.asarray(part.randomized.chosen_ids, dtype=np.uint64)
         self.stage = RoundClientStage.REPORT_SENT
         return [RandomizedSetReport(self.party_id, self.chosen, self._round_index)]
+
+    def _union_limit(self) -> int:
+        assert self._psu_params is not None
+        return _union_limit(self._psu_params, self._psu_ceiling)
 
     def _on_download(self, message: SubmodelMessage) -> list[SubmodelMessage]:
         assert isinstance(message, RowDownload) and self._settings is not None and self.chosen is not None

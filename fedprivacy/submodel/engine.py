@@ -84,6 +84,8 @@ class SubmodelRoundOutcome:
     client_errors: dict[int, FedPrivacyError] = field(default_factory=dict)
     result: RoundResult | None = None
     exchanges: int = 0  # server-to-clients exchanges the round took (each answered by the clients)
+    psu_first_bound: int = 0  # the first PSU table's union bound (the ceiling, or from the union estimate)
+    psu_attempts: int = 1  # PSU attempts the round took (more than 1: the union did not decode at first)
 
 
 def _session_of(message: SubmodelMessage) -> str:
@@ -164,6 +166,8 @@ def run_round(
     executor: ClientHostFactory | None = None,
     trust: TrustStore | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    union_estimate: int | None = None,
+    psu_first_bound: int | None = None,
 ) -> SubmodelRoundOutcome:
     """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
 
@@ -178,10 +182,15 @@ def run_round(
     trust store, for a server whose settings ask for malicious mode (the clients carry their
     identities in their states). ``clock`` times the parties (wall time by default; a benchmark on a
     shared machine may pass ``time.process_time``; clients on another host use their own wall time).
+    ``union_estimate`` (the previous round's ``union_size``: a multi-round driver passes it on, as
+    ``fedprivacy simulate`` does) sizes the first PSU table at ``PSU_HEADROOM`` times it instead of the
+    ceiling n x max_set_size; ``psu_first_bound`` gives that bound directly (see
+    :class:`~fedprivacy.submodel.server.SubmodelRoundServer`); a union that outgrows it reruns the PSU.
     Raises :class:`~fedprivacy.errors.RoundAborted` when the round cannot complete (the model is
     then untouched)."""
     drops = drops or RoundDrops()
-    party = SubmodelRoundServer(server, settings, sorted(states), round_index, trust=trust)
+    party = SubmodelRoundServer(server, settings, sorted(states), round_index, trust=trust,
+                                union_estimate=union_estimate, psu_first_bound=psu_first_bound)
     host = InProcessClients(states, drops, random_source, clock=clock) if executor is None else executor(states, drops, random_source)
     seen: Callable[[int, int, bytes], None] | None = None
     if observer is not None:
@@ -242,4 +251,6 @@ def _outcome(result: RoundResult, states: Mapping[int, DeviceState], summaries: 
         client_errors=counters.errors,
         result=result,
         exchanges=counters.exchanges,
+        psu_first_bound=result.psu_bounds[0] if result.psu_bounds else 0,
+        psu_attempts=result.psu_attempts,
     )

@@ -6,8 +6,9 @@
 in :attr:`ignored`), and calls :meth:`close_stage` when the stage's replies are in or its deadline
 passed (:attr:`expected_ids` says who it still waits for). Each call returns the messages to send.
 
-Stages (:mod:`fedprivacy.submodel.stages`): PSU (a secure sum of the clients' IBLT sketches, rerun with
-a larger table when the union does not decode; the rows' secure sum is set up alongside its first
+Stages (:mod:`fedprivacy.submodel.stages`): PSU (a secure sum of the clients' IBLT sketches, the first
+table sized for the ceiling n x max_set_size or from the server's union estimate, rerun with a larger
+table when the union does not decode; the rows' secure sum is set up alongside its first
 attempt, so a round takes 7 exchanges) -> the union to every contributor -> the randomized
 sets S''_i -> the plan (rows with fewer than ``min_choosers`` choosers left out; the dense parameters
 as pseudo-rows everyone chooses, fixed in the rows' sum), each client's rows, dense parameters and
@@ -24,6 +25,7 @@ authenticates each client's messages (their ``sender``). Raises: :class:`RoundAb
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -58,7 +60,11 @@ from .messages import (
 from .settings import RoundSettings
 from .stages import ROUND_SERVER_TRANSITIONS, RoundServerEvent, RoundServerStage
 
-__all__ = ["LazyOutbound", "SubmodelOutbound", "RoundResult", "SubmodelRoundServer"]
+__all__ = ["LazyOutbound", "PSU_HEADROOM", "SubmodelOutbound", "RoundResult", "SubmodelRoundServer", "first_psu_bound"]
+
+# The first PSU table's bound over the server's union estimate (the last round's union size):
+# protocols/submodel/spec.md, "First PSU table".
+PSU_HEADROOM = 1.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,8 @@ class RoundResult:
     psu_sharers: frozenset[int] = frozenset()
     psu_decode_seconds: float = 0.0
     rows_config: SecAggConfig | None = None
+    psu_bounds: tuple[int, ...] = ()  # each PSU attempt's union bound, the first one first
+    psu_ceiling: int = 0  # the most ids the parties can hold: min(n x max_set_size, universe)
 
 
 class LazyOutbound(Sequence[SubmodelOutbound]):
@@ -132,6 +140,23 @@ def rows_degree(settings: RoundSettings, parties: int) -> int | None:
     return None if degree >= parties - 1 else degree
 
 
+def first_psu_bound(settings: RoundSettings, parties: int, union_estimate: int | None = None,
+                    headroom: float = PSU_HEADROOM) -> int:
+    """The first PSU table's union bound for ``parties`` parties: the ceiling
+    ``settings.psu_bound(parties)`` (the most ids they can hold) without an estimate; with one (the
+    last round's union size) ``ceil(headroom x estimate)``, at least 1 and never above the ceiling. A
+    union larger than that is still decoded when the table peels, and a table that does not peel is
+    rerun larger (``protocols/submodel/spec.md``, "First PSU table")."""
+    ceiling = settings.psu_bound(parties)
+    if union_estimate is None:
+        return ceiling
+    if isinstance(union_estimate, bool) or not isinstance(union_estimate, (int, np.integer)) or union_estimate < 0:
+        raise InvalidParameters(f"a union estimate must be an integer >= 0, got {union_estimate!r}")
+    if not (isinstance(headroom, (int, float)) and 1.0 <= headroom <= 64.0):
+        raise InvalidParameters(f"the PSU headroom must be in [1, 64], got {headroom!r}")
+    return max(1, min(ceiling, math.ceil(headroom * int(union_estimate))))
+
+
 class SubmodelRoundServer:
     """Server side of one round (see the module docstring)."""
 
@@ -144,12 +169,31 @@ class SubmodelRoundServer:
         *,
         session_id: bytes | None = None,
         trust: TrustStore | None = None,
+        union_estimate: int | None = None,
+        psu_first_bound: int | None = None,
     ) -> None:
         """``trust`` (malicious mode, ``settings.adversary``): the deployment's trust store, with which
-        the secure sums check the clients' signatures and ignore bad ones (clients check them anyway)."""
+        the secure sums check the clients' signatures and ignore bad ones (clients check them anyway).
+
+        The first PSU table's bound: ``psu_first_bound`` when given (1 to the ceiling
+        ``settings.psu_bound(n)``), else :func:`first_psu_bound` of ``union_estimate`` (the server's
+        estimate of the union, e.g. the last round's size: ``PSU_HEADROOM`` x it), else the ceiling.
+        Public and the server's own choice: a smaller table can only fail to peel and be rerun, which
+        the server could claim anyway (``protocols/submodel/spec.md``, "First PSU table")."""
         parties = tuple(sorted(int(p) for p in party_ids))
         if len(parties) < 2 or len(set(parties)) != len(parties):
             raise InvalidParameters("a round needs at least two distinct parties")
+        ceiling = settings.psu_bound(len(parties))
+        if psu_first_bound is not None:
+            if union_estimate is not None:
+                raise InvalidParameters("give the first PSU bound or a union estimate, not both")
+            if (isinstance(psu_first_bound, bool) or not isinstance(psu_first_bound, (int, np.integer))
+                    or not 1 <= psu_first_bound <= ceiling):
+                raise InvalidParameters(f"the first PSU bound must be an integer in [1, {ceiling}] (the most ids "
+                                        f"{len(parties)} parties can hold), got {psu_first_bound!r}")
+            first_bound = int(psu_first_bound)
+        else:
+            first_bound = first_psu_bound(settings, len(parties), union_estimate)
         # Settings that cannot work are refused before any client spends budget: the quantizer's
         # overflow budget is checked for every party of the round (an upper bound on the summands).
         Quantizer(settings.modulus, settings.clip, len(parties), max_weight=float(settings.max_samples))
@@ -170,6 +214,9 @@ class SubmodelRoundServer:
         self._dense_rows = -(-self._dense_size // self._width)
         self._sat_out: set[int] = set()
         self._psu_params: PSUParameters | None = None
+        self.psu_ceiling = ceiling
+        self.psu_first_bound = first_bound  # public: every client sees it in RoundStart
+        self._psu_bounds: list[int] = []
         self._psu_attempts = 0
         self._psu: SecAggServer | None = None
         self._union = np.zeros(0, dtype=np.uint64)
@@ -214,8 +261,9 @@ class SubmodelRoundServer:
     def start(self) -> list[SubmodelOutbound]:
         self._move(RoundServerEvent.START)
         settings = self.settings
-        # The table is sized from public numbers only (never from the private set sizes).
-        self._psu_params = PSUParameters(settings.universe, settings.psu_bound(len(self.party_ids)), self._session_id)
+        # The table is sized from public numbers only (never from this round's private sets): the ceiling,
+        # or the server's estimate of the union (an earlier round's, which the server already knows).
+        self._psu_params = PSUParameters(settings.universe, self.psu_first_bound, self._session_id)
         # The rows' secure sum is set up alongside the PSU's (keys advertised and shared in the same
         # exchanges), over the same parties; its dim is the rows' block width, its plan comes later.
         try:
@@ -251,6 +299,7 @@ class SubmodelRoundServer:
         first = self._psu_attempts == 0 and self.settings.adversary is Adversary.MALICIOUS
         self._psu = SecAggServer(config, trust=self._trust, joint="covered" if first else None)
         self._psu_attempts += 1
+        self._psu_bounds.append(self._psu_params.union_bound)
         public = self.settings.public()
         assert self._rows_config is not None
         return [SubmodelOutbound(p, RoundStart(p, self.round_index, public, self._psu_params, config, self._rows_config))
@@ -352,13 +401,13 @@ class SubmodelRoundServer:
         try:
             union = PSUServer(self._psu_params).decode(inner.result)
         except UnionDecodeFailure as failure:
-            # Never above the most ids the round's clients can hold: clients refuse a larger table.
-            rerun = RerunPolicy(self.settings.max_psu_attempts, self.settings.psu_bound(len(self.party_ids)))
-            following = rerun.next_attempt(self._psu_params, failure, self._psu_attempts)
+            following = self._next_psu_params(failure)
             if following is None:
                 raise
             self._psu_params = following
             return self._start_psu(tuple(sorted(inner.input_ids - self._sat_out)))
+        # Accepted whatever its size against the table's nominal bound: a peel that empties the table
+        # is the exact union (a union above the bound still decodes up to ~cells / 1.22 ids).
         self._psu_decode_seconds = time.perf_counter() - started
         self._psu_config, self._psu_sharers = inner.config, inner.shared_ids
         self._union = union
@@ -461,12 +510,22 @@ class SubmodelRoundServer:
             psu_sharers=self._psu_sharers,
             psu_decode_seconds=self._psu_decode_seconds,
             rows_config=self._rows_config,
+            psu_bounds=tuple(self._psu_bounds),
+            psu_ceiling=self.psu_ceiling,
         )
         self._rows = None
         self.stage = RoundServerStage.COMPLETED
         return []
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _next_psu_params(self, failure: UnionDecodeFailure) -> PSUParameters | None:
+        """The rerun after a table that did not peel (``fedprivacy.psu.RerunPolicy``: larger, from the
+        failed table's occupancy), never above the most ids the round's clients can hold (they refuse
+        a larger table); None after ``max_psu_attempts`` attempts."""
+        assert self._psu_params is not None
+        rerun = RerunPolicy(self.settings.max_psu_attempts, self.psu_ceiling)
+        return rerun.next_attempt(self._psu_params, failure, self._psu_attempts)
 
     def _pair_advertisements(self, psu: SecAggServer, rows: SecAggServer) -> None:
         """Malicious mode, first PSU attempt: each party's PSU and rows advertisements carry one joint

@@ -230,6 +230,7 @@ class SubmodelRoundAttack:
     tamper: Tamper = honest
     random_source: Callable[[int], Callable[[int], bytes]] | None = None
     client_class: type[SubmodelRoundClient] = SubmodelRoundClient
+    server_class: type[SubmodelRoundServer] | None = None  # a malicious server's own logic (None: the honest one)
     sent: dict[int, list] = field(default_factory=lambda: defaultdict(list))  # client -> submodel messages
     received: dict[int, list] = field(default_factory=lambda: defaultdict(list))  # client -> what it got
     errors: dict[int, FedPrivacyError] = field(default_factory=dict)
@@ -238,7 +239,8 @@ class SubmodelRoundAttack:
     clients: dict[int, SubmodelRoundClient] = field(default_factory=dict)
 
     def run(self) -> SubmodelRoundServer:
-        self.server = server = SubmodelRoundServer(self.model, self.settings, sorted(self.states), self.round_index)
+        server_class = SubmodelRoundServer if self.server_class is None else self.server_class
+        self.server = server = server_class(self.model, self.settings, sorted(self.states), self.round_index)
         for party, state in self.states.items():
             kwargs = {} if self.random_source is None else {"random_bytes": self.random_source(party)}
             self.clients[party] = self.client_class(state, party, **kwargs)

@@ -122,11 +122,8 @@ def test_the_real_client_refuses_a_thin_dense_plan(monkeypatch):
 class UnboundedUnionClient(SubmodelRoundClient):
     """Takes any union below the universe, whatever the PSU table could have decoded (the bound off)."""
 
-    def _on_union(self, message):  # noqa: ANN001, ANN202
-        from types import SimpleNamespace
-
-        self._psu_params = SimpleNamespace(union_bound=1 << 62)
-        return super()._on_union(message)
+    def _union_limit(self) -> int:
+        return 1 << 62
 
 
 def _oversized_union(recipient: int, message: object) -> list:
@@ -154,7 +151,7 @@ def test_an_oversized_union_makes_a_weakened_client_answer_over_all_of_it():
 
 
 def test_the_real_client_refuses_a_union_larger_than_its_table_can_decode():
-    """A union of 65,536 ids for a round whose PSU table decodes at most 10 x 12 = 120: every client would
+    """A union of 65,536 ids for a round whose parties hold at most 10 x 12 = 120: every client would
     run randomized response over all of them (and grow its permanent memo); the real client aborts."""
     attack = _union_attack(SubmodelRoundClient)
     for client in attack.clients.values():

@@ -155,6 +155,12 @@ class SecureSubmodelWorkflow:
         malicious mode (``settings.adversary`` becomes ``MALICIOUS``) over the party ids the nodes'
         identities name. ``None`` reads the path from the run config key ``fedprivacy-trust-store``
         when :meth:`__call__` runs, if set.
+    union_estimate : int | None (default: None)
+        The server's estimate of the first round's union size (e.g. the last run's). Each completed
+        round's union size replaces it (:attr:`union_estimate`), and each round's first PSU table is
+        sized at ``PSU_HEADROOM`` (1.25) times it, never above n x ``max_set_size`` (with None: that
+        ceiling); a union that outgrows the table reruns the PSU (``protocols/submodel/spec.md``,
+        "First PSU table").
 
     Every connected node takes part in every round (sample nodes by running one workflow per cohort
     with :meth:`run_round` and ``node_ids``). Replies that carry an error, arrive after the timeout,
@@ -189,6 +195,7 @@ class SecureSubmodelWorkflow:
         timeout: float | None = None,
         on_round: Callable[[int, RoundResult], None] | None = None,
         trust_store: TrustStore | str | os.PathLike[str] | None = None,
+        union_estimate: int | None = None,
     ) -> None:
         if not isinstance(settings, RoundSettings):
             raise InvalidParameters("settings must be a RoundSettings")
@@ -202,6 +209,9 @@ class SecureSubmodelWorkflow:
             raise InvalidParameters("timeout must be positive (or None)")
         if not node_wait_timeout >= 0:
             raise InvalidParameters("node_wait_timeout must be >= 0")
+        if union_estimate is not None and (isinstance(union_estimate, bool) or not isinstance(union_estimate, int)
+                                           or union_estimate < 0):
+            raise InvalidParameters("union_estimate must be an integer >= 0 (or None)")
         self.model = model
         self.settings = settings
         self.num_rounds = num_rounds
@@ -213,6 +223,7 @@ class SecureSubmodelWorkflow:
         self.results: list[RoundResult] = []
         self.parties: dict[int, int] = {}  # node id -> party id, of the last round started
         self.exchanges: list[int] = []  # exchanges (messages to the nodes, each answered) of each completed round
+        self.union_estimate = union_estimate  # the last completed round's union size: sizes the next first PSU table
         if trust_store is not None and not isinstance(trust_store, TrustStore):
             trust_store = load_trust_store(trust_store)
         self.trust_store: TrustStore | None = trust_store
@@ -248,7 +259,8 @@ class SecureSubmodelWorkflow:
         started = time.perf_counter()
         log(INFO, "[submodel round %d] %d nodes, universe %d", round_index, len(nodes), self.settings.universe)
         try:
-            server = SubmodelRoundServer(self.model, settings, list(node_of), round_index, trust=trust)
+            server = SubmodelRoundServer(self.model, settings, list(node_of), round_index, trust=trust,
+                                         union_estimate=self.union_estimate)
             outbound: Sequence[SubmodelOutbound] = server.start()
         except RoundAborted as exc:
             raise self._fail(round_index, exc) from exc
@@ -269,11 +281,12 @@ class SecureSubmodelWorkflow:
         log(
             INFO,
             "[submodel round %d] completed in %.2f s: union %d, %d of %d nodes in the sums, %d rows updated, "
-            "exchanges_per_round %d",
+            "exchanges_per_round %d, PSU attempts %d (first table bound %d)",
             round_index, time.perf_counter() - started, result.union.shape[0], len(result.contributors), len(nodes),
-            result.rows_updated, exchanges,
+            result.rows_updated, exchanges, result.psu_attempts, result.psu_bounds[0],
         )
         self.exchanges.append(exchanges)
+        self.union_estimate = int(result.union.shape[0])
         self.results.append(result)
         if self.on_round is not None:
             self.on_round(round_index, result)

@@ -34,8 +34,8 @@ from .attacks.workload import FixedSetClient, TinyModel
 UNIVERSE = 500
 SETTINGS = RoundSettings(universe=UNIVERSE, max_set_size=30, dropout_fraction=0.2)
 CEILING = 6 * 30  # six clients of at most 30 ids each
-# With this session the table of bound 99 (140 cells) peels the workload's union of 104 ids at the
-# first attempt (found by trying sessions: about half of them peel it).
+# With this session the table of bound 99 (396 cells) peels the workload's union of 104 ids at the
+# first attempt.
 SESSION = b"first bound test session 0001"
 
 
@@ -139,7 +139,7 @@ def test_a_client_refuses_a_first_attempt_that_is_not_attempt_zero():
 
 
 def test_a_union_above_the_nominal_bound_that_the_table_decoded_is_accepted_by_server_and_clients():
-    """A first table of bound 99 (140 cells) peels the 104-id union: the server takes it at the first
+    """A first table of bound 99 (396 cells) peels the 104-id union: the server takes it at the first
     attempt, every client answers over it, and the round completes."""
     states, model, union = _world()
     assert union.shape[0] == 104
@@ -207,16 +207,18 @@ def test_run_round_sizes_the_first_table_from_the_estimate_and_reports_it():
 
 
 def test_a_union_that_outgrows_the_estimate_reruns_the_psu_with_a_larger_table_and_completes():
-    """Round 1: each of 10 clients holds 4 ids (union 32 of a ceiling of 120). Round 2: each holds 12
-    (union 92): the first table, 1.25 x 32 = 40, cannot peel 92 ids; the rerun's table, sized from the
-    failed table's occupancy, does, and the round ends with the exact union."""
+    """Round 1: each of 10 clients holds 40 ids (a union of about 400 of a ceiling of 1,500). Round 2:
+    each holds 150 (a union of about 1,300): the first table, bound 1.25 x the first union (about 956
+    cells with the 256 extra, peeling at most about 740 ids), cannot peel it; the rerun's table, sized
+    from the failed table's occupancy, does, and the round ends with the exact union."""
+    universe = 5000
     rng = np.random.default_rng(7)  # public test sets
-    big = {p: np.sort(rng.choice(UNIVERSE, 12, replace=False)).astype(np.uint64) for p in range(1, 11)}
-    small = {p: ids[:4] for p, ids in big.items()}
-    settings = RoundSettings(universe=UNIVERSE, max_set_size=12, dropout_fraction=0.2)
+    big = {p: np.sort(rng.choice(universe, 150, replace=False)).astype(np.uint64) for p in range(1, 11)}
+    small = {p: np.sort(rng.choice(ids, 40, replace=False)) for p, ids in big.items()}
+    settings = RoundSettings(universe=universe, max_set_size=150, dropout_fraction=0.2)
     states = _fixed_states(small)
     first = run_round(states, TinyModel(), settings, 1, random_source=_seeded("grow/1"))
-    assert first.psu_first_bound == 120 and first.psu_attempts == 1
+    assert first.psu_first_bound == 1500 and first.psu_attempts == 1
     assert first.union_size == np.unique(np.concatenate(list(small.values()))).shape[0]
     for party, state in states.items():  # the clients' data grew; their ledgers and memos carry on
         state.client = FixedSetClient(party, big[party])
@@ -224,7 +226,7 @@ def test_a_union_that_outgrows_the_estimate_reruns_the_psu_with_a_larger_table_a
     assert second.psu_first_bound == math.ceil(PSU_HEADROOM * first.union_size)
     assert second.psu_attempts > 1 and second.result is not None
     bounds = second.result.psu_bounds
-    assert bounds[0] == second.psu_first_bound and all(b > a for a, b in pairwise(bounds)) and bounds[-1] <= 120
+    assert bounds[0] == second.psu_first_bound and all(b > a for a, b in pairwise(bounds)) and bounds[-1] <= 1500
     assert second.union_size == np.unique(np.concatenate(list(big.values()))).shape[0]
     assert second.participants == 10
 

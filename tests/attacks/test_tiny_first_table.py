@@ -1,6 +1,6 @@
 """A tiny first PSU table to force reruns (protocols/submodel/spec.md, "First PSU table"; protocols/psu/spec.md
 §7): the first table's bound is the server's choice (any bound from 1 to the ceiling), so a malicious server
-can pick one that cannot peel -- bound 1, 8 cells -- and get a rerun it can present as an honest one. It
+can pick one too small to peel the union -- bound 1, 260 cells -- and get a rerun it can present as an honest one. It
 then reruns at the ceiling, each time over a cohort with one more client "dropped", and keeps every
 union: differencing material. It gains nothing it could not get by claiming a decode failure (the
 client cannot check a decode), and the client's attempt limit per round index bounds both: against the

@@ -328,8 +328,10 @@ class ClientRowPlan:
             if members.shape[0] > 1 and not bool(np.all(members[1:] > members[:-1])):
                 members = np.unique(members)
             return self._encode_compact(members)
-        columns, bits = self._columns_and_bits()
         count = self.rows.shape[0]
+        if self._source is not None and self._source[0]._window is not None:
+            return self._encode_sparse_source(count)
+        columns, bits = self._columns_and_bits()
         entries = int(np.take(_POPCOUNT, bits).sum()) - count  # (peer, row) pairs, itself left out
         writer = Writer(ProtocolCode.SECAGG, _PLAN_TYPE if not _bitmap_shorter(count, columns.shape[0], entries)
                         else _PLAN_BITMAP_TYPE)
@@ -344,15 +346,40 @@ class ClientRowPlan:
             writer.u32(peer).u32(positions.shape[0]).fixed(positions.astype(">u4").tobytes(), 4 * positions.shape[0])
         return writer.finish()
 
+    def _encode_sparse_source(self, count: int) -> bytes:
+        """The positions or bitmap form of a server plan's party on a sparse graph: the form is chosen
+        from the pair count first, and the bitmap is built only where it is the shorter one."""
+        plan, party = self._source  # type: ignore[misc]
+        assert plan._window is not None
+        peers, offsets, positions = plan._window.sharing(party, plan.positions(party))
+        bitmap = _bitmap_shorter(count, peers.shape[0] + 1, positions.shape[0])
+        writer = Writer(ProtocolCode.SECAGG, _PLAN_BITMAP_TYPE if bitmap else _PLAN_TYPE)
+        writer.u32(self.party_id).u32(self.width)
+        writer.u32(count).fixed(self.rows.astype(">u8").tobytes(), 8 * count)
+        if bitmap:
+            columns, bits = plan._client_bits(party)
+            writer.u32(columns.shape[0]).fixed(columns.astype(">u4").tobytes(), 4 * columns.shape[0])
+            return writer.fixed(bits.tobytes(), bits.size).finish()
+        # per peer: its id, its count and its positions, as one array of big-endian u32 words
+        sizes = np.diff(offsets)
+        words = np.empty(2 * peers.shape[0] + positions.shape[0], dtype=">u4")
+        heads = offsets[:-1] + 2 * np.arange(peers.shape[0], dtype=np.int64)
+        words[heads], words[heads + 1] = peers, sizes
+        body = np.ones(words.shape[0], dtype=bool)
+        body[heads], body[heads + 1] = False, False
+        words[body] = positions
+        writer.u32(peers.shape[0])
+        return writer.fixed(words.tobytes(), 4 * words.shape[0]).finish()
+
     def _encode_compact(self, parties: np.ndarray) -> bytes:
         own = int(np.searchsorted(parties, self.party_id))
         if own >= parties.shape[0] or int(parties[own]) != self.party_id:
             raise InvalidParameters("the plan's party is not a party of the sum")
         writer = Writer(ProtocolCode.SECAGG, _PLAN_COMPACT_TYPE).u32(self.party_id).u32(self.width)
         count = self.rows.shape[0]
-        if self._source is not None and self._source[0]._window is None:
+        if self._source is not None:
             # Full graph: a row's choosers are the same list for each of them (codes built once per row).
-            # On a sparse graph each chooser's list is its own neighbours on that row (the loop below).
+            # On a sparse graph each chooser's list is its own neighbours on that row (from its pairs).
             plan, party = self._source
             counts, k, unary, remainders = plan._compact_client(party, parties)
             return _write_compact(writer, self.rows, counts, k, unary, remainders)
@@ -609,8 +636,11 @@ class RowPlan:
 
     def _compact_client(self, party: int, parties: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """A party's compact plan: per row the chooser counts, the Rice parameter, the unary codes and
-        the remainder fields -- byte ranges of the union rows' codes (encoded once per parameter, in
-        slices of rows so that no temporary holds every entry)."""
+        the remainder fields -- on the full graph byte ranges of the union rows' codes (encoded once
+        per parameter, in slices of rows so that no temporary holds every entry); on a sparse graph
+        encoded from the party's own (row, partner) pairs."""
+        if self._window is not None:
+            return self._window.compact(party, self._positions[party], parties)
         starts, table = self._chooser_table(parties)
         rows = self._positions[party]
         counts = starts[rows + 1] - starts[rows]
@@ -635,14 +665,24 @@ class RowPlan:
         """The other parties that share at least one row with ``party`` (increasing)."""
         if party not in self._positions:
             return np.zeros(0, dtype=np.int64)
+        if self._window is not None:
+            return self._window.sharing(party, self._positions[party])[0]
         columns, _ = self._client_bits(party)
         return columns[columns != party]
 
     def _shared_positions(self, party: int, in_union: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """(peer, positions of the rows both chose) for every other party sharing a row, by increasing
         peer: positions among ``party``'s rows, or in the union with ``in_union``."""
-        columns, bits = self._client_bits(party)
         where = self._positions[party]
+        if self._window is not None:  # from the party's pairs: no bitmap
+            peers, offsets, positions = self._window.sharing(party, where)
+            if in_union:
+                positions = np.take(where.astype(np.int64), positions)
+            bounds = offsets.tolist()
+            for index, peer in enumerate(peers.tolist()):
+                yield peer, positions[bounds[index] : bounds[index + 1]]
+            return
+        columns, bits = self._client_bits(party)
         for peer, positions in _sharing_from_bits(party, columns, bits, np.int64):
             yield peer, (np.take(where, positions) if in_union else positions)
 
@@ -892,8 +932,12 @@ class _RingWindow:
             raise InvalidParameters(f"parties {sorted(missing)[:5]} of the plan are not on the graph's ring")
         chunks = [where.astype(np.int64) * self.n + self.position[party] for party, where in positions.items()]
         self.keys = np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
+        self._sum_indices: tuple[bytes, np.ndarray] | None = None
 
-    def client_bits(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def pairs(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The party's (row, partner) pairs: for each, the row's index among the party's rows (``where``,
+        their union positions) and the partner's ring position, the party itself left out. Two searches
+        per row and one gather per pair: the cost follows the pairs, not rows x partners."""
         n, own = self.n, self.position[party]
         rows = where.astype(np.int64)
         position = np.full(rows.shape[0], own, dtype=np.int64)
@@ -903,13 +947,74 @@ class _RingWindow:
             owners.append(owner)
             partners.append(self.keys[index] % n)
         owner, partner = np.concatenate(owners), np.concatenate(partners)
-        others = partner != own
-        owner, party_of = owner[others], self.ring[partner[others]]
+        others = partner != own  # each row's window holds the party itself once
+        return owner[others], partner[others]
+
+    def sharing(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(peers, offsets, positions): the party's partners (increasing ids) and, for peer i,
+        ``positions[offsets[i]:offsets[i + 1]]`` the increasing indices among its rows that both chose
+        and mask together (one sort of the pairs)."""
+        owner, partner = self.pairs(party, where)
+        peer = self.ring[partner]
+        order = np.argsort(peer * max(1, where.shape[0]) + owner)  # ids < 2^32, rows < 2^28: no overflow
+        peer, positions = peer[order], owner[order]
+        firsts = np.flatnonzero(np.diff(peer)) + 1
+        firsts = np.concatenate([np.zeros(min(1, peer.shape[0]), dtype=np.int64), firsts])
+        offsets = np.concatenate([firsts, [peer.shape[0]]]).astype(np.int64)
+        return peer[firsts], offsets, positions
+
+    def sum_indices(self, parties: np.ndarray) -> np.ndarray:
+        """Per ring position, the party's index in the sum's ``parties`` (increasing ids), or -1 where
+        it is not one of them (kept for the last party list asked)."""
+        key = parties.tobytes()
+        if self._sum_indices is None or self._sum_indices[0] != key:
+            index = np.searchsorted(parties, self.ring)
+            clipped = np.minimum(index, max(0, parties.shape[0] - 1))
+            present = (index < parties.shape[0]) & (parties[clipped] == self.ring) if parties.size else index < 0
+            self._sum_indices = (key, np.where(present, index, -1).astype(np.int64))
+        return self._sum_indices[1]
+
+    def compact(self, party: int, where: np.ndarray, parties: np.ndarray
+                ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """The party's compact plan over the sum's ``parties`` (its own index in each row included):
+        per row the chooser counts, the Rice parameter, the unary codes and the remainder fields.
+        From the pairs straight to sorted (row, index) keys: the cost follows the pairs."""
+        size, count = parties.shape[0], where.shape[0]
+        own = int(np.searchsorted(parties, party))
+        owner, partner = self.pairs(party, where)
+        index = self.sum_indices(parties)[partner]
+        if index.size and int(index.min()) < 0:
+            outside = self.ring[partner[index < 0]]
+            raise InvalidParameters(f"partner {int(outside.min())} is not a party of the sum")
+        keys = np.empty(owner.shape[0] + count, dtype=np.int64)
+        np.multiply(owner, size, out=keys[: owner.shape[0]])
+        keys[: owner.shape[0]] += index
+        np.multiply(np.arange(count, dtype=np.int64), size, out=keys[owner.shape[0]:])
+        keys[owner.shape[0]:] += own
+        keys.sort()
+        counts = np.bincount(owner, minlength=count).astype(np.int64)
+        counts += 1
+        keys -= np.repeat(np.arange(count, dtype=np.int64) * size, counts)  # each row's chooser indices
+        k = _compact_k(count, size, keys.shape[0])
+        unary, _, remainders, _ = _aligned_codes(counts, _row_gaps(counts, keys), k)
+        return counts, k, unary, remainders
+
+    def client_bits(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bitmap form: the party's partners and itself (increasing), and per row a packed bitmap
+        over them (numpy's big-endian bit order). Its size is rows x columns / 8 bytes, so a caller
+        that only needs the shorter form builds it only where it is the shorter one."""
+        owner, partner = self.pairs(party, where)
+        party_of = self.ring[partner]
         columns = np.union1d(party_of, np.array([party], dtype=np.int64))
-        member = np.zeros((rows.shape[0], columns.shape[0]), dtype=bool)
-        member[:, int(np.searchsorted(columns, party))] = True
-        member[owner, np.searchsorted(columns, party_of)] = True
-        return columns, np.packbits(member, axis=1)
+        stride = (columns.shape[0] + 7) // 8
+        count = where.shape[0]
+        column = np.searchsorted(columns, party_of)
+        own = int(np.searchsorted(columns, party))
+        cells = np.concatenate([owner * stride + (column >> 3), np.arange(count, dtype=np.int64) * stride + (own >> 3)])
+        values = np.concatenate([0x80 >> (column & 7), np.full(count, 0x80 >> (own & 7), dtype=np.int64)])
+        # distinct (row, column) cells: the bits of one byte are distinct, so their sum is their OR
+        bits = np.bincount(cells, weights=values, minlength=count * stride).astype(np.uint8)
+        return columns, bits.reshape(count, stride)
 
 
 def sparse_row_peel(chosen: Mapping[int, np.ndarray], ring: Sequence[int], neighbours: int,

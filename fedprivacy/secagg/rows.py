@@ -350,14 +350,16 @@ class ClientRowPlan:
         """The positions or bitmap form of a server plan's party on a sparse graph: the form is chosen
         from the pair count first, and the bitmap is built only where it is the shorter one."""
         plan, party = self._source  # type: ignore[misc]
-        assert plan._window is not None
-        peers, offsets, positions = plan._window.sharing(party, plan.positions(party))
+        window, where = plan._window, plan.positions(party)
+        assert window is not None
+        pairs = window.pairs(party, where)
+        peers, offsets, positions = window.sharing(party, where, pairs)
         bitmap = _bitmap_shorter(count, peers.shape[0] + 1, positions.shape[0])
         writer = Writer(ProtocolCode.SECAGG, _PLAN_BITMAP_TYPE if bitmap else _PLAN_TYPE)
         writer.u32(self.party_id).u32(self.width)
         writer.u32(count).fixed(self.rows.astype(">u8").tobytes(), 8 * count)
         if bitmap:
-            columns, bits = plan._client_bits(party)
+            columns, bits = window.client_bits(party, where, pairs)
             writer.u32(columns.shape[0]).fixed(columns.astype(">u4").tobytes(), 4 * columns.shape[0])
             return writer.fixed(bits.tobytes(), bits.size).finish()
         # per peer: its id, its count and its positions, as one array of big-endian u32 words
@@ -933,6 +935,10 @@ class _RingWindow:
         chunks = [where.astype(np.int64) * self.n + self.position[party] for party, where in positions.items()]
         self.keys = np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
         self._sum_indices: tuple[bytes, np.ndarray] | None = None
+        # per ring position, its party's rank among the ring's ids (16 bits where they fit: numpy's
+        # stable argsort is a radix sort there)
+        self._ids = np.sort(self.ring)
+        self._rank = np.searchsorted(self._ids, self.ring).astype(np.uint16 if self.n <= 1 << 16 else np.int64)
 
     def pairs(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The party's (row, partner) pairs: for each, the row's index among the party's rows (``where``,
@@ -950,14 +956,18 @@ class _RingWindow:
         others = partner != own  # each row's window holds the party itself once
         return owner[others], partner[others]
 
-    def sharing(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def sharing(self, party: int, where: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(peers, offsets, positions): the party's partners (increasing ids) and, for peer i,
         ``positions[offsets[i]:offsets[i + 1]]`` the increasing indices among its rows that both chose
-        and mask together (one sort of the pairs)."""
-        owner, partner = self.pairs(party, where)
-        peer = self.ring[partner]
-        order = np.argsort(peer * max(1, where.shape[0]) + owner)  # ids < 2^32, rows < 2^28: no overflow
-        peer, positions = peer[order], owner[order]
+        and mask together (one stable sort of the pairs). ``pairs``: :meth:`pairs`' answer if known."""
+        owner, partner = self.pairs(party, where) if pairs is None else pairs
+        # The pairs come as two runs of increasing rows (the window's unwrapped part, then the part
+        # that wraps around the ring), and a partner lies in one of them for all its rows: a stable
+        # sort by partner keeps each partner's rows increasing.
+        rank = self._rank[partner]
+        order = np.argsort(rank, kind="stable")
+        peer, positions = self._ids[rank[order]], owner[order]
         firsts = np.flatnonzero(np.diff(peer)) + 1
         firsts = np.concatenate([np.zeros(min(1, peer.shape[0]), dtype=np.int64), firsts])
         offsets = np.concatenate([firsts, [peer.shape[0]]]).astype(np.int64)
@@ -991,7 +1001,7 @@ class _RingWindow:
         keys[: owner.shape[0]] += index
         np.multiply(np.arange(count, dtype=np.int64), size, out=keys[owner.shape[0]:])
         keys[owner.shape[0]:] += own
-        keys.sort()
+        keys.sort(kind="stable")  # runs of increasing rows: the stable sort merges them
         counts = np.bincount(owner, minlength=count).astype(np.int64)
         counts += 1
         keys -= np.repeat(np.arange(count, dtype=np.int64) * size, counts)  # each row's chooser indices
@@ -999,22 +1009,31 @@ class _RingWindow:
         unary, _, remainders, _ = _aligned_codes(counts, _row_gaps(counts, keys), k)
         return counts, k, unary, remainders
 
-    def client_bits(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The bitmap form: the party's partners and itself (increasing), and per row a packed bitmap
-        over them (numpy's big-endian bit order). Its size is rows x columns / 8 bytes, so a caller
-        that only needs the shorter form builds it only where it is the shorter one."""
-        owner, partner = self.pairs(party, where)
-        party_of = self.ring[partner]
-        columns = np.union1d(party_of, np.array([party], dtype=np.int64))
-        stride = (columns.shape[0] + 7) // 8
-        count = where.shape[0]
-        column = np.searchsorted(columns, party_of)
-        own = int(np.searchsorted(columns, party))
-        cells = np.concatenate([owner * stride + (column >> 3), np.arange(count, dtype=np.int64) * stride + (own >> 3)])
-        values = np.concatenate([0x80 >> (column & 7), np.full(count, 0x80 >> (own & 7), dtype=np.int64)])
-        # distinct (row, column) cells: the bits of one byte are distinct, so their sum is their OR
-        bits = np.bincount(cells, weights=values, minlength=count * stride).astype(np.uint8)
-        return columns, bits.reshape(count, stride)
+    def client_bits(self, party: int, where: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The bitmap form: the party's partners and itself (increasing ids), and per row a packed
+        bitmap over them (numpy's big-endian bit order). ``pairs``: :meth:`pairs`' answer when the
+        caller has it. Partners' columns are found in a table over the party's window (k + 1 slots);
+        the bitmap is rows x columns / 8 bytes, so a caller that needs the shorter form builds it
+        only where it is the shorter one (then it is under 4 bytes a pair)."""
+        owner, partner = self.pairs(party, where) if pairs is None else pairs
+        n, half, own, count = self.n, self.half, self.position[party], where.shape[0]
+        span = 2 * half + 1
+        slots = (partner - (own - half)) % n  # the window's slots, the party itself at ``half``
+        present = np.zeros(span, dtype=bool)
+        present[slots] = True
+        present[half] = True
+        used = np.flatnonzero(present)
+        ids = self.ring[(own - half + used) % n]
+        order = np.argsort(ids)
+        columns = ids[order]
+        column_of = np.empty(span, dtype=np.int64)
+        column_of[used[order]] = np.arange(columns.shape[0], dtype=np.int64)
+        width = 8 * ((columns.shape[0] + 7) // 8)
+        member = np.zeros(count * width, dtype=bool)
+        member[owner * width + column_of[slots]] = True
+        member[np.arange(count, dtype=np.int64) * width + column_of[half]] = True
+        return columns, np.packbits(member).reshape(count, width // 8)
 
 
 def sparse_row_peel(chosen: Mapping[int, np.ndarray], ring: Sequence[int], neighbours: int,

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedprivacy.errors import InvalidParameters
+from fedprivacy.secagg import rows as rows_module
 from fedprivacy.secagg.rows import ClientRowPlan, RowPlan, _concatenated_ranges, _window_ranges
 
 
@@ -58,6 +59,19 @@ def _former_client_bits(plan: RowPlan, party: int) -> tuple[np.ndarray, np.ndarr
 
 def _check_plan(ring: list[int], k: int, union: np.ndarray, chosen: dict[int, np.ndarray], members: list[int],
                 width: int = 3) -> None:
+    """Both ways to the compact form: from the party's pairs (a sort) and by filtering its rows'
+    chooser lists (chosen by their expected costs; forced here each way)."""
+    chooser = rows_module._filter_cheaper
+    try:
+        for way in (False, True, None):  # from the pairs, by the filter, as the costs choose
+            rows_module._filter_cheaper = chooser if way is None else (lambda *_, way=way: way)
+            _check_plan_once(ring, k, union, chosen, members, width)
+    finally:
+        rows_module._filter_cheaper = chooser
+
+
+def _check_plan_once(ring: list[int], k: int, union: np.ndarray, chosen: dict[int, np.ndarray], members: list[int],
+                     width: int) -> None:
     plan = RowPlan(union, width, chosen, ring=ring, neighbours=k)
     assert plan._window is not None
     reference = _reference_sharing(ring, k, chosen)

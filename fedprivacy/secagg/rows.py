@@ -53,6 +53,16 @@ _PLAN_COMPACT_TYPE = 18  # per row, Rice-coded chooser indices into the sum's pa
 MAX_ROWS = 1 << 28
 _POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.int64)
 _BATCH_ROWS = 4096  # rows of keystream a batch of small pair masks expands at once (reused buffers)
+# Relative costs of the two ways to a party's compact form on a sparse graph (measured, numpy 2.4 on
+# x86-64, n = 300 to 10,000): filtering its rows' chooser lists ~7 ns per listed chooser; from its pairs
+# ~2 us per row (four searches in the plan's pairs) + ~65 ns per pair (gathers and a sort).
+_FILTER_ENTRY, _PAIRS_ROW, _PAIRS_PAIR = 7, 2000, 65
+
+
+def _filter_cheaper(listed: int, rows: int, window: int, ring: int) -> bool:
+    """Whether filtering ``listed`` chooser entries beats searching ``rows`` rows and sorting their
+    pairs, expected to be ``listed`` x window / ring (the window's share of the ring)."""
+    return _FILTER_ENTRY * listed * ring <= _PAIRS_ROW * rows * ring + _PAIRS_PAIR * listed * window
 _SMALL_MASK_ROWS = 16  # masks over fewer rows are batched (measured: batching loses above ~30 rows)
 
 
@@ -561,6 +571,7 @@ class RowPlan:
         self._parties = np.array(sorted(parties), dtype=np.int64)
         self._bits: np.ndarray | None = None  # per union row, a packed bitmap over _parties (built once)
         self._compact: dict[bytes, Any] = {}  # per party list (and Rice parameter): the union rows' codes
+        self._indices: tuple[bytes, np.ndarray, np.ndarray] | None = None  # sparse: the rows' chooser indices
         # A sparse graph (ring order and k < n - 1): a chooser masks a row with its neighbours that
         # chose it, and with nobody else (protocols/submodel/spec.md, "Sparse rows").
         self._window: _RingWindow | None = None
@@ -636,13 +647,42 @@ class RowPlan:
             self._compact[key] = table
         return table
 
+    def _chooser_indices(self, parties: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per union row, where its choosers start and (grouped by row, increasing within each) their
+        indices in ``parties`` (built once per party list, 2 or 4 bytes an entry); None where a party
+        of the plan is not a party of the sum (the per-pair path then names the partner outside)."""
+        key = parties.tobytes()
+        if self._indices is None or self._indices[0] != key:
+            where = np.searchsorted(parties, self._parties)
+            if self._parties.size and (int(where.max()) >= parties.shape[0]
+                                       or not np.array_equal(parties[where], self._parties)):
+                return None
+            counts = self.choosers()
+            starts = _row_starts(counts)
+            cursor = starts[:-1].copy()
+            index = np.empty(int(starts[-1]), dtype=np.uint16 if parties.shape[0] <= 1 << 16 else np.uint32)
+            for column, party in zip(where.tolist(), self._parties.tolist()):  # parties in increasing order
+                rows = self._positions[party]
+                index[cursor[rows]] = column
+                cursor[rows] += 1
+            self._indices = (key, starts, index)
+        return self._indices[1], self._indices[2]
+
     def _compact_client(self, party: int, parties: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """A party's compact plan: per row the chooser counts, the Rice parameter, the unary codes and
         the remainder fields -- on the full graph byte ranges of the union rows' codes (encoded once
         per parameter, in slices of rows so that no temporary holds every entry); on a sparse graph
-        encoded from the party's own (row, partner) pairs."""
+        encoded by keeping the window's entries of its rows' chooser lists or from its own (row,
+        partner) pairs, whichever :func:`_filter_cheaper` expects to cost less (same bytes)."""
         if self._window is not None:
-            return self._window.compact(party, self._positions[party], parties)
+            window, where = self._window, self._positions[party]
+            table = self._chooser_indices(parties)
+            if table is not None:
+                starts = table[0]
+                listed = int((starts[where + 1] - starts[where]).sum())  # the choosers of its rows
+                if _filter_cheaper(listed, where.shape[0], 2 * window.half + 1, window.n):
+                    return window.compact_filtered(party, where, parties, *table)
+            return window.compact(party, where, parties)
         starts, table = self._chooser_table(parties)
         rows = self._positions[party]
         counts = starts[rows + 1] - starts[rows]
@@ -1007,6 +1047,30 @@ class _RingWindow:
         keys -= np.repeat(np.arange(count, dtype=np.int64) * size, counts)  # each row's chooser indices
         k = _compact_k(count, size, keys.shape[0])
         unary, _, remainders, _ = _aligned_codes(counts, _row_gaps(counts, keys), k)
+        return counts, k, unary, remainders
+
+    def compact_filtered(self, party: int, where: np.ndarray, parties: np.ndarray, starts: np.ndarray,
+                         index: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """:meth:`compact` from the rows' chooser lists (``starts``, ``index``: per union row its
+        choosers' increasing indices in ``parties``): the party's rows' lists gathered and the entries
+        in its window kept, already in order -- no search per row, no sort. The cost follows the
+        choosers of its rows, about n / (k + 1) times its pairs (used where that is small)."""
+        n, half, own = self.n, self.half, self.position[party]
+        size, count = parties.shape[0], where.shape[0]
+        rows = where.astype(np.int64)
+        inside = np.zeros(size, dtype=bool)  # per index in the sum: on the party's window (itself too)
+        window = self.sum_indices(parties)[(own + np.arange(-half, half + 1, dtype=np.int64)) % n]
+        inside[window[window >= 0]] = True  # (a ring party outside the sum chose nothing: not in the lists)
+        ends = starts[rows + 1]
+        gathered = _gather_ranges(index, starts, rows)
+        kept = np.flatnonzero(np.take(inside, gathered))
+        bounds = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(ends - starts[rows], out=bounds[1:])
+        counts = np.diff(np.searchsorted(kept, bounds))
+        indices = np.take(gathered, kept).astype(np.int64)
+        del gathered, kept
+        k = _compact_k(count, size, indices.shape[0])
+        unary, _, remainders, _ = _aligned_codes(counts, _row_gaps(counts, indices), k)
         return counts, k, unary, remainders
 
     def client_bits(self, party: int, where: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None = None

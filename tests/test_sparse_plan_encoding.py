@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 
 from fedprivacy.errors import InvalidParameters
 from fedprivacy.secagg import rows as rows_module
-from fedprivacy.secagg.rows import ClientRowPlan, RowPlan, _concatenated_ranges, _window_ranges
+from fedprivacy.secagg.rows import (
+    ClientRowPlan,
+    RowPlan,
+    _aligned_codes,
+    _concatenated_ranges,
+    _row_starts,
+    _window_ranges,
+)
 
 
 def _reference_sharing(ring: list[int], k: int, chosen: dict[int, np.ndarray]) -> dict[int, dict[int, np.ndarray]]:
@@ -148,3 +155,37 @@ def test_a_sparse_compact_plan_names_the_first_partner_outside_the_sum():
     with pytest.raises(InvalidParameters, match="not a party of the sum"):
         plan.for_client(2).encode([1, 3, 6])
     assert plan.for_client(2).encode([2, 3, 6]) == ClientRowPlan(2, 2, union, {3: union, 6: union}).encode([2, 3, 6])
+
+
+def _former_aligned_codes(counts: np.ndarray, gaps: np.ndarray, k: int):  # noqa: ANN202
+    """The compact form's per-row codes as they were built before (bit by bit, per entry's row)."""
+    starts = _row_starts(counts)
+    entries, count = gaps.shape[0], counts.shape[0]
+    row_of = np.repeat(np.arange(count, dtype=np.int64), counts)
+    steps = np.zeros(entries + 1, dtype=np.int64)
+    np.cumsum((gaps >> k) + 1, out=steps[1:])
+    relative = steps[1:] - 1 - steps[starts[:-1]][row_of]
+    unary_len = np.zeros(count, dtype=np.int64)
+    chosen = counts > 0
+    unary_len[chosen] = (relative[starts[1:][chosen] - 1] >> 3) + 1
+    unary_off = _row_starts(unary_len)
+    bits = np.zeros(8 * int(unary_off[-1]), dtype=np.uint8)
+    bits[8 * unary_off[:-1][row_of] + relative] = 1
+    unary = np.packbits(bits)
+    rem_off = _row_starts((counts * k + 7) >> 3)
+    bits = np.zeros(8 * int(rem_off[-1]), dtype=np.uint8)
+    if k:
+        first = 8 * rem_off[:-1][row_of] + (np.arange(entries, dtype=np.int64) - starts[:-1][row_of]) * k
+        for bit in range(k):
+            bits[first + bit] = (gaps >> (k - 1 - bit)) & 1
+    return unary, unary_off, np.packbits(bits), rem_off
+
+
+@settings(max_examples=80)
+@given(st.lists(st.lists(st.integers(0, 2**40), max_size=12), max_size=30), st.integers(0, 56))
+def test_row_codes_match_the_former_bit_by_bit_builder(rows, k):
+    counts = np.array([len(row) for row in rows], dtype=np.int64)
+    gaps = np.array([gap for row in rows for gap in row], dtype=np.int64)
+    gaps = np.minimum(gaps, (1 << min(62, k + 4)) - 1)  # quotients of a few bits, as the Rice parameter keeps them
+    for mine, former in zip(_aligned_codes(counts, gaps, k), _former_aligned_codes(counts, gaps, k)):
+        assert mine.dtype == former.dtype and mine.tolist() == former.tolist()

@@ -813,29 +813,42 @@ def _row_gaps(counts: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
 def _aligned_codes(counts: np.ndarray, gaps: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row (``counts`` gaps each), its unary code and its k-bit remainder fields, each padded to a
-    byte: (unary bytes, unary row offsets, remainder bytes, remainder row offsets)."""
+    byte: (unary bytes, unary row offsets, remainder bytes, remainder row offsets).
+
+    Both streams are built with the rows back to back (no per-entry row lookups) and then spread to
+    their byte-aligned places in one masked copy (:func:`_padded_rows`)."""
     starts = _row_starts(counts)
-    entries, count = gaps.shape[0], counts.shape[0]
-    row_of = np.repeat(np.arange(count, dtype=np.int64), counts)
+    entries = gaps.shape[0]
     steps = np.zeros(entries + 1, dtype=np.int64)
-    np.cumsum((gaps >> k) + 1, out=steps[1:])
-    relative = steps[1:] - 1 - steps[starts[:-1]][row_of]  # a one ends each gap's unary code
+    np.cumsum((gaps >> k) + 1, out=steps[1:])  # a gap's unary code: gap >> k zeros, then a one
+    lengths = steps[starts[1:]] - steps[starts[:-1]]  # each row's code, in bits
+    stream = np.zeros(int(steps[-1]), dtype=np.uint8)
+    stream[steps[1:] - 1] = 1
     del steps
-    unary_len = np.zeros(count, dtype=np.int64)
-    chosen = counts > 0
-    unary_len[chosen] = (relative[starts[1:][chosen] - 1] >> 3) + 1
-    unary_off = _row_starts(unary_len)
-    bits = np.zeros(8 * int(unary_off[-1]), dtype=np.uint8)
-    bits[8 * unary_off[:-1][row_of] + relative] = 1
-    unary = np.packbits(bits)
-    del bits, relative
+    unary_off = _row_starts((lengths + 7) >> 3)
+    unary = _padded_rows(stream, lengths, unary_off)
+    del stream
     rem_off = _row_starts((counts * k + 7) >> 3)
-    bits = np.zeros(8 * int(rem_off[-1]), dtype=np.uint8)
-    if k:
-        first = 8 * rem_off[:-1][row_of] + (np.arange(entries, dtype=np.int64) - starts[:-1][row_of]) * k
-        for bit in range(k):
-            bits[first + bit] = (gaps >> (k - 1 - bit)) & 1
-    return unary, unary_off, np.packbits(bits), rem_off
+    if not k:
+        return unary, unary_off, np.zeros(0, dtype=np.uint8), rem_off
+    # each gap's low k bits, most significant first: one (entries x k) bit array
+    if k <= 8:  # a table of the k bits of each k-bit value, indexed by the gaps' low bits
+        table = np.unpackbits(np.arange(1 << k, dtype=np.uint8).reshape(-1, 1), axis=1)[:, 8 - k :].copy()
+        fields = np.take(table, (gaps & ((1 << k) - 1)).astype(np.uint8), axis=0)
+    else:
+        fields = np.stack([((gaps >> (k - 1 - bit)) & 1).astype(np.uint8) for bit in range(k)], axis=1)
+    return unary, unary_off, _padded_rows(fields.reshape(-1), counts * k, rem_off), rem_off
+
+
+def _padded_rows(stream: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Rows of bits (``stream``: 0/1 bytes, row after row, ``lengths`` bits each), each put at the start
+    of its byte range ``offsets[r]:offsets[r + 1]`` with zeros after it: the packed bytes."""
+    bits = np.zeros(8 * int(offsets[-1]), dtype=np.uint8)
+    data = np.ones(bits.shape[0], dtype=bool)
+    _, padding = _concatenated_ranges(8 * offsets[:-1] + lengths, 8 * offsets[1:])
+    data[padding] = False
+    bits[data] = stream
+    return np.packbits(bits)
 
 
 def _gather_ranges(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:

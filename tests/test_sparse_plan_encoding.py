@@ -24,6 +24,8 @@ from fedprivacy.secagg.rows import (
     _concatenated_ranges,
     _row_starts,
     _window_ranges,
+    rows_in_use,
+    sparse_row_peel,
 )
 
 
@@ -189,3 +191,62 @@ def test_row_codes_match_the_former_bit_by_bit_builder(rows, k):
     gaps = np.minimum(gaps, (1 << min(62, k + 4)) - 1)  # quotients of a few bits, as the Rice parameter keeps them
     for mine, former in zip(_aligned_codes(counts, gaps, k), _former_aligned_codes(counts, gaps, k)):
         assert mine.dtype == former.dtype and mine.tolist() == former.tolist()
+
+
+def _former_peel(chosen, ring, neighbours, min_partners):  # noqa: ANN001, ANN202
+    """The peel as it was before: every pass counts every pair's window with searches over all pairs."""
+    n, half = len(ring), neighbours // 2
+    position = {int(party): index for index, party in enumerate(ring)}
+    ring_array = np.asarray(ring, dtype=np.int64)
+    parties = [party for party in chosen if chosen[party].shape[0]]
+    if not parties:
+        return {party: np.zeros(0, dtype=np.uint64) for party in chosen}
+    union = np.unique(np.concatenate([chosen[party] for party in parties]))
+    keys = np.sort(np.concatenate([np.searchsorted(union, chosen[party]).astype(np.int64) * n + position[party]
+                                   for party in parties]))
+    while keys.shape[0]:
+        rows, where = np.divmod(keys, n)
+        count = -np.ones(keys.shape[0], dtype=np.int64)
+        for starts, ends in _window_ranges(keys, rows, where, n, half):
+            count += np.maximum(ends - starts, 0)
+        keep = count >= min_partners
+        if bool(keep.all()):
+            break
+        keys = keys[keep]
+    rows, where = np.divmod(keys, n)
+    owner = ring_array[where]
+    order = np.argsort(owner, kind="stable")
+    owner, rows = owner[order], union[rows[order]]
+    cuts = np.searchsorted(owner, np.array(sorted(chosen), dtype=np.int64))
+    ends = np.searchsorted(owner, np.array(sorted(chosen), dtype=np.int64), "right")
+    return {party: rows[start:end] for party, start, end in zip(sorted(chosen), cuts.tolist(), ends.tolist())}
+
+
+@settings(max_examples=60)
+@given(_sparse_plans(), st.integers(0, 12), st.booleans())
+def test_the_peel_keeps_what_the_former_peel_kept(case, need, given_union):
+    ring, k, union, chosen, _ = case
+    peeled = sparse_row_peel(chosen, ring, k, need, union=union if given_union else None)
+    former = _former_peel(chosen, ring, k, need)
+    assert list(peeled) == list(former)
+    for party, rows in former.items():
+        assert peeled[party].dtype == rows.dtype and peeled[party].tolist() == rows.tolist()
+    assert rows_in_use(peeled, union).tolist() == sorted({int(r) for rows in former.values() for r in rows})
+
+
+def test_the_peel_at_scale_matches_the_former_peel_for_each_need():
+    rng = np.random.default_rng(1402)
+    n, k = 120, 40
+    ring = rng.permutation(np.arange(1, n + 1)).tolist()
+    union = np.sort(rng.choice(2**50, 3000, replace=False)).astype(np.uint64)
+    chosen = {p: np.sort(rng.choice(union, int(rng.integers(0, 200)), replace=False)) for p in ring}
+    for need in (1, 2, 3, 5, 9, 12):  # nearest partners up to 8, window counts above
+        peeled, former = sparse_row_peel(chosen, ring, k, need), _former_peel(chosen, ring, k, need)
+        assert {p: rows.tolist() for p, rows in peeled.items()} == {p: rows.tolist() for p, rows in former.items()}
+        assert sum(rows.shape[0] for rows in former.values()) < sum(rows.shape[0] for rows in chosen.values())
+
+
+def test_the_peel_refuses_rows_outside_the_union_it_is_given():
+    chosen = {1: np.array([5, 9], dtype=np.uint64), 2: np.array([5], dtype=np.uint64)}
+    with pytest.raises(InvalidParameters, match="outside the union"):
+        sparse_row_peel(chosen, [1, 2, 3, 4], 2, 1, union=np.array([5, 7], dtype=np.uint64))

@@ -44,7 +44,7 @@ from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, sub_inplace, wor
 from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into, as_buffer
 from .params import MAX_CLIENTS
 
-__all__ = ["RowPlan", "ClientRowPlan", "row_keystream", "sparse_row_peel"]
+__all__ = ["RowPlan", "ClientRowPlan", "row_keystream", "rows_in_use", "sparse_row_peel"]
 
 _P61 = np.uint64(P61)
 _PLAN_TYPE = 8  # per peer, the positions of the rows both chose
@@ -985,8 +985,8 @@ class _RingWindow:
         missing = set(positions) - set(self.position)
         if missing:
             raise InvalidParameters(f"parties {sorted(missing)[:5]} of the plan are not on the graph's ring")
-        chunks = [where.astype(np.int64) * self.n + self.position[party] for party, where in positions.items()]
-        self.keys = np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
+        rows = max((int(where.max()) + 1 for where in positions.values() if where.size), default=0)
+        self.keys = _ring_keys(sorted((self.position[party], where) for party, where in positions.items()), rows, self.n)
         self._sum_indices: tuple[bytes, np.ndarray] | None = None
         # per ring position, its party's rank among the ring's ids (16 bits where they fit: numpy's
         # stable argsort is a radix sort there)
@@ -1113,34 +1113,153 @@ class _RingWindow:
         return columns, np.packbits(member).reshape(count, width // 8)
 
 
+_PEEL_SLICE = 1 << 16  # entries whose windows are counted at once (their searches stay in cache)
+
+
+def _window_counts(keys: np.ndarray, n: int, half: int) -> np.ndarray:
+    """Per entry of ``keys`` (sorted row x n + ring position, whole rows), how many other entries of its
+    row lie within ring distance ``half`` of it: in slices of entries, each searched only in the part
+    of ``keys`` its rows span (bounded temporaries, searches in cache-sized arrays)."""
+    counts = np.empty(keys.shape[0], dtype=np.int32)
+    for low in range(0, keys.shape[0], _PEEL_SLICE):
+        part = keys[low : low + _PEEL_SLICE]
+        rows, where = np.divmod(part, n)
+        span = keys[np.searchsorted(keys, rows[0] * n) : np.searchsorted(keys, (rows[-1] + 1) * n)]
+        total = np.full(part.shape[0], -1, dtype=np.int64)  # itself is in its own window
+        for starts, ends in _window_ranges(span, rows, where, n, half):
+            total += np.maximum(ends - starts, 0)
+        counts[low : low + part.shape[0]] = total
+    return counts
+
+
+_NEAREST_ONLY = 8  # up to this many partners needed, the peel looks at each pair's nearest ones only
+
+
+def _starved(keys: np.ndarray, n: int, half: int, need: int) -> np.ndarray:
+    """Per entry of ``keys`` (sorted row x n + ring position, whole rows): whether fewer than ``need``
+    other entries of its row lie within ring distance ``half`` of it.
+
+    For a small ``need`` only each entry's ``need`` nearest entries on either side (cyclically within
+    its row) are looked at: the b-th next entry is within reach only if the nearer ones are, and no
+    entry is within reach on both sides (2 half < n). O(need) passes, in slices of whole rows; a
+    larger ``need`` counts the windows with searches (:func:`_window_counts`)."""
+    if need > _NEAREST_ONLY:
+        return _window_counts(keys, n, half) < need
+    starved = np.zeros(keys.shape[0], dtype=bool)
+    if need <= 0:
+        return starved
+    low = 0
+    while low < keys.shape[0]:
+        high = min(keys.shape[0], low + _PEEL_SLICE)
+        high = int(np.searchsorted(keys, (keys[high - 1] // n + 1) * n))  # to the end of that row
+        rows, where = np.divmod(keys[low:high], n)
+        size = high - low
+        change = np.ones(size, dtype=bool)
+        np.not_equal(rows[1:], rows[:-1], out=change[1:])
+        firsts = np.flatnonzero(change)
+        row = np.cumsum(change) - 1
+        start = firsts[row]
+        length = np.diff(np.append(firsts, size))[row]
+        at = np.arange(size, dtype=np.int64) - start  # each entry's index in its row
+        found = np.zeros(size, dtype=np.int64)
+        for step in range(1, need + 1):
+            valid = step < length  # a row of length L has L - 1 other entries
+            after = where[start + (at + step) % length]
+            before = where[start + (at - step) % length]
+            found += valid & ((after - where) % n <= half)
+            found += valid & ((where - before) % n <= half)
+        starved[low:high] = found < need
+        low = high
+    return starved
+
+
+def _ring_keys(entries: list[tuple[int, np.ndarray]], rows: int, n: int) -> np.ndarray:
+    """The sorted keys row x n + ring position of each (ring position, its rows' positions) in
+    ``entries`` (increasing ring positions, distinct rows each): a counting sort by row -- the parties
+    taken in ring order leave each row's entries in ring order -- O(entries), no sort."""
+    counts = np.zeros(rows, dtype=np.int64)
+    for _, where in entries:
+        counts[where] += 1
+    cursor = np.zeros(rows, dtype=np.int64)
+    np.cumsum(counts[:-1], out=cursor[1:])
+    keys = np.empty(int(counts.sum()), dtype=np.int64)
+    del counts
+    for at, where in entries:
+        keys[cursor[where]] = where * n + at
+        cursor[where] += 1
+    return keys
+
+
 def sparse_row_peel(chosen: Mapping[int, np.ndarray], ring: Sequence[int], neighbours: int,
-                    min_partners: int) -> dict[int, np.ndarray]:
+                    min_partners: int, union: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """Each party's rows that it can upload on a sparse graph: a (party, row) pair is kept while the
     party has at least ``min_partners`` ring neighbours (distance <= k/2) that chose and kept the row;
     dropping a pair can starve another, so the rule runs to its fixed point (the largest such set).
-    ``chosen``: party -> sorted row ids. Vectorised over all pairs: O(E log E) per pass, E pairs."""
+    ``chosen``: party -> sorted row ids; ``union``: sorted distinct row ids holding all of them, if
+    the caller has them (found here otherwise).
+
+    The pairs are one sorted array of union position x n + ring position (8 bytes a pair, built by
+    :func:`_ring_keys`); the first pass checks every pair (:func:`_starved`: its nearest partners
+    for a small ``min_partners``), later passes only the rows that lost a pair. The answer is slices
+    of one array."""
     n, half = len(ring), neighbours // 2
     position = {int(party): index for index, party in enumerate(ring)}
-    ring_array = np.asarray(ring, dtype=np.int64)
     parties = [party for party in chosen if chosen[party].shape[0]]
     if not parties:
         return {party: np.zeros(0, dtype=np.uint64) for party in chosen}
-    union = np.unique(np.concatenate([chosen[party] for party in parties]))
-    keys = np.sort(np.concatenate([np.searchsorted(union, chosen[party]).astype(np.int64) * n + position[party]
-                                   for party in parties]))
-    while keys.shape[0]:
-        rows, where = np.divmod(keys, n)
-        count = -np.ones(keys.shape[0], dtype=np.int64)  # itself is in its own window
-        for starts, ends in _window_ranges(keys, rows, where, n, half):
-            count += np.maximum(ends - starts, 0)
-        keep = count >= min_partners
-        if bool(keep.all()):
+    if union is None:  # sorted in place, repeats dropped (numpy's unique hashes: slower here)
+        every = np.concatenate([np.asarray(chosen[party], dtype=np.uint64) for party in parties])
+        every.sort()
+        distinct = np.ones(every.shape[0], dtype=bool)
+        np.not_equal(every[1:], every[:-1], out=distinct[1:])
+        union = every[distinct]
+        del every, distinct
+    union = np.asarray(union, dtype=np.uint64)
+    entries = []
+    for at, party in sorted((position[party], party) for party in parties):
+        where = np.searchsorted(union, chosen[party])
+        if not _positions_of(union, np.asarray(chosen[party], dtype=np.uint64), where):
+            raise InvalidParameters(f"party {party} chose rows outside the union")
+        entries.append((at, where))
+    keys = _ring_keys(entries, union.shape[0], n)
+    del entries
+    check, index = keys, None  # the entries counted in this pass (whole rows), and where they sit in keys
+    while True:
+        starved = np.flatnonzero(_starved(check, n, half, min_partners))
+        if not starved.size:
             break
+        dirty = np.unique(check[starved] // n)  # the rows that lose a pair
+        keep = np.ones(keys.shape[0], dtype=bool)
+        keep[starved if index is None else index[starved]] = False
         keys = keys[keep]
-    rows, where = np.divmod(keys, n)
-    owner = ring_array[where]
-    order = np.argsort(owner, kind="stable")  # rows stay increasing within each party
-    owner, rows = owner[order], union[rows[order]]
-    cuts = np.searchsorted(owner, np.array(sorted(chosen), dtype=np.int64))
-    ends = np.searchsorted(owner, np.array(sorted(chosen), dtype=np.int64), "right")
-    return {party: rows[start:end] for party, start, end in zip(sorted(chosen), cuts.tolist(), ends.tolist())}
+        del keep, check
+        _, index = _concatenated_ranges(np.searchsorted(keys, dirty * n), np.searchsorted(keys, (dirty + 1) * n))
+        check = keys[index]
+        if not check.shape[0]:
+            break
+    del check, index
+    ring_at = keys % n
+    # grouped by ring position, rows increasing within each (a stable sort; radix for 16-bit values)
+    order = np.argsort(ring_at.astype(np.uint16) if n <= 1 << 16 else ring_at, kind="stable")
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ring_at, minlength=n), out=offsets[1:])
+    del ring_at
+    rows = np.empty(keys.shape[0], dtype=np.uint64)
+    for low in range(0, keys.shape[0], _PEEL_SLICE * 16):  # bounded temporaries
+        rows[low : low + _PEEL_SLICE * 16] = union[keys[order[low : low + _PEEL_SLICE * 16]] // n]
+    del order, keys
+    bounds = offsets.tolist()
+    kept: dict[int, np.ndarray] = {}
+    for party in sorted(chosen):
+        at = position.get(int(party))
+        kept[party] = rows[bounds[at] : bounds[at + 1]] if at is not None else rows[:0]
+    return kept
+
+
+def rows_in_use(chosen: Mapping[int, np.ndarray], union: np.ndarray) -> np.ndarray:
+    """The rows of ``union`` (sorted, distinct) that some party in ``chosen`` chose (each party's rows
+    sorted, all within ``union``): one search per party's rows, no sort of all of them."""
+    used = np.zeros(union.shape[0], dtype=bool)
+    for rows in chosen.values():
+        used[np.searchsorted(union, rows)] = True
+    return union[used]

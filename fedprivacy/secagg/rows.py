@@ -571,7 +571,7 @@ class RowPlan:
         self._parties = np.array(sorted(parties), dtype=np.int64)
         self._bits: np.ndarray | None = None  # per union row, a packed bitmap over _parties (built once)
         self._compact: dict[bytes, Any] = {}  # per party list (and Rice parameter): the union rows' codes
-        self._indices: tuple[bytes, np.ndarray, np.ndarray] | None = None  # sparse: the rows' chooser indices
+        self._indices: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # sparse: the rows' chooser indices
         # A sparse graph (ring order and k < n - 1): a chooser masks a row with its neighbours that
         # chose it, and with nobody else (protocols/submodel/spec.md, "Sparse rows").
         self._window: _RingWindow | None = None
@@ -647,12 +647,24 @@ class RowPlan:
             self._compact[key] = table
         return table
 
+    def _sparse_sharing(self, party: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """On a sparse graph, :meth:`_RingWindow.sharing` for ``party``: from the rows' chooser lists
+        over the plan's parties or from its pairs, whichever :func:`_filter_cheaper` expects to cost
+        less (same answer)."""
+        window, where = self._window, self._positions[party]
+        assert window is not None
+        starts, index = self._chooser_indices(self._parties)  # type: ignore[misc]  # the plan's own parties
+        listed = int((starts[where + 1] - starts[where]).sum())
+        if _filter_cheaper(listed, where.shape[0], 2 * window.half + 1, window.n):
+            return window.sharing_filtered(party, where, self._parties, starts, index)
+        return window.sharing(party, where)
+
     def _chooser_indices(self, parties: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Per union row, where its choosers start and (grouped by row, increasing within each) their
         indices in ``parties`` (built once per party list, 2 or 4 bytes an entry); None where a party
         of the plan is not a party of the sum (the per-pair path then names the partner outside)."""
         key = parties.tobytes()
-        if self._indices is None or self._indices[0] != key:
+        if key not in self._indices:
             where = np.searchsorted(parties, self._parties)
             if self._parties.size and (int(where.max()) >= parties.shape[0]
                                        or not np.array_equal(parties[where], self._parties)):
@@ -665,8 +677,10 @@ class RowPlan:
                 rows = self._positions[party]
                 index[cursor[rows]] = column
                 cursor[rows] += 1
-            self._indices = (key, starts, index)
-        return self._indices[1], self._indices[2]
+            if len(self._indices) > 1:  # the plan's own parties and the sum's (usually the same list)
+                self._indices.pop(next(iter(self._indices)))
+            self._indices[key] = (starts, index)
+        return self._indices[key]
 
     def _compact_client(self, party: int, parties: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """A party's compact plan: per row the chooser counts, the Rice parameter, the unary codes and
@@ -708,7 +722,7 @@ class RowPlan:
         if party not in self._positions:
             return np.zeros(0, dtype=np.int64)
         if self._window is not None:
-            return self._window.sharing(party, self._positions[party])[0]
+            return self._sparse_sharing(party)[0]
         columns, _ = self._client_bits(party)
         return columns[columns != party]
 
@@ -717,7 +731,7 @@ class RowPlan:
         peer: positions among ``party``'s rows, or in the union with ``in_union``."""
         where = self._positions[party]
         if self._window is not None:  # from the party's pairs: no bitmap
-            peers, offsets, positions = self._window.sharing(party, where)
+            peers, offsets, positions = self._sparse_sharing(party)
             if in_union:
                 positions = np.take(where.astype(np.int64), positions)
             bounds = offsets.tolist()
@@ -1062,23 +1076,48 @@ class _RingWindow:
         unary, _, remainders, _ = _aligned_codes(counts, _row_gaps(counts, keys), k)
         return counts, k, unary, remainders
 
+    def _filtered(self, party: int, where: np.ndarray, parties: np.ndarray, starts: np.ndarray,
+                  index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The party's rows' chooser lists (``starts``, ``index``: per union row, its choosers' increasing
+        indices in ``parties``) gathered, and which of their entries lie on its window (itself
+        included): (gathered indices, kept entries' places in them, each row's start among them)."""
+        n, half, own = self.n, self.half, self.position[party]
+        rows = where.astype(np.int64)
+        inside = np.zeros(parties.shape[0], dtype=bool)  # per index in ``parties``: on the window
+        window = self.sum_indices(parties)[(own + np.arange(-half, half + 1, dtype=np.int64)) % n]
+        inside[window[window >= 0]] = True  # (a ring party outside ``parties`` chose nothing: in no list)
+        gathered = _gather_ranges(index, starts, rows)
+        kept = np.flatnonzero(np.take(inside, gathered))
+        bounds = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+        np.cumsum(starts[rows + 1] - starts[rows], out=bounds[1:])
+        return gathered, kept, bounds
+
+    def sharing_filtered(self, party: int, where: np.ndarray, parties: np.ndarray, starts: np.ndarray,
+                         index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`sharing` from the rows' chooser lists over ``parties`` (every party of the plan among
+        them): the window's entries of its rows' lists, grouped by partner with a stable (radix) sort
+        of their indices -- rows stay increasing within each. Cost: the choosers of its rows."""
+        gathered, kept, bounds = self._filtered(party, where, parties, starts, index)
+        row = np.searchsorted(bounds, kept, "right") - 1  # each kept entry's row among the party's rows
+        peer_index = np.take(gathered, kept)
+        del gathered, kept
+        others = peer_index != np.searchsorted(parties, party)
+        peer_index, row = peer_index[others], row[others]
+        order = np.argsort(peer_index, kind="stable")
+        peer_index, positions = peer_index[order], row[order]
+        firsts = np.flatnonzero(np.diff(peer_index)) + 1
+        firsts = np.concatenate([np.zeros(min(1, peer_index.shape[0]), dtype=np.int64), firsts])
+        offsets = np.concatenate([firsts, [peer_index.shape[0]]]).astype(np.int64)
+        return parties[peer_index[firsts]].astype(np.int64), offsets, positions
+
     def compact_filtered(self, party: int, where: np.ndarray, parties: np.ndarray, starts: np.ndarray,
                          index: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """:meth:`compact` from the rows' chooser lists (``starts``, ``index``: per union row its
         choosers' increasing indices in ``parties``): the party's rows' lists gathered and the entries
         in its window kept, already in order -- no search per row, no sort. The cost follows the
         choosers of its rows, about n / (k + 1) times its pairs (used where that is small)."""
-        n, half, own = self.n, self.half, self.position[party]
         size, count = parties.shape[0], where.shape[0]
-        rows = where.astype(np.int64)
-        inside = np.zeros(size, dtype=bool)  # per index in the sum: on the party's window (itself too)
-        window = self.sum_indices(parties)[(own + np.arange(-half, half + 1, dtype=np.int64)) % n]
-        inside[window[window >= 0]] = True  # (a ring party outside the sum chose nothing: not in the lists)
-        ends = starts[rows + 1]
-        gathered = _gather_ranges(index, starts, rows)
-        kept = np.flatnonzero(np.take(inside, gathered))
-        bounds = np.zeros(count + 1, dtype=np.int64)
-        np.cumsum(ends - starts[rows], out=bounds[1:])
+        gathered, kept, bounds = self._filtered(party, where, parties, starts, index)
         counts = np.diff(np.searchsorted(kept, bounds))
         indices = np.take(gathered, kept).astype(np.int64)
         del gathered, kept

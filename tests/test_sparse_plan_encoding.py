@@ -103,6 +103,12 @@ def _check_plan_once(ring: list[int], k: int, union: np.ndarray, chosen: dict[in
         assert decoded.rows.tolist() == rows.tolist()
         assert [(peer, positions.tolist()) for peer, positions in decoded.sharing()] == expected
         assert ClientRowPlan.decode(mine.encode()).encode(members) == data
+    fresh = RowPlan(union, width, chosen, ring=ring, neighbours=k)  # the sum's lists built first, then shared
+    for party, rows in chosen.items():
+        assert fresh.for_client(party).encode(members) == ClientRowPlan(party, width, rows, reference[party]).encode(members)
+    for party, rows in chosen.items():
+        assert [(peer, positions.tolist()) for peer, positions in fresh._shared_positions(party)] == [
+            (peer, np.searchsorted(rows, common).tolist()) for peer, common in reference[party].items()]
 
 
 @st.composite

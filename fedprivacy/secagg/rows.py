@@ -571,7 +571,8 @@ class RowPlan:
         self._parties = np.array(sorted(parties), dtype=np.int64)
         self._bits: np.ndarray | None = None  # per union row, a packed bitmap over _parties (built once)
         self._compact: dict[bytes, Any] = {}  # per party list (and Rice parameter): the union rows' codes
-        self._indices: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}  # sparse: the rows' chooser indices
+        # sparse: per party list, the rows' chooser indices in it
+        self._indices: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         # A sparse graph (ring order and k < n - 1): a chooser masks a row with its neighbours that
         # chose it, and with nobody else (protocols/submodel/spec.md, "Sparse rows").
         self._window: _RingWindow | None = None
@@ -653,10 +654,12 @@ class RowPlan:
         less (same answer)."""
         window, where = self._window, self._positions[party]
         assert window is not None
-        starts, index = self._chooser_indices(self._parties)  # type: ignore[misc]  # the plan's own parties
+        # any party list's table will do (each holds every party of the plan): the sum's, if built
+        parties = self._indices[next(iter(self._indices))][0] if self._indices else self._parties
+        starts, index = self._chooser_indices(parties)  # type: ignore[misc]
         listed = int((starts[where + 1] - starts[where]).sum())
         if _filter_cheaper(listed, where.shape[0], 2 * window.half + 1, window.n):
-            return window.sharing_filtered(party, where, self._parties, starts, index)
+            return window.sharing_filtered(party, where, parties, starts, index)
         return window.sharing(party, where)
 
     def _chooser_indices(self, parties: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -679,8 +682,8 @@ class RowPlan:
                 cursor[rows] += 1
             if len(self._indices) > 1:  # the plan's own parties and the sum's (usually the same list)
                 self._indices.pop(next(iter(self._indices)))
-            self._indices[key] = (starts, index)
-        return self._indices[key]
+            self._indices[key] = (parties, starts, index)
+        return self._indices[key][1:]
 
     def _compact_client(self, party: int, parties: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """A party's compact plan: per row the chooser counts, the Rice parameter, the unary codes and

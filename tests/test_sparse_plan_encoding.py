@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fedprivacy.errors import InvalidParameters
 from fedprivacy.secagg import rows as rows_module
@@ -112,7 +111,7 @@ def _check_plan_once(ring: list[int], k: int, union: np.ndarray, chosen: dict[in
 
 
 @st.composite
-def _sparse_plans(draw):  # noqa: ANN001, ANN202
+def _sparse_plans(draw):
     n = draw(st.integers(4, 14))
     k = draw(st.integers(2, n - 2))  # k = n - 2 included; odd k acts as k - 1 (distance <= k // 2)
     ids = draw(st.lists(st.integers(1, 2**32 - 1), min_size=n, max_size=n, unique=True))
@@ -165,7 +164,7 @@ def test_a_sparse_compact_plan_names_the_first_partner_outside_the_sum():
     assert plan.for_client(2).encode([2, 3, 6]) == ClientRowPlan(2, 2, union, {3: union, 6: union}).encode([2, 3, 6])
 
 
-def _former_aligned_codes(counts: np.ndarray, gaps: np.ndarray, k: int):  # noqa: ANN202
+def _former_aligned_codes(counts: np.ndarray, gaps: np.ndarray, k: int):
     """The compact form's per-row codes as they were built before (bit by bit, per entry's row)."""
     starts = _row_starts(counts)
     entries, count = gaps.shape[0], counts.shape[0]
@@ -199,7 +198,7 @@ def test_row_codes_match_the_former_bit_by_bit_builder(rows, k):
         assert mine.dtype == former.dtype and mine.tolist() == former.tolist()
 
 
-def _former_peel(chosen, ring, neighbours, min_partners):  # noqa: ANN001, ANN202
+def _former_peel(chosen, ring, neighbours, min_partners):
     """The peel as it was before: every pass counts every pair's window with searches over all pairs."""
     n, half = len(ring), neighbours // 2
     position = {int(party): index for index, party in enumerate(ring)}

@@ -693,12 +693,11 @@ class RowPlan:
         partner) pairs, whichever :func:`_filter_cheaper` expects to cost less (same bytes)."""
         if self._window is not None:
             window, where = self._window, self._positions[party]
-            table = self._chooser_indices(parties)
-            if table is not None:
-                starts = table[0]
-                listed = int((starts[where + 1] - starts[where]).sum())  # the choosers of its rows
+            lists = self._chooser_indices(parties)
+            if lists is not None:
+                listed = int((lists[0][where + 1] - lists[0][where]).sum())  # the choosers of its rows
                 if _filter_cheaper(listed, where.shape[0], 2 * window.half + 1, window.n):
-                    return window.compact_filtered(party, where, parties, *table)
+                    return window.compact_filtered(party, where, parties, *lists)
             return window.compact(party, where, parties)
         starts, table = self._chooser_table(parties)
         rows = self._positions[party]
@@ -992,7 +991,13 @@ class _RingWindow:
 
     The plan's (row, chooser) pairs are kept as one sorted array of row position x n + ring position,
     so a chooser's partners on a row are one or two contiguous runs of it (k <= n - 2: at most one
-    side wraps around the ring)."""
+    side wraps around the ring).
+
+    A party's part of the plan is derived on demand, at a cost that follows its own entries, never
+    rows x partners: either from its (row, partner) pairs found by searching those runs
+    (:meth:`pairs`, then a sort), or by keeping the window's entries of its rows' chooser lists in the
+    sum's order (:meth:`compact_filtered`, :meth:`sharing_filtered`; ``RowPlan`` picks the one
+    expected to cost less, :func:`_filter_cheaper`). Both give the same bytes."""
 
     def __init__(self, ring: Sequence[int], neighbours: int, positions: Mapping[int, np.ndarray]) -> None:
         self.n = len(ring)
@@ -1293,8 +1298,8 @@ def sparse_row_peel(chosen: Mapping[int, np.ndarray], ring: Sequence[int], neigh
     bounds = offsets.tolist()
     kept: dict[int, np.ndarray] = {}
     for party in sorted(chosen):
-        at = position.get(int(party))
-        kept[party] = rows[bounds[at] : bounds[at + 1]] if at is not None else rows[:0]
+        slot = position.get(int(party))
+        kept[party] = rows[bounds[slot] : bounds[slot + 1]] if slot is not None else rows[:0]
     return kept
 
 

@@ -1007,13 +1007,24 @@ class _RingWindow:
         missing = set(positions) - set(self.position)
         if missing:
             raise InvalidParameters(f"parties {sorted(missing)[:5]} of the plan are not on the graph's ring")
-        rows = max((int(where.max()) + 1 for where in positions.values() if where.size), default=0)
-        self.keys = _ring_keys(sorted((self.position[party], where) for party, where in positions.items()), rows, self.n)
+        self._positions = positions  # the plan's own (not copied)
+        self._keys: np.ndarray | None = None
         self._sum_indices: tuple[bytes, np.ndarray] | None = None
         # per ring position, its party's rank among the ring's ids (16 bits where they fit: numpy's
         # stable argsort is a radix sort there)
         self._ids = np.sort(self.ring)
         self._rank = np.searchsorted(self._ids, self.ring).astype(np.uint16 if self.n <= 1 << 16 else np.int64)
+
+    @property
+    def keys(self) -> np.ndarray:
+        """The sorted pairs (8 bytes each), built when first searched: a plan whose parts all come from
+        the chooser lists (:meth:`compact_filtered`, :meth:`sharing_filtered`) never holds them."""
+        if self._keys is None:
+            positions = self._positions
+            rows = max((int(where.max()) + 1 for where in positions.values() if where.size), default=0)
+            self._keys = _ring_keys(sorted((self.position[party], where) for party, where in positions.items()),
+                                    rows, self.n)
+        return self._keys
 
     def pairs(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The party's (row, partner) pairs: for each, the row's index among the party's rows (``where``,

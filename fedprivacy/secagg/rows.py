@@ -44,7 +44,7 @@ from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, sub_inplace, wor
 from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into, as_buffer
 from .params import MAX_CLIENTS
 
-__all__ = ["RowPlan", "ClientRowPlan", "row_keystream", "sparse_row_peel"]
+__all__ = ["RowPlan", "ClientRowPlan", "row_keystream", "rows_in_use", "sparse_row_peel"]
 
 _P61 = np.uint64(P61)
 _PLAN_TYPE = 8  # per peer, the positions of the rows both chose
@@ -53,6 +53,16 @@ _PLAN_COMPACT_TYPE = 18  # per row, Rice-coded chooser indices into the sum's pa
 MAX_ROWS = 1 << 28
 _POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.int64)
 _BATCH_ROWS = 4096  # rows of keystream a batch of small pair masks expands at once (reused buffers)
+# Relative costs of the two ways to a party's compact form on a sparse graph (measured, numpy 2.4 on
+# x86-64, n = 300 to 10,000): filtering its rows' chooser lists ~7 ns per listed chooser; from its pairs
+# ~2 us per row (four searches in the plan's pairs) + ~65 ns per pair (gathers and a sort).
+_FILTER_ENTRY, _PAIRS_ROW, _PAIRS_PAIR = 7, 2000, 65
+
+
+def _filter_cheaper(listed: int, rows: int, window: int, ring: int) -> bool:
+    """Whether filtering ``listed`` chooser entries beats searching ``rows`` rows and sorting their
+    pairs, expected to be ``listed`` x window / ring (the window's share of the ring)."""
+    return _FILTER_ENTRY * listed * ring <= _PAIRS_ROW * rows * ring + _PAIRS_PAIR * listed * window
 _SMALL_MASK_ROWS = 16  # masks over fewer rows are batched (measured: batching loses above ~30 rows)
 
 
@@ -328,8 +338,10 @@ class ClientRowPlan:
             if members.shape[0] > 1 and not bool(np.all(members[1:] > members[:-1])):
                 members = np.unique(members)
             return self._encode_compact(members)
-        columns, bits = self._columns_and_bits()
         count = self.rows.shape[0]
+        if self._source is not None and self._source[0]._window is not None:
+            return self._encode_sparse_source(count)
+        columns, bits = self._columns_and_bits()
         entries = int(np.take(_POPCOUNT, bits).sum()) - count  # (peer, row) pairs, itself left out
         writer = Writer(ProtocolCode.SECAGG, _PLAN_TYPE if not _bitmap_shorter(count, columns.shape[0], entries)
                         else _PLAN_BITMAP_TYPE)
@@ -344,15 +356,42 @@ class ClientRowPlan:
             writer.u32(peer).u32(positions.shape[0]).fixed(positions.astype(">u4").tobytes(), 4 * positions.shape[0])
         return writer.finish()
 
+    def _encode_sparse_source(self, count: int) -> bytes:
+        """The positions or bitmap form of a server plan's party on a sparse graph: the form is chosen
+        from the pair count first, and the bitmap is built only where it is the shorter one."""
+        plan, party = self._source  # type: ignore[misc]
+        window, where = plan._window, plan.positions(party)
+        assert window is not None
+        pairs = window.pairs(party, where)
+        peers, offsets, positions = window.sharing(party, where, pairs)
+        bitmap = _bitmap_shorter(count, peers.shape[0] + 1, positions.shape[0])
+        writer = Writer(ProtocolCode.SECAGG, _PLAN_BITMAP_TYPE if bitmap else _PLAN_TYPE)
+        writer.u32(self.party_id).u32(self.width)
+        writer.u32(count).fixed(self.rows.astype(">u8").tobytes(), 8 * count)
+        if bitmap:
+            columns, bits = window.client_bits(party, where, pairs)
+            writer.u32(columns.shape[0]).fixed(columns.astype(">u4").tobytes(), 4 * columns.shape[0])
+            return writer.fixed(bits.tobytes(), bits.size).finish()
+        # per peer: its id, its count and its positions, as one array of big-endian u32 words
+        sizes = np.diff(offsets)
+        words = np.empty(2 * peers.shape[0] + positions.shape[0], dtype=">u4")
+        heads = offsets[:-1] + 2 * np.arange(peers.shape[0], dtype=np.int64)
+        words[heads], words[heads + 1] = peers, sizes
+        body = np.ones(words.shape[0], dtype=bool)
+        body[heads], body[heads + 1] = False, False
+        words[body] = positions
+        writer.u32(peers.shape[0])
+        return writer.fixed(words.tobytes(), 4 * words.shape[0]).finish()
+
     def _encode_compact(self, parties: np.ndarray) -> bytes:
         own = int(np.searchsorted(parties, self.party_id))
         if own >= parties.shape[0] or int(parties[own]) != self.party_id:
             raise InvalidParameters("the plan's party is not a party of the sum")
         writer = Writer(ProtocolCode.SECAGG, _PLAN_COMPACT_TYPE).u32(self.party_id).u32(self.width)
         count = self.rows.shape[0]
-        if self._source is not None and self._source[0]._window is None:
+        if self._source is not None:
             # Full graph: a row's choosers are the same list for each of them (codes built once per row).
-            # On a sparse graph each chooser's list is its own neighbours on that row (the loop below).
+            # On a sparse graph each chooser's list is its own neighbours on that row (from its pairs).
             plan, party = self._source
             counts, k, unary, remainders = plan._compact_client(party, parties)
             return _write_compact(writer, self.rows, counts, k, unary, remainders)
@@ -532,6 +571,8 @@ class RowPlan:
         self._parties = np.array(sorted(parties), dtype=np.int64)
         self._bits: np.ndarray | None = None  # per union row, a packed bitmap over _parties (built once)
         self._compact: dict[bytes, Any] = {}  # per party list (and Rice parameter): the union rows' codes
+        # sparse: per party list, the rows' chooser indices in it
+        self._indices: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         # A sparse graph (ring order and k < n - 1): a chooser masks a row with its neighbours that
         # chose it, and with nobody else (protocols/submodel/spec.md, "Sparse rows").
         self._window: _RingWindow | None = None
@@ -607,10 +648,57 @@ class RowPlan:
             self._compact[key] = table
         return table
 
+    def _sparse_sharing(self, party: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """On a sparse graph, :meth:`_RingWindow.sharing` for ``party``: from the rows' chooser lists
+        over the plan's parties or from its pairs, whichever :func:`_filter_cheaper` expects to cost
+        less (same answer)."""
+        window, where = self._window, self._positions[party]
+        assert window is not None
+        # any party list's table will do (each holds every party of the plan): the sum's, if built
+        parties = self._indices[next(iter(self._indices))][0] if self._indices else self._parties
+        starts, index = self._chooser_indices(parties)  # type: ignore[misc]
+        listed = int((starts[where + 1] - starts[where]).sum())
+        if _filter_cheaper(listed, where.shape[0], 2 * window.half + 1, window.n):
+            return window.sharing_filtered(party, where, parties, starts, index)
+        return window.sharing(party, where)
+
+    def _chooser_indices(self, parties: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per union row, where its choosers start and (grouped by row, increasing within each) their
+        indices in ``parties`` (built once per party list, 2 or 4 bytes an entry); None where a party
+        of the plan is not a party of the sum (the per-pair path then names the partner outside)."""
+        key = parties.tobytes()
+        if key not in self._indices:
+            where = np.searchsorted(parties, self._parties)
+            if self._parties.size and (int(where.max()) >= parties.shape[0]
+                                       or not np.array_equal(parties[where], self._parties)):
+                return None
+            counts = self.choosers()
+            starts = _row_starts(counts)
+            cursor = starts[:-1].copy()
+            index = np.empty(int(starts[-1]), dtype=np.uint16 if parties.shape[0] <= 1 << 16 else np.uint32)
+            for column, party in zip(where.tolist(), self._parties.tolist()):  # parties in increasing order
+                rows = self._positions[party]
+                index[cursor[rows]] = column
+                cursor[rows] += 1
+            if len(self._indices) > 1:  # the plan's own parties and the sum's (usually the same list)
+                self._indices.pop(next(iter(self._indices)))
+            self._indices[key] = (parties, starts, index)
+        return self._indices[key][1:]
+
     def _compact_client(self, party: int, parties: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
         """A party's compact plan: per row the chooser counts, the Rice parameter, the unary codes and
-        the remainder fields -- byte ranges of the union rows' codes (encoded once per parameter, in
-        slices of rows so that no temporary holds every entry)."""
+        the remainder fields -- on the full graph byte ranges of the union rows' codes (encoded once
+        per parameter, in slices of rows so that no temporary holds every entry); on a sparse graph
+        encoded by keeping the window's entries of its rows' chooser lists or from its own (row,
+        partner) pairs, whichever :func:`_filter_cheaper` expects to cost less (same bytes)."""
+        if self._window is not None:
+            window, where = self._window, self._positions[party]
+            lists = self._chooser_indices(parties)
+            if lists is not None:
+                listed = int((lists[0][where + 1] - lists[0][where]).sum())  # the choosers of its rows
+                if _filter_cheaper(listed, where.shape[0], 2 * window.half + 1, window.n):
+                    return window.compact_filtered(party, where, parties, *lists)
+            return window.compact(party, where, parties)
         starts, table = self._chooser_table(parties)
         rows = self._positions[party]
         counts = starts[rows + 1] - starts[rows]
@@ -635,14 +723,24 @@ class RowPlan:
         """The other parties that share at least one row with ``party`` (increasing)."""
         if party not in self._positions:
             return np.zeros(0, dtype=np.int64)
+        if self._window is not None:
+            return self._sparse_sharing(party)[0]
         columns, _ = self._client_bits(party)
         return columns[columns != party]
 
     def _shared_positions(self, party: int, in_union: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """(peer, positions of the rows both chose) for every other party sharing a row, by increasing
         peer: positions among ``party``'s rows, or in the union with ``in_union``."""
-        columns, bits = self._client_bits(party)
         where = self._positions[party]
+        if self._window is not None:  # from the party's pairs: no bitmap
+            peers, offsets, positions = self._sparse_sharing(party)
+            if in_union:
+                positions = np.take(where.astype(np.int64), positions)
+            bounds = offsets.tolist()
+            for index, peer in enumerate(peers.tolist()):
+                yield peer, positions[bounds[index] : bounds[index + 1]]
+            return
+        columns, bits = self._client_bits(party)
         for peer, positions in _sharing_from_bits(party, columns, bits, np.int64):
             yield peer, (np.take(where, positions) if in_union else positions)
 
@@ -731,29 +829,42 @@ def _row_gaps(counts: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
 def _aligned_codes(counts: np.ndarray, gaps: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per row (``counts`` gaps each), its unary code and its k-bit remainder fields, each padded to a
-    byte: (unary bytes, unary row offsets, remainder bytes, remainder row offsets)."""
+    byte: (unary bytes, unary row offsets, remainder bytes, remainder row offsets).
+
+    Both streams are built with the rows back to back (no per-entry row lookups) and then spread to
+    their byte-aligned places in one masked copy (:func:`_padded_rows`)."""
     starts = _row_starts(counts)
-    entries, count = gaps.shape[0], counts.shape[0]
-    row_of = np.repeat(np.arange(count, dtype=np.int64), counts)
+    entries = gaps.shape[0]
     steps = np.zeros(entries + 1, dtype=np.int64)
-    np.cumsum((gaps >> k) + 1, out=steps[1:])
-    relative = steps[1:] - 1 - steps[starts[:-1]][row_of]  # a one ends each gap's unary code
+    np.cumsum((gaps >> k) + 1, out=steps[1:])  # a gap's unary code: gap >> k zeros, then a one
+    lengths = steps[starts[1:]] - steps[starts[:-1]]  # each row's code, in bits
+    stream = np.zeros(int(steps[-1]), dtype=np.uint8)
+    stream[steps[1:] - 1] = 1
     del steps
-    unary_len = np.zeros(count, dtype=np.int64)
-    chosen = counts > 0
-    unary_len[chosen] = (relative[starts[1:][chosen] - 1] >> 3) + 1
-    unary_off = _row_starts(unary_len)
-    bits = np.zeros(8 * int(unary_off[-1]), dtype=np.uint8)
-    bits[8 * unary_off[:-1][row_of] + relative] = 1
-    unary = np.packbits(bits)
-    del bits, relative
+    unary_off = _row_starts((lengths + 7) >> 3)
+    unary = _padded_rows(stream, lengths, unary_off)
+    del stream
     rem_off = _row_starts((counts * k + 7) >> 3)
-    bits = np.zeros(8 * int(rem_off[-1]), dtype=np.uint8)
-    if k:
-        first = 8 * rem_off[:-1][row_of] + (np.arange(entries, dtype=np.int64) - starts[:-1][row_of]) * k
-        for bit in range(k):
-            bits[first + bit] = (gaps >> (k - 1 - bit)) & 1
-    return unary, unary_off, np.packbits(bits), rem_off
+    if not k:
+        return unary, unary_off, np.zeros(0, dtype=np.uint8), rem_off
+    # each gap's low k bits, most significant first: one (entries x k) bit array
+    if k <= 8:  # a table of the k bits of each k-bit value, indexed by the gaps' low bits
+        table = np.unpackbits(np.arange(1 << k, dtype=np.uint8).reshape(-1, 1), axis=1)[:, 8 - k :].copy()
+        fields = np.take(table, (gaps & ((1 << k) - 1)).astype(np.uint8), axis=0)
+    else:
+        fields = np.stack([((gaps >> (k - 1 - bit)) & 1).astype(np.uint8) for bit in range(k)], axis=1)
+    return unary, unary_off, _padded_rows(fields.reshape(-1), counts * k, rem_off), rem_off
+
+
+def _padded_rows(stream: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Rows of bits (``stream``: 0/1 bytes, row after row, ``lengths`` bits each), each put at the start
+    of its byte range ``offsets[r]:offsets[r + 1]`` with zeros after it: the packed bytes."""
+    bits = np.zeros(8 * int(offsets[-1]), dtype=np.uint8)
+    data = np.ones(bits.shape[0], dtype=bool)
+    _, padding = _concatenated_ranges(8 * offsets[:-1] + lengths, 8 * offsets[1:])
+    data[padding] = False
+    bits[data] = stream
+    return np.packbits(bits)
 
 
 def _gather_ranges(data: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -880,7 +991,13 @@ class _RingWindow:
 
     The plan's (row, chooser) pairs are kept as one sorted array of row position x n + ring position,
     so a chooser's partners on a row are one or two contiguous runs of it (k <= n - 2: at most one
-    side wraps around the ring)."""
+    side wraps around the ring).
+
+    A party's part of the plan is derived on demand, at a cost that follows its own entries, never
+    rows x partners: either from its (row, partner) pairs found by searching those runs
+    (:meth:`pairs`, then a sort), or by keeping the window's entries of its rows' chooser lists in the
+    sum's order (:meth:`compact_filtered`, :meth:`sharing_filtered`; ``RowPlan`` picks the one
+    expected to cost less, :func:`_filter_cheaper`). Both give the same bytes."""
 
     def __init__(self, ring: Sequence[int], neighbours: int, positions: Mapping[int, np.ndarray]) -> None:
         self.n = len(ring)
@@ -890,10 +1007,29 @@ class _RingWindow:
         missing = set(positions) - set(self.position)
         if missing:
             raise InvalidParameters(f"parties {sorted(missing)[:5]} of the plan are not on the graph's ring")
-        chunks = [where.astype(np.int64) * self.n + self.position[party] for party, where in positions.items()]
-        self.keys = np.sort(np.concatenate(chunks)) if chunks else np.zeros(0, dtype=np.int64)
+        self._positions = positions  # the plan's own (not copied)
+        self._keys: np.ndarray | None = None
+        self._sum_indices: tuple[bytes, np.ndarray] | None = None
+        # per ring position, its party's rank among the ring's ids (16 bits where they fit: numpy's
+        # stable argsort is a radix sort there)
+        self._ids = np.sort(self.ring)
+        self._rank = np.searchsorted(self._ids, self.ring).astype(np.uint16 if self.n <= 1 << 16 else np.int64)
 
-    def client_bits(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def keys(self) -> np.ndarray:
+        """The sorted pairs (8 bytes each), built when first searched: a plan whose parts all come from
+        the chooser lists (:meth:`compact_filtered`, :meth:`sharing_filtered`) never holds them."""
+        if self._keys is None:
+            positions = self._positions
+            rows = max((int(where.max()) + 1 for where in positions.values() if where.size), default=0)
+            self._keys = _ring_keys(sorted((self.position[party], where) for party, where in positions.items()),
+                                    rows, self.n)
+        return self._keys
+
+    def pairs(self, party: int, where: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The party's (row, partner) pairs: for each, the row's index among the party's rows (``where``,
+        their union positions) and the partner's ring position, the party itself left out. Two searches
+        per row and one gather per pair: the cost follows the pairs, not rows x partners."""
         n, own = self.n, self.position[party]
         rows = where.astype(np.int64)
         position = np.full(rows.shape[0], own, dtype=np.int64)
@@ -903,43 +1039,285 @@ class _RingWindow:
             owners.append(owner)
             partners.append(self.keys[index] % n)
         owner, partner = np.concatenate(owners), np.concatenate(partners)
-        others = partner != own
-        owner, party_of = owner[others], self.ring[partner[others]]
-        columns = np.union1d(party_of, np.array([party], dtype=np.int64))
-        member = np.zeros((rows.shape[0], columns.shape[0]), dtype=bool)
-        member[:, int(np.searchsorted(columns, party))] = True
-        member[owner, np.searchsorted(columns, party_of)] = True
-        return columns, np.packbits(member, axis=1)
+        others = partner != own  # each row's window holds the party itself once
+        return owner[others], partner[others]
+
+    def sharing(self, party: int, where: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(peers, offsets, positions): the party's partners (increasing ids) and, for peer i,
+        ``positions[offsets[i]:offsets[i + 1]]`` the increasing indices among its rows that both chose
+        and mask together (one stable sort of the pairs). ``pairs``: :meth:`pairs`' answer if known."""
+        owner, partner = self.pairs(party, where) if pairs is None else pairs
+        # The pairs come as two runs of increasing rows (the window's unwrapped part, then the part
+        # that wraps around the ring), and a partner lies in one of them for all its rows: a stable
+        # sort by partner keeps each partner's rows increasing.
+        rank = self._rank[partner]
+        order = np.argsort(rank, kind="stable")
+        peer, positions = self._ids[rank[order]], owner[order]
+        firsts = np.flatnonzero(np.diff(peer)) + 1
+        firsts = np.concatenate([np.zeros(min(1, peer.shape[0]), dtype=np.int64), firsts])
+        offsets = np.concatenate([firsts, [peer.shape[0]]]).astype(np.int64)
+        return peer[firsts], offsets, positions
+
+    def sum_indices(self, parties: np.ndarray) -> np.ndarray:
+        """Per ring position, the party's index in the sum's ``parties`` (increasing ids), or -1 where
+        it is not one of them (kept for the last party list asked)."""
+        key = parties.tobytes()
+        if self._sum_indices is None or self._sum_indices[0] != key:
+            index = np.searchsorted(parties, self.ring)
+            clipped = np.minimum(index, max(0, parties.shape[0] - 1))
+            present = (index < parties.shape[0]) & (parties[clipped] == self.ring) if parties.size else index < 0
+            self._sum_indices = (key, np.where(present, index, -1).astype(np.int64))
+        return self._sum_indices[1]
+
+    def compact(self, party: int, where: np.ndarray, parties: np.ndarray
+                ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """The party's compact plan over the sum's ``parties`` (its own index in each row included):
+        per row the chooser counts, the Rice parameter, the unary codes and the remainder fields.
+        From the pairs straight to sorted (row, index) keys: the cost follows the pairs."""
+        size, count = parties.shape[0], where.shape[0]
+        own = int(np.searchsorted(parties, party))
+        owner, partner = self.pairs(party, where)
+        index = self.sum_indices(parties)[partner]
+        if index.size and int(index.min()) < 0:
+            outside = self.ring[partner[index < 0]]
+            raise InvalidParameters(f"partner {int(outside.min())} is not a party of the sum")
+        keys = np.empty(owner.shape[0] + count, dtype=np.int64)
+        np.multiply(owner, size, out=keys[: owner.shape[0]])
+        keys[: owner.shape[0]] += index
+        np.multiply(np.arange(count, dtype=np.int64), size, out=keys[owner.shape[0]:])
+        keys[owner.shape[0]:] += own
+        keys.sort(kind="stable")  # runs of increasing rows: the stable sort merges them
+        counts = np.bincount(owner, minlength=count).astype(np.int64)
+        counts += 1
+        keys -= np.repeat(np.arange(count, dtype=np.int64) * size, counts)  # each row's chooser indices
+        k = _compact_k(count, size, keys.shape[0])
+        unary, _, remainders, _ = _aligned_codes(counts, _row_gaps(counts, keys), k)
+        return counts, k, unary, remainders
+
+    def _filtered(self, party: int, where: np.ndarray, parties: np.ndarray, starts: np.ndarray,
+                  index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The party's rows' chooser lists (``starts``, ``index``: per union row, its choosers' increasing
+        indices in ``parties``) gathered, and which of their entries lie on its window (itself
+        included): (gathered indices, kept entries' places in them, each row's start among them)."""
+        n, half, own = self.n, self.half, self.position[party]
+        rows = where.astype(np.int64)
+        inside = np.zeros(parties.shape[0], dtype=bool)  # per index in ``parties``: on the window
+        window = self.sum_indices(parties)[(own + np.arange(-half, half + 1, dtype=np.int64)) % n]
+        inside[window[window >= 0]] = True  # (a ring party outside ``parties`` chose nothing: in no list)
+        gathered = _gather_ranges(index, starts, rows)
+        kept = np.flatnonzero(np.take(inside, gathered))
+        bounds = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+        np.cumsum(starts[rows + 1] - starts[rows], out=bounds[1:])
+        return gathered, kept, bounds
+
+    def sharing_filtered(self, party: int, where: np.ndarray, parties: np.ndarray, starts: np.ndarray,
+                         index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`sharing` from the rows' chooser lists over ``parties`` (every party of the plan among
+        them): the window's entries of its rows' lists, grouped by partner with a stable (radix) sort
+        of their indices -- rows stay increasing within each. Cost: the choosers of its rows."""
+        gathered, kept, bounds = self._filtered(party, where, parties, starts, index)
+        row = np.searchsorted(bounds, kept, "right") - 1  # each kept entry's row among the party's rows
+        peer_index = np.take(gathered, kept)
+        del gathered, kept
+        others = peer_index != np.searchsorted(parties, party)
+        peer_index, row = peer_index[others], row[others]
+        order = np.argsort(peer_index, kind="stable")
+        peer_index, positions = peer_index[order], row[order]
+        firsts = np.flatnonzero(np.diff(peer_index)) + 1
+        firsts = np.concatenate([np.zeros(min(1, peer_index.shape[0]), dtype=np.int64), firsts])
+        offsets = np.concatenate([firsts, [peer_index.shape[0]]]).astype(np.int64)
+        return parties[peer_index[firsts]].astype(np.int64), offsets, positions
+
+    def compact_filtered(self, party: int, where: np.ndarray, parties: np.ndarray, starts: np.ndarray,
+                         index: np.ndarray) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """:meth:`compact` from the rows' chooser lists (``starts``, ``index``: per union row its
+        choosers' increasing indices in ``parties``): the party's rows' lists gathered and the entries
+        in its window kept, already in order -- no search per row, no sort. The cost follows the
+        choosers of its rows, about n / (k + 1) times its pairs (used where that is small)."""
+        size, count = parties.shape[0], where.shape[0]
+        gathered, kept, bounds = self._filtered(party, where, parties, starts, index)
+        counts = np.diff(np.searchsorted(kept, bounds))
+        indices = np.take(gathered, kept).astype(np.int64)
+        del gathered, kept
+        k = _compact_k(count, size, indices.shape[0])
+        unary, _, remainders, _ = _aligned_codes(counts, _row_gaps(counts, indices), k)
+        return counts, k, unary, remainders
+
+    def client_bits(self, party: int, where: np.ndarray, pairs: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The bitmap form: the party's partners and itself (increasing ids), and per row a packed
+        bitmap over them (numpy's big-endian bit order). ``pairs``: :meth:`pairs`' answer when the
+        caller has it. Partners' columns are found in a table over the party's window (k + 1 slots);
+        the bitmap is rows x columns / 8 bytes, so a caller that needs the shorter form builds it
+        only where it is the shorter one (then it is under 4 bytes a pair)."""
+        owner, partner = self.pairs(party, where) if pairs is None else pairs
+        n, half, own, count = self.n, self.half, self.position[party], where.shape[0]
+        span = 2 * half + 1
+        slots = (partner - (own - half)) % n  # the window's slots, the party itself at ``half``
+        present = np.zeros(span, dtype=bool)
+        present[slots] = True
+        present[half] = True
+        used = np.flatnonzero(present)
+        ids = self.ring[(own - half + used) % n]
+        order = np.argsort(ids)
+        columns = ids[order]
+        column_of = np.empty(span, dtype=np.int64)
+        column_of[used[order]] = np.arange(columns.shape[0], dtype=np.int64)
+        width = 8 * ((columns.shape[0] + 7) // 8)
+        member = np.zeros(count * width, dtype=bool)
+        member[owner * width + column_of[slots]] = True
+        member[np.arange(count, dtype=np.int64) * width + column_of[half]] = True
+        return columns, np.packbits(member).reshape(count, width // 8)
+
+
+_PEEL_SLICE = 1 << 16  # entries whose windows are counted at once (their searches stay in cache)
+
+
+def _window_counts(keys: np.ndarray, n: int, half: int) -> np.ndarray:
+    """Per entry of ``keys`` (sorted row x n + ring position, whole rows), how many other entries of its
+    row lie within ring distance ``half`` of it: in slices of entries, each searched only in the part
+    of ``keys`` its rows span (bounded temporaries, searches in cache-sized arrays)."""
+    counts = np.empty(keys.shape[0], dtype=np.int32)
+    for low in range(0, keys.shape[0], _PEEL_SLICE):
+        part = keys[low : low + _PEEL_SLICE]
+        rows, where = np.divmod(part, n)
+        span = keys[np.searchsorted(keys, rows[0] * n) : np.searchsorted(keys, (rows[-1] + 1) * n)]
+        total = np.full(part.shape[0], -1, dtype=np.int64)  # itself is in its own window
+        for starts, ends in _window_ranges(span, rows, where, n, half):
+            total += np.maximum(ends - starts, 0)
+        counts[low : low + part.shape[0]] = total
+    return counts
+
+
+_NEAREST_ONLY = 8  # up to this many partners needed, the peel looks at each pair's nearest ones only
+
+
+def _starved(keys: np.ndarray, n: int, half: int, need: int) -> np.ndarray:
+    """Per entry of ``keys`` (sorted row x n + ring position, whole rows): whether fewer than ``need``
+    other entries of its row lie within ring distance ``half`` of it.
+
+    For a small ``need`` only each entry's ``need`` nearest entries on either side (cyclically within
+    its row) are looked at: the b-th next entry is within reach only if the nearer ones are, and no
+    entry is within reach on both sides (2 half < n). O(need) passes, in slices of whole rows; a
+    larger ``need`` counts the windows with searches (:func:`_window_counts`)."""
+    if need > _NEAREST_ONLY:
+        return _window_counts(keys, n, half) < need
+    starved = np.zeros(keys.shape[0], dtype=bool)
+    if need <= 0:
+        return starved
+    low = 0
+    while low < keys.shape[0]:
+        high = min(keys.shape[0], low + _PEEL_SLICE)
+        high = int(np.searchsorted(keys, (keys[high - 1] // n + 1) * n))  # to the end of that row
+        rows, where = np.divmod(keys[low:high], n)
+        size = high - low
+        change = np.ones(size, dtype=bool)
+        np.not_equal(rows[1:], rows[:-1], out=change[1:])
+        firsts = np.flatnonzero(change)
+        row = np.cumsum(change) - 1
+        start = firsts[row]
+        length = np.diff(np.append(firsts, size))[row]
+        at = np.arange(size, dtype=np.int64) - start  # each entry's index in its row
+        found = np.zeros(size, dtype=np.int64)
+        for step in range(1, need + 1):
+            valid = step < length  # a row of length L has L - 1 other entries
+            after = where[start + (at + step) % length]
+            before = where[start + (at - step) % length]
+            found += valid & ((after - where) % n <= half)
+            found += valid & ((where - before) % n <= half)
+        starved[low:high] = found < need
+        low = high
+    return starved
+
+
+def _ring_keys(entries: list[tuple[int, np.ndarray]], rows: int, n: int) -> np.ndarray:
+    """The sorted keys row x n + ring position of each (ring position, its rows' positions) in
+    ``entries`` (increasing ring positions, distinct rows each): a counting sort by row -- the parties
+    taken in ring order leave each row's entries in ring order -- O(entries), no sort."""
+    counts = np.zeros(rows, dtype=np.int64)
+    for _, where in entries:
+        counts[where] += 1
+    cursor = np.zeros(rows, dtype=np.int64)
+    np.cumsum(counts[:-1], out=cursor[1:])
+    keys = np.empty(int(counts.sum()), dtype=np.int64)
+    del counts
+    for at, where in entries:
+        keys[cursor[where]] = where * n + at
+        cursor[where] += 1
+    return keys
 
 
 def sparse_row_peel(chosen: Mapping[int, np.ndarray], ring: Sequence[int], neighbours: int,
-                    min_partners: int) -> dict[int, np.ndarray]:
+                    min_partners: int, union: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """Each party's rows that it can upload on a sparse graph: a (party, row) pair is kept while the
     party has at least ``min_partners`` ring neighbours (distance <= k/2) that chose and kept the row;
     dropping a pair can starve another, so the rule runs to its fixed point (the largest such set).
-    ``chosen``: party -> sorted row ids. Vectorised over all pairs: O(E log E) per pass, E pairs."""
+    ``chosen``: party -> sorted row ids; ``union``: sorted distinct row ids holding all of them, if
+    the caller has them (found here otherwise).
+
+    The pairs are one sorted array of union position x n + ring position (8 bytes a pair, built by
+    :func:`_ring_keys`); the first pass checks every pair (:func:`_starved`: its nearest partners
+    for a small ``min_partners``), later passes only the rows that lost a pair. The answer is slices
+    of one array."""
     n, half = len(ring), neighbours // 2
     position = {int(party): index for index, party in enumerate(ring)}
-    ring_array = np.asarray(ring, dtype=np.int64)
     parties = [party for party in chosen if chosen[party].shape[0]]
     if not parties:
         return {party: np.zeros(0, dtype=np.uint64) for party in chosen}
-    union = np.unique(np.concatenate([chosen[party] for party in parties]))
-    keys = np.sort(np.concatenate([np.searchsorted(union, chosen[party]).astype(np.int64) * n + position[party]
-                                   for party in parties]))
-    while keys.shape[0]:
-        rows, where = np.divmod(keys, n)
-        count = -np.ones(keys.shape[0], dtype=np.int64)  # itself is in its own window
-        for starts, ends in _window_ranges(keys, rows, where, n, half):
-            count += np.maximum(ends - starts, 0)
-        keep = count >= min_partners
-        if bool(keep.all()):
+    if union is None:  # sorted in place, repeats dropped (numpy's unique hashes: slower here)
+        every = np.concatenate([np.asarray(chosen[party], dtype=np.uint64) for party in parties])
+        every.sort()
+        distinct = np.ones(every.shape[0], dtype=bool)
+        np.not_equal(every[1:], every[:-1], out=distinct[1:])
+        union = every[distinct]
+        del every, distinct
+    union = np.asarray(union, dtype=np.uint64)
+    entries = []
+    for at, party in sorted((position[party], party) for party in parties):
+        where = np.searchsorted(union, chosen[party])
+        if not _positions_of(union, np.asarray(chosen[party], dtype=np.uint64), where):
+            raise InvalidParameters(f"party {party} chose rows outside the union")
+        entries.append((at, where))
+    keys = _ring_keys(entries, union.shape[0], n)
+    del entries
+    check, index = keys, None  # the entries counted in this pass (whole rows), and where they sit in keys
+    while True:
+        starved = np.flatnonzero(_starved(check, n, half, min_partners))
+        if not starved.size:
             break
+        dirty = np.unique(check[starved] // n)  # the rows that lose a pair
+        keep = np.ones(keys.shape[0], dtype=bool)
+        keep[starved if index is None else index[starved]] = False
         keys = keys[keep]
-    rows, where = np.divmod(keys, n)
-    owner = ring_array[where]
-    order = np.argsort(owner, kind="stable")  # rows stay increasing within each party
-    owner, rows = owner[order], union[rows[order]]
-    cuts = np.searchsorted(owner, np.array(sorted(chosen), dtype=np.int64))
-    ends = np.searchsorted(owner, np.array(sorted(chosen), dtype=np.int64), "right")
-    return {party: rows[start:end] for party, start, end in zip(sorted(chosen), cuts.tolist(), ends.tolist())}
+        del keep, check
+        _, index = _concatenated_ranges(np.searchsorted(keys, dirty * n), np.searchsorted(keys, (dirty + 1) * n))
+        check = keys[index]
+        if not check.shape[0]:
+            break
+    del check, index
+    ring_at = keys % n
+    # grouped by ring position, rows increasing within each (a stable sort; radix for 16-bit values)
+    order = np.argsort(ring_at.astype(np.uint16) if n <= 1 << 16 else ring_at, kind="stable")
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(ring_at, minlength=n), out=offsets[1:])
+    del ring_at
+    rows = np.empty(keys.shape[0], dtype=np.uint64)
+    for low in range(0, keys.shape[0], _PEEL_SLICE * 16):  # bounded temporaries
+        rows[low : low + _PEEL_SLICE * 16] = union[keys[order[low : low + _PEEL_SLICE * 16]] // n]
+    del order, keys
+    bounds = offsets.tolist()
+    kept: dict[int, np.ndarray] = {}
+    for party in sorted(chosen):
+        slot = position.get(int(party))
+        kept[party] = rows[bounds[slot] : bounds[slot + 1]] if slot is not None else rows[:0]
+    return kept
+
+
+def rows_in_use(chosen: Mapping[int, np.ndarray], union: np.ndarray) -> np.ndarray:
+    """The rows of ``union`` (sorted, distinct) that some party in ``chosen`` chose (each party's rows
+    sorted, all within ``union``): one search per party's rows, no sort of all of them."""
+    used = np.zeros(union.shape[0], dtype=bool)
+    for rows in chosen.values():
+        used[np.searchsorted(union, rows)] = True
+    return union[used]

@@ -43,7 +43,7 @@ from ..secagg.graph import ring_order
 from ..secagg.identity import joint_advertisement_statement
 from ..secagg.params import find_graph_parameters
 from ..secagg.rowgraph import row_graph_degree, row_graph_survivors
-from ..secagg.rows import sparse_row_peel
+from ..secagg.rows import rows_in_use, sparse_row_peel
 from ..secagg.server import IgnoredMessage, IgnoredReason
 from ..secagg.stages import ServerStage
 from .interfaces import GlobalModel
@@ -441,8 +441,8 @@ class SubmodelRoundServer:
         known = None
         if not config.full_graph:  # sparse rows: a chooser keeps a row while min_choosers - 1 neighbours do
             ring = ring_order(config)
-            real = sparse_row_peel(real, ring, config.neighbours, settings.min_choosers - 1)
-            kept = np.unique(np.concatenate([kept[:0], *real.values()]))
+            real = sparse_row_peel(real, ring, config.neighbours, settings.min_choosers - 1, union=kept)
+            kept = rows_in_use(real, kept)
         else:  # each planned row's position in the plan, from its report's position in the union
             rank = np.cumsum(keep) - 1  # a kept union row's position among the kept rows
             dense_at = np.arange(kept.shape[0], kept.shape[0] + self._dense_rows, dtype=np.int64)

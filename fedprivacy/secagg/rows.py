@@ -698,6 +698,24 @@ class RowUnmasker:
         self._masks.apply_to(total.reshape(-1, self.plan.width))
 
 
+def row_mask_sum(union: np.ndarray, width: int, modulus: Modulus, self_masks: Sequence[tuple[bytes, np.ndarray]],
+                 pair_masks: Sequence[tuple[np.ndarray, np.ndarray, list[tuple[bytes, np.ndarray, bool]]]]) -> np.ndarray:
+    """What :class:`RowUnmasker` sums, from arrays alone (no plan: the server's unmasking on a worker,
+    :mod:`fedprivacy.secagg.unmasking`): the (union rows, padded width) accumulator of -stream(key)
+    over each (key, union positions) of ``self_masks`` and, for each (rows, their union positions,
+    masks) of ``pair_masks``, the masks (key, positions among those rows, subtract) summed over the
+    rows and added in. The first ``width`` words of each row are to be added to the sum."""
+    total = _RowMasks(np.asarray(union, dtype=np.uint64), width, modulus)
+    for key, positions in self_masks:
+        total.add(key, positions, subtract=True)
+    for rows, positions, masks in pair_masks:
+        if masks:
+            local = _RowMasks(rows, width, modulus)
+            local.add_many(masks)
+            total.add_rows(positions, local.acc)
+    return total.acc
+
+
 # -- the compact plan form (type 18) ----------------------------------------------------------------
 #
 # Per row of C_u, the indices of its choosers in the secure sum's party list (u itself included, so a

@@ -33,6 +33,7 @@ from ..loopback import Delivery, InProcessHost, LinkCounters, Loopback
 from ..secagg import TrustStore
 from ..secagg.driver import DropoutSchedule
 from ..secagg.stages import STEP_OF_SERVER_STAGE, SecAggStep
+from ..secagg.unmasking import UnmaskingWorkers
 from .client import DeviceState, SubmodelRoundClient
 from .interfaces import GlobalModel
 from .messages import Phase, PhaseMessage, RandomizedSetReport, SitOut, SubmodelMessage, decode_submodel_message
@@ -164,6 +165,7 @@ def run_round(
     executor: ClientHostFactory | None = None,
     trust: TrustStore | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    server_workers: UnmaskingWorkers | None = None,
 ) -> SubmodelRoundOutcome:
     """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
 
@@ -178,10 +180,13 @@ def run_round(
     trust store, for a server whose settings ask for malicious mode (the clients carry their
     identities in their states). ``clock`` times the parties (wall time by default; a benchmark on a
     shared machine may pass ``time.process_time``; clients on another host use their own wall time).
+    ``server_workers``: local worker processes for the server's unmasking
+    (:class:`~fedprivacy.secagg.unmasking.UnmaskingWorkers`; default: the server's thread). They
+    receive rebuilt secrets, so they must be this machine's processes, whatever ``executor`` is.
     Raises :class:`~fedprivacy.errors.RoundAborted` when the round cannot complete (the model is
     then untouched)."""
     drops = drops or RoundDrops()
-    party = SubmodelRoundServer(server, settings, sorted(states), round_index, trust=trust)
+    party = SubmodelRoundServer(server, settings, sorted(states), round_index, trust=trust, workers=server_workers)
     host = InProcessClients(states, drops, random_source, clock=clock) if executor is None else executor(states, drops, random_source)
     seen: Callable[[int, int, bytes], None] | None = None
     if observer is not None:

@@ -32,6 +32,7 @@ from fedprivacy.submodel.settings import RoundSettings
 
 from .memory import current_rss_reader, peak_rss_bytes
 from .secagg import signature_seconds
+from .workers import server_workers as worker_pool, worker_memory
 
 __all__ = ["run_round_bench"]
 
@@ -39,24 +40,29 @@ __all__ = ["run_round_bench"]
 def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                     seed: int = 0, ddp: DDPSettings | None = None, executor=None,
                     adversary: Adversary = Adversary.SEMI_MALICIOUS, repeats: int = 3,
-                    sparse_rows_above: int | None = None) -> dict[str, object]:
+                    sparse_rows_above: int | None = None, server_workers: int = 1) -> dict[str, object]:
     """One round (``adversary`` semi-malicious), or -- ``adversary`` malicious -- ``repeats`` malicious-mode
     rounds (every client with an identity, the server with the trust store; spec §14 of
     ``protocols/secagg/spec.md``) interleaved with as many semi-malicious rounds on the same workload,
     timed in process CPU time; the medians and their ratios are reported. With ``ddp`` the clients clip
     and add exact noise (weights 0/1: max_samples 1); the plaintext comparison is then reported but not
     a correctness check (``correct`` is None). ``executor``: the engine's client host (default: this
-    process)."""
-    if Adversary(adversary) is Adversary.MALICIOUS:
-        return _malicious_comparison(clients, items, universe, dim, dropout, params, seed, repeats, ddp, executor)
-    return _one_round(clients, items, universe, dim, dropout, params, seed, ddp=ddp, executor=executor,
-                      sparse_rows_above=sparse_rows_above)
+    process). ``server_workers``: processes for the server's unmasking (:mod:`fedprivacy_bench.workers`;
+    1: the server's own thread), started before and closed after the rounds; their memory is reported."""
+    with worker_pool(server_workers) as workers:
+        if Adversary(adversary) is Adversary.MALICIOUS:
+            result = _malicious_comparison(clients, items, universe, dim, dropout, params, seed, repeats, ddp, executor,
+                                           workers=workers)
+        else:
+            result = _one_round(clients, items, universe, dim, dropout, params, seed, ddp=ddp, executor=executor,
+                                sparse_rows_above=sparse_rows_above, workers=workers)
+    return {**result, "server_workers": server_workers, **worker_memory(server_workers)}
 
 
 def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                seed: int = 0, adversary: Adversary = Adversary.SEMI_MALICIOUS, identities=None, trust=None,
                clock=time.perf_counter, observer=None, ddp: DDPSettings | None = None,
-               executor=None, sparse_rows_above: int | None = None) -> dict[str, object]:
+               executor=None, sparse_rows_above: int | None = None, workers=None) -> dict[str, object]:
     memory = _MemoryProbe()
     workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
     memory.mark("workload")
@@ -82,7 +88,7 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     server = ReferenceModel.from_arrays(np.arange(universe, dtype=np.uint64), before, head)
     started = time.perf_counter()
     outcome = run_round(states, server, settings, 0, drops, observer=observer, trust=trust, clock=clock,
-                           executor=executor, progress=memory.progress)
+                           executor=executor, progress=memory.progress, server_workers=workers)
     new_head = server.head
     total = time.perf_counter() - started
     memory.mark("round")
@@ -262,7 +268,7 @@ def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
 
 def _malicious_comparison(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                           seed: int, repeats: int, ddp: DDPSettings | None = None,
-                          executor=None) -> dict[str, object]:
+                          executor=None, workers=None) -> dict[str, object]:
     identities, trust = make_identities(range(1, clients + 1))  # synthetic client ids are 1..clients
     runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     counter = _SignatureCounter()
@@ -275,6 +281,7 @@ def _malicious_comparison(clients: int, items: int, universe: int, dim: int, dro
                 Adversary.MALICIOUS if malicious else Adversary.SEMI_MALICIOUS,
                 identities if malicious else None, trust if malicious else None, clock=time.process_time,
                 observer=counter if malicious and repeat == 0 else None, ddp=ddp, executor=executor,
+                workers=workers,
             ))
             timings.append(signature_seconds(300, time.process_time))
     sign = statistics.median(t for t, _ in timings)

@@ -17,8 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from fedprivacy.errors import InvalidParameters, RoundAborted, WorkerFailed
 from fedprivacy.hazmat.field import Modulus, dtype_of, modulus_value
@@ -328,7 +327,7 @@ def test_the_server_is_left_aborted_and_never_half_unmasked():
     assert isinstance(report.aborted, WorkerFailed) and len(seen) == 2
     assert server.stage is ServerStage.ABORTED and server.abort_error is report.aborted
     with pytest.raises(Exception, match="no result"):
-        server.result
+        _ = server.result
 
 
 def test_workers_are_checked():
@@ -347,3 +346,43 @@ def test_a_chunk_without_terms_is_zero():
     from fedprivacy.secagg.unmasking import UnmaskChunk
 
     assert not unmask_chunk(UnmaskChunk(cfg, (), None, ())).any()
+
+
+# -- the ready-made local pool and the command line --------------------------------------------------
+
+
+def test_local_workers_start_warm_and_sum_exactly_and_one_means_none():
+    from fedprivacy.adapters.local_workers import local_workers
+
+    with local_workers(1) as none:
+        assert none is None
+    with pytest.raises(InvalidParameters), local_workers(0):
+        pass
+    cfg = config(range(1, 12), dim=3000, modulus=Modulus.U64, threshold=4)
+    inputs = random_inputs(cfg, seed=8)
+    with local_workers(2) as workers:
+        assert isinstance(workers, UnmaskingWorkers) and workers.workers == 2
+        report = run_secagg_round(cfg, inputs, DropoutSchedule({5: SecAggStep.INPUT}), policy=PROTOCOL_POLICY,
+                                  server_workers=workers)
+    assert [int(v) for v in report.result] == plain_sum(inputs, sorted(report.input_ids), cfg.modulus)
+
+
+def test_the_command_line_takes_server_workers_and_reports_them(capsys):
+    import json
+
+    from fedprivacy.cli import main
+
+    assert main(["bench", "secagg", "--clients", "12", "--dim", "2000", "--dropout", "0.2", "--drop-stage", "input",
+                 "--server-workers", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["correct"] and result["server_workers"] == 2
+    assert result["workers_peak_rss_bytes"] > 0
+    assert result["peak_rss_with_workers_bytes"] >= result["peak_rss_mb"] * 2**20 + 2 * result["workers_peak_rss_bytes"] - 2**20
+    for argv in (["bench", "round", "--server-workers", "0"], ["bench", "secagg", "--clients", "5", "--dim", "3",
+                                                                "--server-workers", "65"]):
+        with pytest.raises(SystemExit) as exit_status:
+            main(argv)
+        assert exit_status.value.code == 2
+        assert "--server-workers" in capsys.readouterr().err
+    assert main(["simulate", "--mode", "secagg", "--server-workers", "2"]) == 2
+    assert "--server-workers does not apply to --mode secagg" in capsys.readouterr().err

@@ -137,9 +137,9 @@ def unmask_chunk(chunk: UnmaskChunk, target: np.ndarray | None = None) -> np.nda
         assert dropout.rows is not None and dropout.positions is not None
         assert dropout.offsets is not None and dropout.shared is not None
         bounds, shared = dropout.offsets.tolist(), dropout.shared
-        masks = [(key, shared[bounds[at] : bounds[at + 1]], peer > dropout.owner)
-                 for at, (peer, key) in enumerate(zip(dropout.peers, _pair_keys(config, dropout)))]
-        pairs.append((dropout.rows, dropout.positions, masks))
+        row_masks = [(key, shared[bounds[at] : bounds[at + 1]], peer > dropout.owner)
+                     for at, (peer, key) in enumerate(zip(dropout.peers, _pair_keys(config, dropout)))]
+        pairs.append((dropout.rows, dropout.positions, row_masks))
     return row_mask_sum(chunk.union, chunk.width, config.modulus, list(zip(chunk.self_keys, chunk.self_positions)), pairs)
 
 

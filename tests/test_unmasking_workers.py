@@ -345,7 +345,7 @@ def test_a_chunk_without_terms_is_zero():
     cfg = config(range(1, 5), dim=7, modulus=Modulus.P61)
     from fedprivacy.secagg.unmasking import UnmaskChunk
 
-    assert not unmask_chunk(UnmaskChunk(cfg, (), None, ())).any()
+    assert not unmask_chunk(UnmaskChunk(cfg, (), ())).any()  # type: ignore[union-attr]
 
 
 # -- the ready-made local pool and the command line --------------------------------------------------

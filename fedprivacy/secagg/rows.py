@@ -32,7 +32,7 @@ Trust in the plan, and what the server learns beyond the per-row sums: ``protoco
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -698,21 +698,27 @@ class RowUnmasker:
         self._masks.apply_to(total.reshape(-1, self.plan.width))
 
 
+def row_pair_masks(rows: np.ndarray, width: int, modulus: Modulus,
+                   masks: list[tuple[bytes, np.ndarray, bool]]) -> np.ndarray:
+    """One dropped party's pair masks from arrays alone (what :meth:`RowUnmasker.remove_pair_masks`
+    sums; run on a worker by :mod:`fedprivacy.secagg.unmasking`): the (len(rows), padded width)
+    accumulator of +/- stream(key) over each (key, positions among ``rows``, subtract) of ``masks``."""
+    local = _RowMasks(rows, width, modulus)
+    local.add_many(masks)
+    return local.acc
+
+
 def row_mask_sum(union: np.ndarray, width: int, modulus: Modulus, self_masks: Sequence[tuple[bytes, np.ndarray]],
-                 pair_masks: Sequence[tuple[np.ndarray, np.ndarray, list[tuple[bytes, np.ndarray, bool]]]]) -> np.ndarray:
-    """What :class:`RowUnmasker` sums, from arrays alone (no plan: the server's unmasking on a worker,
-    :mod:`fedprivacy.secagg.unmasking`): the (union rows, padded width) accumulator of -stream(key)
-    over each (key, union positions) of ``self_masks`` and, for each (rows, their union positions,
-    masks) of ``pair_masks``, the masks (key, positions among those rows, subtract) summed over the
-    rows and added in. The first ``width`` words of each row are to be added to the sum."""
+                 pair_blocks: Iterable[tuple[np.ndarray, np.ndarray]] = ()) -> np.ndarray:
+    """What :class:`RowUnmasker` sums, from arrays alone: the (union rows, padded width) accumulator of
+    -stream(key) over each (key, union positions) of ``self_masks``, with each (union positions,
+    block) of ``pair_blocks`` (a :func:`row_pair_masks` result and its rows' positions; read after the
+    self masks are summed) added in. The first ``width`` words of each row are to be added to the sum."""
     total = _RowMasks(np.asarray(union, dtype=np.uint64), width, modulus)
     for key, positions in self_masks:
         total.add(key, positions, subtract=True)
-    for rows, positions, masks in pair_masks:
-        if masks:
-            local = _RowMasks(rows, width, modulus)
-            local.add_many(masks)
-            total.add_rows(positions, local.acc)
+    for positions, block in pair_blocks:
+        total.add_rows(positions, block)
     return total.acc
 
 

@@ -8,7 +8,9 @@ to ``run_round(..., server_workers=)``, ``SubmodelRoundServer(..., workers=)`` o
 ``SecAggServer(..., workers=)``.
 
 The workers receive rebuilt secrets (``fedprivacy/secagg/unmasking.py``): this pool is the server's
-own, on the server's machine; do not swap in a remote executor.
+own, on the server's machine; do not swap in a remote executor. As with any ``spawn`` pool, a script
+that uses it must start its work under ``if __name__ == "__main__":`` (each worker imports the main
+module).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from fedprivacy.submodel.settings import RoundSettings
 
 from .memory import current_rss_reader, peak_rss_bytes
 from .secagg import signature_seconds
-from .workers import server_workers as worker_pool, worker_memory
+from .workers import parallel_capacity, server_workers as worker_pool, worker_memory
 
 __all__ = ["run_round_bench"]
 
@@ -50,13 +50,16 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     process). ``server_workers``: processes for the server's unmasking (:mod:`fedprivacy_bench.workers`;
     1: the server's own thread), started before and closed after the rounds; their memory is reported."""
     with worker_pool(server_workers) as workers:
+        capacity = [parallel_capacity(workers)]
         if Adversary(adversary) is Adversary.MALICIOUS:
             result = _malicious_comparison(clients, items, universe, dim, dropout, params, seed, repeats, ddp, executor,
                                            workers=workers)
         else:
             result = _one_round(clients, items, universe, dim, dropout, params, seed, ddp=ddp, executor=executor,
                                 sparse_rows_above=sparse_rows_above, workers=workers)
-    return {**result, "server_workers": server_workers, **worker_memory(server_workers)}
+        capacity.append(parallel_capacity(workers))
+    return {**result, "server_workers": server_workers, "parallel_capacity_before_after": capacity,
+            **worker_memory(server_workers)}
 
 
 def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,

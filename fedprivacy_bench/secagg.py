@@ -31,7 +31,7 @@ from fedprivacy.secagg import Adversary, DropoutSchedule, SecAggConfig, SecAggSt
 from fedprivacy.secagg.messages import KeyBroadcast, MessageType, decode_message
 
 from .memory import peak_rss_mib
-from .workers import server_workers, worker_memory
+from .workers import parallel_capacity, server_workers, worker_memory
 
 __all__ = ["SecAggBenchOptions", "run_secagg_bench", "masking_limit_seconds", "signature_seconds"]
 
@@ -109,11 +109,14 @@ def run_secagg_bench(options: SecAggBenchOptions, progress: bool = True) -> dict
     """One round (or the malicious comparison), with ``options.server_workers`` processes for the
     server's unmasking started before and closed after it (:mod:`fedprivacy_bench.workers`)."""
     with server_workers(options.server_workers) as workers:
+        capacity = [parallel_capacity(workers)]
         if Adversary(options.adversary) is Adversary.MALICIOUS:
             result = _run_malicious_comparison(options, progress, workers)
         else:
             result = _run_one(options, progress, workers)
-    return {**result, "server_workers": options.server_workers, **worker_memory(options.server_workers)}
+        capacity.append(parallel_capacity(workers))
+    return {**result, "server_workers": options.server_workers, "parallel_capacity_before_after": capacity,
+            **worker_memory(options.server_workers)}
 
 
 def _config(options: SecAggBenchOptions, party_ids: list[int], adversary: Adversary | str) -> SecAggConfig:

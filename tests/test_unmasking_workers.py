@@ -377,6 +377,7 @@ def test_the_command_line_takes_server_workers_and_reports_them(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["correct"] and result["server_workers"] == 2
     assert result["workers_peak_rss_bytes"] > 0
+    assert len(result["parallel_capacity_before_after"]) == 2 and all(c > 0 for c in result["parallel_capacity_before_after"])
     assert result["peak_rss_with_workers_bytes"] >= result["peak_rss_mb"] * 2**20 + 2 * result["workers_peak_rss_bytes"] - 2**20
     for argv in (["bench", "round", "--server-workers", "0"], ["bench", "secagg", "--clients", "5", "--dim", "3",
                                                                 "--server-workers", "65"]):

@@ -17,6 +17,7 @@ from .errors import (
     ProtocolError,
     RemoteProtocolError,
     RoundAborted,
+    WorkerFailed,
 )
 from .hazmat.field import Modulus
 
@@ -34,5 +35,6 @@ __all__ = [
     "ProtocolError",
     "RemoteProtocolError",
     "RoundAborted",
+    "WorkerFailed",
     "__version__",
 ]

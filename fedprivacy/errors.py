@@ -11,7 +11,8 @@ pyca/cryptography:
   The party that detects it aborts and releases nothing more. :class:`PolicyViolation` is the case
   where the request is well formed but asks for less privacy than the client's own policy allows.
 * :class:`RoundAborted` -- the round cannot complete (too few survivors, unrecoverable secret);
-  nothing about the inputs is released.
+  nothing about the inputs is released. :class:`WorkerFailed` is the case where the cause is local:
+  the worker processes a caller gave a party (the server's unmasking) failed.
 * :class:`InvalidCiphertext` -- opaque: authentication failed; it never says why.
 * :class:`DecodeError` -- bytes that are not a canonical encoding of a message. Decoding untrusted
   bytes raises this and nothing else.
@@ -28,6 +29,7 @@ __all__ = [
     "RemoteProtocolError",
     "PolicyViolation",
     "RoundAborted",
+    "WorkerFailed",
     "InvalidCiphertext",
     "DecodeError",
     "BudgetExceeded",
@@ -78,6 +80,12 @@ class RoundAborted(FedPrivacyError):
         super().__init__(f"round aborted at {stage}: {detail}")
         self.stage = stage
         self.detail = detail
+
+
+class WorkerFailed(RoundAborted):
+    """The workers a caller handed to a party failed (one raised, died, or returned something malformed):
+    the party aborted at ``stage`` without output -- never with a partial or wrong one. The worker's
+    own exception, when there is one, is the ``__cause__``."""
 
 
 class InvalidCiphertext(FedPrivacyError):

@@ -37,6 +37,7 @@ from fedprivacy.submodel.settings import RoundSettings
 
 from .memory import current_rss_reader, peak_rss_bytes
 from .secagg import signature_seconds
+from .workers import parallel_capacity, server_workers as worker_pool, worker_memory
 
 __all__ = ["run_round_bench"]
 
@@ -45,26 +46,35 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
                     seed: int = 0, ddp: DDPSettings | None = None, executor=None,
                     adversary: Adversary = Adversary.SEMI_MALICIOUS, repeats: int = 3,
                     sparse_rows_above: int | None = None, psu_first_bound: int | str | None = None,
-                    warm_up: bool = False) -> dict[str, object]:
+                    warm_up: bool = False, server_workers: int = 1) -> dict[str, object]:
     """One round (``adversary`` semi-malicious), or -- ``adversary`` malicious -- ``repeats`` malicious-mode
     rounds (every client with an identity, the server with the trust store; spec §14 of
     ``protocols/secagg/spec.md``) interleaved with as many semi-malicious rounds on the same workload,
     timed in process CPU time; the medians and their ratios are reported. With ``ddp`` the clients clip
     and add exact noise (weights 0/1: max_samples 1); the plaintext comparison is then reported but not
     a correctness check (``correct`` is None). ``executor``: the engine's client host (default: this
-    process).
+    process). ``server_workers``: processes for the server's unmasking (:mod:`fedprivacy_bench.workers`;
+    1: the server's own thread), started before and closed after the rounds; their memory is reported.
 
     ``psu_first_bound``: the measured round's first PSU table bound -- None or ``"ceiling"`` (n x items,
     capped by the universe), an integer, or ``"previous"``: ``PSU_HEADROOM`` x the union of a preceding
     round (the same clients, the next seeded dropout draw; its union computed in plaintext, or, with
     ``warm_up``, that round run first through the protocol, which leaves the memos warm). The
     measured round's drops are the same in every mode."""
-    if Adversary(adversary) is Adversary.MALICIOUS:
-        if psu_first_bound not in (None, "ceiling") or warm_up:
-            raise ValueError("the malicious-mode comparison sizes the PSU table at the ceiling")
-        return _malicious_comparison(clients, items, universe, dim, dropout, params, seed, repeats, ddp, executor)
-    return _one_round(clients, items, universe, dim, dropout, params, seed, ddp=ddp, executor=executor,
-                      sparse_rows_above=sparse_rows_above, psu_first_bound=psu_first_bound, warm_up=warm_up)
+    if Adversary(adversary) is Adversary.MALICIOUS and (psu_first_bound not in (None, "ceiling") or warm_up):
+        raise ValueError("the malicious-mode comparison sizes the PSU table at the ceiling")
+    with worker_pool(server_workers) as workers:
+        capacity = [parallel_capacity(workers)]
+        if Adversary(adversary) is Adversary.MALICIOUS:
+            result = _malicious_comparison(clients, items, universe, dim, dropout, params, seed, repeats, ddp, executor,
+                                           workers=workers)
+        else:
+            result = _one_round(clients, items, universe, dim, dropout, params, seed, ddp=ddp, executor=executor,
+                                sparse_rows_above=sparse_rows_above, psu_first_bound=psu_first_bound,
+                                warm_up=warm_up, workers=workers)
+        capacity.append(parallel_capacity(workers))
+    return {**result, "server_workers": server_workers, "parallel_capacity_before_after": capacity,
+            **worker_memory(server_workers)}
 
 
 def _scripted_drops(states, dropout: float, rng: np.random.Generator) -> RoundDrops:
@@ -86,7 +96,7 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
                seed: int = 0, adversary: Adversary = Adversary.SEMI_MALICIOUS, identities=None, trust=None,
                clock=time.perf_counter, observer=None, ddp: DDPSettings | None = None,
                executor=None, sparse_rows_above: int | None = None, psu_first_bound: int | str | None = None,
-               warm_up: bool = False) -> dict[str, object]:
+               warm_up: bool = False, workers=None) -> dict[str, object]:
     if warm_up and psu_first_bound != "previous":
         raise ValueError("a warm-up round sizes the first PSU table only with psu_first_bound='previous'")
     memory = _MemoryProbe()
@@ -116,7 +126,8 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
     elif psu_first_bound == "previous":
         previous = _scripted_drops(states, dropout, np.random.default_rng(seed + 2))  # the preceding round's drops
         if warm_up:  # run it: its union (and the clients' warm memos) as a server running many rounds has them
-            warm = run_round(states, server, settings, 0, previous, trust=trust, clock=clock, executor=executor)
+            warm = run_round(states, server, settings, 0, previous, trust=trust, clock=clock, executor=executor,
+                             server_workers=workers)
             estimate, round_index = warm.union_size, 1
             first["warm_up"] = {"union_size": warm.union_size, "psu_first_bound": warm.psu_first_bound,
                                 "psu_attempts": warm.psu_attempts, "server_seconds": warm.server_seconds,
@@ -134,7 +145,8 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
         first["psu_first_bound_source"] = "given"
     started = time.perf_counter()
     outcome = run_round(states, server, settings, round_index, drops, observer=observer, trust=trust, clock=clock,
-                           executor=executor, progress=memory.progress, psu_first_bound=bound)
+                           executor=executor, progress=memory.progress, psu_first_bound=bound,
+                           server_workers=workers)
     new_head = server.head
     total = time.perf_counter() - started
     memory.mark("round")
@@ -319,7 +331,7 @@ def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
 
 def _malicious_comparison(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                           seed: int, repeats: int, ddp: DDPSettings | None = None,
-                          executor=None) -> dict[str, object]:
+                          executor=None, workers=None) -> dict[str, object]:
     identities, trust = make_identities(range(1, clients + 1))  # synthetic client ids are 1..clients
     runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     counter = _SignatureCounter()
@@ -332,6 +344,7 @@ def _malicious_comparison(clients: int, items: int, universe: int, dim: int, dro
                 Adversary.MALICIOUS if malicious else Adversary.SEMI_MALICIOUS,
                 identities if malicious else None, trust if malicious else None, clock=time.process_time,
                 observer=counter if malicious and repeat == 0 else None, ddp=ddp, executor=executor,
+                workers=workers,
             ))
             timings.append(signature_seconds(300, time.process_time))
     sign = statistics.median(t for t, _ in timings)

@@ -31,6 +31,7 @@ from fedprivacy.secagg import Adversary, DropoutSchedule, SecAggConfig, SecAggSt
 from fedprivacy.secagg.messages import KeyBroadcast, MessageType, decode_message
 
 from .memory import peak_rss_mib
+from .workers import parallel_capacity, server_workers, worker_memory
 
 __all__ = ["SecAggBenchOptions", "run_secagg_bench", "masking_limit_seconds", "signature_seconds"]
 
@@ -49,6 +50,7 @@ class SecAggBenchOptions:
     seed: int = 0
     adversary: Adversary = Adversary.SEMI_MALICIOUS  # curious: the clients' policy is set to accept it
     repeats: int = 5  # malicious mode: rounds per mode, interleaved (medians reported)
+    server_workers: int = 1  # processes for the server's unmasking (1: its own thread)
 
 
 def masking_limit_seconds(words_per_mask: int, masks: int, modulus: Modulus, repeats: int = 7) -> float:
@@ -104,9 +106,17 @@ def _plain_sum(vectors: list[np.ndarray], modulus: Modulus) -> np.ndarray:
 
 
 def run_secagg_bench(options: SecAggBenchOptions, progress: bool = True) -> dict[str, object]:
-    if Adversary(options.adversary) is Adversary.MALICIOUS:
-        return _run_malicious_comparison(options, progress)
-    return _run_one(options, progress)
+    """One round (or the malicious comparison), with ``options.server_workers`` processes for the
+    server's unmasking started before and closed after it (:mod:`fedprivacy_bench.workers`)."""
+    with server_workers(options.server_workers) as workers:
+        capacity = [parallel_capacity(workers)]
+        if Adversary(options.adversary) is Adversary.MALICIOUS:
+            result = _run_malicious_comparison(options, progress, workers)
+        else:
+            result = _run_one(options, progress, workers)
+        capacity.append(parallel_capacity(workers))
+    return {**result, "server_workers": options.server_workers, "parallel_capacity_before_after": capacity,
+            **worker_memory(options.server_workers)}
 
 
 def _config(options: SecAggBenchOptions, party_ids: list[int], adversary: Adversary | str) -> SecAggConfig:
@@ -127,7 +137,7 @@ def _workload(options: SecAggBenchOptions, party_ids: list[int]) -> tuple[dict[i
     return inputs, DropoutSchedule({int(p): options.drop_stage for p in dropped})
 
 
-def _run_one(options: SecAggBenchOptions, progress: bool = True) -> dict[str, object]:
+def _run_one(options: SecAggBenchOptions, progress: bool = True, workers=None) -> dict[str, object]:
     party_ids = list(range(1, options.clients + 1))
     config = _config(options, party_ids, options.adversary)
     inputs, schedule = _workload(options, party_ids)
@@ -143,7 +153,7 @@ def _run_one(options: SecAggBenchOptions, progress: bool = True) -> dict[str, ob
 
         policy = ClientPolicy(adversary=Adversary.CURIOUS, corrupt_fraction=options.corrupt)
     started = time.perf_counter()
-    report = run_secagg_round(config, inputs, schedule, policy=policy)
+    report = run_secagg_round(config, inputs, schedule, policy=policy, server_workers=workers)
     total = time.perf_counter() - started
     correct = False
     if report.result is not None:
@@ -190,7 +200,7 @@ class _SignatureCounter:
             self.server_checks += 1
 
 
-def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> dict[str, object]:
+def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool, workers=None) -> dict[str, object]:
     party_ids = list(range(1, options.clients + 1))
     config = _config(options, party_ids, Adversary.MALICIOUS)
     inputs, schedule = _workload(options, party_ids)
@@ -202,7 +212,7 @@ def _run_malicious_comparison(options: SecAggBenchOptions, progress: bool) -> di
             f"{options.drop_stage.value}",
             file=sys.stderr,
         )
-    rounds = _interleaved_rounds(options, config, inputs, schedule)
+    rounds = _interleaved_rounds(options, config, inputs, schedule, workers)
     return {
         "correct": rounds.correct,
         "aborted": None if rounds.runs[True][0].aborted is None else str(rounds.runs[True][0].aborted),
@@ -235,7 +245,7 @@ class _InterleavedRounds:
 
 
 def _interleaved_rounds(options: SecAggBenchOptions, config: SecAggConfig, inputs: dict[int, np.ndarray],
-                        schedule: DropoutSchedule) -> _InterleavedRounds:
+                        schedule: DropoutSchedule, workers=None) -> _InterleavedRounds:
     """``options.repeats`` rounds of each mode on the same workload, alternating which mode goes first."""
     baseline = dataclasses.replace(config, malicious=False)  # same (k, t): the semi-malicious round
     identities, trust = make_identities(list(config.party_ids))
@@ -255,6 +265,7 @@ def _interleaved_rounds(options: SecAggBenchOptions, config: SecAggConfig, input
                 trust=trust if malicious else None,
                 observer=rounds.counter if malicious and repeat == 0 else None,
                 clock=clock,
+                server_workers=workers,
             )
             rounds.wall[malicious].append(time.perf_counter() - started)
             gc.enable()

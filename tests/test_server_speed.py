@@ -252,7 +252,7 @@ def test_unmasking_requests_name_each_partys_mask_peers_split_by_who_uploaded(fu
 def test_the_bench_floor_counts_the_key_agreements_the_server_makes(monkeypatch):
     """The floor's key agreements are exactly those the server runs when it unmasks (both sums)."""
     from fedprivacy_bench.round import run_round_bench
-    from fedprivacy.secagg import server as secagg_server
+    from fedprivacy.secagg import unmasking as secagg_server  # where the server's unmasking agrees keys
 
     made = [0]
 

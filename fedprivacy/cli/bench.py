@@ -61,6 +61,7 @@ def _bench_secagg(args: argparse.Namespace) -> int:
         seed=args.seed,
         adversary=args.adversary,
         repeats=args.repeats,
+        server_workers=args.server_workers,
     )
     result = run_secagg_bench(options)
     _emit(result, args.json)
@@ -135,7 +136,7 @@ def _bench_round(args: argparse.Namespace) -> int:
     result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed,
                              ddp=ddp_options.round_fields(args).get("ddp"), executor=executor_of(args),
                              adversary=args.adversary, repeats=args.repeats, sparse_rows_above=args.sparse_rows_above,
-                             psu_first_bound=first, warm_up=args.warm_up)
+                             psu_first_bound=first, warm_up=args.warm_up, server_workers=args.server_workers)
     _emit(result, args.json)
     return 0 if result["correct"] in (True, None) else 1  # None: no exact reference under DP noise
 
@@ -181,6 +182,12 @@ def _add_common(parser: argparse.ArgumentParser, clients_default: int | None = N
                         help=f"fraction of clients that drop, in [0, {dropout_high:g}{')' if dropout_high == 1.0 else ']'}")
 
 
+def _add_server_workers(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server-workers", type=integer(1, 64), default=1, metavar="N",
+                        help="processes of this machine for the server's unmasking (they receive the rebuilt "
+                        "secrets; default 1: the server's own thread)")
+
+
 def _register_secagg(which) -> None:
     secagg = which.add_parser("secagg", help="one secure-aggregation round, timed, checked against the plain sum")
     _add_common(secagg)
@@ -203,6 +210,7 @@ def _register_secagg(which) -> None:
                              "a consistency check, spec §14) also times the semi-malicious round beside it")
     secagg.add_argument("--repeats", type=integer(1, 1000), default=5,
                         help="with --adversary malicious: rounds per mode, interleaved (medians reported)")
+    _add_server_workers(secagg)
     secagg.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     secagg.set_defaults(run=_bench_secagg)
 
@@ -298,6 +306,7 @@ def _register_round(which) -> None:
     round_bench.add_argument("--warm-up", action="store_true",
                              help="with --psu-first-bound previous: run the preceding round first (the time and the "
                              "memory peak cover both rounds; the JSON's times are the measured round's)")
+    _add_server_workers(round_bench)
     round_bench.add_argument("--json", action="store_true", help="the result as one JSON object on stdout")
     _add_rr_arguments(round_bench, default="--cpp 2")
     round_bench.set_defaults(run=_bench_round)

@@ -47,7 +47,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _check_secagg_mode(args: argparse.Namespace) -> None:
     refuse_ignored(args, ["items", "universe", "rounds", "dropout", "dataset", "data_path", "out", "compare",
-                          "no_plots", "epsilon_cap", "executor", "ray_address", "psu_first_bound", *ddp_options.ROUND_OPTIONS,
+                          "no_plots", "epsilon_cap", "executor", "ray_address", "psu_first_bound", "server_workers", *ddp_options.ROUND_OPTIONS,
                           *_rr_given(args)],
                    "to --mode secagg (one secure-aggregation round of synthetic float updates)")
     check(args.dim < MAX_DIM, f"--dim must be an integer in [1, {MAX_DIM - 1}] with --mode secagg, got {args.dim}")
@@ -149,6 +149,9 @@ def register(commands) -> None:
                           "most ids the clients can hold, clients x items (default: previous)")
     ddp_options.add_round_options(simulate)
     add_executor_arguments(simulate)
+    simulate.add_argument("--server-workers", type=integer(1, 64), default=None, metavar="N",
+                          help="processes of this machine for the server's unmasking (they receive the rebuilt "
+                          "secrets; default 1: the server's own thread)")
     simulate.add_argument("--json", action="store_true", help="the report as one JSON object on stdout")
     simulate.add_argument("--quiet", action="store_true",
                           help="no progress or status lines on stderr (warnings and errors still go there)")

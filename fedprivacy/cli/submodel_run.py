@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..adapters.lock import OutputLock
     from ..adapters.ray_executor import RayExecutor
     from ..ldp import RRParameters
+    from ..secagg.unmasking import UnmaskingWorkers
     from ..submodel.client import DeviceState
     from ..submodel.reference import ReferenceModel
     from ..submodel.settings import RoundSettings
@@ -93,6 +94,7 @@ class _Simulation:
     round_offset: int = 0  # protocol round indices continue after the last one the clients' ledgers hold
     executor: RayExecutor | None = None  # the clients' host (--executor): None, this process
     union_estimate: int | None = None  # the last round's union size: sizes the next first PSU table
+    server_workers: UnmaskingWorkers | None = None  # the server's unmasking processes (--server-workers)
 
 
 def _last_round_index(states: dict) -> int:
@@ -133,12 +135,15 @@ def _lock_out_dir(out: str) -> OutputLock:
 
 
 def _run_submodel_simulation(args: argparse.Namespace, progress) -> int:
+    from ..adapters.local_workers import local_workers
+
     sim = _set_up(args, progress)
     _evaluate_initial_model(sim)
-    for round_index in range(1, args.rounds + 1):
-        _note_interrupt(sim, round_index)
-        interrupt.checkpoint()
-        _play_round(sim, round_index)
+    with local_workers(args.server_workers or 1) as sim.server_workers:  # this machine's processes, closed after the rounds
+        for round_index in range(1, args.rounds + 1):
+            _note_interrupt(sim, round_index)
+            interrupt.checkpoint()
+            _play_round(sim, round_index)
     report = _build_report(sim)
     written, missing_plots = _write_outputs(sim, report)
     progress.close()
@@ -309,7 +314,7 @@ def _play_round(sim: _Simulation, round_index: int) -> None:
         outcome = run_round(sim.states, sim.server, sim.settings, sim.round_offset + round_index, drops,
                                random_source=_round_randomness(args.seed, sim.round_offset + round_index),
                                progress=lambda *_: interrupt.checkpoint(), executor=sim.executor,
-                               union_estimate=sim.union_estimate)
+                               union_estimate=sim.union_estimate, server_workers=sim.server_workers)
     except RoundAborted as exc:
         why = " (clients whose --epsilon-cap is spent refuse rounds)" if args.epsilon_cap is not None else ""
         kept = "" if sim.out_dir is None else f"; each client's ledger under {sim.out_dir} keeps the answers it gave"

@@ -20,6 +20,7 @@ from .quantize import Quantizer
 from .rows import ClientRowPlan, RowPlan
 from .server import SecAggOutbound, SecAggServer
 from .stages import ClientStage, SecAggStep, ServerStage
+from .unmasking import UnmaskingWorkers
 
 __all__ = [
     "Adversary",
@@ -40,6 +41,7 @@ __all__ = [
     "SecAggServer",
     "ServerStage",
     "TrustStore",
+    "UnmaskingWorkers",
     "check_graph_parameters",
     "consistency_quorum",
     "decode_message",

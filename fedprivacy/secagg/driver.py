@@ -36,6 +36,7 @@ from .policy import SecAggPolicy
 from .rows import RowPlan
 from .server import IgnoredMessage, SecAggServer
 from .stages import SecAggStep, ServerStage
+from .unmasking import UnmaskingWorkers
 
 __all__ = ["DropoutSchedule", "RoundReport", "SecAggStep", "run_secagg_round", "step_of"]
 
@@ -108,6 +109,7 @@ def run_secagg_round(
     client_trust: Mapping[int, TrustStore] | None = None,
     clock: Callable[[], float] = time.perf_counter,
     policy: SecAggPolicy | None = None,
+    server_workers: UnmaskingWorkers | None = None,
 ) -> RoundReport:
     """Run one round. ``inputs`` maps a party to its vector (or is a function, called when the party
     masks, so a large simulation never holds every input at once). ``random_source(party_id)`` gives each client its randomness (default: the OS
@@ -119,11 +121,12 @@ def run_secagg_round(
     A malicious-mode config needs ``identities`` (party -> its :class:`Identity`) and ``trust``; the
     server checks signatures with ``trust`` unless ``server_trust`` is ``False`` or another store;
     ``client_trust`` gives some parties a store of their own (negative tests). ``clock`` times the
-    parties (wall time by default; a benchmark on a shared machine may pass ``time.process_time``)."""
+    parties (wall time by default; a benchmark on a shared machine may pass ``time.process_time``).
+    ``server_workers``: local worker processes for the server's unmasking (:mod:`.unmasking`)."""
     schedule = schedule or DropoutSchedule()
     if server_trust is True:
         server_trust = trust if config.malicious else None
-    server = SecAggServer(config, row_plan, server_trust or None)
+    server = SecAggServer(config, row_plan, server_trust or None, workers=server_workers)
     clients = _Clients(config, inputs, clock, {
         party: SecAggClient(
             config,

@@ -32,7 +32,7 @@ Trust in the plan, and what the server learns beyond the per-row sums: ``protoco
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -794,6 +794,30 @@ class RowUnmasker:
 
     def apply_to(self, total: np.ndarray) -> None:
         self._masks.apply_to(total.reshape(-1, self.plan.width))
+
+
+def row_pair_masks(rows: np.ndarray, width: int, modulus: Modulus,
+                   masks: list[tuple[bytes, np.ndarray, bool]]) -> np.ndarray:
+    """One dropped party's pair masks from arrays alone (what :meth:`RowUnmasker.remove_pair_masks`
+    sums; run on a worker by :mod:`fedprivacy.secagg.unmasking`): the (len(rows), padded width)
+    accumulator of +/- stream(key) over each (key, positions among ``rows``, subtract) of ``masks``."""
+    local = _RowMasks(rows, width, modulus)
+    local.add_many(masks)
+    return local.acc
+
+
+def row_mask_sum(union: np.ndarray, width: int, modulus: Modulus, self_masks: Sequence[tuple[bytes, np.ndarray]],
+                 pair_blocks: Iterable[tuple[np.ndarray, np.ndarray]] = ()) -> np.ndarray:
+    """What :class:`RowUnmasker` sums, from arrays alone: the (union rows, padded width) accumulator of
+    -stream(key) over each (key, union positions) of ``self_masks``, with each (union positions,
+    block) of ``pair_blocks`` (a :func:`row_pair_masks` result and its rows' positions; read after the
+    self masks are summed) added in. The first ``width`` words of each row are to be added to the sum."""
+    total = _RowMasks(np.asarray(union, dtype=np.uint64), width, modulus)
+    for key, positions in self_masks:
+        total.add(key, positions, subtract=True)
+    for positions, block in pair_blocks:
+        total.add_rows(positions, block)
+    return total.acc
 
 
 # -- the compact plan form (type 18) ----------------------------------------------------------------

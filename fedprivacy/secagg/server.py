@@ -10,7 +10,9 @@ Dropouts are handled at every stage: parties that never shared keys are not in U
 asked for their shares; parties in U2 that sent no masked input have their pairwise masks with their
 surviving neighbours removed through their reconstructed mask key; the self masks of U3 are removed
 through reconstructed seeds. Each secret is rebuilt from exactly t shares (the t smallest holder
-ids), all secrets in one batch (Lagrange coefficients computed once per distinct holder set).
+ids), all secrets in one batch (Lagrange coefficients computed once per distinct holder set). The
+masks are then taken out by :mod:`.unmasking`: in this thread by default, or split over the local
+worker processes a caller passes as ``workers`` (they receive rebuilt secrets: see that module).
 
 Below t at any step the round aborts with :class:`RoundAborted` and no output. What the server
 learns: ``protocols/secagg/spec.md`` §1 and §8. Memory beyond the received share material is O(D): uploads are added in place.
@@ -39,11 +41,10 @@ import numpy as np
 from ..errors import InvalidParameters, LocalProtocolError, RoundAborted
 from ..hazmat import shamir
 from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, reduce_p61_inplace
-from ..hazmat.kex import KeyAgreement, canonical_public_key, is_usable_public_key, public_key
-from ..hazmat.prg import MaskExpander
+from ..hazmat.kex import canonical_public_key, is_usable_public_key, public_key
 from .graph import all_neighbourhoods, ring_order
 from .identity import TrustStore, advertisement_statement, consistency_statement
-from .masking import limbs_to_secret, pair_mask_key, self_mask_key
+from .masking import limbs_to_secret, self_mask_key
 from .messages import (
     CIPHERTEXT_BYTES,
     SECRET_LIMBS,
@@ -65,6 +66,7 @@ from .messages import (
 from .params import SecAggConfig
 from .rows import RowPlan
 from .stages import MALICIOUS_SERVER_TRANSITIONS, SERVER_TRANSITIONS, ServerEvent, ServerStage
+from .unmasking import DropoutMasks, UnmaskingWorkers, remove_masks
 
 __all__ = ["SecAggServer", "SecAggOutbound", "IgnoredMessage"]
 
@@ -104,7 +106,9 @@ class SecAggServer:
     """Server side of one round. See the module docstring for the contract."""
 
     def __init__(self, config: SecAggConfig, row_plan: RowPlan | None = None, trust: TrustStore | None = None,
-                 *, per_row: bool = False, joint: str | None = None) -> None:
+                 *, per_row: bool = False, joint: str | None = None, workers: UnmaskingWorkers | None = None) -> None:
+        """``workers``: local worker processes for the unmasking (:class:`~.unmasking.UnmaskingWorkers`;
+        they receive rebuilt secrets, so only the server's own processes); default: this thread."""
         if row_plan is not None:
             if config.dim != row_plan.dim or set(row_plan.chosen) != set(config.party_ids):
                 raise InvalidParameters("the row plan must cover every party and config.dim = rows x width")
@@ -119,6 +123,9 @@ class SecAggServer:
         # unsigned, "verifying" with the joint signature and the partner keys (set_partner_keys).
         self.joint = joint
         self._partner_keys: dict[int, tuple[bytes, bytes]] | None = None
+        if workers is not None and not isinstance(workers, UnmaskingWorkers):
+            raise InvalidParameters("workers must be UnmaskingWorkers (e.g. UnmaskingWorkers.from_executor)")
+        self.workers = workers
         self.row_plan = row_plan
         # ``per_row`` without a plan: the keys and shares are exchanged first, config.dim is the rows'
         # block width, and the plan is fixed by :meth:`set_row_plan` before any masked input.
@@ -567,6 +574,9 @@ class SecAggServer:
         }
 
     def _close_unmasking(self) -> list[SecAggOutbound]:
+        """Rebuild the secrets, check each rebuilt mask key against its public key, and take every
+        survivor's self mask and every dropout's pair masks out of the sum (:mod:`.unmasking`: in one
+        chunk here, or in a few on ``self.workers``; the same sum either way)."""
         config = self.config
         self._require("unmasking", len(self._responses), "unmasking responses arrived")
         alive = sorted(self._input_ids)
@@ -574,36 +584,43 @@ class SecAggServer:
         seeds = self._reconstruct("seed", alive)
         mask_keys = self._reconstruct("key", dropped)
         plan = self.row_plan
-        masks = [(self_mask_key(config, seeds[owner], owner), True) for owner in alive]
-        unmasker = None if plan is None else plan.unmasker(config.modulus)
-        if unmasker is not None:
-            for (key, _), owner in zip(masks, alive):
-                unmasker.remove_self_mask(owner, key)
-            masks = []
+        self_keys = [self_mask_key(config, seeds[owner], owner) for owner in alive]
+        dropouts = []
         for owner in dropped:
             private = mask_keys[owner]
             if public_key(private) != self._keys[owner][1]:
                 raise RoundAborted("unmasking", f"shares of party {owner}'s mask key do not match its public key")
-            agreement = KeyAgreement(private)
-            peers = self.mask_peers(owner) & self._input_ids
-            sharing = None
-            if plan is not None:  # only the peers that share a row with it added a pair mask
-                sharing = list(plan._shared_positions(owner)) if owner in plan.chosen else []
-                peers = peers & {peer for peer, _ in sharing}
-            pair_keys = {
-                peer: pair_mask_key(config, agreement.agree(self._keys[peer][1]), owner, peer)
-                for peer in sorted(peers)
-            }
-            if unmasker is not None:
-                unmasker.remove_pair_masks(owner, pair_keys, sharing)
-            else:  # ``peer`` added +mask if peer > owner and -mask otherwise; take it back out.
-                masks += [(key, peer > owner) for peer, key in pair_keys.items()]
-        if unmasker is not None:
-            unmasker.apply_to(self._sum)
-        MaskExpander(config.modulus).apply_many(self._sum, masks)
+            masks = self._dropout_masks(owner, private)
+            if masks is not None:
+                dropouts.append(masks)
+        if plan is None:
+            remove_masks(config, self._sum, self_keys, dropouts, workers=self.workers)
+        else:
+            remove_masks(config, self._sum, self_keys, dropouts, self_positions=[plan.positions(owner) for owner in alive],
+                         union=plan.union, width=plan.width, workers=self.workers)
         self._sum.setflags(write=False)
         self._result = self._sum
         return []
+
+    def _dropout_masks(self, owner: int, private: bytes) -> DropoutMasks | None:
+        """What takes ``owner``'s pair masks out: its surviving mask peers and their keys; per row only
+        the peers that share a row with it (the others added no pair mask for it), with the rows
+        (None: no surviving peer masked with it)."""
+        peers = self.mask_peers(owner) & self._input_ids
+        plan = self.row_plan
+        if plan is None:
+            ordered = sorted(peers)
+            return DropoutMasks(owner, private, tuple(ordered), tuple(self._keys[peer][1] for peer in ordered))
+        if owner not in plan.chosen:
+            return None
+        sharing = [(peer, where) for peer, where in plan._shared_positions(owner) if peer in peers]  # increasing peers
+        if not sharing:
+            return None
+        offsets = np.zeros(len(sharing) + 1, dtype=np.int64)
+        np.cumsum([where.shape[0] for _, where in sharing], out=offsets[1:])
+        return DropoutMasks(owner, private, tuple(peer for peer, _ in sharing),
+                            tuple(self._keys[peer][1] for peer, _ in sharing), plan.chosen[owner],
+                            plan.positions(owner), offsets, np.concatenate([where for _, where in sharing]))
 
     def _reconstruct(self, kind: str, owners: list[int]) -> dict[int, bytes]:
         """Rebuild each owner's seed or mask key from exactly t shares (the t smallest holder ids that

@@ -33,6 +33,7 @@ from ..loopback import Delivery, InProcessHost, LinkCounters, Loopback
 from ..secagg import TrustStore
 from ..secagg.driver import DropoutSchedule
 from ..secagg.stages import STEP_OF_SERVER_STAGE, SecAggStep
+from ..secagg.unmasking import UnmaskingWorkers
 from .client import DeviceState, SubmodelRoundClient
 from .interfaces import GlobalModel
 from .messages import Phase, PhaseMessage, RandomizedSetReport, SitOut, SubmodelMessage, decode_submodel_message
@@ -168,6 +169,7 @@ def run_round(
     clock: Callable[[], float] = time.perf_counter,
     union_estimate: int | None = None,
     psu_first_bound: int | None = None,
+    server_workers: UnmaskingWorkers | None = None,
 ) -> SubmodelRoundOutcome:
     """Run one round: updates ``server``'s model and the clients' ledgers and memos in place.
 
@@ -186,11 +188,15 @@ def run_round(
     ``fedprivacy simulate`` does) sizes the first PSU table at ``PSU_HEADROOM`` times it instead of the
     ceiling n x max_set_size; ``psu_first_bound`` gives that bound directly (see
     :class:`~fedprivacy.submodel.server.SubmodelRoundServer`); a union that outgrows it reruns the PSU.
+    ``server_workers``: local worker processes for the server's unmasking
+    (:class:`~fedprivacy.secagg.unmasking.UnmaskingWorkers`; default: the server's thread). They
+    receive rebuilt secrets, so they must be this machine's processes, whatever ``executor`` is.
     Raises :class:`~fedprivacy.errors.RoundAborted` when the round cannot complete (the model is
     then untouched)."""
     drops = drops or RoundDrops()
     party = SubmodelRoundServer(server, settings, sorted(states), round_index, trust=trust,
-                                union_estimate=union_estimate, psu_first_bound=psu_first_bound)
+                                union_estimate=union_estimate, psu_first_bound=psu_first_bound,
+                                workers=server_workers)
     host = InProcessClients(states, drops, random_source, clock=clock) if executor is None else executor(states, drops, random_source)
     seen: Callable[[int, int, bytes], None] | None = None
     if observer is not None:

@@ -46,6 +46,7 @@ from ..secagg.rowgraph import row_graph_degree, row_graph_survivors
 from ..secagg.rows import rows_in_use, sparse_row_peel
 from ..secagg.server import IgnoredMessage, IgnoredReason
 from ..secagg.stages import ServerStage
+from ..secagg.unmasking import UnmaskingWorkers
 from .interfaces import GlobalModel
 from .messages import (
     Phase,
@@ -171,6 +172,7 @@ class SubmodelRoundServer:
         trust: TrustStore | None = None,
         union_estimate: int | None = None,
         psu_first_bound: int | None = None,
+        workers: UnmaskingWorkers | None = None,
     ) -> None:
         """``trust`` (malicious mode, ``settings.adversary``): the deployment's trust store, with which
         the secure sums check the clients' signatures and ignore bad ones (clients check them anyway).
@@ -179,7 +181,10 @@ class SubmodelRoundServer:
         ``settings.psu_bound(n)``), else :func:`first_psu_bound` of ``union_estimate`` (the server's
         estimate of the union, e.g. the last round's size: ``PSU_HEADROOM`` x it), else the ceiling.
         Public and the server's own choice: a smaller table can only fail to peel and be rerun, which
-        the server could claim anyway (``protocols/submodel/spec.md``, "First PSU table")."""
+        the server could claim anyway (``protocols/submodel/spec.md``, "First PSU table").
+        ``workers``: local worker processes for both secure sums' unmasking
+        (:class:`~fedprivacy.secagg.unmasking.UnmaskingWorkers`: they receive rebuilt secrets, so only
+        the server's own processes); default: this thread."""
         parties = tuple(sorted(int(p) for p in party_ids))
         if len(parties) < 2 or len(set(parties)) != len(parties):
             raise InvalidParameters("a round needs at least two distinct parties")
@@ -209,6 +214,7 @@ class SubmodelRoundServer:
         self.result: RoundResult | None = None
         self._session_id = os.urandom(32) if session_id is None else session_id
         self._trust = trust if settings.adversary is Adversary.MALICIOUS else None
+        self._workers = workers
         self._width = model.row_width
         self._dense_size = int(model.dense_size)
         self._dense_rows = -(-self._dense_size // self._width)
@@ -279,7 +285,7 @@ class SubmodelRoundServer:
         # Malicious mode: its advertisements and the PSU's first ones carry one joint signature
         # (protocols/secagg/spec.md §14.8), checked here when both are in (_pair_advertisements).
         joint = "verifying" if settings.adversary is Adversary.MALICIOUS else None
-        self._rows = SecAggServer(self._rows_config, trust=self._trust, per_row=True, joint=joint)
+        self._rows = SecAggServer(self._rows_config, trust=self._trust, per_row=True, joint=joint, workers=self._workers)
         self.stage = RoundServerStage.PSU
         return self._start_psu(self.party_ids)
 
@@ -297,7 +303,7 @@ class SubmodelRoundServer:
         except InvalidParameters as exc:
             raise self._abort(RoundAborted("psu", f"no secure sum fits {len(parties)} parties: {exc}")) from exc
         first = self._psu_attempts == 0 and self.settings.adversary is Adversary.MALICIOUS
-        self._psu = SecAggServer(config, trust=self._trust, joint="covered" if first else None)
+        self._psu = SecAggServer(config, trust=self._trust, joint="covered" if first else None, workers=self._workers)
         self._psu_attempts += 1
         self._psu_bounds.append(self._psu_params.union_bound)
         public = self.settings.public()

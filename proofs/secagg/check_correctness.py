@@ -62,3 +62,29 @@ def test_harary_graphs_under_random_dropouts(case):
         assert [int(v) for v in report.result] == plain_sum(inputs, survivors, config.modulus)
     else:
         assert report.result is None and report.aborted is not None
+
+
+def _pickled_map(function, chunks):
+    """A process pool's map without the processes: each chunk and result goes through pickle."""
+    import pickle
+
+    for chunk in chunks:
+        yield pickle.loads(pickle.dumps(function(pickle.loads(pickle.dumps(chunk)))))
+
+
+@settings(max_examples=40)
+@given(harary_rounds(), st.integers(1, 4), st.integers(1, 3))
+def test_the_unmasking_split_over_workers_gives_the_same_output(case, workers, per_worker):
+    """The removal of the masks as independent chunks (``fedprivacy/secagg/unmasking.py``): the same
+    output, or the same clean abort, whatever the split."""
+    from fedprivacy.secagg import UnmaskingWorkers
+
+    config, drops = case
+    inputs = inputs_for(config)
+    report = run_secagg_round(config, inputs, DropoutSchedule(drops), policy=weakened_policy(),
+                              server_workers=UnmaskingWorkers(_pickled_map, workers, per_worker))
+    if recoverable(config, all_neighbourhoods(config), drops):
+        survivors = {p for p in config.party_ids if drops.get(p) in (None, SecAggStep.UNMASK)}
+        assert [int(v) for v in report.result] == plain_sum(inputs, survivors, config.modulus)
+    else:
+        assert report.result is None and report.aborted is not None

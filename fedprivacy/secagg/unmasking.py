@@ -171,7 +171,7 @@ def plan_chunks(costs: Sequence[int], count: int) -> list[list[int]]:
 
 
 def remove_masks(config: SecAggConfig, target: np.ndarray, self_keys: Sequence[bytes],
-                 dropouts: Sequence[DropoutMasks], *, self_positions: Sequence[np.ndarray] | None = None,
+                 dropouts: Iterable[DropoutMasks], *, self_positions: Sequence[np.ndarray] | None = None,
                  union: np.ndarray | None = None, width: int = 0, workers: UnmaskingWorkers | None = None) -> None:
     """target -= every self mask and every dropout's pair masks (mod the modulus), in place; per row
     (``union`` given, with each survivor's ``self_positions`` in it) ``target`` is the union's blocks
@@ -186,8 +186,10 @@ def remove_masks(config: SecAggConfig, target: np.ndarray, self_keys: Sequence[b
         raise InvalidParameters("per-row unmasking needs a width and each survivor's positions in the union")
     selves = 0 if per_row else len(self_keys)  # per row, self masks stay here
     if workers is None:
-        chunks = [UnmaskChunk(config, tuple(self_keys[:selves]), tuple(dropouts), width if per_row else 0)]
+        # Per row, each dropout's masks are built and summed in turn, never all at once.
+        chunks = [] if per_row else [UnmaskChunk(config, tuple(self_keys), tuple(dropouts), 0)]
     else:
+        dropouts = list(dropouts)
         chunks = []
         for group in plan_chunks(_costs(config, selves, dropouts, width if per_row else 0),
                                  workers.workers * workers.chunks_per_worker):
@@ -204,10 +206,9 @@ def remove_masks(config: SecAggConfig, target: np.ndarray, self_keys: Sequence[b
         return
     assert self_positions is not None and union is not None
     if workers is None:
-        blocks = unmask_chunk(chunks[0])
-        assert isinstance(blocks, list)
-        pair_blocks: Iterable[tuple[np.ndarray, np.ndarray]] = [
-            (dropout.positions, block) for dropout, block in zip(dropouts, blocks) if dropout.positions is not None]
+        pair_blocks: Iterable[tuple[np.ndarray, np.ndarray]] = (
+            (dropout.positions, unmask_chunk(UnmaskChunk(config, (), (dropout,), width))[0])
+            for dropout in dropouts if dropout.positions is not None)
     else:
         running = _results(workers, chunks)  # the workers start now; the self masks are summed while they run
         pair_blocks = ((dropout.positions, block) for chunk, found in running

@@ -91,7 +91,7 @@ from .messages import (
     UnmaskResponse,
     decode_message,
 )
-from .packed import pack_byte_pairs, pack_bytes, pack_limb_pairs
+from .packed import PackedTable, pack_byte_pairs, pack_bytes, pack_limb_pairs
 from .params import MAX_CLIENTS, MAX_DIM, Adversary, SecAggConfig
 from .policy import SecAggPolicy
 from .rows import ClientRowPlan
@@ -641,10 +641,9 @@ class SecAggClient:
         assert plan is not None
         if self.min_choosers <= 1:
             return
-        partners = np.zeros(plan.rows.shape[0], dtype=np.int64)
-        for peer, positions in plan.sharing():
-            if peer in self._pair_mask_keys:
-                partners[positions] += 1
+        keys = self._pair_mask_keys
+        holders = keys.ids if isinstance(keys, PackedTable) else np.array(sorted(keys), dtype=np.int64)
+        partners = plan.partner_counts(holders)
         thin = partners < self.min_choosers - 1
         self.rows_zeroed = int(thin.sum())
         if self.rows_zeroed:

@@ -52,6 +52,13 @@ class PackedTable(Mapping[int, Any]):
     def __setstate__(self, state: tuple[np.ndarray, np.ndarray, str, int]) -> None:
         self._ids, self._rows, self._kind, self._size = state
 
+    @property
+    def ids(self) -> np.ndarray:
+        """The party ids, increasing (a read-only view)."""
+        view = self._ids.view()
+        view.setflags(write=False)
+        return view
+
     def _unpack(self, row: np.ndarray) -> Any:
         return _UNPACK[self._kind](row, self._size)
 

@@ -289,6 +289,34 @@ class ClientRowPlan:
     def input_length(self) -> int:
         return int(self.rows.shape[0]) * self.width
 
+    def sharing_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`sharing` as three arrays (peers, offsets, positions): ``peers[i]`` (increasing) shares
+        the rows at ``positions[offsets[i]:offsets[i + 1]]``; peers sharing none are left out. Reads
+        the positions form without a loop over peers (a decoded plan's); a plan over a server's plan
+        is gathered peer by peer."""
+        if self._source is not None:
+            pairs = list(self.sharing())
+            peers = np.array([peer for peer, _ in pairs], dtype=np.int64)
+            sizes = np.array([where.shape[0] for _, where in pairs], dtype=np.int64)
+            positions = (np.concatenate([where for _, where in pairs]) if pairs
+                         else np.zeros(0, dtype=np.int64))
+        else:
+            sizes = np.diff(self._offsets)
+            keep = sizes > 0
+            peers, sizes = self._peers[keep], sizes[keep]
+            positions = self._positions if bool(keep.all()) else self._positions[np.repeat(keep, np.diff(self._offsets))]
+        offsets = np.zeros(peers.shape[0] + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        return peers, offsets, positions
+
+    def partner_counts(self, among: np.ndarray | None = None) -> np.ndarray:
+        """Per row of ``rows``, how many peers share it with this party (only peers in ``among``, an
+        array of party ids, when given)."""
+        peers, offsets, positions = self.sharing_arrays()
+        if among is not None:
+            positions = positions[np.repeat(np.isin(peers, among), np.diff(offsets))]
+        return np.bincount(positions, minlength=self.rows.shape[0]).astype(np.int64)
+
     def sharing(self) -> Iterator[tuple[int, np.ndarray]]:
         """(peer, positions in ``rows`` of the rows both chose), by increasing peer, peers sharing none left out."""
         if self._source is not None:

@@ -69,7 +69,6 @@ from ..psu.iblt import encode_set, validate_ids
 from ..psu.params import PSUParameters
 from ..secagg import Adversary, Identity, Quantizer, SecAggClient, SecAggConfig, TrustStore
 from ..secagg.client import start_jointly
-from ..secagg.rows import ClientRowPlan
 from ..secagg.stages import ClientStage
 from ._snapshot import StoredRound, decode_round, encode_round
 from .interfaces import LocalTrainer
@@ -631,19 +630,17 @@ class SubmodelRoundClient:
         # under the self mask alone, which is removed at unmasking.
         # On a sparse graph the partners must be its neighbours, which it derives from the config: the
         # server cannot pick them (protocols/submodel/spec.md, "Sparse rows").
-        neighbours = rows_sum.neighbours
-        partners = np.zeros(plan.rows.shape[0], dtype=np.int64)
-        peers = 0
-        for peer, positions in plan.sharing():
-            if peer not in neighbours:
-                raise RemoteProtocolError("the plan names partners outside this client's neighbours in the secure sum")
-            partners[positions] += 1  # distinct positions per peer
-            peers += 1
+        partner_ids, offsets, positions = plan.sharing_arrays()
+        if not np.isin(partner_ids, np.fromiter(rows_sum.neighbours, dtype=np.int64)).all():
+            raise RemoteProtocolError("the plan names partners outside this client's neighbours in the secure sum")
+        partners = np.bincount(positions, minlength=plan.rows.shape[0])  # distinct positions per peer
+        peers = int(partner_ids.shape[0])
         # Every party of the plan chooses the dense rows; the plan has at least the policy's parties.
         if message.dense_rows and (int(partners[real_count:].min()) != peers
                                    or peers + 1 < self.state.policy.min_parties):
             raise RemoteProtocolError("the dense pseudo-rows must be shared with every other party of the plan")
-        self._check_dense_partners(plan, real_count, message.dense_rows, rows_sum.mask_peers)
+        self._check_dense_partners((partner_ids, offsets, positions), real_count, message.dense_rows,
+                                   rows_sum.mask_peers)
         if real_count and int(partners[:real_count].min()) < settings.min_choosers - 1:
             raise RemoteProtocolError(f"the plan has rows with fewer than {settings.min_choosers} choosers")
         width = plan.width - 1
@@ -719,7 +716,8 @@ class SubmodelRoundClient:
         return to_modulus(signed, settings.modulus).reshape(-1)
 
     @staticmethod
-    def _check_dense_partners(plan: ClientRowPlan, real_count: int, dense_rows: int, holders: frozenset[int]) -> None:
+    def _check_dense_partners(sharing: tuple[np.ndarray, np.ndarray, np.ndarray], real_count: int, dense_rows: int,
+                              holders: frozenset[int]) -> None:
         """Every party whose rows' shares this client holds must share the dense pseudo-rows with it.
 
         A plan naming only a few of them (who then drop, their mask keys recovered at unmasking) would
@@ -728,8 +726,10 @@ class SubmodelRoundClient:
         Parties that did not report are planned for the dense rows as well, and are dropouts."""
         if not dense_rows:
             return
-        dense_partners = {peer for peer, positions in plan.sharing()
-                          if np.count_nonzero(positions >= real_count) == dense_rows}
+        peers, offsets, positions = sharing  # the plan's sharing_arrays()
+        owner = np.repeat(np.arange(peers.shape[0]), np.diff(offsets))
+        dense_counts = np.bincount(owner[positions >= real_count], minlength=peers.shape[0])
+        dense_partners = set(peers[dense_counts == dense_rows].tolist())
         if not holders <= dense_partners:
             raise RemoteProtocolError("the dense pseudo-rows must be shared with every party of the rows' sum "
                                       "whose shares this client holds")

@@ -109,9 +109,30 @@ def unpack_fields(raw: np.ndarray, count: int, k: int) -> np.ndarray:
 
 
 def read_fields(raw: np.ndarray, starts: np.ndarray, k: int) -> np.ndarray:
-    """The k-bit big-endian fields (k <= 56) at bit offsets ``starts`` of ``raw`` (all inside it)."""
+    """The k-bit big-endian fields (k <= 56) at bit offsets ``starts`` of ``raw`` (all inside it), as uint64.
+
+    A field starting at bit b of its first byte spans b + k bits: fields of up to 9 bits are read
+    from the 16-bit big-endian word at their byte, up to 25 bits from the 32-bit one (a table of
+    those words, one per byte, is built first: the narrow reads are what a row plan's small Rice
+    parameters need), longer ones from 64-bit windows."""
+    index = np.intp if raw.shape[0] >= 1 << 31 else np.int32
+    at, bit = (starts >> 3).astype(index), starts & 7
+    if k + 7 <= 32:
+        bits, dtype = (16, np.uint16) if k + 7 <= 16 else (32, np.uint32)
+        padded = np.zeros(raw.shape[0] + bits // 8, dtype=np.uint8)
+        padded[: raw.shape[0]] = raw
+        table = padded[: raw.shape[0] + 1].astype(dtype)  # the big-endian word starting at each byte
+        for offset in range(1, bits // 8):
+            table <<= dtype(8)
+            table |= padded[offset : raw.shape[0] + 1 + offset]
+        words = np.take(table, at)
+        words <<= bit.astype(dtype)
+        words >>= dtype(bits - k)
+        return words.astype(_U64)
     padded = np.zeros(raw.shape[0] + 8, dtype=np.uint8)
     padded[: raw.shape[0]] = raw
     windows = np.lib.stride_tricks.as_strided(padded, shape=(raw.shape[0] + 1, 8), strides=(1, 1))
-    words = np.take(windows, starts >> 3, axis=0).view(">u8").reshape(-1).astype(_U64)
-    return (words << (starts & 7).astype(_U64)) >> _U64(64 - k)
+    wide = np.take(windows, at, axis=0).view(">u8").reshape(-1).astype(_U64)
+    wide <<= bit.astype(_U64)
+    wide >>= _U64(64 - k)
+    return wide

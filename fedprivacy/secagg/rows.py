@@ -964,7 +964,7 @@ def _decode_compact(reader: Reader, party: int, parties: np.ndarray) -> tuple[np
         return rows, empty, np.zeros(1, dtype=np.int64), empty
     if counts.max() > size or k > 56:
         raise DecodeError("a row has more choosers than the sum has parties")
-    ones = np.flatnonzero(np.unpackbits(unary))
+    ones = np.flatnonzero(np.unpackbits(unary).view(bool))  # as bools: numpy's fast nonzero path
     if ones.shape[0] != entries or (int(ones[-1]) >> 3) != unary.shape[0] - 1:
         raise DecodeError("the unary codes must hold one terminator per chooser and end with the last")
     starts = _row_starts(counts)
@@ -984,7 +984,7 @@ def _decode_compact(reader: Reader, party: int, parties: np.ndarray) -> tuple[np
             raise DecodeError("row plan remainder padding must be zero")
         # Field j of row r starts at bit 8 rem_off[r] + j k = entry * k + (8 rem_off[r] - starts[r] k).
         first = np.arange(entries, dtype=np.int64) * k
-        first += (8 * rem_off[:-1] - starts[:-1] * k)[row_of]
+        first += np.repeat(8 * rem_off[:-1] - starts[:-1] * k, counts)
         remainders = read_fields(raw, first, k).astype(np.int64)
     if (int(quotients.sum()) << k) + int(remainders.sum()) + entries > count * size:
         raise DecodeError("chooser gaps out of range")  # exact, before any int64 sum
@@ -996,7 +996,7 @@ def _decode_compact(reader: Reader, party: int, parties: np.ndarray) -> tuple[np
     del quotients, remainders
     base = steps[starts[:-1]] + 1
     indices = steps[1:]
-    indices -= base[row_of]  # each chooser's index within its row's party list
+    indices -= np.repeat(base, counts)  # each chooser's index within its row's party list
     if int(indices[starts[1:] - 1].max()) >= size:  # each row's largest index
         raise DecodeError("a chooser index is outside the sum's parties")
     small = indices.astype(np.uint16 if size <= 1 << 16 else np.int64)
@@ -1006,11 +1006,12 @@ def _decode_compact(reader: Reader, party: int, parties: np.ndarray) -> tuple[np
     keep = ~hits
     key, positions = small[keep], row_of[keep]
     order = np.argsort(key, kind="stable")  # by peer, rows increasing within each (radix sort for u16)
-    peer_index, positions = key[order].astype(np.int64), positions[order]
-    cuts = np.flatnonzero(np.diff(peer_index)) + 1
-    firsts = np.concatenate([[0], cuts]).astype(np.int64) if peer_index.size else np.zeros(0, dtype=np.int64)
-    peers = parties[peer_index[firsts]].astype(np.int64)
-    offsets = np.concatenate([firsts, [peer_index.shape[0]]]).astype(np.int64)
+    positions = positions[order]
+    per_peer = np.bincount(key, minlength=size)  # the peers in increasing index order, and their counts
+    present = np.flatnonzero(per_peer)
+    peers = parties[present].astype(np.int64)
+    offsets = np.zeros(present.shape[0] + 1, dtype=np.int64)
+    np.cumsum(per_peer[present], out=offsets[1:])
     return rows, peers, offsets, positions
 
 

@@ -69,7 +69,7 @@ def read_set(reader: Reader, limit: int, max_count: int) -> np.ndarray:
         raise DecodeError("Rice parameter out of range")
     length = reader.count(1 << 31, 1)
     unary = np.frombuffer(reader.fixed(length), dtype=np.uint8)
-    ones = np.flatnonzero(np.unpackbits(unary))
+    ones = np.flatnonzero(np.unpackbits(unary).view(bool))  # as bools: numpy's fast nonzero path
     if ones.shape[0] != count or (ones[-1] >> 3) != length - 1:
         raise DecodeError("a Rice unary stream must hold one terminator per value and end with the last")
     quotients = np.diff(ones, prepend=-1) - 1  # int64, each below 8 * length

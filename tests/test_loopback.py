@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import itertools
 from dataclasses import dataclass
 
@@ -245,6 +247,22 @@ def test_the_rerun_policy_counts_attempts_and_caps_the_bound():
     assert policy.next_attempt(following, _failure(), attempts=2) is None  # two started: the failure stands
     capped = RerunPolicy(max_attempts=3, max_bound=50).next_attempt(params, _failure(estimated=float("inf")), 1)
     assert capped is not None and capped.union_bound == 50  # 4x would be 160
+
+
+def test_a_saturated_table_reruns_at_the_cap_or_at_what_fills_every_cell():
+    """Every cell occupied: with a cap (a submodel round's ceiling) the rerun takes it, however far
+    above the failed bound; without one, at least 4x the bound and 1.5 s (ln s + gamma) for the
+    failed table's sub-table size s (a table of 40 ids: 312 cells, 4 sub-tables of 78)."""
+    params = PSUParameters(10**6, 40, b"s" * 16)
+    saturated = _failure(estimated=float("inf"))
+    following = RerunPolicy(max_bound=5000).next_attempt(params, saturated, 1)
+    assert following is not None and following.union_bound == 5000
+    sub = params.sub_table
+    expected = max(160, math.ceil(1.5 * sub * (math.log(sub) + 0.5772156649015329)))
+    assert expected > 160  # the filling estimate, not 4x, decides for a table this small
+    following = RerunPolicy().next_attempt(params, saturated, 1)
+    assert following is not None and following.union_bound == expected
+    assert RerunPolicy(max_bound=5000).next_attempt(params, _failure(estimated=100.0), 1).union_bound == 150
 
 
 @pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"max_attempts": True}, {"max_bound": 0}])

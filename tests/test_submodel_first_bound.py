@@ -231,6 +231,22 @@ def test_a_union_that_outgrows_the_estimate_reruns_the_psu_with_a_larger_table_a
     assert second.participants == 10
 
 
+def test_a_first_table_with_every_cell_occupied_reruns_at_the_ceiling_and_completes_in_two_attempts():
+    """A first bound of 10 for a union of about 1,300 (a cohort whose data grew ~30x): every cell of
+    the table is occupied, which bounds the union only from below; the rerun goes straight to the
+    ceiling, the largest table the clients accept, which always holds the union (before, 4x the
+    bound, then a rerun from that table's occupancy: the third attempt, the clients' limit)."""
+    universe = 5000
+    rng = np.random.default_rng(7)  # public test sets
+    sets = {p: np.sort(rng.choice(universe, 150, replace=False)).astype(np.uint64) for p in range(1, 11)}
+    settings = RoundSettings(universe=universe, max_set_size=150, dropout_fraction=0.2)
+    outcome = run_round(_fixed_states(sets), TinyModel(), settings, 1, psu_first_bound=10,
+                        random_source=_seeded("saturated"))
+    assert outcome.result is not None and outcome.result.psu_bounds == (10, 1500)
+    assert outcome.psu_attempts == 2
+    assert outcome.union_size == np.unique(np.concatenate(list(sets.values()))).shape[0]
+
+
 def test_simulate_carries_each_rounds_union_into_the_next_first_table(capsys):
     argv = ["simulate", "--clients", "10", "--items", "30", "--universe", "500", "--dim", "3", "--rounds", "3",
             "--json", "--quiet"]

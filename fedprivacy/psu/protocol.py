@@ -41,11 +41,20 @@ class UnionDecodeFailure(RoundAborted):
         self.recovered = recovered
         self.estimated_union = estimated_union
 
-    def next_bound(self, bound: int) -> int:
-        """A union bound for the rerun: 1.5x larger, and large enough for what the table showed."""
-        if math.isinf(self.estimated_union):
-            return 4 * bound  # every cell occupied: the table was far too small
+    def next_bound(self, bound: int, sub_table: int | None = None) -> int:
+        """A union bound for the rerun: 1.5x larger, and large enough for what the table showed.
+
+        A table with every cell occupied shows only that the union is far too large for it: about
+        s (ln s + 0.5772) ids fill each of its sub-tables of s cells (``sub_table``, when given; the
+        coupon collector's expectation), which is more than 4 x ``bound`` for any table of a few
+        hundred cells, so the rerun is sized for 1.5 x that, and at least 4 x ``bound``."""
+        if math.isinf(self.estimated_union):  # every cell occupied: the table was far too small
+            filled = 0 if sub_table is None else math.ceil(1.5 * sub_table * (math.log(sub_table) + _EULER_GAMMA))
+            return max(4 * bound, filled)
         return max(math.ceil(1.5 * bound), 2 * self.recovered, math.ceil(1.5 * self.estimated_union))
+
+
+_EULER_GAMMA = 0.5772156649015329
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,7 @@ class RerunPolicy:
     peeling stopped) leads to a rerun; a secure sum that aborts ends the PSU. After ``max_attempts``
     attempts the failure stands. A rerun's union bound is :meth:`UnionDecodeFailure.next_bound`, never
     above ``max_bound`` (when given: the most ids the round's clients can hold, as a client refuses a
-    larger table). Each client also counts its own attempts (``ClientPolicy.max_psu_attempts``)."""
+    larger table); after a table with every cell occupied it is ``max_bound`` itself when given. Each client also counts its own attempts (``ClientPolicy.max_psu_attempts``)."""
 
     max_attempts: int = 3
     max_bound: int | None = None
@@ -74,9 +83,14 @@ class RerunPolicy:
         ``attempts`` were started so far; ``None``: no rerun (the failure stands)."""
         if attempts >= self.max_attempts:
             return None
-        bound = failure.next_bound(params.union_bound)
-        if self.max_bound is not None:
-            bound = min(bound, self.max_bound)
+        if math.isinf(failure.estimated_union) and self.max_bound is not None:
+            # Every cell occupied bounds the union only from below (its estimate, and each rerun
+            # sized from it, can still be far short): the largest table the clients accept holds it.
+            bound = self.max_bound
+        else:
+            bound = failure.next_bound(params.union_bound, params.sub_table)
+            if self.max_bound is not None:
+                bound = min(bound, self.max_bound)
         return PSUParameters(params.universe, bound, params.session_id, params.attempt + 1)
 
 

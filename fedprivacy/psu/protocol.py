@@ -67,7 +67,8 @@ class RerunPolicy:
     peeling stopped) leads to a rerun; a secure sum that aborts ends the PSU. After ``max_attempts``
     attempts the failure stands. A rerun's union bound is :meth:`UnionDecodeFailure.next_bound`, never
     above ``max_bound`` (when given: the most ids the round's clients can hold, as a client refuses a
-    larger table); after a table with every cell occupied it is ``max_bound`` itself when given. Each client also counts its own attempts (``ClientPolicy.max_psu_attempts``)."""
+    larger table); after a table with every cell occupied it is ``max_bound`` itself when given. Each
+    client also counts its own attempts (``ClientPolicy.max_psu_attempts``)."""
 
     max_attempts: int = 3
     max_bound: int | None = None

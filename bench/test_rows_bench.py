@@ -15,6 +15,7 @@ from fedprivacy.hazmat import shamir
 from fedprivacy.hazmat.field import Modulus
 from fedprivacy.hazmat.prg import DeterministicRandomness, MaskExpander
 from fedprivacy.secagg import RowPlan
+from fedprivacy.secagg.rows import ClientRowPlan
 
 RNG = np.random.default_rng(0)  # public synthetic plan
 UNION = np.sort(RNG.choice(1_000_000, 90_000, replace=False)).astype(np.uint64)
@@ -34,6 +35,19 @@ def test_row_masking_one_client_of_1000(benchmark, plan_1000):
         client.mask(vector, keys[1], keys, Modulus.U64)
 
     benchmark.pedantic(mask, rounds=5, iterations=1)
+
+
+def test_compact_plan_encode_one_client_of_1000(benchmark, plan_1000):
+    """The server's part of a row download: one client's compact plan (type 18) from the union rows' codes."""
+    members = np.arange(1, 1001)
+    benchmark.pedantic(lambda: plan_1000.for_client(1).encode(members), rounds=5, iterations=1)
+
+
+def test_compact_plan_decode_one_client_of_1000(benchmark, plan_1000):
+    """The client's part: decoding and checking that plan, into its peers' shared positions."""
+    members = np.arange(1, 1001)
+    data = plan_1000.for_client(1).encode(members)
+    benchmark.pedantic(ClientRowPlan.decode, (data, members), rounds=5, iterations=1)
 
 
 def test_row_unmasking_one_dropped_party_of_1000(benchmark, plan_1000):

@@ -756,20 +756,20 @@ class RowPlan:
         columns, _ = self._client_bits(party)
         return columns[columns != party]
 
-    def _shared_positions(self, party: int, in_union: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    def _shared_positions(self, party: int, in_union: bool = False,
+                          dtype: type = np.int64) -> Iterator[tuple[int, np.ndarray]]:
         """(peer, positions of the rows both chose) for every other party sharing a row, by increasing
-        peer: positions among ``party``'s rows, or in the union with ``in_union``."""
+        peer: positions among ``party``'s rows (as ``dtype``), or in the union with ``in_union``."""
         where = self._positions[party]
         if self._window is not None:  # from the party's pairs: no bitmap
             peers, offsets, positions = self._sparse_sharing(party)
-            if in_union:
-                positions = np.take(where.astype(np.int64), positions)
+            positions = np.take(where.astype(np.int64), positions) if in_union else positions.astype(dtype, copy=False)
             bounds = offsets.tolist()
             for index, peer in enumerate(peers.tolist()):
                 yield peer, positions[bounds[index] : bounds[index + 1]]
             return
         columns, bits = self._client_bits(party)
-        for peer, positions in _sharing_from_bits(party, columns, bits, np.int64):
+        for peer, positions in _sharing_from_bits(party, columns, bits, np.int64 if in_union else dtype):
             yield peer, (np.take(where, positions) if in_union else positions)
 
     def for_client(self, party: int) -> ClientRowPlan:

@@ -614,7 +614,9 @@ class SecAggServer:
             return DropoutMasks(owner, private, tuple(ordered), tuple(self._keys[peer][1] for peer in ordered))
         if owner not in plan.chosen:
             return None
-        sharing = [(peer, where) for peer, where in plan._shared_positions(owner) if peer in peers]  # increasing peers
+        # increasing peers; positions among the owner's rows as int32 (workers hold every dropout's at once)
+        narrow = np.int32 if plan.chosen[owner].shape[0] < 1 << 31 else np.int64
+        sharing = [(peer, where) for peer, where in plan._shared_positions(owner, dtype=narrow) if peer in peers]
         if not sharing:
             return None
         offsets = np.zeros(len(sharing) + 1, dtype=np.int64)

@@ -971,7 +971,8 @@ def _decode_compact(reader: Reader, party: int, parties: np.ndarray) -> tuple[np
     row_byte = np.zeros(count, dtype=np.int64)
     row_byte[1:] = (ones[starts[1:-1] - 1] >> 3) + 1  # a row's code starts on the byte after the last's
     quotients = np.empty(entries, dtype=np.int64)
-    quotients[1:] = ones[1:] - ones[:-1] - 1
+    np.subtract(ones[1:], ones[:-1], out=quotients[1:])  # in place: no temporaries of the entries' size
+    quotients[1:] -= 1
     quotients[starts[:-1]] = ones[starts[:-1]] - 8 * row_byte
     if quotients.min() < 0:
         raise DecodeError("each row's unary code must start on a byte of its own")
@@ -983,7 +984,8 @@ def _decode_compact(reader: Reader, party: int, parties: np.ndarray) -> tuple[np
         if tail.size and np.any(raw[rem_off[1:][tail] - 1] & ((1 << (8 - used[tail])) - 1).astype(np.uint8)):
             raise DecodeError("row plan remainder padding must be zero")
         # Field j of row r starts at bit 8 rem_off[r] + j k = entry * k + (8 rem_off[r] - starts[r] k).
-        first = np.arange(entries, dtype=np.int64) * k
+        first = np.arange(entries, dtype=np.int64)
+        first *= k
         first += np.repeat(8 * rem_off[:-1] - starts[:-1] * k, counts)
         remainders = read_fields(raw, first, k).astype(np.int64)
     if (int(quotients.sum()) << k) + int(remainders.sum()) + entries > count * size:

@@ -115,7 +115,9 @@ def read_fields(raw: np.ndarray, starts: np.ndarray, k: int) -> np.ndarray:
     from the 16-bit big-endian word at their byte, up to 25 bits from the 32-bit one (a table of
     those words, one per byte, is built first: the narrow reads are what a row plan's small Rice
     parameters need), longer ones from 64-bit windows."""
-    at, bit = (starts >> 3).astype(np.intp, copy=False), starts & 7  # take() indexes with intp
+    # 32-bit byte indices where they fit (measured faster in a plan's decoding than intp ones)
+    index = np.intp if raw.shape[0] >= 1 << 31 else np.int32
+    at, bit = (starts >> 3).astype(index), starts & 7
     if k + 7 <= 32:
         bits, dtype = (16, np.uint16) if k + 7 <= 16 else (32, np.uint32)
         padded = np.zeros(raw.shape[0] + bits // 8, dtype=np.uint8)

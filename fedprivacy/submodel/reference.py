@@ -119,7 +119,7 @@ class ReferenceModel:
         return where
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
-        return self._values[self._positions(ids)]
+        return np.take(self._values, self._positions(ids), axis=0)  # a copy, as fancy indexing (about 2x faster)
 
     def dense(self) -> np.ndarray:
         return self.head.flat()

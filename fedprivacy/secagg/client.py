@@ -40,8 +40,9 @@ signature cannot know it signed and relies on the host's guarantee.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -604,9 +605,10 @@ class SecAggClient:
             held[sender] = decrypt_share(config, channel_key, sender, self.party_id, ciphertext)
         assert self._mask_private is not None
         mask = KeyAgreement(self._mask_private)
+        peers = sorted(held)
         self._pair_mask_keys = pack_bytes({
-            peer: pair_mask_key(config, mask.agree(self._peer_keys[peer][1]), self.party_id, peer)
-            for peer in sorted(held)
+            peer: pair_mask_key(config, mask.agree(keys[1]), self.party_id, peer)
+            for peer, keys in zip(peers, _records(self._peer_keys, peers))
         }, MASK_KEY_BYTES)
         self._channel_secrets = {}
         self._held_shares = pack_limb_pairs(held, SECRET_LIMBS)
@@ -747,11 +749,12 @@ class SecAggClient:
         for peer in dropped_set:
             if self._released.get(peer, "key") != "key":
                 raise RemoteProtocolError(f"party {peer}'s seed share was already released")
-        seed_shares = [(peer, self._held_shares[peer][1]) for peer in alive]
+        held = self._held_shares
+        seed_shares = [(peer, shares[1]) for peer, shares in zip(alive, _records(held, alive))]
         if self.config.full_graph:
             assert self._own_seed_share is not None
             seed_shares.append((self.party_id, self._own_seed_share))
-        key_shares = tuple((peer, self._held_shares[peer][0]) for peer in dropped)
+        key_shares = tuple((peer, shares[0]) for peer, shares in zip(dropped, _records(held, dropped)))
         for peer in alive:
             self._released[peer] = "seed"
         for peer in dropped:
@@ -765,6 +768,11 @@ class SecAggClient:
         self._held_shares = {}
         return [self._response]
 
+
+
+def _records(table: Mapping[int, Any], keys: Sequence[int]) -> list[Any]:
+    """``[table[key] for key in keys]``, with one lookup for a packed table."""
+    return table.select(keys) if isinstance(table, PackedTable) else [table[key] for key in keys]
 
 
 def start_jointly(covered: SecAggClient, verifying: SecAggClient) -> tuple[list[Message], list[Message]]:

@@ -42,6 +42,7 @@ from ..errors import DecodeError, InvalidParameters
 from ..gapcode import read_fields, read_set, rice_parameter, write_set
 from ..hazmat.field import P61, Modulus, add_inplace, dtype_of, sub_inplace, word_bytes
 from ..hazmat.prf import OUTPUT_SLACK, aes_blocks_into, as_buffer
+from .packed import PackedTable
 from .params import MAX_CLIENTS
 
 __all__ = ["RowPlan", "ClientRowPlan", "row_keystream", "rows_in_use", "sparse_row_peel"]
@@ -337,8 +338,11 @@ class ClientRowPlan:
         blocks = vector.reshape(-1, self.width)
         masks = _RowMasks(self.rows, self.width, modulus)
         masks.add(self_key, None, subtract=False)
-        for peer, positions in self.sharing():
-            key = pair_keys.get(peer)
+        sharing = list(self.sharing())
+        peers = [peer for peer, _ in sharing]
+        keys = (pair_keys.select(peers, missing_ok=True) if isinstance(pair_keys, PackedTable)
+                else [pair_keys.get(peer) for peer in peers])  # one lookup for ~1,000 peers
+        for (peer, positions), key in zip(sharing, keys):
             if key is not None:
                 masks.add(key, positions, subtract=self.party_id < peer)
         masks.apply_to(blocks)

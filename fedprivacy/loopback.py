@@ -126,7 +126,10 @@ class InProcessHost:
 class LinkCounters:
     """What the transport counted: exchanges (server-to-clients stages that sent something, each
     answered by the clients), bytes each party sent and received, each client's protocol seconds, the
-    server's seconds, and the errors of the clients that aborted."""
+    server's seconds (and split by step and work: ``server_steps[step][work]``, the step named by the
+    link's ``step`` function when the work began, the work "receive" (decoding and taking in a reply),
+    "close" (closing a stage) or "send" (building and encoding its messages)), and the errors of the
+    clients that aborted."""
 
     upload: dict[int, int]
     download: dict[int, int]
@@ -134,6 +137,12 @@ class LinkCounters:
     server_seconds: float = 0.0
     exchanges: int = 0
     errors: dict[int, FedPrivacyError] = field(default_factory=dict)
+    server_steps: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add_server_seconds(self, step: str, work: str, seconds: float) -> None:
+        self.server_seconds += seconds
+        works = self.server_steps.setdefault(step, {})
+        works[work] = works.get(work, 0.0) + seconds
 
     @property
     def client_seconds_total(self) -> float:
@@ -150,13 +159,14 @@ class Loopback:
     server on another machine would see them: the server's time is then not mixed with the clients'
     work, and no two large ones are ever held together. Late ones are given after the stage closed. ``window`` server
     messages go out before the clients answer them (``None``: a whole stage, as a server that sends all
-    at once; a small window keeps only that many lazily built messages alive)."""
+    at once; a small window keeps only that many lazily built messages alive). ``step()`` names the
+    server's current step for :attr:`LinkCounters.server_steps` (default: "server")."""
 
     def __init__(self, server: ServerParty, decode: Callable[[bytes], Any], host: ClientHost,
                  parties: Iterable[int], *, clock: Callable[[], float] = time.perf_counter,
                  observer: Callable[[int, int, bytes], None] | None = None,
                  tamper: Callable[[int, bytes], bytes] | None = None, hold_below: int = 0,
-                 window: int | None = None) -> None:
+                 window: int | None = None, step: Callable[[], str] | None = None) -> None:
         parties = list(parties)
         self.server = server
         self.host = host
@@ -170,14 +180,16 @@ class Loopback:
         self._held: list[tuple[int, bytes]] = []
         self._late: list[bytes] = []
         self._window = window
+        self._step = step or (lambda: "server")
 
-    def call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Call the server, timed as its work."""
+    def call(self, function: Callable[..., Any], *args: Any, work: str = "close") -> Any:
+        """Call the server, timed as its work (``work`` names it in the counters' split)."""
+        step = self._step()
         started = self._clock()
         try:
             return function(*args)
         finally:
-            self.counters.server_seconds += self._clock() - started
+            self.counters.add_server_seconds(step, work, self._clock() - started)
 
     def start(self, parties: Iterable[int]) -> None:
         """Clients that speak first: each of ``parties`` starts and its first messages go to the server."""
@@ -192,6 +204,7 @@ class Loopback:
         window = max(1, total if self._window is None else self._window)
         batch, cache = max(1, int(self.host.batch)), isinstance(outbound, (list, tuple))
         last: tuple[object, bytes] | None = None  # a message sent to many (one object): encoded once
+        step = self._step()
         for first in range(0, total, window):
             started = clock()
             items: list[tuple[int, bytes | None]] = []
@@ -202,7 +215,7 @@ class Loopback:
                     last = (item.message, item.message.to_bytes())
                 items.append((item.recipient, last[1]))
                 last = last if cache else None
-            counters.server_seconds += clock() - started
+            counters.add_server_seconds(step, "send", clock() - started)
             items = self._send(items)
             for start in range(0, len(items), batch):
                 self._answer(items[start:start + batch])
@@ -253,9 +266,10 @@ class Loopback:
     def _flush(self) -> None:
         held, self._held = self._held, []
         observer, counters, clock = self._observer, self.counters, self._clock
+        step = self._step() if held else ""
         for sender, data in held:
             if observer is not None:
                 observer(sender, 0, data)
             started = clock()
             self.server.receive(self._decode(data))
-            counters.server_seconds += clock() - started
+            counters.add_server_seconds(step, "receive", clock() - started)

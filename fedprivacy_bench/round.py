@@ -193,6 +193,8 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
         "server_floor_seconds": floor["seconds"],
         "server_over_floor": outcome.server_seconds / floor["seconds"] if floor["seconds"] else 0.0,
         "server_floor": floor,
+        # where the server's seconds went: per step of the round, per work (receive, close, send, start)
+        "server_seconds_by_step": outcome.server_steps,
         "client_seconds_median": outcome.client_seconds_median,
         "upload_bytes_per_client": outcome.upload_bytes_median,
         "download_bytes_per_client": outcome.download_bytes_median,

@@ -107,6 +107,25 @@ def test_the_tick_clock_times_each_client_and_the_server():
     assert link.counters.server_seconds > 0
 
 
+def test_the_server_seconds_are_split_by_step_and_work():
+    clock = _ticks()
+    server = EchoServer([1, 2])
+    host = InProcessHost({p: _echo(p) for p in (1, 2)}, Word.decode, clock=clock)
+    link = Loopback(server, Word.decode, host, [1, 2], clock=clock, step=lambda: f"stage-{server.stage}")
+    link.start([1, 2])
+    link.exchange(link.close())
+    link.close()
+    # one tick per timed piece: each reply taken in, each close, the one window of messages sent
+    assert link.counters.server_steps == {"stage-0": {"receive": 2.0, "close": 1.0},
+                                          "stage-1": {"send": 1.0, "receive": 4.0, "close": 1.0}}
+    assert link.counters.server_seconds == 9.0
+    _, _, plain = _link([1, 2])
+    plain.start([1, 2])
+    plain.exchange(plain.close())
+    assert set(plain.counters.server_steps) == {"server"}
+    assert sum(plain.counters.server_steps["server"].values()) == plain.counters.server_seconds
+
+
 def test_a_scripted_vanishing_withholds_that_reply_and_every_later_message():
     server, host, link = _link([1, 2, 3], vanishes=lambda p, m: p == 2 and m.text == b"second")
     link.start([1, 2, 3])
@@ -325,3 +344,9 @@ def test_the_engine_reports_progress_by_the_step_names():
     assert outcome.exchanges == 7
     assert list(dict.fromkeys(labels)) == ["psu:advertise", "psu:share", "psu:input", "psu:unmask",
                                            "collecting-reports:input", "aggregating:input", "aggregating:unmask"]
+    # the server's seconds, split by the same step names (plus "created" for the start) and by work
+    steps = outcome.server_steps
+    assert set(steps) <= {"created", *labels} and {"created", "psu:unmask", "aggregating:unmask"} <= set(steps)
+    assert steps["created"].keys() == {"start"} and "close" in steps["aggregating:unmask"]
+    assert {work for works in steps.values() for work in works} <= {"start", "receive", "close", "send"}
+    assert math.isclose(sum(sum(works.values()) for works in steps.values()), outcome.server_seconds)

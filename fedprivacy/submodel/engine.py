@@ -87,6 +87,8 @@ class SubmodelRoundOutcome:
     exchanges: int = 0  # server-to-clients exchanges the round took (each answered by the clients)
     psu_first_bound: int = 0  # the first PSU table's union bound (the ceiling, or from the union estimate)
     psu_attempts: int = 1  # PSU attempts the round took (more than 1: the union did not decode at first)
+    # server_seconds split by the round's step (stage_label) and work ("start", "receive", "close", "send")
+    server_steps: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _session_of(message: SubmodelMessage) -> str:
@@ -203,13 +205,14 @@ def run_round(
         def seen(sender: int, recipient: int, data: bytes) -> None:
             observer(_session_of(decode_submodel_message(data)), sender, recipient, data)
     batch = max(1, int(getattr(host, "batch", 1)))
-    link = Loopback(party, decode_submodel_message, host, states, clock=clock, observer=seen, window=batch)
+    link = Loopback(party, decode_submodel_message, host, states, clock=clock, observer=seen, window=batch,
+                    step=lambda: stage_label(party))
     counters, timing = link.counters, {"psu": 0.0, "ldp": 0.0, "aggregation": 0.0}
 
     def seconds() -> float:  # the server's and the clients' seconds so far
         return counters.server_seconds + counters.client_seconds_total
 
-    outbound = link.call(party.start)
+    outbound = link.call(party.start, work="start")
     timing["psu"] += seconds()
     while party.stage not in (RoundServerStage.COMPLETED, RoundServerStage.ABORTED):
         label = stage_label(party)
@@ -259,4 +262,5 @@ def _outcome(result: RoundResult, states: Mapping[int, DeviceState], summaries: 
         exchanges=counters.exchanges,
         psu_first_bound=result.psu_bounds[0] if result.psu_bounds else 0,
         psu_attempts=result.psu_attempts,
+        server_steps={step: dict(works) for step, works in counters.server_steps.items()},
     )

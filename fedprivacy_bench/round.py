@@ -34,6 +34,7 @@ from fedprivacy.submodel.messages import PhaseMessage, decode_submodel_message
 from fedprivacy.submodel.reference import ReferenceModel, ReferenceTrainer
 from fedprivacy.submodel.server import PSU_HEADROOM, first_psu_bound, rows_degree
 from fedprivacy.submodel.settings import RoundSettings
+from fedprivacy.submodel.workload import Workload
 
 from .memory import current_rss_reader, peak_rss_bytes
 from .secagg import signature_seconds
@@ -46,7 +47,7 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
                     seed: int = 0, ddp: DDPSettings | None = None, executor=None,
                     adversary: Adversary = Adversary.SEMI_MALICIOUS, repeats: int = 3,
                     sparse_rows_above: int | None = None, psu_first_bound: int | str | None = None,
-                    warm_up: bool = False, server_workers: int = 1) -> dict[str, object]:
+                    warm_up: bool = False, server_workers: int = 1, workload: Workload | None = None) -> dict[str, object]:
     """One round (``adversary`` semi-malicious), or -- ``adversary`` malicious -- ``repeats`` malicious-mode
     rounds (every client with an identity, the server with the trust store; spec §14 of
     ``protocols/secagg/spec.md``) interleaved with as many semi-malicious rounds on the same workload,
@@ -55,6 +56,8 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
     a correctness check (``correct`` is None). ``executor``: the engine's client host (default: this
     process). ``server_workers``: processes for the server's unmasking (:mod:`fedprivacy_bench.workers`;
     1: the server's own thread), started before and closed after the rounds; their memory is reported.
+    ``workload``: the synthetic workload of these sizes and seed when the caller built it already (the
+    command line does, to size its memory check from the union).
 
     ``psu_first_bound``: the measured round's first PSU table bound -- None or ``"ceiling"`` (n x items,
     capped by the universe), an integer, or ``"previous"``: ``PSU_HEADROOM`` x the union of a preceding
@@ -67,11 +70,11 @@ def run_round_bench(clients: int, items: int, universe: int, dim: int, dropout: 
         capacity = [parallel_capacity(workers)]
         if Adversary(adversary) is Adversary.MALICIOUS:
             result = _malicious_comparison(clients, items, universe, dim, dropout, params, seed, repeats, ddp, executor,
-                                           workers=workers)
+                                           workers=workers, workload=workload)
         else:
             result = _one_round(clients, items, universe, dim, dropout, params, seed, ddp=ddp, executor=executor,
                                 sparse_rows_above=sparse_rows_above, psu_first_bound=psu_first_bound,
-                                warm_up=warm_up, workers=workers)
+                                warm_up=warm_up, workers=workers, workload=workload)
         capacity.append(parallel_capacity(workers))
     return {**result, "server_workers": server_workers, "parallel_capacity_before_after": capacity,
             **worker_memory(server_workers)}
@@ -96,11 +99,14 @@ def _one_round(clients: int, items: int, universe: int, dim: int, dropout: float
                seed: int = 0, adversary: Adversary = Adversary.SEMI_MALICIOUS, identities=None, trust=None,
                clock=time.perf_counter, observer=None, ddp: DDPSettings | None = None,
                executor=None, sparse_rows_above: int | None = None, psu_first_bound: int | str | None = None,
-               warm_up: bool = False, workers=None) -> dict[str, object]:
+               warm_up: bool = False, workers=None, workload: Workload | None = None) -> dict[str, object]:
     if warm_up and psu_first_bound != "previous":
         raise ValueError("a warm-up round sizes the first PSU table only with psu_first_bound='previous'")
     memory = _MemoryProbe()
-    workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
+    if workload is None:
+        workload = synthetic_workload(clients=clients, universe=universe, items_per_user=items, seed=seed)
+    elif workload.universe != universe or len(workload.clients) != clients:
+        raise ValueError("the workload given is not one of these sizes")
     memory.mark("workload")
     states = {
         c.client_id: DeviceState.new(ReferenceTrainer(c), params,
@@ -333,7 +339,7 @@ def server_floor(outcome, block_words: int, dense_rows: int) -> dict[str, Any]:
 
 def _malicious_comparison(clients: int, items: int, universe: int, dim: int, dropout: float, params: RRParameters,
                           seed: int, repeats: int, ddp: DDPSettings | None = None,
-                          executor=None, workers=None) -> dict[str, object]:
+                          executor=None, workers=None, workload: Workload | None = None) -> dict[str, object]:
     identities, trust = make_identities(range(1, clients + 1))  # synthetic client ids are 1..clients
     runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     counter = _SignatureCounter()
@@ -346,7 +352,7 @@ def _malicious_comparison(clients: int, items: int, universe: int, dim: int, dro
                 Adversary.MALICIOUS if malicious else Adversary.SEMI_MALICIOUS,
                 identities if malicious else None, trust if malicious else None, clock=time.process_time,
                 observer=counter if malicious and repeat == 0 else None, ddp=ddp, executor=executor,
-                workers=workers,
+                workers=workers, workload=workload,
             ))
             timings.append(signature_seconds(300, time.process_time))
     sign = statistics.median(t for t, _ in timings)

@@ -100,6 +100,7 @@ BAD = [
     (["bench", "round", "--adversary", "malicious", "--executor", "ray"], ["--executor ray", "--adversary malicious"]),
     (["bench", "round", "--adversary", "curious"], ["--adversary", "curious"]),
     (["bench", "round", "--repeats", "0"], ["--repeats", "got 0"]),
+    (["bench", "round", "--universe", str(1 << 60), "--items", "3"], ["workload", "memory", "choose smaller sizes"]),
     (["bench", "round", "--psu-first-bound", "0"], ["--psu-first-bound", "[1, 30100]", "got 0"]),
     (["bench", "round", "--psu-first-bound", "30101"], ["--psu-first-bound", "got 30101"]),
     (["bench", "round", "--psu-first-bound", "half"], ["--psu-first-bound", "got half"]),
@@ -421,3 +422,21 @@ def test_an_interrupt_handled_after_exec_still_exits_130(tmp_path, forget):
         assert result.returncode == 130
     elif sys.version_info[:2] == (3, 11):  # the interpreter quirk the helper exists for
         assert result.returncode == -signal.SIGINT
+
+
+def test_the_round_memory_estimate_follows_the_union_and_the_randomized_response():
+    from fedprivacy.cli.submodel_run import submodel_memory
+    from fedprivacy.ldp import RRParameters
+
+    sizes = argparse.Namespace(dataset="synthetic", universe=1_000_000, items=300, compare=True, dim=18, clients=1000)
+    cpp2 = RRParameters.preset(2)
+    ceiling = submodel_memory(sizes, cpp2)
+    assert ceiling == submodel_memory(sizes, cpp2, 300_000)  # no union given: clients x items, capped by the universe
+    # bench round at these sizes (union 89,922 of the workload) peaked at 2.4 GB: the estimate stays above,
+    # not several times above as the ceiling's
+    measured = submodel_memory(sizes, cpp2, 89_922)
+    assert 2.4e9 < measured < 3.2e9 and ceiling > 2 * measured
+    # noisier randomized response (CPP5 reports every id) holds more rows; more clients, more of everything
+    assert submodel_memory(sizes, RRParameters.preset(5), 89_922) > measured
+    more = argparse.Namespace(**{**vars(sizes), "clients": 2000})
+    assert submodel_memory(more, cpp2, 89_922) > measured

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from ..errors import InvalidParameters
 from ..hazmat.field import Modulus
 from ..secagg.params import MAX_CLIENTS, MAX_DIM
@@ -121,6 +123,7 @@ def _bench_psu(args: argparse.Namespace) -> int:
 def _bench_round(args: argparse.Namespace) -> int:
     from fedprivacy_bench.round import run_round_bench
 
+    from ..submodel.workload import synthetic_workload
     from .simulate import check_executor
     from .submodel_run import executor_of, submodel_memory
 
@@ -132,11 +135,16 @@ def _bench_round(args: argparse.Namespace) -> int:
     params = _rr_params_or_default(args)
     sizes = argparse.Namespace(dataset="synthetic", universe=args.universe, items=args.items, compare=True,
                                dim=args.dim, clients=args.clients)  # the bench keeps a copy of the model: as --compare
-    fits_in_memory(submodel_memory(sizes), "this benchmark")
+    # the workload first (per universe id a popularity, a rank and latents), then the round from its union
+    fits_in_memory(args.universe * 8 * 20 + args.clients * args.items * 64 + (64 << 20), "this benchmark's workload")
+    workload = synthetic_workload(clients=args.clients, universe=args.universe, items_per_user=args.items, seed=args.seed)
+    union = np.unique(np.concatenate([c.train_items for c in workload.clients])).shape[0]
+    fits_in_memory(submodel_memory(sizes, params, union), "this benchmark")
     result = run_round_bench(args.clients, args.items, args.universe, args.dim, args.dropout, params, seed=args.seed,
                              ddp=ddp_options.round_fields(args).get("ddp"), executor=executor_of(args),
                              adversary=args.adversary, repeats=args.repeats, sparse_rows_above=args.sparse_rows_above,
-                             psu_first_bound=first, warm_up=args.warm_up, server_workers=args.server_workers)
+                             psu_first_bound=first, warm_up=args.warm_up, server_workers=args.server_workers,
+                             workload=workload)
     _emit(result, args.json)
     return 0 if result["correct"] in (True, None) else 1  # None: no exact reference under DP noise
 

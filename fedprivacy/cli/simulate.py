@@ -38,10 +38,11 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.mode == "secagg":
         _check_secagg_mode(args)
         return _simulate_secagg(args)
+    from .rr import _rr_params_or_default
     from .submodel_run import _simulate_submodel, submodel_memory
 
     _check_submodel_mode(args)
-    fits_in_memory(submodel_memory(args), "this simulation")
+    fits_in_memory(submodel_memory(args, _rr_params_or_default(args)), "this simulation")
     return _simulate_submodel(args)
 
 

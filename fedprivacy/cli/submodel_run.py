@@ -54,11 +54,12 @@ def submodel_memory(args: argparse.Namespace, params: RRParameters, union: int |
     union: the chance that an id a client does not hold is reported), which the server keeps with its
     positions and plan entries (8 + 8 + 8 + 12 bytes an entry). Per client and peer, the secure sums'
     packed records (~250 bytes; every other client on the rows' full graph, which turns sparse above
-    1,000 clients, at most ~1,000 neighbours then, and the set union's SecAgg+ neighbours). Per universe id, the model (and
-    the comparison's baselines) and the synthetic workload's tables. One client's row download, update
-    and upload at a time, the server's sums and tables (a few words per union id) and 64 MiB besides.
-    Measured against ``bench round`` (its ``memory_by_stage``): at 1,000 clients x 300 items over 10^6 ids
-    (union 89,922) the peak was 2.4 GB."""
+    1,000 clients with at most ~1,000 neighbours, and the set union's SecAgg+ neighbours). Per universe
+    id, the model (and the comparison's baselines) and the synthetic workload's tables. One client's row
+    download, update and upload at a time, the server's sums and tables (a few words per union id) and
+    64 MiB besides. Against ``bench round``'s measured peaks (CPP2, 300 items, d = 18): 2.86 GB estimated
+    for 2.40 GB at 1,000 clients over 10^6 ids (union 89,922), 16.4 GB for 10.75 GB at 2,000 clients
+    over 10^7 ids (union 207,612)."""
     universe = 1700 if args.dataset == "movielens-100k" else args.universe
     items = 1000 if args.dataset == "movielens-100k" else args.items
     models = 3 if args.compare else 1
